@@ -1,0 +1,111 @@
+"""Bit-exact GEMM and the data layouts of the GEMM engine's buffers and streams.
+
+Numeric formats (see docs/architecture.md, "Numerics"):
+
+* ``A[M, K]``: activations, signed ``act_bits`` (int8), one per-tensor scale.
+* ``W[K, N]``: weights, signed ``weight_bits`` (int8), symmetric, one scale per output channel n.
+* ``acc[M, N] = A @ W``: exact signed ``acc_bits`` (int32) accumulation; the config guarantees
+  ``max_k * 2**14 < 2**31`` so it can never overflow.
+* ``Y = requantize(acc, bias, mult, shift)``: see :mod:`heatvit.golden.requant`.
+
+Layouts, for R = ``rows`` and C = ``cols``, KT = ceil(K/R), NT = ceil(N/C):
+
+* Activation buffer word ``kt * M + m`` holds ``A[m, kt*R : kt*R + R]`` (lane r = k offset r),
+  zero-padded past K.  This is also the order in which the engine emits output rows, so an
+  output tile can be written back as the next GEMM's activations with a plain counter.
+* Weight stream: for nt, for kt, for r in 0..R-1: one word of C lanes ``W[kt*R + r, nt*C + c]``,
+  zero-padded past K and past N; NT * KT * R words in all.
+* Parameters: one beat per output channel ``n``: ``(n, bias[n], mult[n], shift[n])``.
+* Output stream: for nt, for m: one word of C lanes ``Y[m, nt*C + c]``; lanes past N are zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import GemmConfig, ceil_div
+from .checks import as_int_array, signed_range, unsigned_range
+from .requant import requantize
+
+
+def check_operands(cfg: GemmConfig, a, w) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``a`` (M x K) and ``w`` (K x N) against the config; return them as int64."""
+    a = as_int_array("a", a, cfg.act_min, cfg.act_max, ndim=2)
+    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+    if a.shape[1] != w.shape[0]:
+        raise ValueError(f"a is {a.shape[0]} x {a.shape[1]} but w is {w.shape[0]} x {w.shape[1]}: "
+                         f"the K dimensions differ")
+    cfg.check_gemm_shape(a.shape[0], a.shape[1], w.shape[1])
+    return a, w
+
+
+def matmul_acc(cfg: GemmConfig, a, w) -> np.ndarray:
+    """Exact integer ``A @ W`` as int64 values within the ``acc_bits`` range."""
+    a, w = check_operands(cfg, a, w)
+    return a @ w
+
+
+def check_params(cfg: GemmConfig, n: int, bias, mult, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Broadcast per-channel requantization parameters to length ``n`` and range-check them."""
+    out = []
+    for name, val, (lo, hi) in (("bias", bias, signed_range(cfg.bias_bits)),
+                                ("mult", mult, unsigned_range(cfg.mult_bits)),
+                                ("shift", shift, (0, cfg.max_shift))):
+        arr = as_int_array(name, val, lo, hi)
+        if arr.ndim == 0:
+            arr = np.full(n, int(arr), dtype=np.int64)
+        if arr.shape != (n,):
+            raise ValueError(f"{name} must be a scalar or have shape ({n},), got {arr.shape}")
+        out.append(arr)
+    return out[0], out[1], out[2]
+
+
+def gemm(cfg: GemmConfig, a, w, bias, mult, shift) -> np.ndarray:
+    """The GEMM engine's result: ``requantize(A @ W, bias, mult, shift)`` as int64 in act range."""
+    acc = matmul_acc(cfg, a, w)
+    bias, mult, shift = check_params(cfg, acc.shape[1], bias, mult, shift)
+    return requantize(acc, bias, mult, shift, out_bits=cfg.act_bits, acc_bits=cfg.acc_bits,
+                      bias_bits=cfg.bias_bits, mult_bits=cfg.mult_bits, max_shift=cfg.max_shift)
+
+
+# -- buffer and stream layouts ----------------------------------------------------------------
+
+def pack_activations(cfg: GemmConfig, a) -> np.ndarray:
+    """Activation-buffer image: array ``(KT*M, R)``; row ``kt*M + m`` is that buffer word."""
+    a = as_int_array("a", a, cfg.act_min, cfg.act_max, ndim=2)
+    m, k = a.shape
+    kt = ceil_div(k, cfg.rows)
+    padded = np.zeros((m, kt * cfg.rows), dtype=np.int64)
+    padded[:, :k] = a
+    return padded.reshape(m, kt, cfg.rows).transpose(1, 0, 2).reshape(kt * m, cfg.rows)
+
+
+def pack_weights(cfg: GemmConfig, w) -> np.ndarray:
+    """Weight-stream image: array ``(NT*KT*R, C)`` in the order the engine consumes it."""
+    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+    k, n = w.shape
+    kt, nt = ceil_div(k, cfg.rows), ceil_div(n, cfg.cols)
+    padded = np.zeros((kt * cfg.rows, nt * cfg.cols), dtype=np.int64)
+    padded[:k, :n] = w
+    # (KT*R, NT, C) -> (NT, KT*R, C)
+    return padded.reshape(kt * cfg.rows, nt, cfg.cols).transpose(1, 0, 2).reshape(-1, cfg.cols)
+
+
+def unpack_outputs(cfg: GemmConfig, beats, m: int, n: int) -> np.ndarray:
+    """Inverse of the output-stream order: ``beats`` ``(NT*M, C)`` -> ``Y[M, N]``."""
+    beats = np.asarray(beats, dtype=np.int64)
+    nt = ceil_div(n, cfg.cols)
+    if beats.shape != (nt * m, cfg.cols):
+        raise ValueError(f"beats must have shape ({nt * m}, {cfg.cols}) for M={m}, N={n}, "
+                         f"got {beats.shape}")
+    return beats.reshape(nt, m, cfg.cols).transpose(1, 0, 2).reshape(m, nt * cfg.cols)[:, :n]
+
+
+def pack_outputs(cfg: GemmConfig, y) -> np.ndarray:
+    """Output-stream image of ``Y[M, N]``: ``(NT*M, C)`` with lanes past N zero."""
+    y = np.asarray(y, dtype=np.int64)
+    m, n = y.shape
+    nt = ceil_div(n, cfg.cols)
+    padded = np.zeros((m, nt * cfg.cols), dtype=np.int64)
+    padded[:, :n] = y
+    return padded.reshape(m, nt, cfg.cols).transpose(1, 0, 2).reshape(nt * m, cfg.cols)

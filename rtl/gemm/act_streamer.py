@@ -1,0 +1,111 @@
+"""Walks the (n tile, k tile, token) loop nest and feeds activation rows into the array."""
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from heatvit.config import GemmConfig
+
+from . import layouts
+
+
+class ActivationStreamer(wiring.Component):
+    """Issue one activation row per enabled cycle, reading the activation buffer.
+
+    Loop order: for nt in N tiles, for kt in K tiles, for m in tokens; each (nt, kt) pair uses
+    one stationary weight tile, whose commit rides on its m = 0 row.  A new tile starts only
+    once the weight loader has it in the shadow registers (``shadow_full``); otherwise rows
+    issue back to back, so a tile costs ``max(M, 2R + C - 1)`` cycles.
+
+    * ``start`` with ``m``/``kt``/``nt`` (counts) and ``k_last``/``n_last`` (valid lanes in the
+      last K tile and last N tile) begins a GEMM; ``active`` stays high until its last row issues.
+    * ``rd_addr``/``rd_en``/``rd_data``: the activation buffer's synchronous read port; word
+      ``kt * M + m`` (int8 lanes, reduction offset r in lane r).
+    * ``act``/``commit``/``tag``: the row for the array, one cycle after its read, lanes past
+      K zeroed; ``tag`` is :func:`layouts.row_tag`.
+    """
+
+    def __init__(self, cfg: GemmConfig):
+        self.cfg = cfg
+        super().__init__({
+            "en": In(1),
+            "start": In(1),
+            "m": In(unsigned(cfg.m_bits)),
+            "kt": In(range(cfg.max_k_tiles + 1)),
+            "nt": In(range(cfg.max_n_tiles + 1)),
+            "k_last": In(range(cfg.rows + 1)),
+            "n_last": In(range(cfg.cols + 1)),
+            "active": Out(1),
+            "shadow_full": In(1),
+            "commit_taken": Out(1),
+            "rd_addr": Out(cfg.act_addr_bits),
+            "rd_en": Out(1),
+            "rd_data": In(layouts.act_word(cfg)),
+            "act": Out(layouts.act_word(cfg)),
+            "commit": Out(1),
+            "tag": Out(layouts.row_tag(cfg)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        # Shape of this GEMM, latched at start.
+        n_m = Signal.like(self.m)
+        n_kt = Signal.like(self.kt)
+        n_nt = Signal.like(self.nt)
+        k_last = Signal.like(self.k_last)
+        n_last = Signal.like(self.n_last)
+        # Loop counters.
+        i_m = Signal.like(self.m)
+        i_kt = Signal.like(self.kt)
+        i_nt = Signal.like(self.nt)
+        addr = Signal(cfg.act_addr_bits)
+
+        last_m = i_m == n_m - 1
+        last_kt = i_kt == n_kt - 1
+        last_nt = i_nt == n_nt - 1
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(self.active & self.en & ((i_m != 0) | self.shadow_full)),
+            self.commit_taken.eq(issue & (i_m == 0)),
+            self.rd_addr.eq(addr),
+            self.rd_en.eq(self.en),
+        ]
+
+        with m.If(issue):
+            with m.If(last_m):
+                m.d.sync += i_m.eq(0)
+                with m.If(last_kt):
+                    m.d.sync += [i_kt.eq(0), addr.eq(0), i_nt.eq(i_nt + 1)]
+                    with m.If(last_nt):
+                        m.d.sync += self.active.eq(0)
+                with m.Else():
+                    m.d.sync += [i_kt.eq(i_kt + 1), addr.eq(addr + 1)]
+            with m.Else():
+                m.d.sync += [i_m.eq(i_m + 1), addr.eq(addr + 1)]
+
+        with m.If(self.start):
+            m.d.sync += [n_m.eq(self.m), n_kt.eq(self.kt), n_nt.eq(self.nt),
+                         k_last.eq(self.k_last), n_last.eq(self.n_last),
+                         i_m.eq(0), i_kt.eq(0), i_nt.eq(0), addr.eq(0), self.active.eq(1)]
+
+        # Row bookkeeping, registered in step with the buffer's read latency.
+        tag = Signal(layouts.row_tag(cfg))
+        lanes_k = Signal(range(cfg.rows + 1))
+        commit = Signal()
+        with m.If(self.en):
+            m.d.sync += [
+                tag.valid.eq(issue),
+                tag.m.eq(i_m),
+                tag.nt.eq(i_nt),
+                tag.first_k.eq(i_kt == 0),
+                tag.last_k.eq(last_kt),
+                tag.lanes.eq(Mux(last_nt, n_last, cfg.cols)),
+                tag.final.eq(last_m & last_kt & last_nt),
+                lanes_k.eq(Mux(issue, Mux(last_kt, k_last, cfg.rows), 0)),
+                commit.eq(self.commit_taken),
+            ]
+        for r in range(cfg.rows):
+            m.d.comb += self.act[r].eq(Mux(lanes_k > r, self.rd_data[r], 0))
+        m.d.comb += [self.commit.eq(commit), self.tag.eq(tag)]
+        return m
