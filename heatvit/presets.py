@@ -1,0 +1,38 @@
+"""Named configurations, and loading a config from a name or a JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import AcceleratorConfig, GemmConfig
+
+PRESETS: dict[str, AcceleratorConfig] = {
+    # The shipped default: a 16 x 16 array whose activation buffer holds a 197-token, K = 768
+    # GEMM (DeiT-B qkv/fc1) and whose parameter buffer holds N = 3072 (fc1).
+    "default": AcceleratorConfig(),
+    # A small array for quick simulation.
+    "small": AcceleratorConfig(gemm=GemmConfig(rows=4, cols=4, act_buffer_words=1024, max_m=64,
+                                               max_k=1024, max_n=256, weight_fifo_depth=8,
+                                               out_fifo_depth=4)),
+    # Every DeiT-T/S/B encoder GEMM at 197 tokens with its activations on chip
+    # (fc2 of DeiT-B: ceil(3072/16) * 197 = 37824 words).
+    "bench": AcceleratorConfig(gemm=GemmConfig(rows=16, cols=16, act_buffer_words=37824,
+                                               max_m=197, max_k=3072, max_n=3072)),
+}
+
+
+def load_config(spec: str | Path) -> AcceleratorConfig:
+    """A preset name, or a path to a JSON file written by ``AcceleratorConfig.to_dict``."""
+    if str(spec) in PRESETS:
+        return PRESETS[str(spec)]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"config {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"config file {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path}: expected a JSON object")
+    return AcceleratorConfig.from_dict(data)
