@@ -114,3 +114,98 @@ def from_numpy_state_dict(cfg: ViTConfig, weights: dict) -> VisionTransformer:
     model = VisionTransformer(cfg)
     model.load_state_dict({k: torch.as_tensor(v) for k, v in weights.items()}, strict=True)
     return model.eval()
+
+
+# -- token selectors (training) ---------------------------------------------------------------
+
+class TokenSelector(nn.Module):
+    """HeatViT/SPViT token selector on (B, N, D) tokens with a presence mask ``policy`` (B, N).
+
+    Per head h on its channel slice x_h (head_dim channels), with per-head weights:
+    LayerNorm -> Linear(dh, dh) -> GELU; first half of the channels local, second half averaged
+    over present tokens (global); Linear(dh, dh/2) -> GELU -> Linear(dh/2, dh/4) -> GELU ->
+    Linear(dh/4, 2) -> softmax gives t[n, h] = (keep, prune).  Head weights: per-token channel
+    mean of each head's slice -> Linear(H, max(1, H//2)) -> GELU -> Linear(., H) -> sigmoid = a[n, h].
+    Keep probabilities: sum_h a t / sum_h a (column 0 = keep).
+    """
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        h, dh = cfg.heads, cfg.head_dim
+        if dh % 4:
+            raise ValueError(f"TokenSelector: head_dim = {dh}; allowed multiples of 4")
+        self.heads, self.dh = h, dh
+        self.norm_weight = nn.Parameter(torch.ones(h, dh))
+        self.norm_bias = nn.Parameter(torch.zeros(h, dh))
+        self.eps = cfg.eps
+        dims = [(dh, dh), (dh, dh // 2), (dh // 2, dh // 4), (dh // 4, 2)]
+        self.w = nn.ParameterList(nn.Parameter(torch.randn(h, o, i) * 0.02) for i, o in dims)
+        self.b = nn.ParameterList(nn.Parameter(torch.zeros(h, o)) for i, o in dims)
+        hh = max(1, h // 2)
+        self.head_fc1 = nn.Linear(h, hh)
+        self.head_fc2 = nn.Linear(hh, h)
+
+    def forward(self, x, policy):
+        """Returns keep probabilities (B, N) and the per-token (keep, prune) scores (B, N, 2)."""
+        b, n, d = x.shape
+        xh = x.reshape(b, n, self.heads, self.dh).transpose(1, 2)            # (B, H, N, dh)
+        y = F.layer_norm(xh, (self.dh,), eps=self.eps) * self.norm_weight[None, :, None] + self.norm_bias[None, :, None]
+        y = F.gelu(torch.einsum("bhnk,hok->bhno", y, self.w[0]) + self.b[0][None, :, None])
+        half = self.dh // 2
+        p = policy[:, None, :, None]
+        glob = (y[..., half:] * p).sum(2, keepdim=True) / p.sum(2, keepdim=True).clamp_min(1e-6)
+        y = torch.cat([y[..., :half], glob.expand(-1, -1, n, -1)], -1)
+        for i in (1, 2, 3):
+            y = torch.einsum("bhnk,hok->bhno", y, self.w[i]) + self.b[i][None, :, None]
+            if i < 3:
+                y = F.gelu(y)
+        t = y.softmax(-1)                                                   # (B, H, N, 2)
+        a = torch.sigmoid(self.head_fc2(F.gelu(self.head_fc1(xh.mean(-1).transpose(1, 2)))))  # (B, N, H)
+        score = (a.transpose(1, 2)[..., None] * t).sum(1) / a.sum(-1)[..., None]
+        return score[..., 0], score
+
+
+class PrunedViT(nn.Module):
+    """Backbone + token selectors before ``plan.blocks``, trained with masks (batched).
+
+    Each selector's hard Gumbel-softmax decision (training) or ``keep > prune`` decision (eval)
+    multiplies the presence mask; pruned tokens stop being attended to, and one package token
+    per selector (the keep-score weighted average of the tokens it pruned) is appended, as in
+    HeatViT.  Returns logits, the mean keep ratio of each stage (over the patch tokens) and the
+    final tokens with their mask.
+    """
+
+    def __init__(self, backbone: VisionTransformer, plan):
+        super().__init__()
+        self.backbone, self.plan = backbone, plan
+        self.selectors = nn.ModuleList(TokenSelector(backbone.cfg) for _ in plan.blocks)
+        self.tau = 1.0
+
+    def forward(self, x, hard_eval: bool | None = None):
+        bb = self.backbone
+        x = bb.embed(x)
+        b, n = x.shape[:2]
+        n_patch = n - 1
+        policy = torch.ones(b, n, device=x.device)
+        patch = torch.zeros(b, n, device=x.device)
+        patch[:, 1:] = 1                         # which slots are original patch tokens
+        ratios = []
+        for i, blk in enumerate(bb.blocks):
+            if i in self.plan.blocks:
+                s = self.plan.blocks.index(i)
+                keep_p, score = self.selectors[s](x, policy)
+                if self.training:
+                    dec = F.gumbel_softmax(torch.log(score.clamp_min(1e-8)), tau=self.tau, hard=True)[..., 0]
+                else:
+                    dec = (score[..., 0] > score[..., 1]).float()
+                dec = torch.where(patch > 0, dec, torch.ones_like(dec))         # class/package tokens stay
+                pruned = policy * (1 - dec) * patch
+                policy = policy * dec
+                w = pruned * keep_p
+                pkg = (w[..., None] * x).sum(1, keepdim=True) / w.sum(1, keepdim=True)[..., None].clamp_min(1e-6)
+                x = torch.cat([x, pkg], 1)
+                policy = torch.cat([policy, (pruned.sum(1, keepdim=True) > 0).float()], 1)
+                patch = torch.cat([patch, torch.zeros(b, 1, device=x.device)], 1)
+                ratios.append((policy * patch).sum(1) / n_patch)
+            x, _ = blk(x, policy if self.plan.blocks and i >= self.plan.blocks[0] else None)
+        return bb.head_logits(x), ratios, x, policy
