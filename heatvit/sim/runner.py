@@ -122,6 +122,9 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
         if sim == "verilator":
             build_args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                           "--x-assign", "fast", "--x-initial", "fast", "-O3",
+                          # Split the model into many small C++ functions: without this a
+                          # 16 x 16 array's eval() is one function that g++ takes >15 min on.
+                          "--output-split", "20000", "--output-split-cfuncs", "1000",
                           "-CFLAGS", "-O1"]
             if waves:
                 build_args += ["--trace-fst", "--trace-structs"]
