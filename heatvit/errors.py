@@ -14,6 +14,13 @@ class ErrorCode(IntEnum):
     K_TOO_LARGE = 3          # K > GemmConfig.max_k
     N_TOO_LARGE = 4          # N > GemmConfig.max_n (parameter buffer depth)
     ACT_BUFFER_OVERFLOW = 5  # ceil(K/R) * M > GemmConfig.act_buffer_words
+    # -- accelerator shell (rtl/shell, docs/shell.md) --
+    START_WHILE_BUSY = 16    # CTRL.start written while a job runs (the job goes on)
+    ADDRESS_OUT_OF_WINDOW = 17  # a buffer is not inside ShellConfig's DMA window
+    UNALIGNED_ADDRESS = 18   # a buffer address is not a multiple of the AXI beat size
+    TIMEOUT = 19             # watchdog: no DMA or engine progress for watchdog_cycles
+    AXI_READ_ERROR = 20      # RRESP was SLVERR or DECERR
+    AXI_WRITE_ERROR = 21     # BRESP was SLVERR or DECERR
 
 
 class HardwareError(RuntimeError):
