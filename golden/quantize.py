@@ -112,3 +112,117 @@ def calibrate(dumps: list[dict], names: list[str] | None = None) -> dict[str, fl
             m = max(float(np.abs(np.asarray(a, dtype=np.float64)).max()) for a in vals if np.size(a))
             amax[k] = max(amax.get(k, 0.0), m)
     return amax
+
+
+@dataclass
+class QBlock:
+    """Integer parameters of one encoder block (nonlinear parameter objects from vit_ops)."""
+
+    norm1: object
+    qkv: QLinear
+    score_mult: int
+    score_shift: int
+    softmax: object
+    av_mult: int
+    av_shift: int
+    proj: QLinear
+    add1: tuple[int, int, int]
+    norm2: object
+    fc1: QLinear
+    gelu: object
+    fc2: QLinear
+    add2: tuple[int, int, int]
+
+
+@dataclass
+class QuantizedViT:
+    """The integer model: every tensor int8/int32, every rescale a (mult, shift) pair.
+
+    ``scales[name]`` is the float scale of the integer tensor dumped under ``name`` (the
+    float forward's stage names), used to dequantize dumps and by the nonlinear functions."""
+
+    cfg: object
+    plan: object
+    gemm: object
+    scales: dict[str, float]
+    patch_embed: QLinear
+    pos: np.ndarray
+    add_embed: tuple[int, int, int]
+    cls_row: np.ndarray
+    blocks: list[QBlock]
+    norm: object
+    head: QLinear
+    selectors: list = field(default_factory=list)
+
+
+def calibration_amax(model, calib_images, *, prune: bool) -> dict[str, float]:
+    """Max |x| per float stage over the calibration images (dense, or with selectors)."""
+    from .vit_float import forward_float
+    dump: dict = {}
+    forward_float(model, calib_images, prune=prune, dump=dump)
+    return calibrate([dump])
+
+
+def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
+    """Post-training quantization of a float :class:`~heatvit.golden.model_io.ViTModel`.
+
+    Activation scales come from the float model on ``calib_images`` (dense pass; when the model
+    has selectors, the pruned pass too, taking the larger range of each stage)."""
+    from ..config import DEFAULT
+    from . import vit_ops
+    gemm_cfg = gemm_cfg or DEFAULT.gemm
+    cfg, w = model.cfg, model.weights
+    amax = calibration_amax(model, calib_images, prune=False)
+    if model.plan.blocks:
+        for k, v in calibration_amax(model, calib_images, prune=True).items():
+            amax[k] = max(amax.get(k, 0.0), v)
+    kw = dict(mult_bits=gemm_cfg.mult_bits, max_shift=gemm_cfg.max_shift)
+    sc = {k: act_scale(v) for k, v in amax.items()}
+    sc["patches"] = 1.0 / QMAX                       # images are in [0, 1]
+    pos = w["pos_embed"][0]
+    sc["pos"] = act_scale(np.abs(pos[1:]).max())
+
+    pe = quantize_linear(w["patch_embed.proj.weight"].reshape(cfg.dim, -1), w["patch_embed.proj.bias"],
+                         sc["patches"], sc["patch_embed"], **kw)
+    add_embed = add_params(sc["patch_embed"], sc["pos"], sc["embed"])
+    cls_row = quantize_float(w["cls_token"][0, 0] + pos[0], sc["embed"])
+    pos_q = quantize_float(pos[1:], sc["pos"])
+
+    dh = cfg.head_dim
+    blocks = []
+    prev = "embed"
+    for i in range(cfg.depth):
+        p, a = f"blocks.{i}.", f"blocks.{i}.attn."
+        sc[p + "in"] = sc[prev]
+        s_q = sc[a + "q"] * dh ** -0.5                # q carries the attention scale
+        s_qkv = np.concatenate([np.full(cfg.dim, s_q), np.full(cfg.dim, sc[a + "k"]), np.full(cfg.dim, sc[a + "v"])])
+        qkv_w = w[p + "attn.qkv.weight"].astype(np.float64).copy()
+        qkv_b = w[p + "attn.qkv.bias"].astype(np.float64).copy()
+        qkv_w[:cfg.dim] *= dh ** -0.5
+        qkv_b[:cfg.dim] *= dh ** -0.5
+        sm_params, s_p = vit_ops.softmax_params(sc[a + "scores"])
+        sc[a + "softmax"] = s_p
+        blocks.append(QBlock(
+            norm1=vit_ops.layer_norm_params(w[p + "norm1.weight"], w[p + "norm1.bias"], cfg.eps,
+                                            sc[p + "in"], sc[p + "norm1"]),
+            qkv=quantize_linear(qkv_w, qkv_b, sc[p + "norm1"], s_qkv, **kw),
+            score_mult=0, score_shift=0, softmax=sm_params, av_mult=0, av_shift=0,
+            proj=quantize_linear(w[p + "attn.proj.weight"], w[p + "attn.proj.bias"], sc[a + "ctx"], sc[a + "proj"], **kw),
+            add1=add_params(sc[p + "in"], sc[a + "proj"], sc[p + "res1"]),
+            norm2=vit_ops.layer_norm_params(w[p + "norm2.weight"], w[p + "norm2.bias"], cfg.eps,
+                                            sc[p + "res1"], sc[p + "norm2"]),
+            fc1=quantize_linear(w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"], sc[p + "norm2"], sc[p + "mlp.fc1"], **kw),
+            gelu=vit_ops.gelu_params(sc[p + "mlp.fc1"], sc[p + "mlp.gelu"]),
+            fc2=quantize_linear(w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"], sc[p + "mlp.gelu"], sc[p + "mlp.fc2"], **kw),
+            add2=add_params(sc[p + "res1"], sc[p + "mlp.fc2"], sc[p + "out"]),
+        ))
+        blk = blocks[-1]
+        blk.score_mult, blk.score_shift = scale_params(s_q * sc[a + "k"] / sc[a + "scores"], **kw)
+        blk.av_mult, blk.av_shift = scale_params(s_p * sc[a + "v"] / sc[a + "ctx"], **kw)
+        prev = p + "out"
+    last = f"blocks.{cfg.depth - 1}.out"
+    norm = vit_ops.layer_norm_params(w["norm.weight"], w["norm.bias"], cfg.eps, sc[last], sc["norm"])
+    head = quantize_linear(w["head.weight"], w["head.bias"], sc["norm"], sc["logits"], **kw)
+    qm = QuantizedViT(cfg, model.plan, gemm_cfg, sc, pe, pos_q, add_embed, cls_row, blocks, norm, head)
+    qm.selectors = [vit_ops.selector_params(model, s, qm) for s in range(len(model.plan.blocks))]
+    return qm

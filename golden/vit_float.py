@@ -82,12 +82,12 @@ def embed(model: ViTModel, images: np.ndarray, dump: dict | None = None) -> np.n
     cfg, w = model.cfg, model.weights
     patches = patchify(cfg, images)
     pw = w["patch_embed.proj.weight"].reshape(cfg.dim, -1)
-    x = linear(patches, pw, w["patch_embed.proj.bias"])
+    pe = linear(patches, pw, w["patch_embed.proj.bias"])
+    x = pe
     cls = np.broadcast_to(w["cls_token"], (x.shape[0], 1, cfg.dim))
     x = (np.concatenate([cls, x], axis=1) + w["pos_embed"]).astype(_F)
     if dump is not None:
-        dump["patches"] = patches
-        dump["embed"] = x
+        dump.update({"patches": patches, "patch_embed": pe, "embed": x})
     return x
 
 
@@ -115,11 +115,12 @@ def block(model: ViTModel, i: int, x: np.ndarray, dump: dict | None = None) -> n
     n1 = layer_norm(x, w[p + "norm1.weight"], w[p + "norm1.bias"], cfg.eps)
     x1 = (x + attention(model, i, n1, dump)).astype(_F)
     n2 = layer_norm(x1, w[p + "norm2.weight"], w[p + "norm2.bias"], cfg.eps)
-    h = gelu(linear(n2, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"]))
+    f1 = linear(n2, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"])
+    h = gelu(f1)
     m = linear(h, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
     x2 = (x1 + m).astype(_F)
     if dump is not None:
-        dump.update({p + "in": x, p + "norm1": n1, p + "res1": x1, p + "norm2": n2, p + "mlp.gelu": h,
+        dump.update({p + "in": x, p + "norm1": n1, p + "res1": x1, p + "norm2": n2, p + "mlp.fc1": f1, p + "mlp.gelu": h,
                      p + "mlp.fc2": m, p + "out": x2})
     return x2
 
@@ -151,10 +152,12 @@ def forward_float(model: ViTModel, images, *, prune: bool = False, dump: dict | 
     for img in images:
         d = {} if dump is not None else None
         x = embed(model, img[None], d)
+        n_pkg = 0
         for i in range(model.cfg.depth):
             if i in model.plan.blocks:
                 s = model.plan.blocks.index(i)
-                x = select_float(model, s, x[0], d)[None]
+                x, n_pkg = select_float(model, s, x[0], n_pkg, d)
+                x = x[None]
             x = block(model, i, x, d)
         out.append(head(model, x, d)[0])
         if dump is not None:

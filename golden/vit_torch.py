@@ -139,7 +139,7 @@ class TokenSelector(nn.Module):
         self.norm_bias = nn.Parameter(torch.zeros(h, dh))
         self.eps = cfg.eps
         dims = [(dh, dh), (dh, dh // 2), (dh // 2, dh // 4), (dh // 4, 2)]
-        self.w = nn.ParameterList(nn.Parameter(torch.randn(h, o, i) * 0.02) for i, o in dims)
+        self.w = nn.ParameterList(nn.Parameter(torch.randn(h, o, i) * i ** -0.5) for i, o in dims)
         self.b = nn.ParameterList(nn.Parameter(torch.zeros(h, o)) for i, o in dims)
         hh = max(1, h // 2)
         self.head_fc1 = nn.Linear(h, hh)
@@ -168,7 +168,7 @@ class TokenSelector(nn.Module):
 class PrunedViT(nn.Module):
     """Backbone + token selectors before ``plan.blocks``, trained with masks (batched).
 
-    Each selector's hard Gumbel-softmax decision (training) or ``keep > prune`` decision (eval)
+    Each selector's hard Gumbel-softmax decision (training) or ``keep > threshold`` decision (eval)
     multiplies the presence mask; pruned tokens stop being attended to, and one package token
     per selector (the keep-score weighted average of the tokens it pruned) is appended, as in
     HeatViT.  Returns logits, the mean keep ratio of each stage (over the patch tokens) and the
@@ -180,8 +180,9 @@ class PrunedViT(nn.Module):
         self.backbone, self.plan = backbone, plan
         self.selectors = nn.ModuleList(TokenSelector(backbone.cfg) for _ in plan.blocks)
         self.tau = 1.0
+        self.threshold = 0.5
 
-    def forward(self, x, hard_eval: bool | None = None):
+    def forward(self, x):
         bb = self.backbone
         x = bb.embed(x)
         b, n = x.shape[:2]
@@ -196,8 +197,8 @@ class PrunedViT(nn.Module):
                 keep_p, score = self.selectors[s](x, policy)
                 if self.training:
                     dec = F.gumbel_softmax(torch.log(score.clamp_min(1e-8)), tau=self.tau, hard=True)[..., 0]
-                else:
-                    dec = (score[..., 0] > score[..., 1]).float()
+                else:                    # inference: keep when the combined keep score > threshold
+                    dec = (keep_p > self.threshold).float()
                 dec = torch.where(patch > 0, dec, torch.ones_like(dec))         # class/package tokens stay
                 pruned = policy * (1 - dec) * patch
                 policy = policy * dec

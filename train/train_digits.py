@@ -247,6 +247,27 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_
     return student.eval()
 
 
+# -- export ----------------------------------------------------------------------------------
+
+def export(cfg, student, plan, plan_info, args, splits) -> Path:
+    """Write golden/data/vit_digits.npz: timm-named backbone + ``selectors.I.*`` + provenance."""
+    sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v.detach().numpy()
+          for k, v in student.state_dict().items()}
+    xte, yte = tensors(splits["test"], cfg.image_size)
+    student.eval()
+    with torch.no_grad():
+        pruned_acc = float((student(xte)[0].argmax(1) == yte).float().mean())
+    meta = {"trained_by": "train/train_digits.py", "torch": torch.__version__, "seed": SEED,
+            "backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs,
+            "plan_search": plan_info,
+            "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc}}
+    model = model_io.from_state_dict(cfg, sd, plan, meta)
+    path = DATA / "vit_digits.npz"
+    model_io.save_npz(model, path)
+    print(f"wrote {path} ({path.stat().st_size} bytes): {meta['torch_test_top1']}", flush=True)
+    return path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors"], default="all",
@@ -283,6 +304,7 @@ def main(argv=None):
         plan_info = {k: v for k, v in d.items() if k not in ("blocks", "keep_ratios")}
     print(f"plan: selectors before blocks {plan.blocks}, keep ratios {plan.keep_ratios}: {plan_info}", flush=True)
     student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs)
+    export(cfg, student, plan, plan_info, args, splits)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,112 @@
+"""Integer forward pass of the ViT: the exact arithmetic of the accelerator.
+
+Every GEMM (patch embedding, qkv, per-head q@k^T and attn@v, proj, fc1, fc2, head) is
+:func:`heatvit.golden.gemm.gemm` (int8 x int8 -> int32 -> requantize -> int8).  LayerNorm,
+softmax and GELU are the integer nonlinear golden functions, and the token selector is the
+token-selector golden model (both reached through :mod:`heatvit.golden.vit_ops`).  Residual adds
+rescale both int8 operands to the output scale with one rounding (:func:`residual_add`).
+
+One image at a time (token counts differ per image once selectors prune).  ``dump``: a dict
+that receives every intermediate integer tensor under the same stage names as the float
+forward (``embed``, ``blocks.2.attn.softmax``, ...); ``qmodel.scales[name]`` dequantizes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .gemm import gemm
+from .quantize import QLinear, QuantizedViT, quantize_float
+from .requant import requantize
+from .vit_float import check_images, patchify
+from . import vit_ops
+
+
+def linear(qm: QuantizedViT, x: np.ndarray, layer: QLinear) -> np.ndarray:
+    return gemm(qm.gemm, x, layer.w, layer.bias, layer.mult, layer.shift)
+
+
+def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> np.ndarray:
+    """``y = requantize(a * mult_a + b * mult_b, shift)``: int8 + int8 -> int8 in the output scale,
+    one rounding (the requantizer's), saturating."""
+    ma, mb, sh = params
+    acc = a.astype(np.int64) * ma + b.astype(np.int64) * mb
+    return requantize(acc, 0, 1, sh, out_bits=8, mult_bits=1)
+
+
+def embed(qm: QuantizedViT, image: np.ndarray, dump: dict | None) -> np.ndarray:
+    """(C, H, W) float image -> int8 tokens (num_tokens, dim) at scale ``scales['embed']``."""
+    patches = quantize_float(patchify(qm.cfg, image[None])[0], qm.scales["patches"])
+    pe = linear(qm, patches, qm.patch_embed)
+    x = np.concatenate([qm.cls_row[None], residual_add(pe, qm.pos, qm.add_embed)], axis=0)
+    if dump is not None:
+        dump.update({"patches": patches, "patch_embed": pe, "embed": x})
+    return x
+
+
+def attention(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndarray:
+    blk, cfg, p = qm.blocks[i], qm.cfg, f"blocks.{i}.attn."
+    d, dh = cfg.dim, cfg.head_dim
+    qkv = linear(qm, x, blk.qkv)
+    q, k, v = qkv[:, :d], qkv[:, d:2 * d], qkv[:, 2 * d:]
+    scores, probs, ctx = [], [], []
+    for h in range(cfg.heads):
+        sl = slice(h * dh, (h + 1) * dh)
+        s = gemm(qm.gemm, q[:, sl], k[:, sl].T, 0, blk.score_mult, blk.score_shift)
+        a = vit_ops.softmax(s, qm.scales[p + "scores"], blk.softmax)
+        c = gemm(qm.gemm, a, v[:, sl], 0, blk.av_mult, blk.av_shift)
+        scores.append(s), probs.append(a), ctx.append(c)
+    ctx_all = np.concatenate(ctx, axis=1)
+    out = linear(qm, ctx_all, blk.proj)
+    if dump is not None:
+        dump.update({p + "q": q, p + "k": k, p + "v": v, p + "scores": np.stack(scores),
+                     p + "softmax": np.stack(probs), p + "ctx": ctx_all, p + "proj": out})
+    return out
+
+
+def block(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndarray:
+    blk, p = qm.blocks[i], f"blocks.{i}."
+    n1 = vit_ops.layer_norm(x, qm.scales[p + "in"], blk.norm1)
+    x1 = residual_add(x, attention(qm, i, n1, dump), blk.add1)
+    n2 = vit_ops.layer_norm(x1, qm.scales[p + "res1"], blk.norm2)
+    f1 = linear(qm, n2, blk.fc1)
+    h = vit_ops.gelu(f1, qm.scales[p + "mlp.fc1"], blk.gelu)
+    m = linear(qm, h, blk.fc2)
+    x2 = residual_add(x1, m, blk.add2)
+    if dump is not None:
+        dump.update({p + "in": x, p + "norm1": n1, p + "res1": x1, p + "norm2": n2, p + "mlp.fc1": f1,
+                     p + "mlp.gelu": h, p + "mlp.fc2": m, p + "out": x2})
+    return x2
+
+
+def head(qm: QuantizedViT, x: np.ndarray, dump: dict | None) -> np.ndarray:
+    xn = vit_ops.layer_norm(x, qm.scales[f"blocks.{qm.cfg.depth - 1}.out"], qm.norm)
+    logits = linear(qm, xn[:1], qm.head)[0]
+    if dump is not None:
+        dump.update({"norm": xn, "logits": logits})
+    return logits
+
+
+def forward_one(qm: QuantizedViT, image: np.ndarray, *, prune: bool, dump: dict | None = None) -> np.ndarray:
+    """int8 logits of one (C, H, W) image."""
+    x = embed(qm, image, dump)
+    n_pkg = 0
+    for i in range(qm.cfg.depth):
+        if prune and i in qm.plan.blocks:
+            s = qm.plan.blocks.index(i)
+            x, n_pkg = vit_ops.select_int(qm, s, x, n_pkg, dump)
+        x = block(qm, i, x, dump)
+    return head(qm, x, dump)
+
+
+def forward_int(qm: QuantizedViT, images, *, prune: bool = False, dumps: list | None = None) -> np.ndarray:
+    """int8 logits (B, num_classes) of the integer model; ``prune`` runs the token selectors.
+    ``dumps``: a list that receives one stage dict per image."""
+    images = check_images(qm.cfg, images)
+    out = []
+    for img in images:
+        d = {} if dumps is not None else None
+        out.append(forward_one(qm, img, prune=prune, dump=d))
+        if dumps is not None:
+            dumps.append(d)
+    return np.stack(out)

@@ -1,0 +1,64 @@
+"""Accuracy table of the default model on the held-out digits test split.
+
+Float32 reference, the integer model dense, and the integer model with its token selectors;
+the mean fraction of patch tokens kept after each selector stage; MACs of one dense forward
+pass and the mean MACs per image with pruning (selector GEMMs included), counted from the
+token counts each image actually had.  Writes build/bench/accuracy.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency, vit_ops
+
+
+def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
+    """Measure the table (``limit``: first N test images only, for quick runs)."""
+    model = model or model_io.load_npz()
+    splits = splits or vit_data.load_splits()
+    cfg = model.cfg
+    x = vit_data.upscale(splits["test_x"], cfg.image_size)
+    y = np.asarray(splits["test_y"])
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    calib = vit_data.upscale(splits["calib_x"], cfg.image_size)
+    t0 = time.perf_counter()
+    float_logits = vit_float.forward_float(model, x)
+    qm = quantize.quantize_model(model, calib)
+    int_logits = vit_int.forward_int(qm, x)
+    dumps: list = []
+    pruned_logits = vit_int.forward_int(qm, x, prune=True, dumps=dumps)
+    wall = time.perf_counter() - t0
+
+    n_sel = len(model.plan.blocks)
+    left = np.array([[d[f"selectors.{s}.patches_left"] for s in range(n_sel)] for d in dumps], dtype=float)
+    macs = [vit_latency.macs(cfg, [d[f"blocks.{i}.in"].shape[0] for i in range(cfg.depth)],
+                             [d[f"blocks.{b - 1}.out"].shape[0] for b in model.plan.blocks]) for d in dumps]
+    top1 = lambda logits: float(np.mean(np.argmax(logits, axis=1) == y))
+    return {
+        "n_test": int(len(y)),
+        "float_top1": top1(float_logits),
+        "int8_top1": top1(int_logits),
+        "pruned_int8_top1": top1(pruned_logits),
+        "keep_ratio_per_stage": [float(v) for v in (left.mean(axis=0) / cfg.num_patches)] if n_sel else [],
+        "selector_blocks": list(model.plan.blocks),
+        "target_keep_ratios": list(model.plan.keep_ratios),
+        "macs_dense": int(vit_latency.macs(cfg, [cfg.num_tokens] * cfg.depth)),
+        "macs_pruned": float(np.mean(macs)),
+        "integer_nonlinear": vit_ops.INTEGER_NONLINEAR,
+        "wall_s": wall,
+    }
+
+
+def main(out_dir: Path, quick: bool) -> list[Path]:
+    res = evaluate(limit=60 if quick else None)
+    res["mac_reduction"] = 1.0 - res["macs_pruned"] / res["macs_dense"]
+    path = Path(out_dir) / "accuracy.json"
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    print(json.dumps(res, indent=1))
+    return [path]

@@ -1,0 +1,127 @@
+"""Golden ViT, integer model: post-training quantization, the integer forward (dense and with
+token selectors) against the float forward stage by stage, and the dumps that localize a
+mismatch.  NumPy only (small random models, a few images)."""
+
+import numpy as np
+import pytest
+
+from heatvit.golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency
+from heatvit.golden.gemm import gemm
+from heatvit.golden.vit_config import PruningPlan, ViTConfig
+from heatvit.golden.vit_selector import selector_param_shapes
+
+CFG = ViTConfig(depth=4)
+PLAN = PruningPlan((1, 3), (0.6, 0.3))
+
+
+def random_model(cfg=CFG, plan=PLAN, seed=0, std=0.2, sel_std=0.3):
+    rng = np.random.default_rng(seed)
+    sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
+    for k in ("norm1.weight", "norm2.weight"):
+        for i in range(cfg.depth):
+            sd[f"blocks.{i}.{k}"] += 1.0
+    sd["norm.weight"] += 1.0
+    for i in range(len(plan.blocks)):
+        for k, s in selector_param_shapes(cfg).items():
+            sd[f"selectors.{i}.{k}"] = rng.normal(0.0, sel_std, s).astype(np.float32)
+    return model_io.from_state_dict(cfg, sd, plan)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    sp = vit_data.load_splits()
+    return vit_data.upscale(sp["test_x"][:6]), vit_data.upscale(sp["calib_x"][:24])
+
+
+@pytest.fixture(scope="module")
+def quantized(digits):
+    model = random_model()
+    return model, quantize.quantize_model(model, digits[1])
+
+
+def _rel_err(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-9))
+
+
+def test_integer_dense_tracks_float_stage_by_stage(digits, quantized):
+    model, qm = quantized
+    x = digits[0]
+    fd: dict = {}
+    yf = vit_float.forward_float(model, x, dump=fd)
+    dumps: list = []
+    yi = vit_int.forward_int(qm, x, dumps=dumps)
+    assert yi.dtype == np.int64 and yi.min() >= -128 and yi.max() <= 127
+    for name in ("embed", "blocks.0.norm1", "blocks.0.attn.proj", "blocks.1.mlp.gelu", "blocks.3.out", "norm"):
+        deq = np.stack([d[name] for d in dumps]) * qm.scales[name]
+        # a few int8 LSBs of the stage's range: the integer model follows the float one
+        assert _rel_err(deq, fd[name]) < 0.08, name
+    assert _rel_err(yi * qm.scales["logits"], yf) < 0.12
+    assert np.mean(np.argmax(yi, 1) == np.argmax(yf, 1)) >= 5 / 6
+
+
+def test_every_float_stage_is_dumped_by_the_integer_model(digits, quantized):
+    model, qm = quantized
+    fd: dict = {}
+    vit_float.forward_float(model, digits[0][:1], dump=fd)
+    dumps: list = []
+    vit_int.forward_int(qm, digits[0][:1], dumps=dumps)
+    assert set(fd) <= set(dumps[0])
+    assert all(np.issubdtype(np.asarray(v).dtype, np.integer) for k, v in dumps[0].items()
+               if k != "patches" and not k.startswith("selectors."))
+
+
+def test_gemm_stage_is_the_golden_gemm(digits, quantized):
+    """fc1 of block 2 recomputed from its dumped input with the GEMM golden model."""
+    _, qm = quantized
+    dumps: list = []
+    vit_int.forward_int(qm, digits[0][:1], dumps=dumps)
+    d, lay = dumps[0], qm.blocks[2].fc1
+    assert np.array_equal(gemm(qm.gemm, d["blocks.2.norm2"], lay.w, lay.bias, lay.mult, lay.shift), d["blocks.2.mlp.fc1"])
+    # and by hand: int64 accumulation, then multiply, round half away from zero, saturate
+    acc = d["blocks.2.norm2"].astype(np.int64) @ lay.w + lay.bias
+    p = acc * lay.mult
+    q = np.sign(p) * ((np.abs(p) + (1 << (lay.shift - 1))) >> lay.shift)
+    assert np.array_equal(np.clip(q, -128, 127), d["blocks.2.mlp.fc1"])
+
+
+def test_pruned_integer_model(digits, quantized):
+    model, qm = quantized
+    dumps: list = []
+    yp = vit_int.forward_int(qm, digits[0], prune=True, dumps=dumps)
+    fd: dict = {}
+    vit_float.forward_float(model, digits[0], prune=True, dump=fd)
+    assert yp.shape == (6, CFG.num_classes)
+    for d in dumps:
+        tokens = [d[f"blocks.{i}.in"].shape[0] for i in range(CFG.depth)]
+        assert tokens[0] == CFG.num_tokens and tokens == sorted(tokens, reverse=True)
+        left = [d[f"selectors.{s}.patches_left"] for s in range(len(PLAN.blocks))]
+        assert 0 <= left[1] <= left[0] <= CFG.num_patches
+    # the decisions follow the float model's on most tokens
+    agree = np.mean([np.mean(a == b) for a, b in zip([d["selectors.0.keep"] for d in dumps], fd["selectors.0.keep"])])
+    assert agree > 0.9
+
+
+def test_selectors_keeping_everything_give_the_dense_result(digits):
+    """Threshold 0 on a keep score: no token is pruned, so the pruned model is the dense one bit for bit."""
+    model = random_model(seed=3)
+    for sel in model.selectors:                       # force 'keep' for every token: bias of the last layer
+        sel["b.3"][:, 0] = 50.0
+        sel["b.3"][:, 1] = -50.0
+    qm = quantize.quantize_model(model, digits[1][:8])
+    dumps: list = []
+    yp = vit_int.forward_int(qm, digits[0][:2], prune=True, dumps=dumps)
+    assert np.array_equal(yp, vit_int.forward_int(qm, digits[0][:2]))
+    assert all(d["blocks.3.in"].shape[0] == CFG.num_tokens for d in dumps)
+
+
+def test_macs_counted_from_token_counts():
+    cfg = ViTConfig()
+    assert vit_latency.macs(cfg, [cfg.num_tokens] * cfg.depth) == cfg.dense_macs()
+    plan = PruningPlan((2,), (0.5,))
+    assert vit_latency.plan_macs(cfg, plan) < cfg.dense_macs()
+
+
+def test_wrong_images_rejected(quantized):
+    _, qm = quantized
+    with pytest.raises(ValueError, match="never resized"):
+        vit_int.forward_int(qm, np.zeros((1, 3, 32, 32), np.float32))
