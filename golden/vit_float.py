@@ -147,16 +147,17 @@ def forward_float(model: ViTModel, images, *, prune: bool = False, dump: dict | 
         for i in range(model.cfg.depth):
             x = block(model, i, x, dump)
         return head(model, x, dump)
-    from .vit_selector import select_float
+    from .vit_selector import initial_origin, select_float, track
     out = []
     for img in images:
         d = {} if dump is not None else None
         x = embed(model, img[None], d)
-        n_pkg = 0
+        n_pkg, origin = 0, initial_origin(model.cfg)
         for i in range(model.cfg.depth):
             if i in model.plan.blocks:
                 s = model.plan.blocks.index(i)
-                x, n_pkg = select_float(model, s, x[0], n_pkg, d)
+                x, n_pkg, keep = select_float(model, s, x[0], n_pkg)
+                origin = track(origin, keep, x.shape[0], s, d)
                 x = x[None]
             x = block(model, i, x, d)
         out.append(head(model, x, d)[0])

@@ -19,6 +19,7 @@ from .gemm import gemm
 from .quantize import QLinear, QuantizedViT, quantize_float
 from .requant import requantize
 from .vit_float import check_images, patchify
+from .vit_selector import initial_origin, track
 from . import vit_ops
 
 
@@ -90,11 +91,12 @@ def head(qm: QuantizedViT, x: np.ndarray, dump: dict | None) -> np.ndarray:
 def forward_one(qm: QuantizedViT, image: np.ndarray, *, prune: bool, dump: dict | None = None) -> np.ndarray:
     """int8 logits of one (C, H, W) image."""
     x = embed(qm, image, dump)
-    n_pkg = 0
+    n_pkg, origin = 0, initial_origin(qm.cfg)
     for i in range(qm.cfg.depth):
         if prune and i in qm.plan.blocks:
             s = qm.plan.blocks.index(i)
-            x, n_pkg = vit_ops.select_int(qm, s, x, n_pkg, dump)
+            x, n_pkg, keep = vit_ops.select_int(qm, s, x, n_pkg)
+            origin = track(origin, keep, x.shape[0], s, dump)
         x = block(qm, i, x, dump)
     return head(qm, x, dump)
 

@@ -47,16 +47,14 @@ def selector_params(model, s, qm):
     return {"model": model, "index": s}
 
 
-def select_int(qm, s, x, n_pkg, dump):
-    from .vit_selector import record, select_tokens
+def select_int(qm, s, x, n_pkg):
+    """Integer selector ``s`` on int8 tokens: (tokens, package rows at the tail, keep mask)."""
+    from .vit_selector import select_tokens
     p = qm.selectors[s]
     name = f"blocks.{qm.plan.blocks[s] - 1}.out"
     xf = x.astype(np.float32) * np.float32(qm.scales[name])
     keep, pkg_w = select_tokens(p["model"], s, xf, n_pkg)
     if pkg_w is None:
-        out, n_tail = x, n_pkg
-    else:
-        pkg = quantize_float((pkg_w[:, None] * xf[~keep]).sum(0), qm.scales[name])
-        out, n_tail = np.concatenate([x[keep], pkg[None]], axis=0), n_pkg + 1
-    record(dump, s, keep, out.shape[0] - 1 - n_tail)
-    return out, n_tail
+        return x, n_pkg, keep
+    pkg = quantize_float((pkg_w[:, None] * xf[~keep]).sum(0), qm.scales[name])
+    return np.concatenate([x[keep], pkg[None]], axis=0), n_pkg + 1, keep

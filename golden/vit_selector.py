@@ -76,20 +76,30 @@ def select_tokens(model, s: int, x: np.ndarray, n_fixed_tail: int = 0):
     return keep, (w / max(w.sum(), 1e-12)).astype(np.float32)
 
 
-def select_float(model, s: int, x: np.ndarray, n_fixed_tail: int = 0, dump: dict | None = None):
-    """Float selector ``s``: kept tokens in order, then the package token of the pruned ones."""
+def select_float(model, s: int, x: np.ndarray, n_fixed_tail: int = 0):
+    """Float selector ``s``: (kept tokens in order then the package token of the pruned ones,
+    package rows now at the tail, keep mask over the input rows)."""
     keep, w = select_tokens(model, s, x, n_fixed_tail)
     if w is None:
-        out, n_tail = x, n_fixed_tail
-    else:
-        pkg = (w[:, None] * x[~keep]).sum(0).astype(np.float32)
-        out, n_tail = np.concatenate([x[keep], pkg[None]], axis=0), n_fixed_tail + 1
-    record(dump, s, keep, out.shape[0] - 1 - n_tail)
-    return out, n_tail
+        return x, n_fixed_tail, keep
+    pkg = (w[:, None] * x[~keep]).sum(0).astype(np.float32)
+    return np.concatenate([x[keep], pkg[None]], axis=0), n_fixed_tail + 1, keep
 
 
-def record(dump: dict | None, s: int, keep: np.ndarray, patches_left: int) -> None:
-    """Dump selector ``s``'s decisions and how many original patch tokens it left."""
+CLS, PACKAGE = -1, -2
+"""Origins of rows that are not patch tokens (see :func:`track`)."""
+
+
+def initial_origin(cfg: ViTConfig) -> np.ndarray:
+    """Origin of each token row before any selector: the class token, then patches 0..P-1."""
+    return np.arange(-1, cfg.num_patches)
+
+
+def track(origin: np.ndarray, keep: np.ndarray, n_out: int, s: int, dump: dict | None) -> np.ndarray:
+    """Origins after selector ``s``: the kept rows in order, then package rows up to ``n_out``.
+    Dumps the keep mask and the original patch indices still present (``kept_patches``)."""
+    new = np.concatenate([origin[keep], np.full(n_out - int(keep.sum()), PACKAGE)])
     if dump is not None:
         dump[f"selectors.{s}.keep"] = keep
-        dump[f"selectors.{s}.patches_left"] = int(patches_left)
+        dump[f"selectors.{s}.kept_patches"] = new[new >= 0]
+    return new

@@ -94,8 +94,9 @@ def test_pruned_integer_model(digits, quantized):
     for d in dumps:
         tokens = [d[f"blocks.{i}.in"].shape[0] for i in range(CFG.depth)]
         assert tokens[0] == CFG.num_tokens and tokens == sorted(tokens, reverse=True)
-        left = [d[f"selectors.{s}.patches_left"] for s in range(len(PLAN.blocks))]
-        assert 0 <= left[1] <= left[0] <= CFG.num_patches
+        kept = [d[f"selectors.{s}.kept_patches"] for s in range(len(PLAN.blocks))]
+        assert set(kept[1]) <= set(kept[0]) <= set(range(CFG.num_patches))
+        assert np.all(np.diff(kept[0]) > 0)           # kept tokens stay in their original order
     # the decisions follow the float model's on most tokens
     agree = np.mean([np.mean(a == b) for a, b in zip([d["selectors.0.keep"] for d in dumps], fd["selectors.0.keep"])])
     assert agree > 0.9

@@ -275,7 +275,8 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "train")
     ap.add_argument("--epochs", type=int, default=60, help="backbone epochs")
     ap.add_argument("--sel-epochs", type=int, default=30, help="selector fine-tuning epochs")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared 2-core machine more threads run far slower)")
     ap.add_argument("--latency-budget", type=float, default=0.8,
                     help="plan search: largest allowed pruned/dense GEMM-engine cycle ratio")
     ap.add_argument("--mac-budget", type=float, default=0.5,

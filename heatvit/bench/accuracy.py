@@ -36,7 +36,7 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
     wall = time.perf_counter() - t0
 
     n_sel = len(model.plan.blocks)
-    left = np.array([[d[f"selectors.{s}.patches_left"] for s in range(n_sel)] for d in dumps], dtype=float)
+    left = np.array([[len(d[f"selectors.{s}.kept_patches"]) for s in range(n_sel)] for d in dumps], dtype=float)
     macs = [vit_latency.macs(cfg, [d[f"blocks.{i}.in"].shape[0] for i in range(cfg.depth)],
                              [d[f"blocks.{b - 1}.out"].shape[0] for b in model.plan.blocks]) for d in dumps]
     top1 = lambda logits: float(np.mean(np.argmax(logits, axis=1) == y))
