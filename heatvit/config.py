@@ -172,8 +172,29 @@ class GemmConfig:
 
     @property
     def min_tile_cycles(self) -> int:
-        """Lower bound on cycles per (n, k) weight tile: commit wave plus shadow reload."""
-        return 2 * self.rows + self.cols - 1
+        """Lower bound on cycles per (n, k) weight tile: a tile's weights are shifted into the
+        shadow registers (``rows`` cycles) and committed down the skewed array (``rows + cols``
+        cycles) before the next tile may start, however small M is."""
+        return 2 * self.rows + self.cols
+
+    @property
+    def pipeline_fill_cycles(self) -> int:
+        """Cycles of a GEMM not spent streaming tiles: the first tile's weight load and commit,
+        the array's drain, and the command/buffer-read/accumulate/requantize/output registers.
+        Measured in RTL simulation (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
+        return 2 * self.rows + self.cols + 11
+
+    def estimate_cycles(self, m: int, k: int, n: int) -> int:
+        """Exact engine cycles for an M x K x N GEMM with operands on chip and no stalls, from the
+        accepted command to the last output beat taken (inclusive).
+
+        The engine walks ``T = ceil(K/rows) * ceil(N/cols)`` weight tiles; each streams the M
+        activation rows through the array, and a tile cannot be shorter than
+        :attr:`min_tile_cycles`, so ``cycles = fill + (T - 1) * max(M, min_tile) + M``.
+        """
+        self.check_gemm_shape(m, k, n)
+        tiles = ceil_div(k, self.rows) * ceil_div(n, self.cols)
+        return self.pipeline_fill_cycles + (tiles - 1) * max(m, self.min_tile_cycles) + m
 
     def check_gemm_shape(self, m: int, k: int, n: int) -> None:
         """Raise ``ValueError`` naming the dimension if an M x K x N GEMM does not fit."""

@@ -60,6 +60,23 @@ async def one_by_one(dut):
 
 
 @cocotb.test()
+async def cycle_model(dut):
+    """With no gaps or stalls the engine takes exactly ``GemmConfig.estimate_cycles`` cycles:
+    the closed-form model the benchmark, compiler and latency-aware training rely on."""
+    tb, rng, np_rng = await _start(dut, gap=0.0, stall=0.0)
+    R, C, short = CFG.rows, CFG.cols, CFG.min_tile_cycles
+    shapes = [(1, 1, 1), (1, R, C), (short - 1, 2 * R, C), (short, 2 * R, C), (short + 3, 3 * R, 2 * C),
+              (rng.randint(1, 2 * short), rng.randint(1, 5 * R), rng.randint(1, 3 * C))]
+    for m, k, n in shapes:
+        if not _fits(m, k, n):
+            continue
+        run = await tb.gemm(*tb.random_operands(np_rng, m, k, n))
+        _check(run, "cycle model")
+        model = CFG.estimate_cycles(m, k, n)
+        assert run.cycles == model, f"{m}x{k}x{n}: {run.cycles} cycles measured, model says {model}"
+
+
+@cocotb.test()
 async def random_shapes(dut):
     """Random shapes, including non-multiples of R and C, with random gaps and backpressure."""
     tb, rng, np_rng = await _start(dut)
