@@ -143,3 +143,41 @@ def test_float_forward_matches_pytorch(cfg):
     assert np.abs(dump["embed"] - et).max() <= 1e-4
     assert np.abs(y - yt).max() <= 1e-4, np.abs(y - yt).max()
     assert np.abs(yt).max() > 0.5                     # not a trivially small output
+
+
+def test_pruned_float_forward_matches_pytorch():
+    """Token selectors: the float golden (kept tokens gathered, package token appended) against
+    the PyTorch training twin (masks), same weights, one image at a time."""
+    torch = pytest.importorskip("torch")
+    from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
+    cfg, plan = ViTConfig(depth=4), PruningPlan((1, 3), (0.6, 0.3))
+    torch.manual_seed(3)
+    bb = VisionTransformer(cfg)
+    tm = PrunedViT(bb, plan).eval()
+    x = np.random.default_rng(4).random((6, 1, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        for name, p in tm.named_parameters():
+            p.normal_(0.0, 0.3 if name.startswith("selectors") else 0.2)
+        for blk in bb.blocks:
+            blk.norm1.weight.add_(1.0), blk.norm2.weight.add_(1.0)
+        for s, sel in enumerate(tm.selectors):          # bias each selector to prune about half
+            sel.w[3].mul_(10.0)
+            lo, hi = -60.0, 60.0
+            for _ in range(14):
+                c = (lo + hi) / 2
+                sel.b[3][:, 0] = c
+                left = tm(torch.as_tensor(x))[1][s].mean()
+                lo, hi = (lo, c) if left > 0.6 ** (s + 1) else (c, hi)
+    sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v for k, v in tm.state_dict().items()}
+    model = model_io.from_state_dict(cfg, sd, plan)
+    dump = {}
+    y = vit_float.forward_float(model, x, prune=True, dump=dump)
+    with torch.no_grad():
+        yt, ratios, _, _ = tm(torch.as_tensor(x))
+    kept = np.array([[len(k) for k in dump[f"selectors.{s}.kept_patches"]] for s in range(2)]).T
+    same = np.all(kept == np.stack([r.numpy() for r in ratios], 1) * cfg.num_patches, axis=1)
+    # a keep score within float rounding of the threshold may flip (the biases above put many near it)
+    assert same.sum() >= 5, kept
+    assert 0 < kept.min() and kept.max() < cfg.num_patches      # the selectors really prune
+    err = np.abs(y - yt.numpy())[same].max()
+    assert err <= 1e-4, err
