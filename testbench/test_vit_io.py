@@ -11,6 +11,12 @@ DEIT_T = ViTConfig(image_size=224, patch_size=16, in_chans=3, dim=192, depth=12,
                    num_classes=1000)
 
 
+def _torch():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)          # more threads crawl on a loaded 2-core machine
+    return torch
+
+
 def random_state_dict(cfg: ViTConfig, seed: int = 0, std: float = 0.2) -> dict:
     rng = np.random.default_rng(seed)
     return {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
@@ -125,7 +131,7 @@ def test_upscale_digits():
 
 @pytest.mark.parametrize("cfg", [ViTConfig(), DEIT_T], ids=["digits", "deit-t"])
 def test_float_forward_matches_pytorch(cfg):
-    torch = pytest.importorskip("torch")
+    torch = _torch()
     from heatvit.golden.vit_torch import VisionTransformer
     torch.manual_seed(1)
     tm = VisionTransformer(cfg).eval()
@@ -148,7 +154,7 @@ def test_float_forward_matches_pytorch(cfg):
 def test_pruned_float_forward_matches_pytorch():
     """Token selectors: the float golden (kept tokens gathered, package token appended) against
     the PyTorch training twin (masks), same weights, one image at a time."""
-    torch = pytest.importorskip("torch")
+    torch = _torch()
     from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
     cfg, plan = ViTConfig(depth=4), PruningPlan((1, 3), (0.6, 0.3))
     torch.manual_seed(3)
