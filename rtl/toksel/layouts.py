@@ -1,0 +1,40 @@
+"""Payload layouts of the token-selector control unit's streams, derived from :class:`TokSelConfig`."""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
+
+
+def command(cfg: TokSelConfig) -> data.StructLayout:
+    """One selector stage: ``n_tokens`` tokens (class token first), of which the last ``n_tail``
+    are earlier package tokens (always kept); keep a token iff its score > ``threshold``."""
+    return data.StructLayout({"n_tokens": unsigned(cfg.count_bits), "n_tail": unsigned(cfg.count_bits),
+                              "threshold": unsigned(cfg.score_bits)})
+
+
+def score(cfg: TokSelConfig) -> data.StructLayout:
+    """A token's combined keep score, UQ0.score_bits (probability ``score / 2**score_bits``)."""
+    return data.StructLayout({"score": unsigned(cfg.score_bits)})
+
+
+def token_word(cfg: TokSelConfig) -> data.ArrayLayout:
+    """``lanes`` int8 channels of one token (one activation-buffer word)."""
+    return data.ArrayLayout(signed(TOKEN_BITS), cfg.lanes)
+
+
+def write_beat(cfg: TokSelConfig) -> data.StructLayout:
+    """A dense-buffer write: word ``addr = chunk * N' + position``; ``last`` on the final write."""
+    return data.StructLayout({"addr": unsigned(cfg.addr_bits), "data": token_word(cfg),
+                              "last": unsigned(1)})
+
+
+def result(cfg: TokSelConfig) -> data.StructLayout:
+    """The stage's outcome: new token count, new always-kept tail, kept input tokens, error code."""
+    return data.StructLayout({"n_tokens": unsigned(cfg.count_bits), "n_tail": unsigned(cfg.count_bits),
+                              "n_kept": unsigned(cfg.count_bits), "error": unsigned(4)})
+
+
+def entry(cfg: TokSelConfig) -> data.StructLayout:
+    """Per-token state kept between the score phase and the gather phase."""
+    return data.StructLayout({"keep": unsigned(1), "weight": unsigned(cfg.score_bits)})

@@ -1,0 +1,264 @@
+"""The token-selector control unit (see docs/token_selector.md and
+:mod:`heatvit.golden.token_selector.decision`, which it matches bit for bit)."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
+
+from . import layouts
+
+TOKSEL_BAD_TOKENS = 6
+"""Error code: ``n_tokens`` is 0 or above ``max_tokens``."""
+TOKSEL_BAD_TAIL = 7
+"""Error code: ``n_tail >= n_tokens`` (the class token cannot be part of the tail)."""
+
+QUOTIENT_BITS = TOKEN_BITS
+"""Quotient bits of the package divider: |average| <= 128 < 2**8."""
+
+
+class TokenSelectorUnit(wiring.Component):
+    """Keep decisions, order-preserving gather and the weighted package token of one stage.
+
+    Streams (valid/ready; layouts in :mod:`.layouts`):
+
+    * ``cmd`` (in): ``(n_tokens N, n_tail, threshold)``; accepted when idle.  A bad command
+      (N = 0 or N > ``max_tokens``: error 6; ``n_tail >= N``: error 7) consumes nothing else and
+      answers at once with a ``result`` carrying the error code.
+    * ``scores`` (in): N beats, token order, the combined keep score UQ0.``score_bits``.  Token
+      0 (class) and the last ``n_tail`` tokens are kept whatever their score; the others are
+      kept iff ``score > threshold``.  Always ready.
+    * ``tokens`` (in): after the scores, ``chunks * N`` words of ``lanes`` int8 channels, chunk
+      major (word ``k * N + n``: the GEMM activation-buffer order).
+    * ``writes`` (out): the compacted sequence of N' tokens, per chunk k: each kept token at
+      ``addr = k * N' + position`` (original order), then the package token at ``k * N' + N' - 1``
+      if anything was pruned.  ``last`` on the final write.  Addresses never exceed the word the
+      token was read from, so the gather may run in place.
+    * ``result`` (out): one beat per command after the last write: ``n_tokens = N'`` (kept +
+      package), ``n_tail`` (+1 if a package token was added), ``n_kept``, ``error``.
+
+    Package token per channel: ``acc = sum q_n x_n`` over pruned tokens (shift-add, no
+    multiplier), ``S = sum q_n`` (plain mean if S = 0), then a shared bit-serial restoring
+    divider computes ``sign(acc) * floor((2|acc| + S) / 2S)`` lane by lane, 9 cycles per lane.
+    No DSPs.
+
+    ``busy`` is high from an accepted command until its ``result`` has been taken.
+    """
+
+    def __init__(self, cfg: TokSelConfig):
+        self.cfg = cfg
+        super().__init__({
+            "cmd": In(stream.Signature(layouts.command(cfg))),
+            "scores": In(stream.Signature(layouts.score(cfg))),
+            "tokens": In(stream.Signature(layouts.token_word(cfg))),
+            "writes": Out(stream.Signature(layouts.write_beat(cfg))),
+            "result": Out(stream.Signature(layouts.result(cfg))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        L = cfg.lanes
+        cb = cfg.count_bits
+        m = Module()
+
+        # -- command state -----------------------------------------------------------------------
+        n_tok = Signal(cb)
+        n_tail = Signal(cb)
+        thr = Signal(cfg.score_bits)
+        error = Signal(4)
+        idx = Signal(cb)                       # token index in the current phase / chunk
+        n_kept = Signal(cb)
+        n_pruned = Signal(cb)
+        wsum = Signal(cfg.weight_sum_bits)
+        has_pkg = Signal()
+        unit_w = Signal()                      # every pruned score was 0: plain mean
+        divisor = Signal(cfg.weight_sum_bits)  # S
+        n_out = Signal(cb)
+        chunk = Signal(range(cfg.chunks))
+        base = Signal(cfg.addr_bits)           # chunk * N'
+        pos = Signal(cb)                       # next kept position in this chunk
+        last_chunk = Signal()
+        m.d.comb += last_chunk.eq(chunk == cfg.chunks - 1)
+
+        # -- per-token decisions -----------------------------------------------------------------
+        m.submodules.entries = mem = Memory(shape=layouts.entry(cfg), depth=cfg.max_tokens, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="comb")
+        m.d.comb += rd.addr.eq(idx)
+        ent = rd.data
+
+        # -- package accumulators and divider ----------------------------------------------------
+        acc = [Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L)]
+        pkg = [Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L)]
+        weight = Signal(cfg.score_bits)
+        m.d.comb += weight.eq(Mux(unit_w, 1, ent.weight))
+        products = []
+        for lane in range(L):
+            x = self.tokens.payload[lane]
+            # w * x as a sum of shifted copies of x: LUT adders, never a DSP.
+            terms = [Mux(weight[i], x << i, 0) for i in range(cfg.score_bits)]
+            prod = Signal(signed(TOKEN_BITS + cfg.score_bits + 1), name=f"prod{lane}")
+            m.d.comb += prod.eq(sum(terms[1:], terms[0]))
+            products.append(prod)
+
+        rem_bits = cfg.package_acc_bits + 2
+        rem = Signal(rem_bits)
+        dsh = Signal(cfg.weight_sum_bits + 1 + QUOTIENT_BITS)
+        quo = Signal(QUOTIENT_BITS)
+        neg = Signal()
+        step = Signal(range(QUOTIENT_BITS + 1))
+        lane_i = Signal(range(L + 1))
+        head = acc[0]
+        mag = Signal(cfg.package_acc_bits)
+        m.d.comb += mag.eq(Mux(head < 0, -head, head))
+        ge = Signal()
+        m.d.comb += ge.eq(rem >= dsh)
+        quo_next = Signal(QUOTIENT_BITS)
+        m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
+
+        def finish_chunk():
+            m.d.sync += [pos.eq(0), base.eq(base + n_out), idx.eq(0)]
+            with m.If(last_chunk):
+                m.next = "RESULT"
+            with m.Else():
+                m.d.sync += chunk.eq(chunk + 1)
+                m.next = "GATHER"
+
+        m.d.comb += self.busy.eq(1)
+        with m.FSM():
+            with m.State("START"):
+                # One cycle after reset; also makes every combinational output re-evaluate in
+                # event-driven simulators (Icarus) that skip always @* blocks at time 0.
+                m.next = "IDLE"
+
+            with m.State("IDLE"):
+                m.d.comb += [self.busy.eq(0), self.cmd.ready.eq(1)]
+                c = self.cmd.payload
+                with m.If(self.cmd.valid):
+                    m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
+                                 idx.eq(0), n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
+                                 base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0)]
+                    with m.If((c.n_tokens == 0) | (c.n_tokens > cfg.max_tokens)):
+                        m.d.sync += error.eq(TOKSEL_BAD_TOKENS)
+                        m.next = "RESULT"
+                    with m.Elif(c.n_tail >= c.n_tokens):
+                        m.d.sync += error.eq(TOKSEL_BAD_TAIL)
+                        m.next = "RESULT"
+                    with m.Else():
+                        m.d.sync += error.eq(0)
+                        m.next = "SCORE"
+
+            with m.State("SCORE"):
+                m.d.comb += self.scores.ready.eq(1)
+                q = self.scores.payload.score
+                keep = Signal()
+                m.d.comb += [
+                    keep.eq((idx == 0) | (idx >= n_tok - n_tail) | (q > thr)),
+                    wr.addr.eq(idx),
+                    wr.data.keep.eq(keep),
+                    wr.data.weight.eq(q),
+                    wr.en.eq(self.scores.valid),
+                ]
+                with m.If(self.scores.valid):
+                    with m.If(keep):
+                        m.d.sync += n_kept.eq(n_kept + 1)
+                    with m.Else():
+                        m.d.sync += [n_pruned.eq(n_pruned + 1), wsum.eq(wsum + q)]
+                    with m.If(idx == n_tok - 1):
+                        m.d.sync += idx.eq(0)
+                        m.next = "DECIDED"
+                    with m.Else():
+                        m.d.sync += idx.eq(idx + 1)
+
+            with m.State("DECIDED"):
+                m.d.sync += [
+                    has_pkg.eq(n_pruned != 0),
+                    n_out.eq(n_kept + (n_pruned != 0)),
+                    unit_w.eq(wsum == 0),
+                    divisor.eq(Mux(wsum == 0, n_pruned, wsum)),
+                ]
+                m.next = "GATHER"
+
+            with m.State("GATHER"):
+                last_token = idx == n_tok - 1
+                wp = self.writes.payload
+                m.d.comb += [
+                    wp.addr.eq(base + pos),
+                    wp.data.eq(self.tokens.payload),
+                    wp.last.eq(last_chunk & last_token & ~has_pkg),
+                ]
+                with m.If(ent.keep):
+                    m.d.comb += [self.writes.valid.eq(self.tokens.valid),
+                                 self.tokens.ready.eq(self.writes.ready)]
+                    take = self.tokens.valid & self.writes.ready
+                    with m.If(take):
+                        m.d.sync += pos.eq(pos + 1)
+                with m.Else():
+                    m.d.comb += self.tokens.ready.eq(1)
+                    take = self.tokens.valid
+                    with m.If(take):
+                        m.d.sync += [a.eq(a + p) for a, p in zip(acc, products)]
+                with m.If(self.tokens.valid & Mux(ent.keep, self.writes.ready, 1)):
+                    with m.If(last_token):
+                        with m.If(has_pkg):
+                            m.d.sync += lane_i.eq(0)
+                            m.next = "NORM_LOAD"
+                        with m.Else():
+                            finish_chunk()
+                    with m.Else():
+                        m.d.sync += idx.eq(idx + 1)
+
+            with m.State("NORM_LOAD"):
+                # rem = 2|acc| + S, divided by 2S << 7 .. 2S << 0 (restoring, MSB first).
+                m.d.sync += [
+                    rem.eq((mag << 1) + divisor),
+                    dsh.eq(divisor << QUOTIENT_BITS),
+                    neg.eq(head < 0),
+                    quo.eq(0),
+                    step.eq(0),
+                ]
+                m.next = "NORM_STEP"
+
+            with m.State("NORM_STEP"):
+                with m.If(ge):
+                    m.d.sync += rem.eq(rem - dsh)
+                m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), step.eq(step + 1)]
+                with m.If(step == QUOTIENT_BITS - 1):
+                    value = Mux(neg, -quo_next, quo_next)
+                    # Rotate: lane 0's quotient leaves, the accumulators shift down and clear.
+                    m.d.sync += [acc[i].eq(acc[i + 1]) for i in range(L - 1)]
+                    m.d.sync += [acc[L - 1].eq(0), pkg[L - 1].eq(value)]
+                    m.d.sync += [pkg[i].eq(pkg[i + 1]) for i in range(L - 1)]
+                    m.d.sync += lane_i.eq(lane_i + 1)
+                    with m.If(lane_i == L - 1):
+                        m.next = "PACKAGE"
+                    with m.Else():
+                        m.next = "NORM_LOAD"
+
+            with m.State("PACKAGE"):
+                wp = self.writes.payload
+                m.d.comb += [
+                    self.writes.valid.eq(1),
+                    wp.addr.eq(base + pos),
+                    wp.last.eq(last_chunk),
+                ]
+                m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
+                with m.If(self.writes.ready):
+                    finish_chunk()
+
+            with m.State("RESULT"):
+                rp = self.result.payload
+                m.d.comb += [
+                    self.result.valid.eq(1),
+                    rp.n_tokens.eq(n_out),
+                    rp.n_tail.eq(Mux(error != 0, 0, n_tail + has_pkg)),
+                    rp.n_kept.eq(n_kept),
+                    rp.error.eq(error),
+                ]
+                with m.If(self.result.ready):
+                    m.next = "IDLE"
+        return m
+

@@ -1,0 +1,58 @@
+"""pytest driver: the token-selector control unit's cocotb tests on every (config, simulator) pair,
+plus the configuration checks."""
+
+from pathlib import Path
+
+import pytest
+
+from heatvit.rtl.toksel import TokenSelectorUnit
+from heatvit.sim.runner import config_env, export_verilog, run_cocotb, simulator_available
+from heatvit.toksel_config import TokSelConfig
+
+TOKSEL_CONFIGS = {
+    # Small enough for Icarus: 4 chunks of 4 lanes, up to 20 tokens.
+    "small": TokSelConfig(max_tokens=20, dim=16, heads=2, lanes=4),
+    # DeiT-T-like width on the 16-lane buffer word, 197 tokens + 3 package tokens.
+    "deit": TokSelConfig(max_tokens=200, dim=64, heads=4, lanes=16),
+    # Odd geometry: 12-bit scores, a 0.3 threshold, 3 chunks of 8 lanes.
+    "wide-score": TokSelConfig(max_tokens=40, dim=24, heads=2, lanes=8, score_bits=12, threshold=0.3),
+}
+
+# Verilator builds dominate the runtime (~1 min each on a loaded 2-core machine): one Verilator
+# build at the DeiT geometry, the small configs on Icarus.
+TOKSEL_RUNS = [("small", "icarus"), ("wide-score", "icarus"), ("deit", "verilator")]
+
+
+@pytest.mark.parametrize("name,sim", TOKSEL_RUNS, ids=[f"{n}-{s}" for n, s in TOKSEL_RUNS])
+def test_toksel_unit(name, sim):
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
+    cfg = TOKSEL_CONFIGS[name]
+    env = config_env(cfg)
+    if sim == "icarus":
+        env["HEATVIT_QUICK"] = "1"
+    run_cocotb(verilog=export_verilog(TokenSelectorUnit(cfg), "toksel"), toplevel="toksel",
+               test_module="tb_toksel", test_dir=Path(__file__).parent / "toksel", sim=sim, env=env,
+               tag=name)
+
+
+@pytest.mark.parametrize("kw,word", [
+    ({"max_tokens": 1}, "max_tokens"), ({"max_tokens": 5000}, "max_tokens"),
+    ({"heads": 0}, "heads"), ({"heads": 5}, "heads"), ({"dim": 24, "heads": 4}, "multiple of 4"),
+    ({"threshold": 0.0}, "threshold"), ({"threshold": 1.0}, "threshold"), ({"threshold": -0.2}, "threshold"),
+    ({"threshold": float("nan")}, "threshold"), ({"lanes": 7}, "lanes"), ({"score_bits": 1}, "score_bits"),
+    ({"shared_mlp": 1}, "shared_mlp"),
+])
+def test_config_rejects(kw, word):
+    with pytest.raises(ValueError, match=word):
+        TokSelConfig(**kw)
+
+
+def test_config_token_counts():
+    cfg = TokSelConfig(max_tokens=200)
+    cfg.check_tokens(200, 3)
+    with pytest.raises(ValueError, match="n_tokens"):
+        cfg.check_tokens(201)
+    with pytest.raises(ValueError, match="n_tail"):
+        cfg.check_tokens(5, 5)
+    assert cfg.threshold_q == 128 and TokSelConfig(threshold=0.999).threshold_q == 255
