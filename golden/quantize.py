@@ -40,9 +40,9 @@ def quantize_float(x, scale, bits: int = 8) -> np.ndarray:
     return np.clip(q, -lim - 1, lim).astype(np.int64)
 
 
-def act_scale(amax: float) -> float:
-    """Per-tensor scale for a tensor whose calibrated max |x| is ``amax``."""
-    return max(float(amax), 1e-8) / QMAX
+def act_scale(amax: float, bits: int = 8) -> float:
+    """Per-tensor scale for a signed ``bits`` tensor whose calibrated max |x| is ``amax``."""
+    return max(float(amax), 1e-8) / ((1 << (bits - 1)) - 1)
 
 
 @dataclass
@@ -120,8 +120,6 @@ class QBlock:
 
     norm1: object
     qkv: QLinear
-    score_mult: int
-    score_shift: int
     softmax: object
     av_mult: int
     av_shift: int
@@ -200,13 +198,15 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
         qkv_b = w[p + "attn.qkv.bias"].astype(np.float64).copy()
         qkv_w[:cfg.dim] *= dh ** -0.5
         qkv_b[:cfg.dim] *= dh ** -0.5
+        sc[p + "mlp.fc1"] = act_scale(amax[p + "mlp.fc1"], vit_ops.FC1_BITS)
+        sc[a + "scores"] = s_q * sc[a + "k"]          # raw q @ k^T accumulators
         sm_params, s_p = vit_ops.softmax_params(sc[a + "scores"])
         sc[a + "softmax"] = s_p
         blocks.append(QBlock(
             norm1=vit_ops.layer_norm_params(w[p + "norm1.weight"], w[p + "norm1.bias"], cfg.eps,
                                             sc[p + "in"], sc[p + "norm1"]),
             qkv=quantize_linear(qkv_w, qkv_b, sc[p + "norm1"], s_qkv, **kw),
-            score_mult=0, score_shift=0, softmax=sm_params, av_mult=0, av_shift=0,
+            softmax=sm_params, av_mult=0, av_shift=0,
             proj=quantize_linear(w[p + "attn.proj.weight"], w[p + "attn.proj.bias"], sc[a + "ctx"], sc[a + "proj"], **kw),
             add1=add_params(sc[p + "in"], sc[a + "proj"], sc[p + "res1"]),
             norm2=vit_ops.layer_norm_params(w[p + "norm2.weight"], w[p + "norm2.bias"], cfg.eps,
@@ -217,7 +217,6 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
             add2=add_params(sc[p + "res1"], sc[p + "mlp.fc2"], sc[p + "out"]),
         ))
         blk = blocks[-1]
-        blk.score_mult, blk.score_shift = scale_params(s_q * sc[a + "k"] / sc[a + "scores"], **kw)
         blk.av_mult, blk.av_shift = scale_params(s_p * sc[a + "v"] / sc[a + "ctx"], **kw)
         prev = p + "out"
     last = f"blocks.{cfg.depth - 1}.out"

@@ -1,9 +1,11 @@
 """Integer forward pass of the ViT: the exact arithmetic of the accelerator.
 
-Every GEMM (patch embedding, qkv, per-head q@k^T and attn@v, proj, fc1, fc2, head) is
-:func:`heatvit.golden.gemm.gemm` (int8 x int8 -> int32 -> requantize -> int8).  LayerNorm,
-softmax and GELU are the integer nonlinear golden functions, and the token selector is the
-token-selector golden model (both reached through :mod:`heatvit.golden.vit_ops`).  Residual adds
+Every GEMM (patch embedding, qkv, per-head q@k^T and attn@v, proj, fc1, fc2, head) is the GEMM
+golden model (int8 x int8 -> int32 -> requantize -> int8); two feed a nonlinear unit with a
+wider result: q@k^T passes its raw int32 accumulators to softmax, fc1's requantizer emits 16
+bits for GELU.  LayerNorm, softmax and GELU are the integer nonlinear golden functions, and the
+token selector is the token-selector golden model (both reached through
+:mod:`heatvit.golden.vit_ops`).  Residual adds
 rescale both int8 operands to the output scale with one rounding (:func:`residual_add`).
 
 One image at a time (token counts differ per image once selectors prune).  ``dump``: a dict
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gemm import gemm
+from .gemm import gemm, matmul_acc
 from .quantize import QLinear, QuantizedViT, quantize_float
 from .requant import requantize
 from .vit_float import check_images, patchify
@@ -23,8 +25,14 @@ from .vit_selector import initial_origin, track
 from . import vit_ops
 
 
-def linear(qm: QuantizedViT, x: np.ndarray, layer: QLinear) -> np.ndarray:
-    return gemm(qm.gemm, x, layer.w, layer.bias, layer.mult, layer.shift)
+def linear(qm: QuantizedViT, x: np.ndarray, layer: QLinear, out_bits: int | None = None) -> np.ndarray:
+    """One GEMM layer; ``out_bits`` wider than the engine's activations: the same accumulation and
+    requantizer, saturating to ``out_bits`` (fc1 feeding the GELU unit)."""
+    if out_bits is None:
+        return gemm(qm.gemm, x, layer.w, layer.bias, layer.mult, layer.shift)
+    g = qm.gemm
+    return requantize(matmul_acc(g, x, layer.w), layer.bias, layer.mult, layer.shift, out_bits=out_bits,
+                      acc_bits=g.acc_bits, bias_bits=g.bias_bits, mult_bits=g.mult_bits, max_shift=g.max_shift)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> np.ndarray:
@@ -53,8 +61,8 @@ def attention(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.
     scores, probs, ctx = [], [], []
     for h in range(cfg.heads):
         sl = slice(h * dh, (h + 1) * dh)
-        s = gemm(qm.gemm, q[:, sl], k[:, sl].T, 0, blk.score_mult, blk.score_shift)
-        a = vit_ops.softmax(s, qm.scales[p + "scores"], blk.softmax)
+        s = matmul_acc(qm.gemm, q[:, sl], k[:, sl].T)            # raw int32 scores
+        a = vit_ops.softmax(s, blk.softmax)
         c = gemm(qm.gemm, a, v[:, sl], 0, blk.av_mult, blk.av_shift)
         scores.append(s), probs.append(a), ctx.append(c)
     ctx_all = np.concatenate(ctx, axis=1)
@@ -67,11 +75,11 @@ def attention(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.
 
 def block(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndarray:
     blk, p = qm.blocks[i], f"blocks.{i}."
-    n1 = vit_ops.layer_norm(x, qm.scales[p + "in"], blk.norm1)
+    n1 = vit_ops.layer_norm(x, blk.norm1)
     x1 = residual_add(x, attention(qm, i, n1, dump), blk.add1)
-    n2 = vit_ops.layer_norm(x1, qm.scales[p + "res1"], blk.norm2)
-    f1 = linear(qm, n2, blk.fc1)
-    h = vit_ops.gelu(f1, qm.scales[p + "mlp.fc1"], blk.gelu)
+    n2 = vit_ops.layer_norm(x1, blk.norm2)
+    f1 = linear(qm, n2, blk.fc1, out_bits=vit_ops.FC1_BITS)
+    h = vit_ops.gelu(f1, blk.gelu)
     m = linear(qm, h, blk.fc2)
     x2 = residual_add(x1, m, blk.add2)
     if dump is not None:
@@ -81,7 +89,7 @@ def block(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndar
 
 
 def head(qm: QuantizedViT, x: np.ndarray, dump: dict | None) -> np.ndarray:
-    xn = vit_ops.layer_norm(x, qm.scales[f"blocks.{qm.cfg.depth - 1}.out"], qm.norm)
+    xn = vit_ops.layer_norm(x, qm.norm)
     logits = linear(qm, xn[:1], qm.head)[0]
     if dump is not None:
         dump.update({"norm": xn, "logits": logits})

@@ -1,46 +1,57 @@
-"""The ViT's calls into the nonlinear and token-selector golden models (one place to bind them).
+"""The ViT's calls into the nonlinear and token-selector golden models (the one place they are bound).
 
-PROVISIONAL: until the integer nonlinear golden (issue 3) and token-selector golden (issue 4)
-land, LayerNorm / softmax / GELU are evaluated in float on the dequantized input and
-re-quantized to the output scale, and the selector runs the float selector on dequantized
-tokens.  ``INTEGER_NONLINEAR`` says which binding is active; benches record it.
+Nonlinear functions are issue 3's bit-exact golden models (:mod:`heatvit.golden.nonlinear`);
+this module only chooses their formats for the ViT:
+
+* LayerNorm: int8 in (the residual stream's scale), int8 out.
+* GELU: the 16-bit fc1 output (fc1's requantizer emits 16 bits at one per-tensor scale, the
+  GELU unit's wide input), int8 out.
+* Softmax: the raw int32 ``q @ k^T`` accumulators (scale ``s_q * s_k``, ``head_dim**-0.5`` folded
+  into q), probabilities in [0, 127] at scale 1/127 (an int8 operand of ``attn @ v``).
+
+The token selector is bound in :func:`selector_params` / :func:`select_int`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import vit_float
+from . import nonlinear as NL
 from .quantize import quantize_float
 
-INTEGER_NONLINEAR = False
+INTEGER_NONLINEAR = True
+"""LayerNorm, softmax and GELU are the integer golden models (recorded by the accuracy bench)."""
+
+FC1_BITS = 16
+"""Width of the fc1 output feeding the GELU unit."""
+SOFTMAX_OUT_MAX = 127
+"""Softmax output range [0, 127] (scale 1/127): a signed int8 operand of ``attn @ v``."""
 
 
 def layer_norm_params(weight, bias, eps, s_in, s_out):
-    return {"weight": np.asarray(weight, np.float32), "bias": np.asarray(bias, np.float32), "eps": float(eps),
-            "s_out": float(s_out)}
+    return NL.layernorm_params(weight, bias, eps, s_in, s_out, out_bits=8, in_bits=8)
 
 
-def layer_norm(x, s_in, p):
-    y = vit_float.layer_norm(x.astype(np.float32) * np.float32(s_in), p["weight"], p["bias"], p["eps"])
-    return quantize_float(y, p["s_out"])
+def layer_norm(x, p):
+    return NL.layernorm(x, p)
 
 
 def gelu_params(s_in, s_out):
-    return {"s_out": float(s_out)}
+    return NL.gelu_params(s_in, s_out, out_bits=8, in_bits=FC1_BITS)
 
 
-def gelu(x, s_in, p):
-    return quantize_float(vit_float.gelu(x.astype(np.float32) * np.float32(s_in)), p["s_out"])
+def gelu(x, p):
+    return NL.gelu(x, p)
 
 
 def softmax_params(s_in):
-    """(parameters, output scale): probabilities in [0, 127] at scale 1/127."""
-    return {}, 1.0 / 127
+    """(parameters, output scale) for raw int32 scores at scale ``s_in``."""
+    p = NL.softmax_params(s_in, out_max=SOFTMAX_OUT_MAX, in_bits=32)
+    return p, p.s_out
 
 
-def softmax(x, s_in, p):
-    return quantize_float(vit_float.softmax(x.astype(np.float32) * np.float32(s_in)), 1.0 / 127)
+def softmax(x, p):
+    return NL.softmax(x, p)
 
 
 def selector_params(model, s, qm):

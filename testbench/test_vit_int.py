@@ -54,7 +54,7 @@ def test_integer_dense_tracks_float_stage_by_stage(digits, quantized):
     for name in ("embed", "blocks.0.norm1", "blocks.0.attn.proj", "blocks.1.mlp.gelu", "blocks.3.out", "norm"):
         deq = np.stack([d[name] for d in dumps]) * qm.scales[name]
         # a few int8 LSBs of the stage's range: the integer model follows the float one
-        assert _rel_err(deq, fd[name]) < 0.08, name
+        assert _rel_err(deq, fd[name]) < 0.1, name
     assert _rel_err(yi * qm.scales["logits"], yf) < 0.12
     assert np.mean(np.argmax(yi, 1) == np.argmax(yf, 1)) >= 5 / 6
 
@@ -71,17 +71,25 @@ def test_every_float_stage_is_dumped_by_the_integer_model(digits, quantized):
 
 
 def test_gemm_stage_is_the_golden_gemm(digits, quantized):
-    """fc1 of block 2 recomputed from its dumped input with the GEMM golden model."""
+    """fc2 of block 2 recomputed from its dumped input with the GEMM golden model, and fc1 (16-bit
+    output for GELU) and the raw q @ k^T scores by hand."""
     _, qm = quantized
     dumps: list = []
     vit_int.forward_int(qm, digits[0][:1], dumps=dumps)
-    d, lay = dumps[0], qm.blocks[2].fc1
-    assert np.array_equal(gemm(qm.gemm, d["blocks.2.norm2"], lay.w, lay.bias, lay.mult, lay.shift), d["blocks.2.mlp.fc1"])
-    # and by hand: int64 accumulation, then multiply, round half away from zero, saturate
-    acc = d["blocks.2.norm2"].astype(np.int64) @ lay.w + lay.bias
-    p = acc * lay.mult
-    q = np.sign(p) * ((np.abs(p) + (1 << (lay.shift - 1))) >> lay.shift)
-    assert np.array_equal(np.clip(q, -128, 127), d["blocks.2.mlp.fc1"])
+    d, blk = dumps[0], qm.blocks[2]
+    lay = blk.fc2
+    assert np.array_equal(gemm(qm.gemm, d["blocks.2.mlp.gelu"], lay.w, lay.bias, lay.mult, lay.shift), d["blocks.2.mlp.fc2"])
+
+    def by_hand(x, lay, bits):         # int64 accumulation, multiply, round half away from zero, saturate
+        p = (x.astype(np.int64) @ lay.w + lay.bias) * lay.mult
+        q = np.sign(p) * ((np.abs(p) + (1 << (lay.shift - 1))) >> lay.shift)
+        return np.clip(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    assert np.array_equal(by_hand(d["blocks.2.mlp.gelu"], lay, 8), d["blocks.2.mlp.fc2"])
+    f1 = by_hand(d["blocks.2.norm2"], blk.fc1, 16)
+    assert np.array_equal(f1, d["blocks.2.mlp.fc1"]) and np.abs(f1).max() > 127
+    dh = CFG.head_dim
+    q, k = d["blocks.2.attn.q"][:, :dh], d["blocks.2.attn.k"][:, :dh]
+    assert np.array_equal(q @ k.T, d["blocks.2.attn.scores"][0])
 
 
 def test_pruned_integer_model(digits, quantized):
