@@ -1,0 +1,193 @@
+"""AXI4 master DMA: a burst reader and a burst writer, sharing one AXI4 port.
+
+Both split transfers into INCR bursts of at most ``burst_len`` beats that never cross a 4 KiB
+boundary, keep every ``*valid`` asserted with a stable payload until its handshake, and never
+make the bus wait on the accelerator:
+
+* the reader requests a burst only when the read FIFO has room for all of it (``rready`` is
+  always high);
+* the writer issues a write address only when all of that burst's data is already in its FIFO
+  (``wvalid`` never drops inside a burst).
+
+Addresses must be aligned to the beat size (the shell refuses unaligned buffers before starting).
+"""
+
+from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from heatvit.shell_config import AXI_BOUNDARY, ShellConfig
+
+from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE
+from .gearbox import tagged
+
+BEATS_BITS = 32
+
+
+def _burst_len(m: Module, cfg: ShellConfig, addr, remaining) -> Signal:
+    """Beats of the next burst: min(burst_len, remaining, beats left before the 4 KiB line)."""
+    page_beats = AXI_BOUNDARY // cfg.data_bytes
+    to_line = Signal(range(page_beats + 1))
+    n = Signal(range(cfg.burst_len + 1))
+    offset = addr[cfg.size_code:12]
+    m.d.comb += to_line.eq(page_beats - offset)
+    m.d.comb += n.eq(cfg.burst_len)
+    with m.If((remaining < cfg.burst_len) & (remaining <= to_line)):
+        m.d.comb += n.eq(remaining)
+    with m.Elif(to_line < cfg.burst_len):
+        m.d.comb += n.eq(to_line)
+    return n
+
+
+class DmaReader(wiring.Component):
+    """Reads ``beats`` beats from ``addr`` and streams them out on ``data``.
+
+    ``start`` (a pulse while ``idle``) begins a transfer.  ``abort`` stops issuing requests and
+    discards the data of requests already in flight; ``idle`` rises when none remain.
+    ``error`` is set by any non-OKAY ``RRESP`` (sticky until the next ``start``).
+    """
+
+    def __init__(self, cfg: ShellConfig):
+        self.cfg = cfg
+        super().__init__({
+            "ar": Out(wiring.Signature({
+                "id": Out(cfg.id_width), "addr": Out(cfg.addr_width), "len": Out(8),
+                "valid": Out(1), "ready": In(1)})),
+            "r": In(wiring.Signature({
+                "data": Out(cfg.data_width), "resp": Out(2), "valid": Out(1), "ready": In(1)})),
+            "start": In(1), "addr": In(cfg.addr_width), "beats": In(BEATS_BITS),
+            "abort": In(1), "flush": In(1),
+            "data": Out(stream.Signature(tagged(cfg.data_width))),
+            "idle": Out(1), "error": Out(1), "progress": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        depth = cfg.read_fifo_depth
+        fifo = SyncFIFOBuffered(width=cfg.data_width, depth=depth)
+        m.submodules.fifo = ResetInserter(self.flush)(fifo)
+
+        cur = Signal(cfg.addr_width)
+        remaining = Signal(BEATS_BITS)
+        reserved = Signal(range(depth + 2))   # beats requested, not yet arrived
+        dropping = Signal()
+        n = _burst_len(m, cfg, cur, remaining)
+        room = Signal(range(2 * depth + 2))
+        m.d.comb += room.eq(depth - fifo.level - reserved)
+
+        issue = Signal()
+        m.d.comb += issue.eq(~self.ar.valid & (remaining != 0) & ~self.abort & ~dropping & (n <= room))
+        with m.If(issue):
+            m.d.sync += [self.ar.valid.eq(1), self.ar.addr.eq(cur), self.ar.len.eq(n - 1),
+                         cur.eq(cur + (n << cfg.size_code)), remaining.eq(remaining - n)]
+        with m.If(self.ar.valid & self.ar.ready):
+            m.d.sync += self.ar.valid.eq(0)
+
+        beat = Signal()
+        m.d.comb += [beat.eq(self.r.valid & self.r.ready), self.r.ready.eq(1)]
+        m.d.sync += reserved.eq(reserved + (issue * n) - beat)
+        m.d.comb += [
+            fifo.w_data.eq(self.r.data),
+            fifo.w_en.eq(beat & ~dropping),
+            self.data.payload.data.eq(fifo.r_data),
+            self.data.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.data.ready),
+            self.idle.eq((remaining == 0) & ~self.ar.valid & (reserved == 0)),
+            self.progress.eq(beat | (self.ar.valid & self.ar.ready)),
+        ]
+        with m.If(beat & (self.r.resp != 0)):
+            m.d.sync += self.error.eq(1)
+        with m.If(self.abort):
+            m.d.sync += [dropping.eq(1), remaining.eq(0)]
+        with m.If(self.start):
+            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), dropping.eq(0), self.error.eq(0)]
+        return m
+
+
+class DmaWriter(wiring.Component):
+    """Writes ``beats`` beats taken from ``data`` to ``addr``.
+
+    The final beat's byte strobes are ``last_strb`` (the rest of the buffer is never written);
+    every other beat writes all lanes.  ``abort`` issues no further bursts (a burst whose address
+    was sent is completed from its buffered data, as AXI requires); ``idle`` rises when every
+    write response is in.  ``error`` is set by any non-OKAY ``BRESP``.
+    """
+
+    def __init__(self, cfg: ShellConfig):
+        self.cfg = cfg
+        super().__init__({
+            "aw": Out(wiring.Signature({
+                "addr": Out(cfg.addr_width), "len": Out(8), "valid": Out(1), "ready": In(1)})),
+            "w": Out(wiring.Signature({
+                "data": Out(cfg.data_width), "strb": Out(cfg.data_bytes), "last": Out(1),
+                "valid": Out(1), "ready": In(1)})),
+            "b": In(wiring.Signature({"resp": Out(2), "valid": Out(1), "ready": In(1)})),
+            "start": In(1), "addr": In(cfg.addr_width), "beats": In(BEATS_BITS),
+            "last_strb": In(cfg.data_bytes), "abort": In(1), "flush": In(1),
+            "data": In(stream.Signature(tagged(cfg.data_width))),
+            "idle": Out(1), "error": Out(1), "progress": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        depth = max(4, 2 * cfg.burst_len)
+        fifo = SyncFIFOBuffered(width=cfg.data_width, depth=depth)
+        m.submodules.fifo = ResetInserter(self.flush)(fifo)
+
+        cur = Signal(cfg.addr_width)
+        remaining = Signal(BEATS_BITS)      # beats not yet covered by a write address
+        left = Signal(BEATS_BITS)           # beats not yet sent on W
+        in_burst = Signal(range(cfg.burst_len + 1))
+        outstanding = Signal(16)            # write responses still due
+        n = _burst_len(m, cfg, cur, remaining)
+        m.d.comb += [
+            fifo.w_data.eq(self.data.payload.data),
+            fifo.w_en.eq(self.data.valid),
+            self.data.ready.eq(fifo.w_rdy),
+        ]
+
+        # Address: only when the whole burst is buffered and the previous burst's data is sent.
+        aw_ok = Signal()
+        m.d.comb += aw_ok.eq(~self.aw.valid & (in_burst == 0) & (remaining != 0) & ~self.abort
+                             & (fifo.level >= n))
+        aw_done = Signal()
+        m.d.comb += aw_done.eq(self.aw.valid & self.aw.ready)
+        with m.If(aw_ok):
+            m.d.sync += [self.aw.valid.eq(1), self.aw.addr.eq(cur), self.aw.len.eq(n - 1),
+                         in_burst.eq(n), cur.eq(cur + (n << cfg.size_code)), remaining.eq(remaining - n)]
+        with m.If(aw_done):
+            m.d.sync += self.aw.valid.eq(0)
+
+        # Data: the beats of the current burst, straight from the FIFO (never starved).
+        w_done = Signal()
+        m.d.comb += [
+            self.w.valid.eq((in_burst != 0) & fifo.r_rdy),
+            self.w.data.eq(fifo.r_data),
+            self.w.last.eq(in_burst == 1),
+            self.w.strb.eq(-1),
+            w_done.eq(self.w.valid & self.w.ready),
+            fifo.r_en.eq(w_done),
+        ]
+        with m.If(left == 1):
+            m.d.comb += self.w.strb.eq(self.last_strb)
+        with m.If(w_done):
+            m.d.sync += [in_burst.eq(in_burst - 1), left.eq(left - 1)]
+
+        b_done = Signal()
+        m.d.comb += [self.b.ready.eq(1), b_done.eq(self.b.valid & self.b.ready)]
+        m.d.sync += outstanding.eq(outstanding + aw_done - b_done)
+        with m.If(b_done & (self.b.resp != 0)):
+            m.d.sync += self.error.eq(1)
+        m.d.comb += [
+            self.idle.eq((remaining == 0) & (in_burst == 0) & ~self.aw.valid & (outstanding == 0)),
+            self.progress.eq(aw_done | w_done | b_done),
+        ]
+        with m.If(self.abort):
+            m.d.sync += remaining.eq(0)
+        with m.If(self.start):
+            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), left.eq(self.beats),
+                         self.error.eq(0)]
+        return m
