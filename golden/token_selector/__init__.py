@@ -10,5 +10,10 @@
 from .decision import (StageResult, always_kept, decide_float, decide_int, gather_writes, package_float,
                        package_int, positions, quantize_score, stage_float, stage_int, token_words)
 
-__all__ = ["StageResult", "always_kept", "decide_float", "decide_int", "gather_writes", "package_float",
+from .float_selector import calibrate, param_shapes, select_float, selector_scores_float
+from .int_selector import IntSelector, combine_scores, quantize_selector, select_int, selector_scores_int
+
+__all__ = ["calibrate", "param_shapes", "select_float", "selector_scores_float", "IntSelector", "combine_scores",
+           "quantize_selector", "select_int", "selector_scores_int",
+           "StageResult", "always_kept", "decide_float", "decide_int", "gather_writes", "package_float",
            "package_int", "positions", "quantize_score", "stage_float", "stage_int", "token_words"]
