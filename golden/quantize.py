@@ -151,14 +151,17 @@ class QuantizedViT:
     norm: object
     head: QLinear
     selectors: list = field(default_factory=list)
+    """Integer selector parameters, one per selector (token-selector golden ``IntSelector``)."""
+    toksel: object = None
+    """The token-selector configuration (``TokSelConfig``) when the model has selectors."""
 
 
-def calibration_amax(model, calib_images, *, prune: bool) -> dict[str, float]:
-    """Max |x| per float stage over the calibration images (dense, or with selectors)."""
+def calibration_dump(model, calib_images, *, prune: bool) -> dict:
+    """Every float stage over the calibration images (dense, or with selectors: lists per image)."""
     from .vit_float import forward_float
     dump: dict = {}
     forward_float(model, calib_images, prune=prune, dump=dump)
-    return calibrate([dump])
+    return dump
 
 
 def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
@@ -170,10 +173,10 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
     from . import vit_ops
     gemm_cfg = gemm_cfg or DEFAULT.gemm
     cfg, w = model.cfg, model.weights
-    amax = calibration_amax(model, calib_images, prune=False)
-    if model.plan.blocks:
-        for k, v in calibration_amax(model, calib_images, prune=True).items():
-            amax[k] = max(amax.get(k, 0.0), v)
+    amax = calibrate([calibration_dump(model, calib_images, prune=False)])
+    pruned = calibration_dump(model, calib_images, prune=True) if model.plan.blocks else {}
+    for k, v in calibrate([{k: v for k, v in pruned.items() if not k.startswith("selectors.")}]).items():
+        amax[k] = max(amax.get(k, 0.0), v)
     kw = dict(mult_bits=gemm_cfg.mult_bits, max_shift=gemm_cfg.max_shift)
     sc = {k: act_scale(v) for k, v in amax.items()}
     sc["patches"] = 1.0 / QMAX                       # images are in [0, 1]
@@ -223,5 +226,10 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
     norm = vit_ops.layer_norm_params(w["norm.weight"], w["norm.bias"], cfg.eps, sc[last], sc["norm"])
     head = quantize_linear(w["head.weight"], w["head.bias"], sc["norm"], sc["logits"], **kw)
     qm = QuantizedViT(cfg, model.plan, gemm_cfg, sc, pe, pos_q, add_embed, cls_row, blocks, norm, head)
-    qm.selectors = [vit_ops.selector_params(model, s, qm) for s in range(len(model.plan.blocks))]
+    if model.plan.blocks:
+        from .vit_selector import quantize_selector, toksel_config
+        qm.toksel = toksel_config(cfg, len(model.plan.blocks), gemm_cfg.rows)
+        for s, b in enumerate(model.plan.blocks):
+            name = f"blocks.{b - 1}.out"                   # the tokens the selector sees
+            qm.selectors.append(quantize_selector(model, s, pruned[name], sc[name], gemm_cfg))
     return qm

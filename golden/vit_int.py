@@ -21,7 +21,7 @@ from .gemm import gemm, matmul_acc
 from .quantize import QLinear, QuantizedViT, quantize_float
 from .requant import requantize
 from .vit_float import check_images, patchify
-from .vit_selector import initial_origin, track
+from .vit_selector import initial_origin, select_int, track
 from . import vit_ops
 
 
@@ -103,7 +103,7 @@ def forward_one(qm: QuantizedViT, image: np.ndarray, *, prune: bool, dump: dict 
     for i in range(qm.cfg.depth):
         if prune and i in qm.plan.blocks:
             s = qm.plan.blocks.index(i)
-            x, n_pkg, keep = vit_ops.select_int(qm, s, x, n_pkg)
+            x, n_pkg, keep = select_int(qm, s, x, n_pkg)
             origin = track(origin, keep, x.shape[0], s, dump)
         x = block(qm, i, x, dump)
     return head(qm, x, dump)

@@ -9,15 +9,12 @@ this module only chooses their formats for the ViT:
 * Softmax: the raw int32 ``q @ k^T`` accumulators (scale ``s_q * s_k``, ``head_dim**-0.5`` folded
   into q), probabilities in [0, 127] at scale 1/127 (an int8 operand of ``attn @ v``).
 
-The token selector is bound in :func:`selector_params` / :func:`select_int`.
+The token selector is issue 4's golden model, bound in :mod:`heatvit.golden.vit_selector`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import nonlinear as NL
-from .quantize import quantize_float
 
 INTEGER_NONLINEAR = True
 """LayerNorm, softmax and GELU are the integer golden models (recorded by the accuracy bench)."""
@@ -52,20 +49,3 @@ def softmax_params(s_in):
 
 def softmax(x, p):
     return NL.softmax(x, p)
-
-
-def selector_params(model, s, qm):
-    return {"model": model, "index": s}
-
-
-def select_int(qm, s, x, n_pkg):
-    """Integer selector ``s`` on int8 tokens: (tokens, package rows at the tail, keep mask)."""
-    from .vit_selector import select_tokens
-    p = qm.selectors[s]
-    name = f"blocks.{qm.plan.blocks[s] - 1}.out"
-    xf = x.astype(np.float32) * np.float32(qm.scales[name])
-    keep, pkg_w = select_tokens(p["model"], s, xf, n_pkg)
-    if pkg_w is None:
-        return x, n_pkg, keep
-    pkg = quantize_float((pkg_w[:, None] * xf[~keep]).sum(0), qm.scales[name])
-    return np.concatenate([x[keep], pkg[None]], axis=0), n_pkg + 1, keep

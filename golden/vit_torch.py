@@ -168,7 +168,8 @@ class TokenSelector(nn.Module):
 class PrunedViT(nn.Module):
     """Backbone + token selectors before ``plan.blocks``, trained with masks (batched).
 
-    Each selector's hard Gumbel-softmax decision (training) or ``keep > threshold`` decision (eval)
+    Each selector's hard Gumbel-softmax decision (training; or the threshold rule with a
+    straight-through gradient, ``decision = "threshold"``) or ``keep > threshold`` decision (eval)
     multiplies the presence mask; pruned tokens stop being attended to, and one package token
     per selector (the keep-score weighted average of the tokens it pruned) is appended, as in
     HeatViT.  Returns logits, the mean keep ratio of each stage (over the patch tokens) and the
@@ -181,6 +182,12 @@ class PrunedViT(nn.Module):
         self.selectors = nn.ModuleList(TokenSelector(backbone.cfg) for _ in plan.blocks)
         self.tau = 1.0
         self.threshold = 0.5
+        self.decision = "gumbel"
+        """Training decisions: "gumbel" (hard Gumbel-softmax samples) or "threshold" (the
+        inference rule ``keep_p > threshold`` with a straight-through gradient)."""
+        self.expected: list = []
+        """Per stage, after a forward pass: the expected kept fraction of the original patches
+        (keep probabilities of the tokens present before the stage)."""
 
     def forward(self, x):
         bb = self.backbone
@@ -191,14 +198,18 @@ class PrunedViT(nn.Module):
         patch = torch.zeros(b, n, device=x.device)
         patch[:, 1:] = 1                         # which slots are original patch tokens
         ratios = []
+        self.expected = []
         for i, blk in enumerate(bb.blocks):
             if i in self.plan.blocks:
                 s = self.plan.blocks.index(i)
                 keep_p, score = self.selectors[s](x, policy)
-                if self.training:
+                if self.training and self.decision == "gumbel":
                     dec = F.gumbel_softmax(torch.log(score.clamp_min(1e-8)), tau=self.tau, hard=True)[..., 0]
                 else:                    # inference: keep when the combined keep score > threshold
                     dec = (keep_p > self.threshold).float()
+                    if self.training:    # "threshold": the inference decision, straight-through gradient
+                        dec = dec + keep_p - keep_p.detach()
+                self.expected.append((keep_p * policy * patch).sum(1) / n_patch)
                 dec = torch.where(patch > 0, dec, torch.ones_like(dec))         # class/package tokens stay
                 pruned = policy * (1 - dec) * patch
                 policy = policy * dec

@@ -5,7 +5,7 @@ mismatch.  NumPy only (small random models, a few images)."""
 import numpy as np
 import pytest
 
-from heatvit.golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency
+from heatvit.golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency, vit_selector
 from heatvit.golden.gemm import gemm
 from heatvit.golden.vit_config import PruningPlan, ViTConfig
 from heatvit.golden.vit_selector import selector_param_shapes
@@ -121,6 +121,12 @@ def test_selectors_keeping_everything_give_the_dense_result(digits):
     yp = vit_int.forward_int(qm, digits[0][:2], prune=True, dumps=dumps)
     assert np.array_equal(yp, vit_int.forward_int(qm, digits[0][:2]))
     assert all(d["blocks.3.in"].shape[0] == CFG.num_tokens for d in dumps)
+
+
+def test_selector_gemm_shapes_match_the_token_selector_golden(quantized):
+    _, qm = quantized
+    for n in (1, 17, CFG.num_tokens):
+        assert vit_selector.selector_gemm_shapes(CFG, n) == qm.selectors[0].gemm_shapes(n)
 
 
 def test_macs_counted_from_token_counts():

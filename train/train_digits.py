@@ -195,7 +195,12 @@ def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, budge
 # -- phase 4: selectors -----------------------------------------------------------------------
 
 def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_weight: float = 2.0,
-                    distill_weight: float = 0.5):
+                    distill_weight: float = 0.5, gumbel_frac: float = 0.5):
+    """Selector fine-tuning.  The first ``gumbel_frac`` of the epochs decide by hard Gumbel-softmax
+    samples (HeatViT); the rest by the inference rule (keep score > 0.5, straight-through
+    gradient), so the keep ratios trained for are the ones the threshold decision gives.  The
+    ratio loss pulls both the decided and the expected (keep-probability) kept fraction of every
+    stage to its target."""
     from heatvit.golden.vit_torch import PrunedViT
     torch.manual_seed(SEED + 1)
     gen = torch.Generator().manual_seed(SEED + 1)
@@ -215,6 +220,7 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_
     step, t0 = 0, time.time()
     for ep in range(epochs):
         student.train()
+        student.decision = "gumbel" if ep < gumbel_frac * epochs else "threshold"
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), bs):
             j = perm[i:i + bs]
@@ -226,7 +232,8 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_
                 t_logits = teacher(xb)
             logits, ratios, _, _ = student(xb)
             kept = torch.stack([r.mean() for r in ratios])
-            loss_ratio = ((kept - targets) ** 2).sum()
+            expected = torch.stack([r.mean() for r in student.expected])
+            loss_ratio = ((kept - targets) ** 2).sum() + ((expected - targets) ** 2).sum()
             loss_kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(t_logits, -1), log_target=True,
                                reduction="batchmean")
             loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1) + ratio_weight * loss_ratio
