@@ -124,15 +124,11 @@ class SoftmaxUnit(wiring.Component):
         ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
         m.d.comb += [self.o.valid.eq(ov), self.o.payload.data.eq(y), self.o.payload.last.eq(olast)]
 
-        # -- memory port sharing -------------------------------------------------------------------
-        with m.If(in_out):
-            m.d.comb += [rd.addr.eq(oidx), rd.en.eq(en_o)]
-        with m.Else():
-            m.d.comb += [rd.addr.eq(idx), rd.en.eq(1)]
+        # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
+        m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
 
-        with m.FSM(name="softmax"):
+        with m.FSM(name="softmax") as fsm:
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     x = self.i.payload.data
                     m.d.comb += [wr.addr.eq(cnt), wr.data.eq(x.as_unsigned()), wr.en.eq(1)]
@@ -147,7 +143,6 @@ class SoftmaxUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += cnt.eq(cnt + 1)
             with m.State("EXP"):
-                m.d.comb += [in_exp.eq(1), self.busy.eq(1)]
                 with m.If(issue):
                     m.d.sync += idx.eq(idx + 1)
                 with m.If(v):
@@ -157,7 +152,6 @@ class SoftmaxUnit(wiring.Component):
                     m.d.sync += wait.eq(0)
                     m.next = "RECIP"
             with m.State("RECIP"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == rlat):
                     m.d.sync += [r.eq(r_out), big_e.eq(e_out)]
@@ -165,12 +159,23 @@ class SoftmaxUnit(wiring.Component):
                     m.d.sync += [f.eq(r * p.out_max), oidx.eq(0)]
                     m.next = "OUT"
             with m.State("OUT"):
-                m.d.comb += [in_out.eq(1), self.busy.eq(1)]
                 with m.If(oissue & en_o):
                     m.d.sync += oidx.eq(oidx + 1)
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
                     m.next = "LOAD"
+        _phase_flags(m, fsm, self.i.ready, self.busy, in_out, in_exp)
         return m
+
+
+def _phase_flags(m, fsm, ready, busy, in_out, in_exp=None):
+    """State decodes as unconditional assignments.
+
+    Icarus evaluates an ``always @*`` block only when one of its inputs changes; a flag assigned
+    inside an FSM state whose register never leaves its initial value would stay X.
+    """
+    m.d.comb += [ready.eq(fsm.ongoing("LOAD")), busy.eq(~fsm.ongoing("LOAD")), in_out.eq(fsm.ongoing("OUT"))]
+    if in_exp is not None:
+        m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
 
 
 def layernorm_params_layout(cfg: NonlinearConfig):
@@ -272,9 +277,8 @@ class LayerNormUnit(wiring.Component):
         ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
         m.d.comb += [self.o.valid.eq(ov), self.o.payload.data.eq(y), self.o.payload.last.eq(olast)]
 
-        with m.FSM(name="layernorm"):
+        with m.FSM(name="layernorm") as fsm:
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     x = self.i.payload
                     m.d.comb += [xw.addr.eq(cnt), xw.data.eq(x), xw.en.eq(1)]
@@ -286,24 +290,21 @@ class LayerNormUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += cnt.eq(cnt + 1)
             with m.State("STATS"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += [ns2.eq(n * s2), s1sq.eq(s1 * s1), wait.eq(0)]
                 m.next = "VAR"
             with m.State("VAR"):
-                m.d.comb += self.busy.eq(1)
                 v = ns2 - s1sq + p.eps
                 m.d.sync += dval.eq(Mux(v == 0, 1, v))
                 m.next = "RSQRT"
             with m.State("RSQRT"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == rlat):
                     m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC)), oidx.eq(0)]
                     m.next = "OUT"
             with m.State("OUT"):
-                m.d.comb += [in_out.eq(1), self.busy.eq(1)]
                 with m.If(oissue & en_o):
                     m.d.sync += oidx.eq(oidx + 1)
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
                     m.next = "LOAD"
+        _phase_flags(m, fsm, self.i.ready, self.busy, in_out)
         return m

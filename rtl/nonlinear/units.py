@@ -165,38 +165,33 @@ class _Elementwise(wiring.Component):
         return m
 
 
-def act_params_layout():
-    """Per-tensor parameters of :class:`ActUnit` (see :class:`heatvit.golden.nonlinear.ActParams`)."""
+def act_params_layout(out_bits: int):
+    """Per-tensor parameters of :class:`ActUnit` (the fields of :class:`heatvit.golden.nonlinear.ActParams`)."""
     return data.StructLayout({"in_mult": unsigned(F.MULT_BITS), "in_shift": unsigned(SHIFT_BITS),
-                              "out_mult": unsigned(F.MULT_BITS), "out_shift": unsigned(SHIFT_BITS)})
+                              "out_mult": unsigned(F.MULT_BITS), "out_shift": unsigned(SHIFT_BITS),
+                              "out_min": signed(out_bits), "out_max": signed(out_bits)})
 
 
 class ActUnit(_Elementwise):
     """GELU or sigmoid of signed ``in_bits`` integers with input and output requantization.
 
-    * ``params`` (in, hold stable while data flows): ``in_mult``/``in_shift`` and
-      ``out_mult``/``out_shift`` from :func:`heatvit.golden.nonlinear.gelu_params` /
-      ``sigmoid_params``.
+    * ``params`` (in, hold stable while data flows): the fields of the
+      :class:`~heatvit.golden.nonlinear.ActParams` that :func:`heatvit.golden.nonlinear.gelu_params`
+      / ``sigmoid_params`` return (``out_min``/``out_max`` must fit ``out_bits`` signed).
     * ``i``: ``lanes`` x signed ``in_bits`` (scale ``s_in``); ``o``: ``lanes`` x signed
-      ``out_bits`` (GELU, saturating to the signed range) or unsigned ``out_bits`` (sigmoid,
-      saturating to ``[0, out_max]``; ``out_max = 2**(out_bits-1)-1`` if ``signed_out``).
+      ``out_bits``, saturated to ``[out_min, out_max]`` (scale ``s_out``).
     """
 
-    def __init__(self, cfg: NonlinearConfig, kind: str = "gelu", *, in_bits: int = 32, out_bits: int = 8,
-                 signed_out: bool | None = None):
+    def __init__(self, cfg: NonlinearConfig, kind: str = "gelu", *, in_bits: int = 32, out_bits: int = 8):
         if kind not in ("gelu", "sigmoid"):
             raise ValueError(f"kind = {kind!r}; allowed 'gelu', 'sigmoid'")
+        if not 2 <= in_bits <= 32:
+            raise ValueError(f"in_bits = {in_bits} is out of range; allowed [2, 32]")
+        if not 2 <= out_bits <= F.ACT_BITS:
+            raise ValueError(f"out_bits = {out_bits} is out of range; allowed [2, {F.ACT_BITS}]")
         self.kind, self.in_bits, self.out_bits = kind, in_bits, out_bits
         self.table_names = (kind,)
-        if kind == "gelu":
-            self.out_min, self.out_max = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
-            out_shape = signed(out_bits)
-        else:
-            so = bool(signed_out)
-            self.out_min, self.out_max = 0, (1 << (out_bits - 1)) - 1 if so else (1 << out_bits) - 1
-            out_shape = unsigned(out_bits)
-        self.out_shape = out_shape
-        super().__init__(cfg, signed(in_bits), out_shape, {"params": In(act_params_layout())})
+        super().__init__(cfg, signed(in_bits), signed(out_bits), {"params": In(act_params_layout(out_bits))})
 
     def lane(self, pipe, x, mems):
         p = self.params
@@ -208,8 +203,8 @@ class ActUnit(_Elementwise):
         else:
             g, lat = sigmoid_core(pipe, xq, self.tables["sigmoid"], mems["sigmoid"])
         prod = pipe.reg(g * p.out_mult, signed(F.ACT_BITS + F.MULT_BITS + 2), "pout")
-        y = pipe.reg(saturate(round_shift_var(prod, p.out_shift), self.out_min, self.out_max),
-                     self.out_shape, "y")
+        y = pipe.reg(saturate(round_shift_var(prod, p.out_shift), p.out_min, p.out_max),
+                     signed(self.out_bits), "y")
         return y, lat + 4
 
 

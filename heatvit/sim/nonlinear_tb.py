@@ -1,0 +1,165 @@
+"""cocotb testbench class for :class:`heatvit.rtl.nonlinear.bank.NonlinearBank` (every nonlinear unit).
+
+Each operation drives one unit's streams with random valid gaps / ready stalls, collects the
+results and returns them decoded next to the golden model's answer; the caller compares.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+
+from heatvit.golden import nonlinear as NL
+from heatvit.golden.nonlinear import formats as F
+from heatvit.golden.nonlinear.layernorm import LayerNormParams, moments_bits
+from heatvit.golden.nonlinear.softmax import SoftmaxParams
+from heatvit.nonlinear_config import NonlinearConfig
+from heatvit.rtl.nonlinear.bank import RECIP_BITS, RSQRT_BITS
+
+from .streams import StreamSink, StreamSource, pack_fields, pack_lanes
+
+SHIFT_BITS = 6
+
+
+def _field(word: int, lo: int, width: int, signed: bool) -> int:
+    v = (word >> lo) & ((1 << width) - 1)
+    return v - (1 << width) if signed and v >> (width - 1) else v
+
+
+class NonlinearTB:
+    """Drives the bank's units; ``gap``/``stall`` are the BFMs' random idle probabilities."""
+
+    def __init__(self, dut, cfg: NonlinearConfig, rng: random.Random, *, gap: float = 0.0,
+                 stall: float = 0.0, period_ns: int = 10):
+        self.dut, self.cfg, self.rng = dut, cfg, rng
+        self.clk = dut.clk
+        self.gap, self.stall = gap, stall
+        Clock(dut.clk, period_ns, unit="ns").start()
+        # undriven inputs are Z in 4-state simulators and a pipeline register would keep the Z
+        for unit in ("gelu", "sigmoid", "exp", "recip", "rsqrt", "softmax", "layernorm"):
+            getattr(dut, f"{unit}__i__valid").value = 0
+            getattr(dut, f"{unit}__o__ready").value = 0
+        dut.layernorm__affine__valid.value = 0
+
+    async def reset(self, cycles: int = 3):
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.clk)
+
+    def _bfms(self, unit: str, gap: float | None, stall: float | None):
+        r = self.rng
+        src = StreamSource(self.dut, f"{unit}__i", self.clk, gap=self.gap if gap is None else gap,
+                           rng=random.Random(r.getrandbits(32))).start()
+        sink = StreamSink(self.dut, f"{unit}__o", self.clk, stall=self.stall if stall is None else stall,
+                          rng=random.Random(r.getrandbits(32))).start()
+        return src, sink
+
+    async def _stream(self, unit: str, beats: list[int], n_out: int, gap=None, stall=None,
+                      cycles_per_beat: int = 8) -> list[int]:
+        src, sink = self._bfms(unit, gap, stall)
+        src.send(beats)
+        await sink.wait_count(n_out, timeout_cycles=200 + cycles_per_beat * (len(beats) + n_out) * 4)
+        for _ in range(4):
+            await RisingEdge(self.clk)
+        extra = len(sink.received) - n_out
+        src.stop(), sink.stop()
+        if extra:
+            raise AssertionError(f"{unit}: {extra} unexpected extra output beats")
+        return sink.received
+
+    # -- elementwise units ---------------------------------------------------------------------
+    async def elementwise(self, unit: str, x, *, gap=None, stall=None, params=None):
+        """Run ``x`` (1-D ints) through ``unit``; return (got, expected) as int64 arrays
+        (reciprocal / rsqrt: shape (n, 2) with columns r, e)."""
+        cfg, lanes = self.cfg, self.cfg.lanes
+        x = np.asarray(x, dtype=np.int64)
+        n = len(x)
+        pad = (-n) % lanes
+        xp = np.concatenate([x, np.full(pad, x[0])])
+        if unit in ("gelu", "sigmoid"):
+            ob = F.ACT_BITS if unit == "gelu" else F.SIGMOID_FRAC + 2
+            p = params
+            getattr(self.dut, f"{unit}__params").value = pack_fields(
+                [(p.in_mult, F.MULT_BITS), (p.in_shift, SHIFT_BITS), (p.out_mult, F.MULT_BITS),
+                 (p.out_shift, SHIFT_BITS), (p.out_min, ob), (p.out_max, ob)])
+            in_bits, out_w = 32, ob
+            expected = (NL.gelu if unit == "gelu" else NL.sigmoid)(x, p, cfg)
+            decode = lambda v: _field(v, 0, ob, True)
+        elif unit == "exp":
+            in_bits, out_w = F.EXP_IN_BITS, F.EXP_OUT_FRAC + 1
+            expected = NL.exp_neg(x, cfg)
+            decode = lambda v: _field(v, 0, out_w, False)
+        else:
+            in_bits = RECIP_BITS if unit == "recip" else RSQRT_BITS
+            ew = in_bits.bit_length()
+            out_w = F.RECIP_FRAC + 1 + ew
+            r, e = (NL.reciprocal if unit == "recip" else NL.rsqrt)(x, in_bits, cfg)
+            expected = np.stack([r, e], axis=1)
+            decode = lambda v: (_field(v, 0, F.RECIP_FRAC + 1, False), _field(v, F.RECIP_FRAC + 1, ew, False))
+        beats = [pack_lanes(xp[i:i + lanes], in_bits) for i in range(0, len(xp), lanes)]
+        words = await self._stream(unit, beats, len(beats), gap, stall, cycles_per_beat=2)
+        got = [decode((w >> (lane * out_w)) & ((1 << out_w) - 1)) for w in words for lane in range(lanes)]
+        return np.array(got[:n], dtype=np.int64), np.asarray(expected, dtype=np.int64)
+
+    # -- row units -------------------------------------------------------------------------------
+    def _check_lasts(self, unit: str, lasts: list[int], lengths: list[int]):
+        want = np.zeros(sum(lengths), dtype=int)
+        want[np.cumsum(lengths) - 1] = 1
+        if list(want) != lasts:
+            bad = int(np.flatnonzero(np.array(lasts) != want)[0])
+            raise AssertionError(f"{unit}: 'last' wrong at output beat {bad}")
+
+    async def softmax(self, rows: list, p: SoftmaxParams, *, gap=None, stall=None):
+        """Rows (1-D int arrays) through the Softmax unit; return (got, expected) concatenated."""
+        d, ib = self.dut, self.cfg.softmax_in_bits
+        d.softmax__params.value = pack_fields(
+            [(p.mult, F.SOFTMAX_MULT_BITS), (p.shift, SHIFT_BITS), (p.out_max, 8)])
+        beats = [pack_fields([(int(v), ib), (int(j == len(r) - 1), 1)]) for r in rows for j, v in enumerate(r)]
+        words = await self._stream("softmax", beats, len(beats), gap, stall)
+        self._check_lasts("softmax", [(w >> 8) & 1 for w in words], [len(r) for r in rows])
+        got = np.array([w & 0xFF for w in words], dtype=np.int64)
+        expected = np.concatenate([NL.softmax(np.asarray(r), p, self.cfg) for r in rows])
+        return got, expected
+
+    async def layernorm_load(self, p: LayerNormParams):
+        """Set the per-tensor parameters and stream the per-channel affine table in."""
+        cfg, d = self.cfg, self.dut
+        mb = moments_bits(cfg.layernorm_in_bits, cfg.dim_bits)
+        d.layernorm__params.value = pack_fields(
+            [(p.n, cfg.dim_bits), (p.eps_q, mb), (p.out_shift, SHIFT_BITS)])
+        ib = max(1, (cfg.max_dim - 1).bit_length())
+        src = StreamSource(d, "layernorm__affine", self.clk, gap=self.gap,
+                           rng=random.Random(self.rng.getrandbits(32))).start()
+        src.send([pack_fields([(i, ib), (int(g), F.LN_GAMMA_BITS), (int(b), F.LN_BETA_BITS)])
+                  for i, (g, b) in enumerate(zip(p.gamma_q, p.beta_q))])
+        await src.wait_idle()
+        await RisingEdge(self.clk)
+        src.stop()
+
+    async def layernorm(self, rows, p: LayerNormParams, *, gap=None, stall=None):
+        """Rows [R, N] through the LayerNorm unit (affine already loaded); (got, expected) flat."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ib = self.cfg.layernorm_in_bits
+        beats = [pack_lanes([v], ib) for v in rows.ravel()]
+        words = await self._stream("layernorm", beats, len(beats), gap, stall)
+        self._check_lasts("layernorm", [(w >> 8) & 1 for w in words], [p.n] * len(rows))
+        got = np.array([_field(w, 0, 8, True) for w in words], dtype=np.int64)
+        return got, NL.layernorm(rows, p, self.cfg).ravel()
+
+
+def assert_equal(what: str, x, got, expected):
+    """Bit-exact comparison; the message names the first mismatching input."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    if got.shape != expected.shape:
+        raise AssertionError(f"{what}: got shape {got.shape}, expected {expected.shape}")
+    bad = np.flatnonzero((got != expected).reshape(len(got), -1).any(axis=1))
+    if len(bad):
+        i = int(bad[0])
+        xi = np.asarray(x).ravel()[i] if x is not None and i < np.asarray(x).size else "?"
+        raise AssertionError(f"{what}: {len(bad)} mismatches; first at element {i} (input {xi}): "
+                             f"got {got[i].tolist()}, expected {expected[i].tolist()}")

@@ -1,0 +1,149 @@
+"""cocotb tests of every nonlinear unit against the golden model, bit-exact.
+
+Exhaustive over the input domain where it is at most 2**16 values (the GELU and sigmoid tables,
+exp, reciprocal and rsqrt of 16-bit inputs), random elsewhere; adversarial softmax and LayerNorm
+rows; random valid gaps and ready stalls throughout.  ``HEATVIT_QUICK=1`` (Icarus): subsets.
+"""
+
+import os
+import random
+
+import cocotb
+import numpy as np
+
+from heatvit.golden import nonlinear as NL
+from heatvit.nonlinear_config import NonlinearConfig
+from heatvit.sim.nonlinear_tb import NonlinearTB, assert_equal
+from heatvit.sim.runner import config_from_env
+
+QUICK = bool(int(os.environ.get("HEATVIT_QUICK", "0")))
+
+
+async def _setup(dut, gap=0.1, stall=0.1):
+    cfg = config_from_env(NonlinearConfig)
+    rng = random.Random(cocotb.RANDOM_SEED)
+    tb = NonlinearTB(dut, cfg, rng, gap=gap, stall=stall)
+    await tb.reset()
+    return tb, np.random.default_rng(rng.getrandbits(32))
+
+
+def _domain(lo, hi, nprng, quick_n=3000):
+    """All of ``[lo, hi)``, or (quick) a random subset plus both ends."""
+    if not QUICK:
+        return np.arange(lo, hi)
+    return np.concatenate([[lo, hi - 1], nprng.integers(lo, hi, quick_n)])
+
+
+async def _act(tb, nprng, unit, core_frac):
+    # 1. the core over its whole table (identity requantization: s_in = 2**-12, s_out = 2**-frac)
+    core = NL.gelu_params(2.0 ** -12, 2.0 ** -12, out_bits=20) if unit == "gelu" else \
+        NL.sigmoid_params(2.0 ** -12, 2.0 ** -15, out_bits=16)
+    span = 1 << 15 if unit == "gelu" else 1 << 16
+    x = _domain(-span, span, nprng)
+    got, exp = await tb.elementwise(unit, x, params=core, gap=0.02, stall=0.02)
+    assert_equal(f"{unit} core (table domain)", x, got, exp)
+    x = nprng.integers(-(1 << 19), 1 << 19, 500 if QUICK else 5000)
+    got, exp = await tb.elementwise(unit, x, params=core)
+    assert_equal(f"{unit} core (outside the table)", x, got, exp)
+    # 2. deployment: int32 accumulators at random calibrated scales, int8 / uint8 outputs
+    for _ in range(2 if QUICK else 6):
+        s_in = float(10 ** nprng.uniform(-6, -1))
+        if unit == "gelu":
+            p = NL.gelu_params(s_in, float(10 ** nprng.uniform(-2.5, -0.5)))
+        else:
+            p = NL.sigmoid_params(s_in, 1 / 255, out_bits=8)
+        amax = min(2 ** 31 - 1, int(12 / s_in))
+        x = np.concatenate([nprng.integers(-amax, amax, 300 if QUICK else 2000), [-2 ** 31, 2 ** 31 - 1, 0]])
+        got, exp = await tb.elementwise(unit, x, params=p, gap=0.3, stall=0.3)
+        assert_equal(f"{unit} s_in={s_in:.3g}", x, got, exp)
+
+
+@cocotb.test()
+async def gelu(dut):
+    tb, nprng = await _setup(dut)
+    await _act(tb, nprng, "gelu", 12)
+
+
+@cocotb.test()
+async def sigmoid(dut):
+    tb, nprng = await _setup(dut)
+    await _act(tb, nprng, "sigmoid", 15)
+
+
+@cocotb.test()
+async def exp(dut):
+    tb, nprng = await _setup(dut)
+    x = _domain(0, 1 << 16, nprng)
+    got, e = await tb.elementwise("exp", x, gap=0.02, stall=0.02)
+    assert_equal("exp", x, got, e)
+
+
+async def _mant_exp(tb, nprng, unit, bits):
+    x = _domain(1, 1 << 16, nprng)
+    got, e = await tb.elementwise(unit, x, gap=0.02, stall=0.02)
+    assert_equal(f"{unit} (16-bit inputs)", x, got, e)
+    edges = [1, 2, 3, (1 << bits) - 1] + [1 << k for k in range(bits)] + [(1 << k) - 1 for k in range(2, bits)]
+    x = np.concatenate([edges, nprng.integers(1, 1 << bits, 500 if QUICK else 20000)])
+    got, e = await tb.elementwise(unit, x, gap=0.3, stall=0.3)
+    assert_equal(f"{unit} ({bits}-bit inputs)", x, got, e)
+
+
+@cocotb.test()
+async def reciprocal(dut):
+    tb, nprng = await _setup(dut)
+    await _mant_exp(tb, nprng, "recip", 32)
+
+
+@cocotb.test()
+async def rsqrt(dut):
+    tb, nprng = await _setup(dut)
+    await _mant_exp(tb, nprng, "rsqrt", 40)
+
+
+def softmax_rows(cfg: NonlinearConfig, nprng, n_random: int):
+    """Adversarial rows (all equal, spike, all min, all max, length 1, full length) + random."""
+    n, lo, hi = cfg.max_tokens, -(1 << (cfg.softmax_in_bits - 1)), (1 << (cfg.softmax_in_bits - 1)) - 1
+    spike = np.full(n, lo)
+    spike[nprng.integers(n)] = hi
+    rows = [np.zeros(n, int), np.full(n, 1234), spike, np.full(n, lo), np.full(n, hi), np.array([7]),
+            np.array([lo]), np.r_[hi, lo], nprng.integers(lo, hi, n, endpoint=True)]
+    for _ in range(n_random):
+        length = int(nprng.integers(1, n + 1))
+        spread = float(10 ** nprng.uniform(0, 3.5))
+        rows.append(np.clip(nprng.normal(0, spread, length), lo, hi).astype(np.int64))
+    return rows
+
+
+@cocotb.test()
+async def softmax(dut):
+    tb, nprng = await _setup(dut, gap=0.2, stall=0.2)
+    cfg = tb.cfg
+    for s_in, out_max in ((0.01, 255), (1e-3, 127), (0.3, 255)):
+        p = NL.softmax_params(s_in, out_max=out_max, in_bits=cfg.softmax_in_bits)
+        rows = softmax_rows(cfg, nprng, 3 if QUICK else 12)
+        got, e = await tb.softmax(rows, p)
+        assert_equal(f"softmax s_in={s_in}", np.concatenate(rows), got, e)
+
+
+def layernorm_rows(cfg: NonlinearConfig, n: int, nprng, n_random: int):
+    lo, hi = -(1 << (cfg.layernorm_in_bits - 1)), (1 << (cfg.layernorm_in_bits - 1)) - 1
+    spike = np.full(n, lo)
+    spike[nprng.integers(n)] = hi
+    rows = [np.zeros(n, int), np.full(n, 5), spike, np.full(n, lo), np.full(n, hi)]
+    rows += [nprng.integers(lo, hi, n, endpoint=True) for _ in range(n_random)]
+    return np.stack(rows)
+
+
+@cocotb.test()
+async def layernorm(dut):
+    tb, nprng = await _setup(dut, gap=0.2, stall=0.2)
+    cfg = tb.cfg
+    lengths = [cfg.max_dim, 1, int(nprng.integers(2, cfg.max_dim + 1))]
+    for n in lengths:
+        gamma, beta = nprng.normal(1, 0.5, n), nprng.normal(0, 0.5, n)
+        p = NL.layernorm_params(gamma, beta, 1e-6, float(10 ** nprng.uniform(-2, -0.5)),
+                                float(10 ** nprng.uniform(-2, -1)), in_bits=cfg.layernorm_in_bits, cfg=cfg)
+        await tb.layernorm_load(p)
+        rows = layernorm_rows(cfg, n, nprng, 1 if QUICK else 4)
+        got, e = await tb.layernorm(rows, p)
+        assert_equal(f"layernorm N={n}", rows, got, e)
