@@ -140,3 +140,13 @@ def test_wrong_images_rejected(quantized):
     _, qm = quantized
     with pytest.raises(ValueError, match="never resized"):
         vit_int.forward_int(qm, np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_accuracy_bench_keys(digits):
+    from heatvit.bench import accuracy
+    res = accuracy.evaluate(random_model(), limit=3)
+    assert res["n_test"] == 3
+    for k in ("float_top1", "int8_top1", "pruned_int8_top1"):
+        assert 0.0 <= res[k] <= 1.0
+    assert len(res["keep_ratio_per_stage"]) == len(PLAN.blocks)
+    assert 0 < res["macs_pruned"] and res["macs_dense"] == CFG.dense_macs()

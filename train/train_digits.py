@@ -194,39 +194,33 @@ def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, budge
 
 # -- phase 4: selectors -----------------------------------------------------------------------
 
-def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_weight: float = 2.0,
-                    distill_weight: float = 0.5, gumbel_frac: float = 0.5):
-    """Selector fine-tuning.  The first ``gumbel_frac`` of the epochs decide by hard Gumbel-softmax
-    samples (HeatViT); the rest by the inference rule (keep score > 0.5, straight-through
-    gradient), so the keep ratios trained for are the ones the threshold decision gives.  The
-    ratio loss pulls both the decided and the expected (keep-probability) kept fraction of every
-    stage to its target."""
-    from heatvit.golden.vit_torch import PrunedViT
-    torch.manual_seed(SEED + 1)
-    gen = torch.Generator().manual_seed(SEED + 1)
-    teacher = VisionTransformer(cfg)
-    teacher.load_state_dict(backbone.state_dict())
-    teacher.eval()
-    student = PrunedViT(backbone, plan)
+def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs: tuple[float, float],
+               ratio_weight: float = 2.0, distill_weight: float = 0.5, seed: int = SEED + 1, tag: str = ""):
+    """Fine-tune the pruned model: loss = CE + distill_weight * KL(student || dense teacher)
+    + ratio_weight * sum_stage [(decided kept fraction - target)^2 + (expected - target)^2].
+    ``lrs``: (selector lr, backbone lr), cosine decay; a zero lr freezes that part."""
+    gen = torch.Generator().manual_seed(seed)
+    student.decision = decision
     xtr, ytr = tensors(splits["train"], cfg.image_size)
     xva, yva = tensors(splits["val"], cfg.image_size)
-    sel_params = list(student.selectors.parameters())
-    opt = torch.optim.AdamW([{"params": sel_params, "lr": 5e-3},
-                             {"params": student.backbone.parameters(), "lr": 1e-4}], weight_decay=0.05)
-    base = [5e-3, 1e-4]
+    parts = [(list(student.selectors.parameters()), lrs[0]), (list(student.backbone.parameters()), lrs[1])]
+    for params, lr in parts:
+        for q in params:
+            q.requires_grad_(lr > 0)
+    groups = [{"params": params, "lr": lr} for params, lr in parts if lr > 0]
+    opt = torch.optim.AdamW(groups, weight_decay=0.05)
+    base = [g["lr"] for g in groups]
     bs = 64
     steps = epochs * math.ceil(len(xtr) / bs)
-    targets = torch.tensor(plan.keep_ratios)
+    targets = torch.tensor(student.plan.keep_ratios)
     step, t0 = 0, time.time()
     for ep in range(epochs):
         student.train()
-        student.decision = "gumbel" if ep < gumbel_frac * epochs else "threshold"
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), bs):
             j = perm[i:i + bs]
-            frac = step / steps
             for g, lr in zip(opt.param_groups, base):
-                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             xb = augment(xtr[j], gen)
             with torch.no_grad():
                 t_logits = teacher(xb)
@@ -243,13 +237,68 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, ratio_
             opt.step()
             step += 1
         if ep % 5 == 4 or ep == epochs - 1:
-            student.eval()
-            with torch.no_grad():
-                lg, rs, _, _ = student(xva)
-            acc = float((lg.argmax(1) == yva).float().mean())
-            print(f"selectors epoch {ep + 1}/{epochs}: loss {loss.item():.3f} (ratio {loss_ratio.item():.4f}), "
-                  f"val {acc:.4f}, keep {[round(float(r.mean()), 3) for r in rs]}, {time.time() - t0:.0f} s",
-                  flush=True)
+            acc, keep = evaluate_pruned(student, xva, yva)
+            print(f"{tag} epoch {ep + 1}/{epochs}: loss {loss.item():.3f} (ratio {loss_ratio.item():.4f}), "
+                  f"val {acc:.4f}, keep {keep}, {time.time() - t0:.0f} s", flush=True)
+    for q in student.parameters():
+        q.requires_grad_(True)
+    return student.eval()
+
+
+def evaluate_pruned(student, x, y):
+    """(top-1, mean kept fraction per stage) of the pruned model at inference (threshold rule)."""
+    student.eval()
+    with torch.no_grad():
+        lg, rs, _, _ = student(x)
+    return float((lg.argmax(1) == y).float().mean()), [round(float(r.mean()), 3) for r in rs]
+
+
+def calibrate_keep_bias(student, x, iters: int = 18) -> list[float]:
+    """Make the inference rule (keep score > 0.5) keep the target fractions: for each stage in
+    order, bisect one offset ``c`` added to every head's keep logit (``b.3[:, 0]``; the combined
+    keep score rises monotonically with it) until the mean kept fraction of the original patches
+    on ``x`` matches the stage's target.  Gumbel-trained keep probabilities rank tokens but are
+    not polarized around 0.5; this folds the cut into the weights, so inference stays the plain
+    threshold decision of the token-selector golden model."""
+    student.eval()
+    offsets = []
+    with torch.no_grad():
+        for s, target in enumerate(student.plan.keep_ratios):
+            b3 = student.selectors[s].b[3]
+            base = b3[:, 0].clone()
+            lo, hi = -30.0, 30.0
+            for _ in range(iters):
+                c = (lo + hi) / 2
+                b3[:, 0] = base + c
+                kept = float(student(x)[1][s].mean())
+                lo, hi = (lo, c) if kept > target else (c, hi)
+            c = (lo + hi) / 2
+            b3[:, 0] = base + c
+            offsets.append(c)
+    return offsets
+
+
+def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_epochs: int):
+    """HeatViT selector training: selectors inserted, whole model fine-tuned with hard Gumbel-softmax
+    decisions, the ratio loss and distillation from the dense model; then the threshold cut is
+    calibrated to the targets (:func:`calibrate_keep_bias`) and the backbone (selectors frozen)
+    adapts for ``adapt_epochs`` to the inference rule's hard decisions; the cut is re-calibrated."""
+    from heatvit.golden.vit_torch import PrunedViT
+    torch.manual_seed(SEED + 1)
+    teacher = VisionTransformer(cfg)
+    teacher.load_state_dict(backbone.state_dict())
+    teacher.eval()
+    student = PrunedViT(backbone, plan)
+    fit_pruned(student, teacher, splits, cfg, epochs, decision="gumbel", lrs=(5e-3, 1e-4), tag="selectors")
+    xcal, _ = tensors(splits["train"], cfg.image_size)
+    xva, yva = tensors(splits["val"], cfg.image_size)
+    print(f"keep-logit offsets {calibrate_keep_bias(student, xcal[:512])}: val {evaluate_pruned(student, xva, yva)}",
+          flush=True)
+    if adapt_epochs:
+        fit_pruned(student, teacher, splits, cfg, adapt_epochs, decision="threshold", lrs=(0.0, 1e-4),
+                   ratio_weight=0.0, seed=SEED + 2, tag="adapt")
+        print(f"keep-logit offsets {calibrate_keep_bias(student, xcal[:512])}: val "
+              f"{evaluate_pruned(student, xva, yva)}", flush=True)
     torch.save(student.state_dict(), work / "pruned.pt")
     return student.eval()
 
@@ -265,7 +314,7 @@ def export(cfg, student, plan, plan_info, args, splits) -> Path:
     with torch.no_grad():
         pruned_acc = float((student(xte)[0].argmax(1) == yte).float().mean())
     meta = {"trained_by": "train/train_digits.py", "torch": torch.__version__, "seed": SEED,
-            "backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs,
+            "backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
             "plan_search": plan_info,
             "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc}}
     model = model_io.from_state_dict(cfg, sd, plan, meta)
@@ -281,7 +330,9 @@ def main(argv=None):
                     help="start at this phase (earlier phases are loaded from --work)")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "train")
     ap.add_argument("--epochs", type=int, default=60, help="backbone epochs")
-    ap.add_argument("--sel-epochs", type=int, default=30, help="selector fine-tuning epochs")
+    ap.add_argument("--sel-epochs", type=int, default=20, help="selector fine-tuning epochs (Gumbel-softmax)")
+    ap.add_argument("--adapt-epochs", type=int, default=5,
+                    help="backbone epochs on the inference rule's decisions after the threshold calibration")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared 2-core machine more threads run far slower)")
     ap.add_argument("--latency-budget", type=float, default=0.8,
@@ -311,7 +362,7 @@ def main(argv=None):
         plan = PruningPlan(tuple(d["blocks"]), tuple(d["keep_ratios"]))
         plan_info = {k: v for k, v in d.items() if k not in ("blocks", "keep_ratios")}
     print(f"plan: selectors before blocks {plan.blocks}, keep ratios {plan.keep_ratios}: {plan_info}", flush=True)
-    student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs)
+    student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs)
     export(cfg, student, plan, plan_info, args, splits)
 
 

@@ -1,9 +1,11 @@
 """Accuracy table of the default model on the held-out digits test split.
 
 Float32 reference, the integer model dense, and the integer model with its token selectors;
-the mean fraction of patch tokens kept after each selector stage; MACs of one dense forward
-pass and the mean MACs per image with pruning (selector GEMMs included), counted from the
-token counts each image actually had.  Writes build/bench/accuracy.json.
+the mean fraction of the original patch tokens still present after each selector stage
+(threshold decisions of the integer selectors); MACs of one dense forward pass and the mean
+MACs per image with pruning (selector GEMMs included), counted from the token counts each
+image actually had, and the same for GEMM-engine cycles (``GemmConfig.estimate_cycles`` per
+GEMM, operands on chip).  Writes build/bench/accuracy.json.
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
 
     n_sel = len(model.plan.blocks)
     left = np.array([[len(d[f"selectors.{s}.kept_patches"]) for s in range(n_sel)] for d in dumps], dtype=float)
-    macs = [vit_latency.macs(cfg, [d[f"blocks.{i}.in"].shape[0] for i in range(cfg.depth)],
-                             [d[f"blocks.{b - 1}.out"].shape[0] for b in model.plan.blocks]) for d in dumps]
+    tokens = [([d[f"blocks.{i}.in"].shape[0] for i in range(cfg.depth)],
+               [d[f"blocks.{b - 1}.out"].shape[0] for b in model.plan.blocks]) for d in dumps]
+    macs = [vit_latency.macs(cfg, *t) for t in tokens]
+    cycles = [vit_latency.cycles(qm.gemm, cfg, *t) for t in tokens]
+    dense_tokens = [cfg.num_tokens] * cfg.depth
     top1 = lambda logits: float(np.mean(np.argmax(logits, axis=1) == y))
     return {
         "n_test": int(len(y)),
@@ -48,8 +53,11 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
         "keep_ratio_per_stage": [float(v) for v in (left.mean(axis=0) / cfg.num_patches)] if n_sel else [],
         "selector_blocks": list(model.plan.blocks),
         "target_keep_ratios": list(model.plan.keep_ratios),
-        "macs_dense": int(vit_latency.macs(cfg, [cfg.num_tokens] * cfg.depth)),
+        "macs_dense": int(vit_latency.macs(cfg, dense_tokens)),
         "macs_pruned": float(np.mean(macs)),
+        "gemm_cycles_dense": int(vit_latency.cycles(qm.gemm, cfg, dense_tokens)),
+        "gemm_cycles_pruned": float(np.mean(cycles)),
+        "gemm_array": [qm.gemm.rows, qm.gemm.cols],
         "integer_nonlinear": vit_ops.INTEGER_NONLINEAR,
         "wall_s": wall,
     }
