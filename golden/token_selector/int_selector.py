@@ -73,10 +73,15 @@ class IntSelector:
         return self.heads * self.head_dim
 
     def gemm_shapes(self, n: int) -> list[tuple[int, int, int]]:
-        """GEMM-engine calls ``(m, k, n)`` of one run on ``n`` tokens (for cycle estimates)."""
-        per_head = [(n, k, o) for k, o in mlp_dims(self.head_dim)]
-        hh = self.head_fc1.w.shape[1]
-        return per_head * self.heads + [(n, self.dim, self.heads), (n, self.heads, hh), (n, hh, self.heads)]
+        return selector_gemm_shapes(self.dim, self.heads, n)
+
+
+def selector_gemm_shapes(dim: int, heads: int, n: int) -> list[tuple[int, int, int]]:
+    """GEMM-engine calls ``(m, k, n)`` of one integer selector run on ``n`` tokens: the four
+    MLP layers per head, the head-mean GEMM and the two head-weight layers."""
+    hh = max(1, heads // 2)
+    per_head = [(n, k, o) for k, o in mlp_dims(dim // heads)]
+    return per_head * heads + [(n, dim, heads), (n, heads, hh), (n, hh, heads)]
 
 
 def _fixed_linear(w_q: np.ndarray, ratio: float, s_in: float, s_out: float) -> QLinear:
