@@ -134,8 +134,12 @@ class AcceleratorShell(wiring.Component):
         bad_window = Signal()
         m.d.comb += bad_align.eq(Cat(*(addr[b][:s.size_code] != 0 for b in regmap.BUFFERS)).any()
                                  if s.size_code else 0)
-        m.d.comb += bad_window.eq(Cat(*((addr[b] < s.window_base) | (addr[b] + nbytes[b] > s.window_end)
-                                        for b in regmap.BUFFERS)).any())
+        outside = []
+        for b in regmap.BUFFERS:
+            outside.append(addr[b] + nbytes[b] > s.window_end)
+            if s.window_base:
+                outside.append(addr[b] < s.window_base)
+        m.d.comb += bad_window.eq(Cat(*outside).any())
 
         # -- data paths ----------------------------------------------------------------------------
         cnt = Signal(32)

@@ -1,0 +1,42 @@
+"""``heatvit vivado``: write the ZCU102 Vivado project directory (see heatvit.platform.vivado).
+
+    heatvit vivado [--config NAME|file.json] [--out build/vivado] [--jobs 8]
+                   [--data-width 128] [--burst-len 16]
+
+Then copy the directory to a machine with Vivado and run ``vivado -mode batch -source build.tcl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from heatvit.platform.vivado import write_project
+    from heatvit.presets import load_config
+    from heatvit.shell_config import ShellConfig
+
+    ap = argparse.ArgumentParser(prog="heatvit vivado", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="default", help="preset name or AcceleratorConfig JSON file")
+    ap.add_argument("--out", default="build/vivado", help="project directory to write")
+    ap.add_argument("--jobs", type=int, default=8, help="Vivado run jobs")
+    ap.add_argument("--data-width", type=int, default=ShellConfig.data_width, help="AXI4 master data bits")
+    ap.add_argument("--burst-len", type=int, default=ShellConfig.burst_len, help="longest AXI4 burst")
+    args = ap.parse_args(argv)
+    acc = load_config(args.config)
+    try:
+        shell = ShellConfig(data_width=args.data_width, burst_len=args.burst_len)
+        shell.check_gemm(acc.gemm)
+    except ValueError as e:
+        ap.error(str(e))
+    files = write_project(Path(args.out), acc, shell, jobs=args.jobs)
+    print(f"wrote {len(files)} files to {args.out} (config {acc.digest()}):")
+    for f in files:
+        print(f"  {f} ({f.stat().st_size} bytes)")
+    print(f"build on a Vivado machine: cd {args.out} && vivado -mode batch -source build.tcl")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

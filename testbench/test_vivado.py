@@ -1,0 +1,195 @@
+"""The generated Vivado project, checked without Vivado.
+
+``build.tcl`` runs under ``tclsh`` with every Vivado command stubbed (Tcl's ``unknown`` records
+each call and returns a plausible value), so the script must parse and run to its end; the
+recorded calls are checked for the part, the IP, the PS settings, the address map, and pins
+that exist on the thin Verilog top.  The thin top and the core also pass a Verilator lint.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from heatvit.config import AcceleratorConfig
+from heatvit.platform.vivado import ACCEL_CELL, BD_NAME, PS_CELL, write_project
+from heatvit.platform.zcu102 import BOARD_PART, LED_PINS, PART, ZCU102Platform
+from heatvit.presets import PRESETS
+from heatvit.shell_config import ShellConfig
+
+STUB = r"""
+set ::stub_log [open $::env(STUB_LOG) w]
+proc unknown {args} {
+    puts $::stub_log [join $args "\x1f"]
+    flush $::stub_log
+    set cmd [lindex $args 0]
+    switch -- $cmd {
+        get_board_parts { return $::env(STUB_BOARD) }
+        get_property {
+            switch -- [lindex $args 1] {
+                board_part { return $::env(STUB_BOARD) }
+                DIRECTORY { return $::env(STUB_DIR) }
+                PROGRESS { return "100%" }
+                SLACK { return 0.25 }
+                default { return "" }
+            }
+        }
+        make_wrapper { return [file join $::env(STUB_DIR) heatvit_bd_wrapper.v] }
+        default { return [lindex $args end] }
+    }
+}
+source [lindex $argv 0]
+"""
+
+# The small array keeps the Verilog export quick; the shells differ in what the script uses.
+CONFIGS = {"small-64": (PRESETS["small"], ShellConfig(data_width=64)),
+           "small-128-250MHz": (AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0),
+                                ShellConfig())}
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory):
+    """Each configuration's project, written once (the Verilog export is the slow part)."""
+    root = tmp_path_factory.mktemp("vivado")
+    return {name: (root / name, write_project(root / name, *cfgs)) for name, cfgs in CONFIGS.items()}
+
+
+def copy_project(projects, name, tmp: Path) -> Path:
+    src, _ = projects[name]
+    shutil.copytree(src, tmp / "project")
+    return tmp / "project"
+
+
+def run_stubbed(project: Path, tmp: Path, board: str) -> list[list[str]]:
+    stub_dir = tmp / "vivado_dirs"
+    (stub_dir / "heatvit_zcu102.gen/sources_1/bd" / BD_NAME / "hw_handoff").mkdir(parents=True)
+    (stub_dir / "heatvit_bd_wrapper.bit").write_bytes(b"bit")
+    (stub_dir / "heatvit_zcu102.gen/sources_1/bd" / BD_NAME / "hw_handoff" / f"{BD_NAME}.hwh").write_text("<hwh/>")
+    (tmp / "stub.tcl").write_text(STUB)
+    log = tmp / "calls.log"
+    env = {"STUB_LOG": str(log), "STUB_DIR": str(stub_dir), "STUB_BOARD": board, "PATH": "/usr/bin:/bin"}
+    res = subprocess.run(["tclsh", str(tmp / "stub.tcl"), str(project / "build.tcl")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"build.tcl failed under tclsh:\n{res.stdout}\n{res.stderr}"
+    return [line.split("\x1f") for line in log.read_text().splitlines()]
+
+
+def calls_named(calls, name):
+    return [c for c in calls if c[0] == name]
+
+
+def top_ports(project: Path) -> set[str]:
+    text = (project / "rtl/heatvit_top.v").read_text()
+    return set(re.findall(r"^\s*(?:input|output) wire (?:\[\d+:0\] )?(\w+)", text, re.M))
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (apt-get install tcl)")
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_build_tcl_stubbed(name, projects, tmp_path):
+    acc, shell = CONFIGS[name]
+    src, files = projects[name]
+    project = copy_project(projects, name, tmp_path)
+    assert sorted(str(f.relative_to(src)) for f in files) == sorted(
+        ["rtl/heatvit_shell.v", "rtl/heatvit_top.v", "constraints/heatvit.xdc", "build.tcl",
+         "heatvit_config.json", "README.md"])
+    calls = run_stubbed(project, tmp_path, BOARD_PART)
+    flat = [" ".join(c) for c in calls]
+
+    (cp,) = calls_named(calls, "create_project")
+    assert "-part" in cp and cp[cp.index("-part") + 1] == PART == "xczu9eg-ffvb1156-2-e"
+    assert any(c[:2] == ["set_property", "board_part"] and c[2] == BOARD_PART for c in calls)
+    cells = {c[-1]: c for c in calls_named(calls, "create_bd_cell")}
+    assert cells[PS_CELL][cells[PS_CELL].index("-vlnv") + 1].startswith("xilinx.com:ip:zynq_ultra_ps_e:")
+    assert cells[ACCEL_CELL][1:5] == ["-type", "module", "-reference", "heatvit_top"]
+    assert any("apply_board_preset" in f for f in flat if f.startswith("apply_bd_automation"))
+    ps_props = next(c for c in calls_named(calls, "set_property") if c[1] == "-dict" and c[-1] == PS_CELL)
+    props = ps_props[2]
+    for key, value in {"PSU__USE__S_AXI_GP2": "1", "PSU__USE__M_AXI_GP0": "1",
+                       "PSU__SAXIGP2__DATA_WIDTH": str(shell.data_width),
+                       "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": f"{acc.clock_mhz:g}"}.items():
+        assert re.search(rf"CONFIG\.{key} \{{?{value}\}}?(\s|$)", props), (key, props)
+
+    # Every accelerator pin the script touches exists on the thin top.
+    ports = top_ports(project)
+    for c in calls_named(calls, "get_bd_pins") + calls_named(calls, "get_bd_intf_pins"):
+        cell, _, pin = c[-1].partition("/")
+        if cell == ACCEL_CELL:
+            if c[0] == "get_bd_intf_pins":
+                assert any(p.startswith(pin + "_") for p in ports), f"no {pin}_* ports for {c}"
+            else:
+                assert pin in ports, f"{pin} is not a port of heatvit_top"
+    for pin in ("aclk", "aresetn", "irq", "s_axi_awaddr", "s_axi_rdata", "m_axi_awaddr", "m_axi_wstrb",
+                "m_axi_arlen", "m_axi_rlast"):
+        assert pin in ports
+    # The interfaces go where the issue says.
+    intf = [" ".join(c) for c in calls_named(calls, "connect_bd_intf_net")]
+    assert any(f"{PS_CELL}/M_AXI_HPM0_FPD" in f for f in intf)
+    assert any(f"{PS_CELL}/S_AXI_HP0_FPD" in f for f in intf)
+    assert any(f"{ACCEL_CELL}/m_axi" in f for f in intf) and any(f"{ACCEL_CELL}/s_axi" in f for f in intf)
+    reg = next(c for c in calls_named(calls, "assign_bd_address") if f"{ACCEL_CELL}/s_axi/reg0" in c)
+    assert int(reg[reg.index("-offset") + 1], 16) == shell.reg_base == 0xA000_0000
+    assert any("S_AXI_HP0_FPD" not in f and "HP0_DDR_LOW" in f for f in flat if f.startswith("assign_bd_address"))
+    assert any(c[:2] == ["launch_runs", "impl_1"] and "write_bitstream" in c for c in calls)
+    assert any(c[0] == "write_hw_platform" and "-include_bit" in c for c in calls)
+    assert calls_named(calls, "make_wrapper") and calls_named(calls, "validate_bd_design")
+    for out in ("heatvit.bit", "heatvit.hwh", "heatvit_config.json"):
+        assert (project / "output" / out).exists(), out
+    xdc = (project / "constraints/heatvit.xdc").read_text()
+    assert f"PACKAGE_PIN {LED_PINS[0]}" in xdc and "LVCMOS33" in xdc
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed")
+def test_build_tcl_without_board_files(projects, tmp_path):
+    calls = run_stubbed(copy_project(projects, "small-64", tmp_path), tmp_path, "")
+    assert not any(c[0] == "apply_bd_automation" for c in calls)
+    assert calls_named(calls, "create_bd_design")
+
+
+def test_thin_top_lints(projects, tmp_path):
+    """Verilator -Wall on core + thin top, with the CLI's waivers plus CASEINCOMPLETE (Amaranth
+    emits a ``casez`` without ``default`` for a Switch whose other values keep the old value)."""
+    from heatvit.cli import LINT_WAIVERS
+    from heatvit.sim.runner import setup_verilator
+    if not setup_verilator():
+        pytest.skip("verilator not installed")
+    _, files = projects["small-64"]
+    both = tmp_path / "both.v"
+    both.write_text(files[0].read_text() + "\n" + files[1].read_text())
+    res = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-CASEINCOMPLETE",
+                          *(f"-Wno-{w}" for w in LINT_WAIVERS), "--top-module", "heatvit_top", str(both)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_zcu102_platform_plan():
+    from amaranth.hdl import Elaboratable, Module, Signal
+    from amaranth.lib import io
+
+    class Blinky(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            ctr = Signal(27)
+            m.d.sync += ctr.eq(ctr + 1)
+            for i in range(8):
+                m.submodules[f"led{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+                m.d.comb += led.o.eq(ctr[-1 - (i % 3)])
+            return m
+
+    plan = ZCU102Platform().build(Blinky(), name="blinky", do_build=False)
+    tcl, xdc = plan.files["blinky.tcl"], plan.files["blinky.xdc"]
+    assert f"-part {PART}" in tcl
+    for i, pin in enumerate(LED_PINS):
+        assert f"set_property LOC {pin} [get_ports \"led_{i}__io\"]" in xdc
+    assert "set_property LOC G21" in xdc and "LVDS_25" in xdc and "-period 8.0" in xdc
+    assert "set_property LOC AM13" in xdc   # CPU_RESET
+
+
+def test_vivado_project_main(tmp_path, capsys):
+    from heatvit.vivado_project import main
+    assert main(["--config", "small", "--out", str(tmp_path / "v"), "--data-width", "64"]) == 0
+    assert (tmp_path / "v/build.tcl").exists()
+    with pytest.raises(SystemExit):
+        main(["--config", "small", "--out", str(tmp_path / "w"), "--data-width", "48"])
+    assert "data_width = 48" in capsys.readouterr().err
