@@ -6,11 +6,14 @@
   (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
   model, with its exact cycle count and utilization.
 * ``heatvit bench [NAME ...] [--quick]``: benchmarks, JSON under build/bench/.
+* ``heatvit heatmap ...``: the token-pruning heat map PNG (``heatvit.heatmap``).
+* ``heatvit vivado ...``: the ZCU102 Vivado project directory (``heatvit.vivado_project``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -107,6 +110,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
+FORWARDED = [
+    ("heatmap", "heatvit.heatmap", "PNG of the patches each token-selector stage kept (--help)"),
+    ("vivado", "heatvit.vivado_project", "write the ZCU102 Vivado project directory (--help)"),
+]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="heatvit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,6 +139,18 @@ def main(argv=None) -> int:
     b.add_argument("--out", default="build/bench")
     b.add_argument("--quick", action="store_true", help="smaller sweeps, for smoke tests")
     b.set_defaults(func=cmd_bench)
+
+    # Jobs with their own argument parsers: everything after the name goes to them.
+    for name, _, text in FORWARDED:
+        sub.add_parser(name, help=text, add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for name, module, _ in FORWARDED:
+        if argv[:1] == [name]:
+            try:
+                return importlib.import_module(module).main(argv[1:]) or 0
+            except ValueError as exc:
+                print(f"heatvit {name}: error: {exc}", file=sys.stderr)
+                return 2
 
     args = p.parse_args(argv)
     try:
