@@ -193,7 +193,8 @@ class LayerNormUnit(wiring.Component):
     """LayerNorm over rows of ``params.length`` (1 .. ``cfg.max_dim``) signed ``layernorm_in_bits`` inputs.
 
     * ``params`` (hold stable): ``length`` = N, ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
-      of :class:`heatvit.golden.nonlinear.LayerNormParams`.
+      of :class:`heatvit.golden.nonlinear.LayerNormParams`; a length of 0 counts as 1, one above
+      ``max_dim`` as ``max_dim``.
     * ``affine`` (always ready): ``(index, gamma G_i, beta B_i)`` writes channel ``index``'s affine
       parameters (load all N before the first row).
     * ``i``: the row's N elements, back to back rows; ``o``: ``(data int8, last)``.
@@ -216,7 +217,9 @@ class LayerNormUnit(wiring.Component):
         ib, db = cfg.layernorm_in_bits, cfg.dim_bits
         mb = moments_bits(ib, db)
         p = self.params
-        n = p.length
+        # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang)
+        n = Signal(range(cfg.max_dim + 1))
+        m.d.comb += n.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
 
         m.submodules.xbuf = xbuf = Memory(shape=signed(ib), depth=cfg.max_dim, init=[])
         m.submodules.abuf = abuf = Memory(shape=data.StructLayout({"gamma": signed(F.LN_GAMMA_BITS),
