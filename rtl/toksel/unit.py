@@ -1,7 +1,7 @@
 """The token-selector control unit (see docs/token_selector.md and
 :mod:`heatvit.golden.token_selector.decision`, which it matches bit for bit)."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -15,6 +15,8 @@ TOKSEL_BAD_TOKENS = 6
 TOKSEL_BAD_TAIL = 7
 """Error code: ``n_tail >= n_tokens`` (the class token cannot be part of the tail)."""
 
+MAC_BITS = 4
+"""Weight bits multiplied per cycle: a pruned token's beat takes ceil(score_bits / MAC_BITS) cycles."""
 QUOTIENT_BITS = TOKEN_BITS
 """Quotient bits of the package divider: |average| <= 128 < 2**8."""
 
@@ -91,17 +93,29 @@ class TokenSelectorUnit(wiring.Component):
         ent = rd.data
 
         # -- package accumulators and divider ----------------------------------------------------
-        acc = [Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L)]
-        pkg = [Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L)]
-        weight = Signal(cfg.score_bits)
+        acc = Array(Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L))
+        pkg = Array(Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L))
+        digits = -(-cfg.score_bits // MAC_BITS)
+        digit = Signal(range(max(2, digits)))  # which MAC_BITS-bit digit of the weight this cycle
+        last_digit = Signal()
+        m.d.comb += last_digit.eq(digit == digits - 1)
+        weight = Signal(digits * MAC_BITS)
         m.d.comb += weight.eq(Mux(unit_w, 1, ent.weight))
+        w_digit = Signal(MAC_BITS)
+        m.d.comb += w_digit.eq(weight.word_select(digit, MAC_BITS))
         products = []
         for lane in range(L):
             x = self.tokens.payload[lane]
-            # w * x as a sum of shifted copies of x: LUT adders, never a DSP.
-            terms = [Mux(weight[i], x << i, 0) for i in range(cfg.score_bits)]
-            prod = Signal(signed(TOKEN_BITS + cfg.score_bits + 1), name=f"prod{lane}")
-            m.d.comb += prod.eq(sum(terms[1:], terms[0]))
+            # w_digit * x as a sum of shifted copies of x (LUT adders, never a DSP), placed at
+            # digit * MAC_BITS: one pruned beat takes ``digits`` cycles.
+            terms = [Mux(w_digit[i], x << i, 0) for i in range(MAC_BITS)]
+            part = Signal(signed(TOKEN_BITS + MAC_BITS + 1), name=f"part{lane}")
+            m.d.comb += part.eq(sum(terms[1:], terms[0]))
+            prod = Signal(signed(TOKEN_BITS + digits * MAC_BITS + 1), name=f"prod{lane}")
+            with m.Switch(digit):
+                for d in range(digits):
+                    with m.Case(d):
+                        m.d.comb += prod.eq(part << (d * MAC_BITS))
             products.append(prod)
 
         rem_bits = cfg.package_acc_bits + 2
@@ -111,7 +125,8 @@ class TokenSelectorUnit(wiring.Component):
         neg = Signal()
         step = Signal(range(QUOTIENT_BITS + 1))
         lane_i = Signal(range(L + 1))
-        head = acc[0]
+        head = Signal(signed(cfg.package_acc_bits))
+        m.d.comb += head.eq(acc[lane_i])
         mag = Signal(cfg.package_acc_bits)
         m.d.comb += mag.eq(Mux(head < 0, -head, head))
         ge = Signal()
@@ -197,11 +212,11 @@ class TokenSelectorUnit(wiring.Component):
                     with m.If(take):
                         m.d.sync += pos.eq(pos + 1)
                 with m.Else():
-                    m.d.comb += self.tokens.ready.eq(1)
-                    take = self.tokens.valid
-                    with m.If(take):
-                        m.d.sync += [a.eq(a + p) for a, p in zip(acc, products)]
-                with m.If(self.tokens.valid & Mux(ent.keep, self.writes.ready, 1)):
+                    m.d.comb += self.tokens.ready.eq(last_digit)
+                    with m.If(self.tokens.valid):
+                        m.d.sync += [acc[i].eq(acc[i] + products[i]) for i in range(L)]
+                        m.d.sync += digit.eq(Mux(last_digit, 0, digit + 1))
+                with m.If(self.tokens.valid & Mux(ent.keep, self.writes.ready, last_digit)):
                     with m.If(last_token):
                         with m.If(has_pkg):
                             m.d.sync += lane_i.eq(0)
@@ -227,12 +242,7 @@ class TokenSelectorUnit(wiring.Component):
                     m.d.sync += rem.eq(rem - dsh)
                 m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), step.eq(step + 1)]
                 with m.If(step == QUOTIENT_BITS - 1):
-                    value = Mux(neg, -quo_next, quo_next)
-                    # Rotate: lane 0's quotient leaves, the accumulators shift down and clear.
-                    m.d.sync += [acc[i].eq(acc[i + 1]) for i in range(L - 1)]
-                    m.d.sync += [acc[L - 1].eq(0), pkg[L - 1].eq(value)]
-                    m.d.sync += [pkg[i].eq(pkg[i + 1]) for i in range(L - 1)]
-                    m.d.sync += lane_i.eq(lane_i + 1)
+                    m.d.sync += [pkg[lane_i].eq(Mux(neg, -quo_next, quo_next)), lane_i.eq(lane_i + 1)]
                     with m.If(lane_i == L - 1):
                         m.next = "PACKAGE"
                     with m.Else():
@@ -247,6 +257,7 @@ class TokenSelectorUnit(wiring.Component):
                 ]
                 m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
                 with m.If(self.writes.ready):
+                    m.d.sync += [acc[i].eq(0) for i in range(L)]
                     finish_chunk()
 
             with m.State("RESULT"):

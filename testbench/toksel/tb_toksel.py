@@ -96,7 +96,13 @@ async def three_stages(dut):
     tail = 0
     counts = [x.shape[0]]
     for s, keep in enumerate((0.7, 0.5, 0.3)):
-        run = await tb.stage(x, tb.random_scores(np_rng, x.shape[0], keep), tail)
+        scores = tb.random_scores(np_rng, x.shape[0], keep)
+        # prune >= 2 patches (the count shrinks despite the new package token) and keep enough
+        # patches for the later stages to prune 2 each
+        end = x.shape[0] - tail
+        scores[1:3] = 0
+        scores[end - 2 * (2 - s):end] = CFG.score_max
+        run = await tb.stage(x, scores, tail)
         run.check(CFG, f"stage {s}")
         _log(run, f"stage {s}")
         x, tail = run.buffer(CFG), run.result["n_tail"]
