@@ -65,9 +65,6 @@ class ShellConfig:
         _check_int(own, "reg_base", self.reg_base, 0, (1 << 48) - 1)
         if self.reg_base % AXI_BOUNDARY:
             raise ValueError(f"{own}.reg_base = {self.reg_base:#x} is not 4 KiB aligned")
-        if self.burst_len * self.data_bytes > AXI_BOUNDARY:
-            raise ValueError(f"{own}.burst_len = {self.burst_len} beats of {self.data_bytes} bytes "
-                             f"exceed 4 KiB; allowed [1, {AXI_BOUNDARY // self.data_bytes}]")
 
     # -- derived quantities ------------------------------------------------------------------
     @property

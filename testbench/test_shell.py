@@ -51,3 +51,80 @@ def test_shell(name, sim):
     if not simulator_available(sim):
         pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     run_shell(name, sim)
+
+
+# -- no simulator needed -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"data_width": 48}, "data_width"), ({"data_width": 256}, "data_width"),
+    ({"burst_len": 0}, "burst_len"), ({"burst_len": 257}, "burst_len"),
+    ({"window_base": 0x800}, "window_base"), ({"window_size": 0}, "window_size"),
+    ({"window_size": 0x1800}, "window_size"), ({"addr_width": 32, "window_size": 1 << 33}, "window_size"),
+    ({"watchdog_cycles": 10}, "watchdog_cycles"), ({"reg_base": 0xA000_0100}, "reg_base"),
+    ({"id_width": 0}, "id_width"), ({"read_outstanding": True}, "read_outstanding"),
+])
+def test_shell_config_rejects(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        ShellConfig(**kwargs)
+
+
+def test_shell_config_blob_roundtrip():
+    from heatvit.shell_config import from_blob
+    acc, shell = SHELL_CONFIGS["4x4-w64"]
+    assert from_blob(json.loads(json.dumps(config_blob(acc, shell)))) == (acc, shell)
+    with pytest.raises(ValueError, match="unknown keys"):
+        from_blob({"accelerator": acc.to_dict(), "shell": {**shell.to_dict(), "bogus": 1}})
+    with pytest.raises(ValueError, match="act_bits"):
+        shell.check_gemm(GemmConfig(act_bits=6))
+
+
+def test_docs_register_table_matches_regmap():
+    from heatvit.rtl.shell import regmap
+    doc = (Path(__file__).parents[1] / "docs" / "shell.md").read_text()
+    assert regmap.markdown_table() in doc, "docs/shell.md's register table is stale"
+    offsets = [off for off, _, _ in regmap.REGISTERS.values()]
+    assert len(set(offsets)) == len(offsets) and all(o % 4 == 0 and o < 0x1000 for o in offsets)
+
+
+def test_driver_images_and_host_checks():
+    """The DDR images the driver writes are the golden packing orders, byte for byte."""
+    import numpy as np
+    from heatvit import golden
+    from heatvit.driver import GemmDriver
+    from heatvit.driver.core import image_sizes
+
+    acc, shell = SHELL_CONFIGS["8x4-w128"]
+    cfg = acc.gemm
+
+    class Mem:
+        def __init__(self):
+            self.mem, self.next = {}, 0x1000
+
+        def alloc(self, n):
+            addr, self.next = self.next, self.next + -(-n // 16) * 16
+            return addr
+
+        def write_mem(self, addr, data):
+            self.mem[addr] = bytes(data)
+
+    rng = np.random.default_rng(1)
+    m, k, n = 5, 13, 6
+    a = rng.integers(-128, 128, (m, k))
+    w = rng.integers(-128, 128, (k, n))
+    bias, mult, shift = rng.integers(-1000, 1000, n), rng.integers(0, 1 << 16, n), rng.integers(0, 40, n)
+    be = Mem()
+    job = GemmDriver(be, acc, shell).load(a, w, bias, mult, shift)
+    sizes = image_sizes(acc, m, k, n)
+    assert {b: len(be.mem[getattr(job.buffers, b)]) for b in ("act", "wgt", "prm")} == \
+        {b: sizes[b] for b in ("act", "wgt", "prm")}
+    assert np.array_equal(np.frombuffer(be.mem[job.buffers.act], np.int8).reshape(-1, cfg.rows),
+                          golden.pack_activations(cfg, a))
+    assert np.array_equal(np.frombuffer(be.mem[job.buffers.wgt], np.int8).reshape(-1, cfg.cols),
+                          golden.pack_weights(cfg, w))
+    rec = np.frombuffer(be.mem[job.buffers.prm], "<u8")
+    assert np.array_equal((rec & 0xFFFFFFFF).astype(np.uint32).view(np.int32), bias)
+    assert np.array_equal((rec >> 32) & 0xFFFFFF, mult) and np.array_equal(rec >> 56, shift)
+    with pytest.raises(ValueError, match="a"):
+        GemmDriver(be, acc, shell).load(a + 200, w, bias, mult, shift)
+    with pytest.raises(ValueError, match="K dimensions"):
+        GemmDriver(be, acc, shell).load(a, w[:-1], bias, mult, shift)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import warnings
 
 import cocotb
 from cocotb.clock import Clock
@@ -17,6 +18,10 @@ from cocotb.triggers import ClockCycles, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from heatvit.shell_config import ShellConfig
+
+
+# cocotbext-axi 0.1.28 reads cocotb's deprecated Event.data on every AXI-Lite read.
+warnings.filterwarnings("ignore", message="The data field will be removed", category=DeprecationWarning)
 
 
 def _pauses(rng: random.Random, p: float):

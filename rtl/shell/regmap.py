@@ -70,5 +70,6 @@ def markdown_table() -> str:
     """The register map as a Markdown table (docs/shell.md embeds it; a test keeps them equal)."""
     lines = ["| Offset | Name | Access | Meaning |", "|---|---|---|---|"]
     for name, (off, acc, desc) in REGISTERS.items():
-        lines.append(f"| `0x{off:03X}` | `{name}` | {acc} | {desc} |")
+        cell = desc.replace("|", "\\|")   # a literal | would end the Markdown cell
+        lines.append(f"| `0x{off:03X}` | `{name}` | {acc} | {cell} |")
     return "\n".join(lines)

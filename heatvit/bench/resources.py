@@ -1,0 +1,150 @@
+"""Resource estimate of the accelerator (shell + GEMM engine) from Debian's yosys.
+
+``yosys synth_xilinx -family xcup -noiopad`` of the exported ``heatvit_shell`` (what Vivado gets
+as the module reference, without I/O buffers), counted as DSP48E2 / LUT / FF / BRAM36 beside
+the XCZU9EG's totals.  Written to ``build/bench/resources.json`` for the default configuration
+and, unless ``quick``, for the largest array that fits: candidates from 64 x 64 down, each
+predicted from the default's measured per-PE and fixed costs, the first predicted under
+``MAX_UTILIZATION`` synthesized and kept if its measured counts are under it too.
+
+These are yosys estimates before place and route (Vivado packs differently, e.g. two int8
+multiplies per DSP48E2 it does not infer here); the same flow for every configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.shell_config import ShellConfig
+
+PART = "xczu9eg-ffvb1156-2-e"
+TOTALS = {"DSP48E2": 2520, "LUT": 274080, "FF": 548160, "BRAM36": 912}
+MAX_UTILIZATION = 0.8
+"""A configuration "fits" when every resource is at most this fraction of the device (headroom
+for the PS interconnect, routing and timing closure)."""
+
+LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32M": 4,
+               "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1S": 1, "RAM64X1S": 1,
+               "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1}
+
+
+def count(cells: dict[str, int]) -> dict[str, float]:
+    """Cell counts -> the four device resources (LUT includes LUT-RAM and SRLs)."""
+    lut = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lutram = sum(v * LUTRAM_LUTS[k] for k, v in cells.items() if k in LUTRAM_LUTS)
+    ff = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E(_1)?", k))
+    bram = cells.get("RAMB36E2", 0) + cells.get("RAMB18E2", 0) / 2
+    return {"DSP48E2": cells.get("DSP48E2", 0), "LUT": lut + lutram, "LUT_as_memory": lutram,
+            "FF": ff, "BRAM36": bram}
+
+
+def utilization(res: dict) -> dict[str, float]:
+    return {k: res[k] / TOTALS[k] for k in TOTALS}
+
+
+def _stat_cells(stat: dict) -> dict[str, int]:
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    return {k: int(v) for k, v in design["num_cells_by_type"].items()}
+
+
+def synthesize(acc: AcceleratorConfig, shell: ShellConfig, work: Path) -> dict:
+    """Run yosys on one configuration; returns counts, per-PE counts and the wall time."""
+    from heatvit.rtl.shell.wrapper import CORE_NAME, export
+    if shutil.which("yosys") is None:
+        raise RuntimeError("yosys not found: apt-get install yosys (Debian's 0.23 is what CI uses)")
+    work.mkdir(parents=True, exist_ok=True)
+    core, _ = export(acc, shell)
+    (work / f"{CORE_NAME}.v").write_text(core)
+    script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -top {CORE_NAME}; "
+              f"tee -q -o stat.json stat -json -top {CORE_NAME}")
+    t0 = time.monotonic()
+    res = subprocess.run(["yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                         capture_output=True, text=True)
+    seconds = time.monotonic() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
+    stat = json.loads((work / "stat.json").read_text())
+    cells = _stat_cells(stat)
+    pe = next((m for name, m in stat["modules"].items() if re.search(r"\.pe_0_0$", name.strip("\\"))), None)
+    pe_res = count({k: int(v) for k, v in pe["num_cells_by_type"].items()}) if pe else None
+    out = count(cells)
+    return {"resources": out, "utilization": utilization(out), "per_pe": pe_res,
+            "cells": cells, "synth_seconds": round(seconds, 1),
+            "fits": all(u <= MAX_UTILIZATION for u in utilization(out).values())}
+
+
+def predict(default: dict, rows0: int, cols0: int, rows: int, cols: int) -> dict[str, float]:
+    """Scale the default's measured counts: PE costs by the PE count, the rest kept (and the
+    per-column/row buffers, a minor term, scaled by the array edge)."""
+    pe = default["per_pe"]
+    total = default["resources"]
+    n0, n = rows0 * cols0, rows * cols
+    edge = (rows + cols) / (rows0 + cols0)
+    out = {}
+    for k in TOTALS:
+        fixed = total[k] - pe[k] * n0
+        out[k] = pe[k] * n + fixed * max(1.0, edge)
+    return out
+
+
+def candidates(base: GemmConfig):
+    """Arrays from the largest the config allows down to the default, largest PE count first."""
+    sizes = [(r, c) for r in (64, 32, 16) for c in (64, 32, 16)]
+    sizes.sort(key=lambda rc: (-(rc[0] * rc[1]), -rc[0]))
+    for r, c in sizes:
+        if r * c > base.rows * base.cols:
+            yield dataclasses.replace(base, rows=r, cols=c)
+
+
+def main(out_dir: Path, quick: bool = False) -> list[Path]:
+    acc, shell = AcceleratorConfig(), ShellConfig()
+    work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
+    entries = []
+    print(f"yosys synth_xilinx of the default config (this takes minutes) in {work_root}", flush=True)
+    default = synthesize(acc, shell, work_root / "default")
+    entries.append({"name": "default", "config": acc.to_dict(), "shell": shell.to_dict(), **default})
+    print(f"  default: {default['resources']} in {default['synth_seconds']} s", flush=True)
+    if not quick and default["per_pe"]:
+        g0 = acc.gemm
+        for gemm in candidates(g0):
+            pred = predict(default, g0.rows, g0.cols, gemm.rows, gemm.cols)
+            if any(pred[k] / TOTALS[k] > MAX_UTILIZATION for k in TOTALS):
+                print(f"  {gemm.rows}x{gemm.cols}: predicted {pred}: does not fit, skipped", flush=True)
+                continue
+            big = dataclasses.replace(acc, gemm=gemm)
+            print(f"  {gemm.rows}x{gemm.cols}: predicted to fit, synthesizing", flush=True)
+            res = synthesize(big, shell, work_root / f"{gemm.rows}x{gemm.cols}")
+            entry = {"name": "largest", "config": big.to_dict(), "shell": shell.to_dict(),
+                     "predicted": pred, **res}
+            print(f"  {gemm.rows}x{gemm.cols}: {res['resources']} in {res['synth_seconds']} s", flush=True)
+            if res["fits"]:
+                entries.append(entry)
+                break
+            entries.append({**entry, "name": f"{gemm.rows}x{gemm.cols} (does not fit)"})
+    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
+    doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
+           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries}
+    out = out_dir / "resources.json"
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    shutil.rmtree(work_root, ignore_errors=True)
+    return [out]
+
+
+def table(doc: dict) -> str:
+    """Markdown table of a resources.json document."""
+    lines = ["| Config | Array | DSP48E2 | LUT | FF | BRAM36 | yosys time |", "|---|---|---|---|---|---|---|"]
+    lines.append(f"| XCZU9EG total | | {TOTALS['DSP48E2']} | {TOTALS['LUT']} | {TOTALS['FF']} | {TOTALS['BRAM36']} | |")
+    for e in doc["configs"]:
+        r, u, g = e["resources"], e["utilization"], e["config"]["gemm"]
+        cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
+        lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
+                     f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']} s |")
+    return "\n".join(lines)
