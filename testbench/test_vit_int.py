@@ -150,3 +150,17 @@ def test_accuracy_bench_keys(digits):
         assert 0.0 <= res[k] <= 1.0
     assert len(res["keep_ratio_per_stage"]) == len(PLAN.blocks)
     assert 0 < res["macs_pruned"] and res["macs_dense"] == CFG.dense_macs()
+
+
+def test_committed_default_model():
+    """The trained default model loads with NumPy alone, prunes, and classifies the first test images."""
+    model = model_io.load_npz()
+    assert model.plan.blocks and model.meta.get("trained_by") == "train/train_digits.py"
+    sp = vit_data.load_splits()
+    x, y = vit_data.upscale(sp["test_x"][:24]), sp["test_y"][:24]
+    qm = quantize.quantize_model(model, vit_data.upscale(sp["calib_x"][:32]))
+    dumps: list = []
+    pred = vit_int.forward_int(qm, x, prune=True, dumps=dumps).argmax(1)
+    assert np.mean(pred == y) >= 0.85
+    last = np.mean([len(d[f"selectors.{len(model.plan.blocks) - 1}.kept_patches"]) for d in dumps])
+    assert last < 0.6 * model.cfg.num_patches         # the selectors prune

@@ -31,6 +31,7 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
     calib = vit_data.upscale(splits["calib_x"], cfg.image_size)
     t0 = time.perf_counter()
     float_logits = vit_float.forward_float(model, x)
+    float_pruned = vit_float.forward_float(model, x, prune=True) if model.plan.blocks else float_logits
     qm = quantize.quantize_model(model, calib)
     int_logits = vit_int.forward_int(qm, x)
     dumps: list = []
@@ -50,6 +51,7 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
         "float_top1": top1(float_logits),
         "int8_top1": top1(int_logits),
         "pruned_int8_top1": top1(pruned_logits),
+        "pruned_float_top1": top1(float_pruned),
         "keep_ratio_per_stage": [float(v) for v in (left.mean(axis=0) / cfg.num_patches)] if n_sel else [],
         "selector_blocks": list(model.plan.blocks),
         "target_keep_ratios": list(model.plan.keep_ratios),
