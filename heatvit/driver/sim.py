@@ -43,6 +43,19 @@ class CocotbBackend:
         self.align = align or shell.data_bytes
         self.next_free = shell.window_base
         self.set_stall(stall)
+        # Byte ranges [lo, hi) whose reads / writes the model answers with SLVERR.
+        self.poisoned: dict[str, list[tuple[int, int]]] = {"read": [], "write": []}
+        for kind, model in (("read", self.ram.read_if), ("write", self.ram.write_if)):
+            inner = getattr(model, f"_{kind}")
+            setattr(model, f"_{kind}", self._poisonable(kind, inner))
+
+    def _poisonable(self, kind, inner):
+        async def access(address, arg):
+            n = arg if kind == "read" else len(arg)
+            if any(lo < address + n and address < hi for lo, hi in self.poisoned[kind]):
+                raise OSError(f"poisoned {kind} at {address:#x}")   # -> SLVERR
+            return await inner(address, arg)
+        return access
 
     def channels(self):
         """Every channel model of both buses (for pause generators)."""

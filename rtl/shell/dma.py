@@ -45,7 +45,7 @@ class DmaReader(wiring.Component):
 
     ``start`` (a pulse while ``idle``) begins a transfer.  ``abort`` stops issuing requests and
     discards the data of requests already in flight; ``idle`` rises when none remain.
-    ``error`` is set by any non-OKAY ``RRESP`` (sticky until the next ``start``).
+    ``error`` is set by any non-OKAY ``RRESP`` (sticky until ``clear``, at the next job).
     """
 
     def __init__(self, cfg: ShellConfig):
@@ -57,7 +57,7 @@ class DmaReader(wiring.Component):
             "r": In(wiring.Signature({
                 "data": Out(cfg.data_width), "resp": Out(2), "valid": Out(1), "ready": In(1)})),
             "start": In(1), "addr": In(cfg.addr_width), "beats": In(BEATS_BITS),
-            "abort": In(1), "flush": In(1),
+            "abort": In(1), "flush": In(1), "clear": In(1),
             "data": Out(stream.Signature(tagged(cfg.data_width))),
             "idle": Out(1), "error": Out(1), "progress": Out(1),
         })
@@ -102,7 +102,9 @@ class DmaReader(wiring.Component):
         with m.If(self.abort):
             m.d.sync += [dropping.eq(1), remaining.eq(0)]
         with m.If(self.start):
-            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), dropping.eq(0), self.error.eq(0)]
+            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), dropping.eq(0)]
+        with m.If(self.clear):
+            m.d.sync += self.error.eq(0)
         return m
 
 
@@ -112,7 +114,7 @@ class DmaWriter(wiring.Component):
     The final beat's byte strobes are ``last_strb`` (the rest of the buffer is never written);
     every other beat writes all lanes.  ``abort`` issues no further bursts (a burst whose address
     was sent is completed from its buffered data, as AXI requires); ``idle`` rises when every
-    write response is in.  ``error`` is set by any non-OKAY ``BRESP``.
+    write response is in.  ``error`` is set by any non-OKAY ``BRESP`` (sticky until ``clear``).
     """
 
     def __init__(self, cfg: ShellConfig):
@@ -125,7 +127,7 @@ class DmaWriter(wiring.Component):
                 "valid": Out(1), "ready": In(1)})),
             "b": In(wiring.Signature({"resp": Out(2), "valid": Out(1), "ready": In(1)})),
             "start": In(1), "addr": In(cfg.addr_width), "beats": In(BEATS_BITS),
-            "last_strb": In(cfg.data_bytes), "abort": In(1), "flush": In(1),
+            "last_strb": In(cfg.data_bytes), "abort": In(1), "flush": In(1), "clear": In(1),
             "data": In(stream.Signature(tagged(cfg.data_width))),
             "idle": Out(1), "error": Out(1), "progress": Out(1),
         })
@@ -188,6 +190,7 @@ class DmaWriter(wiring.Component):
         with m.If(self.abort):
             m.d.sync += remaining.eq(0)
         with m.If(self.start):
-            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), left.eq(self.beats),
-                         self.error.eq(0)]
+            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), left.eq(self.beats)]
+        with m.If(self.clear):
+            m.d.sync += self.error.eq(0)
         return m

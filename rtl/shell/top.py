@@ -206,7 +206,7 @@ class AcceleratorShell(wiring.Component):
             with m.State("IDLE"):
                 m.d.sync += quiet.eq(0)
                 with m.If(regs.start):
-                    m.d.comb += eng_rst.eq(1)
+                    m.d.comb += [eng_rst.eq(1), rd.clear.eq(1), wr.clear.eq(1)]
                     m.d.sync += [err.eq(0), done.eq(0), cycles.eq(0),
                                  mm.eq(r.M), kk.eq(r.K), nn.eq(r.N)]
                     for b, (lo, hi) in regmap.BUFFERS.items():

@@ -32,13 +32,17 @@ def top_ports(component) -> list[tuple[str, str, int, str]]:
     return ports
 
 
-def thin_top(component, clock_hz: int) -> str:
-    """The Verilog-2001 top module ``heatvit_top`` around ``heatvit_shell``."""
+def thin_top(component) -> str:
+    """The Verilog-2001 top module ``heatvit_top`` around ``heatvit_shell``.
+
+    No ``FREQ_HZ`` on ``aclk``: Vivado propagates ``pl_clk0``'s actual frequency (the PLL gives
+    e.g. 299.997 MHz for 300), and a fixed value would fail ``validate_bd_design``.
+    """
     ports = top_ports(component)
     decl = [
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)\n'
-        '  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET aresetn, '
-        f'FREQ_HZ {clock_hz}" *)\n  input wire aclk',
+        '  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET aresetn" *)\n'
+        '  input wire aclk',
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 aresetn RST" *)\n'
         '  (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)\n  input wire aresetn',
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:interrupt:1.0 irq INTERRUPT" *)\n'
@@ -70,4 +74,4 @@ def export(acc: AcceleratorConfig, shell: ShellConfig) -> tuple[str, str]:
     from heatvit.sim.runner import export_verilog
     component = build_shell(acc, shell)
     core = export_verilog(component, CORE_NAME)
-    return core, thin_top(component, int(round(acc.clock_mhz * 1e6)))
+    return core, thin_top(component)

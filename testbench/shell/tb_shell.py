@@ -277,3 +277,25 @@ async def watchdog(dut):
             assert e.code == ErrorCode.TIMEOUT
         assert await drv.read("STATUS") == regmap.STATUS_DONE | regmap.STATUS_ERROR | ErrorCode.TIMEOUT << 8
         await gemm_checked(be, drv, mon, np_rng, 4, 9, 5)
+
+
+@cocotb.test()
+async def axi_error_responses(dut):
+    """SLVERR on a read or a write: the job ends with AXI_READ_ERROR / AXI_WRITE_ERROR."""
+    rng, np_rng = _rngs()
+    be, drv, mon = await start(dut, ACC, SHELL, stall=0.2, rng=rng)
+    m, k, n = 5, CFG.rows * 2, CFG.cols * 2
+    for kind, buf, code in (("read", "wgt", ErrorCode.AXI_READ_ERROR),
+                            ("write", "out", ErrorCode.AXI_WRITE_ERROR)):
+        job = drv.load(*operands(np_rng, m, k, n))
+        addr = getattr(job.buffers, buf)
+        be.poisoned[kind] = [(addr + DB, addr + 2 * DB)]
+        try:
+            await drv.run(job)
+        except HardwareError as e:
+            assert e.code == code and code.name in str(e), str(e)
+        else:
+            raise AssertionError(f"SLVERR on {kind}: no {code.name}")
+        be.poisoned[kind] = []
+        assert not await drv.read("STATUS") & regmap.STATUS_BUSY
+    await gemm_checked(be, drv, mon, np_rng, 3, 4, 5)
