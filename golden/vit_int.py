@@ -25,14 +25,28 @@ from .vit_selector import initial_origin, select_int, track
 from . import vit_ops
 
 
+def row_chunks(qm: QuantizedViT, m: int, k: int) -> list[slice]:
+    """Row ranges of an ``m x k`` activation operand that fit the engine (``max_m`` tokens and the
+    activation buffer's ``ceil(k/R) * m`` words): a long GEMM runs as several GEMMs over token
+    ranges, as the layer controller issues them.  Rows are independent, so the result is the same."""
+    g = qm.gemm
+    step = max(1, min(g.max_m, g.act_buffer_words // -(-k // g.rows)))
+    return [slice(i, min(i + step, m)) for i in range(0, m, step)]
+
+
 def linear(qm: QuantizedViT, x: np.ndarray, layer: QLinear, out_bits: int | None = None) -> np.ndarray:
     """One GEMM layer; ``out_bits`` wider than the engine's activations: the same accumulation and
     requantizer, saturating to ``out_bits`` (fc1 feeding the GELU unit)."""
-    if out_bits is None:
-        return gemm(qm.gemm, x, layer.w, layer.bias, layer.mult, layer.shift)
     g = qm.gemm
-    return requantize(matmul_acc(g, x, layer.w), layer.bias, layer.mult, layer.shift, out_bits=out_bits,
-                      acc_bits=g.acc_bits, bias_bits=g.bias_bits, mult_bits=g.mult_bits, max_shift=g.max_shift)
+    out = []
+    for rows in row_chunks(qm, *x.shape):
+        if out_bits is None:
+            out.append(gemm(g, x[rows], layer.w, layer.bias, layer.mult, layer.shift))
+        else:
+            out.append(requantize(matmul_acc(g, x[rows], layer.w), layer.bias, layer.mult, layer.shift,
+                                  out_bits=out_bits, acc_bits=g.acc_bits, bias_bits=g.bias_bits,
+                                  mult_bits=g.mult_bits, max_shift=g.max_shift))
+    return np.concatenate(out, axis=0)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> np.ndarray:

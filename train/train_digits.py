@@ -197,8 +197,8 @@ def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, budge
 def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs: tuple[float, float],
                ratio_weight: float = 2.0, distill_weight: float = 0.5, seed: int = SEED + 1, tag: str = ""):
     """Fine-tune the pruned model: loss = CE + distill_weight * KL(student || dense teacher)
-    + ratio_weight * sum_stage (decided kept fraction - target)^2 (with Gumbel decisions also
-    the expected fraction, from the keep probabilities).
+    + ratio_weight * sum_stage mean_image (decided kept fraction - target)^2 (with Gumbel
+    decisions also the expected fraction, from the keep probabilities).
     ``lrs``: (selector lr, backbone lr), cosine decay; a zero lr freezes that part."""
     gen = torch.Generator().manual_seed(seed)
     student.decision = decision
@@ -226,11 +226,13 @@ def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs
             with torch.no_grad():
                 t_logits = teacher(xb)
             logits, ratios, _, _ = student(xb)
-            kept = torch.stack([r.mean() for r in ratios])
-            loss_ratio = ((kept - targets) ** 2).sum()
+            # per image (as DynamicViT): every image must keep about its target, so the selector
+            # ranks the tokens within an image instead of keeping whole images or none
+            kept = torch.stack(ratios, 1)                                   # (B, stages)
+            loss_ratio = ((kept - targets) ** 2).mean(0).sum()
             if decision == "gumbel":      # with the threshold rule the mean probability need not match
-                expected = torch.stack([r.mean() for r in student.expected])
-                loss_ratio = loss_ratio + ((expected - targets) ** 2).sum()
+                expected = torch.stack(student.expected, 1)
+                loss_ratio = loss_ratio + ((expected - targets) ** 2).mean(0).sum()
             loss_kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(t_logits, -1), log_target=True,
                                reduction="batchmean")
             loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1) + ratio_weight * loss_ratio
