@@ -22,6 +22,8 @@ class NonlinearConfig:
     """Segment budget of every coefficient table: at most ``2**max_segments_log2`` segments."""
     max_degree: int = 3
     """Largest polynomial degree the generator may use (one Horner multiplier per degree)."""
+    row_lanes: int = 4
+    """Elements per cycle of the Softmax and LayerNorm units (a power of two dividing max_tokens and max_dim)."""
     max_tokens: int = 256
     """Softmax: longest row (tokens); the row buffer depth."""
     softmax_in_bits: int = 32
@@ -40,11 +42,23 @@ class NonlinearConfig:
         _check_int(own, "softmax_in_bits", self.softmax_in_bits, 2, 32)
         _check_int(own, "max_dim", self.max_dim, 1, 4096)
         _check_int(own, "layernorm_in_bits", self.layernorm_in_bits, 2, 16)
+        _check_int(own, "row_lanes", self.row_lanes, 1, 16)
+        if self.row_lanes & (self.row_lanes - 1):
+            raise ValueError(f"{own}.row_lanes = {self.row_lanes} is not a power of two; allowed 1, 2, 4, 8, 16")
+        for name in ("max_tokens", "max_dim"):
+            if getattr(self, name) % self.row_lanes:
+                raise ValueError(f"{own}.{name} = {getattr(self, name)} is not a multiple of row_lanes = "
+                                 f"{self.row_lanes}")
 
     @property
     def token_bits(self) -> int:
         """Width of a softmax row length (1 .. max_tokens)."""
         return self.max_tokens.bit_length()
+
+    @property
+    def lane_bits(self) -> int:
+        """Width of a beat's lane count (1 .. row_lanes)."""
+        return self.row_lanes.bit_length()
 
     @property
     def dim_bits(self) -> int:

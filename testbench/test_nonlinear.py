@@ -10,9 +10,9 @@ from heatvit.sim.runner import config_env, export_verilog, run_cocotb, simulator
 
 NL_CONFIGS = {
     # The deployment sizes: 2 lanes, 256-token softmax rows, 768-channel LayerNorm rows.
-    "full": NonlinearConfig(lanes=2, max_tokens=256, max_dim=768),
+    "full": NonlinearConfig(lanes=2, row_lanes=4, max_tokens=256, max_dim=768),
     # Small rows, one lane, narrower inputs and a tighter table budget: Icarus-sized.
-    "small": NonlinearConfig(lanes=1, max_tokens=24, max_dim=40, softmax_in_bits=20,
+    "small": NonlinearConfig(lanes=1, row_lanes=2, max_tokens=24, max_dim=40, softmax_in_bits=20,
                              layernorm_in_bits=12, max_segments_log2=7),
 }
 

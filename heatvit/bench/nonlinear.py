@@ -230,12 +230,16 @@ def softmax_entries(cfg, rng, quick, measure, synth):
             for k in ("mult", "shift", "out_max"):
                 ctx.set(getattr(dut.params, k), getattr(p, k))
 
-        def beat(v, last):
+        L = cfg.row_lanes
+
+        def beat(chunk, last):
             def f(ctx):
-                ctx.set(dut.i.payload.data, int(v))
+                for j, v in enumerate(chunk):
+                    ctx.set(dut.i.payload.data[j], int(v))
+                ctx.set(dut.i.payload.count, len(chunk))
                 ctx.set(dut.i.payload.last, last)
             return f
-        lat = _latency_row(dut, [beat(v, int(j == len(row) - 1)) for j, v in enumerate(row)], setup)
+        lat = _latency_row(dut, [beat(row[b:b + L], int(b + L >= len(row))) for b in range(0, len(row), L)], setup)
     res = synth(lambda: SoftmaxUnit(cfg), "softmax_unit")
     stats = lambda e: (float(np.concatenate(e).max()), float(np.concatenate(e).mean()))
     tp = table("pow2", cfg)
@@ -281,9 +285,14 @@ def layernorm_entries(cfg, rng, quick, measure, synth):
             ctx.set(dut.params.eps, p.eps_q)
             ctx.set(dut.params.out_shift, p.out_shift)
 
-        def beat(v):
-            return lambda ctx: ctx.set(dut.i.payload, int(v))
-        lat = _latency_row(dut, [beat(v) for v in row], setup)
+        L = cfg.row_lanes
+
+        def beat(chunk):
+            def f(ctx):
+                for j, v in enumerate(chunk):
+                    ctx.set(dut.i.payload[j], int(v))
+            return f
+        lat = _latency_row(dut, [beat(row[b:b + L]) for b in range(0, dim, L)], setup)
     res = synth(lambda: LayerNormUnit(cfg), "layernorm_unit")
     stats = lambda e: (float(np.concatenate(e).max()), float(np.concatenate(e).mean()))
     tr = table("rsqrt", cfg)
@@ -309,7 +318,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         "inputs_tested": "elements for elementwise units (exhaustive where input_bits <= 20; reciprocal/rsqrt: "
                          "every 16-bit input + random 32-bit), rows for softmax / layernorm (random + adversarial)",
         "latency": f"cycles, no stalls: elementwise input->output; softmax one row of {SOFTMAX_ROW}, layernorm "
-                   f"one row of {LAYERNORM_ROW}, first input -> last output",
+                   f"one row of {LAYERNORM_ROW}, first input -> last output, {cfg.row_lanes} elements per beat",
         "resources": "yosys synth_xilinx -family xcup, one lane, LUT1..LUT6 and DSP48E2 cells"
                      if use_yosys else "not run (quick mode or yosys missing)",
         "ibert": "I-BERT integer kernels at our input scale; result rescaled to our output format with one "

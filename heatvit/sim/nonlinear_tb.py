@@ -107,22 +107,49 @@ class NonlinearTB:
         return np.array(got[:n], dtype=np.int64), np.asarray(expected, dtype=np.int64)
 
     # -- row units -------------------------------------------------------------------------------
-    def _check_lasts(self, unit: str, lasts: list[int], lengths: list[int]):
-        want = np.zeros(sum(lengths), dtype=int)
-        want[np.cumsum(lengths) - 1] = 1
-        if list(want) != lasts:
-            bad = int(np.flatnonzero(np.array(lasts) != want)[0])
-            raise AssertionError(f"{unit}: 'last' wrong at output beat {bad}")
+    def _row_beats(self, row, bits: int, with_flags: bool) -> list[int]:
+        """One row as beats of ``row_lanes``; the last beat's unused lanes hold random garbage."""
+        L = self.cfg.row_lanes
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        out = []
+        for b in range(0, len(row), L):
+            chunk = [int(v) for v in row[b:b + L]]
+            count = len(chunk)
+            chunk += [self.rng.randint(lo, hi) for _ in range(L - count)]
+            word = pack_lanes(chunk, bits)
+            if with_flags:
+                last = int(b + L >= len(row))
+                word = pack_fields([(word, bits * L), (count if last else self.rng.randint(0, L), self.cfg.lane_bits),
+                                    (last, 1)])
+            out.append(word)
+        return out
+
+    def _row_results(self, unit: str, words: list[int], lengths: list[int], signed: bool) -> np.ndarray:
+        """Decode output beats; check each beat's count, ``last`` and zeroed unused lanes."""
+        L, lb = self.cfg.row_lanes, self.cfg.lane_bits
+        values, k = [], 0
+        for n in lengths:
+            for b in range(0, n, L):
+                w = words[k]
+                k += 1
+                count, last = min(L, n - b), int(b + L >= n)
+                got_count = _field(w, 8 * L, lb, False)
+                got_last = _field(w, 8 * L + lb, 1, False)
+                lanes = [_field(w, 8 * j, 8, signed) for j in range(L)]
+                if (got_count, got_last) != (count, last) or any(lanes[count:]):
+                    raise AssertionError(f"{unit}: output beat {k - 1}: count/last/unused lanes "
+                                         f"{got_count}/{got_last}/{lanes[count:]}, expected {count}/{last}/0")
+                values += lanes[:count]
+        return np.array(values, dtype=np.int64)
 
     async def softmax(self, rows: list, p: SoftmaxParams, *, gap=None, stall=None):
         """Rows (1-D int arrays) through the Softmax unit; return (got, expected) concatenated."""
         d, ib = self.dut, self.cfg.softmax_in_bits
         d.softmax__params.value = pack_fields(
             [(p.mult, F.SOFTMAX_MULT_BITS), (p.shift, SHIFT_BITS), (p.out_max, 8)])
-        beats = [pack_fields([(int(v), ib), (int(j == len(r) - 1), 1)]) for r in rows for j, v in enumerate(r)]
+        beats = [w for r in rows for w in self._row_beats(r, ib, True)]
         words = await self._stream("softmax", beats, len(beats), gap, stall)
-        self._check_lasts("softmax", [(w >> 8) & 1 for w in words], [len(r) for r in rows])
-        got = np.array([w & 0xFF for w in words], dtype=np.int64)
+        got = self._row_results("softmax", words, [len(r) for r in rows], False)
         expected = np.concatenate([NL.softmax(np.asarray(r), p, self.cfg) for r in rows])
         return got, expected
 
@@ -144,11 +171,9 @@ class NonlinearTB:
     async def layernorm(self, rows, p: LayerNormParams, *, gap=None, stall=None):
         """Rows [R, N] through the LayerNorm unit (affine already loaded); (got, expected) flat."""
         rows = np.asarray(rows, dtype=np.int64)
-        ib = self.cfg.layernorm_in_bits
-        beats = [pack_lanes([v], ib) for v in rows.ravel()]
+        beats = [w for r in rows for w in self._row_beats(r, self.cfg.layernorm_in_bits, False)]
         words = await self._stream("layernorm", beats, len(beats), gap, stall)
-        self._check_lasts("layernorm", [(w >> 8) & 1 for w in words], [p.n] * len(rows))
-        got = np.array([_field(w, 0, 8, True) for w in words], dtype=np.int64)
+        got = self._row_results("layernorm", words, [p.n] * len(rows), True)
         return got, NL.layernorm(rows, p, self.cfg).ravel()
 
 

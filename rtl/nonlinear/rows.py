@@ -1,8 +1,10 @@
-"""Row units: Softmax (attention rows) and LayerNorm, one element per cycle, streaming.
+"""Row units: Softmax (attention rows) and LayerNorm, ``row_lanes`` elements per cycle, streaming.
 
 Both buffer one row (they need a whole-row statistic before the first output), then stream the
-result out under backpressure.  Bit-exact with :mod:`heatvit.golden.nonlinear.softmax` and
-``.layernorm``; formats and cycle counts in docs/nonlinear.md.
+result out under backpressure.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
+``j`` in lane ``j mod L`` of beat ``j // L``; only a row's last beat may be partial.  Bit-exact
+with :mod:`heatvit.golden.nonlinear.softmax` and ``.layernorm``; formats and cycle counts in
+docs/nonlinear.md.
 """
 
 from __future__ import annotations
@@ -21,13 +23,32 @@ from .pipe import Pipe, round_shift_var, saturate, table_rom
 from .units import SHIFT_BITS, pow2_core, recip_core, rsqrt_core
 
 
-def _valid_chain(m, en, valid, n: int, name: str):
-    for s in range(n):
-        v = Signal(name=f"{name}{s + 1}")
-        with m.If(en):
-            m.d.sync += v.eq(valid)
-        valid = v
-    return valid
+def row_beat(cfg: NonlinearConfig, shape) -> data.StructLayout:
+    """``L`` lanes, the number of valid lanes ``count`` (1..L; 0 or > L mean L) and ``last``.
+
+    Inputs: ``count`` is read only on a row's last beat (earlier beats are full).  Outputs: every
+    beat carries its count; lanes at or above it are 0.
+    """
+    return data.StructLayout({"data": data.ArrayLayout(shape, cfg.row_lanes), "count": unsigned(cfg.lane_bits),
+                              "last": 1})
+
+
+def _tree(op, values):
+    while len(values) > 1:
+        values = [op(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
+def _phase_flags(m, fsm, ready, busy, in_out, in_exp=None):
+    """State decodes as unconditional assignments.
+
+    Icarus evaluates an ``always @*`` block only when one of its inputs changes; a flag assigned
+    inside an FSM state whose register never leaves its initial value would stay X.
+    """
+    m.d.comb += [ready.eq(fsm.ongoing("LOAD")), busy.eq(~fsm.ongoing("LOAD")), in_out.eq(fsm.ongoing("OUT"))]
+    if in_exp is not None:
+        m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
 
 
 def softmax_params_layout():
@@ -40,12 +61,12 @@ class SoftmaxUnit(wiring.Component):
 
     * ``params`` (hold stable): ``mult``/``shift``/``out_max`` from
       :func:`heatvit.golden.nonlinear.softmax_params`.
-    * ``i``: ``(data, last)``; ``last`` ends a row.  A row reaching ``max_tokens`` elements ends
-      there (the next element starts a new row) and sets ``overflow`` (sticky until reset).
-    * ``o``: ``(data uint8 in [0, out_max], last)``, one beat per input element, in order.
+    * ``i``: :func:`row_beat` of scores; ``last`` ends a row.  A row reaching ``max_tokens``
+      elements ends there (the next beat starts a new row) and sets ``overflow`` (sticky until reset).
+    * ``o``: :func:`row_beat` of uint8 probabilities in ``[0, out_max]``, same beat structure.
 
-    Phases per row (no overlap between rows): load and max (N cycles), exponentials and sum
-    (N + pipeline), one reciprocal, normalise and stream out (N + pipeline, stalls on ``o.ready``).
+    Phases per row of B beats (no overlap between rows): load and max (B cycles), exponentials
+    and sum (B + 17), one reciprocal (~10), normalise and stream out (B + 3, stalls on ``o.ready``).
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -54,8 +75,8 @@ class SoftmaxUnit(wiring.Component):
         self.recip_table = table("reciprocal", cfg)
         super().__init__({
             "params": In(softmax_params_layout()),
-            "i": In(stream.Signature(data.StructLayout({"data": signed(cfg.softmax_in_bits), "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"data": unsigned(8), "last": 1}))),
+            "i": In(stream.Signature(row_beat(cfg, signed(cfg.softmax_in_bits)))),
+            "o": Out(stream.Signature(row_beat(cfg, unsigned(8)))),
             "overflow": Out(1),
             "busy": Out(1),
         })
@@ -63,43 +84,51 @@ class SoftmaxUnit(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
+        L = cfg.row_lanes
         ib, tb = cfg.softmax_in_bits, cfg.token_bits
         ebits = F.SOFTMAX_EXP_FRAC + 1
         sum_bits = ebits + tb
-        m.submodules.buf = buf = Memory(shape=unsigned(max(ib, ebits)), depth=cfg.max_tokens, init=[])
+        depth = cfg.max_tokens // L
+        m.submodules.buf = buf = Memory(shape=data.ArrayLayout(unsigned(max(ib, ebits)), L), depth=depth, init=[])
         wr, rd = buf.write_port(), buf.read_port()
         p = self.params
 
-        n = Signal(range(cfg.max_tokens + 1))
-        cnt = Signal(range(cfg.max_tokens + 1))
+        beats = Signal(range(depth + 1))               # beats of the current row
+        tail = Signal(range(L + 1))                    # valid lanes of its last beat
+        cnt = Signal(range(depth + 1))
         mx = Signal(signed(ib))
         total = Signal(unsigned(sum_bits))
-        idx = Signal(range(cfg.max_tokens + 1))
-        done = Signal(range(cfg.max_tokens + 1))
+        idx = Signal(range(depth + 1))
+        done = Signal(range(depth + 1))
         r = Signal(unsigned(F.RECIP_FRAC + 1))
         big_e = Signal(unsigned(6))
         f = Signal(unsigned(F.RECIP_FRAC + 1 + 8))
 
-        # -- exponential pipeline (free running while in EXP) -----------------------------------
+        # -- exponential pipelines (free running while in EXP) ----------------------------------
         one = Const(1)
-        pe = Pipe(m, one, "exp")
+        ctl = Pipe(m, one, "ctl")
         in_exp = Signal()
         issue = Signal()
-        m.d.comb += issue.eq(in_exp & (idx < n))
-        v = pe.reg(issue, 1, "v")                         # rd.data valid from here
-        a = pe.reg(idx, idx.shape(), "a")
-        x1 = rd.data[:ib].as_signed()
-        d2 = pe.reg(mx - x1, signed(ib + 1), "d")
-        v, a = pe.reg(v, 1, "v"), pe.reg(a, name="a")
-        p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
-        v, a = pe.reg(v, 1, "v"), pe.reg(a, name="a")
-        zmax = (1 << F.POW2_IN_BITS) - 1
-        zr = round_shift_var(p3, p.shift)
-        z4 = pe.reg(Mux(zr > zmax, zmax, zr), unsigned(F.POW2_IN_BITS), "z")
-        v, a = pe.reg(v, 1, "v"), pe.reg(a, name="a")
+        m.d.comb += issue.eq(in_exp & (idx < beats))
+        v = ctl.reg(issue, 1, "v")                     # rd.data valid from here
+        a = ctl.reg(idx, idx.shape(), "a")
+        full = ctl.reg(idx != beats - 1, 1, "full")
         m.submodules.pow2_rom = pow2_rom = table_rom(self.pow2_table)
-        e, lat = pow2_core(pe, z4, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
-        v, a = pe.delay(v, lat, "v"), pe.delay(a, lat, "a")
+        zmax = (1 << F.POW2_IN_BITS) - 1
+        es = []
+        for j in range(L):
+            pe = Pipe(m, one, f"exp{j}")
+            x1 = rd.data[j][:ib].as_signed()
+            d2 = pe.reg(mx - x1, signed(ib + 1), "d")
+            p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
+            zr = round_shift_var(p3, p.shift)
+            z4 = pe.reg(Mux(zr > zmax, zmax, zr), unsigned(F.POW2_IN_BITS), "z")
+            e, lat = pow2_core(pe, z4, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
+            es.append(e)
+        v, a, full = ctl.delay(v, 3 + lat, "v"), ctl.delay(a, 3 + lat, "a"), ctl.delay(full, 3 + lat, "full")
+        # lanes past the row's end contribute 0 (and are written back as 0)
+        es = [Mux(full | (j < tail), e, 0) for j, e in enumerate(es)]
+        e_sum = _tree(lambda x, y: x + y, es)
 
         # -- reciprocal of the row sum -------------------------------------------------------------
         pr = Pipe(m, one, "rcp")
@@ -111,32 +140,45 @@ class SoftmaxUnit(wiring.Component):
         en_o = Signal()
         m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
         in_out = Signal()
-        oidx = Signal(range(cfg.max_tokens + 1))
+        oidx = Signal(range(depth + 1))
         oissue = Signal()
-        m.d.comb += oissue.eq(in_out & (oidx < n))
+        m.d.comb += oissue.eq(in_out & (oidx < beats))
         po = Pipe(m, en_o, "out")
         ov = po.reg(oissue, 1, "v")
-        olast = po.reg(oidx == n - 1, 1, "last")
-        prod = po.reg(rd.data[:ebits] * f, unsigned(ebits + f.shape().width), "prod")
+        olast = po.reg(oidx == beats - 1, 1, "last")
+        prods = [po.reg(rd.data[j][:ebits] * f, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
         ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        y = round_shift_var(prod, big_e + F.RECIP_FRAC)
-        y = po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), "y")
+        ys = []
+        for j in range(L):
+            y = round_shift_var(prods[j], big_e + F.RECIP_FRAC)
+            ys.append(po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), f"y{j}"))
         ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        m.d.comb += [self.o.valid.eq(ov), self.o.payload.data.eq(y), self.o.payload.last.eq(olast)]
+        m.d.comb += [self.o.valid.eq(ov), self.o.payload.last.eq(olast),
+                     self.o.payload.count.eq(Mux(olast, tail, L))]
+        m.d.comb += [self.o.payload.data[j].eq(ys[j]) for j in range(L)]
 
         # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
         m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
 
+        # -- input beat: valid lanes and their maximum ---------------------------------------------
+        lo = -(1 << (ib - 1))
+        cnt_in = self.i.payload.count
+        nv = Signal(range(L + 1))
+        m.d.comb += nv.eq(Mux(~self.i.payload.last | (cnt_in == 0) | (cnt_in > L), L, cnt_in))
+        lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
+        beat_max = _tree(lambda x, y: Mux(x > y, x, y), lanes_in)
+
         with m.FSM(name="softmax") as fsm:
             with m.State("LOAD"):
                 with m.If(self.i.valid):
-                    x = self.i.payload.data
-                    m.d.comb += [wr.addr.eq(cnt), wr.data.eq(x.as_unsigned()), wr.en.eq(1)]
-                    with m.If((cnt == 0) | (x > mx)):
-                        m.d.sync += mx.eq(x)
-                    full = cnt == cfg.max_tokens - 1
-                    with m.If(self.i.payload.last | full):
-                        m.d.sync += [n.eq(cnt + 1), cnt.eq(0), idx.eq(0), done.eq(0), total.eq(0)]
+                    m.d.comb += [wr.addr.eq(cnt), wr.en.eq(1)]
+                    m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
+                    with m.If((cnt == 0) | (beat_max > mx)):
+                        m.d.sync += mx.eq(beat_max)
+                    at_end = cnt == depth - 1
+                    with m.If(self.i.payload.last | at_end):
+                        m.d.sync += [beats.eq(cnt + 1), tail.eq(nv), cnt.eq(0), idx.eq(0), done.eq(0),
+                                     total.eq(0)]
                         with m.If(~self.i.payload.last):
                             m.d.sync += self.overflow.eq(1)
                         m.next = "EXP"
@@ -146,9 +188,10 @@ class SoftmaxUnit(wiring.Component):
                 with m.If(issue):
                     m.d.sync += idx.eq(idx + 1)
                 with m.If(v):
-                    m.d.comb += [wr.addr.eq(a), wr.data.eq(e), wr.en.eq(1)]
-                    m.d.sync += [total.eq(total + e), done.eq(done + 1)]
-                with m.If(done == n):
+                    m.d.comb += [wr.addr.eq(a), wr.en.eq(1)]
+                    m.d.comb += [wr.data[j].eq(es[j]) for j in range(L)]
+                    m.d.sync += [total.eq(total + e_sum), done.eq(done + 1)]
+                with m.If(done == beats):
                     m.d.sync += wait.eq(0)
                     m.next = "RECIP"
             with m.State("RECIP"):
@@ -165,17 +208,6 @@ class SoftmaxUnit(wiring.Component):
                     m.next = "LOAD"
         _phase_flags(m, fsm, self.i.ready, self.busy, in_out, in_exp)
         return m
-
-
-def _phase_flags(m, fsm, ready, busy, in_out, in_exp=None):
-    """State decodes as unconditional assignments.
-
-    Icarus evaluates an ``always @*`` block only when one of its inputs changes; a flag assigned
-    inside an FSM state whose register never leaves its initial value would stay X.
-    """
-    m.d.comb += [ready.eq(fsm.ongoing("LOAD")), busy.eq(~fsm.ongoing("LOAD")), in_out.eq(fsm.ongoing("OUT"))]
-    if in_exp is not None:
-        m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
 
 
 def layernorm_params_layout(cfg: NonlinearConfig):
@@ -197,7 +229,11 @@ class LayerNormUnit(wiring.Component):
       ``max_dim`` as ``max_dim``.
     * ``affine`` (always ready): ``(index, gamma G_i, beta B_i)`` writes channel ``index``'s affine
       parameters (load all N before the first row).
-    * ``i``: the row's N elements, back to back rows; ``o``: ``(data int8, last)``.
+    * ``i``: beats of ``row_lanes`` inputs, ``ceil(N / row_lanes)`` per row (lanes past N in the
+      last beat are ignored); ``o``: :func:`row_beat` of int8 results.
+
+    Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
+    affine and stream out (B + 6, stalls on ``o.ready``).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -206,36 +242,41 @@ class LayerNormUnit(wiring.Component):
         super().__init__({
             "params": In(layernorm_params_layout(cfg)),
             "affine": In(stream.Signature(layernorm_affine_layout(cfg))),
-            "i": In(stream.Signature(signed(cfg.layernorm_in_bits))),
-            "o": Out(stream.Signature(data.StructLayout({"data": signed(out_bits), "last": 1}))),
+            "i": In(stream.Signature(data.ArrayLayout(signed(cfg.layernorm_in_bits), cfg.row_lanes))),
+            "o": Out(stream.Signature(row_beat(cfg, signed(out_bits)))),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
+        L, log_l = cfg.row_lanes, cfg.row_lanes.bit_length() - 1
         ib, db = cfg.layernorm_in_bits, cfg.dim_bits
         mb = moments_bits(ib, db)
+        depth = cfg.max_dim // L
         p = self.params
         # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang)
         n = Signal(range(cfg.max_dim + 1))
         m.d.comb += n.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
+        beats = Signal(range(depth + 1))
+        tail = Signal(range(L + 1))
+        m.d.comb += [beats.eq((n + (L - 1)) >> log_l), tail.eq(n - ((beats - 1) << log_l))]
 
-        m.submodules.xbuf = xbuf = Memory(shape=signed(ib), depth=cfg.max_dim, init=[])
-        m.submodules.abuf = abuf = Memory(shape=data.StructLayout({"gamma": signed(F.LN_GAMMA_BITS),
-                                                                   "beta": signed(F.LN_BETA_BITS)}),
-                                          depth=cfg.max_dim, init=[])
+        m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=depth, init=[])
         xw, xr = xbuf.write_port(), xbuf.read_port()
-        aw, ar = abuf.write_port(), abuf.read_port()
-        m.d.comb += [
-            self.affine.ready.eq(1),
-            aw.addr.eq(self.affine.payload.index),
-            aw.data.gamma.eq(self.affine.payload.gamma),
-            aw.data.beta.eq(self.affine.payload.beta),
-            aw.en.eq(self.affine.valid),
-        ]
+        affine = data.StructLayout({"gamma": signed(F.LN_GAMMA_BITS), "beta": signed(F.LN_BETA_BITS)})
+        m.d.comb += self.affine.ready.eq(1)
+        ars = []
+        for j in range(L):
+            mem = m.submodules[f"abuf{j}"] = Memory(shape=affine, depth=depth, init=[])
+            aw, ar = mem.write_port(), mem.read_port()
+            index = self.affine.payload.index
+            m.d.comb += [aw.addr.eq(index >> log_l), aw.data.gamma.eq(self.affine.payload.gamma),
+                         aw.data.beta.eq(self.affine.payload.beta),
+                         aw.en.eq(self.affine.valid & ((index & (L - 1)) == j))]
+            ars.append(ar)
 
-        cnt = Signal(range(cfg.max_dim + 1))
+        cnt = Signal(range(depth + 1))
         s1 = Signal(signed(ib + db + 1))
         s2 = Signal(unsigned(2 * ib + db))
         ns2 = Signal(unsigned(2 * ib + 2 * db))
@@ -253,41 +294,46 @@ class LayerNormUnit(wiring.Component):
         en_o = Signal()
         m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
         in_out = Signal()
-        oidx = Signal(range(cfg.max_dim + 1))
+        oidx = Signal(range(depth + 1))
         oissue = Signal()
-        m.d.comb += oissue.eq(in_out & (oidx < n))
-        m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o), ar.addr.eq(oidx), ar.en.eq(en_o)]
-        po = Pipe(m, en_o, "out")
-        ov = po.reg(oissue, 1, "v")
-        olast = po.reg(oidx == n - 1, 1, "last")
-        # stage 2: centred value c = N x - S1 (exact)
-        c = po.reg(n * xr.data - s1, signed(ib + db + 2), "c")
-        g, b = po.reg(ar.data.gamma, name="g"), po.reg(ar.data.beta, name="b")
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        # stage 3: c * r; stage 4: t = round(c r / 2**(16 + k - 12))
-        tb = F.LN_NORM_FRAC + (db + 1) // 2 + 3
-        cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
-        g, b = po.reg(g, name="g"), po.reg(b, name="b")
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        t = po.reg(round_shift_var(cr, sh1), signed(tb), "t")
-        g, b = po.reg(g, name="g"), po.reg(b, name="b")
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        # stage 5: affine; stage 6: rounding shift and saturation
-        acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
+        m.d.comb += oissue.eq(in_out & (oidx < beats))
+        m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o)]
+        m.d.comb += [ar.addr.eq(oidx) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
+        ctl = Pipe(m, en_o, "ctl")
+        ov = ctl.reg(oissue, 1, "v")
+        olast = ctl.reg(oidx == beats - 1, 1, "last")
+        ov, olast = ctl.delay(ov, 5, "v"), ctl.delay(olast, 5, "last")
         lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
-        y = po.reg(saturate(round_shift_var(acc, p.out_shift), lo, hi), signed(self.out_bits), "y")
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        m.d.comb += [self.o.valid.eq(ov), self.o.payload.data.eq(y), self.o.payload.last.eq(olast)]
+        tb = F.LN_NORM_FRAC + (db + 1) // 2 + 3
+        for j in range(L):
+            po = Pipe(m, en_o, f"out{j}")
+            # stage 2: centred value c = N x - S1 (exact); 3: c * r; 4: t = round(c r / 2**(k + 4))
+            c = po.reg(n * xr.data[j] - s1, signed(ib + db + 2), "c")
+            g, b = po.reg(ars[j].data.gamma, name="g"), po.reg(ars[j].data.beta, name="b")
+            cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
+            g, b = po.reg(g, name="g"), po.reg(b, name="b")
+            t = po.reg(round_shift_var(cr, sh1), signed(tb), "t")
+            g, b = po.reg(g, name="g"), po.reg(b, name="b")
+            # stage 5: affine; 6: rounding shift and saturation (lanes past the row's end: 0)
+            acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
+            y = po.reg(saturate(round_shift_var(acc, p.out_shift), lo, hi), signed(self.out_bits), "y")
+            m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
+        m.d.comb += [self.o.valid.eq(ov), self.o.payload.last.eq(olast),
+                     self.o.payload.count.eq(Mux(olast, tail, L))]
+
+        # -- input beat: moments over the valid lanes ----------------------------------------------
+        nv = Mux(cnt == beats - 1, tail, L)
+        xs = [Mux(j < nv, self.i.payload[j], 0) for j in range(L)]
+        beat_s1 = _tree(lambda x, y: x + y, xs)
+        beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
 
         with m.FSM(name="layernorm") as fsm:
             with m.State("LOAD"):
                 with m.If(self.i.valid):
-                    x = self.i.payload
-                    m.d.comb += [xw.addr.eq(cnt), xw.data.eq(x), xw.en.eq(1)]
+                    m.d.comb += [xw.addr.eq(cnt), xw.data.eq(self.i.payload), xw.en.eq(1)]
                     first = cnt == 0
-                    m.d.sync += [s1.eq(Mux(first, 0, s1) + x), s2.eq(Mux(first, 0, s2) + x * x)]
-                    with m.If(cnt + 1 >= n):
+                    m.d.sync += [s1.eq(Mux(first, 0, s1) + beat_s1), s2.eq(Mux(first, 0, s2) + beat_s2)]
+                    with m.If(cnt + 1 >= beats):
                         m.d.sync += cnt.eq(0)
                         m.next = "STATS"
                     with m.Else():
