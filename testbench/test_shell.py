@@ -128,3 +128,63 @@ def test_driver_images_and_host_checks():
         GemmDriver(be, acc, shell).load(a + 200, w, bias, mult, shift)
     with pytest.raises(ValueError, match="K dimensions"):
         GemmDriver(be, acc, shell).load(a, w[:-1], bias, mult, shift)
+
+
+def test_board_backend_with_fake_pynq(tmp_path, monkeypatch):
+    """The PYNQ back end against a stand-in ``pynq`` module: overlay, MMIO base, buffer copies,
+    identity check (the board itself is out of reach here)."""
+    import sys
+    import types
+
+    import numpy as np
+    from heatvit.driver.board import open_board
+    from heatvit.rtl.shell import regmap
+
+    acc, shell = SHELL_CONFIGS["8x4-w128"]
+    regs = {regmap.OFFSET["MAGIC"]: regmap.MAGIC_VALUE,
+            regmap.OFFSET["CONFIG_ID"]: regmap.config_id(acc.digest())}
+    seen = {}
+
+    class Buf(np.ndarray):
+        def flush(self):
+            seen["flush"] = True
+
+        def invalidate(self):
+            seen["invalidate"] = True
+
+    def allocate(shape, dtype):
+        buf = np.zeros(shape, dtype).view(Buf)
+        buf.physical_address = 0x1000_0000 + 0x10_0000 * len(seen.setdefault("bufs", []))
+        seen["bufs"].append(buf)
+        return buf
+
+    class MMIO:
+        def __init__(self, base, length):
+            seen["mmio"] = (base, length)
+
+        def read(self, off):
+            return regs.get(off, 0)
+
+        def write(self, off, value):
+            regs[off] = value
+
+    fake = types.SimpleNamespace(Overlay=lambda path: seen.setdefault("overlay", path), MMIO=MMIO,
+                                 allocate=allocate)
+    monkeypatch.setitem(sys.modules, "pynq", fake)
+    (tmp_path / "heatvit_config.json").write_text(json.dumps(config_blob(acc, shell)))
+    drv = open_board(tmp_path / "heatvit.bit")
+    assert seen["overlay"] == str(tmp_path / "heatvit.bit") and seen["mmio"] == (shell.reg_base, 0x1000)
+    a = np.ones((3, 9), np.int64)
+    job = drv.load(a, np.ones((9, 5), np.int64), 0, 1, 0)
+    assert seen["flush"] and job.buffers.act % shell.data_bytes == 0
+    from heatvit import golden
+    act_image = golden.pack_activations(acc.gemm, a).astype(np.int8).tobytes()
+    assert bytes(seen["bufs"][0][:len(act_image)]) == act_image   # buffers allocated act first
+    regs[regmap.OFFSET["STATUS"]] = 0
+    regs[regmap.OFFSET["ERROR"]] = 17
+    with pytest.raises(Exception, match="ADDRESS_OUT_OF_WINDOW"):
+        drv.run(job)
+    assert regs[regmap.OFFSET["M"]] == 3 and regs[regmap.OFFSET["CTRL"]] == 1
+    regs[regmap.OFFSET["CONFIG_ID"]] = 0
+    with pytest.raises(RuntimeError, match="CONFIG_ID"):
+        open_board(tmp_path / "heatvit.bit")
