@@ -196,7 +196,8 @@ def token_words(cfg: TokSelConfig, x) -> np.ndarray:
 
 
 def gather_writes(cfg: TokSelConfig, result: StageResult) -> list[tuple[int, np.ndarray]]:
-    """The control unit's writes, in emission order: ``(address, lanes)`` for chunk k, then
-    position p (kept tokens in order, then the package token) at address ``k * N' + p``."""
+    """The control unit's writes ``(address, lanes)`` in address order: chunk k, position p
+    (kept tokens in order, then the package token) at address ``k * N' + p``.  The unit emits
+    kept tokens in this order; chunk k's package word may come during chunk k + 1."""
     words = token_words(cfg, result.tokens)
     return [(a, words[a]) for a in range(words.shape[0])]

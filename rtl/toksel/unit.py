@@ -35,16 +35,19 @@ class TokenSelectorUnit(wiring.Component):
     * ``tokens`` (in): after the scores, ``chunks * N`` words of ``lanes`` int8 channels, chunk
       major (word ``k * N + n``: the GEMM activation-buffer order).
     * ``writes`` (out): the compacted sequence of N' tokens, per chunk k: each kept token at
-      ``addr = k * N' + position`` (original order), then the package token at ``k * N' + N' - 1``
-      if anything was pruned.  ``last`` on the final write.  Addresses never exceed the word the
-      token was read from, so the gather may run in place.
+      ``addr = k * N' + position`` (original order), and, if anything was pruned, the package
+      token at ``k * N' + N' - 1``; that word is written while chunk k + 1 streams (slotted
+      between its kept-token writes), the last chunk's before ``result``.  ``last`` marks the
+      final write.  Every address is written once and never exceeds the word being read, so
+      the gather may run in place.
     * ``result`` (out): one beat per command after the last write: ``n_tokens = N'`` (kept +
       package), ``n_tail`` (+1 if a package token was added), ``n_kept``, ``error``.
 
     Package token per channel: ``acc = sum q_n x_n`` over pruned tokens (shift-add, no
-    multiplier), ``S = sum q_n`` (plain mean if S = 0), then a shared bit-serial restoring
-    divider computes ``sign(acc) * floor((2|acc| + S) / 2S)`` lane by lane, 9 cycles per lane.
-    No DSPs.
+    multiplier, ``MAC_BITS`` weight bits per cycle), ``S = sum q_n`` (plain mean if S = 0); at
+    the end of each chunk the sums move to a shadow bank, where a shared bit-serial restoring
+    divider computes ``sign(acc) * floor((2|acc| + S) / 2S)`` lane by lane (9 cycles per lane)
+    while the next chunk streams.  No DSPs.
 
     ``busy`` is high from an accepted command until its ``result`` has been taken.
     """
@@ -118,29 +121,70 @@ class TokenSelectorUnit(wiring.Component):
                         m.d.comb += prod.eq(part << (d * MAC_BITS))
             products.append(prod)
 
-        rem_bits = cfg.package_acc_bits + 2
-        rem = Signal(rem_bits)
+        # The divider works on a shadow copy of the accumulators, so chunk k's package token is
+        # normalized while chunk k + 1 streams; its write is slotted between kept-token writes.
+        shadow = Array(Signal(signed(cfg.package_acc_bits), name=f"shadow{i}") for i in range(L))
+        rem = Signal(cfg.package_acc_bits + 2)
         dsh = Signal(cfg.weight_sum_bits + 1 + QUOTIENT_BITS)
         quo = Signal(QUOTIENT_BITS)
         neg = Signal()
         step = Signal(range(QUOTIENT_BITS + 1))
         lane_i = Signal(range(L + 1))
+        pkg_addr = Signal(cfg.addr_bits)
+        pkg_last = Signal()
         head = Signal(signed(cfg.package_acc_bits))
-        m.d.comb += head.eq(acc[lane_i])
+        m.d.comb += head.eq(shadow[lane_i])
         mag = Signal(cfg.package_acc_bits)
         m.d.comb += mag.eq(Mux(head < 0, -head, head))
         ge = Signal()
         m.d.comb += ge.eq(rem >= dsh)
         quo_next = Signal(QUOTIENT_BITS)
         m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
+        div_start = Signal()
+        div_idle = Signal()
+        pkg_pending = Signal()
+
+        with m.FSM(name="divider"):
+            with m.State("START"):         # see the main FSM's START
+                m.next = "IDLE"
+            with m.State("IDLE"):
+                m.d.comb += div_idle.eq(1)
+                with m.If(div_start):
+                    m.d.sync += lane_i.eq(0)
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                # rem = 2|acc| + S, divided by 2S << 7 .. 2S << 0 (restoring, MSB first).
+                m.d.sync += [rem.eq((mag << 1) + divisor), dsh.eq(divisor << QUOTIENT_BITS),
+                             neg.eq(head < 0), quo.eq(0), step.eq(0)]
+                m.next = "STEP"
+            with m.State("STEP"):
+                with m.If(ge):
+                    m.d.sync += rem.eq(rem - dsh)
+                m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), step.eq(step + 1)]
+                with m.If(step == QUOTIENT_BITS - 1):
+                    m.d.sync += [pkg[lane_i].eq(Mux(neg, -quo_next, quo_next)), lane_i.eq(lane_i + 1)]
+                    with m.If(lane_i == L - 1):
+                        m.next = "WRITE"
+                    with m.Else():
+                        m.next = "LOAD"
+            with m.State("WRITE"):
+                m.d.comb += pkg_pending.eq(1)
+                with m.If(self.writes.ready):
+                    m.next = "IDLE"
 
         def finish_chunk():
             m.d.sync += [pos.eq(0), base.eq(base + n_out), idx.eq(0)]
             with m.If(last_chunk):
-                m.next = "RESULT"
+                m.next = "DRAIN"
             with m.Else():
                 m.d.sync += chunk.eq(chunk + 1)
                 m.next = "GATHER"
+
+        # The writes port: a pending package word has priority over kept tokens.
+        wp = self.writes.payload
+        with m.If(pkg_pending):
+            m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(pkg_addr), wp.last.eq(pkg_last)]
+            m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
 
         m.d.comb += self.busy.eq(1)
         with m.FSM():
@@ -199,66 +243,48 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                wp = self.writes.payload
-                m.d.comb += [
-                    wp.addr.eq(base + pos),
-                    wp.data.eq(self.tokens.payload),
-                    wp.last.eq(last_chunk & last_token & ~has_pkg),
-                ]
+                with m.If(~pkg_pending):
+                    m.d.comb += [
+                        wp.addr.eq(base + pos),
+                        wp.data.eq(self.tokens.payload),
+                        wp.last.eq(last_chunk & last_token & ~has_pkg),
+                    ]
+                taken = Signal()
                 with m.If(ent.keep):
-                    m.d.comb += [self.writes.valid.eq(self.tokens.valid),
-                                 self.tokens.ready.eq(self.writes.ready)]
-                    take = self.tokens.valid & self.writes.ready
-                    with m.If(take):
+                    with m.If(~pkg_pending):
+                        m.d.comb += [self.writes.valid.eq(self.tokens.valid),
+                                     self.tokens.ready.eq(self.writes.ready)]
+                    m.d.comb += taken.eq(self.tokens.valid & self.writes.ready & ~pkg_pending)
+                    with m.If(taken):
                         m.d.sync += pos.eq(pos + 1)
                 with m.Else():
-                    m.d.comb += self.tokens.ready.eq(last_digit)
+                    m.d.comb += [self.tokens.ready.eq(last_digit),
+                                 taken.eq(self.tokens.valid & last_digit)]
                     with m.If(self.tokens.valid):
                         m.d.sync += [acc[i].eq(acc[i] + products[i]) for i in range(L)]
                         m.d.sync += digit.eq(Mux(last_digit, 0, digit + 1))
-                with m.If(self.tokens.valid & Mux(ent.keep, self.writes.ready, last_digit)):
+                with m.If(taken):
                     with m.If(last_token):
                         with m.If(has_pkg):
-                            m.d.sync += lane_i.eq(0)
-                            m.next = "NORM_LOAD"
+                            m.next = "HANDOFF"
                         with m.Else():
                             finish_chunk()
                     with m.Else():
                         m.d.sync += idx.eq(idx + 1)
 
-            with m.State("NORM_LOAD"):
-                # rem = 2|acc| + S, divided by 2S << 7 .. 2S << 0 (restoring, MSB first).
-                m.d.sync += [
-                    rem.eq((mag << 1) + divisor),
-                    dsh.eq(divisor << QUOTIENT_BITS),
-                    neg.eq(head < 0),
-                    quo.eq(0),
-                    step.eq(0),
-                ]
-                m.next = "NORM_STEP"
-
-            with m.State("NORM_STEP"):
-                with m.If(ge):
-                    m.d.sync += rem.eq(rem - dsh)
-                m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), step.eq(step + 1)]
-                with m.If(step == QUOTIENT_BITS - 1):
-                    m.d.sync += [pkg[lane_i].eq(Mux(neg, -quo_next, quo_next)), lane_i.eq(lane_i + 1)]
-                    with m.If(lane_i == L - 1):
-                        m.next = "PACKAGE"
-                    with m.Else():
-                        m.next = "NORM_LOAD"
-
-            with m.State("PACKAGE"):
-                wp = self.writes.payload
-                m.d.comb += [
-                    self.writes.valid.eq(1),
-                    wp.addr.eq(base + pos),
-                    wp.last.eq(last_chunk),
-                ]
-                m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
-                with m.If(self.writes.ready):
+            with m.State("HANDOFF"):
+                # Hand the chunk's sums to the divider once it is free (it normally is: a chunk
+                # streams for N cycles, the divider needs 9 * lanes + 1).
+                with m.If(div_idle):
+                    m.d.comb += div_start.eq(1)
+                    m.d.sync += [shadow[i].eq(acc[i]) for i in range(L)]
                     m.d.sync += [acc[i].eq(0) for i in range(L)]
+                    m.d.sync += [pkg_addr.eq(base + pos), pkg_last.eq(last_chunk)]
                     finish_chunk()
+
+            with m.State("DRAIN"):
+                with m.If(div_idle):
+                    m.next = "RESULT"
 
             with m.State("RESULT"):
                 rp = self.result.payload
