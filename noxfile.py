@@ -50,3 +50,18 @@ def bench(session):
     """Benchmarks: JSON under build/bench/."""
     _install(session, "test")
     session.run("heatvit", "bench", *session.posargs)
+
+
+@nox.session
+def vivado(session):
+    """Write the ZCU102 Vivado project directory (``nox -s vivado -- --config NAME --out DIR``);
+    build it on a Vivado machine with ``vivado -mode batch -source build.tcl``."""
+    _install(session, "sim")
+    session.run("heatvit", "vivado", *session.posargs)
+
+
+@nox.session
+def heatmap(session):
+    """The token-pruning heat map PNG of the default digits model (``build/heatmap.png``)."""
+    _install(session, "sim")
+    session.run("heatvit", "heatmap", *session.posargs)
