@@ -122,7 +122,7 @@ class TokSelTB:
         cb = self.cfg.count_bits
         mask = (1 << cb) - 1
         return {"n_tokens": payload & mask, "n_tail": (payload >> cb) & mask,
-                "n_kept": (payload >> 2 * cb) & mask, "error": (payload >> 3 * cb) & 0xF}
+                "n_kept": (payload >> 2 * cb) & mask, "error": (payload >> 3 * cb) & 0xFF}
 
     # -- operations ---------------------------------------------------------------------------
     async def stage(self, x, scores, n_tail: int = 0, threshold_q: int | None = None, *,

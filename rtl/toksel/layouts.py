@@ -5,6 +5,9 @@ from amaranth.lib import data
 
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
+ERROR_BITS = 8
+"""Width of the result's error code (:class:`heatvit.errors.ErrorCode` values)."""
+
 
 def command(cfg: TokSelConfig) -> data.StructLayout:
     """One selector stage: ``n_tokens`` tokens (class token first), of which the last ``n_tail``
@@ -32,7 +35,7 @@ def write_beat(cfg: TokSelConfig) -> data.StructLayout:
 def result(cfg: TokSelConfig) -> data.StructLayout:
     """The stage's outcome: new token count, new always-kept tail, kept input tokens, error code."""
     return data.StructLayout({"n_tokens": unsigned(cfg.count_bits), "n_tail": unsigned(cfg.count_bits),
-                              "n_kept": unsigned(cfg.count_bits), "error": unsigned(4)})
+                              "n_kept": unsigned(cfg.count_bits), "error": unsigned(ERROR_BITS)})
 
 
 def entry(cfg: TokSelConfig) -> data.StructLayout:

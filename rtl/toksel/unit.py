@@ -10,9 +10,10 @@ from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
 from . import layouts
 
-TOKSEL_BAD_TOKENS = 6
+# Error codes (proposed for heatvit.errors.ErrorCode; 1-15 are the GEMM engine's, 16-21 the shell's).
+TOKSEL_BAD_TOKENS = 24
 """Error code: ``n_tokens`` is 0 or above ``max_tokens``."""
-TOKSEL_BAD_TAIL = 7
+TOKSEL_BAD_TAIL = 25
 """Error code: ``n_tail >= n_tokens`` (the class token cannot be part of the tail)."""
 
 MAC_BITS = 4
@@ -27,7 +28,7 @@ class TokenSelectorUnit(wiring.Component):
     Streams (valid/ready; layouts in :mod:`.layouts`):
 
     * ``cmd`` (in): ``(n_tokens N, n_tail, threshold)``; accepted when idle.  A bad command
-      (N = 0 or N > ``max_tokens``: error 6; ``n_tail >= N``: error 7) consumes nothing else and
+      (N = 0 or N > ``max_tokens``: error 24; ``n_tail >= N``: error 25) consumes nothing else and
       answers at once with a ``result`` carrying the error code.
     * ``scores`` (in): N beats, token order, the combined keep score UQ0.``score_bits``.  Token
       0 (class) and the last ``n_tail`` tokens are kept whatever their score; the others are
@@ -73,7 +74,7 @@ class TokenSelectorUnit(wiring.Component):
         n_tok = Signal(cb)
         n_tail = Signal(cb)
         thr = Signal(cfg.score_bits)
-        error = Signal(4)
+        error = Signal(layouts.ERROR_BITS)
         idx = Signal(cb)                       # token index in the current phase / chunk
         n_kept = Signal(cb)
         n_pruned = Signal(cb)
