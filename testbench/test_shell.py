@@ -188,3 +188,26 @@ def test_board_backend_with_fake_pynq(tmp_path, monkeypatch):
     regs[regmap.OFFSET["CONFIG_ID"]] = 0
     with pytest.raises(RuntimeError, match="CONFIG_ID"):
         open_board(tmp_path / "heatvit.bit")
+
+
+def test_resource_counting(tmp_path):
+    """heatvit.bench.resources: yosys 0.23's stat JSON (with its stray hierarchy text) -> counts."""
+    from heatvit.bench import resources as r
+    (tmp_path / "stat.json").write_text("""{
+   "modules": {
+      "\\\\top.pe_0_0": {"num_cells_by_type": {"DSP48E2": 1, "FDRE": 40, "LUT2": 2}}
+   },
+       top      1
+         top.pe_0_0      4
+      "design": {
+         "num_cells_by_type": {"DSP48E2": 5, "FDRE": 170, "FDSE": 2, "LUT2": 9, "LUT6": 3,
+                               "RAM64M8": 2, "RAMB36E2": 3, "RAMB18E2": 3, "MUXF7": 4}
+      }
+}
+""")
+    (tmp_path / "yosys.log").write_text("End of script. CPU: user 12.50s system 0.50s\n")
+    res = r.summarize(tmp_path, 20.0)
+    assert res["resources"] == {"DSP48E2": 5, "LUT": 12 + 16, "LUT_as_memory": 16, "FF": 172, "BRAM36": 4.5}
+    assert res["per_pe"]["FF"] == 40 and res["synth_cpu_seconds"] == 13.0 and res["fits"]
+    pred = r.predict(res, 2, 2, 4, 4)
+    assert pred["DSP48E2"] == 16 * 1 + (5 - 4) * 2

@@ -50,6 +50,13 @@ def utilization(res: dict) -> dict[str, float]:
     return {k: res[k] / TOTALS[k] for k in TOTALS}
 
 
+def _load_stat(path: Path) -> dict:
+    """yosys 0.23's ``stat -json -top`` prints the design hierarchy as plain text inside the
+    JSON; every JSON line has a quote or a bracket, so the other lines are dropped."""
+    lines = [ln for ln in path.read_text().splitlines() if re.search(r'["{}\[\]]', ln)]
+    return json.loads("\n".join(lines))
+
+
 def _stat_cells(stat: dict) -> dict[str, int]:
     design = stat.get("design") or next(iter(stat["modules"].values()))
     return {k: int(v) for k, v in design["num_cells_by_type"].items()}
@@ -71,13 +78,21 @@ def synthesize(acc: AcceleratorConfig, shell: ShellConfig, work: Path) -> dict:
     seconds = time.monotonic() - t0
     if res.returncode != 0:
         raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
-    stat = json.loads((work / "stat.json").read_text())
+    return summarize(work, seconds)
+
+
+def summarize(work: Path, seconds: float) -> dict:
+    """Counts from a finished yosys run's ``stat.json`` in ``work``."""
+    stat = _load_stat(work / "stat.json")
     cells = _stat_cells(stat)
     pe = next((m for name, m in stat["modules"].items() if re.search(r"\.pe_0_0$", name.strip("\\"))), None)
     pe_res = count({k: int(v) for k, v in pe["num_cells_by_type"].items()}) if pe else None
     out = count(cells)
+    log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", log)
     return {"resources": out, "utilization": utilization(out), "per_pe": pe_res,
             "cells": cells, "synth_seconds": round(seconds, 1),
+            "synth_cpu_seconds": round(sum(map(float, cpu[-1])), 1) if cpu else None,
             "fits": all(u <= MAX_UTILIZATION for u in utilization(out).values())}
 
 
@@ -102,6 +117,15 @@ def candidates(base: GemmConfig):
     for r, c in sizes:
         if r * c > base.rows * base.cols:
             yield dataclasses.replace(base, rows=r, cols=c)
+
+
+def write(out_dir: Path, entries: list[dict]) -> Path:
+    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
+    doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
+           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries}
+    out = out_dir / "resources.json"
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    return out
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
@@ -129,22 +153,18 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                 entries.append(entry)
                 break
             entries.append({**entry, "name": f"{gemm.rows}x{gemm.cols} (does not fit)"})
-    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
-    doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
-           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries}
-    out = out_dir / "resources.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    out = write(out_dir, entries)
     shutil.rmtree(work_root, ignore_errors=True)
     return [out]
 
 
 def table(doc: dict) -> str:
     """Markdown table of a resources.json document."""
-    lines = ["| Config | Array | DSP48E2 | LUT | FF | BRAM36 | yosys time |", "|---|---|---|---|---|---|---|"]
+    lines = ["| Config | Array | DSP48E2 | LUT | FF | BRAM36 | yosys wall / CPU |", "|---|---|---|---|---|---|---|"]
     lines.append(f"| XCZU9EG total | | {TOTALS['DSP48E2']} | {TOTALS['LUT']} | {TOTALS['FF']} | {TOTALS['BRAM36']} | |")
     for e in doc["configs"]:
         r, u, g = e["resources"], e["utilization"], e["config"]["gemm"]
         cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
         lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
-                     f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']} s |")
+                     f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']:.0f} s / {e['synth_cpu_seconds']} s |")
     return "\n".join(lines)
