@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import _check_int, ceil_div
+from .config import _check_int
 
 TOKEN_BITS = 8
 """Tokens are signed int8 (one per-tensor scale per selector stage)."""
@@ -106,18 +106,11 @@ class TokSelConfig:
         """Width of a dense-buffer word address ``chunk * tokens + position``."""
         return max(1, (self.chunks * self.max_tokens - 1).bit_length())
 
-    @property
-    def max_words(self) -> int:
-        return self.chunks * self.max_tokens
-
     def check_tokens(self, n_tokens: int, n_tail: int = 0) -> None:
         """Raise ``ValueError`` unless a stage with ``n_tokens`` tokens, of which the last
         ``n_tail`` are earlier package tokens, fits this configuration."""
         _check_int("token selector", "n_tokens", n_tokens, 1, self.max_tokens)
         _check_int("token selector", "n_tail", n_tail, 0, n_tokens - 1)
-
-    def gemm_words(self, n_tokens: int) -> int:
-        return ceil_div(self.dim, self.lanes) * n_tokens
 
 
 def threshold_to_q(threshold: float, score_bits: int) -> int:
