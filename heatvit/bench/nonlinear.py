@@ -33,6 +33,7 @@ from heatvit.nonlinear_config import NonlinearConfig
 
 SOFTMAX_ROW = 197          # DeiT tokens
 LAYERNORM_ROW = 768        # DeiT-B channels
+ROW_CYCLES: dict = {}      # steady-state cycles per row of back-to-back rows (measured)
 
 
 def _err(y, ref, out_lo=None, out_hi=None):
@@ -77,8 +78,10 @@ def _latency_elementwise(dut, x0, setup=None) -> int:
     return out["lat"]
 
 
-def _latency_row(dut, beats, setup=None) -> int:
-    """Cycles from the first input handshake to the last output handshake (inclusive)."""
+def _latency_row(dut, beats, setup=None, rows: int = 1):
+    """Cycles from the first input handshake to the first row's last output handshake (inclusive);
+    with ``rows`` back-to-back copies of ``beats``, also the steady-state cycles per row."""
+    beats = beats * rows
     from amaranth.sim import Simulator
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -102,13 +105,17 @@ def _latency_row(dut, beats, setup=None) -> int:
                 start = cyc if start is None else start
                 i += 1
             if ov and last:
-                out["lat"] = cyc - start + 1
-                return
+                out.setdefault("lasts", []).append(cyc)
+                if len(out["lasts"]) == rows:
+                    lasts = out["lasts"]
+                    out["lat"] = lasts[0] - start + 1
+                    out["per_row"] = (lasts[-1] - lasts[0]) / max(1, rows - 1)
+                    return
             if cyc > 20 * len(beats) + 500:
                 raise RuntimeError("row unit produced no last beat")
     sim.add_testbench(tb)
     sim.run()
-    return out["lat"]
+    return (out["lat"], out["per_row"]) if rows > 1 else out["lat"]
 
 
 def _yosys(factory, name: str) -> dict:
@@ -239,7 +246,9 @@ def softmax_entries(cfg, rng, quick, measure, synth):
                 ctx.set(dut.i.payload.count, len(chunk))
                 ctx.set(dut.i.payload.last, last)
             return f
-        lat = _latency_row(dut, [beat(row[b:b + L], int(b + L >= len(row))) for b in range(0, len(row), L)], setup)
+        lat, per_row = _latency_row(dut, [beat(row[b:b + L], int(b + L >= len(row))) for b in range(0, len(row), L)],
+                                    setup, rows=3)
+        ROW_CYCLES["softmax"] = per_row
     res = synth(lambda: SoftmaxUnit(cfg), "softmax_unit")
     stats = lambda e: (float(np.concatenate(e).max()), float(np.concatenate(e).mean()))
     tp = table("pow2", cfg)
@@ -292,7 +301,8 @@ def layernorm_entries(cfg, rng, quick, measure, synth):
                 for j, v in enumerate(chunk):
                     ctx.set(dut.i.payload[j], int(v))
             return f
-        lat = _latency_row(dut, [beat(row[b:b + L]) for b in range(0, dim, L)], setup)
+        lat, per_row = _latency_row(dut, [beat(row[b:b + L]) for b in range(0, dim, L)], setup, rows=3)
+        ROW_CYCLES["layernorm"] = per_row
     res = synth(lambda: LayerNormUnit(cfg), "layernorm_unit")
     stats = lambda e: (float(np.concatenate(e).max()), float(np.concatenate(e).mean()))
     tr = table("rsqrt", cfg)
@@ -319,6 +329,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                          "every 16-bit input + random 32-bit), rows for softmax / layernorm (random + adversarial)",
         "latency": f"cycles, no stalls: elementwise input->output; softmax one row of {SOFTMAX_ROW}, layernorm "
                    f"one row of {LAYERNORM_ROW}, first input -> last output, {cfg.row_lanes} elements per beat",
+        "row_cycles_back_to_back": dict(ROW_CYCLES),
         "resources": "yosys synth_xilinx -family xcup, one lane, LUT1..LUT6 and DSP48E2 cells"
                      if use_yosys else "not run (quick mode or yosys missing)",
         "ibert": "I-BERT integer kernels at our input scale; result rescaled to our output format with one "

@@ -1,7 +1,8 @@
 """Row units: Softmax (attention rows) and LayerNorm, ``row_lanes`` elements per cycle, streaming.
 
 Both buffer one row (they need a whole-row statistic before the first output), then stream the
-result out under backpressure.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
+result out under backpressure; a loader fills the next row into the beats the output phase has
+already read, so loading overlaps the previous row's output.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
 ``j`` in lane ``j mod L`` of beat ``j // L``; only a row's last beat may be partial.  Bit-exact
 with :mod:`heatvit.golden.nonlinear.softmax` and ``.layernorm``; formats and cycle counts in
 docs/nonlinear.md.
@@ -40,13 +41,13 @@ def _tree(op, values):
     return values[0]
 
 
-def _phase_flags(m, fsm, ready, busy, in_out, in_exp=None):
+def _phase_flags(m, fsm, in_idle, in_out, in_exp=None):
     """State decodes as unconditional assignments.
 
     Icarus evaluates an ``always @*`` block only when one of its inputs changes; a flag assigned
     inside an FSM state whose register never leaves its initial value would stay X.
     """
-    m.d.comb += [ready.eq(fsm.ongoing("LOAD")), busy.eq(~fsm.ongoing("LOAD")), in_out.eq(fsm.ongoing("OUT"))]
+    m.d.comb += [in_idle.eq(fsm.ongoing("IDLE")), in_out.eq(fsm.ongoing("OUT"))]
     if in_exp is not None:
         m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
 
@@ -65,8 +66,10 @@ class SoftmaxUnit(wiring.Component):
       elements ends there (the next beat starts a new row) and sets ``overflow`` (sticky until reset).
     * ``o``: :func:`row_beat` of uint8 probabilities in ``[0, out_max]``, same beat structure.
 
-    Phases per row of B beats (no overlap between rows): load and max (B cycles), exponentials
-    and sum (B + 17), one reciprocal (~10), normalise and stream out (B + 3, stalls on ``o.ready``).
+    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 17), one
+    reciprocal (~12), normalise and stream out (B + 3, stalls on ``o.ready``).  The next row loads
+    while the current one streams out (into beats already read), so back-to-back rows take about
+    2B + 32 cycles each.
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -93,10 +96,15 @@ class SoftmaxUnit(wiring.Component):
         wr, rd = buf.write_port(), buf.read_port()
         p = self.params
 
-        beats = Signal(range(depth + 1))               # beats of the current row
+        beats = Signal(range(depth + 1))               # beats of the row being processed
         tail = Signal(range(L + 1))                    # valid lanes of its last beat
-        cnt = Signal(range(depth + 1))
         mx = Signal(signed(ib))
+        # loader: fills the buffer with the next row while the previous one is streamed out
+        lcnt = Signal(range(depth + 1))
+        lmx = Signal(signed(ib))
+        lfull = Signal()                               # a complete row waits for the processor
+        lbeats = Signal(range(depth + 1))
+        ltail = Signal(range(L + 1))
         total = Signal(unsigned(sum_bits))
         idx = Signal(range(depth + 1))
         done = Signal(range(depth + 1))
@@ -168,22 +176,29 @@ class SoftmaxUnit(wiring.Component):
         lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
         beat_max = _tree(lambda x, y: Mux(x > y, x, y), lanes_in)
 
+        # -- loader: may write a beat the output phase has already read, never one still needed --
+        in_idle = Signal()
+        load_ok = Signal()
+        m.d.comb += [load_ok.eq(~lfull & (in_idle | (in_out & (lcnt < oidx)))), self.i.ready.eq(load_ok)]
+        with m.If(self.i.valid & load_ok):
+            m.d.comb += [wr.addr.eq(lcnt), wr.en.eq(1)]
+            m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
+            with m.If((lcnt == 0) | (beat_max > lmx)):
+                m.d.sync += lmx.eq(beat_max)
+            with m.If(self.i.payload.last | (lcnt == depth - 1)):
+                m.d.sync += [lbeats.eq(lcnt + 1), ltail.eq(nv), lcnt.eq(0), lfull.eq(1)]
+                with m.If(~self.i.payload.last):
+                    m.d.sync += self.overflow.eq(1)
+            with m.Else():
+                m.d.sync += lcnt.eq(lcnt + 1)
+
+        # -- processor: exponentials and sum, reciprocal, normalise and output ---------------------
         with m.FSM(name="softmax") as fsm:
-            with m.State("LOAD"):
-                with m.If(self.i.valid):
-                    m.d.comb += [wr.addr.eq(cnt), wr.en.eq(1)]
-                    m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
-                    with m.If((cnt == 0) | (beat_max > mx)):
-                        m.d.sync += mx.eq(beat_max)
-                    at_end = cnt == depth - 1
-                    with m.If(self.i.payload.last | at_end):
-                        m.d.sync += [beats.eq(cnt + 1), tail.eq(nv), cnt.eq(0), idx.eq(0), done.eq(0),
-                                     total.eq(0)]
-                        with m.If(~self.i.payload.last):
-                            m.d.sync += self.overflow.eq(1)
-                        m.next = "EXP"
-                    with m.Else():
-                        m.d.sync += cnt.eq(cnt + 1)
+            with m.State("IDLE"):
+                with m.If(lfull):
+                    m.d.sync += [beats.eq(lbeats), tail.eq(ltail), mx.eq(lmx), lfull.eq(0), idx.eq(0),
+                                 done.eq(0), total.eq(0)]
+                    m.next = "EXP"
             with m.State("EXP"):
                 with m.If(issue):
                     m.d.sync += idx.eq(idx + 1)
@@ -205,8 +220,9 @@ class SoftmaxUnit(wiring.Component):
                 with m.If(oissue & en_o):
                     m.d.sync += oidx.eq(oidx + 1)
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                    m.next = "LOAD"
-        _phase_flags(m, fsm, self.i.ready, self.busy, in_out, in_exp)
+                    m.next = "IDLE"
+        _phase_flags(m, fsm, in_idle, in_out, in_exp)
+        m.d.comb += self.busy.eq(~in_idle | lfull | (lcnt != 0))
         return m
 
 
@@ -233,7 +249,8 @@ class LayerNormUnit(wiring.Component):
       last beat are ignored); ``o``: :func:`row_beat` of int8 results.
 
     Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
-    affine and stream out (B + 6, stalls on ``o.ready``).
+    affine and stream out (B + 6, stalls on ``o.ready``).  The next row loads while the current one
+    streams out, so back-to-back rows take about B + 20 cycles each.
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -276,9 +293,13 @@ class LayerNormUnit(wiring.Component):
                          aw.en.eq(self.affine.valid & ((index & (L - 1)) == j))]
             ars.append(ar)
 
-        cnt = Signal(range(depth + 1))
-        s1 = Signal(signed(ib + db + 1))
+        s1 = Signal(signed(ib + db + 1))               # moments of the row being processed
         s2 = Signal(unsigned(2 * ib + db))
+        # loader: fills the buffer with the next row while the previous one is streamed out
+        cnt = Signal(range(depth + 1))
+        ls1 = Signal(signed(ib + db + 1))
+        ls2 = Signal(unsigned(2 * ib + db))
+        lfull = Signal()
         ns2 = Signal(unsigned(2 * ib + 2 * db))
         s1sq = Signal(unsigned(2 * (ib + db)))
         dval = Signal(unsigned(mb))
@@ -327,17 +348,23 @@ class LayerNormUnit(wiring.Component):
         beat_s1 = _tree(lambda x, y: x + y, xs)
         beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
 
+        in_idle = Signal()
+        load_ok = Signal()
+        m.d.comb += [load_ok.eq(~lfull & (in_idle | (in_out & (cnt < oidx)))), self.i.ready.eq(load_ok)]
+        with m.If(self.i.valid & load_ok):
+            m.d.comb += [xw.addr.eq(cnt), xw.data.eq(self.i.payload), xw.en.eq(1)]
+            first = cnt == 0
+            m.d.sync += [ls1.eq(Mux(first, 0, ls1) + beat_s1), ls2.eq(Mux(first, 0, ls2) + beat_s2)]
+            with m.If(cnt + 1 >= beats):
+                m.d.sync += [cnt.eq(0), lfull.eq(1)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+
         with m.FSM(name="layernorm") as fsm:
-            with m.State("LOAD"):
-                with m.If(self.i.valid):
-                    m.d.comb += [xw.addr.eq(cnt), xw.data.eq(self.i.payload), xw.en.eq(1)]
-                    first = cnt == 0
-                    m.d.sync += [s1.eq(Mux(first, 0, s1) + beat_s1), s2.eq(Mux(first, 0, s2) + beat_s2)]
-                    with m.If(cnt + 1 >= beats):
-                        m.d.sync += cnt.eq(0)
-                        m.next = "STATS"
-                    with m.Else():
-                        m.d.sync += cnt.eq(cnt + 1)
+            with m.State("IDLE"):
+                with m.If(lfull):
+                    m.d.sync += [s1.eq(ls1), s2.eq(ls2), lfull.eq(0)]
+                    m.next = "STATS"
             with m.State("STATS"):
                 m.d.sync += [ns2.eq(n * s2), s1sq.eq(s1 * s1), wait.eq(0)]
                 m.next = "VAR"
@@ -354,6 +381,7 @@ class LayerNormUnit(wiring.Component):
                 with m.If(oissue & en_o):
                     m.d.sync += oidx.eq(oidx + 1)
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                    m.next = "LOAD"
-        _phase_flags(m, fsm, self.i.ready, self.busy, in_out)
+                    m.next = "IDLE"
+        _phase_flags(m, fsm, in_idle, in_out)
+        m.d.comb += self.busy.eq(~in_idle | lfull | (cnt != 0))
         return m
