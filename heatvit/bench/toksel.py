@@ -8,7 +8,9 @@ one encoder block of the same model on the 16 x 16 array (``GemmConfig.estimate_
 engine's exact cycle model; attention GEMMs counted once per head); target < 2 %.  For context
 the selector's own MLP GEMMs (run on the GEMM engine) are given too.  Resources: Debian
 ``yosys`` ``synth_xilinx -family xcup`` of the exported Verilog (LUT = LUT1..LUT6 plus LUTs used
-as RAM, FF, DSP48E2, CARRY8/CARRY4).
+as RAM, FF, DSP48E2, CARRY8/CARRY4), and separately of the score combiner that turns per-head
+``(a, t)`` into the unit's score stream (on the nonlinear path: its reciprocal unit and one
+multiply).
 """
 
 from __future__ import annotations
@@ -66,18 +68,17 @@ def measure_cycles(cfg: TokSelConfig, *, sim: str = "icarus", tag: str = "bench"
         return json.loads(result.read_text())
 
 
-def synthesize(cfg: TokSelConfig) -> dict:
-    """Resource estimate from Debian yosys ``synth_xilinx -family xcup``."""
-    from heatvit.rtl.toksel import TokenSelectorUnit
+def synthesize(component, top: str) -> dict:
+    """Resource estimate of ``component`` from Debian yosys ``synth_xilinx -family xcup``."""
     from heatvit.sim.runner import export_verilog
     yosys = shutil.which("yosys")
     if yosys is None:
         return {"error": "yosys not found (apt-get install yosys)"}
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "toksel.v"
-        src.write_text(export_verilog(TokenSelectorUnit(cfg), "toksel"))
+        src = Path(tmp) / f"{top}.v"
+        src.write_text(export_verilog(component, top))
         stat = Path(tmp) / "stat.txt"
-        script = f"read_verilog {src}; synth_xilinx -family xcup -top toksel; tee -q -o {stat} stat"
+        script = f"read_verilog {src}; synth_xilinx -family xcup -top {top}; tee -q -o {stat} stat"
         subprocess.run([yosys, "-q", "-p", script], check=True, capture_output=True, text=True)
         cells = {m.group(1): int(m.group(2))
                  for m in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", stat.read_text(), re.M)}
@@ -95,6 +96,7 @@ def synthesize(cfg: TokSelConfig) -> dict:
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
+    from heatvit.rtl.toksel import ScoreCombiner, TokenSelectorUnit
     models = ["DeiT-T"] if quick else list(DEIT)
     rows = []
     t0 = time.perf_counter()
@@ -114,7 +116,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
             "selector_mlp_gemm_cycles": sel_gemm,
             "selector_mlp_fraction_of_block": round(sel_gemm / block, 5),
             "bit_exact": all(r["bit_exact"] for r in runs),
-            "resources": synthesize(cfg),
+            "resources": synthesize(TokenSelectorUnit(cfg), "toksel"),
+            "combiner_resources": synthesize(ScoreCombiner(cfg), "combiner"),
         }
         rows.append(row)
         print(f"{model}: unit {worst} cycles = {100 * row['fraction_of_block']:.2f}% of a block's "
