@@ -107,8 +107,9 @@ class NonlinearTB:
         return np.array(got[:n], dtype=np.int64), np.asarray(expected, dtype=np.int64)
 
     # -- row units -------------------------------------------------------------------------------
-    def _row_beats(self, row, bits: int, with_flags: bool) -> list[int]:
-        """One row as beats of ``row_lanes``; the last beat's unused lanes hold random garbage."""
+    def _row_beats(self, row, bits: int, with_flags: bool, drop_last: bool = False) -> list[int]:
+        """One row as beats of ``row_lanes``; the last beat's unused lanes hold random garbage.
+        ``drop_last``: send the row's final beat without ``last`` (the unit must end it itself)."""
         L = self.cfg.row_lanes
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         out = []
@@ -118,7 +119,7 @@ class NonlinearTB:
             chunk += [self.rng.randint(lo, hi) for _ in range(L - count)]
             word = pack_lanes(chunk, bits)
             if with_flags:
-                last = int(b + L >= len(row))
+                last = int(b + L >= len(row) and not drop_last)
                 word = pack_fields([(word, bits * L), (count if last else self.rng.randint(0, L), self.cfg.lane_bits),
                                     (last, 1)])
             out.append(word)
@@ -142,12 +143,13 @@ class NonlinearTB:
                 values += lanes[:count]
         return np.array(values, dtype=np.int64)
 
-    async def softmax(self, rows: list, p: SoftmaxParams, *, gap=None, stall=None):
-        """Rows (1-D int arrays) through the Softmax unit; return (got, expected) concatenated."""
+    async def softmax(self, rows: list, p: SoftmaxParams, *, gap=None, stall=None, unterminated=()):
+        """Rows (1-D int arrays) through the Softmax unit; return (got, expected) concatenated.
+        Rows whose index is in ``unterminated`` are sent without ``last`` (full-length rows only)."""
         d, ib = self.dut, self.cfg.softmax_in_bits
         d.softmax__params.value = pack_fields(
             [(p.mult, F.SOFTMAX_MULT_BITS), (p.shift, SHIFT_BITS), (p.out_max, 8)])
-        beats = [w for r in rows for w in self._row_beats(r, ib, True)]
+        beats = [w for i, r in enumerate(rows) for w in self._row_beats(r, ib, True, i in unterminated)]
         words = await self._stream("softmax", beats, len(beats), gap, stall)
         got = self._row_results("softmax", words, [len(r) for r in rows], False)
         expected = np.concatenate([NL.softmax(np.asarray(r), p, self.cfg) for r in rows])

@@ -125,6 +125,13 @@ async def softmax(dut):
         rows = softmax_rows(cfg, nprng, 3 if QUICK else 12)
         got, e = await tb.softmax(rows, p)
         assert_equal(f"softmax s_in={s_in}", np.concatenate(rows), got, e)
+    assert int(dut.softmax__overflow.value) == 0, "overflow set by rows within max_tokens"
+    # a row longer than max_tokens ends at max_tokens (overflow); the rest is the next row
+    long_row = nprng.integers(-1000, 1000, cfg.max_tokens + 3)
+    rows = [long_row[:cfg.max_tokens], long_row[cfg.max_tokens:]]
+    got, e = await tb.softmax(rows, p, unterminated={0})
+    assert_equal("softmax overlong row", long_row, got, e)
+    assert int(dut.softmax__overflow.value) == 1, "overflow not set by an overlong row"
 
 
 def layernorm_rows(cfg: NonlinearConfig, n: int, nprng, n_random: int):
