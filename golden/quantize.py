@@ -10,6 +10,11 @@ Scheme (the accelerator's, see docs/architecture.md):
   ``(mult, shift) = quantize_multiplier(s_in * s_w[n] / s_out)`` (per channel).
 * q, k, v come out of one qkv GEMM with three output scales (per-channel multipliers); the
   attention scale ``head_dim**-0.5`` is folded into q's multiplier.
+* Two GEMMs feed a nonlinear unit a wider result (formats in :mod:`heatvit.golden.vit_ops`):
+  ``q @ k^T`` passes its raw int32 accumulators (scale ``s_q * s_k``) to softmax, and fc1's
+  requantizer saturates to 16 bits (one per-tensor scale) for GELU.
+* Token selectors: :func:`heatvit.golden.token_selector.int_selector.quantize_selector`,
+  calibrated on the float tokens each selector sees in the pruned calibration pass.
 * Residual adds rescale both int8 operands to the output scale with one shared shift and one
   rounding (see :func:`add_params`).
 
