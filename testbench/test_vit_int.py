@@ -1,6 +1,6 @@
 """Golden ViT, integer model: post-training quantization, the integer forward (dense and with
-token selectors) against the float forward stage by stage, and the dumps that localize a
-mismatch.  NumPy only (small random models, a few images)."""
+token selectors) against the float forward stage by stage, the dumps that localize a mismatch,
+DeiT-T widths, the committed default model and the accuracy bench.  NumPy only."""
 
 import numpy as np
 import pytest
