@@ -187,3 +187,23 @@ def test_pruned_float_forward_matches_pytorch():
     assert 0 < kept.min() and kept.max() < cfg.num_patches      # the selectors really prune
     err = np.abs(y - yt.numpy())[same].max()
     assert err <= 1e-4, err
+
+
+def test_training_threshold_cut_calibration():
+    """train/train_digits.py's threshold-cut calibration makes the inference rule (keep score >
+    0.5) keep each stage's target fraction of the patch tokens."""
+    torch = _torch()
+    import importlib.util
+    from pathlib import Path
+    from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
+    spec = importlib.util.spec_from_file_location(
+        "train_digits", Path(__file__).resolve().parent.parent / "train" / "train_digits.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    cfg, plan = ViTConfig(depth=3), PruningPlan((1, 2), (0.6, 0.3))
+    torch.manual_seed(0)
+    tm = PrunedViT(VisionTransformer(cfg), plan)
+    x = torch.rand(16, 1, 32, 32)
+    train.calibrate_keep_bias(tm, x, iters=20)
+    acc, keep = train.evaluate_pruned(tm, x, torch.zeros(16, dtype=torch.long))
+    assert np.allclose(keep, plan.keep_ratios, atol=0.03), keep
