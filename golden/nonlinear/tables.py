@@ -5,7 +5,6 @@ Each target is given in the table's nominal output units (float64); see :mod:`.f
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 

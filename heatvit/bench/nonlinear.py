@@ -13,7 +13,6 @@ of one lane (null when yosys is missing, in quick mode, or for I-BERT, which has
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import subprocess

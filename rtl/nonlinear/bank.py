@@ -7,7 +7,7 @@ formats), ``exp``, ``recip`` (32-bit in), ``rsqrt`` (40-bit in), ``softmax``, ``
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
