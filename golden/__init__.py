@@ -2,10 +2,21 @@
 
 The RTL must match these functions bit for bit; floating-point references exist only to
 measure error and accuracy.
+
+Subpackages and modules, by the unit they define:
+
+* :mod:`.requant`, :mod:`.gemm`: the GEMM engine (int8 x int8 -> int32, bias, requantization).
+* :mod:`.nonlinear`: GELU, sigmoid, exp, reciprocal, rsqrt tables, Softmax and LayerNorm rows.
+* :mod:`.token_selector`: the HeatViT token selector (float and integer), keep decisions,
+  compaction and the package token.
+* :mod:`.vit_config`, :mod:`.model_io`, :mod:`.vit_float`, :mod:`.quantize`, :mod:`.vit_int`:
+  the whole ViT (config, timm state-dict import, float reference, post-training quantization,
+  integer forward with token selectors).
 """
 
 from .gemm import check_operands, check_params, gemm, matmul_acc, pack_activations, pack_outputs, pack_weights, unpack_outputs
 from .requant import quantize_multiplier, requantize, round_shift
+from . import nonlinear, token_selector  # noqa: E402  (units built on the two above)
 
 __all__ = ["check_operands", "check_params", "gemm", "matmul_acc", "pack_activations", "pack_outputs", "pack_weights",
-           "unpack_outputs", "quantize_multiplier", "requantize", "round_shift"]
+           "unpack_outputs", "quantize_multiplier", "requantize", "round_shift", "nonlinear", "token_selector"]
