@@ -7,6 +7,7 @@ the one implementation of ``golden.nonlinear.divide``) plus one multiply and a r
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from heatvit.golden.nonlinear import formats as F
@@ -21,6 +22,8 @@ PROB_BITS = 8
 """``a`` and ``t`` are unsigned [0, 255] at scale 1/255 (sigmoid and softmax outputs)."""
 DEN_BITS = 32
 """Input width of the reciprocal (``golden.nonlinear.divide``'s default ``den_bits``)."""
+FIFO_DEPTH = 32
+"""Tokens in flight; more than the reciprocal's latency, so the pipeline never waits on it."""
 
 
 def head_pairs(cfg: TokSelConfig) -> data.ArrayLayout:
@@ -35,10 +38,8 @@ class ScoreCombiner(wiring.Component):
       0 uses ``a = 1`` (plain mean over heads).
     * ``scores`` (out): the keep score, UQ0.score_bits: the control unit's ``scores`` stream.
 
-    One token in flight: ``heads`` cycles of shift-add products, the reciprocal's latency, 17
-    cycles of shift-add ``num * r``, and a few more per token; it runs alongside the selector's
-    GEMMs, before the control unit needs the scores.  No DSP of its own (the reciprocal unit is
-    the nonlinear path's).
+    Pipelined, one token per cycle (latency: the reciprocal's); all products are shift-add, so
+    it has no DSP of its own (the embedded reciprocal unit is the nonlinear path's).
     """
 
     def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None):
@@ -56,79 +57,48 @@ class ScoreCombiner(wiring.Component):
         H, b = cfg.heads, cfg.score_bits
         m = Module()
         m.submodules.recip = recip = ReciprocalUnit(self.nl_cfg, DEN_BITS)
-
-        pairs = self.heads.payload
-        a_sum = sum((p.a for p in pairs), 0)
         num_bits = (H * 255 * 255).bit_length()
         r_bits = F.RECIP_FRAC + 1
-        held = Signal(head_pairs(cfg))        # shifts down one head per MAC cycle
-        unit_a = Signal()                     # every a was 0: plain mean (a = 1)
-        num = Signal(num_bits)
-        den = Signal(DEN_BITS)
-        count = Signal(range(max(H, r_bits) + 1))
-        r = Signal(r_bits)
-        num_sh = Signal(num_bits + r_bits)
-        prod = Signal(num_bits + r_bits + 1)
-        e = Signal(recip.o.payload[0].e.shape())
-        q = Signal(b + 1)
+        # num waits in a FIFO beside the reciprocal's pipeline (one entry per token in flight).
+        m.submodules.nums = nums = SyncFIFOBuffered(width=num_bits, depth=FIFO_DEPTH)
 
-        # a * t of the current head as shift-add (LUTs only; the combiner adds no DSP of its own).
-        cur = held[0]
-        w = Signal(PROB_BITS)
-        m.d.comb += w.eq(Mux(unit_a, 1, cur.a))
-        terms = [Mux(w[i], cur.t << i, 0) for i in range(PROB_BITS)]
-        head_prod = Signal(2 * PROB_BITS)
-        m.d.comb += head_prod.eq(sum(terms[1:], terms[0]))
-
-        # The reciprocal's handshakes come from registers, not from the FSM state: its pipeline
-        # samples them in the first cycle after reset, when an event-driven simulator may not have
-        # evaluated state-decoding logic yet.
-        sending = Signal()
-        waiting = Signal()
-        m.d.comb += [recip.i.valid.eq(sending), recip.i.payload[0].eq(den), recip.o.ready.eq(waiting)]
+        # Stage 1: sum_h a t (shift-add products: LUTs only) and 255 * sum_h a into the reciprocal.
+        pairs = self.heads.payload
+        a_sum = sum((p.a for p in pairs), 0)
+        unit_a = Signal()
+        m.d.comb += unit_a.eq(a_sum == 0)
+        prods = []
+        for h, p in enumerate(pairs):
+            w = Mux(unit_a, 1, p.a)
+            terms = [Mux(w[i], p.t << i, 0) for i in range(PROB_BITS)]
+            prod = Signal(2 * PROB_BITS, name=f"at{h}")
+            m.d.comb += prod.eq(sum(terms[1:], terms[0]))
+            prods.append(prod)
         den_a = Signal(DEN_BITS)
-        m.d.comb += den_a.eq(Mux(a_sum == 0, H, a_sum))
+        m.d.comb += den_a.eq(Mux(unit_a, H, a_sum))
+        take = Signal()
+        m.d.comb += [
+            self.heads.ready.eq(recip.i.ready & nums.w_rdy),
+            take.eq(self.heads.valid & self.heads.ready),
+            recip.i.valid.eq(self.heads.valid & nums.w_rdy),
+            recip.i.payload[0].eq((den_a << 8) - den_a),        # 255 * sum a, no multiplier
+            nums.w_en.eq(take),
+            nums.w_data.eq(sum(prods[1:], prods[0])),
+        ]
 
-        with m.FSM():
-            with m.State("START"):         # see TokenSelectorUnit: re-evaluates outputs in Icarus
-                m.next = "TAKE"
-            with m.State("TAKE"):
-                m.d.comb += self.heads.ready.eq(1)
-                with m.If(self.heads.valid):
-                    m.d.sync += [held.eq(pairs), unit_a.eq(a_sum == 0), num.eq(0), count.eq(0),
-                                 den.eq((den_a << 8) - den_a)]          # 255 * sum a, no multiplier
-                    m.next = "MAC"
-            with m.State("MAC"):
-                m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
-                             count.eq(count + 1)]
-                with m.If(count == H - 1):
-                    m.d.sync += sending.eq(1)
-                    m.next = "SEND"
-            with m.State("SEND"):
-                with m.If(recip.i.ready):
-                    m.d.sync += [sending.eq(0), waiting.eq(1)]
-                    m.next = "WAIT"
-            with m.State("WAIT"):
-                with m.If(recip.o.valid):
-                    m.d.sync += waiting.eq(0)
-                    m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(recip.o.payload[0].e),
-                                 num_sh.eq(num), prod.eq(0), count.eq(0)]
-                    m.next = "MUL"
-            with m.State("MUL"):
-                # prod = num * r, one bit of r per cycle (shift-add).
-                with m.If(r[0]):
-                    m.d.sync += prod.eq(prod + num_sh)
-                m.d.sync += [r.eq(r >> 1), num_sh.eq(num_sh << 1), count.eq(count + 1)]
-                with m.If(count == r_bits - 1):
-                    m.next = "ROUND"
-            with m.State("ROUND"):
-                # q = round_half_away(num * r / 2**(16 + e - b)); 16 + e - b > 0 since e >= 7.
-                m.d.sync += q.eq(round_shift_var(prod, e + (F.RECIP_FRAC - b)))
-                m.next = "EMIT"
-            with m.State("EMIT"):
-                m.d.comb += [self.scores.valid.eq(1),
-                             self.scores.payload.score.eq(Mux(q > cfg.score_max, cfg.score_max, q))]
-                with m.If(self.scores.ready):
-                    m.next = "TAKE"
+        # Stage 2: q = round_half_away(num * r / 2**(16 + e - b)) (16 + e - b > 0: e >= 7).
+        num = nums.r_data
+        r = recip.o.payload[0].r
+        e = recip.o.payload[0].e
+        terms = [Mux(r[i], num << i, 0) for i in range(r_bits)]           # num * r, shift-add
+        prod = Signal(num_bits + r_bits)
+        m.d.comb += prod.eq(sum(terms[1:], terms[0]))
+        q = Signal(prod.shape())
+        m.d.comb += q.eq(round_shift_var(prod, e + (F.RECIP_FRAC - b)))
+        m.d.comb += [
+            self.scores.valid.eq(recip.o.valid),
+            self.scores.payload.score.eq(Mux(q > cfg.score_max, cfg.score_max, q)),
+            recip.o.ready.eq(self.scores.ready),
+            nums.r_en.eq(recip.o.valid & self.scores.ready),
+        ]
         return m
-

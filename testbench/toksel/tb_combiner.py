@@ -16,11 +16,11 @@ from heatvit.toksel_config import TokSelConfig
 CFG = config_from_env(TokSelConfig)
 
 
-@cocotb.test()
-async def random_tokens(dut):
-    """Random (a, t) per head, including all-zero head weights and extremes, with gaps/stalls."""
-    seed = cocotb.RANDOM_SEED
-    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+def _beats(a, t):
+    return [pack_fields([(v, 8) for ah, th in zip(ar, tr) for v in (ah, th)]) for ar, tr in zip(a, t)]
+
+
+async def _start(dut, rng, gap, stall):
     dut.rst.value = 1
     dut.heads__valid.value = 0
     dut.scores__ready.value = 0
@@ -29,8 +29,17 @@ async def random_tokens(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
-    src = StreamSource(dut, "heads", dut.clk, gap=0.3, rng=random.Random(rng.getrandbits(32))).start()
-    sink = StreamSink(dut, "scores", dut.clk, stall=0.3, rng=random.Random(rng.getrandbits(32))).start()
+    src = StreamSource(dut, "heads", dut.clk, gap=gap, rng=random.Random(rng.getrandbits(32))).start()
+    sink = StreamSink(dut, "scores", dut.clk, stall=stall, rng=random.Random(rng.getrandbits(32))).start()
+    return src, sink
+
+
+@cocotb.test()
+async def random_tokens(dut):
+    """Random (a, t) per head, including all-zero head weights and extremes, with gaps/stalls."""
+    seed = cocotb.RANDOM_SEED
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    src, sink = await _start(dut, rng, 0.3, 0.3)
     n, h = 60, CFG.heads
     a = np_rng.integers(0, 256, size=(n, h))
     t = np_rng.integers(0, 256, size=(n, h))
@@ -38,10 +47,26 @@ async def random_tokens(dut):
     a[4:8], t[4:8] = 255, 255                   # score 1.0 -> saturates
     a[8:12] = np_rng.integers(0, 2, size=(4, h))
     t[12:16] = 0
-    src.send([pack_fields([(v, 8) for ah, th in zip(ar, tr) for v in (ah, th)]) for ar, tr in zip(a, t)])
+    src.send(_beats(a, t))
     await sink.wait_count(n, timeout_cycles=200 * n)
     got = np.array(sink.received, dtype=np.int64)
     want = combine_scores(a, t, CFG.score_bits)
     bad = np.flatnonzero(got != want)
     assert not bad.size, f"{bad.size} of {n} scores differ; first token {bad[0]}: got {got[bad[0]]}, " \
                          f"expected {want[bad[0]]} (a {a[bad[0]]}, t {t[bad[0]]})"
+
+
+@cocotb.test()
+async def one_token_per_cycle(dut):
+    """Without gaps or stalls the pipeline takes one token per cycle (plus its latency)."""
+    seed = cocotb.RANDOM_SEED
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    src, sink = await _start(dut, rng, 0.0, 0.0)
+    n = 100
+    a = np_rng.integers(0, 256, size=(n, CFG.heads))
+    t = np_rng.integers(0, 256, size=(n, CFG.heads))
+    src.send(_beats(a, t))
+    await sink.wait_count(n, timeout_cycles=10 * n)
+    cycles = sink.handshake_cycles[-1] - sink.handshake_cycles[0] + 1
+    assert cycles == n, f"{n} scores took {cycles} cycles from first to last"
+    assert np.array_equal(np.array(sink.received, dtype=np.int64), combine_scores(a, t, CFG.score_bits))
