@@ -84,17 +84,23 @@ add_files -fileset constrs_1 -norecurse [file join $here constraints heatvit.xdc
 update_compile_order -fileset sources_1
 
 # -- block design -----------------------------------------------------------------------------
+# The newest installed version of an IP (the script does not pin one Vivado release).
+proc heatvit_ipdef {{vl}} {{
+    set defs [get_ipdefs -all -filter "VLNV =~ $vl:*"]
+    if {{[llength $defs] == 0}} {{ error "IP $vl is not available in this Vivado" }}
+    return [lindex [lsort -dictionary $defs] end]
+}}
 create_bd_design {BD_NAME}
-create_bd_cell -type ip -vlnv {PS_VLNV}:* {ps}
+create_bd_cell -type ip -vlnv [heatvit_ipdef {PS_VLNV}] {ps}
 if {{[get_property board_part [current_project]] ne ""}} {{
     apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {{apply_board_preset "1"}} [get_bd_cells {ps}]
 }}
 set_property -dict [list {props}] [get_bd_cells {ps}]
 
 create_bd_cell -type module -reference heatvit_top {ac}
-create_bd_cell -type ip -vlnv {RST_VLNV}:* rst_pl0
-create_bd_cell -type ip -vlnv {SMC_VLNV}:* smc_regs
-create_bd_cell -type ip -vlnv {SMC_VLNV}:* smc_dma
+create_bd_cell -type ip -vlnv [heatvit_ipdef {RST_VLNV}] rst_pl0
+create_bd_cell -type ip -vlnv [heatvit_ipdef {SMC_VLNV}] smc_regs
+create_bd_cell -type ip -vlnv [heatvit_ipdef {SMC_VLNV}] smc_dma
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] [get_bd_cells smc_regs]
 set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] [get_bd_cells smc_dma]
 

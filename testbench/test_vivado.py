@@ -27,6 +27,10 @@ proc unknown {args} {
     set cmd [lindex $args 0]
     switch -- $cmd {
         get_board_parts { return $::env(STUB_BOARD) }
+        get_ipdefs {
+            regexp {xilinx.com:ip:[a-z_]+} [join $args] vl
+            return [list $vl:1.0 $vl:3.5 $vl:3.10]
+        }
         get_property {
             switch -- [lindex $args 1] {
                 board_part { return $::env(STUB_BOARD) }
@@ -101,7 +105,10 @@ def test_build_tcl_stubbed(name, projects, tmp_path):
     assert "-part" in cp and cp[cp.index("-part") + 1] == PART == "xczu9eg-ffvb1156-2-e"
     assert any(c[:2] == ["set_property", "board_part"] and c[2] == BOARD_PART for c in calls)
     cells = {c[-1]: c for c in calls_named(calls, "create_bd_cell")}
-    assert cells[PS_CELL][cells[PS_CELL].index("-vlnv") + 1].startswith("xilinx.com:ip:zynq_ultra_ps_e:")
+    # The newest of the (stubbed) installed versions 1.0, 3.5, 3.10.
+    assert cells[PS_CELL][cells[PS_CELL].index("-vlnv") + 1] == "xilinx.com:ip:zynq_ultra_ps_e:3.10"
+    assert {c[c.index("-vlnv") + 1].rsplit(":", 1)[0] for c in cells.values() if "-vlnv" in c} == {
+        "xilinx.com:ip:zynq_ultra_ps_e", "xilinx.com:ip:proc_sys_reset", "xilinx.com:ip:smartconnect"}
     assert cells[ACCEL_CELL][1:5] == ["-type", "module", "-reference", "heatvit_top"]
     assert any("apply_board_preset" in f for f in flat if f.startswith("apply_bd_automation"))
     ps_props = next(c for c in calls_named(calls, "set_property") if c[1] == "-dict" and c[-1] == PS_CELL)
