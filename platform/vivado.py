@@ -126,7 +126,7 @@ connect_bd_net [get_bd_pins {ac}/irq] [get_bd_ports {LED_PORT}]
 
 # -- address map ------------------------------------------------------------------------------
 assign_bd_address -target_address_space [get_bd_addr_spaces {ps}/Data] \\
-    [get_bd_addr_segs {ac}/s_axi/reg0] -offset 0x{shell.reg_base:08X} -range {reg_range}
+    [get_bd_addr_segs -of_objects [get_bd_intf_pins {ac}/s_axi]] -offset 0x{shell.reg_base:08X} -range {reg_range}
 # The DMA sees DDR through HP0; the shell's own window check ({shell.window_base:#x} +
 # {shell.window_size:#x}) keeps it inside the low DDR segment.
 assign_bd_address -target_address_space [get_bd_addr_spaces {ac}/m_axi] \\
