@@ -1,7 +1,7 @@
 """Hardware error codes, shared by the RTL, the golden model of the controller and the driver.
 
-Codes 1-15 are raised by the GEMM engine when it rejects a command; the accelerator shell adds
-its own from 16 up.  0 means no error.
+Codes 1-15 are raised by the GEMM engine when it rejects a command; the accelerator shell uses
+16-23 and the token-selector unit 24-31.  0 means no error.
 """
 
 from enum import IntEnum
@@ -21,6 +21,9 @@ class ErrorCode(IntEnum):
     TIMEOUT = 19             # watchdog: no DMA or engine progress for watchdog_cycles
     AXI_READ_ERROR = 20      # RRESP was SLVERR or DECERR
     AXI_WRITE_ERROR = 21     # BRESP was SLVERR or DECERR
+    # -- token-selector control unit (rtl/toksel, docs/token_selector.md) --
+    TOKSEL_BAD_TOKENS = 24   # selector command: token count 0 or > TokSelConfig.max_tokens
+    TOKSEL_BAD_TAIL = 25     # selector command: earlier package tokens >= token count
 
 
 class HardwareError(RuntimeError):

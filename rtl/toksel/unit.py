@@ -6,15 +6,14 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from heatvit.errors import ErrorCode
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
 from . import layouts
 
-# Error codes (proposed for heatvit.errors.ErrorCode; 1-15 are the GEMM engine's, 16-21 the shell's).
-TOKSEL_BAD_TOKENS = 24
-"""Error code: ``n_tokens`` is 0 or above ``max_tokens``."""
-TOKSEL_BAD_TAIL = 25
-"""Error code: ``n_tail >= n_tokens`` (the class token cannot be part of the tail)."""
+# Error codes (heatvit.errors.ErrorCode): n_tokens 0 or above max_tokens; n_tail >= n_tokens.
+TOKSEL_BAD_TOKENS = int(ErrorCode.TOKSEL_BAD_TOKENS)
+TOKSEL_BAD_TAIL = int(ErrorCode.TOKSEL_BAD_TAIL)
 
 MAC_BITS = 4
 """Weight bits multiplied per cycle: a pruned token's beat takes ceil(score_bits / MAC_BITS) cycles."""
