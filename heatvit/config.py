@@ -2,8 +2,8 @@
 
 Every consumer (RTL generators, the golden model, testbenches, benchmarks, the host driver and
 the compiler) reads the same frozen :class:`AcceleratorConfig`, so they cannot drift apart.
-Each hardware unit owns one frozen section (``gemm``, and later ``nonlinear``, ``toksel``,
-``shell``); derived quantities are properties, and every constraint is checked in
+Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear`` and ``toksel`` in their
+own modules; the AXI shell's ``ShellConfig`` travels beside it); derived quantities are properties, and every constraint is checked in
 ``__post_init__`` with a :class:`ValueError` naming the parameter and its allowed range.
 """
 
@@ -14,18 +14,9 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-
-def _check_int(owner: str, name: str, value, lo: int, hi: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``lo <= value <= hi`` and ``value`` is an ``int``."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{owner}.{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        allowed = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{owner}.{name} = {value} is out of range; allowed {allowed}")
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+from .validate import ceil_div
+from .validate import check_int as _check_int
+from .validate import section_from_dict as _section_from_dict
 
 
 @dataclass(frozen=True)
@@ -211,45 +202,63 @@ class GemmConfig:
         return m * k * n / (self.rows * self.cols)
 
 
+from .nonlinear_config import NonlinearConfig  # noqa: E402  (sections import .validate only)
+from .toksel_config import TokSelConfig  # noqa: E402
+
+_SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig}
+
+
 @dataclass(frozen=True)
 class AcceleratorConfig:
-    """The whole accelerator: one section per unit, plus the clock it is built for."""
+    """The whole accelerator: one section per unit, plus the clock it is built for.
+
+    ``toksel.lanes`` must equal ``gemm.rows`` (the token selector writes whole activation-buffer
+    words); left out, the ``toksel`` section is derived that way.  The AXI shell's section (:class:`heatvit.shell_config.ShellConfig`) travels beside
+    this object (``config_blob``), since one accelerator can sit in differently wired shells.
+    """
 
     gemm: GemmConfig = field(default_factory=GemmConfig)
+    nonlinear: NonlinearConfig = field(default_factory=NonlinearConfig)
+    toksel: TokSelConfig | None = None
+    """Default: :class:`TokSelConfig` with ``lanes = gemm.rows``."""
     clock_mhz: float = 300.0
 
     def __post_init__(self):
-        if not isinstance(self.gemm, GemmConfig):
-            raise ValueError(f"AcceleratorConfig.gemm must be a GemmConfig, got {type(self.gemm).__name__}")
+        if self.toksel is None and isinstance(self.gemm, GemmConfig):
+            object.__setattr__(self, "toksel", TokSelConfig(lanes=self.gemm.rows))
+        for name, cls in _SECTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                raise ValueError(f"AcceleratorConfig.{name} must be a {cls.__name__}, "
+                                 f"got {type(value).__name__}")
         if not (10.0 <= float(self.clock_mhz) <= 800.0):
             raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
+        if self.toksel.lanes != self.gemm.rows:
+            raise ValueError(f"AcceleratorConfig: toksel.lanes = {self.toksel.lanes} must equal "
+                             f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "AcceleratorConfig":
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are errors."""
+        if not isinstance(d, dict):
+            raise ValueError(f"AcceleratorConfig: expected a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         extra = set(d) - known
         if extra:
             raise ValueError(f"AcceleratorConfig: unknown keys {sorted(extra)}; known {sorted(known)}")
         kw = dict(d)
-        if "gemm" in kw and isinstance(kw["gemm"], dict):
-            kw["gemm"] = _section_from_dict(GemmConfig, kw["gemm"])
+        for name, section in _SECTIONS.items():
+            if isinstance(kw.get(name), dict):
+                kw[name] = _section_from_dict(section, kw[name])
         return cls(**kw)
 
     def digest(self) -> str:
         """Short stable hash, used to key build directories and as the hardware config ID."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def _section_from_dict(cls, d: dict):
-    known = {f.name for f in dataclasses.fields(cls)}
-    extra = set(d) - known
-    if extra:
-        raise ValueError(f"{cls.__name__}: unknown keys {sorted(extra)}; known {sorted(known)}")
-    return cls(**d)
 
 
 DEFAULT = AcceleratorConfig()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from heatvit.config import _check_int
+from heatvit.validate import check_int as _check_int
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .config import _check_int
+from .validate import check_int as _check_int
 
 TOKEN_BITS = 8
 """Tokens are signed int8 (one per-tensor scale per selector stage)."""

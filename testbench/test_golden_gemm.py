@@ -150,8 +150,16 @@ def test_golden_rejects_wrong_dtype_shape_and_range():
 
 
 def test_config_round_trip_and_bad_files(tmp_path):
-    cfg = load_config("default")
-    assert AcceleratorConfig.from_dict(cfg.to_dict()) == cfg
+    for name in ("default", "small", "bench"):
+        cfg = load_config(name)
+        assert AcceleratorConfig.from_dict(cfg.to_dict()) == cfg
+        assert cfg.toksel.lanes == cfg.gemm.rows   # derived when left out
+    with pytest.raises(ValueError, match="toksel.lanes = 16 must equal gemm.rows = 4"):
+        AcceleratorConfig(gemm=load_config("small").gemm, toksel=load_config("default").toksel)
+    with pytest.raises(ValueError, match="AcceleratorConfig: unknown keys"):
+        AcceleratorConfig.from_dict({"gemm": {}, "shel": {}})
+    with pytest.raises(ValueError, match="NonlinearConfig.*row_lanes"):
+        AcceleratorConfig.from_dict({"nonlinear": {"row_lanes": 3}})
     p = tmp_path / "c.json"
     p.write_text('{"gemm": {"rows": 16, "colz": 4}}')
     with pytest.raises(ValueError, match="colz"):
