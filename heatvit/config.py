@@ -3,8 +3,9 @@
 Every consumer (RTL generators, the golden model, testbenches, benchmarks, the host driver and
 the compiler) reads the same frozen :class:`AcceleratorConfig`, so they cannot drift apart.
 Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear`` and ``toksel`` in their
-own modules; the AXI shell's ``ShellConfig`` travels beside it); derived quantities are properties, and every constraint is checked in
-``__post_init__`` with a :class:`ValueError` naming the parameter and its allowed range.
+own modules; the AXI shell's ``ShellConfig`` travels beside it); derived quantities are
+properties, and every constraint is checked in ``__post_init__`` with a :class:`ValueError`
+naming the parameter and its allowed range.
 """
 
 from __future__ import annotations
