@@ -6,13 +6,12 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
 from heatvit import golden
 from heatvit.config import GemmConfig, ceil_div
 
-from .streams import StreamSink, StreamSource, pack_fields, pack_lanes, unpack_lanes
+from .streams import StreamTB, pack_fields, pack_lanes, unpack_lanes
 
 
 @dataclass
@@ -29,52 +28,16 @@ class GemmRun:
         return bool(np.array_equal(self.y, self.expected))
 
 
-class GemmTB:
+class GemmTB(StreamTB):
     """Drives every stream of the engine with random gaps and checks results bit-exactly."""
+
+    SOURCES = {"act": "act_load", "params": "param_load", "cmd": "cmd", "weights": "weights"}
+    SINKS = {"out": "out"}
 
     def __init__(self, dut, cfg: GemmConfig, rng: random.Random, *, gap: float = 0.0,
                  stall: float = 0.0, period_ns: int = 10):
-        self.dut, self.cfg, self.rng = dut, cfg, rng
-        self.clk = dut.clk
-        self.now = 0
-        Clock(dut.clk, period_ns, unit="ns").start()
-        import cocotb
-        cocotb.start_soon(self._count())
-        self.gap, self.stall = gap, stall
-        self._make_bfms()
-
-    def _make_bfms(self):
-        dut, r = self.dut, self.rng
-        mk = lambda: random.Random(r.getrandbits(32))
-        self.act = StreamSource(dut, "act_load", self.clk, gap=self.gap, rng=mk()).start()
-        self.params = StreamSource(dut, "param_load", self.clk, gap=self.gap, rng=mk()).start()
-        self.cmd = StreamSource(dut, "cmd", self.clk, gap=self.gap, rng=mk()).start()
-        self.weights = StreamSource(dut, "weights", self.clk, gap=self.gap, rng=mk()).start()
-        self.out = StreamSink(dut, "out", self.clk, stall=self.stall, rng=mk()).start()
-        for bfm in (self.act, self.params, self.cmd, self.weights, self.out):
-            bfm.now = lambda: self.now
-
-    async def _count(self):
-        while True:
-            await RisingEdge(self.clk)
-            self.now += 1
-
-    def set_gaps(self, gap: float, stall: float):
-        self.gap, self.stall = gap, stall
-        for src in (self.act, self.params, self.cmd, self.weights):
-            src.gap = gap
-        self.out.stall = stall
-
-    async def reset(self, cycles: int = 3):
-        """Synchronous reset; stops and restarts every BFM so no stale beat survives it."""
-        for bfm in (self.act, self.params, self.cmd, self.weights, self.out):
-            bfm.stop()
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.clk)
-        self._make_bfms()
+        self.cfg = cfg
+        super().__init__(dut, rng, gap=gap, stall=stall, period_ns=period_ns)
 
     # -- payload encodings (StructLayout fields, first field least significant) ---------------
     def act_beats(self, a) -> list[int]:

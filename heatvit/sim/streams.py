@@ -149,3 +149,64 @@ class StreamSink:
             waited += 1
             if timeout_cycles is not None and waited > timeout_cycles:
                 raise TimeoutError(f"{len(self.received)} of {n} beats after {waited} cycles")
+
+
+class StreamTB:
+    """Base of the per-DUT testbench classes: clock, cycle counter, reset, one seeded BFM per
+    stream port, and random gaps/stalls on all of them.
+
+    Subclasses name their ports: ``SOURCES``/``SINKS`` map an attribute name to the port's
+    prefix (``{"act": "act_load"}`` makes ``self.act`` drive ``act_load__*``).  BFMs are built in
+    that order from ``rng``, so a seed replays the same stimulus, gaps and stalls.
+    """
+
+    SOURCES: dict[str, str] = {}
+    SINKS: dict[str, str] = {}
+
+    def __init__(self, dut, rng: random.Random, *, gap: float = 0.0, stall: float = 0.0,
+                 period_ns: int = 10):
+        import cocotb
+        from cocotb.clock import Clock
+
+        self.dut, self.rng = dut, rng
+        self.clk = dut.clk
+        self.now = 0
+        self.gap, self.stall = gap, stall
+        dut.rst.value = 1                     # held until reset(): no X reaches an FSM
+        Clock(dut.clk, period_ns, unit="ns").start()
+        cocotb.start_soon(self._count())
+        self._make_bfms()
+
+    def _make_bfms(self):
+        mk = lambda: random.Random(self.rng.getrandbits(32))
+        self._sources = [StreamSource(self.dut, port, self.clk, gap=self.gap, rng=mk()).start()
+                         for port in self.SOURCES.values()]
+        self._sinks = [StreamSink(self.dut, port, self.clk, stall=self.stall, rng=mk()).start()
+                       for port in self.SINKS.values()]
+        for name, bfm in zip([*self.SOURCES, *self.SINKS], [*self._sources, *self._sinks]):
+            setattr(self, name, bfm)
+            bfm.now = lambda: self.now
+
+    async def _count(self):
+        while True:
+            await RisingEdge(self.clk)
+            self.now += 1
+
+    def set_gaps(self, gap: float, stall: float):
+        """Probability of an idle cycle on every source (``gap``) and sink (``stall``)."""
+        self.gap, self.stall = gap, stall
+        for src in self._sources:
+            src.gap = gap
+        for sink in self._sinks:
+            sink.stall = stall
+
+    async def reset(self, cycles: int = 3):
+        """Synchronous reset; stops and rebuilds every BFM so no stale beat survives it."""
+        for bfm in (*self._sources, *self._sinks):
+            bfm.stop()
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.clk)
+        self._make_bfms()

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 
 from heatvit.golden.token_selector import decision
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
 from heatvit.sim.runner import config_from_env
-from heatvit.sim.streams import StreamSink, StreamSource, pack_fields, pack_lanes, unpack_lanes
+from heatvit.sim.streams import StreamTB, pack_fields, pack_lanes, unpack_lanes
 
 
 @dataclass
@@ -57,53 +55,16 @@ class StageRun:
         assert lasts == [0] * (len(lasts) - 1) + [1], f"{what}: 'last' flags {lasts}"
 
 
-class TokSelTB:
+class TokSelTB(StreamTB):
     """Drives every stream of the unit (random source gaps, random sink stalls)."""
+
+    SOURCES = {"cmd": "cmd", "scores": "scores", "tokens": "tokens"}
+    SINKS = {"writes": "writes", "result": "result"}
 
     def __init__(self, dut, cfg: TokSelConfig, rng: random.Random, *, gap: float = 0.0,
                  stall: float = 0.0, period_ns: int = 10):
-        self.dut, self.cfg, self.rng = dut, cfg, rng
-        self.clk = dut.clk
-        self.now = 0
-        dut.rst.value = 1                     # no X reaches the FSM before reset()
-        Clock(dut.clk, period_ns, unit="ns").start()
-        cocotb.start_soon(self._count())
-        self.gap, self.stall = gap, stall
-        self._make_bfms()
-
-    def _make_bfms(self):
-        dut, r = self.dut, self.rng
-        mk = lambda: random.Random(r.getrandbits(32))
-        self.cmd = StreamSource(dut, "cmd", self.clk, gap=self.gap, rng=mk()).start()
-        self.scores = StreamSource(dut, "scores", self.clk, gap=self.gap, rng=mk()).start()
-        self.tokens = StreamSource(dut, "tokens", self.clk, gap=self.gap, rng=mk()).start()
-        self.writes = StreamSink(dut, "writes", self.clk, stall=self.stall, rng=mk()).start()
-        self.result = StreamSink(dut, "result", self.clk, stall=self.stall, rng=mk()).start()
-        self._bfms = (self.cmd, self.scores, self.tokens, self.writes, self.result)
-        for bfm in self._bfms:
-            bfm.now = lambda: self.now
-
-    async def _count(self):
-        while True:
-            await RisingEdge(self.clk)
-            self.now += 1
-
-    def set_gaps(self, gap: float, stall: float):
-        self.gap, self.stall = gap, stall
-        for src in (self.cmd, self.scores, self.tokens):
-            src.gap = gap
-        for sink in (self.writes, self.result):
-            sink.stall = stall
-
-    async def reset(self, cycles: int = 3):
-        for bfm in self._bfms:
-            bfm.stop()
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.clk)
-        self._make_bfms()
+        self.cfg = cfg
+        super().__init__(dut, rng, gap=gap, stall=stall, period_ns=period_ns)
 
     # -- payload encodings (StructLayout fields, first field least significant) ---------------
     def cmd_beat(self, n_tokens: int, n_tail: int, threshold_q: int) -> int:
