@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from .validate import ceil_div
+from .validate import ceil_div, check_keys
 from .validate import check_int as _check_int
 from .validate import section_from_dict as _section_from_dict
 
@@ -244,12 +244,7 @@ class AcceleratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "AcceleratorConfig":
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are errors."""
-        if not isinstance(d, dict):
-            raise ValueError(f"AcceleratorConfig: expected a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ValueError(f"AcceleratorConfig: unknown keys {sorted(extra)}; known {sorted(known)}")
+        check_keys(cls, d)
         kw = dict(d)
         for name, section in _SECTIONS.items():
             if isinstance(kw.get(name), dict):

@@ -22,12 +22,17 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def section_from_dict(cls, d: dict):
-    """Build the frozen dataclass ``cls`` from a dict, naming unknown keys instead of ignoring them."""
+def check_keys(cls, d) -> None:
+    """Raise ``ValueError`` unless ``d`` is a dict whose keys are all fields of dataclass ``cls``."""
     if not isinstance(d, dict):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(d).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     extra = set(d) - known
     if extra:
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(extra)}; known {sorted(known)}")
+
+
+def section_from_dict(cls, d: dict):
+    """Build the frozen dataclass ``cls`` from a dict, naming unknown keys instead of ignoring them."""
+    check_keys(cls, d)
     return cls(**d)
