@@ -16,6 +16,8 @@ from heatvit.sim.runner import run_cocotb, simulator_available
 
 _GEMM_4x4 = GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512, max_n=64,
                        weight_fifo_depth=8, out_fifo_depth=4)
+_GEMM_16x16 = GemmConfig(rows=16, cols=16, act_buffer_words=512, max_m=64, max_k=1024, max_n=128,
+                         weight_fifo_depth=32, out_fifo_depth=16)
 _GEMM_8x4 = GemmConfig(rows=8, cols=4, act_buffer_words=512, max_m=64, max_k=1024, max_n=64,
                        weight_fifo_depth=16, out_fifo_depth=8)
 # A 256 KiB DMA window that does not start at 0, so addresses below it exist in the model.
@@ -29,9 +31,13 @@ SHELL_CONFIGS = {
     "4x4-w32": (AcceleratorConfig(gemm=_GEMM_4x4), ShellConfig(data_width=32, burst_len=4, **_WINDOW)),
     # 128-bit beats (the ZCU102 default) over a non-square array.
     "8x4-w128": (AcceleratorConfig(gemm=_GEMM_8x4), ShellConfig(data_width=128, burst_len=16, **_WINDOW)),
+    # The default's array and bus width (engine words = AXI beats), small buffers.
+    "16x16-w128": (AcceleratorConfig(gemm=_GEMM_16x16),
+                   ShellConfig(data_width=128, burst_len=16, read_outstanding=4, **_WINDOW)),
 }
-# One Verilator build (~100 s on a loaded 2-core machine); Icarus compiles in seconds.
-SHELL_RUNS = [("4x4-w32", "icarus"), ("4x4-w64", "icarus"), ("8x4-w128", "verilator")]
+# Verilator builds take ~30-60 s each on a quiet 2-core machine; Icarus compiles in seconds.
+SHELL_RUNS = [("4x4-w32", "icarus"), ("4x4-w64", "icarus"), ("8x4-w128", "verilator"),
+              ("16x16-w128", "verilator")]
 
 
 def run_shell(name: str, sim: str, *, module: str = "tb_shell", env: dict | None = None,
