@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +26,8 @@ from heatvit.golden.nonlinear.reference import (gelu_ref, layernorm_ref, round_h
                                                  softmax_ref)
 from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
+
+from . import _yosys
 
 SOFTMAX_ROW = 197          # DeiT tokens
 LAYERNORM_ROW = 768        # DeiT-B channels
@@ -117,18 +116,10 @@ def _latency_row(dut, beats, setup=None, rows: int = 1):
     return (out["lat"], out["per_row"]) if rows > 1 else out["lat"]
 
 
-def _yosys(factory, name: str) -> dict:
-    if shutil.which("yosys") is None:
+def _synth(factory, name: str) -> dict:
+    if not _yosys.available():
         return {}
-    from heatvit.sim.runner import export_verilog
-    with tempfile.TemporaryDirectory() as d:
-        v = Path(d) / f"{name}.v"
-        v.write_text(export_verilog(factory(), name))
-        stat = Path(d) / "stat.txt"
-        subprocess.run(["yosys", "-q", "-p", f"read_verilog {v}; synth_xilinx -family xcup -top {name}; "
-                        f"tee -q -o {stat} stat"], check=True, capture_output=True, timeout=1800)
-        text = stat.read_text()
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", text, re.M)}
+    cells = _yosys.cell_counts(factory(), name)
     return {"dsp": cells.get("DSP48E2", 0), "lut": sum(v for k, v in cells.items() if re.fullmatch(r"LUT\d", k))}
 
 
@@ -313,8 +304,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     t0 = time.time()
     cfg = NonlinearConfig()
     rng = np.random.default_rng(20231)
-    use_yosys = not quick and shutil.which("yosys") is not None
-    synth = _yosys if use_yosys else (lambda factory, name: {})
+    use_yosys = not quick and _yosys.available()
+    synth = _synth if use_yosys else (lambda factory, name: {})
     entries = elementwise_entries(cfg, rng, quick, True, synth)
     entries += softmax_entries(cfg, rng, quick, True, synth)
     entries += layernorm_entries(cfg, rng, quick, True, synth)

@@ -25,15 +25,14 @@ from pathlib import Path
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.shell_config import ShellConfig
 
+from ._yosys import LUTRAM_LUTS
+
 PART = "xczu9eg-ffvb1156-2-e"
 TOTALS = {"DSP48E2": 2520, "LUT": 274080, "FF": 548160, "BRAM36": 912}
 MAX_UTILIZATION = 0.8
 """A configuration "fits" when every resource is at most this fraction of the device (headroom
 for the PS interconnect, routing and timing closure)."""
 
-LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32M": 4,
-               "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8, "RAM32X1S": 1, "RAM64X1S": 1,
-               "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1}
 
 
 def count(cells: dict[str, int]) -> dict[str, float]:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +25,12 @@ from heatvit.golden.token_selector.int_selector import selector_gemm_shapes
 from heatvit.presets import PRESETS
 from heatvit.toksel_config import TokSelConfig
 
+from . import _yosys
 from .gemm import DEIT, block_gemms
 
 TARGET_FRACTION = 0.02
 KEEPS = (0.7, 0.0, 1.0)        # SPViT's first-stage keep ratio, keep-none (worst case), keep-all
 TOKENS = 197
-LUTRAM_LUTS = {"RAM64M8": 8, "RAM32M16": 8, "RAM64M": 4, "RAM32M": 4, "RAM64X1D": 2, "RAM32X1D": 2,
-               "RAM64X1S": 1, "RAM32X1S": 1, "RAM128X1D": 4, "RAM256X1S": 4}
 
 
 def block_gemm_cycles(model: str) -> int:
@@ -70,21 +67,12 @@ def measure_cycles(cfg: TokSelConfig, *, sim: str = "icarus", tag: str = "bench"
 
 def synthesize(component, top: str) -> dict:
     """Resource estimate of ``component`` from Debian yosys ``synth_xilinx -family xcup``."""
-    from heatvit.sim.runner import export_verilog
-    yosys = shutil.which("yosys")
-    if yosys is None:
+    if not _yosys.available():
         return {"error": "yosys not found (apt-get install yosys)"}
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / f"{top}.v"
-        src.write_text(export_verilog(component, top))
-        stat = Path(tmp) / "stat.txt"
-        script = f"read_verilog {src}; synth_xilinx -family xcup -top {top}; tee -q -o {stat} stat"
-        subprocess.run([yosys, "-q", "-p", script], check=True, capture_output=True, text=True)
-        cells = {m.group(1): int(m.group(2))
-                 for m in re.finditer(r"^\s+(\w+)\s+(\d+)\s*$", stat.read_text(), re.M)}
-    version = subprocess.run([yosys, "-V"], capture_output=True, text=True).stdout.strip()
+    cells = _yosys.cell_counts(component, top)
+    version = _yosys.version()
     lut_logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
-    lut_ram = sum(v * LUTRAM_LUTS[k] for k, v in cells.items() if k in LUTRAM_LUTS)
+    lut_ram = sum(v * _yosys.LUTRAM_LUTS[k] for k, v in cells.items() if k in _yosys.LUTRAM_LUTS)
     return {
         "tool": version, "command": "synth_xilinx -family xcup",
         "lut": lut_logic + lut_ram, "lut_logic": lut_logic, "lut_as_ram": lut_ram,
