@@ -9,7 +9,7 @@ and the accuracy bench use these numbers.
 
 from __future__ import annotations
 
-from ..config import GemmConfig, ceil_div
+from ..config import GemmConfig
 from .vit_config import PruningPlan, ViTConfig
 from .vit_selector import selector_gemm_shapes
 
@@ -27,20 +27,8 @@ def macs(cfg: ViTConfig, tokens_per_block, selector_tokens=()) -> int:
     return sum(m * k * n for m, k, n in model_gemms(cfg, tokens_per_block, selector_tokens))
 
 
-def gemm_cycles(gemm: GemmConfig, m: int, k: int, n: int) -> int:
-    """Engine cycles of one ``m x k x n`` GEMM: ``GemmConfig.estimate_cycles`` (the engine's
-    measured closed-form model) when the config has it, else the weight-stationary tiling bound
-    (one pass of the M rows per weight tile, at least ``min_tile_cycles``, plus the array's fill
-    latency)."""
-    est = getattr(gemm, "estimate_cycles", None)
-    if est is not None:
-        return int(est(m, k, n))
-    tiles = ceil_div(k, gemm.rows) * ceil_div(n, gemm.cols)
-    return tiles * max(m, gemm.min_tile_cycles) + gemm.array_latency
-
-
 def cycles(gemm: GemmConfig, cfg: ViTConfig, tokens_per_block, selector_tokens=()) -> int:
-    return sum(gemm_cycles(gemm, m, k, n) for m, k, n in model_gemms(cfg, tokens_per_block, selector_tokens))
+    return sum(gemm.estimate_cycles(m, k, n) for m, k, n in model_gemms(cfg, tokens_per_block, selector_tokens))
 
 
 def plan_tokens(cfg: ViTConfig, plan: PruningPlan) -> tuple[list[int], list[int]]:

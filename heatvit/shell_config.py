@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import GemmConfig, _check_int
+from .config import GemmConfig
+from .validate import check_int as _check_int
 
 # AXI4 bursts may not cross a 4 KiB address boundary (AMBA AXI spec A3.4.1).
 AXI_BOUNDARY = 4096
