@@ -21,7 +21,7 @@ def _install(session, extras="test"):
 def tests(session):
     """The whole test suite: golden-model properties and cocotb testbenches (Verilator and,
     where installed, Icarus Verilog)."""
-    _install(session)
+    _install(session, "test,plot")          # plot: the heat-map and bench-plot tests draw
     if os.environ.get("HEATVIT_TEST_TORCH") == "1":
         # The float golden ViT vs PyTorch check; skipped when torch is absent.  CI sets this
         # (torch 2.13.0 resolves to a CPU wheel there; elsewhere it may pull CUDA packages).
@@ -47,8 +47,9 @@ def export(session):
 
 @nox.session
 def bench(session):
-    """Benchmarks: JSON under build/bench/."""
-    _install(session, "test")
+    """Benchmarks: JSON under build/bench/ (``nox -s bench -- training``: the multi-seed training
+    sweep, long; it needs the ``train`` extra, installed when named)."""
+    _install(session, "test,train" if "training" in session.posargs else "test")
     session.run("heatvit", "bench", *session.posargs)
 
 
@@ -63,5 +64,12 @@ def vivado(session):
 @nox.session
 def heatmap(session):
     """The token-pruning heat map PNG of the default digits model (``build/heatmap.png``)."""
-    _install(session, "sim")
+    _install(session, "plot")
     session.run("heatvit", "heatmap", *session.posargs)
+
+
+@nox.session
+def plot(session):
+    """PNGs of the benchmark JSONs (``build/bench/*.json`` -> ``build/plots/*.png``)."""
+    _install(session, "plot")
+    session.run("heatvit", "plot", *session.posargs)

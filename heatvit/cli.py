@@ -5,8 +5,10 @@
 * ``heatvit demo``: the main job on the built-in default: export + lint, then one GEMM
   (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
   model, with its exact cycle count and utilization.
-* ``heatvit bench [NAME ...] [--quick]``: benchmarks, JSON under build/bench/.
+* ``heatvit bench [NAME ...] [--quick] [--model PATH]``: benchmarks, JSON under build/bench/
+  (``--model``: the accuracy bench on any model file, e.g. a retrained one).
 * ``heatvit heatmap ...``: the token-pruning heat map PNG (``heatvit.heatmap``).
+* ``heatvit plot [NAME ...]``: PNGs of the benchmark JSONs (``heatvit.plot``).
 * ``heatvit vivado ...``: the ZCU102 Vivado project directory (``heatvit.vivado_project``).
 """
 
@@ -104,7 +106,16 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
-    written = bench.run(args.names or None, Path(args.out), quick=args.quick)
+    if args.model is not None:
+        if args.names != ["accuracy"]:
+            raise ValueError(f"--model applies to the accuracy bench only: `heatvit bench accuracy --model PATH`, "
+                             f"not {args.names or 'all benches'}")
+        from .bench import accuracy
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = accuracy.main(out, quick=args.quick, model=Path(args.model))
+    else:
+        written = bench.run(args.names or None, Path(args.out), quick=args.quick)
     for p in written:
         print(f"wrote {p}")
     return 0
@@ -113,6 +124,7 @@ def cmd_bench(args) -> int:
 FORWARDED = [
     ("heatmap", "heatvit.heatmap", "PNG of the patches each token-selector stage kept (--help)"),
     ("vivado", "heatvit.vivado_project", "write the ZCU102 Vivado project directory (--help)"),
+    ("plot", "heatvit.plot", "PNGs of the benchmark JSONs under build/plots/ (--help)"),
 ]
 
 
@@ -138,6 +150,7 @@ def main(argv=None) -> int:
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     b.add_argument("--out", default="build/bench")
     b.add_argument("--quick", action="store_true", help="smaller sweeps, for smoke tests")
+    b.add_argument("--model", default=None, help="accuracy bench only: model .npz to evaluate (default: the committed one)")
     b.set_defaults(func=cmd_bench)
 
     # Jobs with their own argument parsers: everything after the name goes to them.

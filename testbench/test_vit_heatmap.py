@@ -1,57 +1,61 @@
-"""The pruning heat-map picture: PNG encoding (decoded back independently) and the command."""
-
-import struct
-import zlib
+"""The pruning heat-map picture (matplotlib): labelled panels, legend, the PNG, the command."""
 
 import numpy as np
 import pytest
 
-from heatvit import heatmap
-from heatvit.golden import model_io
-from test_vit_int import random_model
+pytest.importorskip("matplotlib")
+
+from heatvit import heatmap  # noqa: E402
+from heatvit.golden import model_io, vit_data  # noqa: E402
+from heatvit.golden.vit_config import PruningPlan  # noqa: E402
+from test_vit_int import random_model  # noqa: E402
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """Minimal decoder for what write_png writes (8-bit RGB, filter 0, one or more IDAT)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, w, h = 8, b"", None, None
-    while pos < len(data):
-        n = struct.unpack(">I", data[pos:pos + 4])[0]
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(tag + body) & 0xFFFFFFFF
-        if tag == b"IHDR":
-            w, h, depth, ctype = struct.unpack(">IIBB", body[:10])
-            assert (depth, ctype) == (8, 2)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
-    assert np.all(raw[:, 0] == 0)
-    return raw[:, 1:].reshape(h, w, 3)
+def texts(fig) -> list[str]:
+    """Every text the figure draws: suptitle, axes titles, legend entries."""
+    out = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out.append(ax.get_title())
+    for leg in fig.legends:
+        out += [t.get_text() for t in leg.get_texts()]
+    return out
 
 
-def test_png_round_trip(tmp_path):
-    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    heatmap.write_png(tmp_path / "x.png", rgb)
-    assert np.array_equal(decode_png((tmp_path / "x.png").read_bytes()), rgb)
-    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
-        heatmap.write_png(tmp_path / "y.png", rgb.astype(np.float32))
+def test_heatmap_figure_is_labelled():
+    model = random_model()
+    sp = vit_data.load_splits()
+    images, labels = vit_data.upscale(sp["test_x"][:2]), sp["test_y"][:2]
+    fig = heatmap.render(model, images, labels, first=5)
+    n_sel = len(model.plan.blocks)
+    assert len(fig.axes) == 2 * (1 + n_sel)
+    t = texts(fig)
+    logits, masks = heatmap.decisions(model, images, use_float=False)
+    for r in range(2):
+        assert f"#{5 + r}: true {labels[r]}, pred {logits[r].argmax()}" in " ".join(t)
+        for s in range(n_sel):
+            assert (f"stage {s + 1} (block {model.plan.blocks[s]}): kept {int(masks[r][s].sum())}/"
+                    f"{model.cfg.num_patches}") in t
+    assert {"kept patch (ink)", "pruned patch (ink)"} <= set(t)
+    assert any("integer model" in x for x in t)
+    # the panels after a stage differ from the input panel (patches are tinted kept/pruned)
+    assert not np.array_equal(fig.axes[0].images[0].get_array(), fig.axes[1].images[0].get_array())
 
 
 def test_heatmap_command(tmp_path, capsys):
+    from matplotlib.image import imread
     model = random_model()
     model_io.save_npz(model, tmp_path / "m.npz")
     out = tmp_path / "h.png"
-    assert heatmap.main(["--model", str(tmp_path / "m.npz"), "--out", str(out), "--images", "2", "--scale", "2"]) == 0
-    pic = decode_png(out.read_bytes())
-    side = model.cfg.image_size * 2
-    g = heatmap.GAP
-    assert pic.shape == (g + 2 * (side + g), g + (1 + len(model.plan.blocks)) * (side + g), 3)
+    assert heatmap.main(["--model", str(tmp_path / "m.npz"), "--out", str(out), "--images", "2", "--dpi", "40"]) == 0
+    pic = imread(out)
+    assert pic.ndim == 3 and pic.shape[0] > 50 and pic.shape[1] > 100
     assert "wrote" in capsys.readouterr().out
-    # the panels after a stage differ from the input panel (patches are tinted kept/pruned)
-    assert not np.array_equal(pic[g:g + side, g:g + side], pic[g:g + side, 2 * g + side:2 * g + 2 * side])
 
 
 def test_heatmap_rejects_bad_arguments(tmp_path):
     with pytest.raises(SystemExit):
         heatmap.main(["--images", "0", "--out", str(tmp_path / "h.png")])
+    with pytest.raises(ValueError, match="does not exist"):
+        heatmap.main(["--model", str(tmp_path / "none.npz"), "--out", str(tmp_path / "h.png")])
+    with pytest.raises(ValueError, match="no token selectors"):
+        heatmap.render(random_model(plan=PruningPlan()), np.zeros((1, 1, 32, 32), np.float32), [0])

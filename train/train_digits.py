@@ -1,27 +1,40 @@
 """Train the default model: a small DeiT-style ViT on scikit-learn's digits, then its token selectors.
 
-Optional extra (needs ``torch==2.13.0`` and scikit-learn); the committed result
-(``golden/data/vit_digits.npz`` + ``golden/data/digits_splits.npz``) is all the project needs
-at run time.  Phases (each checkpoints under ``--work``, default build/train/):
+Optional extra (``pip install '.[train]'``: torch 2.13.0 CPU and scikit-learn); run it from the
+repository root with the package installed (either mode: the script's own folder, not the root,
+is first on ``sys.path``).  Nothing is written into the source tree unless ``--out`` names a path
+there: the model goes to ``build/train/vit_digits.npz`` and checkpoints to ``--work``
+(default ``build/train/``).  The committed model is exactly::
 
-1. ``splits``: stratified split of the 1797 digits (seed 0): 360 test images held out, 144
-   validation images (selector-plan search), the rest for training; 128 training images form
-   the PTQ calibration subset.  Test + calibration splits are written to the package data.
-2. ``backbone``: the dense ViT, AdamW + cosine schedule, label smoothing, random affine
-   augmentation of the upscaled 32x32 images.
-3. ``plan``: latency-aware choice of selector blocks and keep ratios: every candidate plan is
-   costed in GEMM-engine cycles (``GemmConfig.estimate_cycles``) and its accuracy estimated on
-   the validation split with class-attention top-k pruning of the dense model; the most
-   accurate plan within the cycle and MAC budgets wins.
-4. ``selectors``: the HeatViT/SPViT recipe: insert the selectors, Gumbel-softmax (hard)
-   keep/prune decisions as attention masks, loss = CE + KL distillation from the dense model +
-   weight * sum_stage mean_image (kept fraction - target)^2, fine-tuning the whole model; then
-   the threshold cut is calibrated to the targets and the model trains on the inference rule
-   (keep score > 0.5, straight-through) for a few epochs (see :func:`train_selectors`).
-   The result is exported to ``golden/data/vit_digits.npz``.
+    python train/train_digits.py --seed 0 --out golden/data/vit_digits.npz
 
-    python train/train_digits.py            # all phases, ~15-25 minutes on one (shared) core
-    python train/train_digits.py --phase selectors   # re-run from a checkpoint
+(about 9 minutes of one core on the shared 2-core machine; the command, seed, library versions,
+recipe and the accelerator config that priced latency are in the model's metadata, printed by
+``heatvit bench accuracy``).  ``heatvit bench training`` runs the recipe over several seeds.
+
+Phases (``--phase`` starts at one, loading the earlier ones' checkpoints from ``--work``):
+
+1. splits (always, seconds): stratified split of the 1797 digits with a fixed seed
+   (``SPLIT_SEED`` = 0, independent of ``--seed``): 360 test images held out, 144 validation
+   images (selector-plan search), the rest for training; 128 training images form the PTQ
+   calibration subset.  Checked against the committed ``golden/data/digits_splits.npz`` (never
+   rewritten; a copy goes to ``--work``).
+2. ``backbone`` (``--epochs``, default 30): the dense ViT, AdamW, linear warmup + cosine decay,
+   label smoothing 0.1, gradient clipping, random affine + pixel-noise augmentation of the
+   upscaled 32x32 images; the exported weights are an exponential moving average (EMA) of the
+   trained ones (steadier than the last step on 1,293 images).
+3. ``plan`` (seconds): latency-aware choice of selector blocks and keep ratios: every candidate
+   plan is costed in GEMM-engine cycles (``GemmConfig.estimate_cycles`` of ``--config``'s array)
+   and MACs, and its accuracy estimated on the validation split with class-attention top-k
+   pruning of the dense model; the plan closest to the dense predictions within the cycle and
+   MAC budgets wins.  If none meets them, the error names the binding budget and the best plan.
+4. ``selectors`` (``--sel-epochs``, default 8): the HeatViT/SPViT recipe: selectors inserted,
+   Gumbel-softmax (hard) keep/prune decisions as attention masks, loss = CE + KL distillation from
+   the dense model + weight * sum_stage mean_image (kept fraction - target)^2, fine-tuning the
+   whole model; then the threshold cut is calibrated to the targets; ``--adapt-epochs`` (default
+   0) more epochs on the inference rule (see :func:`train_selectors`).
+5. ``cut`` (only when asked, seconds): re-calibrate the trained selectors to ``--keep`` targets,
+   checked against the same budgets, and export.
 """
 
 from __future__ import annotations
@@ -30,6 +43,9 @@ import argparse
 import itertools
 import json
 import math
+import platform as _platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -39,17 +55,22 @@ from torch.nn import functional as F
 
 from heatvit.golden import model_io, vit_data
 from heatvit.golden.vit_config import PruningPlan, ViTConfig
-from heatvit.golden.vit_torch import VisionTransformer
+from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "golden" / "data"
-SEED = 0
+SPLIT_SEED = 0
 N_TEST, N_VAL, N_CALIB = 360, 144, 128
+PLAN_GRID = (0.7, 0.5, 0.4, 0.3, 0.2, 0.15)
+"""Cumulative keep ratios the plan search tries (strictly decreasing from stage to stage)."""
 
 
 # -- phase 1: splits ------------------------------------------------------------------------
 
-def make_splits(work: Path) -> dict:
+def make_splits(work: Path, limit: int | None = None) -> dict:
+    """Split the 1797 digits (fixed seed ``SPLIT_SEED``) and check the test and calibration
+    splits against the package's committed ``digits_splits.npz`` (what the accuracy bench
+    evaluates on).  A copy is written to ``work/digits_splits.npz``; the committed file is never
+    rewritten (a mismatch, e.g. from another scikit-learn, is an error).  ``limit``: keep only
+    the first N training and validation images (smoke runs)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     import sklearn
@@ -58,23 +79,27 @@ def make_splits(work: Path) -> dict:
     x = d.images.astype(np.uint8)                     # (1797, 8, 8), grey levels 0..16
     y = d.target.astype(np.int64)
     idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=N_TEST, stratify=y, random_state=SEED)
-    train, val = train_test_split(rest, test_size=N_VAL, stratify=y[rest], random_state=SEED)
-    calib = np.sort(np.random.default_rng(SEED).choice(train, N_CALIB, replace=False))
+    rest, test = train_test_split(idx, test_size=N_TEST, stratify=y, random_state=SPLIT_SEED)
+    train, val = train_test_split(rest, test_size=N_VAL, stratify=y[rest], random_state=SPLIT_SEED)
+    calib = np.sort(np.random.default_rng(SPLIT_SEED).choice(train, N_CALIB, replace=False))
     prov = {"source": f"sklearn.datasets.load_digits (scikit-learn {sklearn.__version__}), 1797 images",
-            "split": f"train_test_split(test_size={N_TEST}, stratify=y, random_state={SEED}) -> test; "
-                     f"rest split again (test_size={N_VAL}, stratify, random_state={SEED}) -> val; "
-                     f"calib = {N_CALIB} training images drawn with numpy default_rng({SEED})",
+            "split": f"train_test_split(test_size={N_TEST}, stratify=y, random_state={SPLIT_SEED}) -> test; "
+                     f"rest split again (test_size={N_VAL}, stratify, random_state={SPLIT_SEED}) -> val; "
+                     f"calib = {N_CALIB} training images drawn with numpy default_rng({SPLIT_SEED})",
             "test_indices": [int(i) for i in np.sort(test)],
             "calib_indices": [int(i) for i in calib]}
     test = np.sort(test)
-    DATA.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(DATA / "digits_splits.npz", test_x=x[test], test_y=y[test],
-                        calib_x=x[calib], calib_y=y[calib], provenance=np.array(json.dumps(prov)))
-    splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test]),
-              "calib": (x[calib], y[calib])}
-    torch.save(splits, work / "splits.pt")
-    return splits
+    arrays = {"test_x": x[test], "test_y": y[test], "calib_x": x[calib], "calib_y": y[calib]}
+    np.savez_compressed(work / "digits_splits.npz", **arrays, provenance=np.array(json.dumps(prov)))
+    committed = vit_data.load_splits()
+    bad = [k for k, v in arrays.items() if not np.array_equal(committed.get(k), v)]
+    if bad:
+        raise ValueError(f"the splits made here differ from the committed {vit_data.SPLITS} in {bad} "
+                         f"(scikit-learn {sklearn.__version__}); they are in {work / 'digits_splits.npz'}: "
+                         f"copy that file over the committed one only if the new splits are intended")
+    train, val = train[:limit], val[:limit]
+    return {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test]),
+            "calib": (x[calib], y[calib])}
 
 
 def tensors(split, size: int):
@@ -83,7 +108,8 @@ def tensors(split, size: int):
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random affine: rotation +-12 deg, scale 0.9..1.1, shift +-10% (digits are centred)."""
+    """Random affine (rotation +-12 deg, scale 0.9..1.1, shift +-10%; digits are centred), then
+    Gaussian pixel noise (sigma 0.05, images in [0, 1])."""
     b = x.shape[0]
     ang = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(12)
     sc = 1 + (torch.rand(b, generator=gen) * 2 - 1) * 0.1
@@ -91,7 +117,8 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     cos, sin = torch.cos(ang) / sc, torch.sin(ang) / sc
     theta = torch.stack([torch.stack([cos, -sin, sh[:, 0]], 1), torch.stack([sin, cos, sh[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    x = F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+    return x + 0.05 * torch.randn(x.shape, generator=gen)
 
 
 def accuracy(model, x, y, bs=256) -> float:
@@ -102,22 +129,30 @@ def accuracy(model, x, y, bs=256) -> float:
 
 
 def cosine_lr(opt, step, total, base, warmup):
-    lr = base * step / warmup if step < warmup else base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+    lr = base * step / warmup if step < warmup else base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
     for g in opt.param_groups:
         g["lr"] = lr
 
 
 # -- phase 2: backbone ----------------------------------------------------------------------
 
-def train_backbone(cfg: ViTConfig, splits, work: Path, epochs: int) -> VisionTransformer:
-    torch.manual_seed(SEED)
-    gen = torch.Generator().manual_seed(SEED)
+BACKBONE = {"lr": 1e-3, "weight_decay": 0.05, "batch": 32, "warmup_epochs": 3, "label_smoothing": 0.1,
+            "clip_grad_norm": 1.0, "ema_decay": 0.995, "augment": "affine rot 12 deg, scale 0.1, shift 0.1 + noise 0.05"}
+
+
+def train_backbone(cfg: ViTConfig, splits, work: Path, epochs: int, seed: int) -> VisionTransformer:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    h = BACKBONE
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     xtr, ytr = tensors(splits["train"], cfg.image_size)
     xva, yva = tensors(splits["val"], cfg.image_size)
     model = VisionTransformer(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    bs = 64
-    steps = epochs * math.ceil(len(xtr) / bs)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(h["ema_decay"]))
+    opt = torch.optim.AdamW(model.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
+    bs = h["batch"]
+    per_epoch = math.ceil(len(xtr) / bs)
+    steps = epochs * per_epoch
     step = 0
     t0 = time.time()
     for ep in range(epochs):
@@ -125,22 +160,25 @@ def train_backbone(cfg: ViTConfig, splits, work: Path, epochs: int) -> VisionTra
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), bs):
             j = perm[i:i + bs]
-            cosine_lr(opt, step, steps, 1e-3, steps // 20)
-            loss = F.cross_entropy(model(augment(xtr[j], gen)), ytr[j], label_smoothing=0.1)
+            cosine_lr(opt, step, steps, h["lr"], min(steps // 2, h["warmup_epochs"] * per_epoch))
+            loss = F.cross_entropy(model(augment(xtr[j], gen)), ytr[j], label_smoothing=h["label_smoothing"])
             opt.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), h["clip_grad_norm"])
             opt.step()
+            ema.update_parameters(model)
             step += 1
         if ep % 5 == 4 or ep == epochs - 1:
-            print(f"backbone epoch {ep + 1}/{epochs}: loss {loss.item():.3f}, val {accuracy(model, xva, yva):.4f}, "
-                  f"{time.time() - t0:.0f} s", flush=True)
+            print(f"backbone epoch {ep + 1}/{epochs}: loss {loss.item():.3f}, val {accuracy(model, xva, yva):.4f}"
+                  f" (EMA {accuracy(ema.module, xva, yva):.4f}), {time.time() - t0:.0f} s", flush=True)
+    model = ema.module
     torch.save(model.state_dict(), work / "backbone.pt")
     return model.eval()
 
 
 # -- phase 3: latency-aware selector plan ---------------------------------------------------
 
-def candidate_plans(cfg: ViTConfig, max_selectors: int = 3, grid=(0.7, 0.5, 0.35, 0.25, 0.15)):
+def candidate_plans(cfg: ViTConfig, max_selectors: int = 3, grid=PLAN_GRID):
     for n_sel in range(1, max_selectors + 1):
         for blocks in itertools.combinations(range(1, cfg.depth), n_sel):
             for ratios in itertools.product(grid, repeat=n_sel):
@@ -167,38 +205,70 @@ def topk_prune_logits(model: VisionTransformer, x: torch.Tensor, plan: PruningPl
         return model.head_logits(h)
 
 
-def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, budget: float, mac_budget: float):
-    """Among plans whose estimated engine cycles are <= budget * dense (and MACs <= mac_budget *
-    dense), the one whose top-k proxy stays closest (mean KL) to the dense model's predictions."""
-    from heatvit.config import DEFAULT
+def plan_cost(acc, cfg: ViTConfig, plan: PruningPlan) -> tuple[float, float]:
+    """(engine cycles, MACs) of one forward pass under ``plan`` as fractions of the dense pass."""
     from heatvit.golden.vit_latency import plan_cycles, plan_macs
-    gemm = DEFAULT.gemm
-    dense = plan_cycles(gemm, cfg, PruningPlan())
-    dense_macs = plan_macs(cfg, PruningPlan())
+    dense = PruningPlan()
+    return (plan_cycles(acc.gemm, cfg, plan) / plan_cycles(acc.gemm, cfg, dense),
+            plan_macs(cfg, plan) / plan_macs(cfg, dense))
+
+
+def describe(plan: PruningPlan) -> str:
+    return f"selectors before blocks {list(plan.blocks)} keeping {list(plan.keep_ratios)}"
+
+
+def check_budgets(acc, acc_name: str, cfg: ViTConfig, plans, budget: float, mac_budget: float):
+    """The plans within both budgets, each as (cycle ratio, MAC ratio, plan).  None: a
+    ``ValueError`` naming the budget that binds and the best plan found."""
+    costs = [(*plan_cost(acc, cfg, p), p) for p in plans]
+    ok = [c for c in costs if c[0] <= budget and c[1] <= mac_budget]
+    if ok:
+        return ok
+    where = f"on config {acc_name!r} ({acc.gemm.rows} x {acc.gemm.cols} array)"
+    within_macs = [c for c in costs if c[1] <= mac_budget]
+    if not within_macs:
+        best = min(costs, key=lambda c: (c[1], c[0]))
+        why = f"the MAC budget binds (--mac-budget {mac_budget}: no plan saves enough MACs)"
+    elif min(c[0] for c in costs) > budget:
+        best = min(costs, key=lambda c: (c[0], c[1]))
+        why = f"the cycle budget binds (--latency-budget {budget}: no plan is fast enough at any MAC count)"
+    else:
+        best = min(within_macs, key=lambda c: (c[0], c[1]))
+        why = (f"the cycle budget binds (--latency-budget {budget}) among the plans within the MAC "
+               f"budget (--mac-budget {mac_budget})")
+    raise ValueError(f"no selector plan {where} meets the budgets: {why}; the best plan found, {describe(best[2])}, "
+                     f"costs {best[0]:.3f} of the dense cycles and {best[1]:.3f} of the dense MACs")
+
+
+def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, acc, acc_name: str,
+                budget: float, mac_budget: float):
+    """Among plans whose engine cycles are <= budget * dense and MACs <= mac_budget * dense (at
+    the target keep ratios), the one whose top-k proxy stays closest (mean KL) to the dense
+    model's predictions on ``x``."""
     with torch.no_grad():
         ref = F.log_softmax(model(x), -1)
     results = []
-    for plan in candidate_plans(cfg):
-        ratio = plan_cycles(gemm, cfg, plan) / dense
-        if ratio > budget or plan_macs(cfg, plan) > mac_budget * dense_macs:
-            continue
+    for ratio, mac_ratio, plan in check_budgets(acc, acc_name, cfg, candidate_plans(cfg), budget, mac_budget):
         logp = F.log_softmax(topk_prune_logits(model, x, plan), -1)
         kl = float(F.kl_div(logp, ref, log_target=True, reduction="batchmean"))
-        results.append((kl, ratio, plan))
-    if not results:
-        raise ValueError(f"no candidate plan meets the budgets (cycles {budget}, MACs {mac_budget})")
+        results.append((kl, ratio, mac_ratio, plan))
     results.sort(key=lambda r: (r[0], r[1]))
-    for kl, ratio, plan in results[:8]:
-        print(f"  plan blocks {plan.blocks} keep {plan.keep_ratios}: cycles {ratio:.3f} of dense, KL {kl:.4f}")
-    kl, ratio, plan = results[0]
-    return plan, {"dense_cycles": dense, "cycle_ratio": ratio, "proxy_kl": kl, "candidates": len(results),
-                  "budget": budget, "mac_budget": mac_budget, "gemm": {"rows": gemm.rows, "cols": gemm.cols}}
+    for kl, ratio, mac_ratio, plan in results[:5]:
+        print(f"  {describe(plan)}: cycles {ratio:.3f}, MACs {mac_ratio:.3f} of dense, KL {kl:.4f}")
+    kl, ratio, mac_ratio, plan = results[0]
+    return plan, {"cycle_ratio": ratio, "mac_ratio": mac_ratio, "proxy_kl": kl, "candidates": len(results),
+                  "budget": budget, "mac_budget": mac_budget}
 
 
 # -- phase 4: selectors -----------------------------------------------------------------------
 
+SELECTORS = {"lrs": (5e-3, 1e-4), "adapt_lrs": (1e-3, 5e-5), "ratio_weight": 2.0, "distill_weight": 0.5,
+             "batch": 32, "calibration_images": 512}
+
+
 def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs: tuple[float, float],
-               ratio_weight: float = 2.0, distill_weight: float = 0.5, seed: int = SEED + 1, tag: str = ""):
+               seed: int, ratio_weight: float = SELECTORS["ratio_weight"],
+               distill_weight: float = SELECTORS["distill_weight"], tag: str = ""):
     """Fine-tune the pruned model: loss = CE + distill_weight * KL(student || dense teacher)
     + ratio_weight * sum_stage mean_image (decided kept fraction - target)^2 (with Gumbel
     decisions also the expected fraction, from the keep probabilities).
@@ -214,7 +284,7 @@ def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs
     groups = [{"params": params, "lr": lr} for params, lr in parts if lr > 0]
     opt = torch.optim.AdamW(groups, weight_decay=0.05)
     base = [g["lr"] for g in groups]
-    bs = 64
+    bs = SELECTORS["batch"]
     steps = epochs * math.ceil(len(xtr) / bs)
     targets = torch.tensor(student.plan.keep_ratios)
     step, t0 = 0, time.time()
@@ -261,11 +331,11 @@ def evaluate_pruned(student, x, y):
     return float((lg.argmax(1) == y).float().mean()), [round(float(r.mean()), 3) for r in rs]
 
 
-def calibrate_keep_bias(student, x, iters: int = 18) -> list[float]:
+def calibrate_keep_bias(student, x, iters: int = 18, tol: float = 1e-3) -> list[float]:
     """Make the inference rule (keep score > 0.5) keep the target fractions: for each stage in
     order, bisect one offset ``c`` added to every head's keep logit (``b.3[:, 0]``; the combined
     keep score rises monotonically with it) until the mean kept fraction of the original patches
-    on ``x`` matches the stage's target.  Gumbel-trained keep probabilities rank tokens but are
+    on ``x`` matches the stage's target (within ``tol``, or after ``iters`` halvings).  Gumbel-trained keep probabilities rank tokens but are
     not polarized around 0.5; this folds the cut into the weights, so inference stays the plain
     threshold decision of the token-selector golden model."""
     student.eval()
@@ -279,100 +349,172 @@ def calibrate_keep_bias(student, x, iters: int = 18) -> list[float]:
                 c = (lo + hi) / 2
                 b3[:, 0] = base + c
                 kept = float(student(x)[1][s].mean())
+                if abs(kept - target) < tol:
+                    break
                 lo, hi = (lo, c) if kept > target else (c, hi)
-            c = (lo + hi) / 2
-            b3[:, 0] = base + c
             offsets.append(c)
     return offsets
 
 
-def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_epochs: int):
+def recalibrate(student, splits, cfg) -> None:
+    xcal, _ = tensors(splits["train"], cfg.image_size)
+    xva, yva = tensors(splits["val"], cfg.image_size)
+    offsets = calibrate_keep_bias(student, xcal[:SELECTORS["calibration_images"]])
+    print(f"keep-logit offsets {[round(c, 3) for c in offsets]}: val (top-1, keep) "
+          f"{evaluate_pruned(student, xva, yva)}", flush=True)
+
+
+def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_epochs: int, seed: int):
     """HeatViT selector training: selectors inserted, whole model fine-tuned with hard Gumbel-softmax
     decisions, the ratio loss and distillation from the dense model; then the threshold cut is
-    calibrated to the targets (:func:`calibrate_keep_bias`) and the whole model trains for
-    ``adapt_epochs`` on the inference rule itself (keep score > 0.5, straight-through gradient, a
-    lower learning rate); the cut is re-calibrated."""
-    from heatvit.golden.vit_torch import PrunedViT
-    torch.manual_seed(SEED + 1)
+    calibrated to the targets (:func:`calibrate_keep_bias`) and, if ``adapt_epochs``, the whole
+    model trains for that many epochs on the inference rule itself (keep score > 0.5,
+    straight-through gradient, a lower learning rate) and the cut is re-calibrated."""
+    torch.manual_seed(seed + 1)
     teacher = VisionTransformer(cfg)
     teacher.load_state_dict(backbone.state_dict())
     teacher.eval()
     student = PrunedViT(backbone, plan)
-    fit_pruned(student, teacher, splits, cfg, epochs, decision="gumbel", lrs=(5e-3, 1e-4), tag="selectors")
-    xcal, _ = tensors(splits["train"], cfg.image_size)
-    xva, yva = tensors(splits["val"], cfg.image_size)
-    print(f"keep-logit offsets {calibrate_keep_bias(student, xcal[:512])}: val {evaluate_pruned(student, xva, yva)}",
-          flush=True)
+    fit_pruned(student, teacher, splits, cfg, epochs, decision="gumbel", lrs=SELECTORS["lrs"], seed=seed + 1,
+               tag="selectors")
+    recalibrate(student, splits, cfg)
     if adapt_epochs:
-        fit_pruned(student, teacher, splits, cfg, adapt_epochs, decision="threshold", lrs=(1e-3, 5e-5),
-                   seed=SEED + 2, tag="adapt")
-        print(f"keep-logit offsets {calibrate_keep_bias(student, xcal[:512])}: val "
-              f"{evaluate_pruned(student, xva, yva)}", flush=True)
+        fit_pruned(student, teacher, splits, cfg, adapt_epochs, decision="threshold", lrs=SELECTORS["adapt_lrs"],
+                   seed=seed + 2, tag="adapt")
+        recalibrate(student, splits, cfg)
     torch.save(student.state_dict(), work / "pruned.pt")
     return student.eval()
 
 
 # -- export ----------------------------------------------------------------------------------
 
-def export(cfg, student, plan, plan_info, args, splits) -> Path:
-    """Write ``args.out`` (default golden/data/vit_digits.npz): timm-named backbone +
-    ``selectors.I.*`` + provenance."""
+def versions() -> dict:
+    import sklearn
+    from importlib.metadata import version
+    return {"python": _platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "heatvit": version("heatvit")}
+
+
+def recipe(args) -> dict:
+    """The training recipe of a run (hyperparameters; in the model's metadata; the budgets are
+    in its ``plan_search`` entry)."""
+    return {"backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
+            "limit": args.limit, "backbone": BACKBONE, "selectors": SELECTORS, "plan_grid": PLAN_GRID}
+
+
+def export(cfg, student, plan, plan_info, args, splits, acc, commands) -> Path:
+    """Write ``args.out``: timm-named backbone + ``selectors.I.*`` + provenance metadata (no
+    timings, so the same command gives the same arrays and metadata)."""
     sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v.detach().numpy()
           for k, v in student.state_dict().items()}
     xte, yte = tensors(splits["test"], cfg.image_size)
     student.eval()
     with torch.no_grad():
         pruned_acc = float((student(xte)[0].argmax(1) == yte).float().mean())
-    meta = {"trained_by": "train/train_digits.py", "torch": torch.__version__, "seed": SEED,
-            "backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
-            "last_phase_run": args.phase,
+    meta = {"trained_by": "train/train_digits.py", "commands": commands, "seed": args.seed,
+            "versions": versions(), "torch": torch.__version__,
+            "recipe": recipe(args),
+            "latency_config": {"spec": str(args.config), "digest": acc.digest(),
+                               "gemm": [acc.gemm.rows, acc.gemm.cols]},
             "plan_search": plan_info,
             "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc}}
     model = model_io.from_state_dict(cfg, sd, plan, meta)
-    path = args.out
-    model_io.save_npz(model, path)
-    print(f"wrote {path} ({path.stat().st_size} bytes): {meta['torch_test_top1']}", flush=True)
-    return path
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model_io.save_npz(model, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes): torch test top-1 {meta['torch_test_top1']}",
+          flush=True)
+    return args.out
 
 
-def main(argv=None):
+LOCATION_ARGS = ("--work", "--out", "--threads")
+"""Arguments that do not change the trained model (where files go, torch threads)."""
+
+
+def canonical_command(argv) -> str:
+    """The command as recorded in the metadata: ``argv`` without :data:`LOCATION_ARGS`, so the
+    same training gives the same metadata wherever its files go."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in LOCATION_ARGS:
+            skip = True
+        elif not a.startswith(tuple(f"{x}=" for x in LOCATION_ARGS)):
+            kept.append(a)
+    return " ".join(["python train/train_digits.py", *map(shlex.quote, kept)])
+
+
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors", "cut"], default="all",
                     help="start at this phase (earlier phases are loaded from --work); 'cut': only re-calibrate "
-                         "the trained selectors (work/pruned.pt) to the --keep targets and export")
+                         "the trained selectors (work/pruned.pt) to the --keep targets, check the budgets, export")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed: initialization, batch order, augmentation, Gumbel noise (the data "
+                         "splits are fixed); default 0 (the committed model)")
+    ap.add_argument("--config", default="default",
+                    help="accelerator config whose GEMM cycle model prices the plan search: preset name or "
+                         "JSON file (default: default, 16 x 16)")
     ap.add_argument("--keep", type=str, default=None,
                     help="comma-separated cumulative keep-ratio targets replacing the plan's (phase 'cut')")
-    ap.add_argument("--work", type=Path, default=ROOT / "build" / "train")
-    ap.add_argument("--epochs", type=int, default=60, help="backbone epochs")
-    ap.add_argument("--sel-epochs", type=int, default=20, help="selector fine-tuning epochs (Gumbel-softmax)")
+    ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoint directory")
+    ap.add_argument("--out", type=Path, default=None, help="model file to write (default: WORK/vit_digits.npz)")
+    ap.add_argument("--epochs", type=int, default=30, help="backbone epochs (default 30)")
+    ap.add_argument("--sel-epochs", type=int, default=8, help="selector fine-tuning epochs (Gumbel-softmax; default 8)")
     ap.add_argument("--adapt-epochs", type=int, default=0,
                     help="epochs on the inference rule's decisions after the threshold calibration (default 0: "
                          "on digits 10 epochs lowered the pruned validation accuracy from 97.2 to 96.5 %%)")
-    ap.add_argument("--out", type=Path, default=DATA / "vit_digits.npz", help="model file to write")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="use only the first N training and validation images (smoke runs)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared 2-core machine more threads run far slower)")
     ap.add_argument("--latency-budget", type=float, default=0.8,
-                    help="plan search: largest allowed pruned/dense GEMM-engine cycle ratio")
+                    help="largest allowed pruned/dense GEMM-engine cycle ratio of a plan (default 0.8)")
     ap.add_argument("--mac-budget", type=float, default=0.55,
-                    help="plan search: largest allowed pruned/dense MAC ratio (at the target keep ratios)")
+                    help="largest allowed pruned/dense MAC ratio of a plan at its target keep ratios (default 0.55)")
     args = ap.parse_args(argv)
+    args.out = args.out or args.work / "vit_digits.npz"
+    if args.limit is not None and args.limit < 16:
+        ap.error(f"--limit must be >= 16, not {args.limit}")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    from heatvit.presets import load_config
+    acc = load_config(args.config)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    cfg = ViTConfig()
+    log = args.work / "run.json"
     order = ["backbone", "plan", "selectors", "cut"]
     start = 0 if args.phase == "all" else order.index(args.phase)
-    splits = make_splits(args.work) if start == 0 else torch.load(args.work / "splits.pt", weights_only=False)
+    command = canonical_command(argv)
+    # provenance across resumed runs: the commands that made the checkpoints this run loads
+    runs = json.loads(log.read_text()) if start > 0 and log.is_file() else []
+    if start > 0 and runs and runs[-1].get("seed") != args.seed:
+        raise ValueError(f"--seed {args.seed} differs from the seed {runs[-1]['seed']} of the checkpoints in "
+                         f"{args.work}")
+    times = dict(runs[-1]["seconds"]) if runs else {}
+    cpu = dict(runs[-1].get("cpu_seconds", {})) if runs else {}
+    runs.append({"command": command, "seed": args.seed, "seconds": times, "cpu_seconds": cpu})
+    splits = make_splits(args.work, args.limit)
+    cfg = ViTConfig()
+    t0, c0 = time.time(), time.process_time()
     if start == 0:
-        model = train_backbone(cfg, splits, args.work, args.epochs)
+        model = train_backbone(cfg, splits, args.work, args.epochs, args.seed)
+        times["backbone"], cpu["backbone"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
     else:
         model = VisionTransformer(cfg)
         model.load_state_dict(torch.load(args.work / "backbone.pt"))
         model.eval()
+    t0, c0 = time.time(), time.process_time()
     if start <= 1:
         xs, _ = tensors(splits["val"], cfg.image_size)
-        plan, plan_info = choose_plan(cfg, model, xs, args.latency_budget, args.mac_budget)
+        plan, plan_info = choose_plan(cfg, model, xs, acc, args.config, args.latency_budget, args.mac_budget)
         (args.work / "plan.json").write_text(json.dumps({"blocks": plan.blocks, "keep_ratios": plan.keep_ratios,
                                                           **plan_info}, indent=1))
+        times["plan"], cpu["plan"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
     else:
         d = json.loads((args.work / "plan.json").read_text())
         plan = PruningPlan(tuple(d["blocks"]), tuple(d["keep_ratios"]))
@@ -380,18 +522,21 @@ def main(argv=None):
     if args.keep:
         plan_info["trained_keep_ratios"] = list(plan.keep_ratios)
         plan = PruningPlan(plan.blocks, tuple(float(v) for v in args.keep.split(",")))
-    print(f"plan: selectors before blocks {plan.blocks}, keep ratios {plan.keep_ratios}: {plan_info}", flush=True)
+        plan.check(cfg)
+        check_budgets(acc, args.config, cfg, [plan], args.latency_budget, args.mac_budget)
+        plan_info["cycle_ratio"], plan_info["mac_ratio"] = plan_cost(acc, cfg, plan)
+    print(f"plan: {describe(plan)}: {plan_info}", flush=True)
+    t0, c0 = time.time(), time.process_time()
     if args.phase == "cut":
-        from heatvit.golden.vit_torch import PrunedViT
         student = PrunedViT(model, plan)
         student.load_state_dict(torch.load(args.work / "pruned.pt"))
-        xcal, _ = tensors(splits["train"], cfg.image_size)
-        xva, yva = tensors(splits["val"], cfg.image_size)
-        print(f"keep-logit offsets {calibrate_keep_bias(student, xcal[:512])}: val "
-              f"{evaluate_pruned(student, xva, yva)}", flush=True)
+        recalibrate(student, splits, cfg)
     else:
-        student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs)
-    export(cfg, student, plan, plan_info, args, splits)
+        student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs, args.seed)
+        times["selectors"], cpu["selectors"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+    export(cfg, student, plan, plan_info, args, splits, acc, [r["command"] for r in runs])
+    log.write_text(json.dumps(runs, indent=1) + "\n")
+    return args.out
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ the mean fraction of the original patch tokens still present after each selector
 (threshold decisions of the integer selectors); MACs of one dense forward pass and the mean
 MACs per image with pruning (selector GEMMs included), counted from the token counts each
 image actually had, and the same for GEMM-engine cycles (``GemmConfig.estimate_cycles`` per
-GEMM, operands on chip).  Writes build/bench/accuracy.json.
+GEMM, operands on chip).  Writes build/bench/accuracy.json, with the model file and its
+provenance (training command, seed, library versions, the accelerator config that priced the
+selector plan), which it also prints.  ``heatvit bench accuracy --model PATH`` evaluates any
+model file (default: the committed ``golden/data/vit_digits.npz`` of the installed package).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ..golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency, vit_ops
+from ..progress import progress
+
+CHUNK = 30
+"""Images per step of the integer forward passes (one progress step each)."""
 
 
 def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
@@ -33,9 +40,12 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
     float_logits = vit_float.forward_float(model, x)
     float_pruned = vit_float.forward_float(model, x, prune=True) if model.plan.blocks else float_logits
     qm = quantize.quantize_model(model, calib)
-    int_logits = vit_int.forward_int(qm, x)
     dumps: list = []
-    pruned_logits = vit_int.forward_int(qm, x, prune=True, dumps=dumps)
+    int_logits, pruned_logits = [], []
+    for i in progress(range(0, len(x), CHUNK), desc="accuracy: integer model", unit="chunk"):
+        int_logits.append(vit_int.forward_int(qm, x[i:i + CHUNK]))
+        pruned_logits.append(vit_int.forward_int(qm, x[i:i + CHUNK], prune=True, dumps=dumps))
+    int_logits, pruned_logits = np.concatenate(int_logits), np.concatenate(pruned_logits)
     wall = time.perf_counter() - t0
 
     n_sel = len(model.plan.blocks)
@@ -65,9 +75,24 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
     }
 
 
-def main(out_dir: Path, quick: bool) -> list[Path]:
-    res = evaluate(limit=60 if quick else None)
+def provenance(model) -> dict:
+    """What the model's metadata says about how it was made (empty entries for older files)."""
+    m = model.meta
+    return {"commands": m.get("commands", []), "seed": m.get("seed"), "versions": m.get("versions", {}),
+            "latency_config": m.get("latency_config", {}), "recipe": m.get("recipe", {})}
+
+
+def main(out_dir: Path, quick: bool, model: Path | None = None) -> list[Path]:
+    path_in = Path(model) if model is not None else model_io.DEFAULT_MODEL
+    loaded = model_io.load_npz(path_in)
+    prov = provenance(loaded)
+    print(f"model {path_in}: trained by {prov['commands'] or 'unrecorded command'} (seed {prov['seed']}); "
+          f"versions {prov['versions'] or 'unrecorded'}; latency priced on {prov['latency_config'] or 'unrecorded config'}",
+          flush=True)
+    res = evaluate(loaded, limit=60 if quick else None)
     res["mac_reduction"] = 1.0 - res["macs_pruned"] / res["macs_dense"]
+    res["model"] = str(path_in)
+    res["provenance"] = prov
     path = Path(out_dir) / "accuracy.json"
     path.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))

@@ -1,0 +1,135 @@
+"""Robustness of the training recipe: the documented training command over several seeds.
+
+``heatvit bench training`` (from the repository root, with the ``train`` extra; long, so not part
+of ``heatvit bench`` without names, nor of CI) runs ``python train/train_digits.py --seed S
+--work build/train/seedS`` for each seed in ``SEEDS`` (``HEATVIT_TRAIN_JOBS``, default 2, at a
+time, one torch thread each), evaluates each model with the accuracy bench's measurement
+(:func:`heatvit.bench.accuracy.evaluate`: the integer golden model on the 360 test images) and
+writes ``build/bench/training.json``: per seed ``seed, float_top1, int8_top1, pruned_int8_top1,
+mac_reduction, plan, train_seconds`` (wall) and ``train_cpu_seconds``; the mean and the sample
+standard deviation (ddof 1) of each figure; the targets and whether they are met; the committed
+model's figures and whether its pruned int8 top-1 lies within one standard deviation of the mean.
+
+A seed whose ``build/train/seedS/vit_digits.npz`` was written by the same command with the same
+recipe (the metadata's ``commands`` and ``recipe``) is evaluated without retraining; delete the
+directory to retrain.  ``--quick``: one seed, one epoch per phase on 64 images (a smoke run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..golden import model_io
+from ..progress import progress
+
+SEEDS = (0, 1, 2, 3, 4)
+SCRIPT = Path("train/train_digits.py")
+QUICK_ARGS = ["--epochs", "1", "--sel-epochs", "1", "--limit", "64"]
+TARGETS = {"mean_float_top1": 0.97, "mean_pruned_int8_top1": 0.96, "std_pruned_int8_top1": 0.01,
+           "mean_mac_reduction": 0.45}
+FIGURES = ("float_top1", "int8_top1", "pruned_int8_top1", "mac_reduction", "train_seconds", "train_cpu_seconds")
+
+
+def load_script(path: Path = SCRIPT):
+    """The training script as a module (for its argument parser and recipe)."""
+    import importlib.util
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run the training bench from the repository root")
+    spec = importlib.util.spec_from_file_location("train_digits", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def seed_args(seed: int, work: Path, quick: bool) -> list[str]:
+    return ["--seed", str(seed), "--work", str(work), *(QUICK_ARGS if quick else [])]
+
+
+def up_to_date(script, args: list[str]) -> bool:
+    """Whether WORK/vit_digits.npz was made by exactly this command and recipe."""
+    ns = script.parse_args(args)
+    if not ns.out.is_file():
+        return False
+    meta = model_io.load_npz(ns.out).meta
+    return (meta.get("commands") == [script.canonical_command(args)]
+            and meta.get("recipe") == json.loads(json.dumps(script.recipe(ns))))
+
+
+def train(seed: int, args: list[str], log: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as f:
+        res = subprocess.run([sys.executable, str(SCRIPT), *args], stdout=f, stderr=subprocess.STDOUT, env=env)
+    if res.returncode:
+        raise RuntimeError(f"training seed {seed} failed (exit {res.returncode}); see {log}")
+
+
+def figures(path: Path, quick: bool) -> dict:
+    from .accuracy import evaluate
+    model = model_io.load_npz(path)
+    r = evaluate(model, limit=60 if quick else None)
+    return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"],
+            "pruned_int8_top1": r["pruned_int8_top1"],
+            "mac_reduction": 1.0 - r["macs_pruned"] / r["macs_dense"],
+            "plan": {"blocks": r["selector_blocks"], "keep_ratios": r["target_keep_ratios"],
+                     "measured_keep": [round(v, 4) for v in r["keep_ratio_per_stage"]]}}
+
+
+def main(out_dir: Path, quick: bool = False) -> list[Path]:
+    script = load_script()
+    seeds = SEEDS[:1] if quick else SEEDS
+    root = Path("build/train") / ("quick" if quick else "")
+    jobs = int(os.environ.get("HEATVIT_TRAIN_JOBS", "2"))
+    if jobs not in (1, 2, 3, 4):
+        raise ValueError(f"HEATVIT_TRAIN_JOBS must be 1..4, not {jobs!r}")
+    runs = {s: seed_args(s, root / f"seed{s}", quick) for s in seeds}
+    todo = [s for s in seeds if not up_to_date(script, runs[s])]
+    for s in seeds:
+        if s not in todo:
+            print(f"seed {s}: reusing {root / f'seed{s}'} (same command and recipe)", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(train, s, runs[s], root / f"seed{s}.log") for s in todo]
+        for f in progress(futures, desc="training seeds", unit="seed"):
+            f.result()
+    rows = []
+    for s in progress(seeds, desc="evaluating seeds", unit="seed"):
+        work = root / f"seed{s}"
+        log = json.loads((work / "run.json").read_text())[-1]
+        rows.append({"seed": s, **figures(work / "vit_digits.npz", quick),
+                     "train_seconds": round(sum(log["seconds"].values()), 1),
+                     "train_cpu_seconds": round(sum(log.get("cpu_seconds", {}).values()), 1),
+                     "command": script.canonical_command(runs[s])})
+        print(f"seed {s}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:4]), flush=True)
+    stats = {}
+    for k in FIGURES:
+        v = np.array([r[k] for r in rows], float)
+        stats[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
+                    "min": float(v.min()), "max": float(v.max())}
+    committed = figures(model_io.DEFAULT_MODEL, quick)
+    mean, std = stats["pruned_int8_top1"]["mean"], stats["pruned_int8_top1"]["std"]
+    met = {"mean_float_top1": stats["float_top1"]["mean"] >= TARGETS["mean_float_top1"],
+           "mean_pruned_int8_top1": mean >= TARGETS["mean_pruned_int8_top1"],
+           "std_pruned_int8_top1": std is not None and std <= TARGETS["std_pruned_int8_top1"],
+           "mean_mac_reduction": stats["mac_reduction"]["mean"] >= TARGETS["mean_mac_reduction"],
+           "committed_within_one_std": std is not None and abs(committed["pruned_int8_top1"] - mean) <= std}
+    res = {"seeds": rows, "stats": stats, "std": "sample standard deviation (ddof 1) over the seeds",
+           "targets": TARGETS, "targets_met": met,
+           "committed": {"model": str(model_io.DEFAULT_MODEL), **committed,
+                         "meta_commands": model_io.load_npz(model_io.DEFAULT_MODEL).meta.get("commands")},
+           "quick": quick, "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path = Path(out_dir) / "training.json"
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"{'figure':18s} {'mean':>8s} {'std':>8s}")
+    for k in FIGURES:
+        sd = stats[k]["std"]
+        print(f"{k:18s} {stats[k]['mean']:8.4f} {'-' if sd is None else f'{sd:8.4f}':>8s}")
+    print(f"targets met: {met}")
+    return [path]

@@ -1,0 +1,168 @@
+"""Pictures of the benchmark results (``heatvit plot``), drawn with matplotlib (the ``plot`` extra).
+
+Every plot is registered with :func:`register` under a name, with the benchmark JSON it reads
+(a file name under the bench directory, default ``build/bench/``)::
+
+    @register("gemm", "gemm.json", "GEMM-engine utilization per encoder GEMM")
+    def gemm(fig, data): ...          # draw into the matplotlib Figure
+
+``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
+whose JSON exists) to ``DIR/NAME.png`` (default ``build/plots/``).  A new plot (per-layer
+latency of the whole accelerator, a performance table) is one more decorated function.  No
+pyplot state: figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def _mpl():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("drawing needs matplotlib: pip install 'heatvit[plot]'") from None
+    return matplotlib
+
+
+def new_figure(figsize=(8, 4.5), layout: str | None = "constrained"):
+    """A pyplot-free matplotlib figure (constrained layout: titles, labels and legends never overlap)."""
+    _mpl()
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize, layout=layout)
+
+
+def save(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG (parent directories created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+@dataclass(frozen=True)
+class Plot:
+    name: str
+    source: str
+    """Benchmark JSON file name (under the bench directory)."""
+    title: str
+    draw: Callable
+
+
+PLOTS: dict[str, Plot] = {}
+
+
+def register(name: str, source: str, title: str):
+    """Decorator: register ``draw(fig, data)`` as plot ``name`` of the JSON file ``source``."""
+    def deco(draw):
+        if name in PLOTS:
+            raise ValueError(f"plot {name!r} is already registered")
+        PLOTS[name] = Plot(name, source, title, draw)
+        return draw
+    return deco
+
+
+def render(name: str, data):
+    """The figure of plot ``name`` for the loaded JSON ``data``."""
+    if name not in PLOTS:
+        raise ValueError(f"unknown plot {name!r}; available: {', '.join(PLOTS)}")
+    fig = new_figure()
+    PLOTS[name].draw(fig, data)
+    return fig
+
+
+def _bar_labels(ax, bars, fmt):
+    ax.bar_label(bars, labels=[fmt(b.get_height()) for b in bars], fontsize=6, padding=1, rotation=90)
+
+
+@register("gemm", "gemm.json", "GEMM-engine utilization per encoder GEMM")
+def gemm(fig, rows):
+    """Grouped bars: utilization (ideal / measured cycles) of each encoder GEMM, one bar per model;
+    the benchmark's minimum target as a line."""
+    from .bench.gemm import TARGET_MIN
+    if not isinstance(rows, list) or not rows:
+        raise ValueError("gemm.json: expected a non-empty list of GEMM entries")
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    util = {(r["model"], r["layer"]): r["utilization"] for r in rows}
+    ax = fig.subplots()
+    width = 0.8 / len(models)
+    x = np.arange(len(layers))
+    for i, m in enumerate(models):
+        h = [util.get((m, lay), np.nan) for lay in layers]
+        bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, h, width, label=m)
+        _bar_labels(ax, bars, lambda v: f"{v:.3f}")
+    ax.axhline(TARGET_MIN, color="red", ls="--", lw=1, label=f"target min {TARGET_MIN}")
+    ax.set_xticks(x, layers)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("utilization = ideal / measured cycles")
+    ax.set_xlabel("GEMM of one encoder block (attention GEMMs: one head), 197 tokens")
+    ax.set_title(f"GEMM engine {rows[0]['rows']} x {rows[0]['cols']}: utilization in RTL simulation")
+    ax.legend(fontsize=8, loc="upper center", ncol=len(models) + 1)
+
+
+@register("nonlinear", "nonlinear.json", "nonlinear units: error vs I-BERT")
+def nonlinear(fig, data):
+    """Max and mean error (output LSBs, log scale) of each nonlinear unit beside I-BERT's kernel
+    at the same widths; the 1-LSB target as a line.  Units without an I-BERT twin are drawn alone."""
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not entries:
+        raise ValueError("nonlinear.json: expected {'entries': [...], 'meta': {...}}")
+    by_name = {e["name"]: e for e in entries}
+    ours = [n for n in by_name if not n.startswith("ibert_")]
+    floor = 1e-4                                   # an exact unit (error 0) still gets a visible stub
+    axes = fig.subplots(1, 2)
+    x = np.arange(len(ours))
+    for ax, key, what in zip(axes, ("max_err_lsb", "mean_err_lsb"), ("max", "mean")):
+        for off, label, names in ((-0.2, "heatvit", ours), (0.2, "I-BERT", [f"ibert_{n}" for n in ours])):
+            h = [max(by_name[n][key], floor) if n in by_name else np.nan for n in names]
+            bars = ax.bar(x + off, h, 0.4, label=label)
+            ax.bar_label(bars, labels=["" if n not in by_name else f"{by_name[n][key]:.3g}" for n in names],
+                         fontsize=6, padding=1, rotation=90)
+        ax.axhline(1.0, color="red", ls="--", lw=1, label="1 LSB (target, max)")
+        ax.set_yscale("log")
+        top = max(e[key] for e in entries)
+        ax.set_ylim(floor / 2, max(100.0, top * 30))
+        ax.set_xticks(x, [n.replace("_to_", "->\n").replace("_", " ") + ("" if f"ibert_{n}" in by_name else "\n(no I-BERT)")
+                          for n in ours], fontsize=7, rotation=30)
+        ax.set_ylabel(f"{what} |error| (output LSB)")
+        ax.set_title(f"{what} error vs float64 reference")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("Nonlinear units: heatvit vs I-BERT at the same widths (golden models, bit-exact with RTL)",
+                 fontsize=9)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="heatvit plot", description=__doc__.split("\n")[0])
+    ap.add_argument("names", nargs="*", help=f"plots to draw ({', '.join(PLOTS)}; default: every plot whose JSON exists)")
+    ap.add_argument("--bench", type=Path, default=Path("build/bench"), help="directory of the benchmark JSONs")
+    ap.add_argument("--out", type=Path, default=Path("build/plots"), help="directory of the PNGs")
+    ap.add_argument("--dpi", type=int, default=120)
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in PLOTS]
+    if unknown:
+        raise ValueError(f"unknown plot(s) {unknown}; available: {', '.join(PLOTS)}")
+    names = args.names or [n for n, p in PLOTS.items() if (args.bench / p.source).is_file()]
+    if not names:
+        raise ValueError(f"no benchmark JSON in {args.bench} for any plot ({', '.join(PLOTS)}); run `heatvit bench` first")
+    for name in names:
+        src = args.bench / PLOTS[name].source
+        if not src.is_file():
+            raise ValueError(f"plot {name!r} reads {src}, which does not exist (run `heatvit bench {name}`)")
+        try:
+            data = json.loads(src.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{src}: not valid JSON ({e})") from None
+        path = save(render(name, data), args.out / f"{name}.png", dpi=args.dpi)
+        print(f"wrote {path}: {PLOTS[name].title} (from {src})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

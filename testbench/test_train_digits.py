@@ -1,0 +1,121 @@
+"""Smoke run of the training script (one epoch per phase on a slice) and the documented commands.
+
+Needs torch and scikit-learn (the ``train`` extra; CI installs torch); skipped cleanly without.
+Runs from the repository root the way the docs say (``python train/train_digits.py``,
+``heatvit bench accuracy --model``, ``heatvit heatmap --model``), so a checkout's ``heatvit/``
+folder shadowing the installed package would show here.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heatvit.golden import model_io, vit_data
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "train" / "train_digits.py"
+
+
+def run(args, **kw):
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+
+
+def heatvit_cli():
+    exe = shutil.which("heatvit", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the heatvit console script is not installed next to this Python")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    work = tmp_path_factory.mktemp("train")
+    splits_before = vit_data.SPLITS.read_bytes()
+    res = run([sys.executable, str(SCRIPT.relative_to(ROOT)), "--seed", "3", "--epochs", "1", "--sel-epochs", "1",
+               "--adapt-epochs", "1", "--limit", "64", "--work", str(work)])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert vit_data.SPLITS.read_bytes() == splits_before            # the committed splits are never rewritten
+    return work, res.stdout
+
+
+def test_smoke_writes_loadable_model(smoke):
+    work, out = smoke
+    model = model_io.load_npz(work / "vit_digits.npz")             # default --out: WORK/vit_digits.npz
+    assert model.plan.blocks and len(model.selectors) == len(model.plan.blocks)
+    m = model.meta
+    assert m["seed"] == 3
+    # the recorded command leaves out where files go (--work, --out): same training, same metadata
+    assert m["commands"] == ["python train/train_digits.py --seed 3 --epochs 1 --sel-epochs 1 --adapt-epochs 1 "
+                             "--limit 64"]
+    assert {"python", "torch", "numpy", "scikit-learn", "heatvit"} <= set(m["versions"])
+    assert m["latency_config"]["spec"] == "default" and m["latency_config"]["gemm"] == [16, 16]
+    assert m["recipe"]["backbone_epochs"] == 1 and m["recipe"]["limit"] == 64
+    assert m["plan_search"]["cycle_ratio"] <= 0.8 and m["plan_search"]["mac_ratio"] <= 0.55
+    runs = json.loads((work / "run.json").read_text())
+    assert set(runs[-1]["seconds"]) == {"backbone", "plan", "selectors"}
+    # the splits copy in the work directory equals the committed splits
+    with np.load(work / "digits_splits.npz") as z, np.load(vit_data.SPLITS) as c:
+        assert all(np.array_equal(z[k], c[k]) for k in ("test_x", "test_y", "calib_x", "calib_y"))
+
+
+def test_cut_checks_budgets(smoke):
+    work, _ = smoke
+    plan = json.loads((work / "plan.json").read_text())
+    loose = ",".join(str(0.99 - 0.01 * i) for i in range(len(plan["blocks"])))
+    res = run([sys.executable, "train/train_digits.py", "--phase", "cut", "--keep", loose, "--seed", "3",
+               "--limit", "64", "--work", str(work), "--out", str(work / "cut.npz")])
+    assert res.returncode != 0
+    assert "no selector plan on config 'default' (16 x 16 array) meets the budgets" in res.stderr
+    assert "binds" in res.stderr and not (work / "cut.npz").exists()
+    res = run([sys.executable, "train/train_digits.py", "--phase", "cut", "--seed", "4", "--work", str(work)])
+    assert res.returncode != 0 and "differs from the seed 3" in res.stderr
+
+
+def test_documented_eval_commands(smoke, tmp_path):
+    work, _ = smoke
+    exe = heatvit_cli()
+    model = work / "vit_digits.npz"
+    res = run([exe, "bench", "accuracy", "--quick", "--model", str(model), "--out", str(tmp_path)])
+    assert res.returncode == 0, res.stderr[-3000:]
+    acc = json.loads((tmp_path / "accuracy.json").read_text())
+    assert acc["model"] == str(model) and acc["provenance"]["seed"] == 3
+    assert "seed 3" in res.stdout and "train/train_digits.py --seed 3" in res.stdout
+    pytest.importorskip("matplotlib")
+    res = run([exe, "heatmap", "--model", str(model), "--images", "1", "--out", str(tmp_path / "h.png")])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_plan_search_names_binding_budget():
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from heatvit.bench.training import load_script
+    from heatvit.config import AcceleratorConfig, GemmConfig
+    from heatvit.golden.vit_config import PruningPlan, ViTConfig
+    td = load_script(SCRIPT)
+    cfg = ViTConfig()
+    plans = list(td.candidate_plans(cfg))
+    acc = AcceleratorConfig()
+    with pytest.raises(ValueError, match=r"the MAC budget binds \(--mac-budget 0.05.*best plan found, selectors "
+                                         r"before blocks \[\d"):
+        td.check_budgets(acc, "default", cfg, plans, 0.8, 0.05)
+    with pytest.raises(ValueError, match=r"the cycle budget binds \(--latency-budget 0.1: no plan is fast enough"):
+        td.check_budgets(acc, "default", cfg, plans, 0.1, 1.0)
+    # one selector at block 1 is fast but saves too few MACs; three selectors save MACs but cost cycles
+    pair = [PruningPlan((1,), (0.5,)), PruningPlan((1, 3, 4), (0.7, 0.4, 0.2))]
+    (c1, m1), (c2, m2) = (td.plan_cost(acc, cfg, p) for p in pair)
+    assert c1 < c2 and m1 > m2
+    with pytest.raises(ValueError, match=r"the cycle budget binds \(--latency-budget 0.78\) among the plans within "
+                                         r"the MAC budget .*selectors before blocks \[1, 3, 4\]"):
+        td.check_budgets(acc, "default", cfg, pair, 0.78, m2)
+    assert td.check_budgets(acc, "default", cfg, plans, 0.8, 0.55)
+    big = AcceleratorConfig(gemm=GemmConfig(rows=32, cols=32))
+    with pytest.raises(ValueError, match=r"on config '32' \(32 x 32 array\)"):
+        td.check_budgets(big, "32", cfg, plans, 0.8, 0.55)
