@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatvit.golden import model_io, vit_data
+from heatvit.golden.vit import data as vit_data, model as model_io
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "train" / "train_digits.py"
@@ -98,7 +98,7 @@ def test_plan_search_names_binding_budget():
     pytest.importorskip("sklearn")
     from heatvit.bench.training import load_script
     from heatvit.config import AcceleratorConfig, GemmConfig
-    from heatvit.golden.vit_config import PruningPlan, ViTConfig
+    from heatvit.golden.vit.config import PruningPlan, ViTConfig
     td = load_script(SCRIPT)
     cfg = ViTConfig()
     plans = list(td.candidate_plans(cfg))

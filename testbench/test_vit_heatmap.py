@@ -6,8 +6,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from heatvit import heatmap  # noqa: E402
-from heatvit.golden import model_io, vit_data  # noqa: E402
-from heatvit.golden.vit_config import PruningPlan  # noqa: E402
+from heatvit.golden.vit import data as vit_data, model as model_io  # noqa: E402
+from heatvit.golden.vit.config import PruningPlan  # noqa: E402
 from test_vit_int import random_model  # noqa: E402
 
 

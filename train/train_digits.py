@@ -53,9 +53,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from heatvit.golden import model_io, vit_data
-from heatvit.golden.vit_config import PruningPlan, ViTConfig
-from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
+from heatvit.golden.vit import data as vit_data, model as model_io
+from heatvit.golden.vit.config import PruningPlan, ViTConfig
+from heatvit.golden.vit.torch_ref import PrunedViT, VisionTransformer
 
 SPLIT_SEED = 0
 N_TEST, N_VAL, N_CALIB = 360, 144, 128
@@ -207,7 +207,7 @@ def topk_prune_logits(model: VisionTransformer, x: torch.Tensor, plan: PruningPl
 
 def plan_cost(acc, cfg: ViTConfig, plan: PruningPlan) -> tuple[float, float]:
     """(engine cycles, MACs) of one forward pass under ``plan`` as fractions of the dense pass."""
-    from heatvit.golden.vit_latency import plan_cycles, plan_macs
+    from heatvit.golden.vit.latency import plan_cycles, plan_macs
     dense = PruningPlan()
     return (plan_cycles(acc.gemm, cfg, plan) / plan_cycles(acc.gemm, cfg, dense),
             plan_macs(cfg, plan) / plan_macs(cfg, dense))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden import model_io
+from ..golden.vit import model as model_io
 from ..progress import progress
 
 SEEDS = (0, 1, 2, 3, 4)
