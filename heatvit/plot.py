@@ -6,7 +6,8 @@ Every plot is registered with :func:`register` under a name, with the benchmark 
     @register("gemm", "gemm.json", "GEMM-engine utilization per encoder GEMM")
     def gemm(fig, data): ...          # draw into the matplotlib Figure
 
-``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
+Registered: ``gemm`` (``gemm.json``), ``nonlinear`` (``nonlinear.json``), ``training``
+(``training.json``).  ``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
 whose JSON exists) to ``DIR/NAME.png`` (default ``build/plots/``).  A new plot (per-layer
 latency of the whole accelerator, a performance table) is one more decorated function.  No
 pyplot state: figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas.
@@ -136,6 +137,47 @@ def nonlinear(fig, data):
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle("Nonlinear units: heatvit vs I-BERT at the same widths (golden models, bit-exact with RTL)",
                  fontsize=9)
+
+
+@register("training", "training.json", "training recipe over seeds: top-1 and MAC reduction")
+def training(fig, data):
+    """Per seed: float, int8 and pruned-int8 top-1 (bars) with each figure's mean (line) and the
+    targets; MAC reduction per seed beside it."""
+    rows = data.get("seeds") if isinstance(data, dict) else None
+    if not rows:
+        raise ValueError("training.json: expected {'seeds': [...], 'stats': {...}, ...}")
+    ax, ax2 = fig.subplots(1, 2, width_ratios=(3, 1))
+    seeds = [str(r["seed"]) for r in rows]
+    x = np.arange(len(rows))
+    keys = (("float_top1", "float"), ("int8_top1", "int8"), ("pruned_int8_top1", "int8 + selectors"))
+    for i, (k, label) in enumerate(keys):
+        vals = [100 * r[k] for r in rows]
+        mean = float(np.mean(vals))
+        bars = ax.bar(x + (i - 1) * 0.27, vals, 0.27, label=f"{label} (mean {mean:.2f})")
+        _bar_labels(ax, bars, lambda v: f"{v:.1f}")
+    targets = data.get("targets", {})
+    if "mean_pruned_int8_top1" in targets:
+        ax.axhline(100 * targets["mean_pruned_int8_top1"], color="red", ls="--", lw=1,
+                   label=f"target mean, with selectors ({100 * targets['mean_pruned_int8_top1']:.0f})")
+    lo = min(100 * min(r[k] for r in rows) for k, _ in keys)
+    ax.set_ylim(max(0.0, lo - 3), 101)
+    ax.set_xticks(x, seeds)
+    ax.set_xlabel("training seed")
+    ax.set_ylabel("top-1 on 360 test images (%)")
+    ax.set_title("accuracy per seed")
+    ax.legend(fontsize=7, loc="lower right")
+    mac = [100 * r["mac_reduction"] for r in rows]
+    bars = ax2.bar(x, mac, 0.6, color="tab:gray")
+    _bar_labels(ax2, bars, lambda v: f"{v:.1f}")
+    if "mean_mac_reduction" in targets:
+        ax2.axhline(100 * targets["mean_mac_reduction"], color="red", ls="--", lw=1, label="target mean")
+        ax2.legend(fontsize=7, loc="lower right")
+    ax2.set_xticks(x, seeds)
+    ax2.set_ylim(0, 100)
+    ax2.set_xlabel("training seed")
+    ax2.set_ylabel("MAC reduction with selectors (%)")
+    ax2.set_title("MACs saved")
+    fig.suptitle("Training recipe over seeds (heatvit bench training)", fontsize=10)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,3 +140,14 @@ def test_progress_bar_on_terminal(monkeypatch):
     s = Tty()
     list(prog.progress(range(3), desc="ci", stream=s))
     assert "\r" not in s.getvalue() and "ci: 3/3 it" in s.getvalue()
+
+
+def test_training_plot_labelled():
+    rows = [{"seed": s, "float_top1": 0.97 + 0.002 * s, "int8_top1": 0.968, "pruned_int8_top1": 0.96 - 0.001 * s,
+             "mac_reduction": 0.46} for s in range(3)]
+    fig = plot.render("training", {"seeds": rows, "targets": {"mean_pruned_int8_top1": 0.96, "mean_mac_reduction": 0.45}})
+    t = all_texts(fig)
+    assert {"accuracy per seed", "MACs saved", "training seed", "0", "1", "2", "target mean"} <= set(t)
+    assert "float (mean 97.20)" in t and "int8 + selectors (mean 95.90)" in t
+    with pytest.raises(ValueError, match="training.json"):
+        plot.render("training", {})

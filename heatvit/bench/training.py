@@ -71,15 +71,34 @@ def train(seed: int, args: list[str], log: Path) -> None:
         raise RuntimeError(f"training seed {seed} failed (exit {res.returncode}); see {log}")
 
 
-def figures(path: Path, quick: bool) -> dict:
-    from .accuracy import evaluate
-    model = model_io.load_npz(path)
-    r = evaluate(model, limit=60 if quick else None)
-    return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"],
-            "pruned_int8_top1": r["pruned_int8_top1"],
-            "mac_reduction": 1.0 - r["macs_pruned"] / r["macs_dense"],
+def evaluate(model: Path, out: Path, quick: bool, log: Path) -> dict:
+    """The accuracy bench on ``model`` in a subprocess (so evaluations run in parallel), its
+    accuracy.json written to ``out``; the training-bench figures from it."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-P", "-m", "heatvit.cli", "bench", "accuracy", "--model", str(model), "--out", str(out),
+           *(["--quick"] if quick else [])]
+    with open(log, "a") as f:
+        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if res.returncode:
+        raise RuntimeError(f"evaluating {model} failed (exit {res.returncode}); see {log}")
+    r = json.loads((out / "accuracy.json").read_text())
+    return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"], "pruned_int8_top1": r["pruned_int8_top1"],
+            "mac_reduction": r["mac_reduction"],
             "plan": {"blocks": r["selector_blocks"], "keep_ratios": r["target_keep_ratios"],
                      "measured_keep": [round(v, 4) for v in r["keep_ratio_per_stage"]]}}
+
+
+def run_seed(script, seed: int, args: list[str], root: Path, quick: bool, retrain: bool) -> dict:
+    """Train seed ``seed`` (unless ``retrain`` is false), then evaluate its model."""
+    work, log = root / f"seed{seed}", root / f"seed{seed}.log"
+    if retrain:
+        train(seed, args, log)
+    row = {"seed": seed, **evaluate(work / "vit_digits.npz", work / "eval", quick, root / f"seed{seed}.eval.log")}
+    times = json.loads((work / "run.json").read_text())[-1]
+    row["train_seconds"] = round(sum(times["seconds"].values()), 1)
+    row["train_cpu_seconds"] = round(sum(times.get("cpu_seconds", {}).values()), 1)
+    row["command"] = script.canonical_command(args)
+    return row
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
@@ -93,27 +112,22 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     todo = [s for s in seeds if not up_to_date(script, runs[s])]
     for s in seeds:
         if s not in todo:
-            print(f"seed {s}: reusing {root / f'seed{s}'} (same command and recipe)", flush=True)
+            print(f"seed {s}: reusing {root / f'seed{s}'} (same command and recipe); evaluating it again", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(train, s, runs[s], root / f"seed{s}.log") for s in todo]
-        for f in progress(futures, desc="training seeds", unit="seed"):
-            f.result()
-    rows = []
-    for s in progress(seeds, desc="evaluating seeds", unit="seed"):
-        work = root / f"seed{s}"
-        log = json.loads((work / "run.json").read_text())[-1]
-        rows.append({"seed": s, **figures(work / "vit_digits.npz", quick),
-                     "train_seconds": round(sum(log["seconds"].values()), 1),
-                     "train_cpu_seconds": round(sum(log.get("cpu_seconds", {}).values()), 1),
-                     "command": script.canonical_command(runs[s])})
-        print(f"seed {s}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:4]), flush=True)
+        futures = [pool.submit(run_seed, script, s, runs[s], root, quick, s in todo) for s in seeds]
+        committed_f = pool.submit(evaluate, model_io.DEFAULT_MODEL, root / "committed_eval", quick,
+                                  root / "committed_eval.log")
+        rows = []
+        for f in progress(futures, desc="training + evaluating seeds", unit="seed"):
+            rows.append(f.result())
+            print(f"seed {rows[-1]['seed']}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:4]), flush=True)
+        committed = committed_f.result()
     stats = {}
     for k in FIGURES:
         v = np.array([r[k] for r in rows], float)
         stats[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
                     "min": float(v.min()), "max": float(v.max())}
-    committed = figures(model_io.DEFAULT_MODEL, quick)
     mean, std = stats["pruned_int8_top1"]["mean"], stats["pruned_int8_top1"]["std"]
     met = {"mean_float_top1": stats["float_top1"]["mean"] >= TARGETS["mean_float_top1"],
            "mean_pruned_int8_top1": mean >= TARGETS["mean_pruned_int8_top1"],
