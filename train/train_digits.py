@@ -19,7 +19,7 @@ Phases (``--phase`` starts at one, loading the earlier ones' checkpoints from ``
    images (selector-plan search), the rest for training; 128 training images form the PTQ
    calibration subset.  Checked against the committed ``golden/data/digits_splits.npz`` (never
    rewritten; a copy goes to ``--work``).
-2. ``backbone`` (``--epochs``, default 30): the dense ViT, AdamW, linear warmup + cosine decay,
+2. ``backbone`` (``--epochs``, default 40): the dense ViT, AdamW, linear warmup + cosine decay,
    label smoothing 0.1, gradient clipping, random affine + pixel-noise augmentation of the
    upscaled 32x32 images; the exported weights are an exponential moving average (EMA) of the
    trained ones (steadier than the last step on 1,293 images).
@@ -137,7 +137,24 @@ def cosine_lr(opt, step, total, base, warmup):
 # -- phase 2: backbone ----------------------------------------------------------------------
 
 BACKBONE = {"lr": 1e-3, "weight_decay": 0.05, "batch": 32, "warmup_epochs": 3, "label_smoothing": 0.1,
-            "clip_grad_norm": 1.0, "ema_decay": 0.995, "augment": "affine rot 12 deg, scale 0.1, shift 0.1 + noise 0.05"}
+            "clip_grad_norm": 1.0, "ema_decay": 0.995, "pos_init": "sincos", "augment": "affine rot 12 deg, scale 0.1, shift 0.1 + noise 0.05"}
+
+
+def sincos_pos_embed(cfg: ViTConfig) -> torch.Tensor:
+    """(1, tokens, dim) 2-D sine-cosine position embedding (MAE's), zero for the class token: a
+    patch of the upscaled digits carries about one source pixel, so where it is matters from the
+    first step; a learned embedding starting from noise spends epochs finding that out."""
+    g, d = cfg.grid, cfg.dim
+    if d % 4:
+        raise ValueError(f"sincos_pos_embed: dim must be a multiple of 4, not {d}")
+    omega = 1.0 / 10000 ** (torch.arange(d // 4, dtype=torch.float64) / (d // 4))
+    yy, xx = torch.meshgrid(torch.arange(g, dtype=torch.float64), torch.arange(g, dtype=torch.float64), indexing="ij")
+    parts = []
+    for pos in (yy.reshape(-1), xx.reshape(-1)):
+        ang = pos[:, None] * omega[None]
+        parts += [torch.sin(ang), torch.cos(ang)]
+    pe = torch.cat(parts, 1)
+    return torch.cat([torch.zeros(1, d, dtype=torch.float64), pe], 0)[None].float()
 
 
 def train_backbone(cfg: ViTConfig, splits, work: Path, epochs: int, seed: int) -> VisionTransformer:
@@ -148,6 +165,9 @@ def train_backbone(cfg: ViTConfig, splits, work: Path, epochs: int, seed: int) -
     xtr, ytr = tensors(splits["train"], cfg.image_size)
     xva, yva = tensors(splits["val"], cfg.image_size)
     model = VisionTransformer(cfg)
+    if h["pos_init"] == "sincos":
+        with torch.no_grad():
+            model.pos_embed.copy_(sincos_pos_embed(cfg))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(h["ema_decay"]))
     opt = torch.optim.AdamW(model.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
     bs = h["batch"]
@@ -459,7 +479,7 @@ def parse_args(argv):
                     help="comma-separated cumulative keep-ratio targets replacing the plan's (phase 'cut')")
     ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoint directory")
     ap.add_argument("--out", type=Path, default=None, help="model file to write (default: WORK/vit_digits.npz)")
-    ap.add_argument("--epochs", type=int, default=30, help="backbone epochs (default 30)")
+    ap.add_argument("--epochs", type=int, default=40, help="backbone epochs (default 40)")
     ap.add_argument("--sel-epochs", type=int, default=8, help="selector fine-tuning epochs (Gumbel-softmax; default 8)")
     ap.add_argument("--adapt-epochs", type=int, default=0,
                     help="epochs on the inference rule's decisions after the threshold calibration (default 0: "
