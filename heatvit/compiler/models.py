@@ -1,0 +1,59 @@
+"""The compiler's one binding to the golden ViT code (model files, quantization, patches, the
+integer forward); everything else in :mod:`heatvit.compiler` uses only these names and the
+golden integer operations (``golden.gemm``, ``golden.requant``, ``golden.nonlinear``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..golden import model_io, quantize, vit_data, vit_float, vit_int, vit_ops
+from ..golden.quantize import QuantizedViT
+from ..golden.vit_config import ViTConfig
+
+__all__ = ["QuantizedViT", "ViTConfig", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
+           "calibration_images", "quantize_model", "row_chunks", "patches", "forward_int", "dense_dumps"]
+
+FC1_BITS = vit_ops.FC1_BITS
+SOFTMAX_OUT_MAX = vit_ops.SOFTMAX_OUT_MAX
+from_state_dict = model_io.from_state_dict
+
+
+def load_model(path: str | Path | None = None):
+    """A float model from a ``save_npz`` file of timm-named weights (default: the digits model)."""
+    return model_io.load_npz(path)
+
+
+def calibration_images(cfg: ViTConfig, count: int = 64, seed: int = 0) -> np.ndarray:
+    """Calibration images: the committed digits calibration split when the model takes 1-channel
+    images (the digits default), else ``count`` uniform random images in [0, 1] from ``seed``."""
+    if cfg.in_chans == 1:
+        calib = vit_data.load_splits()["calib_x"][:count]
+        return vit_data.upscale(calib, cfg.image_size)
+    rng = np.random.default_rng(seed)
+    return rng.random((count, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
+
+
+def quantize_model(model, calib, gemm_cfg) -> QuantizedViT:
+    return quantize.quantize_model(model, calib, gemm_cfg)
+
+
+def row_chunks(qm: QuantizedViT, m: int, k: int) -> list[slice]:
+    return vit_int.row_chunks(qm, m, k)
+
+
+def patches(qm: QuantizedViT, images) -> np.ndarray:
+    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side)."""
+    imgs = vit_float.check_images(qm.cfg, images)
+    return quantize.quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
+
+
+def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarray:
+    """Golden dense integer forward (``prune=False``)."""
+    return vit_int.forward_int(qm, images, prune=False, dumps=dumps)
+
+
+def dense_dumps(qm: QuantizedViT, images) -> tuple[np.ndarray, list[dict]]:
+    dumps: list = []
+    return forward_int(qm, images, dumps), dumps
