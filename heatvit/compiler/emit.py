@@ -203,6 +203,8 @@ class _Compiler:
         blk, pre = qm.blocks[bi], f"blocks.{bi}."
         d, dh = cfg.dim, cfg.head_dim
         xb = Buf.X1 if xa == Buf.X0 else Buf.X0
+        prev = p.stages["embed" if bi == 0 else f"blocks.{bi - 1}.out"]
+        p.stages[pre + "in"] = {"join": prev["join"], "parts": [list(x) for x in prev["parts"]]}
         p.stage(pre + "norm1", self.layer_norm(pre + "norm1", blk.norm1, src=xa, dst=Buf.N))
         for j in self.linear(pre + "attn.qkv", blk.qkv, src=Buf.N, dst=Buf.QKV, m=t):
             for name, c0 in (("q", 0), ("k", d), ("v", 2 * d)):
@@ -239,7 +241,7 @@ class _Compiler:
         qm, cfg, p = self.qm, self.cfg, self.p
         p.stage("norm", self.layer_norm("norm", qm.norm, src=x, dst=Buf.N))
         for j in self.linear("head", qm.head, src=Buf.N, dst=Buf.H, m=1, live=False):
-            p.stage("logits", j)
+            p.stage("logits", j, join="row0")
         c = cfg.num_classes
         stride = align(c, isa.STRIDE_ALIGN)
         p.io["output"] = {"rows": 1, "cols": c, "stride": stride, "bytes": stride,
