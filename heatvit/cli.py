@@ -5,6 +5,8 @@
 * ``heatvit demo``: the main job on the built-in default: export + lint, then one GEMM
   (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
   model, with its exact cycle count and utilization.
+* ``heatvit compile [--model M.npz] [--config C] [--out F]``: a ViT -> one DDR model image
+  (``heatvit.compiler``, docs/isa.md).
 * ``heatvit bench [NAME ...] [--quick]``: benchmarks, JSON under build/bench/.
 * ``heatvit heatmap ...``: the token-pruning heat map PNG (``heatvit.heatmap``).
 * ``heatvit vivado ...``: the ZCU102 Vivado project directory (``heatvit.vivado_project``).
@@ -102,6 +104,22 @@ def cmd_demo(args) -> int:
     return 0 if r["bit_exact"] else 1
 
 
+def cmd_compile(args) -> int:
+    from . import compiler
+    cfg = load_config(args.config)
+    model = compiler.models.load_model(args.model)
+    blob = compiler.compile_model(model, cfg, calib=None if args.calib is None else
+                                  compiler.models.calibration_images(model.cfg, args.calib, args.seed))
+    out = Path(args.out) if args.out else Path("build/models") / f"{Path(args.model or 'digits').stem}-{cfg.digest()}.hvim"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(blob)
+    img = compiler.read_image(blob, cfg)
+    print(f"wrote {out} ({len(blob)} bytes): {len(img.program)} descriptors for config {cfg.digest()}, "
+          f"{img.memory_map['model']['tokens']} tokens, input {img.input['bytes']} bytes, "
+          f"output {img.output['bytes']} bytes")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
     written = bench.run(args.names or None, Path(args.out), quick=args.quick)
@@ -133,6 +151,15 @@ def main(argv=None) -> int:
     d.add_argument("--shape", type=int, nargs=3, default=[197, 192, 576], metavar=("M", "K", "N"))
     d.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("compile", help="compile a ViT into a DDR model image (docs/isa.md)")
+    c.add_argument("--model", default=None, help="model .npz of timm-named weights (default: the digits model)")
+    c.add_argument("--config", default="default", help=cfg_help)
+    c.add_argument("--out", default=None, help="image file (default: build/models/MODEL-DIGEST.hvim)")
+    c.add_argument("--calib", type=int, default=None, metavar="N",
+                   help="calibration images (default 64: digits split for 1-channel models, else random)")
+    c.add_argument("--seed", type=int, default=0, help="seed of random calibration images")
+    c.set_defaults(func=cmd_compile)
 
     b = sub.add_parser("bench", help="benchmarks -> build/bench/*.json")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

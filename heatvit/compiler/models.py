@@ -13,7 +13,7 @@ from ..golden.quantize import QuantizedViT
 from ..golden.vit_config import ViTConfig
 
 __all__ = ["QuantizedViT", "ViTConfig", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
-           "calibration_images", "quantize_model", "row_chunks", "patches", "forward_int", "dense_dumps"]
+           "calibration_images", "quantize_model", "row_chunks", "patches", "forward_int", "dense_dumps", "forward_first_tokens"]
 
 FC1_BITS = vit_ops.FC1_BITS
 SOFTMAX_OUT_MAX = vit_ops.SOFTMAX_OUT_MAX
@@ -57,3 +57,13 @@ def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarr
 def dense_dumps(qm: QuantizedViT, images) -> tuple[np.ndarray, list[dict]]:
     dumps: list = []
     return forward_int(qm, images, dumps), dumps
+
+
+def forward_first_tokens(qm: QuantizedViT, image, tokens: int) -> np.ndarray:
+    """Golden dense forward of one (C, H, W) image with only its first ``tokens`` tokens entering
+    the blocks (the embedding computes all of them): what a program run with ``N_live = tokens``
+    computes."""
+    x = vit_int.embed(qm, vit_float.check_images(qm.cfg, np.asarray(image)[None])[0], None)[:tokens]
+    for i in range(qm.cfg.depth):
+        x = vit_int.block(qm, i, x, None)
+    return vit_int.head(qm, x, None)
