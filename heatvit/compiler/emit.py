@@ -2,7 +2,7 @@
 
 The program follows docs/isa.md ("A dense ViT as the compiler emits it").  Every token-wise
 descriptor has ``m_live`` set and covers the model's full token count; GEMMs are split into the
-golden model's row chunks (:func:`heatvit.compiler.models.row_chunks`).  Parameter blocks are
+golden model's row chunks (:func:`heatvit.golden.gemm.row_chunks`).  Parameter blocks are
 laid out in program order, each at a multiple of :data:`heatvit.isa.DDR_ALIGN`; a block shared by
 several descriptors (row chunks, heads) is written once.
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import isa
-from ..golden.gemm import check_params, pack_weights
+from ..golden.gemm import check_params, pack_weights, row_chunks
 from ..isa import Buf, Descriptor, Epilogue, Op, Region, WSrc
 from . import models
 
@@ -122,7 +122,7 @@ class _Compiler:
              aux=0, aux_col=0, src_col=0, dst_col=0, live=True, k_live=0, n_live=0) -> list[int]:
         """Emit one GEMM as the golden model's row chunks; return the descriptor indices."""
         out = []
-        for rows in models.row_chunks(self.qm, m, k):
+        for rows in row_chunks(self.acc.gemm, m, k):
             out.append(self.p.emit(Descriptor(
                 Op.GEMM, epilogue=epilogue, wsrc=wsrc, m_live=int(live), k_live=k_live, n_live=n_live,
                 src=src, dst=dst, aux=aux if wsrc != WSrc.DDR else 0, src_row=rows.start, dst_row=rows.start,

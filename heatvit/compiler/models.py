@@ -8,12 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden import model_io, quantize, vit_data, vit_float, vit_int, vit_ops
-from ..golden.quantize import QuantizedViT
-from ..golden.vit_config import ViTConfig
+from ..golden.linear import quantize_float
+from ..golden.vit import data as vit_data
+from ..golden.vit import float_forward as vit_float
+from ..golden.vit import int_forward as vit_int
+from ..golden.vit import model as model_io
+from ..golden.vit import ops as vit_ops
+from ..golden.vit import quantize
+from ..golden.vit.config import ViTConfig
+from ..golden.vit.quantize import QuantizedViT
 
 __all__ = ["QuantizedViT", "ViTConfig", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
-           "calibration_images", "quantize_model", "row_chunks", "patches", "forward_int", "dense_dumps", "forward_first_tokens"]
+           "calibration_images", "quantize_model", "patches", "forward_int", "dense_dumps", "forward_first_tokens"]
 
 FC1_BITS = vit_ops.FC1_BITS
 SOFTMAX_OUT_MAX = vit_ops.SOFTMAX_OUT_MAX
@@ -39,14 +45,10 @@ def quantize_model(model, calib, gemm_cfg) -> QuantizedViT:
     return quantize.quantize_model(model, calib, gemm_cfg)
 
 
-def row_chunks(qm: QuantizedViT, m: int, k: int) -> list[slice]:
-    return vit_int.row_chunks(qm, m, k)
-
-
 def patches(qm: QuantizedViT, images) -> np.ndarray:
     """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side)."""
     imgs = vit_float.check_images(qm.cfg, images)
-    return quantize.quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
+    return quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
 
 
 def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarray:
