@@ -1,0 +1,139 @@
+"""The reference interpreter against the golden dense integer forward: logits and every dump stage
+bit-exact, on the digits model over many test images, on the small preset (row-chunked GEMMs),
+on random timm-shaped models (3 channels, other widths and class counts) and on a DeiT-T-shaped
+block at 224 px; the live token count; bad inputs and bad descriptors."""
+
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from heatvit import compiler, isa
+from heatvit.compiler import interpret, models
+from heatvit.config import DEFAULT
+from heatvit.errors import ErrorCode
+from heatvit.golden.vit import data as vit_data
+from heatvit.presets import PRESETS
+
+SEED = int(os.environ.get("HEATVIT_SEED", "2026"))
+
+
+def digits_images(n, start=0):
+    sp = vit_data.load_splits()
+    return vit_data.upscale(sp["test_x"][start:start + n])
+
+
+def check_bit_exact(qm, acc, images):
+    """Compile, run every image through the interpreter, compare logits and all stages."""
+    img = compiler.read_image(compiler.compile_model(qm, acc), acc)
+    logits, dumps = models.dense_dumps(qm, images)
+    patches = models.patches(qm, images)
+    for b in range(len(images)):
+        out, steps = interpret.run(img, acc, interpret.pack_input(img, patches[b]), trace=True)
+        assert np.array_equal(interpret.unpack_output(img, out), logits[b]), f"image {b}: logits differ"
+        st = interpret.stages(img, steps)
+        assert set(st) == set(dumps[b]), set(st) ^ set(dumps[b])
+        for name, want in dumps[b].items():
+            assert st[name].shape == want.shape and np.array_equal(st[name], want), f"image {b}: stage {name} differs"
+    return img, logits
+
+
+@pytest.fixture(scope="module")
+def digits_qm():
+    return compiler.quantize_for(models.load_model(), DEFAULT)
+
+
+def test_digits_bit_exact_many_images(digits_qm):
+    images = digits_images(24)
+    _, logits = check_bit_exact(digits_qm, DEFAULT, images)
+    labels = vit_data.load_splits()["test_y"][:24]
+    assert np.mean(np.argmax(logits, 1) == labels) > 0.8      # the image is a working classifier
+
+
+def test_digits_small_preset_row_chunks():
+    acc = PRESETS["small"]                      # 4 x 4 array, max_m = 64 < 65 tokens: every GEMM in 2 chunks
+    qm = compiler.quantize_for(models.load_model(), acc)
+    img, _ = check_bit_exact(qm, acc, digits_images(3, start=100))
+    qkv = [d for d in img.program if d.name == "blocks.0.attn.qkv"]
+    assert [(d.src_row, d.m) for d in qkv] == [(0, 64), (64, 1)]
+
+
+def random_model(cfg, seed, std=0.2):
+    rng = np.random.default_rng(seed)
+    sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
+    for k in [k for k in sd if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight"]:
+        sd[k] += 1.0
+    return models.from_state_dict(cfg, sd)
+
+
+@pytest.mark.parametrize("shape", [
+    dict(image_size=32, patch_size=8, in_chans=3, dim=64, depth=2, heads=4, mlp_ratio=4.0, num_classes=37),
+    dict(image_size=48, patch_size=4, in_chans=3, dim=96, depth=1, heads=2, mlp_ratio=3.0, num_classes=1000),
+])
+def test_random_timm_shaped_models(shape):
+    cfg = models.ViTConfig(**shape)
+    model = random_model(cfg, SEED)
+    rng = np.random.default_rng(SEED + 1)
+    qm = compiler.quantize_for(model, DEFAULT, rng.random((8, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32))
+    check_bit_exact(qm, DEFAULT, rng.random((2, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32))
+
+
+def test_deit_tiny_block_bit_exact():
+    """DeiT-T shapes (224 px, 16 px patches: 197 tokens, dim 192, 3 heads, hidden 768, 1000
+    classes), one block of random weights: the patch embedding (K = 768) and fc2 run in chunks."""
+    cfg = models.ViTConfig(image_size=224, patch_size=16, in_chans=3, dim=192, depth=1, heads=3,
+                           mlp_ratio=4.0, num_classes=1000)
+    model = random_model(cfg, SEED, std=0.05)
+    rng = np.random.default_rng(SEED + 2)
+    qm = compiler.quantize_for(model, DEFAULT, rng.random((2, 3, 224, 224)).astype(np.float32))
+    img, _ = check_bit_exact(qm, DEFAULT, rng.random((1, 3, 224, 224)).astype(np.float32))
+    chunks = [d for d in img.program if d.name == "patch_embed"]
+    assert len(chunks) == 3 and chunks[0].m == 85        # 4096 // ceil(768/16) = 85 rows per chunk
+    assert img.program[0].m == 197
+
+
+def with_live(img, tokens):
+    prog = list(img.program)
+    prog[0] = prog[0].with_(m=tokens)
+    return replace(img, program=prog)
+
+
+def test_live_token_count(digits_qm):
+    """BEGIN's N_live < the model's tokens: the blocks and head run on the first N_live tokens,
+    as golden does on those tokens (row chunks, q.k^T's N and attn.v's K all clipped)."""
+    for acc in (DEFAULT, PRESETS["small"]):
+        qm = digits_qm if acc is DEFAULT else compiler.quantize_for(models.load_model(), acc)
+        img = compiler.read_image(compiler.compile_model(qm, acc), acc)
+        image = digits_images(1, start=7)
+        patches = interpret.pack_input(img, models.patches(qm, image)[0])
+        for tokens in (1, 2, 17, 63, 64, 65):
+            out, steps = interpret.run(with_live(img, tokens), acc, patches, trace=True)
+            want = models.forward_first_tokens(qm, image[0], tokens)
+            assert np.array_equal(interpret.unpack_output(img, out), want), (acc.digest(), tokens)
+            qk = next(s for s in steps if s.name == "blocks.0.attn.head0.qk")
+            assert (qk.m, qk.k, qk.n) == (min(tokens, 64 if acc is PRESETS["small"] else 65), 16, tokens)
+
+
+def test_bad_inputs_and_descriptors(digits_qm):
+    img = compiler.read_image(compiler.compile_model(digits_qm, DEFAULT), DEFAULT)
+    with pytest.raises(ValueError, match=r"input must be 1024 bytes"):
+        interpret.run(img, DEFAULT, b"\0" * 10)
+    with pytest.raises(ValueError, match=r"patches must have shape \(64, 16\), got \(64, 15\)"):
+        interpret.pack_input(img, np.zeros((64, 15), dtype=np.int8))
+    with pytest.raises(ValueError, match=r"patches must be int8 values"):
+        interpret.pack_input(img, np.full((64, 16), 200))
+    with pytest.raises(ValueError, match=r"patches must be int8 values"):
+        interpret.pack_input(img, np.zeros((64, 16), dtype=np.float32))
+    good = interpret.pack_input(img, np.zeros((64, 16), dtype=np.int8))
+    with pytest.raises(isa.DescriptorError, match="initial N_live") as e:
+        interpret.run(with_live(img, 0), DEFAULT, good)
+    assert e.value.code == ErrorCode.CTRL_BAD_SHAPE
+    # a descriptor the controller must refuse, found while running
+    prog = list(img.program)
+    i = next(j for j, d in enumerate(prog) if d.name == "blocks.1.mlp.fc1")
+    prog[i] = prog[i].with_(dst_col=3072)
+    with pytest.raises(isa.DescriptorError, match=r"descriptor \d+: GEMM blocks.1.mlp.fc1: destination columns "
+                       r"3072 \+ 96 exceed buffer H's 3072 columns") as e:
+        interpret.run(replace(img, program=prog), DEFAULT, good)
+    assert e.value.code == ErrorCode.CTRL_BAD_SHAPE
