@@ -106,6 +106,7 @@ def cmd_demo(args) -> int:
 
 def cmd_compile(args) -> int:
     from . import compiler
+    from .compiler import cycles
     cfg = load_config(args.config)
     model = compiler.models.load_model(args.model)
     blob = compiler.compile_model(model, cfg, calib=None if args.calib is None else
@@ -114,9 +115,12 @@ def cmd_compile(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     img = compiler.read_image(blob, cfg)
+    est = cycles.summary(cycles.estimate(img.program, cfg), cfg)
     print(f"wrote {out} ({len(blob)} bytes): {len(img.program)} descriptors for config {cfg.digest()}, "
           f"{img.memory_map['model']['tokens']} tokens, input {img.input['bytes']} bytes, "
           f"output {img.output['bytes']} bytes")
+    print(f"estimated cycles: GEMM-only {est['engine']:,}, phases overlapped {est['overlapped']:,}, "
+          f"serial {est['serial']:,} ({est['ms_at_clock']['overlapped']:.3f} ms at {cfg.clock_mhz:g} MHz overlapped)")
     return 0
 
 

@@ -168,3 +168,10 @@ def test_cli_errors(tmp_path):
     assert res.returncode == 2 and "neither a preset" in res.stderr
     res = cli("compile", "--model", str(tmp_path / "none.npz"), "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert res.returncode == 2 and "does not exist" in res.stderr
+
+
+def test_doc_image_header_is_generated():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
+    start = doc.index(image.GENERATED_BEGIN) + len(image.GENERATED_BEGIN)
+    assert doc[start:doc.index(image.GENERATED_END)].strip() == image.markdown().strip()

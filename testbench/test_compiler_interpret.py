@@ -137,3 +137,29 @@ def test_bad_inputs_and_descriptors(digits_qm):
                        r"3072 \+ 96 exceed buffer H's 3072 columns") as e:
         interpret.run(replace(img, program=prog), DEFAULT, good)
     assert e.value.code == ErrorCode.CTRL_BAD_SHAPE
+
+
+def test_cycle_estimate(digits_qm):
+    from heatvit.compiler import cycles
+    nl = DEFAULT.nonlinear
+    # unit costs as docs/nonlinear.md measures them: softmax 197 scores: 3B + 25 = 175, then 125 per row;
+    # LayerNorm 768 channels: 2B + 18 = 402, then 210 per row
+    assert cycles.softmax_cycles(nl, 1, 197) == 175 and cycles.softmax_cycles(nl, 3, 197) == 175 + 2 * 125
+    assert cycles.layernorm_cycles(nl, 1, 768) == 402 and cycles.layernorm_cycles(nl, 2, 768) == 402 + 210
+    for qm, acc in ((digits_qm, DEFAULT),
+                    (compiler.quantize_for(models.load_model(), PRESETS["small"]), PRESETS["small"])):
+        img = compiler.read_image(compiler.compile_model(qm, acc), acc)
+        est = cycles.estimate(img.program, acc)
+        tot = cycles.summary(est, acc)
+        # GEMM-only: the golden latency model's cycles of the same forward pass, chunk by chunk
+        assert tot["engine"] == models.dense_gemm_cycles(qm.cfg, acc.gemm)
+        assert tot["macs"] == sum(m * k * n for m, k, n in qm.cfg.gemm_shapes())
+        assert tot["engine"] <= tot["overlapped"] <= tot["serial"]
+        for e in est:
+            assert e.overlapped <= e.serial
+            if e.op == "GEMM":
+                assert e.engine == acc.gemm.estimate_cycles(e.m, e.k, e.n)
+        # fewer live tokens: fewer cycles, and descriptors past N_live drop out
+        fewer = cycles.estimate(img.program, acc, n_live=20)
+        assert cycles.summary(fewer, acc)["engine"] < tot["engine"]
+        assert all(e.m <= 20 for e in fewer if e.name.startswith("blocks."))

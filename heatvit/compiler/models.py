@@ -12,6 +12,7 @@ from ..golden.linear import quantize_float
 from ..golden.vit import data as vit_data
 from ..golden.vit import float_forward as vit_float
 from ..golden.vit import int_forward as vit_int
+from ..golden.vit import latency as vit_latency
 from ..golden.vit import model as model_io
 from ..golden.vit import ops as vit_ops
 from ..golden.vit import quantize
@@ -19,7 +20,7 @@ from ..golden.vit.config import ViTConfig
 from ..golden.vit.quantize import QuantizedViT
 
 __all__ = ["QuantizedViT", "ViTConfig", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
-           "calibration_images", "quantize_model", "patches", "forward_int", "dense_dumps", "forward_first_tokens"]
+           "calibration_images", "quantize_model", "patches", "forward_int", "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
 
 FC1_BITS = vit_ops.FC1_BITS
 SOFTMAX_OUT_MAX = vit_ops.SOFTMAX_OUT_MAX
@@ -69,3 +70,9 @@ def forward_first_tokens(qm: QuantizedViT, image, tokens: int) -> np.ndarray:
     for i in range(qm.cfg.depth):
         x = vit_int.block(qm, i, x, None)
     return vit_int.head(qm, x, None)
+
+
+def dense_gemm_cycles(cfg: ViTConfig, gemm_cfg) -> int:
+    """The golden latency model's engine cycles of a dense forward pass (``estimate_cycles`` of
+    every GEMM's row chunks)."""
+    return vit_latency.cycles(gemm_cfg, cfg, [cfg.num_tokens] * cfg.depth)
