@@ -163,3 +163,34 @@ def test_cycle_estimate(digits_qm):
         fewer = cycles.estimate(img.program, acc, n_live=20)
         assert cycles.summary(fewer, acc)["engine"] < tot["engine"]
         assert all(e.m <= 20 for e in fewer if e.name.startswith("blocks."))
+
+
+def test_handwritten_program_copy_load_store():
+    """COPY (the token gather the selector will use), LOAD/STORE regions and ``m_live`` on a
+    program written by hand, through the image writer and reader."""
+    from heatvit.compiler import image
+    from heatvit.isa import Buf, Descriptor, Op, Region
+    acc = DEFAULT
+    rng = np.random.default_rng(SEED)
+    x = rng.integers(-128, 128, (5, 32))
+    body = [Descriptor(Op.LOAD, region=Region.INPUT, dst=Buf.X0, m=5, n=32, stride=32),
+            Descriptor(Op.COPY, m_live=1, src=Buf.X0, src_row=1, dst=Buf.X1, dst_row=2, dst_col=16, m=3, n=32),
+            Descriptor(Op.STORE, region=Region.OUTPUT, src=Buf.X1, m=5, n=64, stride=64)]
+    io = {"input": {"rows": 5, "cols": 32, "stride": 32, "bytes": 160},
+          "output": {"rows": 5, "cols": 64, "stride": 64, "bytes": 320}}
+    for live in (5, 3, 1):
+        prog = [isa.begin(acc, len(body) + 2, live), *body, Descriptor(Op.END)]
+        img = compiler.read_image(image.build(acc, prog, b"", {"io": io}), acc)
+        out, steps = interpret.run(img, acc, x.astype(np.int8).tobytes(), trace=True)
+        y = np.frombuffer(out, dtype=np.int8).reshape(5, 64).astype(np.int64)
+        rows = max(0, min(3, live - 1))
+        want = np.zeros((5, 64), dtype=np.int64)
+        want[2:2 + rows, 16:48] = x[1:1 + rows]
+        assert np.array_equal(y, want), live
+        assert [s.op for s in steps] == ["BEGIN", "LOAD"] + (["COPY"] if rows else []) + ["STORE", "END"]
+    # a LOAD past its region's end is refused
+    bad = [isa.begin(acc, 3, 5), body[0].with_(addr=64), Descriptor(Op.END)]
+    img = compiler.read_image(image.build(acc, bad, b"", {"io": io}), acc)
+    with pytest.raises(isa.DescriptorError, match="passes the end of region INPUT") as e:
+        interpret.run(img, acc, bytes(160))
+    assert e.value.code == ErrorCode.CTRL_BAD_ADDRESS
