@@ -108,10 +108,23 @@ def cmd_compile(args) -> int:
     from . import compiler
     from .compiler import cycles
     cfg = load_config(args.config)
-    model = compiler.models.load_model(args.model)
+    models = compiler.models
+    if args.vit is None:
+        if args.random is not None:
+            raise ValueError("--random needs --vit (the shape of the random model)")
+        model = models.load_model(args.model)
+    elif args.random is not None:
+        if args.model:
+            raise ValueError("give --model or --random, not both")
+        model = models.random_model(models.vit_config(args.vit), args.random)
+    elif args.model:
+        model = models.load_state_dict(args.model, models.vit_config(args.vit))
+    else:
+        raise ValueError("--vit needs --model (a timm state dict) or --random SEED")
     blob = compiler.compile_model(model, cfg, calib=None if args.calib is None else
-                                  compiler.models.calibration_images(model.cfg, args.calib, args.seed))
-    out = Path(args.out) if args.out else Path("build/models") / f"{Path(args.model or 'digits').stem}-{cfg.digest()}.hvim"
+                                  models.calibration_images(model.cfg, args.calib, args.seed))
+    stem = args.vit if args.vit in models.VIT_SHAPES else Path(args.model or "digits").stem
+    out = Path(args.out) if args.out else Path("build/models") / f"{stem}-{cfg.digest()}.hvim"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     img = compiler.read_image(blob, cfg)
@@ -157,7 +170,10 @@ def main(argv=None) -> int:
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("compile", help="compile a ViT into a DDR model image (docs/isa.md)")
-    c.add_argument("--model", default=None, help="model .npz of timm-named weights (default: the digits model)")
+    c.add_argument("--model", default=None, help="model .npz written by save_npz (default: the digits model); "
+                   "with --vit: a raw timm state dict (.npz, .pth)")
+    c.add_argument("--vit", default=None, help="ViT shape: deit_tiny, deit_small, deit_base, or ViTConfig JSON")
+    c.add_argument("--random", type=int, default=None, metavar="SEED", help="random weights of the --vit shape")
     c.add_argument("--config", default="default", help=cfg_help)
     c.add_argument("--out", default=None, help="image file (default: build/models/MODEL-DIGEST.hvim)")
     c.add_argument("--calib", type=int, default=None, metavar="N",

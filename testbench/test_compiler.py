@@ -175,3 +175,31 @@ def test_doc_image_header_is_generated():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "isa.md").read_text()
     start = doc.index(image.GENERATED_BEGIN) + len(image.GENERATED_BEGIN)
     assert doc[start:doc.index(image.GENERATED_END)].strip() == image.markdown().strip()
+
+
+def test_cli_timm_shapes(tmp_path):
+    """A raw timm state dict (.npz) of a given shape, and random weights of a named shape."""
+    cfg = models.ViTConfig(image_size=32, patch_size=8, in_chans=3, dim=32, depth=1, heads=2, mlp_ratio=2.0,
+                           num_classes=5)
+    model = models.random_model(cfg, 3)
+    np.savez(tmp_path / "sd.npz", **model.weights)
+    vit = cfg.to_json()
+    res = cli("compile", "--vit", vit, "--model", str(tmp_path / "sd.npz"), "--calib", "4", "--out",
+              str(tmp_path / "a.hvim"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    want = compiler.compile_model(model, DEFAULT, calib=models.calibration_images(cfg, 4, 0))
+    assert (tmp_path / "a.hvim").read_bytes() == want
+    res = cli("compile", "--vit", vit, "--random", "3", "--calib", "4", "--out", str(tmp_path / "b.hvim"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "b.hvim").read_bytes() == want        # same seed, same weights
+    for args, match in ((["--random", "1"], "--random needs --vit"),
+                        (["--vit", "deit_tiny"], "--vit needs --model"),
+                        (["--vit", "nope", "--random", "1"], "neither a name"),
+                        (["--vit", vit, "--model", str(tmp_path / "x.bin")], "does not exist")):
+        res = cli("compile", *args, "--out", str(tmp_path / "c.hvim"), cwd=tmp_path)
+        assert res.returncode == 2 and match in res.stderr, res.stderr
+    sd = dict(model.weights)
+    sd.pop("head.bias")
+    np.savez(tmp_path / "bad.npz", **sd)
+    res = cli("compile", "--vit", vit, "--model", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "c.hvim"), cwd=tmp_path)
+    assert res.returncode == 2 and "missing key(s) 'head.bias'" in res.stderr, res.stderr

@@ -59,21 +59,13 @@ def test_digits_small_preset_row_chunks():
     assert [(d.src_row, d.m) for d in qkv] == [(0, 64), (64, 1)]
 
 
-def random_model(cfg, seed, std=0.2):
-    rng = np.random.default_rng(seed)
-    sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
-    for k in [k for k in sd if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight"]:
-        sd[k] += 1.0
-    return models.from_state_dict(cfg, sd)
-
-
 @pytest.mark.parametrize("shape", [
     dict(image_size=32, patch_size=8, in_chans=3, dim=64, depth=2, heads=4, mlp_ratio=4.0, num_classes=37),
     dict(image_size=48, patch_size=4, in_chans=3, dim=96, depth=1, heads=2, mlp_ratio=3.0, num_classes=1000),
 ])
 def test_random_timm_shaped_models(shape):
     cfg = models.ViTConfig(**shape)
-    model = random_model(cfg, SEED)
+    model = models.random_model(cfg, SEED, std=0.2)
     rng = np.random.default_rng(SEED + 1)
     qm = compiler.quantize_for(model, DEFAULT, rng.random((8, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32))
     check_bit_exact(qm, DEFAULT, rng.random((2, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32))
@@ -82,9 +74,8 @@ def test_random_timm_shaped_models(shape):
 def test_deit_tiny_block_bit_exact():
     """DeiT-T shapes (224 px, 16 px patches: 197 tokens, dim 192, 3 heads, hidden 768, 1000
     classes), one block of random weights: the patch embedding (K = 768) and fc2 run in chunks."""
-    cfg = models.ViTConfig(image_size=224, patch_size=16, in_chans=3, dim=192, depth=1, heads=3,
-                           mlp_ratio=4.0, num_classes=1000)
-    model = random_model(cfg, SEED, std=0.05)
+    cfg = replace(models.vit_config("deit_tiny"), depth=1)
+    model = models.random_model(cfg, SEED, std=0.05)
     rng = np.random.default_rng(SEED + 2)
     qm = compiler.quantize_for(model, DEFAULT, rng.random((2, 3, 224, 224)).astype(np.float32))
     img, _ = check_bit_exact(qm, DEFAULT, rng.random((1, 3, 224, 224)).astype(np.float32))

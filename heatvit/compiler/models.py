@@ -4,6 +4,7 @@ golden integer operations (``golden.gemm``, ``golden.requant``, ``golden.nonline
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from ..golden.vit import quantize
 from ..golden.vit.config import ViTConfig
 from ..golden.vit.quantize import QuantizedViT
 
-__all__ = ["QuantizedViT", "ViTConfig", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
+__all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
            "calibration_images", "quantize_model", "patches", "forward_int", "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
 
 FC1_BITS = vit_ops.FC1_BITS
@@ -30,6 +31,62 @@ from_state_dict = model_io.from_state_dict
 def load_model(path: str | Path | None = None):
     """A float model from a ``save_npz`` file of timm-named weights (default: the digits model)."""
     return model_io.load_npz(path)
+
+
+VIT_SHAPES = {
+    "deit_tiny": dict(image_size=224, patch_size=16, in_chans=3, dim=192, depth=12, heads=3, mlp_ratio=4.0,
+                      num_classes=1000),
+    "deit_small": dict(image_size=224, patch_size=16, in_chans=3, dim=384, depth=12, heads=6, mlp_ratio=4.0,
+                       num_classes=1000),
+    "deit_base": dict(image_size=224, patch_size=16, in_chans=3, dim=768, depth=12, heads=12, mlp_ratio=4.0,
+                      num_classes=1000),
+}
+"""timm DeiT shapes (no distillation token) by name."""
+
+
+def vit_config(spec: str) -> ViTConfig:
+    """A :class:`ViTConfig` from a name in :data:`VIT_SHAPES`, a JSON object or a JSON file."""
+    if spec in VIT_SHAPES:
+        return ViTConfig(**VIT_SHAPES[spec])
+    text = Path(spec).read_text() if Path(spec).is_file() else spec
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"ViT shape {spec!r} is neither a name ({', '.join(VIT_SHAPES)}), a JSON object "
+                         f"nor a JSON file") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"ViT shape {spec!r}: expected a JSON object of ViTConfig fields")
+    return ViTConfig.from_dict(d)
+
+
+def random_model(cfg: ViTConfig, seed: int, std: float = 0.05):
+    """A float model of random normal weights (LayerNorm gains around 1), for shape-only runs."""
+    rng = np.random.default_rng(seed)
+    sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
+    for k in sd:
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+            sd[k] += 1.0
+    return model_io.from_state_dict(cfg, sd, meta={"random_weights_seed": seed, "std": std})
+
+
+def load_state_dict(path: str | Path, cfg: ViTConfig):
+    """A float model of shape ``cfg`` from a raw timm state dict: ``.npz`` of arrays under timm
+    key names, or a PyTorch ``.pth``/``.pt`` file (a state dict, or a checkpoint holding one under
+    ``"model"``; needs torch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"state dict file {path} does not exist")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            sd = {k: z[k] for k in z.files}
+    elif path.suffix in (".pth", ".pt"):
+        import torch
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+            sd = sd["model"]
+    else:
+        raise ValueError(f"state dict file {path}: expected .npz, .pth or .pt")
+    return model_io.from_state_dict(cfg, sd)
 
 
 def calibration_images(cfg: ViTConfig, count: int = 64, seed: int = 0) -> np.ndarray:
