@@ -121,7 +121,7 @@ def cmd_compile(args) -> int:
         model = models.load_state_dict(args.model, models.vit_config(args.vit))
     else:
         raise ValueError("--vit needs --model (a timm state dict) or --random SEED")
-    blob = compiler.compile_model(model, cfg, calib=None if args.calib is None else
+    blob = compiler.compile_model(model, cfg, debug=args.debug, calib=None if args.calib is None else
                                   models.calibration_images(model.cfg, args.calib, args.seed))
     stem = args.vit if args.vit in models.VIT_SHAPES else Path(args.model or "digits").stem
     out = Path(args.out) if args.out else Path("build/models") / f"{stem}-{cfg.digest()}.hvim"
@@ -179,6 +179,7 @@ def main(argv=None) -> int:
     c.add_argument("--calib", type=int, default=None, metavar="N",
                    help="calibration images (default 64: digits split for 1-channel models, else random)")
     c.add_argument("--seed", type=int, default=0, help="seed of random calibration images")
+    c.add_argument("--debug", action="store_true", help="also store every layer's result (DEBUG region)")
     c.set_defaults(func=cmd_compile)
 
     b = sub.add_parser("bench", help="benchmarks -> build/bench/*.json")

@@ -104,13 +104,19 @@ class Region(IntEnum):
     MODEL = 0
     INPUT = 1
     OUTPUT = 2
+    DEBUG = 3
 
 
 REGION_DOC = {
     Region.MODEL: "the model image (program, parameters, constant tensors such as the position embedding)",
     Region.INPUT: "the input: int8 patches written by the host",
     Region.OUTPUT: "the output: logits read back by the host",
+    Region.DEBUG: "every layer's result, stored by a debug build (`heatvit compile --debug`) for stage checks",
 }
+
+
+WRITABLE_REGIONS = (Region.OUTPUT, Region.DEBUG)
+"""The only regions a STORE may write: the accelerator never writes its model or its input."""
 
 
 class Buf(IntEnum):
@@ -486,8 +492,9 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
                 bad(ErrorCode.CTRL_BAD_FIELD, f"{name} = {getattr(d, name)} is not a {enum.__name__}")
         if d.wsrc == WSrc.DDR and (d.k_live or d.n_live):
             bad(ErrorCode.CTRL_BAD_FIELD, "k_live / n_live need weights from a buffer (wsrc BUF or BUF_T)")
-    if op in (Op.LOAD, Op.STORE) and d.region not in set(Region):
-        bad(ErrorCode.CTRL_BAD_FIELD, f"region = {d.region} is not a Region")
+    if op == Op.STORE and d.region not in WRITABLE_REGIONS:
+        bad(ErrorCode.CTRL_BAD_FIELD, f"region = {Region(d.region).name}: STORE writes only "
+            f"{' or '.join(r.name for r in WRITABLE_REGIONS)}")
     m, k, n = (d.m, d.k, d.n) if n_live is None else live_dims(d, n_live)
     if n_live is None or m > 0:
         for name, v in (("m", d.m), ("n", d.n)) + ((("k", d.k),) if op == Op.GEMM else ()):

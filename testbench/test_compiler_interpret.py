@@ -30,9 +30,9 @@ def check_bit_exact(qm, acc, images):
     logits, dumps = models.dense_dumps(qm, images)
     patches = models.patches(qm, images)
     for b in range(len(images)):
-        out, steps = interpret.run(img, acc, interpret.pack_input(img, patches[b]), trace=True)
-        assert np.array_equal(interpret.unpack_output(img, out), logits[b]), f"image {b}: logits differ"
-        st = interpret.stages(img, steps)
+        res = interpret.run(img, acc, interpret.pack_input(img, patches[b]), trace=True)
+        assert np.array_equal(interpret.unpack_output(img, res.output), logits[b]), f"image {b}: logits differ"
+        st = interpret.stages(img, res.steps)
         assert set(st) == set(dumps[b]), set(st) ^ set(dumps[b])
         for name, want in dumps[b].items():
             assert st[name].shape == want.shape and np.array_equal(st[name], want), f"image {b}: stage {name} differs"
@@ -99,10 +99,10 @@ def test_live_token_count(digits_qm):
         image = digits_images(1, start=7)
         patches = interpret.pack_input(img, models.patches(qm, image)[0])
         for tokens in (1, 2, 17, 63, 64, 65):
-            out, steps = interpret.run(with_live(img, tokens), acc, patches, trace=True)
+            res = interpret.run(with_live(img, tokens), acc, patches, trace=True)
             want = models.forward_first_tokens(qm, image[0], tokens)
-            assert np.array_equal(interpret.unpack_output(img, out), want), (acc.digest(), tokens)
-            qk = next(s for s in steps if s.name == "blocks.0.attn.head0.qk")
+            assert np.array_equal(interpret.unpack_output(img, res.output), want), (acc.digest(), tokens)
+            qk = next(s for s in res.steps if s.name == "blocks.0.attn.head0.qk")
             assert (qk.m, qk.k, qk.n) == (min(tokens, 64 if acc is PRESETS["small"] else 65), 16, tokens)
 
 
@@ -172,16 +172,49 @@ def test_handwritten_program_copy_load_store():
     for live in (5, 3, 1):
         prog = [isa.begin(acc, len(body) + 2, live), *body, Descriptor(Op.END)]
         img = compiler.read_image(image.build(acc, prog, b"", {"io": io}), acc)
-        out, steps = interpret.run(img, acc, x.astype(np.int8).tobytes(), trace=True)
-        y = np.frombuffer(out, dtype=np.int8).reshape(5, 64).astype(np.int64)
+        res = interpret.run(img, acc, x.astype(np.int8).tobytes(), trace=True)
+        y = np.frombuffer(res.output, dtype=np.int8).reshape(5, 64).astype(np.int64)
         rows = max(0, min(3, live - 1))
         want = np.zeros((5, 64), dtype=np.int64)
         want[2:2 + rows, 16:48] = x[1:1 + rows]
         assert np.array_equal(y, want), live
-        assert [s.op for s in steps] == ["BEGIN", "LOAD"] + (["COPY"] if rows else []) + ["STORE", "END"]
+        assert [s.op for s in res.steps] == ["BEGIN", "LOAD"] + (["COPY"] if rows else []) + ["STORE", "END"]
     # a LOAD past its region's end is refused
     bad = [isa.begin(acc, 3, 5), body[0].with_(addr=64), Descriptor(Op.END)]
     img = compiler.read_image(image.build(acc, bad, b"", {"io": io}), acc)
     with pytest.raises(isa.DescriptorError, match="passes the end of region INPUT") as e:
         interpret.run(img, acc, bytes(160))
     assert e.value.code == ErrorCode.CTRL_BAD_ADDRESS
+
+
+def test_debug_build_exposes_every_stage(digits_qm):
+    """``debug=True``: every layer's result is also stored to the DEBUG region, and the stages
+    read back from those bytes alone equal golden's (all but the epilogue intermediates)."""
+    acc = DEFAULT
+    plain = compiler.read_image(compiler.compile_model(digits_qm, acc), acc)
+    img = compiler.read_image(compiler.compile_model(digits_qm, acc, debug=True), acc)
+    assert img.header["debug_bytes"] == img.debug["bytes"] > 0 and plain.header["debug_bytes"] == 0
+    stores = [d for d in img.program if d.opcode == isa.Op.STORE and d.region == isa.Region.DEBUG]
+    assert len(stores) == len(img.debug["stores"]) == sum(
+        d.opcode in (isa.Op.GEMM, isa.Op.ADD, isa.Op.LAYERNORM, isa.Op.LOAD) for d in plain.program)
+    images = digits_images(2, start=40)
+    logits, dumps = models.dense_dumps(digits_qm, images)
+    patches = models.patches(digits_qm, images)
+    for b in range(2):
+        res = interpret.run(img, acc, interpret.pack_input(img, patches[b]))
+        assert np.array_equal(interpret.unpack_output(img, res.output), logits[b])
+        st = interpret.stages(img, interpret.debug_steps(img, res.debug))
+        internal = {k for k in dumps[b] if k.endswith("attn.scores") or k.endswith("mlp.fc1")}
+        assert set(st) == set(dumps[b]) - internal
+        for name, got in st.items():
+            assert np.array_equal(got, dumps[b][name]), name
+    # live tokens: the stores clip with their layers
+    tokens = 20
+    res = interpret.run(with_live(img, tokens), acc, interpret.pack_input(img, patches[0]))
+    st = interpret.stages(img, interpret.debug_steps(img, res.debug, n_live=tokens))
+    assert st["blocks.5.out"].shape == (tokens, 48) and st["blocks.0.attn.softmax"].shape == (3, tokens, tokens)
+    assert np.array_equal(interpret.unpack_output(img, res.output), models.forward_first_tokens(digits_qm, images[0], tokens))
+    with pytest.raises(ValueError, match="not a debug build"):
+        interpret.debug_steps(plain, b"")
+    with pytest.raises(ValueError, match=r"debug region must be \d+ bytes, got 3"):
+        interpret.debug_steps(img, b"abc")

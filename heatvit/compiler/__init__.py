@@ -34,16 +34,17 @@ def quantize_for(model, acc, calib=None, *, calib_count: int = 64, seed: int = 0
     return models.quantize_model(model, calib, acc.gemm)
 
 
-def compile_model(model, acc, *, calib=None) -> bytes:
-    """The DDR image of ``model`` (a float model or a ``QuantizedViT``) for ``acc``."""
+def compile_model(model, acc, *, calib=None, debug: bool = False) -> bytes:
+    """The DDR image of ``model`` (a float model or a ``QuantizedViT``) for ``acc``; ``debug``:
+    every layer's result is also stored to the DEBUG region (``interpret.debug_steps`` reads it)."""
     qm = model if isinstance(model, models.QuantizedViT) else quantize_for(model, acc, calib)
-    prog = compile_program(qm, acc)
+    prog = compile_program(qm, acc, debug=debug)
     cfg = qm.cfg
     memory_map = {
         "config": acc.to_dict(),
         "digest": acc.digest(),
         "model": {"vit": json.loads(cfg.to_json()), "tokens": cfg.num_tokens, "patches": cfg.num_patches,
-                  "dense": True},
+                  "dense": True, "debug": debug},
         "io": prog.io,
         "blocks": prog.blocks,
         "stages": prog.stages,

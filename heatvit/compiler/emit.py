@@ -112,8 +112,8 @@ def _ln_block(acc, p, layer: str) -> bytes:
 
 
 class _Compiler:
-    def __init__(self, qm: models.QuantizedViT, acc):
-        self.qm, self.acc, self.cfg = qm, acc, qm.cfg
+    def __init__(self, qm: models.QuantizedViT, acc, debug: bool = False):
+        self.qm, self.acc, self.cfg, self.debug = qm, acc, qm.cfg, debug
         self.p = Program()
         self.tokens = self.cfg.num_tokens
 
@@ -248,6 +248,27 @@ class _Compiler:
                           "scale": float(qm.scales["logits"])}
         p.emit(Descriptor(Op.STORE, region=Region.OUTPUT, src=Buf.H, m=1, n=c, stride=stride, addr=0, name="logits"))
 
+    def insert_debug_stores(self) -> None:
+        """After every descriptor that writes a token buffer, a STORE of its destination window
+        to the DEBUG region (same rows, same ``m_live``), so an RTL run exposes every result."""
+        p, descs, remap = self.p, [], {}
+        entries, off = [], 0
+        for i, d in enumerate(p.descs):
+            remap[i] = len(descs)
+            descs.append(d)
+            if d.opcode not in (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD):
+                continue
+            stride = align(d.n, isa.STRIDE_ALIGN)
+            descs.append(Descriptor(Op.STORE, region=Region.DEBUG, m_live=d.m_live, src=d.dst, src_row=d.dst_row,
+                                    src_col=d.dst_col, m=d.m, n=d.n, stride=stride, addr=off, name=d.name))
+            entries.append({"desc": remap[i], "store": len(descs) - 1, "addr": off, "stride": stride})
+            off = align(off + d.m * stride)
+        p.descs = descs
+        for st in p.stages.values():
+            for part in st["parts"]:
+                part[0] = remap[part[0]]
+        p.io["debug"] = {"bytes": off, "stores": entries}
+
     def run(self) -> Program:
         self.check_fit()
         self.p.emit(Descriptor(Op.BEGIN))            # placeholder, filled in below
@@ -256,6 +277,8 @@ class _Compiler:
             x = self.block(i, x)
         self.head(x)
         self.p.emit(Descriptor(Op.END))
+        if self.debug:
+            self.insert_debug_stores()
         self.p.descs[0] = isa.begin(self.acc, len(self.p.descs), self.tokens)
         for d in self.p.descs:
             try:
@@ -265,7 +288,8 @@ class _Compiler:
         return self.p
 
 
-def compile_program(qm: models.QuantizedViT, acc) -> Program:
+def compile_program(qm: models.QuantizedViT, acc, *, debug: bool = False) -> Program:
     """The dense program of ``qm`` for ``acc`` (``FitError`` if it does not fit); MODEL-region
-    addresses relative to the start of the data section."""
-    return _Compiler(qm, acc).run()
+    addresses relative to the start of the data section.  ``debug``: store every layer's result
+    to the DEBUG region (:meth:`_Compiler.insert_debug_stores`)."""
+    return _Compiler(qm, acc, debug).run()

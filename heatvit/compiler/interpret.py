@@ -147,10 +147,10 @@ class Machine:
             y = np.stack(rows).astype(np.int64)
         else:  # STORE
             mem = regions[Region(d.region)]
-            if not isinstance(mem, bytearray) or d.addr + d.stride * (m - 1) + n > len(mem):
+            if d.addr + d.stride * (m - 1) + n > len(mem):
                 raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_ADDRESS,
-                                          f"{d.name}: STORE of {m} rows at {d.addr} passes the end of the "
-                                          f"writable region {Region(d.region).name}")
+                                          f"{d.name}: STORE of {m} rows at {d.addr} passes the end of region "
+                                          f"{Region(d.region).name} ({len(mem)} bytes)")
             x = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + n]
             for r in range(m):
                 o = d.addr + r * d.stride
@@ -162,16 +162,23 @@ class Machine:
         return st
 
 
-def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> tuple[bytes, list[Step]]:
-    """Execute the whole program on one input (the INPUT region's bytes); return the OUTPUT
-    region's bytes and (``trace``) the executed steps."""
+@dataclass
+class Result:
+    """One run: the OUTPUT and DEBUG regions' bytes and (``trace``) the executed steps."""
+    output: bytes
+    steps: list[Step]
+    debug: bytes = b""
+
+
+def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> Result:
+    """Execute the whole program on one input (the INPUT region's bytes)."""
     isa.check_program(image.program, acc)
     want = image.input["bytes"]
     if len(input_bytes) != want:
         raise ValueError(f"input must be {want} bytes (int8 patches, {image.input['rows']} rows of "
                          f"{image.input['cols']} at stride {image.input['stride']}), got {len(input_bytes)}")
     regions = {Region.MODEL: image.blob, Region.INPUT: bytes(input_bytes),
-               Region.OUTPUT: bytearray(image.output["bytes"])}
+               Region.OUTPUT: bytearray(image.output["bytes"]), Region.DEBUG: bytearray(image.debug["bytes"])}
     mach = Machine(image, acc)
     steps = []
     for i, d in enumerate(image.program):
@@ -180,7 +187,28 @@ def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> t
             steps.append(st)
         if d.opcode == Op.END:
             break
-    return bytes(regions[Region.OUTPUT]), steps
+    return Result(bytes(regions[Region.OUTPUT]), steps, bytes(regions[Region.DEBUG]))
+
+
+def debug_steps(image: ModelImage, debug: bytes, n_live: int | None = None) -> list[Step]:
+    """The per-descriptor results a debug build stored to the DEBUG region (``debug``: its bytes,
+    from the RTL or :func:`run`), as :class:`Step` objects that :func:`stages` assembles (stages
+    made of epilogue intermediates, the raw scores and fc1's 16-bit values, are not stored)."""
+    info = image.debug
+    if not info["stores"]:
+        raise ValueError("the image is not a debug build (heatvit compile --debug)")
+    if len(debug) != info["bytes"]:
+        raise ValueError(f"debug region must be {info['bytes']} bytes, got {len(debug)}")
+    live = image.program[0].m if n_live is None else n_live
+    steps = []
+    for e in info["stores"]:
+        d = image.program[e["desc"]]
+        m, k, n = isa.live_dims(d, live)
+        if m == 0:
+            continue
+        rows = [np.frombuffer(debug, dtype=np.int8, count=n, offset=e["addr"] + r * e["stride"]) for r in range(m)]
+        steps.append(Step(e["desc"], d.name, Op(d.opcode).name, m, k, n, np.stack(rows).astype(np.int64)))
+    return steps
 
 
 def pack_input(image: ModelImage, patches) -> bytes:
@@ -212,12 +240,14 @@ def stages(image: ModelImage, steps: list[Step]) -> dict[str, np.ndarray]:
         groups: dict = {}
         for idx, value, head, cols in st["parts"]:
             s = by_index.get(idx)
-            if s is None:
-                continue                      # skipped: clipped to N_live
+            if s is None or (value != "out" and value not in s.extra):
+                continue                      # clipped to N_live, or an intermediate not recorded
             a = s.out if value == "out" else s.extra[value]
             if cols is not None:
                 a = a[:, cols[0]:cols[1]]
             groups.setdefault(head, []).append(a)
+        if not groups:
+            continue
         parts = [np.concatenate(g, axis=0) for g in groups.values()]
         join = st["join"]
         if join == "rows":
