@@ -233,3 +233,14 @@ def test_buffer_config_section():
     bufs = isa.token_buffers(DEFAULT)
     assert bufs[Buf.QKV].cols == 3 * 768 and bufs[Buf.P].cols == 197 and bufs[Buf.H].cols == 3072
     assert all(s.rows == 197 for s in bufs.values())
+
+
+def test_board_side_modules_need_no_amaranth(tmp_path):
+    """The board driver imports the ISA and reads images on a PYNQ image without Amaranth."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['amaranth'] = None\n"
+            "import heatvit.isa, heatvit.compiler, heatvit.compiler.interpret, heatvit.compiler.cycles\n"
+            "assert not any(m.startswith('amaranth') and sys.modules[m] for m in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr

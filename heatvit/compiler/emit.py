@@ -44,17 +44,12 @@ class Program:
     blocks: list[dict] = field(default_factory=list)
     stages: dict[str, dict] = field(default_factory=dict)
     io: dict = field(default_factory=dict)
-    _shared: dict = field(default_factory=dict)
 
-    def add_data(self, name: str, blob: bytes, key=None) -> int:
-        """Append ``blob`` (aligned); ``key``: reuse an earlier block with the same key."""
-        if key is not None and key in self._shared:
-            return self._shared[key]
+    def add_data(self, name: str, blob: bytes) -> int:
+        """Append ``blob`` at the next aligned offset; return the offset."""
         off = align(len(self.data))
         self.data += bytes(off - len(self.data)) + blob
         self.blocks.append({"name": name, "offset": off, "bytes": len(blob)})
-        if key is not None:
-            self._shared[key] = off
         return off
 
     def emit(self, d: Descriptor) -> int:

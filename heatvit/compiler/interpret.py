@@ -56,9 +56,6 @@ class Machine:
         self.n_live = 0
 
     # -- DDR -------------------------------------------------------------------------------------
-    def _region(self, region: int, regions: dict) -> bytes | bytearray:
-        return regions[Region(region)]
-
     def _block(self, d, part: str) -> bytes:
         off, size = isa.param_block(self.acc, d)[part]
         start = d.addr + off
