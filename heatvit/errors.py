@@ -32,6 +32,7 @@ class ErrorCode(IntEnum):
     CTRL_BAD_SHAPE = 35      # a window passes its buffer's rows/columns, or a zero/oversized dimension
     CTRL_BAD_ADDRESS = 36    # misaligned DDR address, stride or buffer column
     CTRL_BAD_PROGRAM = 37    # no BEGIN first, ISA version or config ID mismatch, no END within count
+    CTRL_BAD_PARAMS = 38     # a parameter record outside its format (heatvit.isa.record_limits)
 
 
 class HardwareError(RuntimeError):

@@ -446,6 +446,35 @@ LN_RECORD = ("g_shift", "eps_q_lo", "eps_q_hi", "n", "out_bits", "in_bits")
 """LayerNorm header words (``heatvit.golden.nonlinear.LayerNormParams``); eps_q = hi << 32 | lo."""
 
 
+def record_limits(acc) -> dict[str, dict[str, tuple[int, int]]]:
+    """Allowed range of every record word (and of the per-channel values), per record kind: what
+    the compiler writes and what the controller may rely on; :func:`check_record` applies it."""
+    g = acc.gemm
+    return {
+        "requant": {"bias": (-(1 << (g.bias_bits - 1)), (1 << (g.bias_bits - 1)) - 1),
+                    "mult": (0, (1 << g.mult_bits) - 1), "shift": (0, g.max_shift)},
+        "gelu": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
+                 "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (16, 16)},
+        "softmax": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 127), "in_bits": (g.acc_bits, g.acc_bits)},
+        "ln": {"g_shift": (0, 30), "n": (1, acc.nonlinear.max_dim), "out_bits": (8, 8), "in_bits": (8, 8),
+               "gamma": (-(1 << 17) + 1, (1 << 17) - 1), "beta": (-(1 << 47) + 1, (1 << 47) - 1)},
+    }
+
+
+def check_record(kind: str, values: dict, acc, where: str = "") -> None:
+    """``DescriptorError`` (``CTRL_BAD_PARAMS``) naming the first value outside :func:`record_limits`;
+    ``values`` maps a word name to an int or a sequence of ints (per-channel values)."""
+    for name, (lo, hi) in record_limits(acc)[kind].items():
+        if name not in values:
+            continue
+        v = values[name]
+        vals = [int(x) for x in v] if hasattr(v, "__len__") else [int(v)]
+        bad = [x for x in vals if not lo <= x <= hi]
+        if bad:
+            raise DescriptorError(ErrorCode.CTRL_BAD_PARAMS, f"{where}{kind} record: {name} = {bad[0]} is out of "
+                                  f"range; allowed [{lo}, {hi}]")
+
+
 def pack_record(names: tuple[str, ...], values: dict) -> bytes:
     """An :data:`NL_RECORD_BYTES` record of the named 32-bit words (signed or unsigned), zero-padded."""
     words = []
@@ -646,4 +675,8 @@ def markdown(acc=None) -> str:
             f"| ln | {NL_RECORD_BYTES} | 32-bit words: {', '.join(LN_RECORD)}; rest 0 |",
             "| gamma | 4 per channel | int32 (signed 18-bit value) |",
             "| beta | 8 per channel | int64 (signed 48-bit value) |"]
+    out += ["", "### Record limits (default config; `record_limits`, error `CTRL_BAD_PARAMS`)", "",
+            "| Record | Value | Allowed |", "|---|---|---|"]
+    for kind, lims in record_limits(acc).items():
+        out += [f"| {kind} | `{name}` | [{lo}, {hi}] |" for name, (lo, hi) in lims.items()]
     return "\n".join(out)

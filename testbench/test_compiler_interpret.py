@@ -218,3 +218,36 @@ def test_debug_build_exposes_every_stage(digits_qm):
         interpret.debug_steps(plain, b"")
     with pytest.raises(ValueError, match=r"debug region must be \d+ bytes, got 3"):
         interpret.debug_steps(img, b"abc")
+
+
+def test_corrupted_programs_fail_cleanly(digits_qm):
+    """Random bit flips in the program (CRC recomputed, so the reader's checksum cannot catch
+    them): every outcome is a clean refusal (ImageError at load, DescriptorError with a hardware
+    code while running) or a completed run; never another exception."""
+    import random
+    import struct
+    import zlib
+    from heatvit.compiler import image
+    acc = DEFAULT
+    blob = compiler.compile_model(digits_qm, acc)
+    img0 = compiler.read_image(blob, acc)
+    inp = interpret.pack_input(img0, models.patches(digits_qm, digits_images(1))[0])
+    po, n = img0.header["program_offset"], len(img0.program)
+    rng = random.Random(SEED)
+    seen = set()
+    for _ in range(60):
+        b = bytearray(blob)
+        off = po + rng.randrange(1, n - 1) * isa.DESC_BYTES + 4 * rng.randrange(isa.DESC_WORDS)
+        struct.pack_into("<I", b, off, struct.unpack_from("<I", b, off)[0] ^ 1 << rng.randrange(32))
+        vals = list(struct.unpack_from(image._HEADER_FMT, b, 0))
+        vals[-1] = zlib.crc32(bytes(b[image.HEADER_BYTES:]))
+        struct.pack_into(image._HEADER_FMT, b, 0, *vals)
+        try:
+            interpret.run(compiler.read_image(bytes(b), acc), acc, inp)
+            seen.add("ran")
+        except compiler.ImageError:
+            seen.add("refused at load")
+        except isa.DescriptorError as e:
+            assert e.code >= ErrorCode.CTRL_BAD_OPCODE or e.code <= ErrorCode.ACT_BUFFER_OVERFLOW
+            seen.add("refused while running")
+    assert seen == {"ran", "refused at load", "refused while running"}

@@ -244,3 +244,18 @@ def test_board_side_modules_need_no_amaranth(tmp_path):
             "assert not any(m.startswith('amaranth') and sys.modules[m] for m in sys.modules)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+def test_record_limits():
+    isa.check_record("gelu", {"in_bits": 16, "out_min": -128, "out_max": 127}, DEFAULT)
+    with pytest.raises(DescriptorError, match=r"x: gelu record: out_max = 200 is out of range; allowed \[-128, 127\]") as e:
+        isa.check_record("gelu", {"out_max": 200}, DEFAULT, "x: ")
+    assert e.value.code == ErrorCode.CTRL_BAD_PARAMS
+    with pytest.raises(DescriptorError, match=r"requant record: mult = 65536 is out of range; allowed \[0, 65535\]"):
+        isa.check_record("requant", {"mult": [1, 65536]}, DEFAULT)
+    with pytest.raises(DescriptorError, match=r"requant record: shift = 50 is out of range; allowed \[0, 49\]"):
+        isa.check_record("requant", {"shift": [50]}, DEFAULT)
+    with pytest.raises(DescriptorError, match=r"softmax record: out_max = 255 is out of range; allowed \[1, 127\]"):
+        isa.check_record("softmax", {"out_max": 255}, DEFAULT)
+    with pytest.raises(DescriptorError, match=r"ln record: gamma = 131072 is out of range"):
+        isa.check_record("ln", {"gamma": [0, 1 << 17]}, DEFAULT)

@@ -80,12 +80,25 @@ def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, soft
             raise FitError(f"{layer}: requantization parameters do not fit the GEMM config: {e}") from None
         put("requant", isa.pack_requant(bias, mult, shift))
     if "gelu" in parts:
-        put("gelu", isa.pack_record(isa.GELU_RECORD, {k: getattr(gelu, k) for k in isa.GELU_RECORD}))
+        put("gelu", _record(acc, "gelu", isa.GELU_RECORD, {k: getattr(gelu, k) for k in isa.GELU_RECORD}, layer))
     if "softmax" in parts:
-        put("softmax", isa.pack_record(isa.SOFTMAX_RECORD, {k: getattr(softmax, k) for k in isa.SOFTMAX_RECORD}))
+        put("softmax", _record(acc, "softmax", isa.SOFTMAX_RECORD,
+                               {k: getattr(softmax, k) for k in isa.SOFTMAX_RECORD}, layer))
     if "weights" in parts:
         put("weights", pack_weights(acc.gemm, weights).astype(np.int8).tobytes())
     return bytes(blob)
+
+
+def _checked(acc, kind: str, values: dict, layer: str) -> None:
+    try:
+        isa.check_record(kind, values, acc)
+    except isa.DescriptorError as e:
+        raise FitError(f"{layer}: {e}") from None
+
+
+def _record(acc, kind: str, names, values: dict, layer: str) -> bytes:
+    _checked(acc, kind, values, layer)
+    return isa.pack_record(names, values)
 
 
 def _ln_block(acc, p, layer: str) -> bytes:
@@ -97,8 +110,9 @@ def _ln_block(acc, p, layer: str) -> bytes:
         raise FitError(f"{layer}: LayerNorm eps_q = {eps} does not fit 64 bits")
     rec = {"g_shift": p.g_shift, "eps_q_lo": eps & 0xFFFF_FFFF, "eps_q_hi": eps >> 32, "n": p.n,
            "out_bits": p.out_bits, "in_bits": p.in_bits}
+    _checked(acc, "ln", {"gamma": p.gamma_q, "beta": p.beta_q}, layer)
     off, size = parts["ln"]
-    blob[off:off + size] = isa.pack_record(isa.LN_RECORD, rec)
+    blob[off:off + size] = _record(acc, "ln", isa.LN_RECORD, rec, layer)
     off, size = parts["gamma"]
     blob[off:off + size] = np.asarray(p.gamma_q, dtype="<i4").tobytes()
     off, size = parts["beta"]

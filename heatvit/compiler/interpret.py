@@ -66,7 +66,13 @@ class Machine:
 
     def _requant(self, d, n):
         bias, mult, shift = isa.unpack_requant(self._block(d, "requant"), n)
+        isa.check_record("requant", {"bias": bias, "mult": mult, "shift": shift}, self.acc, f"{d.name}: ")
         return np.array(bias), np.array(mult), np.array(shift)
+
+    def _record(self, d, kind: str, names, signed=()) -> dict:
+        r = isa.unpack_record(names, self._block(d, kind), signed)
+        isa.check_record(kind, r, self.acc, f"{d.name}: ")
+        return r
 
     # -- operations ------------------------------------------------------------------------------
     def _gemm(self, d, m, k, n, step: Step) -> np.ndarray:
@@ -84,21 +90,22 @@ class Machine:
             return requantize(acc, *self._requant(d, n), out_bits=g.act_bits, **kw)
         if d.epilogue == Epilogue.REQ16_GELU:
             pre = requantize(acc, *self._requant(d, n), out_bits=16, **kw)
-            r = isa.unpack_record(isa.GELU_RECORD, self._block(d, "gelu"), signed=("out_min", "out_max"))
+            r = self._record(d, "gelu", isa.GELU_RECORD, signed=("out_min", "out_max"))
             p = NL.ActParams(**r, s_in=float("nan"), s_out=float("nan"))
             step.extra["pre"] = pre
             return NL.gelu(pre, p, self.acc.nonlinear)
-        r = isa.unpack_record(isa.SOFTMAX_RECORD, self._block(d, "softmax"))
+        r = self._record(d, "softmax", isa.SOFTMAX_RECORD)
         p = NL.SoftmaxParams(**r, s_in=float("nan"))
         step.extra["raw"] = acc
         return NL.softmax(acc, p, self.acc.nonlinear)
 
     def _layernorm(self, d, m, n) -> np.ndarray:
-        r = isa.unpack_record(isa.LN_RECORD, self._block(d, "ln"))
+        r = self._record(d, "ln", isa.LN_RECORD)
         gamma = np.frombuffer(self._block(d, "gamma"), dtype="<i4").astype(np.int64)
         beta = np.frombuffer(self._block(d, "beta"), dtype="<i8").astype(np.int64)
+        isa.check_record("ln", {"gamma": gamma, "beta": beta}, self.acc, f"{d.name}: ")
         if r["n"] != n:
-            raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_SHAPE, f"{d.name}: LayerNorm record has n = {r['n']}, "
+            raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_PARAMS, f"{d.name}: LayerNorm record has n = {r['n']}, "
                                       f"the descriptor n = {n}")
         p = NL.LayerNormParams(gamma, beta, r["g_shift"], r["eps_q_hi"] << 32 | r["eps_q_lo"], r["out_bits"],
                                r["in_bits"], float("nan"), float("nan"))
