@@ -26,6 +26,7 @@ No Amaranth (and no golden) imports: the board driver uses this module.  ``docs/
 
 from __future__ import annotations
 
+import numbers
 import struct
 from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
@@ -281,9 +282,6 @@ class Descriptor:
     name: str = field(default="", compare=False)
     """Not encoded: the layer this descriptor belongs to (the compiler's memory map keeps it)."""
 
-    def fields_used(self) -> dict[str, int]:
-        return {f.name: int(getattr(self, f.name)) for f in op_fields(Op(self.opcode))}
-
     def with_(self, **kw) -> "Descriptor":
         return replace(self, **kw)
 
@@ -308,7 +306,7 @@ def encode(d: Descriptor) -> list[int]:
                                       f"{op.name}: field {f.name} = {v!r} must be 0 (not used by {op.name})")
             continue
         fd = FIELD[f.name]
-        if not isinstance(v, int) or isinstance(v, bool) and fd.width > 1:
+        if not isinstance(v, numbers.Integral) or (isinstance(v, bool) and fd.width > 1):
             raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"{op.name}: field {f.name} must be an int, not {v!r}")
         if not 0 <= int(v) <= fd.mask:
             raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"{op.name}: field {f.name} = {v} is out of range; "

@@ -54,6 +54,14 @@ def test_fields_of_one_opcode_are_disjoint_and_distinguishable():
             assert sum(bin(w).count("1") for w in words) == f.width + bin(op).count("1")
 
 
+def test_encode_accepts_numpy_ints_refuses_others():
+    import numpy as np
+    assert isa.encode(Descriptor(Op.GEMM, m=np.int64(5))) == isa.encode(Descriptor(Op.GEMM, m=5))
+    for bad in (5.0, "5", True):
+        with pytest.raises(DescriptorError, match="field m must be an int"):
+            isa.encode(Descriptor(Op.GEMM, m=bad))
+
+
 def test_program_pack_unpack():
     rng = random.Random(1)
     prog = [random_descriptor(rng, rng.choice(list(Op))) for _ in range(50)]
