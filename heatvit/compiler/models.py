@@ -15,16 +15,14 @@ from ..golden.vit import float_forward as vit_float
 from ..golden.vit import int_forward as vit_int
 from ..golden.vit import latency as vit_latency
 from ..golden.vit import model as model_io
-from ..golden.vit import ops as vit_ops
 from ..golden.vit import quantize
 from ..golden.vit.config import ViTConfig
 from ..golden.vit.quantize import QuantizedViT
 
-__all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict", "FC1_BITS", "SOFTMAX_OUT_MAX", "load_model", "from_state_dict",
-           "calibration_images", "quantize_model", "patches", "forward_int", "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
+__all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict",
+           "load_model", "from_state_dict", "calibration_images", "quantize_model", "patches", "forward_int",
+           "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
 
-FC1_BITS = vit_ops.FC1_BITS
-SOFTMAX_OUT_MAX = vit_ops.SOFTMAX_OUT_MAX
 from_state_dict = model_io.from_state_dict
 
 
