@@ -130,6 +130,11 @@ def test_bad_inputs_and_descriptors(digits_qm):
     assert e.value.code == ErrorCode.CTRL_BAD_SHAPE
 
 
+def row_chunks_of(acc, m, k):
+    from heatvit.golden.gemm import row_chunks
+    return row_chunks(acc.gemm, m, k)
+
+
 def test_cycle_estimate(digits_qm):
     from heatvit.compiler import cycles
     nl = DEFAULT.nonlinear
@@ -150,6 +155,11 @@ def test_cycle_estimate(digits_qm):
             assert e.overlapped <= e.serial
             if e.op == "GEMM":
                 assert e.engine == acc.gemm.estimate_cycles(e.m, e.k, e.n)
+        layers = cycles.by_layer(est)
+        assert sum(r["serial"] for r in layers) == tot["serial"] and len({r["name"] for r in layers}) == len(layers)
+        qkv = next(r for r in layers if r["name"] == "blocks.0.attn.qkv")
+        assert (qkv["m"], qkv["k"], qkv["n"]) == (65, 48, 144)
+        assert qkv["descriptors"] == len(row_chunks_of(acc, 65, 48))
         # fewer live tokens: fewer cycles, and descriptors past N_live drop out
         fewer = cycles.estimate(img.program, acc, n_live=20)
         assert cycles.summary(fewer, acc)["engine"] < tot["engine"]

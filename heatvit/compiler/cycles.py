@@ -116,3 +116,19 @@ def summary(estimates: list[Estimate], acc) -> dict:
         tot[f"{key}_mac_utilization"] = macs / (tot[key] * g.rows * g.cols) if tot[key] else 0.0
     tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in ("engine", "serial", "overlapped")}
     return tot
+
+
+def by_layer(estimates: list[Estimate]) -> list[dict]:
+    """Estimates summed over the descriptors of one layer (row chunks), in program order:
+    ``name, op, m`` (rows over all chunks), ``k, n, descriptors`` and every phase."""
+    out: dict[str, dict] = {}
+    for e in estimates:
+        r = out.get(e.name)
+        if r is None:
+            out[e.name] = r = {"name": e.name, "op": e.op, "m": 0, "k": e.k, "n": e.n, "descriptors": 0,
+                               **{p: 0 for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped")}}
+        r["m"] += e.m
+        r["descriptors"] += 1
+        for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped"):
+            r[p] += getattr(e, p)
+    return list(out.values())

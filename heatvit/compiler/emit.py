@@ -267,7 +267,7 @@ class _Compiler:
                 continue
             stride = align(d.n, isa.STRIDE_ALIGN)
             descs.append(Descriptor(Op.STORE, region=Region.DEBUG, m_live=d.m_live, src=d.dst, src_row=d.dst_row,
-                                    src_col=d.dst_col, m=d.m, n=d.n, stride=stride, addr=off, name=d.name))
+                                    src_col=d.dst_col, m=d.m, n=d.n, stride=stride, addr=off, name=d.name + ":debug"))
             entries.append({"desc": remap[i], "store": len(descs) - 1, "addr": off, "stride": stride})
             off = align(off + d.m * stride)
         p.descs = descs
