@@ -119,3 +119,18 @@ def test_plan_search_names_binding_budget():
     big = AcceleratorConfig(gemm=GemmConfig(rows=32, cols=32))
     with pytest.raises(ValueError, match=r"on config '32' \(32 x 32 array\)"):
         td.check_budgets(big, "32", cfg, plans, 0.8, 0.55)
+
+
+def test_recorded_command_and_reuse(smoke):
+    """The metadata's command leaves out where files go; the training bench reuses a model made
+    by the same command and recipe and retrains otherwise."""
+    from heatvit.bench.training import load_script, up_to_date
+    td = load_script(SCRIPT)
+    assert td.canonical_command(["--seed", "2", "--work", "w", "--out=o.npz", "--threads", "2", "--epochs", "5"]) == \
+        "python train/train_digits.py --seed 2 --epochs 5"
+    work, _ = smoke
+    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "1", "--limit", "64",
+            "--work", str(work)]
+    assert up_to_date(td, args)
+    assert not up_to_date(td, [*args[:-2], "--work", str(work / "elsewhere")])     # no model there
+    assert not up_to_date(td, ["--seed", "3", "--epochs", "2", *args[4:]])        # another recipe

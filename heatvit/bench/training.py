@@ -2,17 +2,18 @@
 
 ``heatvit bench training`` (from the repository root, with the ``train`` extra; long, so not part
 of ``heatvit bench`` without names, nor of CI) runs ``python train/train_digits.py --seed S
---work build/train/seedS`` for each seed in ``SEEDS`` (``HEATVIT_TRAIN_JOBS``, default 2, at a
-time, one torch thread each), evaluates each model with the accuracy bench's measurement
-(:func:`heatvit.bench.accuracy.evaluate`: the integer golden model on the 360 test images) and
-writes ``build/bench/training.json``: per seed ``seed, float_top1, int8_top1, pruned_int8_top1,
-mac_reduction, plan, train_seconds`` (wall) and ``train_cpu_seconds``; the mean and the sample
-standard deviation (ddof 1) of each figure; the targets and whether they are met; the committed
-model's figures and whether its pruned int8 top-1 lies within one standard deviation of the mean.
+--work build/train/seedS`` for each seed in ``SEEDS`` (``HEATVIT_TRAIN_SEEDS=0,1,..`` for another
+list), ``HEATVIT_TRAIN_JOBS`` (default 2) at a time with one torch thread each, then evaluates
+each model with the accuracy bench (``heatvit bench accuracy --model``, a subprocess: the integer
+golden model on the 360 test images) and writes ``build/bench/training.json``: per seed ``seed,
+float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall) and
+``train_cpu_seconds``; the mean and the sample standard deviation (ddof 1) of each figure; the
+targets and whether they are met; the committed model's figures and whether its pruned int8
+top-1 lies within one standard deviation of the mean.
 
 A seed whose ``build/train/seedS/vit_digits.npz`` was written by the same command with the same
-recipe (the metadata's ``commands`` and ``recipe``) is evaluated without retraining; delete the
-directory to retrain.  ``--quick``: one seed, one epoch per phase on 64 images (a smoke run).
+recipe (the metadata's ``commands`` and ``recipe``) is evaluated again without retraining; delete
+the directory to retrain.  ``--quick``: one seed, one epoch per phase on 64 images (a smoke run).
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ def run_seed(script, seed: int, args: list[str], root: Path, quick: bool, retrai
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     script = load_script()
     seeds = SEEDS[:1] if quick else SEEDS
+    if os.environ.get("HEATVIT_TRAIN_SEEDS"):
+        text = os.environ["HEATVIT_TRAIN_SEEDS"]
+        try:
+            seeds = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"HEATVIT_TRAIN_SEEDS must be comma-separated integers, not {text!r}") from None
     root = Path("build/train") / ("quick" if quick else "")
     jobs = int(os.environ.get("HEATVIT_TRAIN_JOBS", "2"))
     if jobs not in (1, 2, 3, 4):
