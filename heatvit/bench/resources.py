@@ -67,7 +67,7 @@ def synthesize(acc: AcceleratorConfig, shell: ShellConfig, work: Path) -> dict:
     if shutil.which("yosys") is None:
         raise RuntimeError("yosys not found: apt-get install yosys (Debian's 0.23 is what CI uses)")
     work.mkdir(parents=True, exist_ok=True)
-    core, _ = export(acc, shell)
+    core, _ = export(acc, shell, primitives=True)
     (work / f"{CORE_NAME}.v").write_text(core)
     script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -top {CORE_NAME}; "
               f"tee -q -o stat.json stat -json -top {CORE_NAME}")

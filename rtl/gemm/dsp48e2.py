@@ -202,3 +202,34 @@ class DSP48E2(wiring.Component):
             m.d.sync += p.eq(w + z + mult)   # truncated to 48 bits: the ALU wraps modulo 2^48
         m.d.comb += [self.P.eq(p), self.PCOUT.eq(p)]
         return m
+
+
+_STUB_PORTS = (
+    [("input", "CLK", 1), ("input", "A", A_BITS), ("input", "ACIN", A_BITS), ("output", "ACOUT", A_BITS),
+     ("input", "B", B_BITS), ("input", "BCIN", B_BITS), ("output", "BCOUT", B_BITS),
+     ("input", "C", P_BITS), ("input", "D", 27), ("input", "PCIN", P_BITS),
+     ("output", "PCOUT", P_BITS), ("output", "P", P_BITS), ("input", "OPMODE", 9),
+     ("input", "INMODE", 5), ("input", "ALUMODE", 4), ("input", "CARRYINSEL", 3)]
+    + [("input", name, 1) for name in (
+        "CARRYIN", "CARRYCASCIN", "MULTSIGNIN", "CEA1", "CEA2", "CEB1", "CEB2", "CEM", "CEP",
+        "CEC", "CED", "CEAD", "CEALUMODE", "CECTRL", "CECARRYIN", "CEINMODE", "RSTA", "RSTB",
+        "RSTM", "RSTP", "RSTC", "RSTD", "RSTALLCARRYIN", "RSTALUMODE", "RSTCTRL", "RSTINMODE")])
+
+
+def lint_stub() -> str:
+    """A port-compatible empty ``DSP48E2`` for linting a primitive export with Verilator (the
+    real cell comes from Vivado's library; yosys has its own black box)."""
+    params = ["A_INPUT", "B_INPUT", "AMULTSEL", "BMULTSEL", "PREADDINSEL", "USE_MULT", "USE_SIMD",
+              "USE_PATTERN_DETECT", "AUTORESET_PATDET"]
+    ints = ["AREG", "ACASCREG", "BREG", "BCASCREG", "MREG", "PREG", "CREG", "DREG", "ADREG",
+            "INMODEREG", "OPMODEREG", "ALUMODEREG", "CARRYINREG", "CARRYINSELREG"]
+    lines = ["/* verilator lint_off UNUSEDSIGNAL */", "/* verilator lint_off UNUSEDPARAM */",
+             "(* blackbox *)", "module DSP48E2 #("]
+    decl = [f'  parameter {p} = ""' for p in params] + [f"  parameter integer {p} = 0" for p in ints]
+    lines.append(",\n".join(decl))
+    lines.append(") (")
+    lines.append(",\n".join(f"  {d} wire [{w - 1}:0] {n}" for d, n, w in _STUB_PORTS))
+    lines.append(");")
+    lines += [f"  assign {n} = {w}'d0;" for d, n, w in _STUB_PORTS if d == "output"]
+    lines += ["endmodule", "/* verilator lint_on UNUSEDPARAM */", "/* verilator lint_on UNUSEDSIGNAL */", ""]
+    return "\n".join(lines)
