@@ -60,13 +60,15 @@ class SystolicArray(wiring.Component):
         # Weights shift down: after R shifts, PE row r holds reduction offset R-1-r, so PE row r
         # multiplies activation lane R-1-r.
         for r in range(R):
-            # Row r enters r cycles late (input skew), activation and commit together.
-            skew = DelayLine(unsigned(cfg.act_bits + 1), r)
+            # Row r enters r cycles late (input skew), activation and commit together; the
+            # activations need no reset (shift-register LUTs), the commits do.
+            skew = DelayLine(signed(cfg.act_bits), r, reset_less=True)
+            commit_skew = DelayLine(unsigned(1), r)
             m.submodules[f"skew_{r}"] = skew
-            m.d.comb += [skew.en.eq(self.en),
-                         skew.i.eq(self.act[R - 1 - r].as_unsigned() | (self.commit << cfg.act_bits))]
-            m.d.comb += [pes[r][0].a_in.eq(skew.o[:cfg.act_bits].as_signed()),
-                         pes[r][0].commit_in.eq(skew.o[cfg.act_bits])]
+            m.submodules[f"commit_skew_{r}"] = commit_skew
+            m.d.comb += [skew.en.eq(self.en), skew.i.eq(self.act[R - 1 - r]),
+                         commit_skew.en.eq(self.en), commit_skew.i.eq(self.commit),
+                         pes[r][0].a_in.eq(skew.o), pes[r][0].commit_in.eq(commit_skew.o)]
             for d in range(1, D):
                 m.d.comb += [pes[r][d].a_in.eq(pes[r][d - 1].a_out),
                              pes[r][d].commit_in.eq(pes[r][d - 1].commit_out)]
@@ -93,7 +95,7 @@ class SystolicArray(wiring.Component):
             # lanes' sums to align the row with the last logical column.
             for lane, value in enumerate(sums):
                 c = lanes * d + lane
-                deskew = DelayLine(signed(cfg.column_psum_bits), C - 1 - lanes * d)
+                deskew = DelayLine(signed(cfg.column_psum_bits), C - 1 - lanes * d, reset_less=True)
                 m.submodules[f"deskew_{c}"] = deskew
                 m.d.comb += [deskew.en.eq(self.en), deskew.i.eq(value), self.psum[c].eq(deskew.o)]
         return m
