@@ -59,7 +59,8 @@ class GemmConfig:
     """Output rows buffered before the array stalls on output backpressure."""
     dsp_packing: int = 1
     """int8 MACs per DSP48E2: 1, or 2 (Xilinx WP486: two columns share the activation and their
-    two weights share the DSP's 27-bit multiplier input; exact for ``rows <= packed_max_rows``)."""
+    two weights share the DSP's 27-bit multiplier input; exact for every input, see
+    :attr:`packing_segment_rows`)."""
 
     def __post_init__(self):
         own = "GemmConfig"
@@ -87,11 +88,10 @@ class GemmConfig:
         if self.dsp_packing == 2 and self.cols < 2:
             raise ValueError(f"GemmConfig.cols = {self.cols} must be even with dsp_packing = 2 "
                              f"(two columns share one DSP48E2)")
-        if self.dsp_packing == 2 and self.rows > self.packed_max_rows:
+        if self.dsp_packing == 2 and self.packed_max_rows < 1:
             raise ValueError(
-                f"GemmConfig.rows = {self.rows} is too many for dsp_packing = 2: the low product's "
-                f"column sum (rows x [{self.min_product}, {self.max_abs_product}]) must fit the "
-                f"{self.packing_shift}-bit low field; allowed rows <= {self.packed_max_rows}")
+                f"GemmConfig: dsp_packing = 2 cannot hold one {self.act_bits} x {self.weight_bits}-bit "
+                f"low product in the {self.packing_shift}-bit low field")
         # The accumulator must hold the largest possible dot product without overflow.
         worst = self.max_k * self.max_abs_product
         if worst > (1 << (self.acc_bits - 1)) - 1:
@@ -124,16 +124,24 @@ class GemmConfig:
 
     @property
     def packed_max_rows(self) -> int:
-        """Largest R for which dsp_packing = 2 is exact: the column sum of the low products,
-        offset by :attr:`packing_offset`, lies in [0, R * (max - min)] and must stay below
+        """Most rows one packed DSP48E2 cascade can sum exactly: the sum of G low products,
+        offset by ``-G * min_product``, lies in [0, G * (max - min)] and must stay below
         2^packing_shift so it never carries into the high field (8 for int8 x int8)."""
         return ((1 << self.packing_shift) - 1) // (self.max_abs_product - self.min_product)
 
     @property
+    def packing_segment_rows(self) -> int:
+        """G: rows per packed cascade segment, ``min(rows, largest power of two <=
+        packed_max_rows)``.  A packed column of R > G rows is R / G segments: each boundary
+        passes the high sum on to the next segment's C port with the low field restarted, and the
+        low sums are added in fabric (one adder and a G-deep delay per boundary and column pair)."""
+        return min(self.rows, 1 << (self.packed_max_rows.bit_length() - 1))
+
+    @property
     def packing_offset(self) -> int:
-        """L = R * min_product: the packed column starts from -L, so its low field holds the
-        low column sum minus L, which is never negative."""
-        return self.rows * self.min_product
+        """L = G * min_product: each packed segment starts its low field from -L, so the field
+        holds the segment's low sum minus L, which is never negative."""
+        return self.packing_segment_rows * self.min_product
 
     @property
     def act_min(self) -> int:

@@ -3,8 +3,9 @@ per DSP48E2), bit-exact against integer dot products at every int8 corner.
 
 Each case streams activation rows through a :class:`SystolicArray` with one weight tile at a
 time (shifted in, committed with the first row, drained before the next tile) and compares every
-column sum with NumPy.  The packed array is exact only up to ``packed_max_rows`` rows, so its
-worst cases sit at that bound: every low product at its maximum (-128 x -128) and at its minimum.
+column sum with NumPy.  One packed DSP48E2 cascade is exact up to ``packed_max_rows`` (8) rows;
+deeper packed columns are 8-row segments, so the worst cases sit at 8, 16 and 32 rows: every low
+product at its maximum (-128 x -128) and at its minimum, in every segment.
 """
 
 import itertools
@@ -77,7 +78,7 @@ def test_single_row_all_activations(packing):
     check(cfg, tiles)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 4, 8])
+@pytest.mark.parametrize("rows", [1, 2, 4, 8, 16, 32])
 def test_packed_extremes(rows):
     """All -128/127 combinations of (activation, w_lo, w_hi), every row alike (the column sums'
     extremes: rows x 16384 and rows x -16256 in both fields), then random mixes of -128/127."""
@@ -93,7 +94,8 @@ def test_packed_extremes(rows):
     check(cfg, tiles)
 
 
-@pytest.mark.parametrize("rows,cols,packing", [(4, 4, 1), (8, 2, 1), (4, 4, 2), (8, 8, 2)])
+@pytest.mark.parametrize("rows,cols,packing", [(4, 4, 1), (8, 2, 1), (4, 4, 2), (8, 8, 2), (16, 4, 2),
+                                               (64, 2, 2)])
 def test_random(rows, cols, packing):
     rng = np.random.default_rng(rows * 100 + cols * 10 + packing)
     cfg = cfg_for(rows, cols, packing)
@@ -105,13 +107,13 @@ def test_random(rows, cols, packing):
 def test_packing_config_checks():
     cfg = cfg_for(8, 2, 2)
     assert (cfg.packing_shift, cfg.packed_max_rows, cfg.packing_offset) == (18, 8, -8 * 16256)
-    with pytest.raises(ValueError, match=r"rows = 16 is too many for dsp_packing = 2.*allowed rows <= 8"):
-        cfg_for(16, 4, 2)
+    assert [cfg_for(r, 2, 2).packing_segment_rows for r in (2, 8, 16, 64)] == [2, 8, 8, 8]
+    # The low field holds a segment's low sum minus L: at most G * (16384 + 16256) < 2^18.
+    assert 8 * (16384 + 16256) < 1 << 18 <= 9 * (16384 + 16256)
     with pytest.raises(ValueError, match=r"cols = 1 must be even with dsp_packing = 2"):
         cfg_for(4, 1, 2)
     with pytest.raises(ValueError, match=r"dsp_packing must be 1 or 2, not 3"):
         cfg_for(4, 4, 3)
-    assert cfg_for(4, 4, 1).digest() != cfg_for(4, 4, 2).digest() if hasattr(GemmConfig, "digest") else True
 
 
 def test_dsp_config_checks():
@@ -119,12 +121,14 @@ def test_dsp_config_checks():
         Dsp48e2Config(areg=1, acascreg=2)
     with pytest.raises(ValueError, match=r"z must be one of \['pcin', 'zero'\], not 'p'"):
         Dsp48e2Config(z="p")
-    with pytest.raises(ValueError, match=r"c must be a signed 48-bit int"):
-        Dsp48e2Config(c=1 << 47)
+    with pytest.raises(ValueError, match=r"w must be one of \['c', 'zero'\], not 'p'"):
+        Dsp48e2Config(w="p")
+    with pytest.raises(ValueError, match=r"breg must be 0, 1 or 2, not 3"):
+        Dsp48e2Config(breg=3)
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed")
-@pytest.mark.parametrize("rows,cols,packing", [(4, 4, 1), (8, 4, 2)])
+@pytest.mark.parametrize("rows,cols,packing", [(4, 4, 1), (8, 4, 2), (16, 4, 2)])
 def test_primitive_export(rows, cols, packing, tmp_path):
     """The Vivado/yosys export instantiates R x C / dsp_packing DSP48E2 cells whose port and
     parameter names exist on yosys' DSP48E2 black box, and no multiplier or adder in fabric."""
@@ -140,5 +144,6 @@ def test_primitive_export(rows, cols, packing, tmp_path):
     cells = dict((k, int(v)) for k, v in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", stat, re.M))
     assert cells.get("DSP48E2") == rows * cols // packing, stat
     assert "$mul" not in cells, stat
-    # Fabric adders: only the packed pairs' weight packing (top) and constant decode (bottom).
-    assert cells.get("$add", 0) == (0 if packing == 1 else 2 * cols // packing), stat
+    # Fabric adders: only the packed pairs' weight packing (top) and low sum per segment.
+    segments = rows // cfg_for(rows, cols, packing).packing_segment_rows
+    assert cells.get("$add", 0) == (0 if packing == 1 else (1 + segments) * cols // packing), stat

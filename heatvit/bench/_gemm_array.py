@@ -20,7 +20,8 @@ from heatvit.config import GemmConfig
 
 QUICK = [("pe", 4, 4, 1), ("pe", 4, 4, 2), ("array", 4, 4, 1), ("array", 4, 4, 2)]
 FULL = QUICK + [("array", 16, 1, 1), ("array", 8, 2, 2), ("array", 8, 8, 1), ("array", 8, 8, 2),
-                ("array", 8, 64, 1), ("array", 8, 64, 2), ("array", 16, 16, 1), ("array", 32, 32, 1)]
+                ("array", 8, 64, 1), ("array", 8, 64, 2), ("array", 16, 16, 1), ("array", 32, 32, 1),
+                ("array", 16, 16, 2), ("array", 32, 32, 2)]
 """(kind, rows, cols, dsp_packing); kind ``pe`` is one interior PE of that array."""
 
 

@@ -19,7 +19,7 @@ enables, as in the primitive:
   (``CEM``, ``RSTM``).
 * ALU (``ALUMODE = 0000``, ``CARRYIN = 0``, ``USE_SIMD = "ONE48"``): ``P = W + X + Y + Z``
   modulo 2^48 with X = Y = M (``OPMODE[3:0] = 0101``), Z = 0 or ``PCIN`` (``OPMODE[6:4]`` 000 or
-  001) and W = 0 or ``C`` (``OPMODE[8:7]`` 00 or 11; ``C`` a constant, ``CREG = 0``);
+  001) and W = 0 or ``C`` (``OPMODE[8:7]`` 00 or 11; ``CREG = 0``);
   ``PREG = 1`` (``CEP``, ``RSTP``); ``PCOUT = P``.
 
 ``OPMODE``, ``INMODE`` and ``ALUMODE`` are constants (their registers off); the D port and the
@@ -76,9 +76,7 @@ class Dsp48e2Config:
     z: str = "zero"
     """ALU Z operand: ``"zero"`` or ``"pcin"`` (the cascade from the DSP above)."""
     w: str = "zero"
-    """ALU W operand: ``"zero"`` or ``"c"`` (the constant :attr:`c`)."""
-    c: int = 0
-    """Constant on the C port (signed 48-bit), used when ``w == "c"``."""
+    """ALU W operand: ``"zero"`` or ``"c"`` (the C port, unregistered)."""
 
     def __post_init__(self):
         for port in ("a", "b"):
@@ -98,8 +96,6 @@ class Dsp48e2Config:
             raise ValueError(f"Dsp48e2Config.z must be one of {sorted(OPMODE_Z)}, not {self.z!r}")
         if self.w not in OPMODE_W:
             raise ValueError(f"Dsp48e2Config.w must be one of {sorted(OPMODE_W)}, not {self.w!r}")
-        if not isinstance(self.c, int) or not -(1 << (P_BITS - 1)) <= self.c < (1 << (P_BITS - 1)):
-            raise ValueError(f"Dsp48e2Config.c must be a signed 48-bit int, not {self.c!r}")
 
     @property
     def opmode(self) -> int:
@@ -112,7 +108,7 @@ class Dsp48e2Config:
 class DSP48E2(wiring.Component):
     """One DSP48E2 slice, as configured by ``dcfg`` (see the module docstring).
 
-    Ports keep the primitive's names: ``A`` (30), ``B`` (18), ``ACIN``/``ACOUT`` (30),
+    Ports keep the primitive's names: ``A`` (30), ``B`` (18), ``C`` (48), ``ACIN``/``ACOUT`` (30),
     ``BCIN``/``BCOUT`` (18), ``PCIN``/``PCOUT``/``P`` (48), all two's complement; clock enables
     ``CEA1``, ``CEA2``, ``CEB1``, ``CEB2``, ``CEM``, ``CEP``; the resets are the ``sync`` domain's.
     """
@@ -124,6 +120,7 @@ class DSP48E2(wiring.Component):
         super().__init__({
             "A": In(signed(A_BITS)), "ACIN": In(signed(A_BITS)), "ACOUT": Out(signed(A_BITS)),
             "B": In(signed(B_BITS)), "BCIN": In(signed(B_BITS)), "BCOUT": Out(signed(B_BITS)),
+            "C": In(signed(P_BITS)),
             "PCIN": In(signed(P_BITS)), "PCOUT": Out(signed(P_BITS)), "P": Out(signed(P_BITS)),
             "CEA1": In(1), "CEA2": In(1), "CEB1": In(1), "CEB2": In(1), "CEM": In(1), "CEP": In(1),
         })
@@ -149,7 +146,7 @@ class DSP48E2(wiring.Component):
             i_CLK=ClockSignal(),
             i_A=self.A, i_ACIN=self.ACIN, o_ACOUT=self.ACOUT,
             i_B=self.B, i_BCIN=self.BCIN, o_BCOUT=self.BCOUT,
-            i_C=Const(d.c, signed(P_BITS)), i_D=zero(27),
+            i_C=self.C, i_D=zero(27),
             i_PCIN=self.PCIN, o_PCOUT=self.PCOUT, o_P=self.P,
             i_OPMODE=Const(d.opmode, 9), i_INMODE=zero(5), i_ALUMODE=zero(4),
             i_CARRYIN=zero(1), i_CARRYINSEL=zero(3), i_CARRYCASCIN=zero(1), i_MULTSIGNIN=zero(1),
@@ -196,7 +193,7 @@ class DSP48E2(wiring.Component):
             mult = product
 
         z = self.PCIN if d.z == "pcin" else 0
-        w = Const(d.c, signed(P_BITS)) if d.w == "c" else 0
+        w = self.C if d.w == "c" else 0
         p = Signal(signed(P_BITS))
         with m.If(self.CEP):
             m.d.sync += p.eq(w + z + mult)   # truncated to 48 bits: the ALU wraps modulo 2^48

@@ -9,21 +9,19 @@ from heatvit.config import GemmConfig
 from .dsp48e2 import A_BITS, B_BITS, DSP48E2, P_BITS, Dsp48e2Config
 
 
-def pe_dsp_config(cfg: GemmConfig, *, top: bool) -> Dsp48e2Config:
-    """The DSP48E2 attributes of a PE (``top``: the first row of its column).
+def pe_dsp_config(*, top: bool, restart: bool) -> Dsp48e2Config:
+    """The DSP48E2 attributes of a PE: ``top``, the first row of its column (weights from the A
+    port, not ACIN); ``restart``, its column sum starts from the C port (a packed segment's first
+    row) instead of adding ``PCIN``.
 
     Weight word on A: A1 is the shadow register (its chain is ACOUT -> ACIN, ``ACASCREG = 1``),
-    A2 the active one.  Activation on B (B2, ``BREG = 1``).  M and P registered.  The top row
-    starts the column sum from 0 (or from ``-packing_offset`` on C when packed); every other row
-    adds ``PCIN``.
+    A2 the active one.  Activation on B (B2, ``BREG = 1``).  M and P registered.
     """
     base = Dsp48e2Config(areg=2, acascreg=1, a_input="DIRECT" if top else "CASCADE",
                          breg=1, bcascreg=1, b_input="DIRECT", mreg=1)
-    if not top:
-        return base.replace(z="pcin")
-    if cfg.dsp_packing == 2:
-        return base.replace(w="c", c=-cfg.packing_offset)
-    return base
+    if restart:
+        return base.replace(w="c")
+    return base if top else base.replace(z="pcin")
 
 
 class ProcessingElement(wiring.Component):
@@ -44,13 +42,14 @@ class ProcessingElement(wiring.Component):
     * ``commit_in``/``commit_out``: travels with the activation; when set, the shadow weight
       word becomes the active one in the cycle the activation enters the DSP.
     * ``psum_in``/``psum_out``: signed 48-bit column sum (the PCIN/PCOUT cascade);
-      ``psum_out`` is one M and one P register after the activation entered B2.  The top row
-      ignores ``psum_in``.
+      ``psum_out`` is one M and one P register after the activation entered B2.  A ``top`` or
+      ``restart`` PE ignores ``psum_in``; a ``restart`` PE starts from ``c_in`` (signed 48-bit,
+      the C port) instead, a ``top`` one that does not restart from 0.
     * ``w_in``/``w_out``: signed 30-bit shadow weight word chain (A port or ACIN, ACOUT),
       enabled by ``shift``.
     """
 
-    def __init__(self, cfg: GemmConfig, *, top: bool):
+    def __init__(self, cfg: GemmConfig, *, top: bool, restart: bool = False):
         if not isinstance(cfg, GemmConfig):
             raise TypeError(f"ProcessingElement needs a GemmConfig, not {cfg!r}")
         if cfg.act_bits > B_BITS:
@@ -58,12 +57,14 @@ class ProcessingElement(wiring.Component):
                              f"{B_BITS}-bit B port")
         self.cfg = cfg
         self.top = bool(top)
+        self.restart = bool(restart)
         super().__init__({
             "en": In(1),
             "shift": In(1),
             "a_in": In(signed(cfg.act_bits)),
             "commit_in": In(1),
             "psum_in": In(signed(P_BITS)),
+            "c_in": In(signed(P_BITS)),
             "w_in": In(signed(A_BITS)),
             "a_out": Out(signed(cfg.act_bits)),
             "commit_out": Out(1),
@@ -74,7 +75,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        m.submodules.dsp = dsp = DSP48E2(pe_dsp_config(cfg, top=self.top))
+        m.submodules.dsp = dsp = DSP48E2(pe_dsp_config(top=self.top, restart=self.restart))
         m.d.comb += [
             (dsp.A if self.top else dsp.ACIN).eq(self.w_in),
             self.w_out.eq(dsp.ACOUT),
@@ -86,7 +87,9 @@ class ProcessingElement(wiring.Component):
             dsp.CEP.eq(self.en),
             self.psum_out.eq(dsp.PCOUT),
         ]
-        if not self.top:
+        if self.restart:
+            m.d.comb += dsp.C.eq(self.c_in)
+        elif not self.top:
             m.d.comb += dsp.PCIN.eq(self.psum_in)
 
         a, commit = self.a_in, self.commit_in

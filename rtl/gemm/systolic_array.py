@@ -1,6 +1,6 @@
 """The R x C mesh of processing elements with its input skew and output deskew."""
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,7 +51,10 @@ class SystolicArray(wiring.Component):
         R, C, lanes = cfg.rows, cfg.cols, cfg.dsp_packing
         D = C // lanes                       # DSP columns
         m = Module()
-        pes = [[ProcessingElement(cfg, top=(r == 0)) for _ in range(D)] for r in range(R)]
+        # Packed columns restart their sum every G rows (a cascade segment, see GemmConfig).
+        G = cfg.packing_segment_rows if lanes == 2 else R
+        pes = [[ProcessingElement(cfg, top=(r == 0), restart=(lanes == 2 and r % G == 0))
+                for _ in range(D)] for r in range(R)]
         for r in range(R):
             for d in range(D):
                 m.submodules[f"pe_{r}_{d}"] = pes[r][d]
@@ -87,9 +90,7 @@ class SystolicArray(wiring.Component):
             if lanes == 1:
                 sums = [total[:cfg.column_psum_bits].as_signed()]
             else:
-                # The column started from -L, so the low field holds (sum of low products) - L
-                # in [0, 2^k) and the high field holds the sum of high products exactly.
-                sums = [(total[:k] + cfg.packing_offset)[:cfg.column_psum_bits].as_signed(),
+                sums = [self._packed_low_sum(m, pes, d, G),
                         total[k:k + cfg.column_psum_bits].as_signed()]
             # DSP column d sees its activation when logical column lanes*d would: delay its
             # lanes' sums to align the row with the last logical column.
@@ -99,3 +100,35 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"deskew_{c}"] = deskew
                 m.d.comb += [deskew.en.eq(self.en), deskew.i.eq(value), self.psum[c].eq(deskew.o)]
         return m
+
+    def _packed_low_sum(self, m, pes, d, G):
+        """Packed column ``d``: restart every segment from ``-L`` (its low field then holds the
+        segment's low sum minus L, in [0, 2^k), and the high field the high sum so far), and
+        return the column's low sum, the segments' low fields added in fabric.
+
+        Segment s ends G cycles after segment s - 1, so the running low sum is delayed G enabled
+        cycles per segment; the constant ``segments * L`` enters with the first field, so the
+        last segment needs one adder before the deskew register."""
+        cfg = self.cfg
+        R, k, L = cfg.rows, cfg.packing_shift, cfg.packing_offset
+        segments = R // G
+        low_field = Const(-L, k)
+        width = max(cfg.column_psum_bits, k + segments.bit_length()) + 2
+        running = None
+        for s in range(segments):
+            top, bottom = pes[s * G][d], pes[s * G + G - 1][d]
+            if s == 0:
+                m.d.comb += top.c_in.eq(low_field)   # zero-extended: C = -L
+            else:   # the high sum so far, with the low field restarted at -L
+                m.d.comb += top.c_in.eq(Cat(low_field, pes[s * G - 1][d].psum_out[k:]))
+            field = bottom.psum_out[:k]
+            if running is None:
+                value = field + segments * L
+            else:
+                delay = DelayLine(signed(width), G, reset_less=True)
+                m.submodules[f"low_{d}_{s}"] = delay
+                m.d.comb += [delay.en.eq(self.en), delay.i.eq(running)]
+                value = field + delay.o
+            running = Signal(signed(width), name=f"low_{d}_{s}")
+            m.d.comb += running.eq(value)
+        return running[:cfg.column_psum_bits].as_signed()
