@@ -16,10 +16,10 @@ class SystolicArray(wiring.Component):
 
     ``R x C / dsp_packing`` :class:`ProcessingElement` (one DSP48E2 each), one column of them per
     ``dsp_packing`` output columns; the column sums run down the PCOUT -> PCIN cascade.  With
-    ``dsp_packing = 2`` the pair's weights enter as ``w_hi * 2^k + w_lo`` and the column starts
-    from ``-packing_offset`` so both sums come out exact (see :class:`GemmConfig`); the only
-    fabric arithmetic is that packing per column pair at the top and one constant add per pair
-    at the bottom.
+    ``dsp_packing = 2`` the pair's weights enter as ``w_hi * 2^k + w_lo`` and every cascade
+    segment of ``packing_segment_rows`` rows starts from ``-packing_offset`` so both sums come
+    out exact (see :class:`GemmConfig`); the only fabric arithmetic is that packing per column
+    pair at the top and one adder per column pair and segment for the low sums.
 
     Timing is lockstep under ``en`` (a global clock enable driven by output backpressure), so
     the internal PE-to-PE wires are plain registers, not streams; the streams live at the
