@@ -106,6 +106,8 @@ def quantize_selector(p: dict, amax: dict[str, float], *, heads: int, s_x: float
     if not (np.isfinite(s_x) and s_x > 0):
         raise ValueError(f"s_x = {s_x} must be finite and positive")
     s = {k: act_scale(v) for k, v in amax.items()}
+    for k in ("g0", "g1", "g2", "hg1"):                    # GELU outputs: never finer than the core
+        s[k] = max(s[k], NL.GELU_S_OUT_MIN)
     dh = dim // heads
     mlps = []
     for i in range(1 if shared else heads):

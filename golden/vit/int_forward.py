@@ -53,6 +53,11 @@ def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> 
 
 def embed(qm: QuantizedViT, image: np.ndarray, dump: dict | None) -> np.ndarray:
     """(C, H, W) float image -> int8 tokens (num_tokens, dim) at scale ``scales['embed']``."""
+    lo, hi = qm.input_range
+    if image.min() <= lo or image.max() >= hi:
+        raise ValueError(f"image has pixels in [{image.min():.4g}, {image.max():.4g}]; the quantized model accepts "
+                         f"({lo:.4g}, {hi:.4g}) (input scale {qm.scales['patches']:.4g} from calibration; "
+                         f"quantize_model(..., input_amax=A) widens it); pixels are never clipped")
     patches = quantize_float(patchify(qm.cfg, image[None])[0], qm.scales["patches"])
     pe = linear(qm, patches, qm.patch_embed)
     x = np.concatenate([qm.cls_row[None], residual_add(pe, qm.pos, qm.add_embed)], axis=0)
