@@ -1,6 +1,8 @@
 """Golden ViT: config checks, timm state-dict import (errors name the key and both shapes),
 image checks, and the float forward against PyTorch (runs when torch is importable)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,14 @@ def test_non_finite_weight_rejected():
 def test_config_checks(kw, match):
     with pytest.raises(ValueError, match=match):
         ViTConfig(**kw)
+
+
+def test_config_accepts_numpy_scalars():
+    cfg = ViTConfig(dim=np.int64(48), depth=np.int32(6), mlp_ratio=np.float32(2.0), eps=np.float64(1e-6))
+    assert cfg == ViTConfig() and type(cfg.dim) is int and type(cfg.mlp_ratio) is float
+    assert ViTConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match="ViTConfig.dim must be an int"):
+        ViTConfig(dim=np.float64(48.0))
 
 
 @pytest.mark.parametrize("blocks, ratios, match", [
