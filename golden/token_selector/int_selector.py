@@ -5,7 +5,8 @@ int32 + bias -> per-channel requantization to int8, split into engine-sized row 
 rule every GEMM of the model follows, :func:`heatvit.golden.gemm.row_chunks`); LayerNorm, GELU,
 the 2-way softmax, the sigmoid and the divisions are the nonlinear golden functions
 (:mod:`heatvit.golden.nonlinear`).  Tokens are int8 at the stage's scale ``s_x``; every
-intermediate tensor is int8 at a per-tensor scale (:func:`heatvit.golden.token_selector.float_selector.calibrate`); GELU outputs are never finer
+intermediate tensor is int8 at a per-tensor scale calibrated on float runs
+(:func:`heatvit.golden.token_selector.float_selector.calibrate`); GELU outputs are never finer
 than the GELU core's LSB.
 
 Per head h (MLP instance ``0`` if shared, else ``h``), on the head's int8 slice ``x_h``:
