@@ -251,7 +251,7 @@ def test_input_scale_is_calibrated_and_pixels_are_never_clipped(digits):
     # calibrated on [0, 1] digits: the scale stays 1/127, and 3.0 is out of range
     q1 = quantize.quantize_model(model, digits[1])
     assert q1.scales["patches"] == pytest.approx(1 / 127)
-    with pytest.raises(ValueError, match=r"pixels in \[0, 3\]; the quantized model accepts .* never clipped"):
+    with pytest.raises(ValueError, match=r"images have pixels in \[0, 3\]; the quantized model accepts .* never clipped"):
         vit_int.forward_int(q1, 3.0 * img)
     with pytest.raises(ValueError, match="input_amax must be finite and positive"):
         quantize.quantize_model(model, digits[1][:2], input_amax=0.0)
