@@ -311,6 +311,7 @@ class LayerNormUnit(wiring.Component):
         pr = Pipe(m, one, "rsq")
         m.submodules.rsqrt_rom = rom = table_rom(self.rsqrt_table)
         r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
+        k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
 
         en_o = Signal()
         m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
@@ -375,8 +376,7 @@ class LayerNormUnit(wiring.Component):
             with m.State("RSQRT"):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == rlat):
-                    m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC - F.LN_EPS_FRAC // 2)),
-                                 oidx.eq(0)]
+                    m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC)), oidx.eq(0)]
                     m.next = "OUT"
             with m.State("OUT"):
                 with m.If(oissue & en_o):
