@@ -182,4 +182,6 @@ def table(doc: dict) -> str:
         cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
         lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']:.0f} s / {e['synth_cpu_seconds']} s |")
+    if doc.get("gemm_array"):
+        lines += ["", "Systolic array alone:", "", gemm_array.table(doc["gemm_array"])]
     return "\n".join(lines)
