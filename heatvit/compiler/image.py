@@ -72,8 +72,8 @@ class ModelImage:
     def trace(self) -> dict:
         """``{"bytes", "tokens", "blocks", "stages": [{stage, block, desc, addr, bytes}]}``: the
         TRACE region a pruned program writes (one SELECT record per selector stage)."""
-        return self.memory_map["io"].get("trace", {"bytes": 0, "tokens": self.program[0].m,
-                                                   "blocks": self.memory_map["model"]["vit"]["depth"],
+        depth = self.memory_map.get("model", {}).get("vit", {}).get("depth", 0)
+        return self.memory_map["io"].get("trace", {"bytes": 0, "tokens": self.program[0].m, "blocks": depth,
                                                    "stages": []})
 
     @property

@@ -258,20 +258,33 @@ def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> R
     return Result(bytes(regions[Region.OUTPUT]), steps, bytes(regions[Region.DEBUG]), bytes(regions["TRACE"]))
 
 
-def debug_steps(image: ModelImage, debug: bytes, n_live: int | None = None) -> list[Step]:
+def debug_steps(image: ModelImage, debug: bytes, n_live: int | None = None, trace=None) -> list[Step]:
     """The per-descriptor results a debug build stored to the DEBUG region (``debug``: its bytes,
     from the RTL or :func:`run`), as :class:`Step` objects that :func:`stages` assembles (stages
-    made of epilogue intermediates, the raw scores and fc1's 16-bit values, are not stored)."""
+    made of epilogue intermediates, the raw scores and fc1's 16-bit values, are not stored).
+    A pruned program: ``trace`` (the run's decoded :class:`~heatvit.compiler.trace.Trace`) gives
+    the live token count after every SELECT; the selector's uint8 results come back as the
+    stored bytes (int8 patterns)."""
     info = image.debug
     if not info["stores"]:
         raise ValueError("the image is not a debug build (heatvit compile --debug)")
     if len(debug) != info["bytes"]:
         raise ValueError(f"debug region must be {info['bytes']} bytes, got {len(debug)}")
     live = image.program[0].m if n_live is None else n_live
+    after = {}
+    if trace is not None:
+        after = {st["desc"]: r["n_out"] for st, r in zip(image.trace["stages"], trace.records)}
+    elif image.trace["stages"]:
+        raise ValueError("a pruned program's debug stores need its run's trace (trace=...)")
+    live_at, cur = [], live
+    for i, d in enumerate(image.program):
+        live_at.append(cur)
+        cur = after.get(i, cur)
     steps = []
     for e in info["stores"]:
         d = image.program[e["desc"]]
-        m, k, n = isa.live_dims(d, live)
+        live = live_at[e["store"]]
+        m, k, n = isa.live_dims(d, live) if d.opcode != Op.SELECT else (live, 0, d.n)
         if m == 0:
             continue
         rows = [np.frombuffer(debug, dtype=np.int8, count=n, offset=e["addr"] + r * e["stride"]) for r in range(m)]
