@@ -22,7 +22,7 @@ from ..golden.vit.config import PruningPlan, ViTConfig
 from ..golden.vit.quantize import QuantizedViT
 
 __all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict",
-           "load_model", "from_state_dict", "PruningPlan", "with_threshold", "pruned_dumps", "calibration_images", "quantize_model", "patches", "forward_int",
+           "load_model", "from_state_dict", "PruningPlan", "with_threshold", "set_keep_ratios", "pruned_dumps", "calibration_images", "quantize_model", "patches", "forward_int",
            "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
 
 from_state_dict = model_io.from_state_dict
@@ -71,6 +71,45 @@ def random_model(cfg: ViTConfig, seed: int, std: float = 0.05, plan: PruningPlan
     for i in range(len(plan.blocks) if plan else 0):
         sd.update({f"selectors.{i}.{k}": v for k, v in float_selector.random_params(rng, cfg.dim, cfg.heads).items()})
     return model_io.from_state_dict(cfg, sd, plan, meta={"random_weights_seed": seed, "std": std})
+
+
+def set_keep_ratios(qm: QuantizedViT, image, ratios) -> QuantizedViT:
+    """``qm`` with selector ``s`` keeping about ``ratios[s]`` of the original patch tokens on
+    ``image`` (C, H, W): every stage's keep logit (``fc[3]`` bias of channel 0, every head's MLP)
+    is shifted by the integer offset (bisection) that brings its kept patches closest to the
+    target, stage after stage on the tokens the previous stages left.  For shape-only runs
+    (random selectors score every token about 0.5, so one threshold prunes only the first stage)."""
+    import dataclasses as dc
+
+    from ..golden.token_selector.int_selector import selector_scores_int
+    from ..golden.vit.selector import select_int
+    x = vit_int.embed(qm, vit_float.check_images(qm.cfg, np.asarray(image)[None])[0], None)
+    sels, n_tail, b0 = list(qm.selectors), 0, 0
+    thr, patches = qm.toksel.threshold_q, qm.cfg.num_patches
+
+    def shifted(sel, off):
+        mlps = tuple(dc.replace(m, fc=m.fc[:3] + (dc.replace(m.fc[3], bias=m.fc[3].bias + np.array([off, 0])),))
+                     for m in sel.mlps)
+        return dc.replace(sel, mlps=mlps)
+
+    for s, blk in enumerate(qm.plan.blocks):
+        for i in range(b0, blk):
+            x = vit_int.block(qm, i, x, None)
+        b0 = blk
+        want = ratios[s] * patches
+
+        def kept(off):
+            q = selector_scores_int(shifted(sels[s], off), x)
+            return int((q[1:len(q) - n_tail] > thr).sum())
+        lo, hi = -(1 << 24), 1 << 24                         # kept(lo) <= kept(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if kept(mid) < want else (lo, mid)
+        off = min((lo, hi), key=lambda o: abs(kept(o) - want))
+        sels[s] = shifted(sels[s], off)
+        tmp = dc.replace(qm, selectors=sels)
+        x, n_tail, _ = select_int(tmp, s, x, n_tail)
+    return dc.replace(qm, selectors=sels)
 
 
 def with_threshold(qm: QuantizedViT, threshold: float) -> QuantizedViT:
