@@ -308,3 +308,24 @@ def test_toksel_cycle_formula_matches_rtl(tmp_path):
             assert n_out < n, "ambiguous stage (one pruned token or none)"
             pruned = n - (n_out - 1)
         assert cycles.toksel_cycles(cfg, n, cfg.dim, pruned) == r["cycles"], r
+
+
+@pytest.mark.slow
+def test_deit_tiny_pruned_keep_ratios():
+    """DeiT-T shape, random weights, random-init selectors tuned to keep about 0.7 / 0.49 / 0.34 of
+    the patches on the image: bit-exact, and the cycle model prices the pruned run below dense."""
+    cfg = models.vit_config("deit_tiny")
+    plan = models.PruningPlan((3, 6, 9), (0.7, 0.49, 0.343))
+    model = models.random_model(cfg, SEED, plan=plan)
+    rng = np.random.default_rng(SEED)
+    qm = quantize_for(model, DEFAULT, rng.random((4, 3, 224, 224)).astype(np.float32))
+    image = rng.random((1, 3, 224, 224)).astype(np.float32)
+    qm = models.set_keep_ratios(qm, image[0], plan.keep_ratios)
+    img = read_image(compile_model(qm, DEFAULT, prune=True), DEFAULT)
+    tr = run_checked(qm, img, image)[0]
+    ratios = [len(p) / cfg.num_patches for p in tr.kept_patches]
+    np.testing.assert_allclose(ratios, plan.keep_ratios, atol=0.02)
+    est = cycles.image_cycles(img, DEFAULT, tr)
+    dense = cycles.estimate(read_image(compile_model(qm, DEFAULT), DEFAULT).program, DEFAULT)
+    assert sum(e.engine for e in est) < 0.7 * sum(e.engine for e in dense)
+    assert 0 < cycles.selector_fraction(est, "engine") < 0.03
