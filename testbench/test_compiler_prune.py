@@ -136,6 +136,18 @@ def test_digits_program_shape(digits):
     assert not any(d.opcode in (Op.SELECT, Op.MEAN) for d in dense.program)
 
 
+def test_cli_prune_is_deterministic(digits, tmp_path):
+    qm, img = digits
+    import subprocess
+    import sys
+    out = tmp_path / "p.hvim"
+    res = subprocess.run([sys.executable, "-c", "import sys; from heatvit.cli import main; sys.exit(main())",
+                          "compile", "--prune", "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONHASHSEED": "7"})
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == img.blob == compile_model(qm, DEFAULT, prune=True)
+
+
 def test_digits_pruned_bit_exact(digits):
     qm, img = digits
     count = 48 if os.environ.get("HEATVIT_FULL") else 12
