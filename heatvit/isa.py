@@ -11,7 +11,7 @@ Operands live in on-chip **token buffers** (:class:`Buf`; sizes from the ``buffe
 :class:`heatvit.config.AcceleratorConfig`, :func:`token_buffers`): int8, token-major, one token
 per row.  A descriptor names a window of a buffer by (buffer, first row, first column) and the
 shape.  **Live token count**: the controller holds ``N_live`` (set by ``BEGIN``; the token
-selector will update it).  A set ``m_live`` flag makes the row count ``min(m, N_live - src_row)``
+selector (``SELECT``) updates it).  A set ``m_live`` flag makes the row count ``min(m, N_live - src_row)``
 (the descriptor is skipped when that is <= 0), ``k_live`` / ``n_live`` make ``K`` / ``N``
 ``min(k, N_live)`` (attention GEMMs, whose K or N is the token count).  A compiler emits a long
 GEMM as row chunks of fixed size (``golden`` ``row_chunks``); clipped to ``N_live`` the chunks
