@@ -14,6 +14,10 @@ controller's row chunks (``golden.gemm.split_shape``; each chunk re-streams the 
 * ``array_busy``: fraction of cycles the array streams rows of a non-zero tile (M rows per
   streamed tile / cycles); what is lost is the per-tile floor ``max(M, 2R + C)`` at small M,
   empty N tiles (M rows each, for bias + requant) and the pipeline fill.
+* ``rtl`` (digits): the same six layer shapes run in RTL simulation (Verilator, bit-exact
+  against the golden model, no stalls) with one random mask per layer and density, cycles
+  weighted by the layer's instance count; ``rtl_ratio`` = RTL cycles / dense RTL cycles, and
+  every GEMM's RTL cycle count is checked equal to the model's.
 * ``uneven_ratio``: cycles with the same tile count spread unevenly over the N tiles (per-column
   densities drawn uniformly from [0, 1], rescaled to the count) over the uniform masks' cycles:
   the balance measure (1.0 = the engine does not care how the non-zero tiles are spread).
@@ -82,6 +86,32 @@ def model_figures(g, vit, density, seeds, uneven=False) -> dict:
             "layers": per_layer}
 
 
+def rtl_digits(cfg, vit) -> list[dict]:
+    """Digits weight layers in RTL simulation at every density (see the module docstring)."""
+    from heatvit.cli import run_shapes
+
+    g = cfg.gemm
+    shapes, meta = [], []
+    for d in DENSITIES:
+        rng = np.random.default_rng([7, int(d * 1000)])
+        for layer, m, k, n, count in weight_layers(vit):
+            bitmap = random_bitmap(rng, -(-k // g.rows), -(-n // g.cols), d)
+            for mi, _, _ in split_shape(g, m, k, n):
+                shapes.append({"m": mi, "k": k, "n": n, "bitmap": bitmap.astype(int).tolist()})
+                meta.append((d, layer, count, bitmap))
+    measured = run_shapes(cfg, shapes, sim="verilator", tag="bench")
+    by_density = {d: 0 for d in DENSITIES}
+    for s, (d, layer, count, bitmap), r in zip(shapes, meta, measured):
+        if not r["bit_exact"]:
+            raise RuntimeError(f"digits {layer} at density {d}: RTL output differs from the golden model")
+        model = g.estimate_cycles(s["m"], s["k"], s["n"], bitmap)
+        if r["cycles"] != model:
+            raise RuntimeError(f"digits {layer} at density {d}: {r['cycles']} RTL cycles, model {model}")
+        by_density[d] += count * r["cycles"]
+    return [{"density": d, "rtl_cycles": c, "rtl_ratio": round(c / by_density[1.0], 4)}
+            for d, c in by_density.items()]
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     from heatvit.bench.gemm import DEIT
     from heatvit.golden.vit.model import load_npz
@@ -111,6 +141,11 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         result["models"][name] = {"tokens": vit.num_tokens, "densities": rows,
                                   "ratio_at_0.5": half["ratio"],
                                   "meets_target": bool(half["ratio"] <= TARGET_RATIO_AT_HALF)}
+    rtl = rtl_digits(PRESETS["bench"], models["digits"])
+    for r in rtl:
+        print(f"digits RTL density {r['density']:.1f}: {r['rtl_cycles']} cycles, {r['rtl_ratio']:.3f}x dense", flush=True)
+    result["models"]["digits"]["rtl"] = rtl
+    result["models"]["digits"]["rtl_ratio_at_0.5"] = next(r["rtl_ratio"] for r in rtl if r["density"] == 0.5)
     result["target_ratio_at_0.5"] = TARGET_RATIO_AT_HALF
     path = out_dir / "tileskip.json"
     path.write_text(json.dumps(result, indent=1))
