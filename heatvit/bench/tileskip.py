@@ -4,7 +4,7 @@ Writes ``tileskip.json``: for the digits model (the committed default, at its fu
 and DeiT-S (197 tokens) on the ``bench`` preset's array, every weight GEMM of one forward pass
 (patch embedding, qkv, proj, fc1, fc2, head; attention GEMMs have no weights and are left out)
 at block densities 1.0, 0.7, 0.5, 0.3.  Each layer instance gets its own random tile bitmap with
-``round(density * KT * NT)`` tiles set (uniform, seeded), and the engine GEMMs are the
+``round(density * KT * NT)`` tiles set (uniform, seeded; ``seeds`` draws averaged), and the engine GEMMs are the
 controller's row chunks (``golden.gemm.split_shape``; each chunk re-streams the weights).
 
 * ``cycles``: ``GemmConfig.estimate_cycles(m, k, n, bitmap)``, the exact cycle model, which
@@ -14,10 +14,10 @@ controller's row chunks (``golden.gemm.split_shape``; each chunk re-streams the 
 * ``array_busy``: fraction of cycles the array streams rows of a non-zero tile (M rows per
   streamed tile / cycles); what is lost is the per-tile floor ``max(M, 2R + C)`` at small M,
   empty N tiles (M rows each, for bias + requant) and the pipeline fill.
-* ``rtl`` (digits): the same six layer shapes run in RTL simulation (Verilator, bit-exact
-  against the golden model, no stalls) with one random mask per layer and density, cycles
-  weighted by the layer's instance count; ``rtl_ratio`` = RTL cycles / dense RTL cycles, and
-  every GEMM's RTL cycle count is checked equal to the model's.
+* ``rtl`` (digits): every weight GEMM of one forward pass (41 GEMMs, one mask draw, each layer
+  instance its own mask) run in RTL simulation (Verilator, bit-exact against the golden model,
+  no stalls) at every density; ``rtl_ratio`` = RTL cycles / dense RTL cycles, and every GEMM's
+  RTL cycle count is checked equal to the model's.
 * ``uneven_ratio``: cycles with the same tile count spread unevenly over the N tiles (per-column
   densities drawn uniformly from [0, 1], rescaled to the count) over the uniform masks' cycles:
   the balance measure (1.0 = the engine does not care how the non-zero tiles are spread).
@@ -58,28 +58,27 @@ def random_bitmap(rng: np.random.Generator, kt: int, nt: int, density: float, un
     return bitmap.reshape(kt, nt)
 
 
-def layer_figures(g, m, k, n, density, rng, uneven=False) -> tuple[int, int, int]:
-    """(cycles, weight bytes, busy array cycles) of one layer instance under one random mask."""
-    kt, nt = -(-k // g.rows), -(-n // g.cols)
-    bitmap = random_bitmap(rng, kt, nt, density, uneven)
-    cycles = busy = wbytes = 0
-    for mi, _, _ in split_shape(g, m, k, n):
-        cycles += g.estimate_cycles(mi, k, n, bitmap)
-        busy += mi * int(bitmap.sum())
-        wbytes += weight_stream_bytes(g, k, n, bitmap)
-    return cycles, wbytes, busy
+def instance_masks(g, vit, density: float, seed: int, uneven: bool = False):
+    """``(layer, m, k, n, bitmap)`` for every weight-GEMM instance of one forward pass, each
+    instance with its own random mask (as a block-pruned model has), drawn in a fixed order."""
+    rng = np.random.default_rng([seed, int(density * 1000), int(uneven)])
+    for layer, m, k, n, count in weight_layers(vit):
+        for _ in range(count):
+            yield layer, m, k, n, random_bitmap(rng, -(-k // g.rows), -(-n // g.cols), density, uneven)
 
 
 def model_figures(g, vit, density, seeds, uneven=False) -> dict:
-    per_layer = {}
-    for layer, m, k, n, count in weight_layers(vit):
-        tot = np.zeros(3)
-        for seed in range(seeds):
-            rng = np.random.default_rng([seed, int(density * 1000), int(uneven)])
-            tot += np.sum([layer_figures(g, m, k, n, density, rng, uneven) for _ in range(count)], axis=0)
-        cyc, wb, busy = tot / seeds
-        per_layer[layer] = {"M": m, "K": k, "N": n, "instances": count, "cycles": float(cyc),
-                            "weight_bytes": float(wb), "busy": float(busy)}
+    """Mean over ``seeds`` mask draws of cycles, weight bytes and busy cycles, per layer."""
+    per_layer = {layer: {"M": m, "K": k, "N": n, "instances": count, "cycles": 0.0,
+                         "weight_bytes": 0.0, "busy": 0.0}
+                 for layer, m, k, n, count in weight_layers(vit)}
+    for seed in range(seeds):
+        for layer, m, k, n, bitmap in instance_masks(g, vit, density, seed, uneven):
+            e = per_layer[layer]
+            for mi, _, _ in split_shape(g, m, k, n):
+                e["cycles"] += g.estimate_cycles(mi, k, n, bitmap) / seeds
+                e["busy"] += mi * int(bitmap.sum()) / seeds
+                e["weight_bytes"] += weight_stream_bytes(g, k, n, bitmap) / seeds
     cycles = sum(v["cycles"] for v in per_layer.values())
     return {"cycles": cycles, "weight_bytes": sum(v["weight_bytes"] for v in per_layer.values()),
             "array_busy": round(sum(v["busy"] for v in per_layer.values()) / cycles, 4),
@@ -87,27 +86,27 @@ def model_figures(g, vit, density, seeds, uneven=False) -> dict:
 
 
 def rtl_digits(cfg, vit) -> list[dict]:
-    """Digits weight layers in RTL simulation at every density (see the module docstring)."""
+    """The digits model's weight GEMMs of one forward pass, every instance with its own mask
+    (mask draw seed 0 of :func:`model_figures`), in RTL simulation at every density; each RTL
+    cycle count must equal the model's."""
     from heatvit.cli import run_shapes
 
     g = cfg.gemm
     shapes, meta = [], []
     for d in DENSITIES:
-        rng = np.random.default_rng([7, int(d * 1000)])
-        for layer, m, k, n, count in weight_layers(vit):
-            bitmap = random_bitmap(rng, -(-k // g.rows), -(-n // g.cols), d)
+        for layer, m, k, n, bitmap in instance_masks(g, vit, d, 0):
             for mi, _, _ in split_shape(g, m, k, n):
                 shapes.append({"m": mi, "k": k, "n": n, "bitmap": bitmap.astype(int).tolist()})
-                meta.append((d, layer, count, bitmap))
+                meta.append((d, layer, bitmap))
     measured = run_shapes(cfg, shapes, sim="verilator", tag="bench")
     by_density = {d: 0 for d in DENSITIES}
-    for s, (d, layer, count, bitmap), r in zip(shapes, meta, measured):
+    for s, (d, layer, bitmap), r in zip(shapes, meta, measured):
         if not r["bit_exact"]:
             raise RuntimeError(f"digits {layer} at density {d}: RTL output differs from the golden model")
         model = g.estimate_cycles(s["m"], s["k"], s["n"], bitmap)
         if r["cycles"] != model:
             raise RuntimeError(f"digits {layer} at density {d}: {r['cycles']} RTL cycles, model {model}")
-        by_density[d] += count * r["cycles"]
+        by_density[d] += r["cycles"]
     return [{"density": d, "rtl_cycles": c, "rtl_ratio": round(c / by_density[1.0], 4)}
             for d, c in by_density.items()]
 
