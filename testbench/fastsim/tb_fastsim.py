@@ -1,13 +1,12 @@
 """cocotb module: GEMMs through the shell with the HDL DDR model (heatvit.driver.fastsim).
 
-Configuration from ``HEATVIT_SHELL`` (config blob) and ``HEATVIT_DDR_BYTES``; ``HEATVIT_SHAPES``
-(JSON list of [m, k, n]) for ``measure``, which writes ``HEATVIT_RESULT``.
+Configuration from ``HEATVIT_SHELL`` (config blob) and ``HEATVIT_DDR_BYTES``
+(the timing run is heatvit.sim.fastsim_measure, used by ``heatvit bench fastsim``).
 """
 
 import json
 import os
 import random
-import time
 from types import SimpleNamespace
 
 import cocotb
@@ -94,31 +93,3 @@ async def errors_then_good_job(dut):
         except HardwareError as e:
             assert e.code == ErrorCode.AXI_READ_ERROR, e
     await checked_gemm(be, drv, acc, operands(acc, rng, 6, 11, 5))
-
-
-@cocotb.test()
-async def measure(dut):
-    """Cycles and wall time of the jobs in ``HEATVIT_SHAPES`` (skipped when it is unset)."""
-    if "HEATVIT_SHAPES" not in os.environ:
-        return
-    acc, shell, ddr_bytes = setup()
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    be, drv = await start(dut, acc, shell, ddr_bytes=ddr_bytes)
-    results = []
-    for m, k, n in json.loads(os.environ["HEATVIT_SHAPES"]):
-        ops = operands(acc, rng, m, k, n)
-        t0 = time.perf_counter()
-        job = drv.load(*ops)
-        t1 = time.perf_counter()
-        cycles = await drv.run(job)
-        t2 = time.perf_counter()
-        y = drv.read_results(job)
-        mismatches = int(np.count_nonzero(y != golden.gemm(acc.gemm, *ops)))
-        results.append({"m": m, "k": k, "n": n, "cycles": cycles, "bit_exact": mismatches == 0,
-                        "load_s": round(t1 - t0, 3), "run_wall_s": round(t2 - t1, 3),
-                        "sim_cycles_per_s": round(cycles / (t2 - t1))})
-        cocotb.log.info(f"{m}x{k}x{n}: {cycles} cycles in {t2 - t1:.2f} s "
-                        f"({cycles / (t2 - t1):,.0f} cycles/s), {mismatches} mismatches")
-        assert mismatches == 0
-    with open(os.environ["HEATVIT_RESULT"], "w") as f:
-        json.dump(results, f, indent=1)
