@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from heatvit.golden.quantize import add_params
-from heatvit.golden.vit_int import residual_add
+from heatvit.golden.vit.quantize import add_params
+from heatvit.golden.vit.int_forward import residual_add
 from heatvit.rtl.accel.residual_add import ResidualAdd
 from heatvit.rtl.accel.token_buffer import TokenBuffer, TokenBuffers
 from heatvit.sim.runner import pick_seed
@@ -150,6 +150,14 @@ def test_token_buffers_bank_and_checks():
     bank = TokenBuffers({"x0": (4, 8), "h": (4, 20)}, lanes=4)
     assert bank.buffers["h"].words_per_row == 5 and bank.buffers["h"].depth == 20
     assert "wr_x0" in bank.signature.members and "rd_h" in bank.signature.members
+    from heatvit import isa
+    from heatvit.config import AcceleratorConfig
+    acc = AcceleratorConfig()
+    full = TokenBuffers.from_config(acc)
+    for b, spec in isa.token_buffers(acc).items():
+        tb = full.buffers[b.name.lower()]
+        assert (tb.rows, tb.cols, tb.lanes) == (spec.rows, spec.cols, isa.column_align(acc))
+        assert tb.depth * tb.lanes >= spec.bytes
     with pytest.raises(ValueError, match="rows"):
         TokenBuffer(0, 8, 4)
     with pytest.raises(ValueError, match="specs"):

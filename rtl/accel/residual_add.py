@@ -1,8 +1,8 @@
 """Residual add: int8 + int8 -> int8 in the output scale, ``lanes`` per cycle.
 
 ``y = sat8(round_half_away((a * mult_a + b * mult_b) / 2**shift))``, bit-exact with
-:func:`heatvit.golden.vit_int.residual_add` (the requantizer's rounding with one multiplier
-per operand; ``(mult_a, mult_b, shift)`` from :func:`heatvit.golden.quantize.add_params`).
+:func:`heatvit.golden.vit.int_forward.residual_add` (the requantizer's rounding with one multiplier
+per operand; ``(mult_a, mult_b, shift)`` from :func:`heatvit.golden.vit.quantize.add_params`).
 """
 
 from __future__ import annotations

@@ -91,6 +91,14 @@ class TokenBuffers(wiring.Component):
                 members[f"{port}_{name}"] = member
         super().__init__(members)
 
+    @classmethod
+    def from_config(cls, acc) -> "TokenBuffers":
+        """Every buffer of :func:`heatvit.isa.token_buffers` for an ``AcceleratorConfig``, with
+        words of :func:`heatvit.isa.column_align` int8 (one engine word)."""
+        from heatvit import isa
+        specs = {b.name.lower(): (s.rows, s.cols) for b, s in isa.token_buffers(acc).items()}
+        return cls(specs, isa.column_align(acc))
+
     def elaborate(self, platform):
         m = Module()
         for name, buf in self.buffers.items():
