@@ -32,6 +32,7 @@ from heatvit.isa import Epilogue
 from ..gemm import layouts
 from ..nonlinear.pipe import round_shift_var, saturate
 from ..nonlinear.units import ActUnit, act_params_layout
+from .token_buffer import ROW_BITS, WORD_BITS
 
 FC1_BITS = 16
 
@@ -56,7 +57,7 @@ class EpilogueRouter(wiring.Component):
       ``raw`` (out): ``acc`` + ``tag`` unchanged (RAW_SOFTMAX).
     """
 
-    def __init__(self, acc: AcceleratorConfig, row_bits: int = 16, word_bits: int = 16):
+    def __init__(self, acc: AcceleratorConfig, row_bits: int = ROW_BITS, word_bits: int = WORD_BITS):
         self.acc, self.g = acc, acc.gemm
         g = self.g
         C = g.cols

@@ -15,6 +15,12 @@ from amaranth.lib.wiring import In, Out
 
 from heatvit.validate import check_int
 
+ROW_BITS = 16
+"""Row and word fields of every token-buffer port are ``ROW_BITS + 1`` / ``WORD_BITS + 1`` wide
+(descriptor fields are 16 bits; one more so a row or word just past the end never wraps), so
+any unit's address stream connects to any buffer."""
+WORD_BITS = 16
+
 
 class TokenBuffer(wiring.Component):
     """One token buffer of ``rows`` x ``cols`` int8.
@@ -35,8 +41,7 @@ class TokenBuffer(wiring.Component):
         self.rows, self.cols, self.lanes = rows, cols, lanes
         self.words_per_row = -(-cols // lanes)
         self.depth = rows * self.words_per_row
-        row_bits, word_bits = max(1, (rows - 1).bit_length()) + 1, max(1, (self.words_per_row - 1).bit_length()) + 1
-        addr = {"row": row_bits, "word": word_bits}
+        addr = {"row": ROW_BITS + 1, "word": WORD_BITS + 1}
         super().__init__({
             "wr": In(stream.Signature(data.StructLayout({**addr, "data": 8 * lanes, "mask": lanes}))),
             "rd_cmd": In(stream.Signature(data.StructLayout(addr))),
