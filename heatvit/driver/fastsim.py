@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
