@@ -1,6 +1,6 @@
 """Amaranth-simulator test of rtl/accel/descriptor.py: the error code of every descriptor equals
 the first failing check of heatvit.isa.decode + heatvit.isa.check (with the live token count),
-on valid descriptors, near-limit ones and random corruptions.  Seeds: HEATVIT_SEED."""
+on valid descriptors, near-limit ones and random corruptions, every opcode.  Seeds: HEATVIT_SEED."""
 
 import random
 
@@ -55,6 +55,12 @@ def random_descriptor(rng: random.Random, acc) -> list[int]:
             v = rng.choice([16, 64, 192, 768, 8, 0]) if r < 0.9 else rng.randrange(1 << 16)
         elif fd.name in ("m", "k", "n"):
             v = rng.choice(lim + [rng.randrange(1, 200)]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "heads":
+            v = rng.choice([0, 1, 3, 4, 12]) if r < 0.9 else rng.randrange(256)
+        elif fd.name == "threshold":
+            v = rng.choice([0, 1000, acc.toksel.score_max, acc.toksel.score_max + 1]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "a_col":
+            v = rng.choice([0, 3, 64, 180]) if r < 0.9 else rng.randrange(1 << 16)
         elif fd.name == "version":
             v = isa.isa_version_word()
         else:
@@ -75,7 +81,7 @@ def test_descriptor_checker(name):
     rng = random.Random(seed)
     acc = ACC[name]
     cases = [(random_descriptor(rng, acc), rng.choice([1, 2, 17, 50, acc.buffers.max_tokens]))
-             for _ in range(600)]
+             for _ in range(1200)]
     want = [golden_code(w, acc, nl) for w, nl in cases]
     dut = DescriptorChecker(acc)
     got = []
@@ -93,6 +99,8 @@ def test_descriptor_checker(name):
     sim.run()
     codes = {c for c in want}
     assert len(codes) >= 8, f"seed {seed}: only codes {sorted(codes)} exercised"
+    ops = {w[0] & 0xFF for (w, _), c in zip(cases, want) if c == 0}
+    assert ops >= {int(o) for o in isa.Op} - {int(isa.Op.SELECT)}, f"seed {seed}: runnable ops {sorted(ops)}"
     for (words, nl), w, g in zip(cases, want, got):
         assert g == w, (f"seed {seed}: n_live {nl}, words {[hex(x) for x in words]}: code {g} != golden {w}"
                         f" ({isa.decode(words) if w not in (32, 33) else 'undecodable'})")

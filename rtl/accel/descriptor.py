@@ -123,6 +123,7 @@ class DescriptorChecker(wiring.Component):
         zero = lambda code: [(f.m == 0, code), (f.n == 0, code)]   # noqa: E731
 
         lim = acc.buffers.max_tokens
+        ts = acc.toksel
         Op = isa.Op
         checks = {
             Op.BEGIN: [((f.m < 1) | (f.m > lim), E.CTRL_BAD_SHAPE)],
@@ -151,6 +152,14 @@ class DescriptorChecker(wiring.Component):
                            *window(f.dst, f.dst_row, f.dst_col, mm, nn),
                            (nn > acc.nonlinear.max_dim, E.CTRL_BAD_SHAPE), *ddr(ln_pbb)],
             Op.COPY: [*window(f.src, f.src_row, f.src_col, mm, nn), *window(f.dst, f.dst_row, f.dst_col, mm, nn)],
+            Op.MEAN: [(f.k >= nn, E.CTRL_BAD_SHAPE),
+                      *window(f.src, f.src_row, f.src_col, mm, nn), *window(f.dst, f.dst_row, f.dst_col, mm, nn)],
+            Op.SELECT: [(f.heads < 1, E.CTRL_BAD_FIELD), (f.m > ts.max_tokens, E.CTRL_BAD_SHAPE),
+                        ((nn % ts.lanes) != 0, E.CTRL_BAD_SHAPE), (f.threshold > ts.score_max, E.CTRL_BAD_FIELD),
+                        *window(f.src, 0, f.src_col, mm, nn), *window(f.dst, 0, f.dst_col, mm, nn),
+                        *window(f.aux, 0, f.aux_col, mm, (f.heads - 1) * align + 1),
+                        *window(f.aux, 0, f.a_col, mm, f.heads),
+                        *ddr(_align64(m, 8 + ((f.m + 7) >> 3), "select_trace_bytes"))],
             Op.LOAD: [*window(f.dst, f.dst_row, f.dst_col, mm, nn),
                       ((f.stride < nn) | ((f.stride % isa.STRIDE_ALIGN) != 0), E.CTRL_BAD_ADDRESS),
                       *ddr(f.stride * mm)],

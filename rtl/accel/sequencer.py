@@ -41,7 +41,8 @@ from heatvit.validate import check_int
 
 from .descriptor import DescriptorChecker, fields_layout
 
-ROW_OPS = (isa.Op.GEMM, isa.Op.ADD, isa.Op.LAYERNORM, isa.Op.COPY, isa.Op.LOAD, isa.Op.STORE)
+ROW_OPS = tuple(o for o in isa.Op if o not in (isa.Op.BEGIN, isa.Op.END))
+"""Descriptors the datapath runs (skipped when their live row count is 0)."""
 
 
 def trace_layout() -> data.StructLayout:
