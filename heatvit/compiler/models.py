@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden.linear import quantize_float
 from ..golden.vit import data as vit_data
 from ..golden.vit import float_forward as vit_float
 from ..golden.vit import int_forward as vit_int
@@ -154,9 +153,9 @@ def quantize_model(model, calib, gemm_cfg) -> QuantizedViT:
 
 
 def patches(qm: QuantizedViT, images) -> np.ndarray:
-    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side)."""
-    imgs = vit_float.check_images(qm.cfg, images)
-    return quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
+    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side); a pixel
+    outside the model's input range is a ``ValueError`` (``golden.vit.int_forward.quantize_patches``)."""
+    return vit_int.quantize_patches(qm, images)
 
 
 def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarray:
