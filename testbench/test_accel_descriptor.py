@@ -43,6 +43,8 @@ def random_descriptor(rng: random.Random, acc) -> list[int]:
         r = rng.random()
         if fd.name in ("src", "dst", "aux"):
             v = rng.choice(list(isa.Buf)) if r < 0.9 else rng.randrange(16)
+        elif fd.name == "epilogue":
+            v = rng.randrange(len(isa.Epilogue)) if r < 0.9 else rng.randrange(16)
         elif fd.width <= 4:
             v = rng.randrange(4) if r < 0.9 else rng.randrange(1 << fd.width)
         elif fd.name in ("src_col", "dst_col", "aux_col"):

@@ -107,10 +107,10 @@ class DescriptorChecker(wiring.Component):
         nt = (f.n + (C - 1)) // C
         kt = (f.k + (R - 1)) // R
         gemm_pbb = Signal(48)
-        req = Mux((f.epilogue == isa.Epilogue.REQ8) | (f.epilogue == isa.Epilogue.REQ16_GELU),
+        req = Mux(Cat(*(f.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
                   _align64(m, f.n * isa.REQUANT_RECORD_BYTES, "req_bytes"), 0)
-        nlrec = Mux((f.epilogue == isa.Epilogue.REQ16_GELU) | (f.epilogue == isa.Epilogue.RAW_SOFTMAX),
-                    _align64(m, Const(isa.NL_RECORD_BYTES, 7), "nl_bytes"), 0)
+        # every epilogue but REQ8 has one nonlinear record (GELU, softmax or sigmoid)
+        nlrec = Mux(f.epilogue != isa.Epilogue.REQ8, _align64(m, Const(isa.NL_RECORD_BYTES, 7), "nl_bytes"), 0)
         wgt = Mux(f.wsrc == isa.WSrc.DDR, _align64(m, nt * kt * (R * C), "wgt_bytes"), 0)
         m.d.comb += gemm_pbb.eq(req + nlrec + wgt)
         ln_pbb = Signal(48)

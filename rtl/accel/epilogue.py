@@ -12,6 +12,9 @@ tile) go one of three ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epi
 * ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw`` (the softmax
   stage, which needs whole rows of scores).
 
+Not routed yet: the token selector's ``REQ8_GELU``, ``REQ8_SOFTMAX`` and ``REQ8_SIGMOID`` (added
+to the ISA after this unit); any mode other than the two requantizing ones goes to ``raw``.
+
 ``wr`` is a :class:`~heatvit.rtl.accel.token_buffer.TokenBuffer` write: row ``dst_row + m``, word
 ``dst_word + nt``, ``cols`` int8 lanes, lane mask = channels ``< n``.
 """
