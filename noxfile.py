@@ -25,7 +25,7 @@ def tests(session):
     if os.environ.get("HEATVIT_TEST_TORCH") == "1":
         # The float golden ViT vs PyTorch check; skipped when torch is absent.  CI sets this
         # (torch 2.13.0 resolves to a CPU wheel there; elsewhere it may pull CUDA packages).
-        session.install("torch==2.13.0")
+        session.install("torch==2.13.0", "scikit-learn")   # + the training script's smoke run
     session.run("pytest", *(session.posargs or ["testbench"]))
 
 
