@@ -2,9 +2,8 @@
 
 Every consumer (RTL generators, the golden model, testbenches, benchmarks, the host driver and
 the compiler) reads the same frozen :class:`AcceleratorConfig`, so they cannot drift apart.
-Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear`` and ``toksel`` in their
-own modules; the AXI shell's ``ShellConfig`` travels beside it); derived quantities are
-properties, and every constraint is checked in ``__post_init__`` with a :class:`ValueError`
+Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear``, ``toksel`` and the AXI
+``shell`` in their own modules); derived quantities are properties, and every constraint is checked in ``__post_init__`` with a :class:`ValueError`
 naming the parameter and its allowed range.
 """
 
@@ -204,9 +203,11 @@ class GemmConfig:
 
 
 from .nonlinear_config import NonlinearConfig  # noqa: E402  (sections import .validate only)
+from .shell_config import ShellConfig  # noqa: E402
 from .toksel_config import TokSelConfig  # noqa: E402
 
-_SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig}
+_SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
+             "shell": ShellConfig}
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,11 @@ class AcceleratorConfig:
     """The whole accelerator: one section per unit, plus the clock it is built for.
 
     ``toksel.lanes`` must equal ``gemm.rows`` (the token selector writes whole activation-buffer
-    words); left out, the ``toksel`` section is derived that way.  The AXI shell's section (:class:`heatvit.shell_config.ShellConfig`) travels beside
-    this object (``config_blob``), since one accelerator can sit in differently wired shells.
+    words); left out, the ``toksel`` section is derived that way.  To change the array's size
+    use :meth:`with_array` (or :meth:`with_gemm`), which re-derives ``toksel.lanes``;
+    ``dataclasses.replace(acc, gemm=...)`` keeps the old selector and is rejected.  ``shell`` is
+    the AXI shell around the engine (DMA widths, window, watchdog, register base); a JSON file
+    without it (written before it was a section) loads with its defaults.
     """
 
     gemm: GemmConfig = field(default_factory=GemmConfig)
@@ -223,6 +227,7 @@ class AcceleratorConfig:
     toksel: TokSelConfig | None = None
     """Default: :class:`TokSelConfig` with ``lanes = gemm.rows``."""
     clock_mhz: float = 300.0
+    shell: ShellConfig = field(default_factory=ShellConfig)
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
@@ -236,7 +241,20 @@ class AcceleratorConfig:
             raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
         if self.toksel.lanes != self.gemm.rows:
             raise ValueError(f"AcceleratorConfig: toksel.lanes = {self.toksel.lanes} must equal "
-                             f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words)")
+                             f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words); "
+                             f"resize the array with AcceleratorConfig.with_array")
+
+    # -- consistent changes ------------------------------------------------------------------
+    def with_gemm(self, **changes) -> "AcceleratorConfig":
+        """This config with ``gemm`` fields changed and the fields that depend on them derived
+        again (``toksel.lanes = gemm.rows``); every other section is kept."""
+        gemm = dataclasses.replace(self.gemm, **changes)
+        toksel = dataclasses.replace(self.toksel, lanes=gemm.rows)
+        return dataclasses.replace(self, gemm=gemm, toksel=toksel)
+
+    def with_array(self, rows: int, cols: int) -> "AcceleratorConfig":
+        """This config on a ``rows`` x ``cols`` PE array (see :meth:`with_gemm`)."""
+        return self.with_gemm(rows=rows, cols=cols)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

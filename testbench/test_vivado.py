@@ -6,6 +6,8 @@ recorded calls are checked for the part, the IP, the PS settings, the address ma
 that exist on the thin Verilog top.  The thin top and the core also pass a Verilator lint.
 """
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 from heatvit.config import AcceleratorConfig
 from heatvit.platform.vivado import ACCEL_CELL, BD_NAME, PS_CELL, write_project
 from heatvit.platform.zcu102 import BOARD_PART, LED_PINS, PART, ZCU102Platform
-from heatvit.presets import PRESETS
+from heatvit.presets import PRESETS, load_config
 from heatvit.shell_config import ShellConfig
 
 STUB = r"""
@@ -48,16 +50,15 @@ source [lindex $argv 0]
 """
 
 # The small array keeps the Verilog export quick; the shells differ in what the script uses.
-CONFIGS = {"small-64": (PRESETS["small"], ShellConfig(data_width=64)),
-           "small-128-250MHz": (AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0),
-                                ShellConfig())}
+CONFIGS = {"small-64": dataclasses.replace(PRESETS["small"], shell=ShellConfig(data_width=64)),
+           "small-128-250MHz": AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0)}
 
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory):
     """Each configuration's project, written once (the Verilog export is the slow part)."""
     root = tmp_path_factory.mktemp("vivado")
-    return {name: (root / name, write_project(root / name, *cfgs)) for name, cfgs in CONFIGS.items()}
+    return {name: (root / name, write_project(root / name, acc)) for name, acc in CONFIGS.items()}
 
 
 def copy_project(projects, name, tmp: Path) -> Path:
@@ -92,12 +93,16 @@ def top_ports(project: Path) -> set[str]:
 @pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (apt-get install tcl)")
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_build_tcl_stubbed(name, projects, tmp_path):
-    acc, shell = CONFIGS[name]
+    acc = CONFIGS[name]
+    shell = acc.shell
     src, files = projects[name]
     project = copy_project(projects, name, tmp_path)
     assert sorted(str(f.relative_to(src)) for f in files) == sorted(
         ["rtl/heatvit_shell.v", "rtl/heatvit_top.v", "constraints/heatvit.xdc", "build.tcl",
          "heatvit_config.json", "README.md"])
+    # One config file: the whole AcceleratorConfig, shell section included.
+    assert load_config(src / "heatvit_config.json") == acc
+    assert json.loads((src / "heatvit_config.json").read_text())["shell"] == shell.to_dict()
     calls = run_stubbed(project, tmp_path, BOARD_PART)
     flat = [" ".join(c) for c in calls]
 
@@ -197,6 +202,8 @@ def test_vivado_project_main(tmp_path, capsys):
     from heatvit.vivado_project import main
     assert main(["--config", "small", "--out", str(tmp_path / "v"), "--data-width", "64"]) == 0
     assert (tmp_path / "v/build.tcl").exists()
+    written = load_config(tmp_path / "v/heatvit_config.json")
+    assert written.shell.data_width == 64 and written.gemm == PRESETS["small"].gemm
     with pytest.raises(SystemExit):
         main(["--config", "small", "--out", str(tmp_path / "w"), "--data-width", "48"])
     assert "data_width = 48" in capsys.readouterr().err

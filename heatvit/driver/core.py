@@ -11,7 +11,6 @@ from heatvit import golden
 from heatvit.config import AcceleratorConfig, ceil_div
 from heatvit.errors import ErrorCode, HardwareError
 from heatvit.rtl.shell import regmap
-from heatvit.shell_config import ShellConfig
 
 
 class Backend(Protocol):
@@ -64,9 +63,10 @@ def image_sizes(acc: AcceleratorConfig, m: int, k: int, n: int) -> dict[str, int
 class GemmDriver:
     """``load`` -> ``run`` -> ``read_results`` on any :class:`Backend`."""
 
-    def __init__(self, backend: Backend, acc: AcceleratorConfig, shell: ShellConfig, *,
-                 max_polls: int | None = None):
-        self.backend, self.acc, self.shell, self.cfg = backend, acc, shell, acc.gemm
+    def __init__(self, backend: Backend, acc: AcceleratorConfig, *, max_polls: int | None = None):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"GemmDriver takes an AcceleratorConfig, not {acc!r}")
+        self.backend, self.acc, self.shell, self.cfg = backend, acc, acc.shell, acc.gemm
         self.max_polls = max_polls
         self.job: GemmJob | None = None
         self.last_cycles = 0

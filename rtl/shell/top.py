@@ -6,7 +6,6 @@ from amaranth.lib.wiring import In, Out
 
 from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
-from heatvit.shell_config import ShellConfig
 
 from ..gemm import GemmEngine
 from . import regmap
@@ -45,7 +44,7 @@ class AcceleratorShell(wiring.Component):
     """AXI shell around the GEMM engine (see docs/shell.md for the register map and DDR formats).
 
     Ports: ``s_axi`` (AXI4-Lite slave, 12-bit addresses, 32-bit data), ``m_axi`` (AXI4 master,
-    ``ShellConfig.data_width`` / ``addr_width``), ``irq`` (level: the last job is done).
+    ``acc.shell.data_width`` / ``addr_width``), ``irq`` (level: the last job is done).
 
     A job (``CTRL.start``): check the shape and the four buffers (aligned to the beat size,
     inside the DMA window), read the N parameter records into the engine, read the activation
@@ -53,7 +52,10 @@ class AcceleratorShell(wiring.Component):
     concurrently.  ``STATUS.done`` rises after the last write response.
     """
 
-    def __init__(self, acc: AcceleratorConfig, shell: ShellConfig):
+    def __init__(self, acc: AcceleratorConfig):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"AcceleratorShell takes an AcceleratorConfig, not {acc!r}")
+        shell = acc.shell
         shell.check_gemm(acc.gemm)
         self.acc, self.shell, self.gemm = acc, shell, acc.gemm
         super().__init__({

@@ -15,15 +15,16 @@ import numpy as np
 from cocotb.triggers import ClockCycles
 
 from heatvit import golden
+from heatvit.config import AcceleratorConfig
 from heatvit.driver import Buffers
 from heatvit.driver.core import image_sizes
 from heatvit.driver.sim import start
 from heatvit.errors import ErrorCode, HardwareError
 from heatvit.rtl.shell import regmap
-from heatvit.shell_config import from_blob
 from heatvit.sim.gemm_tb import GemmTB
 
-ACC, SHELL = from_blob(json.loads(os.environ["HEATVIT_SHELL"]))
+ACC = AcceleratorConfig.from_dict(json.loads(os.environ["HEATVIT_CONFIG"]))
+SHELL = ACC.shell
 CFG = ACC.gemm
 QUICK = os.environ.get("HEATVIT_QUICK", "0") == "1"
 DB = SHELL.data_bytes
@@ -90,7 +91,7 @@ def straddling(be, sizes) -> Buffers:
 async def registers(dut):
     """Every register field reads back what the map says; RW registers honour byte strobes."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.3, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.3, rng=rng)
     g = CFG
     expect = {
         "MAGIC": regmap.MAGIC_VALUE, "VERSION": regmap.VERSION_VALUE,
@@ -141,7 +142,7 @@ async def registers(dut):
 async def gemms_with_stalls(dut):
     """Random shapes, stalls on every channel, buffers crossing 4 KiB lines."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.35, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.35, rng=rng)
     shapes = [(1, 1, 1), (3, 7, 5), (7, CFG.rows * 3 + 1, CFG.cols * 2 + 3)]
     if not QUICK:
         shapes += [(rng.randint(1, 24), rng.randint(1, 80), rng.randint(1, 40)) for _ in range(3)]
@@ -159,7 +160,7 @@ async def gemms_with_stalls(dut):
 async def bad_inputs(dut):
     """Bad shapes and addresses: an error code, a driver exception naming it, no bus traffic."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.2, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.2, rng=rng)
     g = CFG
     sizes = image_sizes(ACC, 4, 8, 4)
     good = Buffers(**{name: be.alloc(size) for name, size in sizes.items()})
@@ -209,7 +210,7 @@ async def bad_inputs(dut):
 async def start_while_busy(dut):
     """A second start during a job: the job completes bit-exactly, ERROR says START_WHILE_BUSY."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.2, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.2, rng=rng)
     m, k, n = 9, CFG.rows * 4, CFG.cols * 3
     a, w, bias, mult, shift = operands(np_rng, m, k, n)
     job = drv.load(a, w, bias, mult, shift)
@@ -231,7 +232,7 @@ async def start_while_busy(dut):
 async def reset_mid_transfer(dut):
     """aresetn during the DMA, then a clean job (registers back to reset values)."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.3, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.3, rng=rng)
     for when in (40, 150):
         m, k, n = 12, CFG.rows * 6, CFG.cols * 4
         job = drv.load(*operands(np_rng, m, k, n))
@@ -251,7 +252,7 @@ async def reset_mid_transfer(dut):
 async def watchdog(dut):
     """A bus that stops answering: TIMEOUT while busy (no hang), then drain and a clean job."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.0, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.0, rng=rng)
     for channel in ("ram.r", "ram.b"):
         m, k, n = 6, CFG.rows * 3, CFG.cols * 2
         job = drv.load(*operands(np_rng, m, k, n))
@@ -283,7 +284,7 @@ async def watchdog(dut):
 async def axi_error_responses(dut):
     """SLVERR on a read or a write: the job ends with AXI_READ_ERROR / AXI_WRITE_ERROR."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, SHELL, stall=0.2, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=0.2, rng=rng)
     m, k, n = 5, CFG.rows * 2, CFG.cols * 2
     for kind, buf, code in (("read", "wgt", ErrorCode.AXI_READ_ERROR),
                             ("write", "out", ErrorCode.AXI_WRITE_ERROR)):
