@@ -1,10 +1,12 @@
 """``heatvit vivado``: write the ZCU102 Vivado project directory (see heatvit.platform.vivado).
 
     heatvit vivado [--config NAME|file.json] [--out build/vivado] [--jobs 8]
-                   [--data-width BITS] [--burst-len BEATS]
+                   [--data-width BITS] [--burst-len BEATS] [--no-lint]
 
 The shell is the config's ``shell`` section; ``--data-width`` / ``--burst-len`` override it (the
-written ``heatvit_config.json`` holds the result, so the driver and CONFIG_ID agree).
+written ``heatvit_config.json`` holds the result, so the driver and CONFIG_ID agree).  Every
+top module written (``heatvit_shell``, ``heatvit_top``) is linted with Verilator ``-Wall``
+(``heatvit.cli.LINT_WAIVERS``) unless ``--no-lint``.
 
 Then copy the directory to a machine with Vivado and run ``vivado -mode batch -source build.tcl``.
 """
@@ -17,7 +19,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from heatvit.platform.vivado import write_project
+    from heatvit.cli import LINT_WAIVERS, lint
+    from heatvit.platform.vivado import VERILOG_TOPS, write_project
     from heatvit.presets import load_config
 
     ap = argparse.ArgumentParser(prog="heatvit vivado", description=__doc__.splitlines()[0])
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="AXI4 master data bits (default: the config's shell.data_width)")
     ap.add_argument("--burst-len", type=int, default=None,
                     help="longest AXI4 burst (default: the config's shell.burst_len)")
+    ap.add_argument("--no-lint", action="store_true", help="skip the Verilator lint of the written tops")
     args = ap.parse_args(argv)
     acc = load_config(args.config)
     changes = {k: v for k, v in (("data_width", args.data_width), ("burst_len", args.burst_len))
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {len(files)} files to {args.out} (config {acc.digest()}):")
     for f in files:
         print(f"  {f} ({f.stat().st_size} bytes)")
+    if not args.no_lint:
+        for top, rel in VERILOG_TOPS.items():
+            lint([Path(args.out) / r for r in rel], top)
+            print(f"verilator --lint-only -Wall {top}: clean (waived: {', '.join(LINT_WAIVERS)})")
     print(f"build on a Vivado machine: cd {args.out} && vivado -mode batch -source build.tcl")
     return 0
 

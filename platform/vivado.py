@@ -31,6 +31,10 @@ PS_VLNV = "xilinx.com:ip:zynq_ultra_ps_e"
 SMC_VLNV = "xilinx.com:ip:smartconnect"
 RST_VLNV = "xilinx.com:ip:proc_sys_reset"
 LED_PORT = "led_done"
+VERILOG_TOPS = {"heatvit_shell": ["rtl/heatvit_shell.v"],
+                "heatvit_top": ["rtl/heatvit_shell.v", "rtl/heatvit_top.v"]}
+"""Every top module the project's Verilog holds, with the files (relative to the project) it
+needs; ``heatvit vivado`` lints each (``heatvit.cli.lint``)."""
 
 
 def ps_config(acc: AcceleratorConfig) -> dict[str, str]:

@@ -159,20 +159,32 @@ def test_build_tcl_without_board_files(projects, tmp_path):
     assert calls_named(calls, "create_bd_design")
 
 
-def test_thin_top_lints(projects, tmp_path):
-    """Verilator -Wall on core + thin top, with the CLI's waivers plus CASEINCOMPLETE (Amaranth
-    emits a ``casez`` without ``default`` for a Switch whose other values keep the old value)."""
-    from heatvit.cli import LINT_WAIVERS
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_written_tops_lint(name, projects):
+    """Verilator -Wall, with only heatvit.cli.LINT_WAIVERS, on every top module the project
+    holds (the core Vivado synthesizes and the thin top it packages), and every Verilog file
+    written belongs to a linted top."""
+    from heatvit.cli import lint
+    from heatvit.platform.vivado import VERILOG_TOPS
     from heatvit.sim.runner import setup_verilator
     if not setup_verilator():
         pytest.skip("verilator not installed")
-    _, files = projects["small-64"]
-    both = tmp_path / "both.v"
-    both.write_text(files[0].read_text() + "\n" + files[1].read_text())
-    res = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-CASEINCOMPLETE",
-                          *(f"-Wno-{w}" for w in LINT_WAIVERS), "--top-module", "heatvit_top", str(both)],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+    src, files = projects[name]
+    written = {str(f.relative_to(src)) for f in files if f.suffix == ".v"}
+    assert written == {r for rel in VERILOG_TOPS.values() for r in rel}
+    for top, rel in VERILOG_TOPS.items():
+        lint([src / r for r in rel], top)
+
+
+def test_export_lints(tmp_path, capsys):
+    """``heatvit export`` lints what it writes."""
+    from heatvit.cli import main
+    from heatvit.sim.runner import setup_verilator
+    if not setup_verilator():
+        pytest.skip("verilator not installed")
+    assert main(["export", "--config", "small", "--out", str(tmp_path)]) == 0
+    assert "lint-only -Wall: clean" in capsys.readouterr().out
+    assert {p.name for p in tmp_path.glob("*.v")} == {"gemm_engine.v"}
 
 
 def test_zcu102_platform_plan():
@@ -201,6 +213,8 @@ def test_zcu102_platform_plan():
 def test_vivado_project_main(tmp_path, capsys):
     from heatvit.vivado_project import main
     assert main(["--config", "small", "--out", str(tmp_path / "v"), "--data-width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "-Wall heatvit_shell: clean" in out and "-Wall heatvit_top: clean" in out
     assert (tmp_path / "v/build.tcl").exists()
     written = load_config(tmp_path / "v/heatvit_config.json")
     assert written.shell.data_width == 64 and written.gemm == PRESETS["small"].gemm

@@ -14,6 +14,9 @@ from .dma import DmaReader, DmaWriter
 from .gearbox import Gearbox
 from .regs import RegisterFile
 
+BENIGN_ERRORS = (ErrorCode.START_WHILE_BUSY,)
+"""Codes after which the job's results are still valid; any other code replaces them in ERROR."""
+
 
 def shape_error(m: Module, gemm, mm, kk, nn) -> Signal:
     """The GEMM engine's shape check (rtl/gemm/engine.py, same order) on 32-bit register values.
@@ -106,13 +109,21 @@ class AcceleratorShell(wiring.Component):
         mm, kk, nn = Signal(32), Signal(32), Signal(32)
         addr = {b: Signal(64, name=f"{b}_addr") for b in regmap.BUFFERS}
         err = Signal(8)
+        flags = Signal(32)
         done = Signal()
         cycles = Signal(32)
-        m.d.comb += [regs.error.eq(err), regs.done.eq(done), regs.cycles.eq(cycles), self.irq.eq(done)]
+        m.d.comb += [regs.error.eq(err), regs.error_flags.eq(flags), regs.done.eq(done),
+                     regs.cycles.eq(cycles), self.irq.eq(done)]
+
+        # Errors (docs/shell.md, "Errors"): every raised code sets its bit in ``flags``; ``err``
+        # keeps the first one, except that START_WHILE_BUSY (the only code after which the
+        # results are still valid) gives way to the first code that is not benign.
+        raised = []   # (pulse, code) per place an error can be raised, resolved after the FSM
 
         def set_error(code):
-            with m.If(err == 0):
-                m.d.sync += err.eq(code)
+            hit = Signal(name=f"raise_{len(raised)}")
+            m.d.comb += hit.eq(1)
+            raised.append((hit, code))
 
         # Sizes (valid once the shape passed its check).
         m_n = Signal(range(g.max_m + 1))
@@ -209,7 +220,7 @@ class AcceleratorShell(wiring.Component):
                 m.d.sync += quiet.eq(0)
                 with m.If(regs.start):
                     m.d.comb += [eng_rst.eq(1), rd.clear.eq(1), wr.clear.eq(1)]
-                    m.d.sync += [err.eq(0), done.eq(0), cycles.eq(0),
+                    m.d.sync += [err.eq(0), flags.eq(0), done.eq(0), cycles.eq(0),
                                  mm.eq(r.M), kk.eq(r.K), nn.eq(r.N)]
                     for b, (lo, hi) in regmap.BUFFERS.items():
                         m.d.sync += addr[b].eq(Cat(getattr(r, lo), getattr(r, hi)))
@@ -281,4 +292,22 @@ class AcceleratorShell(wiring.Component):
                 set_error(ErrorCode.AXI_READ_ERROR)
             with m.If(wr.error):
                 set_error(ErrorCode.AXI_WRITE_ERROR)
+
+        # Resolve this cycle's raised codes: benign ones first, so that a code that is not benign
+        # raised in the same cycle wins; none of them is raised in the cycle a start clears both.
+        bits = Const(0, 32)
+        for hit, code in raised:
+            bits = bits | (hit.replicate(32) & (Const(1, 32) << code))
+        with m.If(Cat(hit for hit, _ in raised).any()):
+            m.d.sync += flags.eq(flags | bits)
+        for benign in (True, False):
+            for hit, code in raised:
+                if (isinstance(code, int) and code in BENIGN_ERRORS) != benign:
+                    continue
+                replaceable = err == 0
+                if not benign:
+                    for b in BENIGN_ERRORS:
+                        replaceable |= err == b
+                with m.If(hit & replaceable):
+                    m.d.sync += err.eq(code)
         return m

@@ -101,7 +101,7 @@ async def registers(dut):
         "WIN_BASE_LO": SHELL.window_base & 0xFFFFFFFF, "WIN_BASE_HI": SHELL.window_base >> 32,
         "WIN_SIZE_LO": SHELL.window_size & 0xFFFFFFFF, "WIN_SIZE_HI": SHELL.window_size >> 32,
         "MAX_M": g.max_m, "MAX_K": g.max_k, "MAX_N": g.max_n, "ACT_WORDS": g.act_buffer_words,
-        "WATCHDOG": SHELL.watchdog_cycles,
+        "WATCHDOG": SHELL.watchdog_cycles, "ERROR_FLAGS": 0,
     }
     rw = [n for n, (_, acc, _) in regmap.REGISTERS.items() if acc == "rw"]
     for name in rw:
@@ -199,6 +199,7 @@ async def bad_inputs(dut):
             raise AssertionError(f"{m}x{k}x{n} {override}: no error, expected {code.name}")
         status = await drv.read("STATUS")
         assert status == regmap.STATUS_DONE | regmap.STATUS_ERROR | code << 8, hex(status)
+        assert await drv.read("ERROR_FLAGS") == 1 << code
     assert mon.count() == 0, f"refused jobs made {mon.count()} bursts"
     check_untouched(be, before, None)
     # The error clears at the next start: a clean job runs.
@@ -224,8 +225,63 @@ async def start_while_busy(dut):
         assert e.code == ErrorCode.START_WHILE_BUSY and "START_WHILE_BUSY" in str(e)
     else:
         raise AssertionError("no START_WHILE_BUSY")
+    assert await drv.read("ERROR_FLAGS") == 1 << ErrorCode.START_WHILE_BUSY
     assert np.array_equal(drv.read_results(job), golden.gemm(CFG, a, w, bias, mult, shift))
     await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
+    assert await drv.read("ERROR_FLAGS") == 0
+
+
+async def corrupting_error_after_stray_start(dut, fault: str, code: ErrorCode):
+    """A CTRL write during a job must not hide a later error that makes its results wrong: the
+    fault (SLVERR on one weight beat, or the read channel stalled past the watchdog) hits a job
+    that had a CTRL write 20 cycles in.  ERROR names the corrupting error; ERROR_FLAGS has both."""
+    rng, np_rng = _rngs()
+    be, drv, mon = await start(dut, ACC, stall=0.0, rng=rng)
+    m, k, n = 9, CFG.rows * 4, CFG.cols * 3
+    a, w, bias, mult, shift = operands(np_rng, m, k, n)
+    job = drv.load(a, w, bias, mult, shift)
+    if fault == "slverr":
+        wgt = job.buffers.wgt
+        be.poisoned["read"] = [(wgt + 3 * DB, wgt + 4 * DB)]
+    else:
+        be.set_stall(1.0, only="ram.r")
+    drv.max_polls = (SHELL.watchdog_cycles * 3) // 16
+    await drv.start(m, k, n, job.buffers)
+    await ClockCycles(dut.aclk, 20)
+    assert await drv.read("STATUS") & regmap.STATUS_BUSY
+    await drv.write("CTRL", 1)
+    try:
+        await drv.wait()
+    except HardwareError as e:
+        assert e.code == code, f"{fault}: ERROR reads {e}, expected {code.name}"
+        if fault == "slverr":
+            assert "also raised: START_WHILE_BUSY" in str(e), str(e)
+    else:
+        raise AssertionError(f"{fault}: no error")
+    be.poisoned["read"] = []
+    be.set_stall(0.0, only="ram.r")
+    drv.max_polls = 10_000
+    try:
+        await drv.wait()    # the stalled job drains once the bus answers again
+    except HardwareError as e:
+        assert e.code == code, str(e)
+    assert await drv.read("ERROR") == code
+    assert await drv.read("ERROR_FLAGS") == 1 << code | 1 << ErrorCode.START_WHILE_BUSY
+    wrong = int(np.count_nonzero(drv.read_results(job) != golden.gemm(CFG, a, w, bias, mult, shift)))
+    cocotb.log.info(f"{fault} + CTRL write: {code.name}, {wrong} of {m * n} outputs wrong")
+    await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
+
+
+@cocotb.test()
+async def slverr_after_start_while_busy(dut):
+    """SLVERR on one weight beat after a CTRL write: AXI_READ_ERROR, not START_WHILE_BUSY."""
+    await corrupting_error_after_stray_start(dut, "slverr", ErrorCode.AXI_READ_ERROR)
+
+
+@cocotb.test()
+async def timeout_after_start_while_busy(dut):
+    """Read data stalled past the watchdog after a CTRL write: TIMEOUT, not START_WHILE_BUSY."""
+    await corrupting_error_after_stray_start(dut, "stall", ErrorCode.TIMEOUT)
 
 
 @cocotb.test()
@@ -277,6 +333,7 @@ async def watchdog(dut):
         except HardwareError as e:
             assert e.code == ErrorCode.TIMEOUT
         assert await drv.read("STATUS") == regmap.STATUS_DONE | regmap.STATUS_ERROR | ErrorCode.TIMEOUT << 8
+        assert await drv.read("ERROR_FLAGS") >> ErrorCode.TIMEOUT & 1
         await gemm_checked(be, drv, mon, np_rng, 4, 9, 5)
 
 
@@ -299,4 +356,5 @@ async def axi_error_responses(dut):
             raise AssertionError(f"SLVERR on {kind}: no {code.name}")
         be.poisoned[kind] = []
         assert not await drv.read("STATUS") & regmap.STATUS_BUSY
+        assert await drv.read("ERROR_FLAGS") == 1 << code
     await gemm_checked(be, drv, mon, np_rng, 3, 4, 5)
