@@ -207,57 +207,53 @@ async def bad_inputs(dut):
     assert await drv.read("ERROR") == 0
 
 
-@cocotb.test()
-async def start_while_busy(dut):
-    """A second start during a job: the job completes bit-exactly, ERROR says START_WHILE_BUSY."""
+async def job_with_stray_start(dut, fault: str | None, *, stall: float, delay: int):
+    """Start a job, inject ``fault`` (None, ``"slverr"``: SLVERR on one weight beat, ``"stall"``:
+    the read channel stalled past the watchdog), write CTRL ``delay`` cycles in, wait for it.
+
+    Returns ``(backend, driver, monitor, np_rng, job, expected outputs, HardwareError)``."""
     rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, stall=0.2, rng=rng)
+    be, drv, mon = await start(dut, ACC, stall=stall, rng=rng)
     m, k, n = 9, CFG.rows * 4, CFG.cols * 3
     a, w, bias, mult, shift = operands(np_rng, m, k, n)
     job = drv.load(a, w, bias, mult, shift)
+    if fault == "slverr":
+        be.poisoned["read"] = [(job.buffers.wgt + 3 * DB, job.buffers.wgt + 4 * DB)]
+    elif fault == "stall":
+        be.set_stall(1.0, only="ram.r")
+        drv.max_polls = (SHELL.watchdog_cycles * 3) // 16
     await drv.start(m, k, n, job.buffers)
-    await ClockCycles(dut.aclk, 30)
+    await ClockCycles(dut.aclk, delay)
     assert await drv.read("STATUS") & regmap.STATUS_BUSY
     await drv.write("CTRL", 1)
     try:
         await drv.wait()
     except HardwareError as e:
-        assert e.code == ErrorCode.START_WHILE_BUSY and "START_WHILE_BUSY" in str(e)
+        err = e
     else:
-        raise AssertionError("no START_WHILE_BUSY")
+        raise AssertionError(f"fault {fault} and a CTRL write during the job: no error")
+    return be, drv, mon, np_rng, job, golden.gemm(CFG, a, w, bias, mult, shift), err
+
+
+@cocotb.test()
+async def start_while_busy(dut):
+    """A second start during a job: the job completes bit-exactly, ERROR says START_WHILE_BUSY."""
+    be, drv, mon, np_rng, job, expected, err = await job_with_stray_start(dut, None, stall=0.2, delay=30)
+    assert err.code == ErrorCode.START_WHILE_BUSY and "START_WHILE_BUSY" in str(err), str(err)
     assert await drv.read("ERROR_FLAGS") == 1 << ErrorCode.START_WHILE_BUSY
-    assert np.array_equal(drv.read_results(job), golden.gemm(CFG, a, w, bias, mult, shift))
+    assert np.array_equal(drv.read_results(job), expected)
     await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
     assert await drv.read("ERROR_FLAGS") == 0
 
 
 async def corrupting_error_after_stray_start(dut, fault: str, code: ErrorCode):
     """A CTRL write during a job must not hide a later error that makes its results wrong: the
-    fault (SLVERR on one weight beat, or the read channel stalled past the watchdog) hits a job
-    that had a CTRL write 20 cycles in.  ERROR names the corrupting error; ERROR_FLAGS has both."""
-    rng, np_rng = _rngs()
-    be, drv, mon = await start(dut, ACC, stall=0.0, rng=rng)
-    m, k, n = 9, CFG.rows * 4, CFG.cols * 3
-    a, w, bias, mult, shift = operands(np_rng, m, k, n)
-    job = drv.load(a, w, bias, mult, shift)
+    fault hits a job that had a CTRL write 20 cycles in.  ERROR names the corrupting error;
+    ERROR_FLAGS has both."""
+    be, drv, mon, np_rng, job, expected, err = await job_with_stray_start(dut, fault, stall=0.0, delay=20)
+    assert err.code == code, f"{fault}: ERROR reads {err}, expected {code.name}"
     if fault == "slverr":
-        wgt = job.buffers.wgt
-        be.poisoned["read"] = [(wgt + 3 * DB, wgt + 4 * DB)]
-    else:
-        be.set_stall(1.0, only="ram.r")
-    drv.max_polls = (SHELL.watchdog_cycles * 3) // 16
-    await drv.start(m, k, n, job.buffers)
-    await ClockCycles(dut.aclk, 20)
-    assert await drv.read("STATUS") & regmap.STATUS_BUSY
-    await drv.write("CTRL", 1)
-    try:
-        await drv.wait()
-    except HardwareError as e:
-        assert e.code == code, f"{fault}: ERROR reads {e}, expected {code.name}"
-        if fault == "slverr":
-            assert "also raised: START_WHILE_BUSY" in str(e), str(e)
-    else:
-        raise AssertionError(f"{fault}: no error")
+        assert "also raised: START_WHILE_BUSY" in str(err), str(err)
     be.poisoned["read"] = []
     be.set_stall(0.0, only="ram.r")
     drv.max_polls = 10_000
@@ -267,8 +263,8 @@ async def corrupting_error_after_stray_start(dut, fault: str, code: ErrorCode):
         assert e.code == code, str(e)
     assert await drv.read("ERROR") == code
     assert await drv.read("ERROR_FLAGS") == 1 << code | 1 << ErrorCode.START_WHILE_BUSY
-    wrong = int(np.count_nonzero(drv.read_results(job) != golden.gemm(CFG, a, w, bias, mult, shift)))
-    cocotb.log.info(f"{fault} + CTRL write: {code.name}, {wrong} of {m * n} outputs wrong")
+    wrong = int(np.count_nonzero(drv.read_results(job) != expected))
+    cocotb.log.info(f"{fault} + CTRL write: {code.name}, {wrong} of {expected.size} outputs wrong")
     await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
 
 
