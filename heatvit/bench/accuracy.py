@@ -67,7 +67,7 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
 
 
 def main(out_dir: Path, quick: bool) -> list[Path]:
-    res = evaluate(limit=60 if quick else None)
+    res = evaluate(limit=20 if quick else None)
     res["mac_reduction"] = 1.0 - res["macs_pruned"] / res["macs_dense"]
     path = Path(out_dir) / "accuracy.json"
     path.write_text(json.dumps(res, indent=1) + "\n")

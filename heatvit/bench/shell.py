@@ -26,8 +26,8 @@ SHAPE = (197, 192, 576)
 # DeiT-T's other block GEMMs that fit the default activation buffer, and small corner shapes.
 SWEEP = [(1, 16, 16), (16, 64, 48), (64, 64, 96), (197, 64, 197), (197, 197, 64), (197, 192, 192),
          (197, 192, 576), (100, 320, 130)]
-QUICK_SHAPE = (16, 20, 12)
-QUICK_SWEEP = [(1, 4, 4), (5, 9, 7), (16, 20, 12), (33, 64, 17)]
+QUICK_SHAPE = (10, 16, 12)
+QUICK_SWEEP = [(1, 4, 4), (5, 9, 7)]
 
 
 def dma_beats(acc: AcceleratorConfig, m: int, k: int, n: int) -> dict[str, int]:

@@ -10,7 +10,7 @@ the selector's own MLP GEMMs (run on the GEMM engine) are given too.  Resources:
 ``yosys`` ``synth_xilinx -family xcup`` of the exported Verilog (LUT = LUT1..LUT6 plus LUTs used
 as RAM, FF, DSP48E2, CARRY8/CARRY4), and separately of the score combiner that turns per-head
 ``(a, t)`` into the unit's score stream (on the nonlinear path: its reciprocal unit and one
-multiply).  Quick mode: a 17-token, D = 48 model on the ``small`` preset's 4 lanes, no synthesis.
+multiply).  Quick mode: a 10-token, D = 16 model on the ``small`` preset's 4 lanes, no synthesis.
 """
 
 from __future__ import annotations
