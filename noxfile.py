@@ -47,7 +47,8 @@ def export(session):
 
 @nox.session
 def bench(session):
-    """Benchmarks: JSON under build/bench/."""
+    """Benchmarks: JSON under build/bench/ (``nox -s bench -- NAME ...``; ``-- --quick``: every
+    bench on small configs and shapes, as ``.ci/run`` does after the tests)."""
     _install(session, "test")
     session.run("heatvit", "bench", *session.posargs)
 
