@@ -205,9 +205,10 @@ class GemmConfig:
 from .nonlinear_config import NonlinearConfig  # noqa: E402  (sections import .validate only)
 from .shell_config import ShellConfig  # noqa: E402
 from .toksel_config import TokSelConfig  # noqa: E402
+from .accel_config import BufferConfig, check_against as _check_buffers, derived as _derived_buffers  # noqa: E402
 
 _SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
-             "shell": ShellConfig}
+             "buffers": BufferConfig, "shell": ShellConfig}
 
 
 @dataclass(frozen=True)
@@ -226,12 +227,16 @@ class AcceleratorConfig:
     nonlinear: NonlinearConfig = field(default_factory=NonlinearConfig)
     toksel: TokSelConfig | None = None
     """Default: :class:`TokSelConfig` with ``lanes = gemm.rows``."""
+    buffers: BufferConfig | None = None
+    """Token buffers (:mod:`heatvit.accel_config`); default: derived from the other sections."""
     clock_mhz: float = 300.0
     shell: ShellConfig = field(default_factory=ShellConfig)
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
             object.__setattr__(self, "toksel", TokSelConfig(lanes=self.gemm.rows))
+        if self.buffers is None and all(isinstance(getattr(self, n), c) for n, c in list(_SECTIONS.items())[:3]):
+            object.__setattr__(self, "buffers", _derived_buffers(self.gemm, self.nonlinear, self.toksel))
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
             if not isinstance(value, cls):
@@ -243,14 +248,19 @@ class AcceleratorConfig:
             raise ValueError(f"AcceleratorConfig: toksel.lanes = {self.toksel.lanes} must equal "
                              f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words); "
                              f"resize the array with AcceleratorConfig.with_array")
+        _check_buffers(self.buffers, self.gemm, self.nonlinear, self.toksel)
 
     # -- consistent changes ------------------------------------------------------------------
     def with_gemm(self, **changes) -> "AcceleratorConfig":
         """This config with ``gemm`` fields changed and the fields that depend on them derived
-        again (``toksel.lanes = gemm.rows``); every other section is kept."""
+        again: ``toksel.lanes = gemm.rows``, and ``buffers`` if it was the derived default (an
+        explicit ``buffers`` is kept and checked against the new engine).  Every other section
+        is kept."""
         gemm = dataclasses.replace(self.gemm, **changes)
         toksel = dataclasses.replace(self.toksel, lanes=gemm.rows)
-        return dataclasses.replace(self, gemm=gemm, toksel=toksel)
+        was_derived = self.buffers == _derived_buffers(self.gemm, self.nonlinear, self.toksel)
+        return dataclasses.replace(self, gemm=gemm, toksel=toksel,
+                                   buffers=None if was_derived else self.buffers)
 
     def with_array(self, rows: int, cols: int) -> "AcceleratorConfig":
         """This config on a ``rows`` x ``cols`` PE array (see :meth:`with_gemm`)."""
