@@ -10,7 +10,10 @@ latency on the board adds to every burst); the engine figure is measured on the 
 estimate_cycles`` into the serial preload (one parameter record and one activation word per
 cycle: ``N + ceil(K/R) * M`` cycles) and the rest (``fixed``: register, command and DMA
 latencies, the last output's write-back).  Quick mode: the ``small`` preset (4 x 4) on small
-shapes, Icarus when installed.  Writes ``build/bench/shell.json``.
+shapes.  The shell runs on the default simulator (Verilator) in both modes: on Icarus the small
+preset's first job after reset differs from the golden model (seen on 10 x 16 x 8 and 10 x 16 x
+12; Verilator and every later job agree), an open question about Icarus and X values, not
+settled here; the bare engine runs on Icarus in quick mode.  Writes ``build/bench/shell.json``.
 """
 
 from __future__ import annotations
@@ -72,14 +75,14 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     from heatvit.cli import run_shapes
     from heatvit.sim.runner import simulator_available
     acc = PRESETS["small"] if quick else AcceleratorConfig()
-    sim = "icarus" if quick and simulator_available("icarus") else None
+    engine_sim = "icarus" if quick and simulator_available("icarus") else None
     g = acc.gemm
     m, k, n = QUICK_SHAPE if quick else SHAPE
     sweep = QUICK_SWEEP if quick else SWEEP
     shapes = [[m, k, n]] + [list(s) for s in sweep if tuple(s) != (m, k, n)]
-    measured = run_shell(acc, shapes, sim=sim)
+    measured = run_shell(acc, shapes)
     through = measured[0]
-    (alone,) = run_shapes(acc, [[m, k, n]], sim=sim, tag="bench")
+    (alone,) = run_shapes(acc, [[m, k, n]], sim=engine_sim, tag="bench")
     beats = dma_beats(acc, m, k, n)
     over = overhead_rows(acc, measured)
     fixed = [r["fixed"] for r in over]
