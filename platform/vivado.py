@@ -207,7 +207,7 @@ def write_project(out_dir: Path, acc: AcceleratorConfig, *, jobs: int = 8) -> li
     from heatvit.rtl.shell.wrapper import export
     out_dir = Path(out_dir)
     acc.shell.check_gemm(acc.gemm)
-    core, top = export(acc)
+    core, top = export(acc, primitives=True)
     files = {
         "rtl/heatvit_shell.v": core,
         "rtl/heatvit_top.v": top,

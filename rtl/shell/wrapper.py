@@ -68,9 +68,13 @@ def thin_top(component) -> str:
     return "\n".join(lines)
 
 
-def export(acc: AcceleratorConfig) -> tuple[str, str]:
-    """``(core Verilog, thin top Verilog)`` for one configuration (its ``shell`` section)."""
+def export(acc: AcceleratorConfig, *, primitives: bool = False) -> tuple[str, str]:
+    """``(core Verilog, thin top Verilog)`` for one configuration (its ``shell`` section).
+
+    ``primitives``: instantiate the DSP48E2 primitive (Vivado, yosys) instead of its bit-exact
+    behavioural model (what the simulators run)."""
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
     component = build_shell(acc)
-    core = export_verilog(component, CORE_NAME)
+    core = export_verilog(component, CORE_NAME, platform=PRIMITIVES if primitives else None)
     return core, thin_top(component)
