@@ -36,8 +36,8 @@ async def measure(dut):
         mismatches = int(np.count_nonzero(y != golden.gemm(acc.gemm, *ops)))
         bursts, seen = mon.count() - seen, mon.count()
         results.append({"m": m, "k": k, "n": n, "cycles": drv.last_cycles, "bit_exact": mismatches == 0,
-                        "mismatches": mismatches, "bursts": bursts, "wall_s": round(wall, 1),
-                        "cpu_s": round(cpu, 2)})
+                        "mismatches": mismatches, "bursts": bursts, "wall_s": round(wall, 3),
+                        "cpu_s": round(cpu, 3)})
         cocotb.log.info(f"{m}x{k}x{n} through the shell: {drv.last_cycles} cycles, "
                         f"{'bit-exact' if mismatches == 0 else f'{mismatches} MISMATCHES'}, {wall:.1f} s")
         assert mismatches == 0
