@@ -128,8 +128,11 @@ def _fmt(value) -> str:
 
 
 def _bit(handle) -> int:
-    v = handle.value
-    return int(v) if v.is_resolvable else 0
+    """A 1-bit signal as 0/1 (X or Z as 0: before reset)."""
+    try:
+        return int(handle.value)
+    except ValueError:
+        return 0
 
 
 # -- monitor -------------------------------------------------------------------------------------
@@ -151,7 +154,8 @@ class StreamMonitor:
 
     A port is ``(valid, ready, payload signals)``.  After an edge with ``valid && !ready``, the
     next edge must see ``valid`` still high and every payload signal unchanged; a port may not
-    be left holding a beat at the end (:meth:`check_idle`).  Cycles in reset are ignored.
+    be left holding a beat at the end (:meth:`check_idle`).  Cycles in reset (``reset`` at
+    ``reset_active``, or :attr:`paused` set by the testbench that drives the reset) are ignored.
     With ``strict`` (the default) the first violation raises ``AssertionError`` in the
     monitor's task, which fails the running cocotb test; otherwise violations are only listed
     in :attr:`violations`.
@@ -163,6 +167,7 @@ class StreamMonitor:
         self.ports: dict[str, _Port] = {}
         self.violations: list[str] = []
         self.cycle = 0
+        self.paused = False
         self._task = cocotb.start_soon(self._run())
 
     def watch(self, name: str, valid, ready, payload) -> None:
@@ -189,27 +194,25 @@ class StreamMonitor:
         while True:
             await RisingEdge(self.clk)
             self.cycle += 1
-            if self.reset is not None and _bit(self.reset) == self.reset_active:
+            if self.paused or (self.reset is not None and _bit(self.reset) == self.reset_active):
                 for p in self.ports.values():
                     p.held = None
                 continue
             for p in list(self.ports.values()):
-                valid = _bit(p.valid)
-                if p.held is not None:
-                    if not valid:
-                        self._flag(f"{p.name}: valid dropped before the handshake (payload {p.held} on offer)")
-                    else:
-                        now = p.sample()
-                        if now != p.held:
-                            self._flag(f"{p.name}: payload changed while valid && !ready: {p.held} -> {now}")
-                if valid:
-                    if _bit(p.ready):
-                        p.beats += 1
-                        p.held = None
-                    else:
-                        p.held = p.sample()
-                else:
+                if not _bit(p.valid):
+                    if p.held is not None:
+                        self._flag(f"{p.name}: valid dropped before the handshake ({p.held} on offer)")
                     p.held = None
+                    continue
+                if p.held is not None:
+                    now = p.sample()
+                    if now != p.held:
+                        self._flag(f"{p.name}: payload changed while valid && !ready: {p.held} -> {now}")
+                if _bit(p.ready):
+                    p.beats += 1
+                    p.held = None
+                elif p.held is None:
+                    p.held = p.sample()
 
     def check_idle(self, names=None) -> None:
         """No watched port has ``valid`` high now (no beat left on offer)."""
@@ -245,6 +248,7 @@ class StreamSource:
         self.now = lambda: self._edges
         self.idle = Event()
         self.driving = False
+        self._quiet = False
         self.valid.value = 0
         self._task = None
 
@@ -293,10 +297,13 @@ class StreamSource:
                     self.payload.value = self.queue[0]
                     self.valid.value = 1
                     self.driving = True
+                    self._quiet = False
                 else:
-                    self.valid.value = 0
-                    if self._junk is not None:
-                        self.payload.value = self._junk.getrandbits(self._width)
+                    if not self._quiet:           # junk once per idle stretch: cheap, and enough
+                        self.valid.value = 0
+                        if self._junk is not None:
+                            self.payload.value = self._junk.getrandbits(self._width)
+                        self._quiet = True
                     if not self.queue:
                         self.idle.set()
 
@@ -345,14 +352,17 @@ class StreamSink:
         self.ready.value = 0
 
     async def _run(self):
-        self.ready.value = int(not next(self._idle_cycles))
+        ready = int(not next(self._idle_cycles))
+        self.ready.value = ready
         while True:
             await RisingEdge(self.clk)
             self.cycle += 1
-            if int(self.ready.value) and _bit(self.valid):
+            if ready and _bit(self.valid):
                 self.received.append(self.payload.value.to_unsigned())
                 self.handshake_cycles.append(self.now())
-            self.ready.value = int(not next(self._idle_cycles))
+            nxt = int(not next(self._idle_cycles))
+            if nxt != ready:                      # writes cost more than the comparison
+                self.ready.value = ready = nxt
 
     @property
     def unread(self) -> int:
@@ -424,12 +434,11 @@ class StreamTB:
 
         self.dut, self.rng = dut, rng
         self.clk = dut.clk
-        self.now = 0
         self.gap, self.stall = Idle.of(gap), Idle.of(stall)
         dut.rst.value = 1                     # held until reset(): no X reaches an FSM
         Clock(dut.clk, period_ns, unit="ns").start()
-        cocotb.start_soon(self._count())
-        self.monitor = StreamMonitor(self.clk, reset=dut.rst, strict=strict)
+        self.monitor = StreamMonitor(self.clk, strict=strict)
+        self.monitor.paused = True            # until reset() releases rst
         for prefix in (*self.SOURCES.values(), *self.SINKS.values()):
             self.monitor.watch_stream(dut, prefix)
         self._make_bfms()
@@ -445,10 +454,10 @@ class StreamTB:
             setattr(self, name, bfm)
             bfm.now = lambda: self.now
 
-    async def _count(self):
-        while True:
-            await RisingEdge(self.clk)
-            self.now += 1
+    @property
+    def now(self) -> int:
+        """Clock cycles since the testbench started (the monitor counts them)."""
+        return self.monitor.cycle
 
     def set_gaps(self, gap: Idle | float, stall: Idle | float):
         """Idle behaviour of every source (``gap``) and sink (``stall``)."""
@@ -469,11 +478,13 @@ class StreamTB:
         """Synchronous reset; stops and rebuilds every BFM so no stale beat survives it."""
         for bfm in (*self._sources, *self._sinks):
             bfm.stop()
+        self.monitor.paused = True
         self.dut.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(self.clk)
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
+        self.monitor.paused = False
         self._make_bfms()
 
     async def finish(self, drain_cycles: int = 32):

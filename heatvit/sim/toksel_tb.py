@@ -15,7 +15,7 @@ from heatvit.golden.token_selector import decision
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
 from heatvit.sim.runner import config_from_env
-from heatvit.sim.streams import StreamTB, checked_test, pack_fields, pack_lanes, unpack_lanes
+from heatvit.sim.streams import Idle, StreamTB, checked_test, pack_fields, pack_lanes, unpack_lanes
 
 
 @dataclass
@@ -61,8 +61,8 @@ class TokSelTB(StreamTB):
     SOURCES = {"cmd": "cmd", "scores": "scores", "tokens": "tokens"}
     SINKS = {"writes": "writes", "result": "result"}
 
-    def __init__(self, dut, cfg: TokSelConfig, rng: random.Random, *, gap: float = 0.0,
-                 stall: float = 0.0, period_ns: int = 10):
+    def __init__(self, dut, cfg: TokSelConfig, rng: random.Random, *, gap: Idle | float = 0.0,
+                 stall: Idle | float = 0.0, period_ns: int = 10):
         self.cfg = cfg
         super().__init__(dut, rng, gap=gap, stall=stall, period_ns=period_ns)
 
