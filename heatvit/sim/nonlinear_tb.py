@@ -77,6 +77,7 @@ class NonlinearTB:
         sink = StreamSink(self.dut, f"{unit}__o", self.clk, stall=stall, rng=random.Random(r.getrandbits(32))).start()
         for port in (src.name, sink.name):
             self.monitor.watch_stream(self.dut, port)
+        self.last_sink = sink                 # its handshake_cycles time the output beats
         src.send(beats)
         slow = 1 if gap.never and stall.never else 8
         words = await sink.recv(n_out, timeout_cycles=200 + slow * cycles_per_beat * (len(beats) + n_out) * 4)

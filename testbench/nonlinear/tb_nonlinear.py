@@ -167,3 +167,30 @@ async def layernorm(dut):
         rows = layernorm_rows(cfg, n, nprng, 1 if QUICK else 4)
         got, e = await tb.layernorm(rows, p)
         assert_equal(f"layernorm N={n}", rows, got, e)
+
+
+@checked_test
+async def row_cycles(dut):
+    """Back-to-back rows of B beats without stalls: Softmax takes 2B + 25 cycles per row,
+    LayerNorm B + 18 (the figures of docs/nonlinear.md and the units' docstrings)."""
+    tb, nprng = await _setup(dut, "none")
+    cfg, L = tb.cfg, tb.cfg.row_lanes
+    sizes = sorted({1, 3, cfg.max_tokens // L, cfg.max_dim // L})
+    p = NL.softmax_params(0.01, in_bits=cfg.softmax_in_bits)
+    for b in (b for b in sizes if b * L <= cfg.max_tokens):
+        rows = [nprng.integers(-3000, 3000, b * L) for _ in range(4)]
+        got, e = await tb.softmax(rows, p)
+        assert_equal(f"softmax B={b}", np.concatenate(rows), got, e)
+        ends = [tb.last_sink.handshake_cycles[(r + 1) * b - 1] for r in range(4)]
+        periods = np.diff(ends).tolist()
+        assert periods[1:] == [2 * b + 25] * 2, f"softmax B={b}: {periods} cycles per row, want 2B + 25"
+    for b in (b for b in sizes if b * L <= cfg.max_dim):
+        n = b * L
+        lp = NL.layernorm_params(np.ones(n), np.zeros(n), 1e-6, 0.05, 0.05, in_bits=cfg.layernorm_in_bits, cfg=cfg)
+        await tb.layernorm_load(lp)
+        rows = layernorm_rows(cfg, n, nprng, 0)[:4]
+        got, e = await tb.layernorm(rows, lp)
+        assert_equal(f"layernorm B={b}", rows, got, e)
+        ends = [tb.last_sink.handshake_cycles[(r + 1) * b - 1] for r in range(4)]
+        periods = np.diff(ends).tolist()
+        assert periods[1:] == [b + 18] * 2, f"layernorm B={b}: {periods} cycles per row, want B + 18"
