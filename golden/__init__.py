@@ -9,9 +9,11 @@ Subpackages and modules, by the unit they define:
 * :mod:`.nonlinear`: GELU, sigmoid, exp, reciprocal, rsqrt tables, Softmax and LayerNorm rows.
 * :mod:`.token_selector`: the HeatViT token selector (float and integer), keep decisions,
   compaction and the package token.
-* :mod:`.vit_config`, :mod:`.model_io`, :mod:`.vit_float`, :mod:`.quantize`, :mod:`.vit_int`:
-  the whole ViT (config, timm state-dict import, float reference, post-training quantization,
-  integer forward with token selectors).
+* :mod:`.float_ops`, :mod:`.linear`: float32 reference operations and the quantized Linear
+  layer, shared by the token selector and the whole ViT.
+* :mod:`.vit`: the whole ViT (config, timm state-dict import, float reference, post-training
+  quantization, integer forward with token selectors, latency model, data); imported on demand
+  (``from heatvit.golden import vit``), never by the unit models.
 """
 
 from .gemm import check_operands, check_params, gemm, matmul_acc, pack_activations, pack_outputs, pack_weights, unpack_outputs

@@ -73,6 +73,48 @@ def gemm(cfg: GemmConfig, a, w, bias, mult, shift) -> np.ndarray:
                       bias_bits=cfg.bias_bits, mult_bits=cfg.mult_bits, max_shift=cfg.max_shift)
 
 
+# -- fitting long GEMMs to the engine ---------------------------------------------------------
+
+def row_chunks(cfg: GemmConfig, m: int, k: int) -> list[slice]:
+    """Row ranges of an ``m x k`` activation operand that each fit the engine: at most ``max_m``
+    rows and ``ceil(k/R) * rows <= act_buffer_words`` buffer words.  A GEMM longer than that
+    runs as several engine GEMMs over consecutive token ranges, as the layer controller issues
+    them; rows are independent, so the result equals the one long GEMM.  Every GEMM of the
+    golden ViT and the token selector is split by this one rule (:func:`gemm_rows`,
+    :func:`matmul_acc_rows`), and the latency model costs the same pieces (:func:`split_shape`)."""
+    if not (isinstance(m, (int, np.integer)) and m >= 0):
+        raise ValueError(f"m must be a non-negative integer, not {m!r}")
+    if not (isinstance(k, (int, np.integer)) and 1 <= k <= cfg.max_k):
+        raise ValueError(f"k must be an integer in [1, {cfg.max_k}] (GemmConfig.max_k), not {k!r}")
+    step = max(1, min(cfg.max_m, cfg.act_buffer_words // ceil_div(int(k), cfg.rows)))
+    return [slice(i, min(i + step, int(m))) for i in range(0, int(m), step)]
+
+
+def split_shape(cfg: GemmConfig, m: int, k: int, n: int) -> list[tuple[int, int, int]]:
+    """The engine GEMMs ``(m_i, k, n)`` that one ``m x k x n`` GEMM is issued as (:func:`row_chunks`)."""
+    return [(r.stop - r.start, k, n) for r in row_chunks(cfg, m, k)]
+
+
+def matmul_acc_rows(cfg: GemmConfig, a, w) -> np.ndarray:
+    """:func:`matmul_acc` of an ``a`` of any row count, issued in :func:`row_chunks` pieces."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"a must be 2-D (M x K), got shape {a.shape}")
+    return np.concatenate([matmul_acc(cfg, a[r], w) for r in row_chunks(cfg, *a.shape)], axis=0)
+
+
+def gemm_rows(cfg: GemmConfig, a, w, bias, mult, shift, *, out_bits: int | None = None) -> np.ndarray:
+    """:func:`gemm` of an ``a`` of any row count, issued in :func:`row_chunks` pieces.
+
+    ``out_bits`` wider than ``act_bits``: the same accumulation and requantizer, saturating to
+    ``out_bits`` (fc1 feeding the GELU unit its wide input)."""
+    acc = matmul_acc_rows(cfg, a, w)
+    bias, mult, shift = check_params(cfg, acc.shape[1], bias, mult, shift)
+    return requantize(acc, bias, mult, shift, out_bits=cfg.act_bits if out_bits is None else out_bits,
+                      acc_bits=cfg.acc_bits, bias_bits=cfg.bias_bits, mult_bits=cfg.mult_bits,
+                      max_shift=cfg.max_shift)
+
+
 # -- buffer and stream layouts ----------------------------------------------------------------
 
 def pack_activations(cfg: GemmConfig, a) -> np.ndarray:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .golden import model_io, quantize, vit_data, vit_float, vit_int
+from .golden.vit import data as vit_data, float_forward as vit_float, int_forward as vit_int
+from .golden.vit import model as model_io, quantize
 
 GAP = 4
 """Pixels between panels."""

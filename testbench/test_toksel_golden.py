@@ -5,7 +5,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from heatvit.golden.quantize import quantize_float
+from heatvit.golden.linear import quantize_float
 from heatvit.golden.token_selector import decision as D
 from heatvit.golden.token_selector import float_selector as FS
 from heatvit.golden.token_selector import int_selector as IS
@@ -124,8 +124,8 @@ def test_shared_mlp_equals_replicated_per_head_mlp():
 
 def test_float_selector_matches_the_pytorch_training_selector():
     torch = pytest.importorskip("torch")
-    vt = pytest.importorskip("heatvit.golden.vit_torch")
-    from heatvit.golden.vit_config import ViTConfig
+    vt = pytest.importorskip("heatvit.golden.vit.torch_ref")
+    from heatvit.golden.vit.config import ViTConfig
     torch.set_num_threads(1)
     cfg = ViTConfig(image_size=32, patch_size=8, dim=32, depth=2, heads=2)
     sel = vt.TokenSelector(cfg)

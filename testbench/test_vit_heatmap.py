@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from heatvit import heatmap
-from heatvit.golden import model_io
+from heatvit.golden.vit import model as model_io
 from test_vit_int import random_model
 
 

@@ -5,10 +5,11 @@ DeiT-T widths, the committed default model and the accuracy bench.  NumPy only."
 import numpy as np
 import pytest
 
-from heatvit.golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency, vit_selector
 from heatvit.golden.gemm import gemm
-from heatvit.golden.vit_config import PruningPlan, ViTConfig
-from heatvit.golden.vit_selector import selector_param_shapes
+from heatvit.golden.vit import data as vit_data, float_forward as vit_float, int_forward as vit_int
+from heatvit.golden.vit import latency as vit_latency, model as model_io, quantize, selector as vit_selector
+from heatvit.golden.vit.config import PruningPlan, ViTConfig
+from heatvit.golden.vit.selector import selector_param_shapes
 
 CFG = ViTConfig(depth=4)
 PLAN = PruningPlan((1, 3), (0.6, 0.3))
@@ -184,3 +185,43 @@ def test_deit_t_shapes_run_in_integer():
     yi = vit_int.forward_int(qm, x)[0] * qm.scales["logits"]
     yf = vit_float.forward_float(model, x)[0]
     assert np.corrcoef(yi, yf)[0, 1] > 0.95
+
+
+def _deit_model(cfg, plan, seed=7):
+    rng = np.random.default_rng(seed)
+    sd = {k: rng.normal(0.0, 0.05, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
+    for k in sd:
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+            sd[k] += 1.0
+    for i in range(len(plan.blocks)):
+        for k, s in selector_param_shapes(cfg).items():
+            sd[f"selectors.{i}.{k}"] = rng.normal(0.0, 0.3, s).astype(np.float32)
+    return model_io.from_state_dict(cfg, sd, plan), rng
+
+
+def test_deit_s_selector_gemms_fit_the_engine():
+    """DeiT-S widths (dim 384, 6 heads, 197 tokens; 2 blocks, one selector) with the default
+    engine: the selector's head-mean GEMM (197 x 384 x 6) needs ceil(384/16) * 197 = 4728 buffer
+    words > 4096, so it runs in row chunks like every GEMM of the model.  Chunking never changes
+    a result: an engine with a buffer big enough for one piece gives the same logits and keeps."""
+    import dataclasses
+    from heatvit.config import GemmConfig
+    cfg = ViTConfig(image_size=224, patch_size=16, in_chans=3, dim=384, depth=2, heads=6, mlp_ratio=4.0,
+                    num_classes=1000)
+    plan = PruningPlan((1,), (0.7,))
+    model, rng = _deit_model(cfg, plan)
+    x = rng.random((1, 3, 224, 224)).astype(np.float32)
+    qm = quantize.quantize_model(model, x)
+    g = qm.gemm
+    assert -(-cfg.dim // g.rows) * cfg.num_tokens > g.act_buffer_words
+    dumps: list = []
+    y = vit_int.forward_int(qm, x, prune=True, dumps=dumps)
+    big = GemmConfig(act_buffer_words=1 << 16)
+    assert len(vit_int.row_chunks(dataclasses.replace(qm, gemm=big), cfg.num_tokens, cfg.dim)) == 1
+    qb = dataclasses.replace(qm, gemm=big,
+                             selectors=[dataclasses.replace(s, gemm_cfg=big) for s in qm.selectors])
+    dumps_b: list = []
+    assert np.array_equal(y, vit_int.forward_int(qb, x, prune=True, dumps=dumps_b))
+    assert np.array_equal(dumps[0]["selectors.0.keep"], dumps_b[0]["selectors.0.keep"])
+    # the latency model costs the same pieces instead of rejecting the long GEMM
+    assert vit_latency.plan_cycles(g, cfg, plan) > vit_latency.plan_cycles(big, cfg, plan) > 0

@@ -4,8 +4,8 @@ image checks, and the float forward against PyTorch (runs when torch is importab
 import numpy as np
 import pytest
 
-from heatvit.golden import model_io, vit_data, vit_float
-from heatvit.golden.vit_config import PruningPlan, ViTConfig
+from heatvit.golden.vit import data as vit_data, float_forward as vit_float, model as model_io
+from heatvit.golden.vit.config import PruningPlan, ViTConfig
 
 DEIT_T = ViTConfig(image_size=224, patch_size=16, in_chans=3, dim=192, depth=12, heads=3, mlp_ratio=4.0,
                    num_classes=1000)
@@ -132,7 +132,7 @@ def test_upscale_digits():
 @pytest.mark.parametrize("cfg", [ViTConfig(), DEIT_T], ids=["digits", "deit-t"])
 def test_float_forward_matches_pytorch(cfg):
     torch = _torch()
-    from heatvit.golden.vit_torch import VisionTransformer
+    from heatvit.golden.vit.torch_ref import VisionTransformer
     torch.manual_seed(1)
     tm = VisionTransformer(cfg).eval()
     with torch.no_grad():                             # weights well away from init so every op matters
@@ -155,7 +155,7 @@ def test_pruned_float_forward_matches_pytorch():
     """Token selectors: the float golden (kept tokens gathered, package token appended) against
     the PyTorch training twin (masks), same weights, one image at a time."""
     torch = _torch()
-    from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
+    from heatvit.golden.vit.torch_ref import PrunedViT, VisionTransformer
     cfg, plan = ViTConfig(depth=4), PruningPlan((1, 3), (0.6, 0.3))
     torch.manual_seed(3)
     bb = VisionTransformer(cfg)
@@ -195,7 +195,7 @@ def test_training_threshold_cut_calibration():
     torch = _torch()
     import importlib.util
     from pathlib import Path
-    from heatvit.golden.vit_torch import PrunedViT, VisionTransformer
+    from heatvit.golden.vit.torch_ref import PrunedViT, VisionTransformer
     spec = importlib.util.spec_from_file_location(
         "train_digits", Path(__file__).resolve().parent.parent / "train" / "train_digits.py")
     train = importlib.util.module_from_spec(spec)

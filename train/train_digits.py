@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from heatvit.golden import model_io, vit_data
-from heatvit.golden.vit_config import PruningPlan, ViTConfig
-from heatvit.golden.vit_torch import VisionTransformer
+from heatvit.golden.vit import data as vit_data, model as model_io
+from heatvit.golden.vit.config import PruningPlan, ViTConfig
+from heatvit.golden.vit.torch_ref import VisionTransformer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "golden" / "data"
@@ -171,7 +171,7 @@ def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, budge
     """Among plans whose estimated engine cycles are <= budget * dense (and MACs <= mac_budget *
     dense), the one whose top-k proxy stays closest (mean KL) to the dense model's predictions."""
     from heatvit.config import DEFAULT
-    from heatvit.golden.vit_latency import plan_cycles, plan_macs
+    from heatvit.golden.vit.latency import plan_cycles, plan_macs
     gemm = DEFAULT.gemm
     dense = plan_cycles(gemm, cfg, PruningPlan())
     dense_macs = plan_macs(cfg, PruningPlan())
@@ -292,7 +292,7 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
     calibrated to the targets (:func:`calibrate_keep_bias`) and the whole model trains for
     ``adapt_epochs`` on the inference rule itself (keep score > 0.5, straight-through gradient, a
     lower learning rate); the cut is re-calibrated."""
-    from heatvit.golden.vit_torch import PrunedViT
+    from heatvit.golden.vit.torch_ref import PrunedViT
     torch.manual_seed(SEED + 1)
     teacher = VisionTransformer(cfg)
     teacher.load_state_dict(backbone.state_dict())
@@ -382,7 +382,7 @@ def main(argv=None):
         plan = PruningPlan(plan.blocks, tuple(float(v) for v in args.keep.split(",")))
     print(f"plan: selectors before blocks {plan.blocks}, keep ratios {plan.keep_ratios}: {plan_info}", flush=True)
     if args.phase == "cut":
-        from heatvit.golden.vit_torch import PrunedViT
+        from heatvit.golden.vit.torch_ref import PrunedViT
         student = PrunedViT(model, plan)
         student.load_state_dict(torch.load(args.work / "pruned.pt"))
         xcal, _ = tensors(splits["train"], cfg.image_size)

@@ -1,6 +1,6 @@
 """Float token selector (HeatViT, after SPViT), NumPy float32.
 
-Parameters: a dict with the key names the training script and :mod:`heatvit.golden.vit_selector`
+Parameters: a dict with the key names the training script and :mod:`heatvit.golden.vit.selector`
 use (under ``selectors.I.`` in a state dict), for H heads of ``dh = D / H`` channels, HH =
 max(1, H // 2), and G MLP instances (G = H: one MLP per head, HeatViT; G = 1: one shared MLP,
 SPViT's code):
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vit_float import gelu, layer_norm, softmax
+from ..float_ops import gelu, layer_norm, softmax
 from .decision import StageResult, stage_float
 
 _F = np.float32

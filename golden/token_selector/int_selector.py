@@ -33,8 +33,8 @@ from heatvit.toksel_config import TokSelConfig
 
 from .. import nonlinear as NL
 from ..checks import as_int_array
-from ..gemm import gemm
-from ..quantize import QLinear, act_scale, quantize_linear
+from ..linear import QLinear, act_scale, quantize_linear, run_linear
+from ..requant import quantize_multiplier
 from .decision import TOKEN_MAX, TOKEN_MIN, StageResult, stage_int
 from .float_selector import check_params, mlp_dims
 
@@ -86,7 +86,6 @@ def selector_gemm_shapes(dim: int, heads: int, n: int) -> list[tuple[int, int, i
 
 def _fixed_linear(w_q: np.ndarray, ratio: float, s_in: float, s_out: float) -> QLinear:
     """A Linear with given int8 weights (K, N), no bias and one multiplier for ``ratio``."""
-    from ..requant import quantize_multiplier
     n = w_q.shape[1]
     mult, shift = quantize_multiplier(np.full(n, ratio))
     return QLinear(w_q.astype(np.int64), np.zeros(n, dtype=np.int64), mult, shift, s_in, s_out)
@@ -129,7 +128,9 @@ def quantize_selector(p: dict, amax: dict[str, float], *, heads: int, s_x: float
 
 
 def _linear(q: IntSelector, lin: QLinear, a: np.ndarray) -> np.ndarray:
-    return gemm(q.gemm_cfg, a, lin.w, lin.bias, lin.mult, lin.shift)
+    """One selector GEMM, split into engine-sized row chunks by the same rule as every GEMM of
+    the model (:func:`heatvit.golden.gemm.row_chunks`)."""
+    return run_linear(q.gemm_cfg, a, lin)
 
 
 def selector_scores_int(q: IntSelector, x, record: dict | None = None) -> np.ndarray:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden import model_io, quantize, vit_data, vit_float, vit_int, vit_latency, vit_ops
+from ..golden.vit import data as vit_data, float_forward as vit_float, int_forward as vit_int
+from ..golden.vit import latency as vit_latency, model as model_io, ops as vit_ops, quantize
 
 
 def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:

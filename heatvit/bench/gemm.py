@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 
-from heatvit.golden.vit_config import ViTConfig
+from heatvit.golden.vit.config import ViTConfig
 from heatvit.presets import PRESETS
 
 # DeiT at 224 x 224, patch 16: 196 patches + the class token = 197 tokens.

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model_io import ViTModel
-from .vit_config import ViTConfig
+from ..float_ops import gelu, layer_norm, linear, softmax
+from .config import ViTConfig
+from .model import ViTModel
+from .selector import initial_origin, select_float, track
 
 _F = np.float32
 
@@ -45,36 +47,6 @@ def patchify(cfg: ViTConfig, images: np.ndarray) -> np.ndarray:
     b, c, p, g = images.shape[0], cfg.in_chans, cfg.patch_size, cfg.grid
     x = images.reshape(b, c, g, p, g, p).transpose(0, 2, 4, 1, 3, 5)
     return x.reshape(b, g * g, c * p * p)
-
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """Error function, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), evaluated in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    s = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return s * (1.0 - poly * np.exp(-a * a))
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU x * Phi(x) (PyTorch's default ``approximate='none'``)."""
-    return (0.5 * x * (1.0 + erf(np.asarray(x, dtype=np.float64) / np.sqrt(2.0)))).astype(_F)
-
-
-def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return ((x - mean) / np.sqrt(var + _F(eps)) * w + b).astype(_F)
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)).astype(_F)
-
-
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (x @ w.T + b).astype(_F)
 
 
 def embed(model: ViTModel, images: np.ndarray, dump: dict | None = None) -> np.ndarray:
@@ -147,7 +119,6 @@ def forward_float(model: ViTModel, images, *, prune: bool = False, dump: dict | 
         for i in range(model.cfg.depth):
             x = block(model, i, x, dump)
         return head(model, x, dump)
-    from .vit_selector import initial_origin, select_float, track
     out = []
     for img in images:
         d = {} if dump is not None else None

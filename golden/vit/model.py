@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .vit_config import PruningPlan, ViTConfig
+from .config import PruningPlan, ViTConfig
+from .selector import selector_param_shapes
 
-DEFAULT_MODEL = Path(__file__).parent / "data" / "vit_digits.npz"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "vit_digits.npz"
 """The committed default model (trained on scikit-learn's digits by train/train_digits.py)."""
 
 
@@ -83,7 +84,6 @@ class ViTModel:
 
 def selector_shapes(cfg: ViTConfig) -> dict[str, tuple[int, ...]]:
     """Key names and shapes of one token selector for this model (token-selector golden)."""
-    from .vit_selector import selector_param_shapes
     return selector_param_shapes(cfg)
 
 

@@ -2,16 +2,18 @@
 
 Every GEMM of the model (patch embedding, per block qkv / per-head q@k^T and attn@v / proj /
 fc1 / fc2, the head, and each token selector's GEMMs) is costed with the engine's exact cycle
-model ``GemmConfig.estimate_cycles(m, k, n)`` (operands on chip).  Nonlinear units run
+model ``GemmConfig.estimate_cycles(m, k, n)`` (operands on chip), split into the row chunks the
+engine runs it as (:func:`heatvit.golden.gemm.split_shape`, the rule the integer forward uses).  Nonlinear units run
 alongside the GEMM stream and are not counted.  The training script's latency-aware plan search
 and the accuracy bench use these numbers.
 """
 
 from __future__ import annotations
 
-from ..config import GemmConfig
-from .vit_config import PruningPlan, ViTConfig
-from .vit_selector import selector_gemm_shapes
+from ...config import GemmConfig
+from ..gemm import split_shape
+from .config import PruningPlan, ViTConfig
+from .selector import selector_gemm_shapes
 
 
 def model_gemms(cfg: ViTConfig, tokens_per_block, selector_tokens=()) -> list[tuple[int, int, int]]:
@@ -28,7 +30,8 @@ def macs(cfg: ViTConfig, tokens_per_block, selector_tokens=()) -> int:
 
 
 def cycles(gemm: GemmConfig, cfg: ViTConfig, tokens_per_block, selector_tokens=()) -> int:
-    return sum(gemm.estimate_cycles(m, k, n) for m, k, n in model_gemms(cfg, tokens_per_block, selector_tokens))
+    return sum(gemm.estimate_cycles(*piece) for shape in model_gemms(cfg, tokens_per_block, selector_tokens)
+               for piece in split_shape(gemm, *shape))
 
 
 def plan_tokens(cfg: ViTConfig, plan: PruningPlan) -> tuple[list[int], list[int]]:

@@ -3,10 +3,9 @@
 Every GEMM (patch embedding, qkv, per-head q@k^T and attn@v, proj, fc1, fc2, head) is the GEMM
 golden model (int8 x int8 -> int32 -> requantize -> int8); two feed a nonlinear unit with a
 wider result: q@k^T passes its raw int32 accumulators to softmax, fc1's requantizer emits 16
-bits for GELU.  LayerNorm, softmax and GELU are the integer nonlinear golden functions, and the
-token selector is the token-selector golden model (both reached through
-:mod:`heatvit.golden.vit_ops`).  Residual adds
-rescale both int8 operands to the output scale with one rounding (:func:`residual_add`).
+bits for GELU.  LayerNorm, softmax and GELU are the integer nonlinear golden functions (bound in
+:mod:`.ops`) and the token selector is the token-selector golden model (bound in :mod:`.selector`).
+A GEMM longer than the engine holds runs in row chunks (:func:`row_chunks`).  Residual adds rescale both int8 operands to the output scale with one rounding (:func:`residual_add`).
 
 One image at a time (token counts differ per image once selectors prune).  ``dump``: a dict
 that receives every intermediate integer tensor under the same stage names as the float
@@ -15,38 +14,33 @@ forward (``embed``, ``blocks.2.attn.softmax``, ...); ``qmodel.scales[name]`` deq
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .gemm import gemm, matmul_acc
-from .quantize import QLinear, QuantizedViT, quantize_float
-from .requant import requantize
-from .vit_float import check_images, patchify
-from .vit_selector import initial_origin, select_int, track
-from . import vit_ops
+from ..gemm import gemm_rows, matmul_acc_rows
+from ..gemm import row_chunks as engine_row_chunks
+from ..linear import QLinear, quantize_float, run_linear
+from ..requant import requantize
+from . import ops
+from .float_forward import check_images, patchify
+from .selector import initial_origin, select_int, track
+
+if TYPE_CHECKING:                                   # quantize builds on this layer, not under it
+    from .quantize import QuantizedViT
 
 
 def row_chunks(qm: QuantizedViT, m: int, k: int) -> list[slice]:
     """Row ranges of an ``m x k`` activation operand that fit the engine (``max_m`` tokens and the
-    activation buffer's ``ceil(k/R) * m`` words): a long GEMM runs as several GEMMs over token
-    ranges, as the layer controller issues them.  Rows are independent, so the result is the same."""
-    g = qm.gemm
-    step = max(1, min(g.max_m, g.act_buffer_words // -(-k // g.rows)))
-    return [slice(i, min(i + step, m)) for i in range(0, m, step)]
+    activation buffer's ``ceil(k/R) * m`` words): :func:`heatvit.golden.gemm.row_chunks` for the
+    model's GEMM configuration, the one rule every GEMM of the model and its selectors follows."""
+    return engine_row_chunks(qm.gemm, m, k)
 
 
 def linear(qm: QuantizedViT, x: np.ndarray, layer: QLinear, out_bits: int | None = None) -> np.ndarray:
-    """One GEMM layer; ``out_bits`` wider than the engine's activations: the same accumulation and
-    requantizer, saturating to ``out_bits`` (fc1 feeding the GELU unit)."""
-    g = qm.gemm
-    out = []
-    for rows in row_chunks(qm, *x.shape):
-        if out_bits is None:
-            out.append(gemm(g, x[rows], layer.w, layer.bias, layer.mult, layer.shift))
-        else:
-            out.append(requantize(matmul_acc(g, x[rows], layer.w), layer.bias, layer.mult, layer.shift,
-                                  out_bits=out_bits, acc_bits=g.acc_bits, bias_bits=g.bias_bits,
-                                  mult_bits=g.mult_bits, max_shift=g.max_shift))
-    return np.concatenate(out, axis=0)
+    """One GEMM layer in row chunks; ``out_bits`` wider than the engine's activations: the same
+    accumulation and requantizer, saturating to ``out_bits`` (fc1 feeding the GELU unit)."""
+    return run_linear(qm.gemm, x, layer, out_bits)
 
 
 def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> np.ndarray:
@@ -75,9 +69,9 @@ def attention(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.
     scores, probs, ctx = [], [], []
     for h in range(cfg.heads):
         sl = slice(h * dh, (h + 1) * dh)
-        s = matmul_acc(qm.gemm, q[:, sl], k[:, sl].T)            # raw int32 scores
-        a = vit_ops.softmax(s, blk.softmax)
-        c = gemm(qm.gemm, a, v[:, sl], 0, blk.av_mult, blk.av_shift)
+        s = matmul_acc_rows(qm.gemm, q[:, sl], k[:, sl].T)            # raw int32 scores
+        a = ops.softmax(s, blk.softmax)
+        c = gemm_rows(qm.gemm, a, v[:, sl], 0, blk.av_mult, blk.av_shift)
         scores.append(s), probs.append(a), ctx.append(c)
     ctx_all = np.concatenate(ctx, axis=1)
     out = linear(qm, ctx_all, blk.proj)
@@ -89,11 +83,11 @@ def attention(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.
 
 def block(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndarray:
     blk, p = qm.blocks[i], f"blocks.{i}."
-    n1 = vit_ops.layer_norm(x, blk.norm1)
+    n1 = ops.layer_norm(x, blk.norm1)
     x1 = residual_add(x, attention(qm, i, n1, dump), blk.add1)
-    n2 = vit_ops.layer_norm(x1, blk.norm2)
-    f1 = linear(qm, n2, blk.fc1, out_bits=vit_ops.FC1_BITS)
-    h = vit_ops.gelu(f1, blk.gelu)
+    n2 = ops.layer_norm(x1, blk.norm2)
+    f1 = linear(qm, n2, blk.fc1, out_bits=ops.FC1_BITS)
+    h = ops.gelu(f1, blk.gelu)
     m = linear(qm, h, blk.fc2)
     x2 = residual_add(x1, m, blk.add2)
     if dump is not None:
@@ -103,7 +97,7 @@ def block(qm: QuantizedViT, i: int, x: np.ndarray, dump: dict | None) -> np.ndar
 
 
 def head(qm: QuantizedViT, x: np.ndarray, dump: dict | None) -> np.ndarray:
-    xn = vit_ops.layer_norm(x, qm.norm)
+    xn = ops.layer_norm(x, qm.norm)
     logits = linear(qm, xn[:1], qm.head)[0]
     if dump is not None:
         dump.update({"norm": xn, "logits": logits})

@@ -9,12 +9,12 @@ this module only chooses their formats for the ViT:
 * Softmax: the raw int32 ``q @ k^T`` accumulators (scale ``s_q * s_k``, ``head_dim**-0.5`` folded
   into q), probabilities in [0, 127] at scale 1/127 (an int8 operand of ``attn @ v``).
 
-The token selector is issue 4's golden model, bound in :mod:`heatvit.golden.vit_selector`.
+The token selector is issue 4's golden model, bound in :mod:`heatvit.golden.vit.selector`.
 """
 
 from __future__ import annotations
 
-from . import nonlinear as NL
+from .. import nonlinear as NL
 
 INTEGER_NONLINEAR = True
 """LayerNorm, softmax and GELU are the integer golden models (recorded by the accuracy bench)."""

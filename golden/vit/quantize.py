@@ -10,7 +10,7 @@ Scheme (the accelerator's, see docs/architecture.md):
   ``(mult, shift) = quantize_multiplier(s_in * s_w[n] / s_out)`` (per channel).
 * q, k, v come out of one qkv GEMM with three output scales (per-channel multipliers); the
   attention scale ``head_dim**-0.5`` is folded into q's multiplier.
-* Two GEMMs feed a nonlinear unit a wider result (formats in :mod:`heatvit.golden.vit_ops`):
+* Two GEMMs feed a nonlinear unit a wider result (formats in :mod:`heatvit.golden.vit.ops`):
   ``q @ k^T`` passes its raw int32 accumulators (scale ``s_q * s_k``) to softmax, and fc1's
   requantizer saturates to 16 bits (one per-tensor scale) for GELU.
 * Token selectors: :func:`heatvit.golden.token_selector.int_selector.quantize_selector`,
@@ -29,57 +29,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .requant import quantize_multiplier
+from ...config import DEFAULT
+from ..linear import QMAX, QLinear, act_scale, quantize_float, quantize_linear
+from ..requant import quantize_multiplier
+from . import ops
+from .float_forward import forward_float
+from .selector import quantize_selector, toksel_config
 
-QMAX = 127
-
-
-def quantize_float(x, scale, bits: int = 8) -> np.ndarray:
-    """``clamp(round_half_away(x / scale))`` as int64 (host-side float -> int conversion)."""
-    s = np.asarray(scale, dtype=np.float64)
-    if np.any(~np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError("scale must be finite and positive")
-    v = np.asarray(x, dtype=np.float64) / s
-    q = np.trunc(v + np.copysign(0.5, v))
-    lim = (1 << (bits - 1)) - 1
-    return np.clip(q, -lim - 1, lim).astype(np.int64)
-
-
-def act_scale(amax: float, bits: int = 8) -> float:
-    """Per-tensor scale for a signed ``bits`` tensor whose calibrated max |x| is ``amax``."""
-    return max(float(amax), 1e-8) / ((1 << (bits - 1)) - 1)
-
-
-@dataclass
-class QLinear:
-    """One GEMM layer: ``y = requantize(x @ w + bias, mult, shift)``, all integers.
-
-    ``w`` int8 (K, N); ``bias`` int32 (N,) at scale ``s_in * s_w``; ``mult``/``shift`` per
-    channel; ``s_in``/``s_out`` the activation scales (floats, for dequantizing dumps)."""
-
-    w: np.ndarray
-    bias: np.ndarray
-    mult: np.ndarray
-    shift: np.ndarray
-    s_in: float
-    s_out: np.ndarray | float
-    s_w: np.ndarray = field(repr=False, default=None)
-
-
-def quantize_linear(weight: np.ndarray, bias: np.ndarray | None, s_in: float, s_out, *,
-                    mult_bits: int = 16, max_shift: int = 49) -> QLinear:
-    """Quantize a float ``Linear`` (``weight`` (N, K), timm layout) for input scale ``s_in`` and
-    output scale(s) ``s_out`` (scalar or per output channel)."""
-    weight = np.asarray(weight, dtype=np.float64)
-    n = weight.shape[0]
-    s_w = np.maximum(np.abs(weight).max(axis=1), 1e-12) / QMAX
-    w_q = quantize_float(weight / s_w[:, None], 1.0).T          # (K, N)
-    s_acc = s_in * s_w
-    b = np.zeros(n) if bias is None else np.asarray(bias, dtype=np.float64)
-    b_q = quantize_float(b, s_acc, bits=32)
-    s_out_arr = np.broadcast_to(np.asarray(s_out, dtype=np.float64), (n,))
-    mult, shift = quantize_multiplier(s_acc / s_out_arr, mult_bits=mult_bits, max_shift=max_shift)
-    return QLinear(w_q, b_q, mult, shift, float(s_in), s_out, s_w)
+__all__ = ["QMAX", "QLinear", "QBlock", "QuantizedViT", "act_scale", "add_params", "calibrate",
+           "calibration_dump", "quantize_float", "quantize_linear", "quantize_model", "scale_params"]
 
 
 def scale_params(ratio: float, *, mult_bits: int = 16, max_shift: int = 49) -> tuple[int, int]:
@@ -121,7 +79,7 @@ def calibrate(dumps: list[dict], names: list[str] | None = None) -> dict[str, fl
 
 @dataclass
 class QBlock:
-    """Integer parameters of one encoder block (nonlinear parameter objects from vit_ops)."""
+    """Integer parameters of one encoder block (nonlinear parameter objects from vit.ops)."""
 
     norm1: object
     qkv: QLinear
@@ -163,19 +121,16 @@ class QuantizedViT:
 
 def calibration_dump(model, calib_images, *, prune: bool) -> dict:
     """Every float stage over the calibration images (dense, or with selectors: lists per image)."""
-    from .vit_float import forward_float
     dump: dict = {}
     forward_float(model, calib_images, prune=prune, dump=dump)
     return dump
 
 
 def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
-    """Post-training quantization of a float :class:`~heatvit.golden.model_io.ViTModel`.
+    """Post-training quantization of a float :class:`~heatvit.golden.vit.model.ViTModel`.
 
     Activation scales come from the float model on ``calib_images`` (dense pass; when the model
     has selectors, the pruned pass too, taking the larger range of each stage)."""
-    from ..config import DEFAULT
-    from . import vit_ops
     gemm_cfg = gemm_cfg or DEFAULT.gemm
     cfg, w = model.cfg, model.weights
     amax = calibrate([calibration_dump(model, calib_images, prune=False)])
@@ -206,21 +161,21 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
         qkv_b = w[p + "attn.qkv.bias"].astype(np.float64).copy()
         qkv_w[:cfg.dim] *= dh ** -0.5
         qkv_b[:cfg.dim] *= dh ** -0.5
-        sc[p + "mlp.fc1"] = act_scale(amax[p + "mlp.fc1"], vit_ops.FC1_BITS)
+        sc[p + "mlp.fc1"] = act_scale(amax[p + "mlp.fc1"], ops.FC1_BITS)
         sc[a + "scores"] = s_q * sc[a + "k"]          # raw q @ k^T accumulators
-        sm_params, s_p = vit_ops.softmax_params(sc[a + "scores"])
+        sm_params, s_p = ops.softmax_params(sc[a + "scores"])
         sc[a + "softmax"] = s_p
         blocks.append(QBlock(
-            norm1=vit_ops.layer_norm_params(w[p + "norm1.weight"], w[p + "norm1.bias"], cfg.eps,
+            norm1=ops.layer_norm_params(w[p + "norm1.weight"], w[p + "norm1.bias"], cfg.eps,
                                             sc[p + "in"], sc[p + "norm1"]),
             qkv=quantize_linear(qkv_w, qkv_b, sc[p + "norm1"], s_qkv, **kw),
             softmax=sm_params, av_mult=0, av_shift=0,
             proj=quantize_linear(w[p + "attn.proj.weight"], w[p + "attn.proj.bias"], sc[a + "ctx"], sc[a + "proj"], **kw),
             add1=add_params(sc[p + "in"], sc[a + "proj"], sc[p + "res1"]),
-            norm2=vit_ops.layer_norm_params(w[p + "norm2.weight"], w[p + "norm2.bias"], cfg.eps,
+            norm2=ops.layer_norm_params(w[p + "norm2.weight"], w[p + "norm2.bias"], cfg.eps,
                                             sc[p + "res1"], sc[p + "norm2"]),
             fc1=quantize_linear(w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"], sc[p + "norm2"], sc[p + "mlp.fc1"], **kw),
-            gelu=vit_ops.gelu_params(sc[p + "mlp.fc1"], sc[p + "mlp.gelu"]),
+            gelu=ops.gelu_params(sc[p + "mlp.fc1"], sc[p + "mlp.gelu"]),
             fc2=quantize_linear(w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"], sc[p + "mlp.gelu"], sc[p + "mlp.fc2"], **kw),
             add2=add_params(sc[p + "res1"], sc[p + "mlp.fc2"], sc[p + "out"]),
         ))
@@ -228,11 +183,10 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
         blk.av_mult, blk.av_shift = scale_params(s_p * sc[a + "v"] / sc[a + "ctx"], **kw)
         prev = p + "out"
     last = f"blocks.{cfg.depth - 1}.out"
-    norm = vit_ops.layer_norm_params(w["norm.weight"], w["norm.bias"], cfg.eps, sc[last], sc["norm"])
+    norm = ops.layer_norm_params(w["norm.weight"], w["norm.bias"], cfg.eps, sc[last], sc["norm"])
     head = quantize_linear(w["head.weight"], w["head.bias"], sc["norm"], sc["logits"], **kw)
     qm = QuantizedViT(cfg, model.plan, gemm_cfg, sc, pe, pos_q, add_embed, cls_row, blocks, norm, head)
     if model.plan.blocks:
-        from .vit_selector import quantize_selector, toksel_config
         qm.toksel = toksel_config(cfg, len(model.plan.blocks), gemm_cfg.rows)
         for s, b in enumerate(model.plan.blocks):
             name = f"blocks.{b - 1}.out"                   # the tokens the selector sees

@@ -13,8 +13,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ..validate import check_int as _check_int
-from ..validate import section_from_dict as _section_from_dict
+from ...validate import check_int as _check_int
+from ...validate import section_from_dict as _section_from_dict
 
 
 @dataclass(frozen=True)

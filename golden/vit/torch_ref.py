@@ -2,7 +2,7 @@
 
 Module names reproduce timm's DeiT exactly (``patch_embed.proj``, ``blocks.N.attn.qkv``,
 ``blocks.N.mlp.fc1``, ``norm``, ``head``), so ``state_dict()`` has timm's key names and loads
-into :func:`heatvit.golden.model_io.from_state_dict` and back.  torch is imported on first use
+into :func:`heatvit.golden.vit.model.from_state_dict` and back.  torch is imported on first use
 of this module only; nothing else in heatvit imports it.
 """
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .vit_config import ViTConfig
+from .config import ViTConfig
 
 
 class PatchEmbed(nn.Module):

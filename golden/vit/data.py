@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = Path(__file__).parent / "data" / "digits_splits.npz"
+SPLITS = Path(__file__).resolve().parents[1] / "data" / "digits_splits.npz"
 """Committed splits: ``test_x``/``test_y``, ``calib_x``/``calib_y`` (uint8 8x8 images, labels)."""
 
 SRC = 8

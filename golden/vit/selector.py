@@ -8,9 +8,11 @@ import math
 
 import numpy as np
 
-from .token_selector import float_selector as FS
-from .token_selector import int_selector as IS
-from .vit_config import ViTConfig
+from heatvit.toksel_config import TokSelConfig
+
+from ..token_selector import float_selector as FS
+from ..token_selector import int_selector as IS
+from .config import ViTConfig
 
 THRESHOLD = 0.5
 """A patch token is kept when its combined keep score exceeds this (issue 4's default)."""
@@ -33,7 +35,6 @@ def selector_gemm_shapes(cfg: ViTConfig, n: int) -> list[tuple[int, int, int]]:
 
 def toksel_config(cfg: ViTConfig, n_selectors: int, gemm_rows: int):
     """The token-selector configuration of this model (threshold :data:`THRESHOLD`)."""
-    from heatvit.toksel_config import TokSelConfig
     return TokSelConfig(max_tokens=cfg.num_tokens + n_selectors, dim=cfg.dim, heads=cfg.heads,
                         lanes=math.gcd(gemm_rows, cfg.dim), threshold=THRESHOLD)
 
