@@ -1,9 +1,9 @@
 """cocotb testbench class for :class:`heatvit.rtl.nonlinear.bank.NonlinearBank` (every nonlinear unit).
 
 Each operation drives one unit's streams under a stall pattern (:mod:`heatvit.sim.streams`),
-with the handshake monitor on both of the unit's ports while it runs and every port of the bank
-idle afterwards, collects the results and returns them decoded next to the golden model's
-answer; the caller compares.
+with the stream rules checked on the unit's output (its sink's inline monitor) and every port
+of the bank idle afterwards, collects the results and returns them decoded next to the golden
+model's answer; the caller compares.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from heatvit.golden.nonlinear.softmax import SoftmaxParams
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.rtl.nonlinear.bank import RECIP_BITS, RSQRT_BITS
 
-from .streams import Idle, StreamMonitor, StreamSink, StreamSource, pack_fields, pack_lanes, pattern
+from .streams import Idle, StreamSink, StreamSource, pack_fields, pack_lanes, pattern
 
 SHIFT_BITS = 6
 UNITS = ("gelu", "sigmoid", "exp", "recip", "rsqrt", "softmax", "layernorm")
@@ -48,8 +48,6 @@ class NonlinearTB:
             getattr(dut, f"{unit}__i__valid").value = 0
             getattr(dut, f"{unit}__o__ready").value = 0
         dut.layernorm__affine__valid.value = 0
-        self.monitor = StreamMonitor(self.clk)
-        self.monitor.paused = True
 
     def _idle(self, stalls) -> tuple[Idle, Idle]:
         stalls = self.stalls if stalls is None else stalls
@@ -60,13 +58,11 @@ class NonlinearTB:
         return Idle.of(stalls[0]), Idle.of(stalls[1])
 
     async def reset(self, cycles: int = 3):
-        self.monitor.paused = True
         self.dut.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(self.clk)
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
-        self.monitor.paused = False
 
     async def _stream(self, unit: str, beats: list[int], n_out: int, stalls=None,
                       cycles_per_beat: int = 8) -> list[int]:
@@ -75,8 +71,6 @@ class NonlinearTB:
         r = self.rng
         src = StreamSource(self.dut, f"{unit}__i", self.clk, gap=gap, rng=random.Random(r.getrandbits(32))).start()
         sink = StreamSink(self.dut, f"{unit}__o", self.clk, stall=stall, rng=random.Random(r.getrandbits(32))).start()
-        for port in (src.name, sink.name):
-            self.monitor.watch_stream(self.dut, port)
         self.last_sink = sink                 # its handshake_cycles time the output beats
         src.send(beats)
         slow = 1 if gap.never and stall.never else 8
@@ -87,7 +81,6 @@ class NonlinearTB:
         src.stop(), sink.stop()
         if sink.unread:
             raise AssertionError(f"{unit}: {sink.unread} unexpected extra output beats")
-        self.monitor.unwatch(src.name), self.monitor.unwatch(sink.name)
         self.check_idle()
         return words
 
@@ -189,13 +182,11 @@ class NonlinearTB:
         ib = max(1, (cfg.max_dim - 1).bit_length())
         src = StreamSource(d, "layernorm__affine", self.clk, gap=self._idle(None)[0],
                            rng=random.Random(self.rng.getrandbits(32))).start()
-        self.monitor.watch_stream(d, src.name)
         src.send([pack_fields([(i, ib), (int(g), F.LN_GAMMA_BITS), (int(b), F.LN_BETA_BITS)])
                   for i, (g, b) in enumerate(zip(p.gamma_q, p.beta_q))])
         await src.wait_idle()
         await RisingEdge(self.clk)
         src.stop()
-        self.monitor.unwatch(src.name)
         self.check_idle()
 
     async def layernorm(self, rows, p: LayerNormParams, *, stalls=None):

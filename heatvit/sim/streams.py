@@ -8,9 +8,11 @@ Amaranth flattens a stream port ``foo`` to ``foo__valid``, ``foo__ready`` and ``
   :data:`PATTERNS` give both sides at once (``HEATVIT_STALLS=<name>`` forces one everywhere).
 * A source drives random junk on the payload whenever its valid is low, so a DUT that looks at
   a payload without valid computes garbage.
-* :class:`StreamMonitor` checks the rules of ``amaranth.lib.stream`` (and AXI) on every port it
-  watches, every cycle: once ``valid`` is high without ``ready`` it stays high and the payload
-  stays the same until the handshake.  A violation fails the running test at once.
+* The rules of ``amaranth.lib.stream`` (and AXI): once ``valid`` is high without ``ready`` it
+  stays high and the payload stays the same until the handshake.  :class:`StreamSink` checks
+  them on the DUT output it drains (inline: no extra task, one payload read per stalled cycle);
+  :class:`StreamMonitor` checks them on any set of ports (AXI channels: :mod:`.axi`).  A
+  violation fails the running test at once.
 * :class:`StreamTB`'s :meth:`~StreamTB.finish` (run after every test by :func:`checked_test`)
   checks that no beat is left over: every source drained, no output beat unread by the test.
 """
@@ -108,8 +110,8 @@ PATTERNS: dict[str, tuple[Idle, Idle]] = {
     "random": (Idle(0.3), Idle(0.3)),
     "heavy": (Idle(0.65), Idle(0.65)),
     "long": (Idle(0.1, 0.03), Idle(0.1, 0.03)),            # runs of 20-300 idle cycles
-    "sink-only": (Idle(), Idle(0.5, 0.01)),
-    "source-only": (Idle(0.5, 0.01), Idle()),
+    "sink-only": (Idle(), Idle(0.5)),
+    "source-only": (Idle(0.5), Idle()),
 }
 """The stall patterns of every testbench: ``(source idle, sink idle)`` by name."""
 
@@ -149,13 +151,27 @@ class _Port:
         return tuple(_fmt(h.value) for h in self.payload)
 
 
-class StreamMonitor:
+class _Rules:
+    """Keeps the stream-rule violations found; with ``strict`` the first one raises
+    ``AssertionError`` in the checking task, which fails the running cocotb test."""
+
+    strict: bool
+    violations: list[str]
+
+    def _flag(self, cycle: int, msg: str) -> None:
+        msg = f"stream rule broken at cycle {cycle}: {msg}"
+        self.violations.append(msg)
+        if self.strict:
+            raise AssertionError(msg)
+
+
+class StreamMonitor(_Rules):
     """Valid/ready rules on every watched port, checked at every rising edge of ``clk``.
 
     A port is ``(valid, ready, payload signals)``.  After an edge with ``valid && !ready``, the
     next edge must see ``valid`` still high and every payload signal unchanged; a port may not
     be left holding a beat at the end (:meth:`check_idle`).  Cycles in reset (``reset`` at
-    ``reset_active``, or :attr:`paused` set by the testbench that drives the reset) are ignored.
+    ``reset_active``) are ignored.
     With ``strict`` (the default) the first violation raises ``AssertionError`` in the
     monitor's task, which fails the running cocotb test; otherwise violations are only listed
     in :attr:`violations`.
@@ -167,47 +183,29 @@ class StreamMonitor:
         self.ports: dict[str, _Port] = {}
         self.violations: list[str] = []
         self.cycle = 0
-        self.paused = False
         self._task = cocotb.start_soon(self._run())
 
     def watch(self, name: str, valid, ready, payload) -> None:
         self.ports[name] = _Port(name, valid, ready, payload)
 
-    def watch_stream(self, dut, prefix: str, name: str | None = None) -> None:
-        """An Amaranth stream port ``<prefix>__valid/ready/payload``."""
-        self.watch(name or prefix, getattr(dut, f"{prefix}__valid"), getattr(dut, f"{prefix}__ready"),
-                   [getattr(dut, f"{prefix}__payload")])
-
-    def unwatch(self, name: str) -> None:
-        self.ports.pop(name, None)
-
-    def beats(self, name: str) -> int:
-        return self.ports[name].beats
-
-    def _flag(self, msg: str) -> None:
-        msg = f"stream rule broken at cycle {self.cycle}: {msg}"
-        self.violations.append(msg)
-        if self.strict:
-            raise AssertionError(msg)
-
     async def _run(self):
         while True:
             await RisingEdge(self.clk)
             self.cycle += 1
-            if self.paused or (self.reset is not None and _bit(self.reset) == self.reset_active):
+            if self.reset is not None and _bit(self.reset) == self.reset_active:
                 for p in self.ports.values():
                     p.held = None
                 continue
             for p in list(self.ports.values()):
                 if not _bit(p.valid):
                     if p.held is not None:
-                        self._flag(f"{p.name}: valid dropped before the handshake ({p.held} on offer)")
+                        self._flag(self.cycle, f"{p.name}: valid dropped before the handshake ({p.held} on offer)")
                     p.held = None
                     continue
                 if p.held is not None:
                     now = p.sample()
                     if now != p.held:
-                        self._flag(f"{p.name}: payload changed while valid && !ready: {p.held} -> {now}")
+                        self._flag(self.cycle, f"{p.name}: payload changed while valid && !ready: {p.held} -> {now}")
                 if _bit(p.ready):
                     p.beats += 1
                     p.held = None
@@ -226,18 +224,42 @@ class StreamMonitor:
 
 # -- sources and sinks ---------------------------------------------------------------------------
 
-class StreamSource:
-    """Drives ``<prefix>__valid``/``__payload`` from a queue of integer payloads; random junk on
-    the payload while valid is low."""
+class _Bfm:
+    """What a source and a sink share: the port's signals, a seeded ``rng``, the idle-cycle
+    generator and the task."""
 
-    def __init__(self, dut, prefix: str, clk, *, gap: Idle | float = 0.0, rng: random.Random | None = None,
-                 junk: bool = True):
+    def __init__(self, dut, prefix: str, clk, rng: random.Random):
         self.valid = getattr(dut, f"{prefix}__valid")
         self.ready = getattr(dut, f"{prefix}__ready")
         self.payload = getattr(dut, f"{prefix}__payload")
         self.name = prefix
         self.clk = clk
-        self.rng = rng or random.Random(0)
+        self.rng = rng
+        self._task = None
+
+    def _idle_from(self, spec: Idle | float) -> Idle:
+        idle = Idle.of(spec)
+        self._idle_cycles = idle.cycles(random.Random(self.rng.getrandbits(32)))
+        return idle
+
+    def start(self):
+        import cocotb
+        self._task = cocotb.start_soon(self._run())
+        return self
+
+    def _cancel(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+class StreamSource(_Bfm):
+    """Drives ``<prefix>__valid``/``__payload`` from a queue of integer payloads; random junk on
+    the payload while valid is low."""
+
+    def __init__(self, dut, prefix: str, clk, *, gap: Idle | float = 0.0, rng: random.Random | None = None,
+                 junk: bool = True):
+        super().__init__(dut, prefix, clk, rng or random.Random(0))
         self._junk = random.Random(self.rng.getrandbits(32)) if junk else None
         self._width = len(self.payload)
         self.gap = gap
@@ -250,7 +272,6 @@ class StreamSource:
         self.driving = False
         self._quiet = False
         self.valid.value = 0
-        self._task = None
 
     @property
     def gap(self) -> Idle:
@@ -258,18 +279,10 @@ class StreamSource:
 
     @gap.setter
     def gap(self, spec: Idle | float) -> None:
-        self._gap = Idle.of(spec)
-        self._idle_cycles = self._gap.cycles(random.Random(self.rng.getrandbits(32)))
-
-    def start(self):
-        import cocotb
-        self._task = cocotb.start_soon(self._run())
-        return self
+        self._gap = self._idle_from(spec)
 
     def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._cancel()
         self.queue.clear()
         self.driving = False
         self.valid.value = 0
@@ -308,20 +321,18 @@ class StreamSource:
                         self.idle.set()
 
 
-class StreamSink:
+class StreamSink(_Bfm, _Rules):
     """Drives ``<prefix>__ready`` with stalls and collects accepted payloads.
 
     ``received`` holds every accepted payload; the test takes them with :meth:`recv` (or
     :meth:`take`), and whatever it never took is a left-over beat at :meth:`StreamTB.finish`.
     """
 
-    def __init__(self, dut, prefix: str, clk, *, stall: Idle | float = 0.0, rng: random.Random | None = None):
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.ready = getattr(dut, f"{prefix}__ready")
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.name = prefix
-        self.clk = clk
-        self.rng = rng or random.Random(1)
+    def __init__(self, dut, prefix: str, clk, *, stall: Idle | float = 0.0, rng: random.Random | None = None,
+                 strict: bool = True):
+        super().__init__(dut, prefix, clk, rng or random.Random(1))
+        self.strict = strict
+        self.violations: list[str] = []
         self.stall = stall
         self.received: list[int] = []
         self.handshake_cycles: list[int] = []
@@ -329,7 +340,6 @@ class StreamSink:
         self.cycle = 0
         self.now = lambda: self.cycle
         self.ready.value = 0
-        self._task = None
 
     @property
     def stall(self) -> Idle:
@@ -337,29 +347,35 @@ class StreamSink:
 
     @stall.setter
     def stall(self, spec: Idle | float) -> None:
-        self._stall = Idle.of(spec)
-        self._idle_cycles = self._stall.cycles(random.Random(self.rng.getrandbits(32)))
-
-    def start(self):
-        import cocotb
-        self._task = cocotb.start_soon(self._run())
-        return self
+        self._stall = self._idle_from(spec)
 
     def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._cancel()
         self.ready.value = 0
 
     async def _run(self):
+        # The handshake monitor of the DUT's output, inline: the sink reads valid every cycle
+        # anyway, so the rules cost one payload read per stalled cycle and no task of their own.
         ready = int(not next(self._idle_cycles))
         self.ready.value = ready
+        held = None                               # payload on offer without ready at the last edge
         while True:
             await RisingEdge(self.clk)
             self.cycle += 1
-            if ready and _bit(self.valid):
+            valid = _bit(self.valid)
+            if held is not None:
+                if not valid:
+                    self._flag(self.now(), f"{self.name}: valid dropped before the handshake ({_fmt(held)} on offer)")
+                elif (now := self.payload.value) != held:
+                    self._flag(self.now(), f"{self.name}: payload changed while valid && !ready: {_fmt(held)} -> {_fmt(now)}")
+            if not valid:
+                held = None
+            elif ready:
                 self.received.append(self.payload.value.to_unsigned())
                 self.handshake_cycles.append(self.now())
+                held = None
+            elif held is None:
+                held = self.payload.value
             nxt = int(not next(self._idle_cycles))
             if nxt != ready:                      # writes cost more than the comparison
                 self.ready.value = ready = nxt
@@ -417,7 +433,10 @@ def checked_test(func=None, **kwargs):
 
 class StreamTB:
     """Base of the per-DUT testbench classes: clock, cycle counter, reset, one seeded BFM per
-    stream port, a :class:`StreamMonitor` on every port, and a stall pattern on all of them.
+    stream port, a stall pattern on all of them, and the stream rules on every port: each
+    DUT output's :class:`StreamSink` checks them inline (strict: the first violation fails the
+    test), each DUT input is driven by a :class:`StreamSource`, which keeps them by
+    construction, and :meth:`finish` checks that no beat is left over.
 
     Subclasses name their ports: ``SOURCES``/``SINKS`` map an attribute name to the port's
     prefix (``{"act": "act_load"}`` makes ``self.act`` drive ``act_load__*``).  BFMs are built in
@@ -434,13 +453,10 @@ class StreamTB:
 
         self.dut, self.rng = dut, rng
         self.clk = dut.clk
+        self.period_ns, self.strict = period_ns, strict
         self.gap, self.stall = Idle.of(gap), Idle.of(stall)
         dut.rst.value = 1                     # held until reset(): no X reaches an FSM
         Clock(dut.clk, period_ns, unit="ns").start()
-        self.monitor = StreamMonitor(self.clk, strict=strict)
-        self.monitor.paused = True            # until reset() releases rst
-        for prefix in (*self.SOURCES.values(), *self.SINKS.values()):
-            self.monitor.watch_stream(dut, prefix)
         self._make_bfms()
         _LIVE.append(self)
 
@@ -448,7 +464,7 @@ class StreamTB:
         mk = lambda: random.Random(self.rng.getrandbits(32))
         self._sources = [StreamSource(self.dut, port, self.clk, gap=self.gap, rng=mk()).start()
                          for port in self.SOURCES.values()]
-        self._sinks = [StreamSink(self.dut, port, self.clk, stall=self.stall, rng=mk()).start()
+        self._sinks = [StreamSink(self.dut, port, self.clk, stall=self.stall, rng=mk(), strict=self.strict).start()
                        for port in self.SINKS.values()]
         for name, bfm in zip([*self.SOURCES, *self.SINKS], [*self._sources, *self._sinks]):
             setattr(self, name, bfm)
@@ -456,8 +472,14 @@ class StreamTB:
 
     @property
     def now(self) -> int:
-        """Clock cycles since the testbench started (the monitor counts them)."""
-        return self.monitor.cycle
+        """Clock cycles since simulation start (no task of its own: from the simulation time)."""
+        from cocotb.simtime import get_sim_time
+        return int(get_sim_time("ns") // self.period_ns)
+
+    @property
+    def violations(self) -> list[str]:
+        """Stream-rule violations seen on the DUT's outputs (non-strict testbenches)."""
+        return [v for sink in self._sinks for v in sink.violations]
 
     def set_gaps(self, gap: Idle | float, stall: Idle | float):
         """Idle behaviour of every source (``gap``) and sink (``stall``)."""
@@ -478,13 +500,11 @@ class StreamTB:
         """Synchronous reset; stops and rebuilds every BFM so no stale beat survives it."""
         for bfm in (*self._sources, *self._sinks):
             bfm.stop()
-        self.monitor.paused = True
         self.dut.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(self.clk)
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
-        self.monitor.paused = False
         self._make_bfms()
 
     async def finish(self, drain_cycles: int = 32):
@@ -500,4 +520,6 @@ class StreamTB:
         extra = {s.name: s.unread for s in self._sinks if s.unread}
         if extra:
             raise AssertionError(f"beats left over at the end (output the test never read): {extra}")
-        self.monitor.check_idle()
+        on_offer = [b.name for b in (*self._sources, *self._sinks) if _bit(b.valid)]
+        if on_offer:
+            raise AssertionError(f"beat left over at the end: valid still high on {on_offer}")

@@ -2,8 +2,8 @@
 :mod:`heatvit.golden.token_selector.decision`.
 
 Run through testbench/test_toksel.py.  Randomness comes from the cocotb seed (logged by the
-driver; ``HEATVIT_SEED=<seed>`` replays).  Every port is under the handshake monitor
-(:class:`heatvit.sim.streams.StreamMonitor`); stall patterns from :data:`heatvit.sim.streams.PATTERNS`.
+driver; ``HEATVIT_SEED=<seed>`` replays).  The stream rules are checked on every output
+(:class:`heatvit.sim.streams.StreamSink`); stall patterns from :data:`heatvit.sim.streams.PATTERNS`.
 """
 
 import os
