@@ -126,7 +126,10 @@ def pattern(name: str) -> tuple[Idle, Idle]:
 
 
 def _fmt(value) -> str:
-    return hex(value.to_unsigned()) if value.is_resolvable else str(value)
+    """A sampled value for messages: hex if resolvable (``Logic`` of a 1-bit signal: 0/1)."""
+    if not value.is_resolvable:
+        return str(value)
+    return hex(value.to_unsigned()) if hasattr(value, "to_unsigned") else str(int(value))
 
 
 def _bit(handle) -> int:
