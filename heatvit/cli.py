@@ -5,6 +5,8 @@
 * ``heatvit demo``: the main job on the built-in default: export + lint, then one GEMM
   (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
   model, with its exact cycle count and utilization.
+* ``heatvit compile [--model M.npz] [--config C] [--out F]``: a ViT -> one DDR model image
+  (``heatvit.compiler``, docs/isa.md).
 * ``heatvit bench [NAME ...] [--quick]``: benchmarks, JSON under build/bench/.
 * ``heatvit heatmap ...``: the token-pruning heat map PNG (``heatvit.heatmap``).
 * ``heatvit vivado ...``: the ZCU102 Vivado project directory (``heatvit.vivado_project``).
@@ -102,6 +104,39 @@ def cmd_demo(args) -> int:
     return 0 if r["bit_exact"] else 1
 
 
+def cmd_compile(args) -> int:
+    from . import compiler
+    from .compiler import cycles
+    cfg = load_config(args.config)
+    models = compiler.models
+    if args.vit is None:
+        if args.random is not None:
+            raise ValueError("--random needs --vit (the shape of the random model)")
+        model = models.load_model(args.model)
+    elif args.random is not None:
+        if args.model:
+            raise ValueError("give --model or --random, not both")
+        model = models.random_model(models.vit_config(args.vit), args.random)
+    elif args.model:
+        model = models.load_state_dict(args.model, models.vit_config(args.vit))
+    else:
+        raise ValueError("--vit needs --model (a timm state dict) or --random SEED")
+    blob = compiler.compile_model(model, cfg, debug=args.debug, calib=None if args.calib is None else
+                                  models.calibration_images(model.cfg, args.calib, args.seed))
+    stem = args.vit if args.vit in models.VIT_SHAPES else Path(args.model or "digits").stem
+    out = Path(args.out) if args.out else Path("build/models") / f"{stem}-{cfg.digest()}.hvim"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(blob)
+    img = compiler.read_image(blob, cfg)
+    est = cycles.summary(cycles.estimate(img.program, cfg), cfg)
+    print(f"wrote {out} ({len(blob)} bytes): {len(img.program)} descriptors for config {cfg.digest()}, "
+          f"{img.memory_map['model']['tokens']} tokens, input {img.input['bytes']} bytes, "
+          f"output {img.output['bytes']} bytes")
+    print(f"estimated cycles: GEMM-only {est['engine']:,}, phases overlapped {est['overlapped']:,}, "
+          f"serial {est['serial']:,} ({est['ms_at_clock']['overlapped']:.3f} ms at {cfg.clock_mhz:g} MHz overlapped)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
     written = bench.run(args.names or None, Path(args.out), quick=args.quick)
@@ -133,6 +168,19 @@ def main(argv=None) -> int:
     d.add_argument("--shape", type=int, nargs=3, default=[197, 192, 576], metavar=("M", "K", "N"))
     d.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("compile", help="compile a ViT into a DDR model image (docs/isa.md)")
+    c.add_argument("--model", default=None, help="model .npz written by save_npz (default: the digits model); "
+                   "with --vit: a raw timm state dict (.npz, .pth)")
+    c.add_argument("--vit", default=None, help="ViT shape: deit_tiny, deit_small, deit_base, or ViTConfig JSON")
+    c.add_argument("--random", type=int, default=None, metavar="SEED", help="random weights of the --vit shape")
+    c.add_argument("--config", default="default", help=cfg_help)
+    c.add_argument("--out", default=None, help="image file (default: build/models/MODEL-DIGEST.hvim)")
+    c.add_argument("--calib", type=int, default=None, metavar="N",
+                   help="calibration images (default 64: digits split for 1-channel models, else random)")
+    c.add_argument("--seed", type=int, default=0, help="seed of random calibration images")
+    c.add_argument("--debug", action="store_true", help="also store every layer's result (DEBUG region)")
+    c.set_defaults(func=cmd_compile)
 
     b = sub.add_parser("bench", help="benchmarks -> build/bench/*.json")
     b.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -205,8 +205,10 @@ class GemmConfig:
 
 from .nonlinear_config import NonlinearConfig  # noqa: E402  (sections import .validate only)
 from .toksel_config import TokSelConfig  # noqa: E402
+from .accel_config import BufferConfig, check_against as _check_buffers, derived as _derived_buffers  # noqa: E402
 
-_SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig}
+_SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
+             "buffers": BufferConfig}
 
 
 @dataclass(frozen=True)
@@ -222,11 +224,15 @@ class AcceleratorConfig:
     nonlinear: NonlinearConfig = field(default_factory=NonlinearConfig)
     toksel: TokSelConfig | None = None
     """Default: :class:`TokSelConfig` with ``lanes = gemm.rows``."""
+    buffers: BufferConfig | None = None
+    """Token buffers (:mod:`heatvit.accel_config`); default: derived from the other sections."""
     clock_mhz: float = 300.0
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
             object.__setattr__(self, "toksel", TokSelConfig(lanes=self.gemm.rows))
+        if self.buffers is None and all(isinstance(getattr(self, n), c) for n, c in list(_SECTIONS.items())[:3]):
+            object.__setattr__(self, "buffers", _derived_buffers(self.gemm, self.nonlinear, self.toksel))
         for name, cls in _SECTIONS.items():
             value = getattr(self, name)
             if not isinstance(value, cls):
@@ -237,6 +243,7 @@ class AcceleratorConfig:
         if self.toksel.lanes != self.gemm.rows:
             raise ValueError(f"AcceleratorConfig: toksel.lanes = {self.toksel.lanes} must equal "
                              f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words)")
+        _check_buffers(self.buffers, self.gemm, self.nonlinear, self.toksel)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,8 @@
 """Hardware error codes, shared by the RTL, the golden model of the controller and the driver.
 
 Codes 1-15 are raised by the GEMM engine when it rejects a command; the accelerator shell uses
-16-23 and the token-selector unit 24-31.  0 means no error.
+16-23, the token-selector unit 24-31 and the layer controller 32-39 (checks in
+:func:`heatvit.isa.check`).  0 means no error.
 """
 
 from enum import IntEnum
@@ -24,6 +25,14 @@ class ErrorCode(IntEnum):
     # -- token-selector control unit (rtl/toksel, docs/token_selector.md) --
     TOKSEL_BAD_TOKENS = 24   # selector command: token count 0 or > TokSelConfig.max_tokens
     TOKSEL_BAD_TAIL = 25     # selector command: earlier package tokens >= token count
+    # -- layer controller (docs/isa.md) --
+    CTRL_BAD_OPCODE = 32     # a descriptor's opcode is not an isa.Op
+    CTRL_BAD_FIELD = 33      # bits set outside the opcode's fields, or an invalid enum value
+    CTRL_BAD_BUFFER = 34     # a buffer id is not a token buffer (or cannot feed the weight port)
+    CTRL_BAD_SHAPE = 35      # a window passes its buffer's rows/columns, or a zero/oversized dimension
+    CTRL_BAD_ADDRESS = 36    # misaligned DDR address, stride or buffer column
+    CTRL_BAD_PROGRAM = 37    # no BEGIN first, ISA version or config ID mismatch, no END within count
+    CTRL_BAD_PARAMS = 38     # a parameter record outside its format (heatvit.isa.record_limits)
 
 
 class HardwareError(RuntimeError):

@@ -65,6 +65,67 @@ def test_layernorm_random_and_adversarial():
             assert _max_lsb(NL.layernorm(xr, p), ref) <= 1
 
 
+@pytest.mark.parametrize("in_bits", [8, 16])
+def test_layernorm_every_row_length_within_one_lsb(in_bits):
+    """Short rows with a variance of a few LSBs at scales where N**2 eps / s_x**2 is a fraction
+    of the variance's LSB (eps rounded to an integer there was off by up to 16 LSB at N = 2):
+    every row length 1..40 and some long ones, s_x over five decades, random gamma/beta and
+    output scales; always within 1 LSB."""
+    rng = np.random.default_rng(in_bits)
+    lo, hi = -(1 << (in_bits - 1)), (1 << (in_bits - 1)) - 1
+    for n in list(range(1, 41)) + [64, 197, 768]:
+        for sx in np.geomspace(1e-5, 1, 11):
+            base = rng.integers(lo + 3, hi - 3, (24, 1))
+            x = np.concatenate([base + rng.integers(-1, 2, (24, n)), base[:8] + rng.integers(-3, 4, (8, n)),
+                                rng.integers(lo, hi + 1, (4, n))])
+            g, b = rng.normal(1, 0.3, n), rng.normal(0, 0.2, n)
+            ref = layernorm_ref(x * sx, g, b, 1e-6)
+            so = np.abs(ref).max() / 127 * rng.uniform(0.8, 1.2)
+            p = NL.layernorm_params(g, b, 1e-6, sx, so, in_bits=in_bits)
+            err = _max_lsb(NL.layernorm(x, p), np.clip(round_half_away(ref / so), -128, 127))
+            assert err <= 1, f"N = {n}, s_x = {sx:.3g}: {err} LSB"
+
+
+def test_layernorm_rejects_outputs_wider_than_its_bound():
+    with pytest.raises(ValueError, match=r"out_bits = 16 is out of range; allowed \[2, 8\]"):
+        NL.layernorm_params(np.ones(4), np.zeros(4), 1e-6, 0.1, 0.1, out_bits=16)
+    with pytest.raises(ValueError, match="67-bit variance"):
+        NL.layernorm_params(np.ones(4), np.zeros(4), 1e-6, 0.1, 0.1, in_bits=16,
+                            cfg=NonlinearConfig(max_dim=4096, layernorm_in_bits=16))
+
+
+def test_activation_output_scale_finer_than_the_core_is_rejected():
+    """A GELU/sigmoid output scale finer than the core's LSB only stretches its steps (8 LSB
+    apart at 3.3e-5): rejected, naming the parameter and the limit; zero scales likewise."""
+    with pytest.raises(ValueError, match=r"s_out = 3.3e-05 is finer than the GELU core's output LSB 2\*\*-12 = "
+                                         r"0.0002441; allowed s_out >= 0.0002441"):
+        NL.gelu_params(1e-3, 3.3e-5)
+    with pytest.raises(ValueError, match=r"s_out = 1.526e-05 is finer than the sigmoid core's output LSB 2\*\*-15"):
+        NL.sigmoid_params(0.01, 2.0 ** -16)
+    for fn in (NL.gelu_params, NL.sigmoid_params):
+        with pytest.raises(ValueError, match="s_out must be finite and positive, not 0.0"):
+            fn(0.01, 0.0)
+        with pytest.raises(ValueError, match="s_in must be finite and positive, not 0"):
+            fn(0, 0.01)
+    # the limit itself is accepted and stays within 1 LSB (the core's own output)
+    x = np.arange(-(1 << 15), 1 << 15)
+    p = NL.gelu_params(2.0 ** -12, NL.GELU_S_OUT_MIN, out_bits=20, in_bits=16)
+    assert _max_lsb(NL.gelu(x, p), gelu_ref(x * 2.0 ** -12) * (1 << 12)) <= 1
+
+
+def test_numpy_integers_accepted_as_parameters():
+    p = NL.softmax_params(0.01, out_max=np.int64(127), in_bits=np.int32(32))
+    assert p == NL.softmax_params(0.01, out_max=127) and type(p.out_max) is int
+    assert NL.gelu_params(np.float64(0.01), np.float64(0.02), out_bits=np.int16(8), in_bits=np.uint8(16)) == \
+        NL.gelu_params(0.01, 0.02, out_bits=8, in_bits=16)
+    assert NL.sigmoid_params(0.01, 1 / 255, out_bits=np.int64(8)) == NL.sigmoid_params(0.01, 1 / 255, out_bits=8)
+    ln = NL.layernorm_params(np.ones(4), np.zeros(4), np.float32(1e-6), 0.1, 0.1, out_bits=np.int8(8), in_bits=np.int64(8))
+    assert ln.out_bits == 8 and type(ln.in_bits) is int
+    for bad in (True, 8.0, "8"):
+        with pytest.raises(ValueError, match="out_max must be an integer"):
+            NL.softmax_params(0.01, out_max=bad)
+
+
 def test_table_error_names_where_and_how_much():
     with pytest.raises(NL.TableError, match=r"gelu: .* misses it by [0-9.e-]+ LSB .* at x = "):
         tables.build("gelu", NonlinearConfig(max_segments_log2=2, max_degree=1))

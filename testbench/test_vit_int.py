@@ -225,3 +225,33 @@ def test_deit_s_selector_gemms_fit_the_engine():
     assert np.array_equal(dumps[0]["selectors.0.keep"], dumps_b[0]["selectors.0.keep"])
     # the latency model costs the same pieces instead of rejecting the long GEMM
     assert vit_latency.plan_cycles(g, cfg, plan) > vit_latency.plan_cycles(big, cfg, plan) > 0
+
+
+def test_input_scale_is_calibrated_and_pixels_are_never_clipped(digits):
+    """The pixel scale is calibrated like every activation (it was fixed at 1/127, clipping
+    every pixel beyond about [-1, 1], so an image at 3.0 gave the logits of one at 1.0).  DeiT's
+    mean/std-normalized range [-2.2, 2.7] is represented to half an LSB, and pixels outside the
+    calibrated range are an error, never clipped."""
+    from heatvit.golden.vit.float_forward import patchify
+    model = random_model()
+    calib = np.random.default_rng(11).uniform(-2.2, 2.7, (8, 1, 32, 32)).astype(np.float32)
+    qm = quantize.quantize_model(model, calib)
+    s = qm.scales["patches"]
+    assert s == pytest.approx(np.abs(calib).max() / 127)
+    lo, hi = qm.input_range
+    assert lo < -2.2 and hi > 2.7
+    dumps: list = []
+    vit_int.forward_int(qm, calib[:1], dumps=dumps)
+    assert np.abs(dumps[0]["patches"] * s - patchify(model.cfg, calib[:1])[0]).max() <= s / 2 + 1e-9
+    # an image at 3.0 vs one at 1.0 (both were 127 at the fixed scale)
+    q3 = quantize.quantize_model(model, digits[1], input_amax=3.0)
+    ones = np.ones((1, 1, 32, 32), np.float32)
+    assert not np.array_equal(vit_int.forward_int(q3, 3.0 * ones), vit_int.forward_int(q3, ones))
+    img = digits[0][:1] / digits[0][:1].max()
+    # calibrated on [0, 1] digits: the scale stays 1/127, and 3.0 is out of range
+    q1 = quantize.quantize_model(model, digits[1])
+    assert q1.scales["patches"] == pytest.approx(1 / 127)
+    with pytest.raises(ValueError, match=r"images have pixels in \[0, 3\]; the quantized model accepts .* never clipped"):
+        vit_int.forward_int(q1, 3.0 * img)
+    with pytest.raises(ValueError, match="input_amax must be finite and positive"):
+        quantize.quantize_model(model, digits[1][:2], input_amax=0.0)

@@ -1,6 +1,8 @@
 """Golden ViT: config checks, timm state-dict import (errors name the key and both shapes),
 image checks, and the float forward against PyTorch (runs when torch is importable)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,14 @@ def test_non_finite_weight_rejected():
 def test_config_checks(kw, match):
     with pytest.raises(ValueError, match=match):
         ViTConfig(**kw)
+
+
+def test_config_accepts_numpy_scalars():
+    cfg = ViTConfig(dim=np.int64(48), depth=np.int32(6), mlp_ratio=np.float32(2.0), eps=np.float64(1e-6))
+    assert cfg == ViTConfig() and type(cfg.dim) is int and type(cfg.mlp_ratio) is float
+    assert ViTConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    with pytest.raises(ValueError, match="ViTConfig.dim must be an int"):
+        ViTConfig(dim=np.float64(48.0))
 
 
 @pytest.mark.parametrize("blocks, ratios, match", [
@@ -207,3 +217,22 @@ def test_training_threshold_cut_calibration():
     train.calibrate_keep_bias(tm, x, iters=20)
     acc, keep = train.evaluate_pruned(tm, x, torch.zeros(16, dtype=torch.long))
     assert np.allclose(keep, plan.keep_ratios, atol=0.03), keep
+
+
+def test_bfloat16_state_dict_and_images_are_converted():
+    """A bfloat16 state dict and bfloat16 images (NumPy has no bfloat16) load through float32;
+    a tensor with no real NumPy form is an error naming its key."""
+    torch = _torch()
+    cfg = ViTConfig(depth=1, dim=16, heads=2)
+    sd = random_state_dict(cfg)
+    bf = {k: torch.as_tensor(v).to(torch.bfloat16) for k, v in sd.items()}
+    m = model_io.from_state_dict(cfg, bf)
+    for k, v in bf.items():
+        assert m.weights[k].dtype == np.float32 and np.array_equal(m.weights[k], v.float().numpy())
+    x = torch.rand(2, 1, 32, 32).to(torch.bfloat16)
+    assert np.array_equal(vit_float.forward_float(m, x), vit_float.forward_float(m, x.float().numpy()))
+    bad = dict(bf, **{"head.bias": torch.zeros(10, dtype=torch.complex64)})
+    with pytest.raises(ValueError, match="state dict key 'head.bias': expected a real-valued array"):
+        model_io.from_state_dict(cfg, bad)
+    with pytest.raises(ValueError, match="images: expected a real-valued array"):
+        vit_float.forward_float(m, torch.zeros(1, 1, 32, 32, dtype=torch.complex64))

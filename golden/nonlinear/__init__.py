@@ -6,7 +6,7 @@ Caller-facing (float scales in, integer parameters out; see /work docs/nonlinear
 ``pow2_neg``, ``exp_neg``, ``reciprocal``, ``rsqrt``, ``divide``.
 """
 
-from .elementwise import ActParams, gelu, gelu_params, sigmoid, sigmoid_params
+from .elementwise import GELU_S_OUT_MIN, SIGMOID_S_OUT_MIN, ActParams, gelu, gelu_params, sigmoid, sigmoid_params
 from .layernorm import LayerNormParams, layernorm, layernorm_params
 from .ppoly import Table, TableError, evaluate, fit_table
 from .softmax import SoftmaxParams, softmax, softmax_params

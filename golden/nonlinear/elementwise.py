@@ -10,6 +10,11 @@ Three integer steps, all bit-exact with the RTL (``rtl/nonlinear/act.py``)::
 (GELU) or ``2**-15 / s_out`` (sigmoid), 16-bit unsigned multipliers from
 :func:`heatvit.golden.quantize_multiplier`.  Use :func:`gelu_params` / :func:`sigmoid_params`;
 never build :class:`ActParams` by hand.
+
+Output scales: at least the core's LSB (``s_out >= 2**-12`` for GELU, ``>= 2**-15`` for sigmoid,
+:data:`GELU_S_OUT_MIN` / :data:`SIGMOID_S_OUT_MIN`): a finer output scale would only stretch the
+core's steps (8 LSB apart at ``s_out = 3.3e-5``), so it is rejected; quantizers clamp their
+calibrated GELU/sigmoid output scales to these minima.
 """
 
 from __future__ import annotations
@@ -20,10 +25,16 @@ import numpy as np
 
 from heatvit.nonlinear_config import NonlinearConfig
 
-from ..checks import as_int_array, signed_range
+from ..checks import as_int_array, int_param, scale_param, signed_range
 from ..requant import quantize_multiplier, round_shift
 from . import formats as F
 from .units import gelu_fixed, sigmoid_fixed
+
+
+GELU_S_OUT_MIN = 2.0 ** -F.ACT_FRAC
+"""Finest GELU output scale: the LSB of the core's Q7.12 output."""
+SIGMOID_S_OUT_MIN = 2.0 ** -F.SIGMOID_FRAC
+"""Finest sigmoid output scale: the LSB of the core's Q1.15 output."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,12 @@ def _mult(scale: float, what: str) -> tuple[int, int]:
     return int(m), int(s)
 
 
-def _params(s_in, s_out, core_frac, out_min, out_max, in_bits) -> ActParams:
-    if not 2 <= in_bits <= 32:
-        raise ValueError(f"in_bits = {in_bits} is out of range; allowed [2, 32]")
+def _params(s_in, s_out, core_frac, out_min, out_max, in_bits, unit) -> ActParams:
+    in_bits = int_param("in_bits", in_bits, 2, 32)
+    s_in, s_out = scale_param("s_in", s_in), scale_param("s_out", s_out)
+    if s_out < 2.0 ** -core_frac:
+        raise ValueError(f"s_out = {s_out:.4g} is finer than the {unit} core's output LSB 2**-{core_frac} = "
+                         f"{2.0 ** -core_frac:.4g}; allowed s_out >= {2.0 ** -core_frac:.4g}")
     try:
         im, ish = _mult(float(s_in) * (1 << F.ACT_FRAC), "s_in * 2**12")
     except ValueError as e:
@@ -63,10 +77,9 @@ def _params(s_in, s_out, core_frac, out_min, out_max, in_bits) -> ActParams:
 
 def gelu_params(s_in: float, s_out: float, *, out_bits: int = 8, in_bits: int = 32) -> ActParams:
     """GELU of signed ``in_bits`` inputs at scale ``s_in`` to signed ``out_bits`` at ``s_out``."""
-    if not 2 <= out_bits <= 20:
-        raise ValueError(f"out_bits = {out_bits} is out of range; allowed [2, 20]")
+    out_bits = int_param("out_bits", out_bits, 2, 20)
     lo, hi = signed_range(out_bits)
-    return _params(s_in, s_out, F.ACT_FRAC, lo, hi, in_bits)
+    return _params(s_in, s_out, F.ACT_FRAC, lo, hi, in_bits, "GELU")
 
 
 def sigmoid_params(s_in: float, s_out: float = 2.0 ** -15, *, out_bits: int = 16, signed: bool = False,
@@ -76,10 +89,9 @@ def sigmoid_params(s_in: float, s_out: float = 2.0 ** -15, *, out_bits: int = 16
     ``out_max = 2**out_bits - 1`` (unsigned) or ``2**(out_bits-1) - 1`` (``signed=True``, e.g. to
     feed an int8 GEMM).  The default (``s_out = 2**-15``, 16 bits) returns the core's Q1.15 exactly.
     """
-    if not 2 <= out_bits <= 16:
-        raise ValueError(f"out_bits = {out_bits} is out of range; allowed [2, 16]")
+    out_bits = int_param("out_bits", out_bits, 2, 16)
     hi = (1 << (out_bits - 1)) - 1 if signed else (1 << out_bits) - 1
-    return _params(s_in, s_out, F.SIGMOID_FRAC, 0, hi, in_bits)
+    return _params(s_in, s_out, F.SIGMOID_FRAC, 0, hi, in_bits, "sigmoid")
 
 
 def requant_in(x, p: ActParams) -> np.ndarray:

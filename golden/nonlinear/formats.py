@@ -46,5 +46,9 @@ SOFTMAX_EXP_FRAC = 22
 LN_NORM_FRAC = 12
 LN_GAMMA_BITS = 18
 LN_BETA_BITS = 48
+# LayerNorm eps carries this many fraction bits below the variance's integer LSB (even; at most
+# 2 * (RSQRT_FRAC - LN_NORM_FRAC) so the normalising shift stays non-negative).  With 8 bits every
+# row length is within 1 LSB: eps rounded to an integer was off by up to 16 LSB for rows of 2.
+LN_EPS_FRAC = 8
 # Elementwise input / output requantization multipliers (unsigned).
 MULT_BITS = 16

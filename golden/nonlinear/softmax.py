@@ -24,7 +24,7 @@ import numpy as np
 
 from heatvit.nonlinear_config import NonlinearConfig
 
-from ..checks import as_int_array, signed_range
+from ..checks import as_int_array, int_param, scale_param, signed_range
 from ..requant import quantize_multiplier, round_shift
 from . import formats as F
 from .units import _shift_round, pow2_neg, reciprocal
@@ -45,12 +45,9 @@ class SoftmaxParams:
 
 def softmax_params(s_in: float, *, out_max: int = 255, in_bits: int = 32) -> SoftmaxParams:
     """Integer parameters for scores at scale ``s_in`` (any positive float up to ~44)."""
-    if not (math.isfinite(s_in) and s_in > 0):
-        raise ValueError(f"s_in must be finite and positive, got {s_in}")
-    if not (isinstance(out_max, int) and 1 <= out_max <= 255):
-        raise ValueError(f"out_max = {out_max!r} is out of range; allowed [1, 255]")
-    if not 2 <= in_bits <= 32:
-        raise ValueError(f"in_bits = {in_bits} is out of range; allowed [2, 32]")
+    s_in = scale_param("s_in", s_in)
+    out_max = int_param("out_max", out_max, 1, 255)
+    in_bits = int_param("in_bits", in_bits, 2, 32)
     scale = s_in * math.log2(math.e) * (1 << F.POW2_IN_FRAC)
     try:
         m, s = quantize_multiplier(scale, mult_bits=F.SOFTMAX_MULT_BITS, max_shift=63)

@@ -1,10 +1,13 @@
 """Bit-exact integer token selector, built only from the project's unit golden functions.
 
-Every Linear layer is a GEMM-engine call (:func:`heatvit.golden.gemm`: int8 x int8 -> int32 +
-bias -> per-channel requantization to int8); LayerNorm, GELU, the 2-way softmax, the sigmoid and
-the divisions are the nonlinear golden functions (:mod:`heatvit.golden.nonlinear`).  Tokens are
-int8 at the stage's scale ``s_x``; every intermediate tensor is int8 at a per-tensor scale
-calibrated on float runs (:func:`heatvit.golden.token_selector.float_selector.calibrate`).
+Every Linear layer is a GEMM-engine call (:func:`heatvit.golden.gemm.gemm_rows`: int8 x int8 ->
+int32 + bias -> per-channel requantization to int8, split into engine-sized row chunks by the
+rule every GEMM of the model follows, :func:`heatvit.golden.gemm.row_chunks`); LayerNorm, GELU,
+the 2-way softmax, the sigmoid and the divisions are the nonlinear golden functions
+(:mod:`heatvit.golden.nonlinear`).  Tokens are int8 at the stage's scale ``s_x``; every
+intermediate tensor is int8 at a per-tensor scale calibrated on float runs
+(:func:`heatvit.golden.token_selector.float_selector.calibrate`); GELU outputs are never finer
+than the GELU core's LSB.
 
 Per head h (MLP instance ``0`` if shared, else ``h``), on the head's int8 slice ``x_h``:
 
@@ -106,6 +109,8 @@ def quantize_selector(p: dict, amax: dict[str, float], *, heads: int, s_x: float
     if not (np.isfinite(s_x) and s_x > 0):
         raise ValueError(f"s_x = {s_x} must be finite and positive")
     s = {k: act_scale(v) for k, v in amax.items()}
+    for k in ("g0", "g1", "g2", "hg1"):                    # GELU outputs: never finer than the core
+        s[k] = max(s[k], NL.GELU_S_OUT_MIN)
     dh = dim // heads
     mlps = []
     for i in range(1 if shared else heads):

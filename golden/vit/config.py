@@ -13,6 +13,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+import numpy as np
+
 from ...validate import check_int as _check_int
 from ...validate import section_from_dict as _section_from_dict
 
@@ -42,6 +44,10 @@ class ViTConfig:
 
     def __post_init__(self):
         own = "ViTConfig"
+        for f in dataclasses.fields(self):                  # NumPy scalars -> Python numbers
+            v = getattr(self, f.name)
+            if isinstance(v, (np.integer, np.floating)) and not isinstance(v, np.bool_):
+                object.__setattr__(self, f.name, v.item())
         _check_int(own, "image_size", self.image_size, 1, 4096)
         _check_int(own, "patch_size", self.patch_size, 1, self.image_size)
         if self.image_size % self.patch_size:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import real_array
 from ..float_ops import gelu, layer_norm, linear, softmax
 from .config import ViTConfig
 from .model import ViTModel
@@ -24,10 +25,9 @@ _F = np.float32
 
 
 def check_images(cfg: ViTConfig, images) -> np.ndarray:
-    """``images`` must be a real array of shape (B, in_chans, image_size, image_size)."""
-    arr = np.asarray(images)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"images must be a real-valued array, got dtype {arr.dtype}")
+    """``images`` must be a real array (or PyTorch tensor, bfloat16 included) of shape
+    (B, in_chans, image_size, image_size)."""
+    arr = real_array("images", images)
     want = (cfg.in_chans, cfg.image_size, cfg.image_size)
     if arr.ndim != 4 or arr.shape[1:] != want:
         raise ValueError(f"images have shape {arr.shape}; expected (B, {want[0]}, {want[1]}, {want[2]}) "

@@ -51,9 +51,22 @@ def residual_add(a: np.ndarray, b: np.ndarray, params: tuple[int, int, int]) -> 
     return requantize(acc, 0, 1, sh, out_bits=8, mult_bits=1)
 
 
+def quantize_patches(qm: QuantizedViT, images) -> np.ndarray:
+    """Float images (B, C, H, W) -> int8 patches (B, num_patches, C*P*P) at ``scales['patches']``
+    (the host-side input conversion).  A pixel outside :attr:`QuantizedViT.input_range` is a
+    ``ValueError``, never clipped."""
+    images = check_images(qm.cfg, images)
+    lo, hi = qm.input_range
+    if images.min() <= lo or images.max() >= hi:
+        raise ValueError(f"images have pixels in [{images.min():.4g}, {images.max():.4g}]; the quantized model "
+                         f"accepts ({lo:.4g}, {hi:.4g}) (input scale {qm.scales['patches']:.4g} from calibration; "
+                         f"quantize_model(..., input_amax=A) widens it); pixels are never clipped")
+    return quantize_float(patchify(qm.cfg, images), qm.scales["patches"])
+
+
 def embed(qm: QuantizedViT, image: np.ndarray, dump: dict | None) -> np.ndarray:
     """(C, H, W) float image -> int8 tokens (num_tokens, dim) at scale ``scales['embed']``."""
-    patches = quantize_float(patchify(qm.cfg, image[None])[0], qm.scales["patches"])
+    patches = quantize_patches(qm, image[None])[0]
     pe = linear(qm, patches, qm.patch_embed)
     x = np.concatenate([qm.cls_row[None], residual_add(pe, qm.pos, qm.add_embed)], axis=0)
     if dump is not None:

@@ -2,7 +2,8 @@
 
 A state dict is any mapping from timm key names (``patch_embed.proj.weight``,
 ``blocks.N.attn.qkv.weight``, ...) to arrays: NumPy arrays, or PyTorch tensors (converted
-with ``.detach().cpu().numpy()``, so torch is never imported here).  Token-selector weights, if
+with ``.detach().cpu().numpy()``; bfloat16, which NumPy lacks, through float32; torch is never imported
+here).  Token-selector weights, if
 any, live under ``selectors.I.`` (I = selector index, see :class:`PruningPlan`); their key names
 and shapes come from the token-selector golden model.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import real_array
 from .config import PruningPlan, ViTConfig
 from .selector import selector_param_shapes
 
@@ -26,11 +28,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "vit_digits.npz"
 
 
 def _to_numpy(key: str, value) -> np.ndarray:
-    if hasattr(value, "detach"):                      # a torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"state dict key {key!r}: expected a numeric tensor, got dtype {arr.dtype}")
+    arr = real_array(f"state dict key {key!r}", value)   # torch tensors (bfloat16 too) without torch
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"state dict key {key!r}: contains NaN or infinity")
     return arr.astype(np.float32)

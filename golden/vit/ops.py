@@ -21,6 +21,8 @@ INTEGER_NONLINEAR = True
 
 FC1_BITS = 16
 """Width of the fc1 output feeding the GELU unit."""
+GELU_S_OUT_MIN = NL.GELU_S_OUT_MIN
+"""Finest GELU output scale (the core's LSB); the quantizer clamps calibrated scales to it."""
 SOFTMAX_OUT_MAX = 127
 """Softmax output range [0, 127] (scale 1/127): a signed int8 operand of ``attn @ v``."""
 

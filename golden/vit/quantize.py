@@ -5,7 +5,11 @@ Scheme (the accelerator's, see docs/architecture.md):
 * Weights: int8, symmetric, one scale per output channel (``max|w_row| / 127``).
 * Activations: int8, symmetric, one scale per tensor, calibrated as ``max|x| / 127`` over a
   calibration set run through the float model (``calib_images``); a few tensors have fixed
-  scales set by their operator (softmax output, selector scores).
+  scales set by their operator (softmax output, selector scores), and GELU outputs are never
+  finer than the GELU core's LSB (2**-12).
+* Input pixels: the same rule (``s = max|pixel| / 127`` over the calibration images, or
+  ``input_amax / 127`` if given), stored as ``scales["patches"]``; the integer forward accepts
+  pixels in :attr:`QuantizedViT.input_range` and rejects images outside it (never clips).
 * Biases: int32 at scale ``s_in * s_w[n]``.  Every GEMM ends in ``requantize`` with
   ``(mult, shift) = quantize_multiplier(s_in * s_w[n] / s_out)`` (per channel).
 * q, k, v come out of one qkv GEMM with three output scales (per-channel multipliers); the
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...config import DEFAULT
+from ..checks import scale_param
 from ..linear import QMAX, QLinear, act_scale, quantize_float, quantize_linear
 from ..requant import quantize_multiplier
 from . import ops
@@ -118,6 +123,13 @@ class QuantizedViT:
     toksel: object = None
     """The token-selector configuration (``TokSelConfig``) when the model has selectors."""
 
+    @property
+    def input_range(self) -> tuple[float, float]:
+        """Open interval of the pixel values the integer forward accepts: those that round into
+        int8 at ``s = scales["patches"]``, ``(-128.5 s, 127.5 s)``."""
+        s = self.scales["patches"]
+        return -128.5 * s, 127.5 * s
+
 
 def calibration_dump(model, calib_images, *, prune: bool) -> dict:
     """Every float stage over the calibration images (dense, or with selectors: lists per image)."""
@@ -126,11 +138,13 @@ def calibration_dump(model, calib_images, *, prune: bool) -> dict:
     return dump
 
 
-def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
+def quantize_model(model, calib_images, gemm_cfg=None, *, input_amax: float | None = None) -> QuantizedViT:
     """Post-training quantization of a float :class:`~heatvit.golden.vit.model.ViTModel`.
 
     Activation scales come from the float model on ``calib_images`` (dense pass; when the model
-    has selectors, the pruned pass too, taking the larger range of each stage)."""
+    has selectors, the pruned pass too, taking the larger range of each stage).  The input
+    scale is calibrated the same way, or set by ``input_amax`` (the largest |pixel| the model
+    must accept, e.g. 2.7 for DeiT's mean/std-normalized images)."""
     gemm_cfg = gemm_cfg or DEFAULT.gemm
     cfg, w = model.cfg, model.weights
     amax = calibrate([calibration_dump(model, calib_images, prune=False)])
@@ -138,8 +152,9 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
     for k, v in calibrate([{k: v for k, v in pruned.items() if not k.startswith("selectors.")}]).items():
         amax[k] = max(amax.get(k, 0.0), v)
     kw = dict(mult_bits=gemm_cfg.mult_bits, max_shift=gemm_cfg.max_shift)
+    if input_amax is not None:
+        amax["patches"] = scale_param("input_amax", input_amax)
     sc = {k: act_scale(v) for k, v in amax.items()}
-    sc["patches"] = 1.0 / QMAX                       # images are in [0, 1]
     pos = w["pos_embed"][0]
     sc["pos"] = act_scale(np.abs(pos[1:]).max())
 
@@ -163,6 +178,7 @@ def quantize_model(model, calib_images, gemm_cfg=None) -> QuantizedViT:
         qkv_b[:cfg.dim] *= dh ** -0.5
         sc[p + "mlp.fc1"] = act_scale(amax[p + "mlp.fc1"], ops.FC1_BITS)
         sc[a + "scores"] = s_q * sc[a + "k"]          # raw q @ k^T accumulators
+        sc[p + "mlp.gelu"] = max(sc[p + "mlp.gelu"], ops.GELU_S_OUT_MIN)
         sm_params, s_p = ops.softmax_params(sc[a + "scores"])
         sc[a + "softmax"] = s_p
         blocks.append(QBlock(

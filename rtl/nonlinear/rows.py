@@ -332,6 +332,7 @@ class LayerNormUnit(wiring.Component):
         pr = Pipe(m, one, "rsq")
         m.submodules.rsqrt_rom = rom = table_rom(self.rsqrt_table)
         r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
+        k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
 
         out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=6)
         en_o, in_out, oidx, olast = out.en, out.active, out.idx, out.last
@@ -341,7 +342,7 @@ class LayerNormUnit(wiring.Component):
         tb = F.LN_NORM_FRAC + (db + 1) // 2 + 3
         for j in range(L):
             po = Pipe(m, en_o, f"out{j}")
-            # stage 2: centred value c = N x - S1 (exact); 3: c * r; 4: t = round(c r / 2**(k + 4))
+            # stage 2: centred value c = N x - S1 (exact); 3: c * r; 4: t = round(c r / 2**sh1)
             c = po.reg(n * xr.data[j] - s1, signed(ib + db + 2), "c")
             g, b = po.reg(ars[j].data.gamma, name="g"), po.reg(ars[j].data.beta, name="b")
             cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
@@ -380,7 +381,7 @@ class LayerNormUnit(wiring.Component):
                 m.d.sync += [ns2.eq(n * s2), s1sq.eq(s1 * s1), wait.eq(0)]
                 m.next = "VAR"
             with m.State("VAR"):
-                v = ns2 - s1sq + p.eps
+                v = ((ns2 - s1sq) << F.LN_EPS_FRAC) + p.eps          # eps_q has LN_EPS_FRAC fraction bits
                 m.d.sync += dval.eq(Mux(v == 0, 1, v))
                 m.next = "RSQRT"
             with m.State("RSQRT"):

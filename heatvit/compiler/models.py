@@ -1,0 +1,133 @@
+"""The compiler's one binding to the golden ViT code (model files, quantization, patches, the
+integer forward); everything else in :mod:`heatvit.compiler` uses only these names and the
+golden integer operations (``golden.gemm``, ``golden.requant``, ``golden.nonlinear``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..golden.linear import quantize_float
+from ..golden.vit import data as vit_data
+from ..golden.vit import float_forward as vit_float
+from ..golden.vit import int_forward as vit_int
+from ..golden.vit import latency as vit_latency
+from ..golden.vit import model as model_io
+from ..golden.vit import quantize
+from ..golden.vit.config import ViTConfig
+from ..golden.vit.quantize import QuantizedViT
+
+__all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict",
+           "load_model", "from_state_dict", "calibration_images", "quantize_model", "patches", "forward_int",
+           "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
+
+from_state_dict = model_io.from_state_dict
+
+
+def load_model(path: str | Path | None = None):
+    """A float model from a ``save_npz`` file of timm-named weights (default: the digits model)."""
+    return model_io.load_npz(path)
+
+
+VIT_SHAPES = {
+    "deit_tiny": dict(image_size=224, patch_size=16, in_chans=3, dim=192, depth=12, heads=3, mlp_ratio=4.0,
+                      num_classes=1000),
+    "deit_small": dict(image_size=224, patch_size=16, in_chans=3, dim=384, depth=12, heads=6, mlp_ratio=4.0,
+                       num_classes=1000),
+    "deit_base": dict(image_size=224, patch_size=16, in_chans=3, dim=768, depth=12, heads=12, mlp_ratio=4.0,
+                      num_classes=1000),
+}
+"""timm DeiT shapes (no distillation token) by name."""
+
+
+def vit_config(spec: str) -> ViTConfig:
+    """A :class:`ViTConfig` from a name in :data:`VIT_SHAPES`, a JSON object or a JSON file."""
+    if spec in VIT_SHAPES:
+        return ViTConfig(**VIT_SHAPES[spec])
+    text = Path(spec).read_text() if Path(spec).is_file() else spec
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"ViT shape {spec!r} is neither a name ({', '.join(VIT_SHAPES)}), a JSON object "
+                         f"nor a JSON file") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"ViT shape {spec!r}: expected a JSON object of ViTConfig fields")
+    return ViTConfig.from_dict(d)
+
+
+def random_model(cfg: ViTConfig, seed: int, std: float = 0.05):
+    """A float model of random normal weights (LayerNorm gains around 1), for shape-only runs."""
+    rng = np.random.default_rng(seed)
+    sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
+    for k in sd:
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+            sd[k] += 1.0
+    return model_io.from_state_dict(cfg, sd, meta={"random_weights_seed": seed, "std": std})
+
+
+def load_state_dict(path: str | Path, cfg: ViTConfig):
+    """A float model of shape ``cfg`` from a raw timm state dict: ``.npz`` of arrays under timm
+    key names, or a PyTorch ``.pth``/``.pt`` file (a state dict, or a checkpoint holding one under
+    ``"model"``; needs torch)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"state dict file {path} does not exist")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            sd = {k: z[k] for k in z.files}
+    elif path.suffix in (".pth", ".pt"):
+        import torch
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
+            sd = sd["model"]
+    else:
+        raise ValueError(f"state dict file {path}: expected .npz, .pth or .pt")
+    return model_io.from_state_dict(cfg, sd)
+
+
+def calibration_images(cfg: ViTConfig, count: int = 64, seed: int = 0) -> np.ndarray:
+    """Calibration images: the committed digits calibration split when the model takes 1-channel
+    images (the digits default), else ``count`` uniform random images in [0, 1] from ``seed``."""
+    if cfg.in_chans == 1:
+        calib = vit_data.load_splits()["calib_x"][:count]
+        return vit_data.upscale(calib, cfg.image_size)
+    rng = np.random.default_rng(seed)
+    return rng.random((count, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
+
+
+def quantize_model(model, calib, gemm_cfg) -> QuantizedViT:
+    return quantize.quantize_model(model, calib, gemm_cfg)
+
+
+def patches(qm: QuantizedViT, images) -> np.ndarray:
+    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side)."""
+    imgs = vit_float.check_images(qm.cfg, images)
+    return quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
+
+
+def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarray:
+    """Golden dense integer forward (``prune=False``)."""
+    return vit_int.forward_int(qm, images, prune=False, dumps=dumps)
+
+
+def dense_dumps(qm: QuantizedViT, images) -> tuple[np.ndarray, list[dict]]:
+    dumps: list = []
+    return forward_int(qm, images, dumps), dumps
+
+
+def forward_first_tokens(qm: QuantizedViT, image, tokens: int) -> np.ndarray:
+    """Golden dense forward of one (C, H, W) image with only its first ``tokens`` tokens entering
+    the blocks (the embedding computes all of them): what a program run with ``N_live = tokens``
+    computes."""
+    x = vit_int.embed(qm, vit_float.check_images(qm.cfg, np.asarray(image)[None])[0], None)[:tokens]
+    for i in range(qm.cfg.depth):
+        x = vit_int.block(qm, i, x, None)
+    return vit_int.head(qm, x, None)
+
+
+def dense_gemm_cycles(cfg: ViTConfig, gemm_cfg) -> int:
+    """The golden latency model's engine cycles of a dense forward pass (``estimate_cycles`` of
+    every GEMM's row chunks)."""
+    return vit_latency.cycles(gemm_cfg, cfg, [cfg.num_tokens] * cfg.depth)

@@ -1,0 +1,680 @@
+"""The layer controller's instruction set: fixed-size descriptors of 32-bit words, read by DMA.
+
+A program is a list of descriptors of :data:`DESC_WORDS` little-endian 32-bit words each; every
+field sits at a fixed word and bit position (:data:`FIELDS`), so the controller decodes a
+descriptor with wires, not a parser.  One opcode is one use of one engine: a GEMM with its
+epilogue, a residual add, a LayerNorm, a row copy, a load from / store to DDR.  The first
+descriptor is ``BEGIN`` (ISA version, descriptor count, config ID, initial live token count); the
+last is ``END``.
+
+Operands live in on-chip **token buffers** (:class:`Buf`; sizes from the ``buffers`` section of
+:class:`heatvit.config.AcceleratorConfig`, :func:`token_buffers`): int8, token-major, one token
+per row.  A descriptor names a window of a buffer by (buffer, first row, first column) and the
+shape.  **Live token count**: the controller holds ``N_live`` (set by ``BEGIN``; the token
+selector will update it).  A set ``m_live`` flag makes the row count ``min(m, N_live - src_row)``
+(the descriptor is skipped when that is <= 0), ``k_live`` / ``n_live`` make ``K`` / ``N``
+``min(k, N_live)`` (attention GEMMs, whose K or N is the token count).  A compiler emits a long
+GEMM as row chunks of fixed size (``golden`` ``row_chunks``); clipped to ``N_live`` the chunks
+are exactly the ones the golden model uses for ``N_live`` tokens.
+
+DDR addresses in descriptors are byte offsets into a **region** (:class:`Region`): the model
+image, the input (host-written patches) or the output buffer; the shell holds each region's base.
+
+No Amaranth (and no golden) imports: the board driver uses this module.  ``docs/isa.md`` embeds
+:func:`markdown`; ``testbench/test_isa.py`` keeps them equal.
+"""
+
+from __future__ import annotations
+
+import numbers
+import struct
+from dataclasses import dataclass, field, fields, replace
+from enum import IntEnum
+
+from .errors import ErrorCode
+
+ISA_VERSION = (1, 0)
+"""(major, minor): a controller runs programs of its major version and any minor <= its own."""
+DESC_WORDS = 8
+"""32-bit words per descriptor."""
+DESC_BYTES = 4 * DESC_WORDS
+DDR_ALIGN = 64
+"""Every DDR address in a descriptor (and every part of a parameter block) is a multiple of this."""
+STRIDE_ALIGN = 16
+"""A LOAD/STORE row stride is a multiple of this (one 128-bit AXI beat)."""
+
+
+def isa_version_word(version: tuple[int, int] = ISA_VERSION) -> int:
+    return version[0] << 16 | version[1]
+
+
+class Op(IntEnum):
+    """Opcodes (word 0, bits 7:0).  0 is never valid (zeroed memory is a bad descriptor)."""
+    BEGIN = 0x01
+    GEMM = 0x02
+    ADD = 0x03
+    LAYERNORM = 0x04
+    COPY = 0x05
+    LOAD = 0x06
+    STORE = 0x07
+    END = 0x0F
+
+
+OP_DOC = {
+    Op.BEGIN: "first descriptor: ISA version, descriptor count, config ID; sets N_live = m",
+    Op.GEMM: "dst = epilogue(src[M,K] @ W[K,N]); W from DDR (addr) or from buffer aux",
+    Op.ADD: "dst = sat8(round((src * add_mult_a + aux * add_mult_b) / 2^add_shift)), M rows of N",
+    Op.LAYERNORM: "dst = LayerNorm(src) over rows of N channels, parameters at addr",
+    Op.COPY: "dst = src, M rows of N int8 (token gather/copy)",
+    Op.LOAD: "dst = DDR[region + addr + i * stride, 0:N], M rows of N int8",
+    Op.STORE: "DDR[region + addr + i * stride, 0:N] = src, M rows of N int8",
+    Op.END: "end of program: the controller raises done",
+}
+
+
+class Epilogue(IntEnum):
+    """What the GEMM engine's int32 accumulators become (word 0, bits 11:8; GEMM only)."""
+    REQ8 = 0
+    REQ16_GELU = 1
+    RAW_SOFTMAX = 2
+
+
+EPILOGUE_DOC = {
+    Epilogue.REQ8: "requantize to int8 (bias, mult, shift per channel) -> dst",
+    Epilogue.REQ16_GELU: "requantize to int16 (per channel) -> GELU unit (GELU record) -> int8 dst",
+    Epilogue.RAW_SOFTMAX: "raw int32 rows (no bias, no requant) -> softmax unit (softmax record) -> [0, 127] dst",
+}
+
+
+class WSrc(IntEnum):
+    """Where a GEMM's weights come from (word 0, bits 17:16)."""
+    DDR = 0
+    BUF = 1
+    BUF_T = 2
+
+
+WSRC_DOC = {
+    WSrc.DDR: "packed weights in the parameter block at addr (golden pack_weights order)",
+    WSrc.BUF: "W[k, n] = aux[aux_row + k, aux_col + n] (attn @ V: V from its token buffer)",
+    WSrc.BUF_T: "W[k, n] = aux[aux_row + n, aux_col + k] (q @ K^T: K from its token buffer)",
+}
+
+
+class Region(IntEnum):
+    """DDR region of a LOAD/STORE address (word 0, bits 19:18); the shell holds each base."""
+    MODEL = 0
+    INPUT = 1
+    OUTPUT = 2
+    DEBUG = 3
+
+
+REGION_DOC = {
+    Region.MODEL: "the model image (program, parameters, constant tensors such as the position embedding)",
+    Region.INPUT: "the input: int8 patches written by the host",
+    Region.OUTPUT: "the output: logits read back by the host",
+    Region.DEBUG: "every layer's result, stored by a debug build (`heatvit compile --debug`) for stage checks",
+}
+
+
+WRITABLE_REGIONS = (Region.OUTPUT, Region.DEBUG)
+"""The only regions a STORE may write: the accelerator never writes its model or its input."""
+
+
+class Buf(IntEnum):
+    """Token buffers (int8, token-major); sizes from :func:`token_buffers`."""
+    X0 = 0
+    X1 = 1
+    N = 2
+    QKV = 3
+    P = 4
+    CTX = 5
+    T = 6
+    H = 7
+
+
+BUF_DOC = {
+    Buf.X0: "residual stream (ping)",
+    Buf.X1: "residual stream (pong)",
+    Buf.N: "LayerNorm output (GEMM input); position embedding during the embedding",
+    Buf.QKV: "q | k | v side by side (head h of q at column h*dh, of k at D + h*dh, of v at 2D + h*dh); weight port",
+    Buf.P: "attention probabilities of one head, [0, 127]",
+    Buf.CTX: "attention context, heads side by side",
+    Buf.T: "GEMM output before a residual add (patch embedding, proj, fc2)",
+    Buf.H: "MLP hidden (GELU output); patches during the embedding; logits",
+}
+
+WEIGHT_PORT_BUFFERS = (Buf.QKV,)
+"""Buffers that may feed the engine's weight port (``WSrc.BUF`` / ``WSrc.BUF_T``)."""
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    buf: Buf
+    rows: int
+    cols: int
+
+    @property
+    def bytes(self) -> int:
+        return self.rows * self.cols
+
+
+def token_buffers(acc) -> dict[Buf, BufferSpec]:
+    """Rows and columns of every token buffer for an :class:`~heatvit.config.AcceleratorConfig`."""
+    b = acc.buffers
+    t, d, h = b.max_tokens, b.max_dim, b.max_hidden
+    cols = {Buf.X0: d, Buf.X1: d, Buf.N: d, Buf.QKV: 3 * d, Buf.P: t, Buf.CTX: d, Buf.T: d, Buf.H: h}
+    return {k: BufferSpec(k, t, c) for k, c in cols.items()}
+
+
+def column_align(acc) -> int:
+    """Column offsets of buffer windows are multiples of this: one buffer word (``max(R, C)`` int8)."""
+    return max(acc.gemm.rows, acc.gemm.cols)
+
+
+# -- fields ------------------------------------------------------------------------------------
+
+_ALL = tuple(Op)
+_ROWS = (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD, Op.STORE)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    word: int
+    lsb: int
+    width: int
+    ops: tuple
+    doc: str
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("opcode", 0, 0, 8, _ALL, "Op"),
+    Field("epilogue", 0, 8, 4, (Op.GEMM,), "Epilogue"),
+    Field("m_live", 0, 12, 1, _ROWS, "1: rows = min(m, N_live - src_row) (LOAD: N_live - dst_row)"),
+    Field("k_live", 0, 13, 1, (Op.GEMM,), "1: K = min(k, N_live) (attn @ V)"),
+    Field("n_live", 0, 14, 1, (Op.GEMM,), "1: N = min(n, N_live) (q @ K^T)"),
+    Field("wsrc", 0, 16, 2, (Op.GEMM,), "WSrc"),
+    Field("region", 0, 18, 2, (Op.LOAD, Op.STORE), "Region of addr"),
+    Field("src", 1, 0, 4, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "source buffer (Buf)"),
+    Field("dst", 1, 4, 4, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "destination buffer (Buf)"),
+    Field("aux", 1, 8, 4, (Op.GEMM, Op.ADD), "GEMM: weight buffer (WSrc.BUF/BUF_T); ADD: second operand"),
+    Field("add_shift", 1, 16, 6, (Op.ADD,), "right shift of the residual add"),
+    Field("src_row", 2, 0, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "first source row"),
+    Field("dst_row", 2, 16, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "first destination row"),
+    Field("src_col", 3, 0, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "first source column"),
+    Field("dst_col", 3, 16, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "first destination column"),
+    Field("aux_row", 4, 0, 16, (Op.GEMM, Op.ADD), "first row of aux"),
+    Field("aux_col", 4, 16, 16, (Op.GEMM, Op.ADD), "first column of aux"),
+    Field("m", 5, 0, 16, _ROWS + (Op.BEGIN,), "rows M (tokens); BEGIN: initial N_live"),
+    Field("stride", 5, 16, 16, (Op.LOAD, Op.STORE), "DDR row stride in bytes"),
+    Field("k", 6, 0, 16, (Op.GEMM,), "reduction length K"),
+    Field("n", 6, 16, 16, _ROWS, "columns N (GEMM: output channels)"),
+    Field("addr", 7, 0, 32, (Op.GEMM, Op.LAYERNORM, Op.LOAD, Op.STORE), "DDR byte offset (parameter block; LOAD/STORE: data in region)"),
+    Field("add_mult_a", 7, 0, 16, (Op.ADD,), "multiplier of src"),
+    Field("add_mult_b", 7, 16, 16, (Op.ADD,), "multiplier of aux"),
+    Field("version", 1, 0, 32, (Op.BEGIN,), "ISA version: major << 16 | minor"),
+    Field("count", 2, 0, 32, (Op.BEGIN,), "descriptors in the program, BEGIN and END included"),
+    Field("config_id", 3, 0, 32, (Op.BEGIN,), "first 8 hex digits of AcceleratorConfig.digest()"),
+)
+FIELD = {f.name: f for f in FIELDS}
+
+
+def op_fields(op: Op) -> tuple[Field, ...]:
+    return tuple(f for f in FIELDS if op in f.ops)
+
+
+def _check_layout() -> None:
+    """No two fields of one opcode overlap, every field lies inside its word (checked at import)."""
+    for op in Op:
+        used = [0] * DESC_WORDS
+        for f in op_fields(op):
+            bits = f.mask << f.lsb
+            if f.lsb + f.width > 32 or used[f.word] & bits:
+                raise AssertionError(f"isa: field {f.name} of {op.name} overlaps or leaves word {f.word}")
+            used[f.word] |= bits
+
+
+_check_layout()
+
+
+class DescriptorError(ValueError):
+    """A descriptor that cannot run; ``code`` is the hardware :class:`ErrorCode` the controller raises."""
+
+    def __init__(self, code: ErrorCode, message: str):
+        self.code = ErrorCode(code)
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """One descriptor; unused fields are 0.  ``encode``/``decode`` convert to/from words."""
+    opcode: Op
+    epilogue: int = 0
+    m_live: int = 0
+    k_live: int = 0
+    n_live: int = 0
+    wsrc: int = 0
+    region: int = 0
+    src: int = 0
+    dst: int = 0
+    aux: int = 0
+    add_shift: int = 0
+    src_row: int = 0
+    dst_row: int = 0
+    src_col: int = 0
+    dst_col: int = 0
+    aux_row: int = 0
+    aux_col: int = 0
+    m: int = 0
+    stride: int = 0
+    k: int = 0
+    n: int = 0
+    addr: int = 0
+    add_mult_a: int = 0
+    add_mult_b: int = 0
+    version: int = 0
+    count: int = 0
+    config_id: int = 0
+    name: str = field(default="", compare=False)
+    """Not encoded: the layer this descriptor belongs to (the compiler's memory map keeps it)."""
+
+    def with_(self, **kw) -> "Descriptor":
+        return replace(self, **kw)
+
+
+def encode(d: Descriptor) -> list[int]:
+    """The descriptor's :data:`DESC_WORDS` words; a field out of its range or set although its
+    opcode does not use it raises ``DescriptorError`` naming the field and the limit."""
+    try:
+        op = Op(d.opcode)
+    except ValueError:
+        raise DescriptorError(ErrorCode.CTRL_BAD_OPCODE, f"opcode = {d.opcode!r} is not an Op "
+                              f"({', '.join(f'{o.name}={o.value}' for o in Op)})") from None
+    used = {f.name for f in op_fields(op)}
+    words = [0] * DESC_WORDS
+    for f in fields(Descriptor):
+        if f.name == "name":
+            continue
+        v = getattr(d, f.name)
+        if f.name not in used:
+            if v:
+                raise DescriptorError(ErrorCode.CTRL_BAD_FIELD,
+                                      f"{op.name}: field {f.name} = {v!r} must be 0 (not used by {op.name})")
+            continue
+        fd = FIELD[f.name]
+        if not isinstance(v, numbers.Integral) or (isinstance(v, bool) and fd.width > 1):
+            raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"{op.name}: field {f.name} must be an int, not {v!r}")
+        if not 0 <= int(v) <= fd.mask:
+            raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"{op.name}: field {f.name} = {v} is out of range; "
+                                  f"allowed [0, {fd.mask}] ({fd.width} bits)")
+        words[fd.word] |= int(v) << fd.lsb
+    return words
+
+
+def decode(words) -> Descriptor:
+    """Inverse of :func:`encode`: ``DescriptorError`` on an unknown opcode or on bits set outside
+    the opcode's fields (the controller's ``CTRL_BAD_OPCODE`` / ``CTRL_BAD_FIELD``)."""
+    words = [int(w) for w in words]
+    if len(words) != DESC_WORDS:
+        raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"a descriptor has {DESC_WORDS} words, got {len(words)}")
+    for i, w in enumerate(words):
+        if not 0 <= w <= 0xFFFF_FFFF:
+            raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"word {i} = {w} is not a 32-bit unsigned value")
+    code = words[0] & 0xFF
+    try:
+        op = Op(code)
+    except ValueError:
+        raise DescriptorError(ErrorCode.CTRL_BAD_OPCODE, f"opcode {code:#04x} is not an Op") from None
+    kw, covered = {}, [0] * DESC_WORDS
+    for f in op_fields(op):
+        kw[f.name] = (words[f.word] >> f.lsb) & f.mask
+        covered[f.word] |= f.mask << f.lsb
+    for i, w in enumerate(words):
+        if w & ~covered[i]:
+            raise DescriptorError(ErrorCode.CTRL_BAD_FIELD, f"{op.name}: word {i} has bits {w & ~covered[i]:#010x} "
+                                  f"set outside the opcode's fields")
+    kw["opcode"] = op
+    return Descriptor(**kw)
+
+
+def pack_program(descs) -> bytes:
+    return b"".join(struct.pack(f"<{DESC_WORDS}I", *encode(d)) for d in descs)
+
+
+def unpack_program(blob: bytes) -> list[Descriptor]:
+    if len(blob) % DESC_BYTES:
+        raise ValueError(f"program of {len(blob)} bytes is not a multiple of {DESC_BYTES} (one descriptor)")
+    return [decode(struct.unpack_from(f"<{DESC_WORDS}I", blob, i)) for i in range(0, len(blob), DESC_BYTES)]
+
+
+# -- semantics ---------------------------------------------------------------------------------
+
+def live_dims(d: Descriptor, n_live: int) -> tuple[int, int, int]:
+    """Effective (M, K, N) of a descriptor when the controller's live token count is ``n_live``.
+    M = 0: the descriptor is skipped."""
+    first = d.dst_row if d.opcode == Op.LOAD else d.src_row
+    m = min(d.m, max(0, n_live - first)) if d.m_live else d.m
+    k = min(d.k, n_live) if d.k_live else d.k
+    n = min(d.n, n_live) if d.n_live else d.n
+    return m, k, n
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _align(a: int, b: int = DDR_ALIGN) -> int:
+    return _ceil(a, b) * b
+
+
+REQUANT_RECORD_BYTES = 8
+"""One output channel: bias int32 (bytes 0-3), mult uint24 (bytes 4-6), shift uint8 (byte 7),
+little-endian; the shell's parameter record (``regmap.PARAM_RECORD_BYTES``)."""
+NL_RECORD_BYTES = 32
+"""GELU / softmax / LayerNorm header record: eight little-endian 32-bit words."""
+
+
+def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
+    """Parts of a GEMM's or LayerNorm's parameter block: ``{part: (offset from addr, bytes)}``,
+    each part starting at a multiple of :data:`DDR_ALIGN`.  Sized for the descriptor's full
+    (not live-clipped) N and K.
+
+    GEMM: ``requant`` (REQ8, REQ16_GELU: N records), ``gelu`` / ``softmax`` (one record),
+    ``weights`` (WSrc.DDR: NT*KT*R words of C int8, golden ``pack_weights`` order).
+    LAYERNORM: ``ln`` (header record), ``gamma`` (N x int32), ``beta`` (N x int64).
+    """
+    g = acc.gemm
+    parts: list[tuple[str, int]] = []
+    if d.opcode == Op.GEMM:
+        if d.epilogue in (Epilogue.REQ8, Epilogue.REQ16_GELU):
+            parts.append(("requant", d.n * REQUANT_RECORD_BYTES))
+        if d.epilogue == Epilogue.REQ16_GELU:
+            parts.append(("gelu", NL_RECORD_BYTES))
+        if d.epilogue == Epilogue.RAW_SOFTMAX:
+            parts.append(("softmax", NL_RECORD_BYTES))
+        if d.wsrc == WSrc.DDR:
+            parts.append(("weights", _ceil(d.n, g.cols) * _ceil(d.k, g.rows) * g.rows * g.cols))
+    elif d.opcode == Op.LAYERNORM:
+        parts += [("ln", NL_RECORD_BYTES), ("gamma", 4 * d.n), ("beta", 8 * d.n)]
+    else:
+        raise ValueError(f"{Op(d.opcode).name} has no parameter block")
+    out, off = {}, 0
+    for name, size in parts:
+        out[name] = (off, size)
+        off = _align(off + size)
+    return out
+
+
+def param_block_bytes(acc, d: Descriptor) -> int:
+    parts = param_block(acc, d)
+    return max((_align(o + s) for o, s in parts.values()), default=0)
+
+
+# -- records -----------------------------------------------------------------------------------
+
+def pack_requant(bias, mult, shift) -> bytes:
+    """Per-channel requantization records (:data:`REQUANT_RECORD_BYTES` each)."""
+    out = bytearray()
+    for b, m, s in zip(bias, mult, shift):
+        b, m, s = int(b), int(m), int(s)
+        if not (-(1 << 31) <= b < (1 << 31) and 0 <= m < (1 << 24) and 0 <= s < 256):
+            raise ValueError(f"requant record (bias {b}, mult {m}, shift {s}) is out of range; "
+                             f"allowed int32, uint24, uint8")
+        out += struct.pack("<iI", b, m | s << 24)
+    return bytes(out)
+
+
+def unpack_requant(blob: bytes, n: int) -> tuple[list[int], list[int], list[int]]:
+    bias, mult, shift = [], [], []
+    for i in range(n):
+        b, ms = struct.unpack_from("<iI", blob, i * REQUANT_RECORD_BYTES)
+        bias.append(b), mult.append(ms & 0xFFFFFF), shift.append(ms >> 24)
+    return bias, mult, shift
+
+
+GELU_RECORD = ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max", "in_bits")
+"""GELU record words (``heatvit.golden.nonlinear.ActParams``); out_min/out_max signed."""
+SOFTMAX_RECORD = ("mult", "shift", "out_max", "in_bits")
+"""Softmax record words (``heatvit.golden.nonlinear.SoftmaxParams``)."""
+LN_RECORD = ("g_shift", "eps_q_lo", "eps_q_hi", "n", "out_bits", "in_bits")
+"""LayerNorm header words (``heatvit.golden.nonlinear.LayerNormParams``); eps_q = hi << 32 | lo."""
+
+
+def record_limits(acc) -> dict[str, dict[str, tuple[int, int]]]:
+    """Allowed range of every record word (and of the per-channel values), per record kind: what
+    the compiler writes and what the controller may rely on; :func:`check_record` applies it."""
+    g = acc.gemm
+    return {
+        "requant": {"bias": (-(1 << (g.bias_bits - 1)), (1 << (g.bias_bits - 1)) - 1),
+                    "mult": (0, (1 << g.mult_bits) - 1), "shift": (0, g.max_shift)},
+        "gelu": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
+                 "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (16, 16)},
+        "softmax": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 127), "in_bits": (g.acc_bits, g.acc_bits)},
+        "ln": {"g_shift": (0, 30), "n": (1, acc.nonlinear.max_dim), "out_bits": (8, 8), "in_bits": (8, 8),
+               "gamma": (-(1 << 17) + 1, (1 << 17) - 1), "beta": (-(1 << 47) + 1, (1 << 47) - 1)},
+    }
+
+
+def check_record(kind: str, values: dict, acc, where: str = "") -> None:
+    """``DescriptorError`` (``CTRL_BAD_PARAMS``) naming the first value outside :func:`record_limits`;
+    ``values`` maps a word name to an int or a sequence of ints (per-channel values)."""
+    for name, (lo, hi) in record_limits(acc)[kind].items():
+        if name not in values:
+            continue
+        v = values[name]
+        vals = [int(x) for x in v] if hasattr(v, "__len__") else [int(v)]
+        bad = [x for x in vals if not lo <= x <= hi]
+        if bad:
+            raise DescriptorError(ErrorCode.CTRL_BAD_PARAMS, f"{where}{kind} record: {name} = {bad[0]} is out of "
+                                  f"range; allowed [{lo}, {hi}]")
+
+
+def pack_record(names: tuple[str, ...], values: dict) -> bytes:
+    """An :data:`NL_RECORD_BYTES` record of the named 32-bit words (signed or unsigned), zero-padded."""
+    words = []
+    for nm in names:
+        v = int(values[nm])
+        if not -(1 << 31) <= v < (1 << 32):
+            raise ValueError(f"record word {nm} = {v} does not fit 32 bits")
+        words.append(v & 0xFFFF_FFFF)
+    return struct.pack(f"<{NL_RECORD_BYTES // 4}I", *(words + [0] * (NL_RECORD_BYTES // 4 - len(words))))
+
+
+def unpack_record(names: tuple[str, ...], blob: bytes, signed: tuple[str, ...] = ()) -> dict[str, int]:
+    vals = struct.unpack_from(f"<{len(names)}I", blob)
+    out = {}
+    for nm, v in zip(names, vals):
+        out[nm] = v - (1 << 32) if nm in signed and v >= (1 << 31) else v
+    return out
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+def check(d: Descriptor, acc, n_live: int | None = None) -> None:
+    """Every check the controller makes before executing ``d`` (``DescriptorError`` with the
+    hardware error code; the message names the field and its limit).  ``n_live``: check the
+    live-clipped shape (default: the full one)."""
+    encode(d)                                   # field ranges and unused fields
+    op = Op(d.opcode)
+    bufs = token_buffers(acc)
+    g = acc.gemm
+    lim = acc.buffers.max_tokens
+
+    def bad(code, msg):
+        raise DescriptorError(code, f"{op.name}{' ' + d.name if d.name else ''}: {msg}")
+
+    if op == Op.BEGIN:
+        if d.m < 1 or d.m > lim:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"m (initial N_live) = {d.m} is out of range; allowed [1, {lim}]")
+        return
+    if op == Op.END:
+        return
+    if op == Op.GEMM:
+        for name, enum in (("epilogue", Epilogue), ("wsrc", WSrc)):
+            if getattr(d, name) not in set(enum):
+                bad(ErrorCode.CTRL_BAD_FIELD, f"{name} = {getattr(d, name)} is not a {enum.__name__}")
+        if d.wsrc == WSrc.DDR and (d.k_live or d.n_live):
+            bad(ErrorCode.CTRL_BAD_FIELD, "k_live / n_live need weights from a buffer (wsrc BUF or BUF_T)")
+    if op == Op.STORE and d.region not in WRITABLE_REGIONS:
+        bad(ErrorCode.CTRL_BAD_FIELD, f"region = {Region(d.region).name}: STORE writes only "
+            f"{' or '.join(r.name for r in WRITABLE_REGIONS)}")
+    m, k, n = (d.m, d.k, d.n) if n_live is None else live_dims(d, n_live)
+    if n_live is None or m > 0:
+        for name, v in (("m", d.m), ("n", d.n)) + ((("k", d.k),) if op == Op.GEMM else ()):
+            if v == 0:
+                bad(ErrorCode.ZERO_DIMENSION if op == Op.GEMM else ErrorCode.CTRL_BAD_SHAPE, f"{name} = 0")
+    if m == 0:
+        return
+    align = column_align(acc)
+
+    def window(role, buf_field, row, col, rows, cols):
+        b = getattr(d, buf_field)
+        if b not in set(Buf):
+            bad(ErrorCode.CTRL_BAD_BUFFER, f"{buf_field} = {b} is not a token buffer; allowed [0, {len(Buf) - 1}]")
+        spec = bufs[Buf(b)]
+        if row + rows > spec.rows:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"{role} rows {row} + {rows} exceed buffer {Buf(b).name}'s {spec.rows} rows")
+        if col + cols > spec.cols:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"{role} columns {col} + {cols} exceed buffer {Buf(b).name}'s "
+                f"{spec.cols} columns")
+        if col % align:
+            bad(ErrorCode.CTRL_BAD_ADDRESS, f"{role} column {col} is not a multiple of {align} (one buffer word)")
+
+    def ddr(size):
+        if d.addr % DDR_ALIGN:
+            bad(ErrorCode.CTRL_BAD_ADDRESS, f"addr = {d.addr:#x} is not a multiple of {DDR_ALIGN}")
+        if d.addr + size > 1 << 32:
+            bad(ErrorCode.CTRL_BAD_ADDRESS, f"addr {d.addr:#x} + {size} bytes passes 4 GiB")
+
+    if op == Op.GEMM:
+        if m > g.max_m:
+            bad(ErrorCode.M_TOO_LARGE, f"m = {m} exceeds gemm.max_m = {g.max_m}")
+        if k > g.max_k:
+            bad(ErrorCode.K_TOO_LARGE, f"k = {k} exceeds gemm.max_k = {g.max_k}")
+        if n > g.max_n:
+            bad(ErrorCode.N_TOO_LARGE, f"n = {n} exceeds gemm.max_n = {g.max_n}")
+        words = _ceil(k, g.rows) * m
+        if words > g.act_buffer_words:
+            bad(ErrorCode.ACT_BUFFER_OVERFLOW, f"ceil(k/R) * m = ceil({k}/{g.rows}) * {m} = {words} exceeds "
+                f"gemm.act_buffer_words = {g.act_buffer_words}")
+        window("source", "src", d.src_row, d.src_col, m, k)
+        window("destination", "dst", d.dst_row, d.dst_col, m, n)
+        if d.wsrc != WSrc.DDR:
+            if d.aux not in WEIGHT_PORT_BUFFERS:
+                bad(ErrorCode.CTRL_BAD_BUFFER, f"aux = {d.aux} cannot feed the weight port; allowed "
+                    f"{', '.join(f'{b.name}={b.value}' for b in WEIGHT_PORT_BUFFERS)}")
+            r, c = (k, n) if d.wsrc == WSrc.BUF else (n, k)
+            window("weight", "aux", d.aux_row, d.aux_col, r, c)
+        if d.epilogue == Epilogue.RAW_SOFTMAX and n > acc.nonlinear.max_tokens:
+            bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds nonlinear.max_tokens = {acc.nonlinear.max_tokens}")
+        ddr(param_block_bytes(acc, d))
+    elif op in (Op.ADD, Op.LAYERNORM, Op.COPY):
+        window("source", "src", d.src_row, d.src_col, m, n)
+        window("destination", "dst", d.dst_row, d.dst_col, m, n)
+        if op == Op.ADD:
+            window("second operand", "aux", d.aux_row, d.aux_col, m, n)
+        if op == Op.LAYERNORM:
+            if n > acc.nonlinear.max_dim:
+                bad(ErrorCode.CTRL_BAD_SHAPE, f"n = {n} exceeds nonlinear.max_dim = {acc.nonlinear.max_dim}")
+            ddr(param_block_bytes(acc, d))
+    elif op in (Op.LOAD, Op.STORE):
+        if op == Op.LOAD:
+            window("destination", "dst", d.dst_row, d.dst_col, m, n)
+        else:
+            window("source", "src", d.src_row, d.src_col, m, n)
+        if d.stride < n or d.stride % STRIDE_ALIGN:
+            bad(ErrorCode.CTRL_BAD_ADDRESS, f"stride = {d.stride} must be >= n = {n} and a multiple of {STRIDE_ALIGN}")
+        ddr(d.stride * m)
+
+
+def config_id(acc) -> int:
+    """The ``BEGIN`` descriptor's (and the shell's ``CONFIG_ID``) value for a config."""
+    return int(acc.digest()[:8], 16)
+
+
+def begin(acc, count: int, tokens: int) -> Descriptor:
+    return Descriptor(Op.BEGIN, version=isa_version_word(), count=count, config_id=config_id(acc), m=tokens)
+
+
+def check_program(descs, acc) -> None:
+    """Program-level checks (``CTRL_BAD_PROGRAM``) plus :func:`check` of every descriptor."""
+    descs = list(descs)
+    if not descs or descs[0].opcode != Op.BEGIN:
+        raise DescriptorError(ErrorCode.CTRL_BAD_PROGRAM, "a program starts with BEGIN")
+    b = descs[0]
+    major, minor = b.version >> 16, b.version & 0xFFFF
+    if major != ISA_VERSION[0] or minor > ISA_VERSION[1]:
+        raise DescriptorError(ErrorCode.CTRL_BAD_PROGRAM, f"BEGIN: ISA version {major}.{minor} is not supported; "
+                              f"allowed {ISA_VERSION[0]}.0 .. {ISA_VERSION[0]}.{ISA_VERSION[1]}")
+    if b.config_id != config_id(acc):
+        raise DescriptorError(ErrorCode.CTRL_BAD_PROGRAM, f"BEGIN: config ID {b.config_id:#010x} != "
+                              f"{config_id(acc):#010x} (AcceleratorConfig {acc.digest()})")
+    if b.count != len(descs):
+        raise DescriptorError(ErrorCode.CTRL_BAD_PROGRAM, f"BEGIN: count = {b.count} but the program has "
+                              f"{len(descs)} descriptors")
+    ends = [i for i, d in enumerate(descs) if d.opcode == Op.END]
+    if ends != [len(descs) - 1] or any(d.opcode == Op.BEGIN for d in descs[1:]):
+        raise DescriptorError(ErrorCode.CTRL_BAD_PROGRAM, "a program has one BEGIN first and one END last")
+    for i, d in enumerate(descs):
+        try:
+            check(d, acc)
+        except DescriptorError as e:
+            raise DescriptorError(e.code, f"descriptor {i}: {e}") from None
+
+
+# -- documentation -----------------------------------------------------------------------------
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+GENERATED_BEGIN = "<!-- generated by heatvit.isa.markdown(); testbench/test_isa.py checks it -->"
+GENERATED_END = "<!-- end of generated tables -->"
+
+
+def markdown(acc=None) -> str:
+    """The generated tables of docs/isa.md (opcodes, fields, enums, buffers for ``acc``, records)."""
+    if acc is None:
+        from .config import DEFAULT as acc
+    out = [f"ISA version {ISA_VERSION[0]}.{ISA_VERSION[1]} (`{isa_version_word():#010x}`); "
+           f"{DESC_WORDS} words ({DESC_BYTES} bytes) per descriptor; DDR addresses aligned to {DDR_ALIGN} bytes.", ""]
+    out += ["### Opcodes", "", "| Code | Op | Fields | Meaning |", "|---|---|---|---|"]
+    for op in Op:
+        names = ", ".join(f"`{f.name}`" for f in op_fields(op) if f.name != "opcode")
+        out.append(f"| `{op.value:#04x}` | `{op.name}` | {names or '-'} | {_md_escape(OP_DOC[op])} |")
+    out += ["", "### Fields", "", "| Word | Bits | Field | Used by | Meaning |", "|---|---|---|---|---|"]
+    for f in sorted(FIELDS, key=lambda f: (f.word, f.ops == (Op.BEGIN,), f.lsb)):
+        bits = f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
+        ops = "all" if f.ops == _ALL else ", ".join(o.name for o in f.ops)
+        out.append(f"| {f.word} | {bits} | `{f.name}` | {ops} | {_md_escape(f.doc)} |")
+    for title, enum, doc in (("Epilogues (`epilogue`)", Epilogue, EPILOGUE_DOC),
+                             ("Weight sources (`wsrc`)", WSrc, WSRC_DOC),
+                             ("DDR regions (`region`)", Region, REGION_DOC)):
+        out += ["", f"### {title}", "", "| Value | Name | Meaning |", "|---|---|---|"]
+        out += [f"| {e.value} | `{e.name}` | {_md_escape(doc[e])} |" for e in enum]
+    bufs = token_buffers(acc)
+    total = sum(b.bytes for b in bufs.values())
+    out += ["", f"### Token buffers (default config: {acc.buffers.max_tokens} tokens, "
+            f"max_dim {acc.buffers.max_dim}, max_hidden {acc.buffers.max_hidden})", "",
+            "| Id | Buffer | Rows | Columns | Bytes | Weight port | Role |", "|---|---|---|---|---|---|---|"]
+    for b, s in bufs.items():
+        wp = "yes" if b in WEIGHT_PORT_BUFFERS else ""
+        out.append(f"| {b.value} | `{b.name}` | {s.rows} | {s.cols} | {s.bytes:,} | {wp} | {_md_escape(BUF_DOC[b])} |")
+    out.append(f"| | total | | | {total:,} | | |")
+    out += ["", "### Records (little-endian)", "",
+            "| Record | Bytes | Layout |", "|---|---|---|",
+            f"| requant | {REQUANT_RECORD_BYTES} per channel | bias int32 (bytes 0-3), mult uint24 (4-6), shift uint8 (7) |",
+            f"| gelu | {NL_RECORD_BYTES} | 32-bit words: {', '.join(GELU_RECORD)}; rest 0 |",
+            f"| softmax | {NL_RECORD_BYTES} | 32-bit words: {', '.join(SOFTMAX_RECORD)}; rest 0 |",
+            f"| ln | {NL_RECORD_BYTES} | 32-bit words: {', '.join(LN_RECORD)}; rest 0 |",
+            "| gamma | 4 per channel | int32 (signed 18-bit value) |",
+            "| beta | 8 per channel | int64 (signed 48-bit value) |"]
+    out += ["", "### Record limits (default config; `record_limits`, error `CTRL_BAD_PARAMS`)", "",
+            "| Record | Value | Allowed |", "|---|---|---|"]
+    for kind, lims in record_limits(acc).items():
+        out += [f"| {kind} | `{name}` | [{lo}, {hi}] |" for name, (lo, hi) in lims.items()]
+    return "\n".join(out)
