@@ -1,8 +1,9 @@
 """cocotb tests of the accelerator shell through heatvit.driver's simulation back end.
 
 Every result is compared bit-exactly with heatvit.golden; every AXI channel of both buses
-stalls at random; all of DDR outside the output buffer is checked unchanged after each job.
-Randomness comes from the cocotb seed (replay with HEATVIT_SEED).
+stalls at random (and under each stall pattern of heatvit.sim.streams in ``stall_patterns``) with
+the handshake monitor on every channel; all of DDR outside the output buffer is checked
+unchanged after each job.  Randomness comes from the cocotb seed (replay with HEATVIT_SEED).
 """
 
 import json
@@ -17,16 +18,25 @@ from cocotb.triggers import ClockCycles
 from heatvit import golden
 from heatvit.driver import Buffers
 from heatvit.driver.core import image_sizes
-from heatvit.driver.sim import start
+from heatvit.driver.sim import start as driver_start
 from heatvit.errors import ErrorCode, HardwareError
 from heatvit.rtl.shell import regmap
 from heatvit.shell_config import from_blob
+from heatvit.sim.axi import AxiWatch, set_axi_pattern
 from heatvit.sim.gemm_tb import GemmTB
+from heatvit.sim.streams import PATTERNS, checked_test
 
 ACC, SHELL = from_blob(json.loads(os.environ["HEATVIT_SHELL"]))
 CFG = ACC.gemm
 QUICK = os.environ.get("HEATVIT_QUICK", "0") == "1"
 DB = SHELL.data_bytes
+
+
+async def start(dut, acc, shell, **kwargs):
+    """:func:`heatvit.driver.sim.start` with the handshake monitor on every AXI channel."""
+    be, drv, mon = await driver_start(dut, acc, shell, **kwargs)
+    AxiWatch(dut, dut.aclk, dut.aresetn)
+    return be, drv, mon
 
 
 def _rngs():
@@ -86,7 +96,7 @@ def straddling(be, sizes) -> Buffers:
     return Buffers(**addrs)
 
 
-@cocotb.test()
+@checked_test
 async def registers(dut):
     """Every register field reads back what the map says; RW registers honour byte strobes."""
     rng, np_rng = _rngs()
@@ -137,7 +147,7 @@ async def registers(dut):
     assert int(dut.irq.value) == 1
 
 
-@cocotb.test()
+@checked_test
 async def gemms_with_stalls(dut):
     """Random shapes, stalls on every channel, buffers crossing 4 KiB lines."""
     rng, np_rng = _rngs()
@@ -155,7 +165,7 @@ async def gemms_with_stalls(dut):
     assert split, "no burst was split at a 4 KiB line: the test lost its coverage"
 
 
-@cocotb.test()
+@checked_test
 async def bad_inputs(dut):
     """Bad shapes and addresses: an error code, a driver exception naming it, no bus traffic."""
     rng, np_rng = _rngs()
@@ -205,7 +215,7 @@ async def bad_inputs(dut):
     assert await drv.read("ERROR") == 0
 
 
-@cocotb.test()
+@checked_test
 async def start_while_busy(dut):
     """A second start during a job: the job completes bit-exactly, ERROR says START_WHILE_BUSY."""
     rng, np_rng = _rngs()
@@ -227,7 +237,7 @@ async def start_while_busy(dut):
     await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
 
 
-@cocotb.test()
+@checked_test
 async def reset_mid_transfer(dut):
     """aresetn during the DMA, then a clean job (registers back to reset values)."""
     rng, np_rng = _rngs()
@@ -247,7 +257,7 @@ async def reset_mid_transfer(dut):
         await gemm_checked(be, drv, mon, np_rng, 6, 10, 9)
 
 
-@cocotb.test()
+@checked_test
 async def watchdog(dut):
     """A bus that stops answering: TIMEOUT while busy (no hang), then drain and a clean job."""
     rng, np_rng = _rngs()
@@ -279,7 +289,7 @@ async def watchdog(dut):
         await gemm_checked(be, drv, mon, np_rng, 4, 9, 5)
 
 
-@cocotb.test()
+@checked_test
 async def axi_error_responses(dut):
     """SLVERR on a read or a write: the job ends with AXI_READ_ERROR / AXI_WRITE_ERROR."""
     rng, np_rng = _rngs()
@@ -299,3 +309,15 @@ async def axi_error_responses(dut):
         be.poisoned[kind] = []
         assert not await drv.read("STATUS") & regmap.STATUS_BUSY
     await gemm_checked(be, drv, mon, np_rng, 3, 4, 5)
+
+
+@checked_test
+async def stall_patterns(dut):
+    """One job under each stall pattern on every channel of both buses (long stalls on the
+    smallest shape)."""
+    rng, np_rng = _rngs()
+    be, drv, mon = await start(dut, ACC, SHELL, rng=rng)
+    for name in PATTERNS:
+        set_axi_pattern(be.channels(), name, rng)
+        shape = (2, 3, 2) if name == "long" else (5, CFG.rows + 1, CFG.cols + 1)
+        await gemm_checked(be, drv, mon, np_rng, *shape)
