@@ -5,7 +5,7 @@
 * ``heatvit demo``: the main job on the built-in default: export + lint, then one GEMM
   (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
   model, with its exact cycle count and utilization.
-* ``heatvit compile [--model M.npz] [--config C] [--out F]``: a ViT -> one DDR model image
+* ``heatvit compile [--model M.npz] [--config C] [--out F] [--prune]``: a ViT -> one DDR model image
   (``heatvit.compiler``, docs/isa.md).
 * ``heatvit bench [NAME ...] [--quick]``: benchmarks, JSON under build/bench/.
 * ``heatvit heatmap ...``: the token-pruning heat map PNG (``heatvit.heatmap``).
@@ -121,7 +121,7 @@ def cmd_compile(args) -> int:
         model = models.load_state_dict(args.model, models.vit_config(args.vit))
     else:
         raise ValueError("--vit needs --model (a timm state dict) or --random SEED")
-    blob = compiler.compile_model(model, cfg, debug=args.debug, calib=None if args.calib is None else
+    blob = compiler.compile_model(model, cfg, debug=args.debug, prune=args.prune, calib=None if args.calib is None else
                                   models.calibration_images(model.cfg, args.calib, args.seed))
     stem = args.vit if args.vit in models.VIT_SHAPES else Path(args.model or "digits").stem
     out = Path(args.out) if args.out else Path("build/models") / f"{stem}-{cfg.digest()}.hvim"
@@ -180,6 +180,8 @@ def main(argv=None) -> int:
                    help="calibration images (default 64: digits split for 1-channel models, else random)")
     c.add_argument("--seed", type=int, default=0, help="seed of random calibration images")
     c.add_argument("--debug", action="store_true", help="also store every layer's result (DEBUG region)")
+    c.add_argument("--prune", action="store_true", help="run the model's token selectors (SELECT descriptors, "
+                   "per-image TRACE records)")
     c.set_defaults(func=cmd_compile)
 
     b = sub.add_parser("bench", help="benchmarks -> build/bench/*.json")

@@ -57,6 +57,10 @@ class GemmConfig:
     """Words of ``cols`` weights buffered between the weight stream and the array."""
     out_fifo_depth: int = 16
     """Output rows buffered before the array stalls on output backpressure."""
+    dsp_packing: int = 1
+    """int8 MACs per DSP48E2: 1, or 2 (Xilinx WP486: two columns share the activation and their
+    two weights share the DSP's 27-bit multiplier input; exact for every input, see
+    :attr:`packing_segment_rows`)."""
 
     def __post_init__(self):
         own = "GemmConfig"
@@ -79,6 +83,15 @@ class GemmConfig:
         _check_int(own, "act_buffer_words", self.act_buffer_words, 1, 1 << 20)
         _check_int(own, "weight_fifo_depth", self.weight_fifo_depth, 2, 1 << 16)
         _check_int(own, "out_fifo_depth", self.out_fifo_depth, 2, 1 << 12)
+        if self.dsp_packing not in (1, 2):
+            raise ValueError(f"GemmConfig.dsp_packing must be 1 or 2, not {self.dsp_packing!r}")
+        if self.dsp_packing == 2 and self.cols < 2:
+            raise ValueError(f"GemmConfig.cols = {self.cols} must be even with dsp_packing = 2 "
+                             f"(two columns share one DSP48E2)")
+        if self.dsp_packing == 2 and self.packed_max_rows < 1:
+            raise ValueError(
+                f"GemmConfig: dsp_packing = 2 cannot hold one {self.act_bits} x {self.weight_bits}-bit "
+                f"low product in the {self.packing_shift}-bit low field")
         # The accumulator must hold the largest possible dot product without overflow.
         worst = self.max_k * self.max_abs_product
         if worst > (1 << (self.acc_bits - 1)) - 1:
@@ -96,6 +109,39 @@ class GemmConfig:
     def max_abs_product(self) -> int:
         """Largest |a * w|: (-2^(a-1)) * (-2^(w-1))."""
         return 1 << (self.act_bits - 1 + self.weight_bits - 1)
+
+    @property
+    def min_product(self) -> int:
+        """Most negative a * w: -(2^(a-1)) * (2^(w-1) - 1) or (2^(a-1) - 1) * -(2^(w-1))."""
+        a, w = 1 << (self.act_bits - 1), 1 << (self.weight_bits - 1)
+        return -max(a * (w - 1), (a - 1) * w)
+
+    @property
+    def packing_shift(self) -> int:
+        """k of the packed weight pair ``w_hi * 2^k + w_lo``: the largest k for which every pair
+        fits the DSP48E2's signed 27-bit multiplier input (18 for int8 weights)."""
+        return 26 - self.weight_bits
+
+    @property
+    def packed_max_rows(self) -> int:
+        """Most rows one packed DSP48E2 cascade can sum exactly: the sum of G low products,
+        offset by ``-G * min_product``, lies in [0, G * (max - min)] and must stay below
+        2^packing_shift so it never carries into the high field (8 for int8 x int8)."""
+        return ((1 << self.packing_shift) - 1) // (self.max_abs_product - self.min_product)
+
+    @property
+    def packing_segment_rows(self) -> int:
+        """G: rows per packed cascade segment, ``min(rows, largest power of two <=
+        packed_max_rows)``.  A packed column of R > G rows is R / G segments: each boundary
+        passes the high sum on to the next segment's C port with the low field restarted, and the
+        low sums are added in fabric (one adder and a G-deep delay per boundary and column pair)."""
+        return min(self.rows, 1 << (self.packed_max_rows.bit_length() - 1))
+
+    @property
+    def packing_offset(self) -> int:
+        """L = G * min_product: each packed segment starts its low field from -L, so the field
+        holds the segment's low sum minus L, which is never negative."""
+        return self.packing_segment_rows * self.min_product
 
     @property
     def act_min(self) -> int:
@@ -159,8 +205,9 @@ class GemmConfig:
 
     @property
     def array_latency(self) -> int:
-        """Cycles from a row entering the skew network to its aligned result leaving the deskew."""
-        return self.rows + self.cols
+        """Cycles from a row entering the skew network to its aligned result leaving the deskew
+        (the DSP48E2's M register adds one to the skew, the column and the deskew)."""
+        return self.rows + self.cols + 1
 
     @property
     def min_tile_cycles(self) -> int:
@@ -174,7 +221,7 @@ class GemmConfig:
         """Cycles of a GEMM not spent streaming tiles: the first tile's weight load and commit,
         the array's drain, and the command/buffer-read/accumulate/requantize/output registers.
         Measured in RTL simulation (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
-        return 2 * self.rows + self.cols + 11
+        return self.rows + self.array_latency + 11
 
     def estimate_cycles(self, m: int, k: int, n: int) -> int:
         """Exact engine cycles for an M x K x N GEMM with operands on chip and no stalls, from the

@@ -11,7 +11,7 @@ Operands live in on-chip **token buffers** (:class:`Buf`; sizes from the ``buffe
 :class:`heatvit.config.AcceleratorConfig`, :func:`token_buffers`): int8, token-major, one token
 per row.  A descriptor names a window of a buffer by (buffer, first row, first column) and the
 shape.  **Live token count**: the controller holds ``N_live`` (set by ``BEGIN``; the token
-selector will update it).  A set ``m_live`` flag makes the row count ``min(m, N_live - src_row)``
+selector (``SELECT``) updates it).  A set ``m_live`` flag makes the row count ``min(m, N_live - src_row)``
 (the descriptor is skipped when that is <= 0), ``k_live`` / ``n_live`` make ``K`` / ``N``
 ``min(k, N_live)`` (attention GEMMs, whose K or N is the token count).  A compiler emits a long
 GEMM as row chunks of fixed size (``golden`` ``row_chunks``); clipped to ``N_live`` the chunks
@@ -33,7 +33,7 @@ from enum import IntEnum
 
 from .errors import ErrorCode
 
-ISA_VERSION = (1, 0)
+ISA_VERSION = (1, 1)
 """(major, minor): a controller runs programs of its major version and any minor <= its own."""
 DESC_WORDS = 8
 """32-bit words per descriptor."""
@@ -57,6 +57,8 @@ class Op(IntEnum):
     COPY = 0x05
     LOAD = 0x06
     STORE = 0x07
+    MEAN = 0x08
+    SELECT = 0x09
     END = 0x0F
 
 
@@ -68,6 +70,9 @@ OP_DOC = {
     Op.COPY: "dst = src, M rows of N int8 (token gather/copy)",
     Op.LOAD: "dst = DDR[region + addr + i * stride, 0:N], M rows of N int8",
     Op.STORE: "DDR[region + addr + i * stride, 0:N] = src, M rows of N int8",
+    Op.MEAN: "dst = src with columns k..N-1 of every row replaced by their mean over the M rows (selector global feature)",
+    Op.SELECT: "token selector: combine scores from aux, keep/compact src -> dst, append the package token, "
+               "update N_live and N_tail, write the stage's trace record at TRACE + addr",
     Op.END: "end of program: the controller raises done",
 }
 
@@ -77,13 +82,28 @@ class Epilogue(IntEnum):
     REQ8 = 0
     REQ16_GELU = 1
     RAW_SOFTMAX = 2
+    REQ8_GELU = 3
+    REQ8_SOFTMAX = 4
+    REQ8_SIGMOID = 5
 
 
 EPILOGUE_DOC = {
     Epilogue.REQ8: "requantize to int8 (bias, mult, shift per channel) -> dst",
     Epilogue.REQ16_GELU: "requantize to int16 (per channel) -> GELU unit (GELU record) -> int8 dst",
     Epilogue.RAW_SOFTMAX: "raw int32 rows (no bias, no requant) -> softmax unit (softmax record) -> [0, 127] dst",
+    Epilogue.REQ8_GELU: "requantize to int8 (per channel) -> GELU unit (gelu8 record) -> int8 dst (selector MLPs)",
+    Epilogue.REQ8_SOFTMAX: "requantize to int8 (per channel) -> softmax unit over the N outputs (softmax8 record) -> "
+                           "[0, 255] dst, stored as uint8 (selector keep/prune probabilities)",
+    Epilogue.REQ8_SIGMOID: "requantize to int8 (per channel) -> sigmoid (sigmoid record) -> [0, 255] dst, stored as "
+                           "uint8 (selector head weights)",
 }
+
+
+UNSIGNED_EPILOGUES = (Epilogue.REQ8_SOFTMAX, Epilogue.REQ8_SIGMOID)
+"""Epilogues whose results are unsigned 8-bit ([0, 255]): the buffer byte holds the uint8 pattern."""
+REQUANT_EPILOGUES = (Epilogue.REQ8, Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SOFTMAX,
+                     Epilogue.REQ8_SIGMOID)
+"""Epilogues with per-channel requantization records."""
 
 
 class WSrc(IntEnum):
@@ -174,7 +194,9 @@ def column_align(acc) -> int:
 # -- fields ------------------------------------------------------------------------------------
 
 _ALL = tuple(Op)
-_ROWS = (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD, Op.STORE)
+_ROWS = (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD, Op.STORE, Op.MEAN, Op.SELECT)
+_WIN = (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.MEAN)
+"""Opcodes with a source and a destination window (rows and columns)."""
 
 
 @dataclass(frozen=True)
@@ -199,21 +221,27 @@ FIELDS: tuple[Field, ...] = (
     Field("n_live", 0, 14, 1, (Op.GEMM,), "1: N = min(n, N_live) (q @ K^T)"),
     Field("wsrc", 0, 16, 2, (Op.GEMM,), "WSrc"),
     Field("region", 0, 18, 2, (Op.LOAD, Op.STORE), "Region of addr"),
-    Field("src", 1, 0, 4, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "source buffer (Buf)"),
-    Field("dst", 1, 4, 4, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "destination buffer (Buf)"),
-    Field("aux", 1, 8, 4, (Op.GEMM, Op.ADD), "GEMM: weight buffer (WSrc.BUF/BUF_T); ADD: second operand"),
+    Field("src", 1, 0, 4, _WIN + (Op.STORE, Op.SELECT), "source buffer (Buf)"),
+    Field("dst", 1, 4, 4, _WIN + (Op.LOAD, Op.SELECT), "destination buffer (Buf)"),
+    Field("aux", 1, 8, 4, (Op.GEMM, Op.ADD, Op.SELECT), "GEMM: weight buffer (WSrc.BUF/BUF_T); ADD: second operand; "
+          "SELECT: score buffer"),
     Field("add_shift", 1, 16, 6, (Op.ADD,), "right shift of the residual add"),
-    Field("src_row", 2, 0, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "first source row"),
-    Field("dst_row", 2, 16, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "first destination row"),
-    Field("src_col", 3, 0, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.STORE), "first source column"),
-    Field("dst_col", 3, 16, 16, (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD), "first destination column"),
+    Field("heads", 1, 16, 8, (Op.SELECT,), "attention heads H: (a, t) pairs per token"),
+    Field("src_row", 2, 0, 16, _WIN + (Op.STORE,), "first source row"),
+    Field("dst_row", 2, 16, 16, _WIN + (Op.LOAD,), "first destination row"),
+    Field("src_col", 3, 0, 16, _WIN + (Op.STORE, Op.SELECT), "first source column"),
+    Field("dst_col", 3, 16, 16, _WIN + (Op.LOAD, Op.SELECT), "first destination column"),
     Field("aux_row", 4, 0, 16, (Op.GEMM, Op.ADD), "first row of aux"),
-    Field("aux_col", 4, 16, 16, (Op.GEMM, Op.ADD), "first column of aux"),
+    Field("a_col", 4, 0, 16, (Op.SELECT,), "column of head 0's weight a in aux (head h: a_col + h)"),
+    Field("aux_col", 4, 16, 16, (Op.GEMM, Op.ADD, Op.SELECT), "first column of aux (SELECT: head h's keep "
+          "probability t at aux_col + h * column_align)"),
     Field("m", 5, 0, 16, _ROWS + (Op.BEGIN,), "rows M (tokens); BEGIN: initial N_live"),
     Field("stride", 5, 16, 16, (Op.LOAD, Op.STORE), "DDR row stride in bytes"),
-    Field("k", 6, 0, 16, (Op.GEMM,), "reduction length K"),
-    Field("n", 6, 16, 16, _ROWS, "columns N (GEMM: output channels)"),
-    Field("addr", 7, 0, 32, (Op.GEMM, Op.LAYERNORM, Op.LOAD, Op.STORE), "DDR byte offset (parameter block; LOAD/STORE: data in region)"),
+    Field("k", 6, 0, 16, (Op.GEMM, Op.MEAN), "reduction length K (MEAN: leading columns copied unchanged)"),
+    Field("threshold", 6, 0, 16, (Op.SELECT,), "keep a token iff its score > threshold (UQ0.score_bits)"),
+    Field("n", 6, 16, 16, _ROWS, "columns N (GEMM: output channels; SELECT: token channels D)"),
+    Field("addr", 7, 0, 32, (Op.GEMM, Op.LAYERNORM, Op.LOAD, Op.STORE, Op.SELECT),
+          "DDR byte offset (parameter block; LOAD/STORE: data in region; SELECT: trace record in TRACE)"),
     Field("add_mult_a", 7, 0, 16, (Op.ADD,), "multiplier of src"),
     Field("add_mult_b", 7, 16, 16, (Op.ADD,), "multiplier of aux"),
     Field("version", 1, 0, 32, (Op.BEGIN,), "ISA version: major << 16 | minor"),
@@ -263,15 +291,18 @@ class Descriptor:
     dst: int = 0
     aux: int = 0
     add_shift: int = 0
+    heads: int = 0
     src_row: int = 0
     dst_row: int = 0
     src_col: int = 0
     dst_col: int = 0
     aux_row: int = 0
+    a_col: int = 0
     aux_col: int = 0
     m: int = 0
     stride: int = 0
     k: int = 0
+    threshold: int = 0
     n: int = 0
     addr: int = 0
     add_mult_a: int = 0
@@ -383,19 +414,22 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
     each part starting at a multiple of :data:`DDR_ALIGN`.  Sized for the descriptor's full
     (not live-clipped) N and K.
 
-    GEMM: ``requant`` (REQ8, REQ16_GELU: N records), ``gelu`` / ``softmax`` (one record),
+    GEMM: ``requant`` (every epilogue but RAW_SOFTMAX: N records), ``gelu`` / ``softmax`` /
+    ``sigmoid`` (one record),
     ``weights`` (WSrc.DDR: NT*KT*R words of C int8, golden ``pack_weights`` order).
     LAYERNORM: ``ln`` (header record), ``gamma`` (N x int32), ``beta`` (N x int64).
     """
     g = acc.gemm
     parts: list[tuple[str, int]] = []
     if d.opcode == Op.GEMM:
-        if d.epilogue in (Epilogue.REQ8, Epilogue.REQ16_GELU):
+        if d.epilogue in REQUANT_EPILOGUES:
             parts.append(("requant", d.n * REQUANT_RECORD_BYTES))
-        if d.epilogue == Epilogue.REQ16_GELU:
+        if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
             parts.append(("gelu", NL_RECORD_BYTES))
-        if d.epilogue == Epilogue.RAW_SOFTMAX:
+        if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
             parts.append(("softmax", NL_RECORD_BYTES))
+        if d.epilogue == Epilogue.REQ8_SIGMOID:
+            parts.append(("sigmoid", NL_RECORD_BYTES))
         if d.wsrc == WSrc.DDR:
             parts.append(("weights", _ceil(d.n, g.cols) * _ceil(d.k, g.rows) * g.rows * g.cols))
     elif d.opcode == Op.LAYERNORM:
@@ -437,7 +471,9 @@ def unpack_requant(blob: bytes, n: int) -> tuple[list[int], list[int], list[int]
 
 
 GELU_RECORD = ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max", "in_bits")
-"""GELU record words (``heatvit.golden.nonlinear.ActParams``); out_min/out_max signed."""
+"""GELU record words (``heatvit.golden.nonlinear.ActParams``); out_min/out_max signed.  The
+sigmoid record has the same words."""
+SIGMOID_RECORD = GELU_RECORD
 SOFTMAX_RECORD = ("mult", "shift", "out_max", "in_bits")
 """Softmax record words (``heatvit.golden.nonlinear.SoftmaxParams``)."""
 LN_RECORD = ("g_shift", "eps_q_lo", "eps_q_hi", "n", "out_bits", "in_bits")
@@ -456,7 +492,18 @@ def record_limits(acc) -> dict[str, dict[str, tuple[int, int]]]:
         "softmax": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 127), "in_bits": (g.acc_bits, g.acc_bits)},
         "ln": {"g_shift": (0, 30), "n": (1, acc.nonlinear.max_dim), "out_bits": (8, 8), "in_bits": (8, 8),
                "gamma": (-(1 << 17) + 1, (1 << 17) - 1), "beta": (-(1 << 47) + 1, (1 << 47) - 1)},
+        "gelu8": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
+                  "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (8, 8)},
+        "softmax8": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 255), "in_bits": (8, 8)},
+        "sigmoid": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
+                    "out_min": (0, 0), "out_max": (1, 255), "in_bits": (8, 8)},
     }
+
+
+RECORD_KIND = {Epilogue.REQ16_GELU: ("gelu", "gelu"), Epilogue.RAW_SOFTMAX: ("softmax", "softmax"),
+               Epilogue.REQ8_GELU: ("gelu", "gelu8"), Epilogue.REQ8_SOFTMAX: ("softmax", "softmax8"),
+               Epilogue.REQ8_SIGMOID: ("sigmoid", "sigmoid")}
+"""Epilogue -> (parameter-block part, :func:`record_limits` kind) of its nonlinear record."""
 
 
 def check_record(kind: str, values: dict, acc, where: str = "") -> None:
@@ -572,7 +619,25 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
         if d.epilogue == Epilogue.RAW_SOFTMAX and n > acc.nonlinear.max_tokens:
             bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds nonlinear.max_tokens = {acc.nonlinear.max_tokens}")
         ddr(param_block_bytes(acc, d))
-    elif op in (Op.ADD, Op.LAYERNORM, Op.COPY):
+    elif op == Op.SELECT:
+        ts = acc.toksel
+        if d.heads < 1:
+            bad(ErrorCode.CTRL_BAD_FIELD, "heads = 0; allowed >= 1")
+        if d.m > ts.max_tokens:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"m = {d.m} exceeds toksel.max_tokens = {ts.max_tokens}")
+        if n % ts.lanes:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"n = {n} is not a multiple of toksel.lanes = {ts.lanes} (whole token words)")
+        if d.threshold > ts.score_max:
+            bad(ErrorCode.CTRL_BAD_FIELD, f"threshold = {d.threshold} exceeds the largest score "
+                f"{ts.score_max} (toksel.score_bits = {ts.score_bits})")
+        window("source", "src", 0, d.src_col, m, n)
+        window("destination", "dst", 0, d.dst_col, m, n)
+        window("keep probabilities", "aux", 0, d.aux_col, m, (d.heads - 1) * align + 1)
+        window("head weights", "aux", 0, d.a_col, m, d.heads)
+        ddr(trace_record_bytes(d.m))
+    elif op in (Op.ADD, Op.LAYERNORM, Op.COPY, Op.MEAN):
+        if op == Op.MEAN and d.k >= n:
+            bad(ErrorCode.CTRL_BAD_SHAPE, f"k = {d.k} (columns copied unchanged) must be < n = {n}")
         window("source", "src", d.src_row, d.src_col, m, n)
         window("destination", "dst", d.dst_row, d.dst_col, m, n)
         if op == Op.ADD:
@@ -589,6 +654,34 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
         if d.stride < n or d.stride % STRIDE_ALIGN:
             bad(ErrorCode.CTRL_BAD_ADDRESS, f"stride = {d.stride} must be >= n = {n} and a multiple of {STRIDE_ALIGN}")
         ddr(d.stride * m)
+
+
+def trace_record_bytes(m: int) -> int:
+    """Bytes of one SELECT trace record for up to ``m`` input tokens (:func:`pack_trace_record`)."""
+    return _align(8 + _ceil(m, 8))
+
+
+def pack_trace_record(n_in: int, n_out: int, n_kept: int, n_tail: int, keep, m: int) -> bytes:
+    """A SELECT stage's trace record: word 0 = ``n_in | n_out << 16`` (tokens entering and
+    leaving the stage), word 1 = ``n_kept | n_tail << 16`` (kept input tokens, always-kept tail
+    after the stage), then the keep mask, bit ``i`` of byte ``8 + i // 8`` = token ``i`` kept
+    (LSB first; bits from ``n_in`` on are 0), zero-padded to :func:`trace_record_bytes`."""
+    bits = bytearray(_ceil(m, 8))
+    for i, k in enumerate(keep):
+        if k:
+            bits[i >> 3] |= 1 << (i & 7)
+    blob = struct.pack("<II", n_in | n_out << 16, n_kept | n_tail << 16) + bytes(bits)
+    return blob + bytes(trace_record_bytes(m) - len(blob))
+
+
+def unpack_trace_record(blob: bytes) -> dict:
+    """Inverse of :func:`pack_trace_record`: ``n_in, n_out, n_kept, n_tail, keep`` (list of bool)."""
+    w0, w1 = struct.unpack_from("<II", blob)
+    n_in = w0 & 0xFFFF
+    if len(blob) < 8 + _ceil(n_in, 8):
+        raise ValueError(f"trace record of {len(blob)} bytes is too short for {n_in} tokens")
+    keep = [bool(blob[8 + (i >> 3)] >> (i & 7) & 1) for i in range(n_in)]
+    return {"n_in": n_in, "n_out": w0 >> 16, "n_kept": w1 & 0xFFFF, "n_tail": w1 >> 16, "keep": keep}
 
 
 def config_id(acc) -> int:
@@ -671,6 +764,9 @@ def markdown(acc=None) -> str:
             f"| gelu | {NL_RECORD_BYTES} | 32-bit words: {', '.join(GELU_RECORD)}; rest 0 |",
             f"| softmax | {NL_RECORD_BYTES} | 32-bit words: {', '.join(SOFTMAX_RECORD)}; rest 0 |",
             f"| ln | {NL_RECORD_BYTES} | 32-bit words: {', '.join(LN_RECORD)}; rest 0 |",
+            f"| sigmoid | {NL_RECORD_BYTES} | 32-bit words: {', '.join(SIGMOID_RECORD)}; rest 0 |",
+            "| trace (SELECT) | `trace_record_bytes(m)` | word 0: n_in \\| n_out << 16; word 1: n_kept \\| "
+            "n_tail << 16; then the keep mask, bit i of byte 8 + i // 8 (LSB first), zero-padded to 64 bytes |",
             "| gamma | 4 per channel | int32 (signed 18-bit value) |",
             "| beta | 8 per channel | int64 (signed 48-bit value) |"]
     out += ["", "### Record limits (default config; `record_limits`, error `CTRL_BAD_PARAMS`)", "",

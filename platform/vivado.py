@@ -199,7 +199,7 @@ def write_project(out_dir: Path, acc: AcceleratorConfig, shell: ShellConfig, *, 
     """Write the project directory; returns the files written (relative order as listed)."""
     from heatvit.rtl.shell.wrapper import export
     out_dir = Path(out_dir)
-    core, top = export(acc, shell)
+    core, top = export(acc, shell, primitives=True)
     files = {
         "rtl/heatvit_shell.v": core,
         "rtl/heatvit_top.v": top,

@@ -87,7 +87,7 @@ def test_encode_range_errors_name_field_and_limit(field, value, match):
 
 
 def test_decode_rejects_bad_opcode_and_stray_bits():
-    for code in (0, 0x08, 0x0E, 0x10, 0xFF):
+    for code in (0, 0x0A, 0x0E, 0x10, 0xFF):
         with pytest.raises(DescriptorError, match="is not an Op") as e:
             isa.decode([code] + [0] * 7)
         assert e.value.code == ErrorCode.CTRL_BAD_OPCODE
@@ -135,7 +135,7 @@ def test_check_accepts_valid_descriptors():
     (gemm(addr=0x1010), ErrorCode.CTRL_BAD_ADDRESS, r"addr = 0x1010 is not a multiple of 64"),
     (gemm(wsrc=WSrc.BUF, aux=Buf.X0), ErrorCode.CTRL_BAD_BUFFER, r"aux = 0 cannot feed the weight port; allowed QKV=3"),
     (gemm(wsrc=3), ErrorCode.CTRL_BAD_FIELD, r"wsrc = 3 is not a WSrc"),
-    (gemm(epilogue=5), ErrorCode.CTRL_BAD_FIELD, r"epilogue = 5 is not a Epilogue"),
+    (gemm(epilogue=6), ErrorCode.CTRL_BAD_FIELD, r"epilogue = 6 is not a Epilogue"),
     (gemm(k_live=1), ErrorCode.CTRL_BAD_FIELD, r"k_live / n_live need weights from a buffer"),
     (Descriptor(Op.LOAD, dst=Buf.H, m=4, n=20, stride=20), ErrorCode.CTRL_BAD_ADDRESS, r"stride = 20 must be >= n = 20 and a multiple of 16"),
     (Descriptor(Op.STORE, src=Buf.H, m=4, n=16, stride=16, region=0), ErrorCode.CTRL_BAD_FIELD, r"region = MODEL: STORE writes only OUTPUT or DEBUG"),

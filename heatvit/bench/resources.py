@@ -7,8 +7,10 @@ and, unless ``quick``, for the largest array that fits: candidates from 64 x 64 
 predicted from the default's measured per-PE and fixed costs, the first predicted under
 ``MAX_UTILIZATION`` synthesized and kept if its measured counts are under it too.
 
-These are yosys estimates before place and route (Vivado packs differently, e.g. two int8
-multiplies per DSP48E2 it does not infer here); the same flow for every configuration.
+These are yosys estimates before place and route; the same flow for every configuration.  The
+export instantiates the DSP48E2 primitive (one per PE, ``GemmConfig.dsp_packing`` int8 MACs
+each), which yosys keeps as a cell.  ``gemm_array`` in the JSON: the systolic array alone (an
+interior PE, a column, whole arrays, packed vs unpacked; :mod:`._gemm_array`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.shell_config import ShellConfig
 
+from . import _gemm_array as gemm_array
 from ._yosys import LUTRAM_LUTS
 
 PART = "xczu9eg-ffvb1156-2-e"
@@ -67,7 +70,7 @@ def synthesize(acc: AcceleratorConfig, shell: ShellConfig, work: Path) -> dict:
     if shutil.which("yosys") is None:
         raise RuntimeError("yosys not found: apt-get install yosys (Debian's 0.23 is what CI uses)")
     work.mkdir(parents=True, exist_ok=True)
-    core, _ = export(acc, shell)
+    core, _ = export(acc, shell, primitives=True)
     (work / f"{CORE_NAME}.v").write_text(core)
     script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -top {CORE_NAME}; "
               f"tee -q -o stat.json stat -json -top {CORE_NAME}")
@@ -84,8 +87,18 @@ def summarize(work: Path, seconds: float) -> dict:
     """Counts from a finished yosys run's ``stat.json`` in ``work``."""
     stat = _load_stat(work / "stat.json")
     cells = _stat_cells(stat)
-    pe = next((m for name, m in stat["modules"].items() if re.search(r"\.pe_0_0$", name.strip("\\"))), None)
-    pe_res = count({k: int(v) for k, v in pe["num_cells_by_type"].items()}) if pe else None
+    pe_res = None
+    for pe in ("pe_1_0", "pe_0_0"):   # an interior PE (its PCIN is live) if the array has one
+        # The PE's module and its submodules (the DSP48E2 wrapper holds the cell).
+        mods = [m for name, m in stat["modules"].items() if re.search(rf"\.{pe}(\.|$)", name.strip("\\"))]
+        if mods:
+            cells_pe: dict[str, int] = {}
+            for mod in mods:
+                for k, v in mod["num_cells_by_type"].items():
+                    if not k.startswith("$paramod") and not k.startswith("\\"):
+                        cells_pe[k] = cells_pe.get(k, 0) + int(v)
+            pe_res = count(cells_pe)
+            break
     out = count(cells)
     log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
     cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", log)
@@ -118,10 +131,11 @@ def candidates(base: GemmConfig):
             yield dataclasses.replace(base, rows=r, cols=c)
 
 
-def write(out_dir: Path, entries: list[dict]) -> Path:
+def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None) -> Path:
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
     doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
-           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries}
+           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries,
+           "gemm_array": arrays or []}
     out = out_dir / "resources.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return out
@@ -152,7 +166,9 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                 entries.append(entry)
                 break
             entries.append({**entry, "name": f"{gemm.rows}x{gemm.cols} (does not fit)"})
-    out = write(out_dir, entries)
+    print("systolic array alone (interior PE, arrays; 1 or 2 MACs per DSP48E2), flattened:", flush=True)
+    arrays = gemm_array.main(quick=quick, log=lambda line: print(line, flush=True))
+    out = write(out_dir, entries, arrays)
     shutil.rmtree(work_root, ignore_errors=True)
     return [out]
 
@@ -166,4 +182,6 @@ def table(doc: dict) -> str:
         cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
         lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']:.0f} s / {e['synth_cpu_seconds']} s |")
+    if doc.get("gemm_array"):
+        lines += ["", "Systolic array alone:", "", gemm_array.table(doc["gemm_array"])]
     return "\n".join(lines)

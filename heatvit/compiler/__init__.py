@@ -34,17 +34,21 @@ def quantize_for(model, acc, calib=None, *, calib_count: int = 64, seed: int = 0
     return models.quantize_model(model, calib, acc.gemm)
 
 
-def compile_model(model, acc, *, calib=None, debug: bool = False) -> bytes:
+def compile_model(model, acc, *, calib=None, debug: bool = False, prune: bool = False) -> bytes:
     """The DDR image of ``model`` (a float model or a ``QuantizedViT``) for ``acc``; ``debug``:
-    every layer's result is also stored to the DEBUG region (``interpret.debug_steps`` reads it)."""
+    every layer's result is also stored to the DEBUG region (``interpret.debug_steps`` reads it);
+    ``prune``: the model's token selectors run (SELECT descriptors; per-image trace records)."""
     qm = model if isinstance(model, models.QuantizedViT) else quantize_for(model, acc, calib)
-    prog = compile_program(qm, acc, debug=debug)
+    prog = compile_program(qm, acc, debug=debug, prune=prune)
+    pruned = prune and bool(qm.plan.blocks)
     cfg = qm.cfg
     memory_map = {
         "config": acc.to_dict(),
         "digest": acc.digest(),
         "model": {"vit": json.loads(cfg.to_json()), "tokens": cfg.num_tokens, "patches": cfg.num_patches,
-                  "dense": True, "debug": debug},
+                  "dense": not pruned, "debug": debug,
+                  "plan": {"blocks": list(qm.plan.blocks) if pruned else [],
+                           "threshold_q": qm.toksel.threshold_q if pruned else None}},
         "io": prog.io,
         "blocks": prog.blocks,
         "stages": prog.stages,

@@ -12,8 +12,18 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
+  MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
+  per averaged column (an assumption: its unit is not built yet).  SELECT: the score combiner
+  (one token per ``max(heads + 2, 7)`` cycles, measured in its cocotb test) feeding the
+  token-selector control unit, whose cycles (:func:`toksel_cycles`) are its measured RTL counts
+  (docs/token_selector.md; ``testbench/test_compiler_prune.py`` pins the formula to RTL runs).
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
-  STORE rows.
+  STORE rows, SELECT trace records.
+
+Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
+stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
+and prices every later descriptor at the live count, :func:`image_cycles` does it from a trace.
+Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fraction`).
 
 ``serial`` adds the phases (no overlap at all, an upper bound); ``overlapped`` is the longest
 phase (everything of one descriptor overlapped, a lower bound).  Descriptor fetch and the
@@ -68,12 +78,44 @@ def gelu_cycles(nl, elements: int) -> int:
     return ceil_div(elements, nl.lanes) + 12 if elements else 0
 
 
-def estimate(program, acc, *, n_live: int | None = None, beat_bytes: int = 16) -> list[Estimate]:
+COMBINER_MIN_CYCLES = 7
+"""The score combiner takes one token per ``max(heads + 2, 7)`` cycles (rtl/toksel/combiner.py)."""
+
+
+def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
+    """Cycles of the token-selector control unit (command accepted to result taken) on ``n``
+    tokens of ``dim`` channels of which ``pruned`` are pruned, its scores arriving one per cycle.
+
+    Nothing pruned: ``n`` (scores) + ``chunks * n`` (gather, one word per cycle) + 4.  Otherwise
+    each chunk streams ``S = n + pruned * (digits - 1) + 1`` cycles (a kept word per cycle, a
+    pruned word per 4 weight bits, the package word) and its package division takes
+    ``V = 9 * lanes + 2`` cycles while the next chunk streams, so:
+    ``n + S + (chunks - 1) * max(S, V) + V + 3`` (``digits = ceil(score_bits / 4)``).  Exact on
+    12 of the 13 RTL runs ``testbench/test_compiler_prune.py`` measures (the 13th: +0.3 %)."""
+    chunks = ceil_div(dim, ts.lanes)
+    if pruned == 0:
+        return n + chunks * n + 4
+    s = n + pruned * (ceil_div(ts.score_bits, 4) - 1) + 1
+    v = 9 * ts.lanes + 2
+    return n + s + (chunks - 1) * max(s, v) + v + 3
+
+
+def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
+    """SELECT: the combiner's score stream (``n * max(heads + 2, 7)`` cycles) replaces the control
+    unit's one-score-per-cycle phase."""
+    comb = n * max(heads + 2, COMBINER_MIN_CYCLES)
+    return toksel_cycles(acc.toksel, n, dim, pruned) - n + comb
+
+
+def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16) -> list[Estimate]:
     """One :class:`Estimate` per executed descriptor of ``program`` (descriptors clipped to 0 rows
-    are left out); ``n_live``: override BEGIN's live token count."""
+    are left out); ``n_live``: override BEGIN's live token count; ``selects``: ``(n_out, pruned)``
+    of every SELECT in program order (default: each keeps every token)."""
     g, nl = acc.gemm, acc.nonlinear
     word = isa.column_align(acc)
     live = n_live
+    selects = None if selects is None else list(selects)
+    n_select = 0
     out = []
     for i, d in enumerate(program):
         op = Op(d.opcode)
@@ -89,9 +131,9 @@ def estimate(program, acc, *, n_live: int | None = None, beat_bytes: int = 16) -
         if op == Op.GEMM:
             engine = g.estimate_cycles(m, k, n)
             act = ceil_div(k, g.rows) * m
-            if d.epilogue == Epilogue.REQ16_GELU:
+            if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
-            elif d.epilogue == Epilogue.RAW_SOFTMAX:
+            elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
                 unit = softmax_cycles(nl, m, n)
             parts = isa.param_block(acc, d)
             ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights" or d.wsrc == WSrc.DDR), beat_bytes)
@@ -100,10 +142,38 @@ def estimate(program, acc, *, n_live: int | None = None, beat_bytes: int = 16) -
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)
         elif op in (Op.ADD, Op.COPY):
             unit = m * ceil_div(n, word)
+        elif op == Op.MEAN:
+            unit = 2 * m * ceil_div(n, word) + (n - d.k)
+        elif op == Op.SELECT:
+            if selects is None:
+                n_out, pruned = m, 0
+            elif n_select < len(selects):
+                n_out, pruned = selects[n_select]
+            else:
+                raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
+            n_select += 1
+            unit = select_cycles(acc, d.heads, m, n, pruned)
+            ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
+            out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
+            live = n_out
+            continue
         else:  # LOAD, STORE
             ddr = m * ceil_div(n, beat_bytes)
         out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
     return out
+
+
+def image_cycles(image, acc, trace=None, **kw) -> list[Estimate]:
+    """Estimates of one image's run of ``image`` (a ``ModelImage``): the live token counts from its
+    decoded pruning ``trace`` (:func:`heatvit.compiler.trace.read`; ``None``: nothing pruned)."""
+    return estimate(image.program, acc, selects=None if trace is None else trace.selects(), **kw)
+
+
+def selector_fraction(estimates: list[Estimate], key: str = "overlapped") -> float:
+    """Cycles of the selector descriptors (named ``selectors.*``) over all cycles (phase ``key``)."""
+    tot = sum(getattr(e, key) for e in estimates)
+    sel = sum(getattr(e, key) for e in estimates if e.name.startswith("selectors."))
+    return sel / tot if tot else 0.0
 
 
 def summary(estimates: list[Estimate], acc) -> dict:
@@ -115,6 +185,7 @@ def summary(estimates: list[Estimate], acc) -> dict:
     for key in ("engine", "serial", "overlapped"):
         tot[f"{key}_mac_utilization"] = macs / (tot[key] * g.rows * g.cols) if tot[key] else 0.0
     tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in ("engine", "serial", "overlapped")}
+    tot["selector_fraction"] = {k: selector_fraction(estimates, k) for k in ("engine", "serial", "overlapped")}
     return tot
 
 

@@ -62,7 +62,8 @@ class Program:
         st["parts"].append([idx, value, head, None if cols is None else list(cols)])
 
 
-def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, softmax=None, weights=None) -> bytes:
+def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, softmax=None, sigmoid=None,
+                weights=None) -> bytes:
     """The parameter block of GEMM template ``d`` (full n, k)."""
     parts = isa.param_block(acc, d)
     blob = bytearray(isa.param_block_bytes(acc, d))
@@ -79,11 +80,11 @@ def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, soft
         except ValueError as e:
             raise FitError(f"{layer}: requantization parameters do not fit the GEMM config: {e}") from None
         put("requant", isa.pack_requant(bias, mult, shift))
-    if "gelu" in parts:
-        put("gelu", _record(acc, "gelu", isa.GELU_RECORD, {k: getattr(gelu, k) for k in isa.GELU_RECORD}, layer))
-    if "softmax" in parts:
-        put("softmax", _record(acc, "softmax", isa.SOFTMAX_RECORD,
-                               {k: getattr(softmax, k) for k in isa.SOFTMAX_RECORD}, layer))
+    if d.epilogue in isa.RECORD_KIND:
+        part, kind = isa.RECORD_KIND[Epilogue(d.epilogue)]
+        obj = {"gelu": gelu, "softmax": softmax, "sigmoid": sigmoid}[part]
+        names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
+        put(part, _record(acc, kind, names, {k: getattr(obj, k) for k in names}, layer))
     if "weights" in parts:
         put("weights", pack_weights(acc.gemm, weights).astype(np.int8).tobytes())
     return bytes(blob)
@@ -120,11 +121,18 @@ def _ln_block(acc, p, layer: str) -> bytes:
     return bytes(blob)
 
 
+def token_cols(acc, b: Buf) -> int:
+    return isa.token_buffers(acc)[b].cols
+
+
 class _Compiler:
-    def __init__(self, qm: models.QuantizedViT, acc, debug: bool = False):
+    def __init__(self, qm: models.QuantizedViT, acc, debug: bool = False, prune: bool = False):
         self.qm, self.acc, self.cfg, self.debug = qm, acc, qm.cfg, debug
+        self.prune = prune and bool(qm.plan.blocks)
         self.p = Program()
         self.tokens = self.cfg.num_tokens
+        self.selects: dict[int, int] = {}           # block -> index of the SELECT before it
+        self._addr: dict[str, int] = {}             # shared parameter blocks by name
 
     # -- helpers -------------------------------------------------------------------------------
     def gemm(self, layer: str, *, src, dst, m, k, n, addr, epilogue=Epilogue.REQ8, wsrc=WSrc.DDR,
@@ -139,12 +147,20 @@ class _Compiler:
                 addr=addr, name=layer)))
         return out
 
-    def linear(self, layer: str, ql, *, src, dst, m, live=True, epilogue=Epilogue.REQ8, gelu=None) -> list[int]:
+    def linear(self, layer: str, ql, *, src, dst, m, live=True, epilogue=Epilogue.REQ8, gelu=None, softmax=None,
+               sigmoid=None, src_col=0, dst_col=0, block: str | None = None) -> list[int]:
+        """One Linear layer; ``block``: name of its parameter block when several layers share it
+        (the selector's shared MLP), written once."""
         k, n = ql.w.shape
-        tmpl = Descriptor(Op.GEMM, epilogue=epilogue, m=1, k=k, n=n)
-        blob = _gemm_block(self.acc, tmpl, layer, requant=(ql.bias, ql.mult, ql.shift), gelu=gelu, weights=ql.w)
-        addr = self.p.add_data(layer, blob)
-        return self.gemm(layer, src=src, dst=dst, m=m, k=k, n=n, addr=addr, epilogue=epilogue, live=live)
+        name = block or layer
+        addr = self._addr.get(name)
+        if addr is None:
+            tmpl = Descriptor(Op.GEMM, epilogue=epilogue, m=1, k=k, n=n)
+            blob = _gemm_block(self.acc, tmpl, layer, requant=(ql.bias, ql.mult, ql.shift), gelu=gelu,
+                               softmax=softmax, sigmoid=sigmoid, weights=ql.w)
+            addr = self._addr[name] = self.p.add_data(name, blob)
+        return self.gemm(layer, src=src, dst=dst, m=m, k=k, n=n, addr=addr, epilogue=epilogue, live=live,
+                         src_col=src_col, dst_col=dst_col)
 
     def layer_norm(self, layer: str, params, *, src, dst) -> int:
         addr = self.p.add_data(layer, _ln_block(self.acc, params, layer))
@@ -177,6 +193,24 @@ class _Compiler:
         if self.qm.gemm != acc.gemm:
             raise FitError("model: quantized for a different GemmConfig than the accelerator's "
                            "(quantize with AcceleratorConfig.gemm)")
+        if self.prune:
+            self.check_fit_selectors()
+
+    def check_fit_selectors(self) -> None:
+        cfg, acc, ts = self.cfg, self.acc, self.qm.toksel
+        al = isa.column_align(acc)
+        if ts.score_bits != acc.toksel.score_bits:
+            raise FitError(f"selectors: score_bits = {ts.score_bits} but toksel.score_bits = {acc.toksel.score_bits}")
+        if self.tokens > acc.toksel.max_tokens:
+            raise FitError(f"selectors: tokens = {self.tokens} exceeds toksel.max_tokens = {acc.toksel.max_tokens}")
+        if cfg.dim % acc.toksel.lanes:
+            raise FitError(f"selectors: dim = {cfg.dim} is not a multiple of toksel.lanes = {acc.toksel.lanes}")
+        for s, q in enumerate(self.qm.selectors):
+            if q.gemm_cfg != acc.gemm:
+                raise FitError(f"selectors.{s}: quantized for a different GemmConfig than the accelerator's")
+        if (cfg.heads + 1) * al > token_cols(acc, Buf.QKV):
+            raise FitError(f"selectors: heads = {cfg.heads} need {(cfg.heads + 1) * al} score columns; buffer QKV "
+                           f"has {token_cols(acc, Buf.QKV)}")
 
     def embed(self) -> Buf:
         qm, cfg, p = self.qm, self.cfg, self.p
@@ -210,8 +244,11 @@ class _Compiler:
         blk, pre = qm.blocks[bi], f"blocks.{bi}."
         d, dh = cfg.dim, cfg.head_dim
         xb = Buf.X1 if xa == Buf.X0 else Buf.X0
-        prev = p.stages["embed" if bi == 0 else f"blocks.{bi - 1}.out"]
-        p.stages[pre + "in"] = {"join": prev["join"], "parts": [list(x) for x in prev["parts"]]}
+        if bi in self.selects:
+            p.stage(pre + "in", self.selects[bi])
+        else:
+            prev = p.stages["embed" if bi == 0 else f"blocks.{bi - 1}.out"]
+            p.stages[pre + "in"] = {"join": prev["join"], "parts": [list(x) for x in prev["parts"]]}
         p.stage(pre + "norm1", self.layer_norm(pre + "norm1", blk.norm1, src=xa, dst=Buf.N))
         for j in self.linear(pre + "attn.qkv", blk.qkv, src=Buf.N, dst=Buf.QKV, m=t):
             for name, c0 in (("q", 0), ("k", d), ("v", 2 * d)):
@@ -244,6 +281,50 @@ class _Compiler:
         p.stage(pre + "out", self.add(pre + "out", blk.add2, src=xb, aux=Buf.T, dst=xa))
         return xa
 
+    def selector(self, s: int, bi: int, xa: Buf) -> int:
+        """Selector ``s`` (before block ``bi``) on the tokens in ``xa``: every MLP layer on the
+        engine and the nonlinear units, then SELECT compacting ``xa`` in place.  Scratch: N, H, T
+        (MLP activations), QKV (head h's keep/prune probabilities at column h * A, the head
+        weights at column H * A; A = one buffer word).  Returns the SELECT's index."""
+        q, p, t, d = self.qm.selectors[s], self.p, self.tokens, self.cfg.dim
+        al = isa.column_align(self.acc)
+        heads, dh = q.heads, q.head_dim
+        pre = f"selectors.{s}."
+        for j in range(heads):
+            mi = 0 if len(q.mlps) == 1 else j
+            mlp, hp, bp = q.mlps[mi], f"{pre}head{j}.", f"{pre}mlp{mi}."
+            addr = self._addr.get(bp + "norm")
+            if addr is None:
+                addr = self._addr[bp + "norm"] = p.add_data(bp + "norm", _ln_block(self.acc, mlp.ln, bp + "norm"))
+            p.emit(Descriptor(Op.LAYERNORM, m_live=1, src=xa, src_col=j * dh, dst=Buf.N, m=t, n=dh, addr=addr,
+                              name=hp + "norm"))
+            g8 = Epilogue.REQ8_GELU
+            self.linear(hp + "fc0", mlp.fc[0], src=Buf.N, dst=Buf.H, m=t, epilogue=g8, gelu=mlp.gelu[0],
+                        block=bp + "fc0")
+            p.emit(Descriptor(Op.MEAN, m_live=1, src=Buf.H, dst=Buf.H, m=t, k=dh // 2, n=dh, name=hp + "global"))
+            self.linear(hp + "fc1", mlp.fc[1], src=Buf.H, dst=Buf.T, m=t, epilogue=g8, gelu=mlp.gelu[1],
+                        block=bp + "fc1")
+            self.linear(hp + "fc2", mlp.fc[2], src=Buf.T, dst=Buf.N, m=t, epilogue=g8, gelu=mlp.gelu[2],
+                        block=bp + "fc2")
+            self.linear(hp + "fc3", mlp.fc[3], src=Buf.N, dst=Buf.QKV, dst_col=j * al, m=t,
+                        epilogue=Epilogue.REQ8_SOFTMAX, softmax=mlp.softmax, block=bp + "fc3")
+        self.linear(pre + "head_mean", q.mean, src=xa, dst=Buf.T, m=t)
+        self.linear(pre + "head_fc1", q.head_fc1, src=Buf.T, dst=Buf.N, m=t, epilogue=Epilogue.REQ8_GELU,
+                    gelu=q.head_gelu)
+        self.linear(pre + "head_fc2", q.head_fc2, src=Buf.N, dst=Buf.QKV, dst_col=heads * al, m=t,
+                    epilogue=Epilogue.REQ8_SIGMOID, sigmoid=q.sigmoid)
+        tr = p.io.setdefault("trace", {"bytes": 0, "tokens": t, "blocks": self.cfg.depth, "stages": []})
+        off, size = tr["bytes"], isa.trace_record_bytes(t)
+        i = p.emit(Descriptor(Op.SELECT, m_live=1, src=xa, dst=xa, aux=Buf.QKV, aux_col=0, a_col=heads * al,
+                              heads=heads, m=t, n=d, threshold=self.qm.toksel.threshold_q, addr=off,
+                              name=pre + "select"))
+        tr["stages"].append({"stage": s, "block": bi, "desc": i, "addr": off, "bytes": size})
+        tr["bytes"] = off + size
+        p.stage(pre + "keep", i, "keep")
+        p.stage(pre + "kept_patches", i, "kept_patches")
+        self.selects[bi] = i
+        return i
+
     def head(self, x: Buf) -> None:
         qm, cfg, p = self.qm, self.cfg, self.p
         p.stage("norm", self.layer_norm("norm", qm.norm, src=x, dst=Buf.N))
@@ -263,10 +344,11 @@ class _Compiler:
         for i, d in enumerate(p.descs):
             remap[i] = len(descs)
             descs.append(d)
-            if d.opcode not in (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD):
+            if d.opcode not in (Op.GEMM, Op.ADD, Op.LAYERNORM, Op.COPY, Op.LOAD, Op.MEAN, Op.SELECT):
                 continue
             stride = align(d.n, isa.STRIDE_ALIGN)
-            descs.append(Descriptor(Op.STORE, region=Region.DEBUG, m_live=d.m_live, src=d.dst, src_row=d.dst_row,
+            dst_row = 0 if d.opcode == Op.SELECT else d.dst_row
+            descs.append(Descriptor(Op.STORE, region=Region.DEBUG, m_live=d.m_live, src=d.dst, src_row=dst_row,
                                     src_col=d.dst_col, m=d.m, n=d.n, stride=stride, addr=off, name=d.name + ":debug"))
             entries.append({"desc": remap[i], "store": len(descs) - 1, "addr": off, "stride": stride})
             off = align(off + d.m * stride)
@@ -274,6 +356,9 @@ class _Compiler:
         for st in p.stages.values():
             for part in st["parts"]:
                 part[0] = remap[part[0]]
+        for st in p.io.get("trace", {}).get("stages", []):
+            st["desc"] = remap[st["desc"]]
+        self.selects = {b: remap[i] for b, i in self.selects.items()}
         p.io["debug"] = {"bytes": off, "stores": entries}
 
     def run(self) -> Program:
@@ -281,6 +366,8 @@ class _Compiler:
         self.p.emit(Descriptor(Op.BEGIN))            # placeholder, filled in below
         x = self.embed()
         for i in range(self.cfg.depth):
+            if self.prune and i in self.qm.plan.blocks:
+                self.selector(self.qm.plan.blocks.index(i), i, x)
             x = self.block(i, x)
         self.head(x)
         self.p.emit(Descriptor(Op.END))
@@ -295,8 +382,9 @@ class _Compiler:
         return self.p
 
 
-def compile_program(qm: models.QuantizedViT, acc, *, debug: bool = False) -> Program:
-    """The dense program of ``qm`` for ``acc`` (``FitError`` if it does not fit); MODEL-region
+def compile_program(qm: models.QuantizedViT, acc, *, debug: bool = False, prune: bool = False) -> Program:
+    """The program of ``qm`` for ``acc`` (``FitError`` if it does not fit); MODEL-region
     addresses relative to the start of the data section.  ``debug``: store every layer's result
-    to the DEBUG region (:meth:`_Compiler.insert_debug_stores`)."""
-    return _Compiler(qm, acc, debug).run()
+    to the DEBUG region (:meth:`_Compiler.insert_debug_stores`).  ``prune``: run the model's
+    token selectors (:meth:`_Compiler.selector`; a model without selectors compiles dense)."""
+    return _Compiler(qm, acc, debug, prune).run()

@@ -69,6 +69,14 @@ class ModelImage:
         return self.memory_map["io"]["output"]
 
     @property
+    def trace(self) -> dict:
+        """``{"bytes", "tokens", "blocks", "stages": [{stage, block, desc, addr, bytes}]}``: the
+        TRACE region a pruned program writes (one SELECT record per selector stage)."""
+        depth = self.memory_map.get("model", {}).get("vit", {}).get("depth", 0)
+        return self.memory_map["io"].get("trace", {"bytes": 0, "tokens": self.program[0].m, "blocks": depth,
+                                                   "stages": []})
+
+    @property
     def debug(self) -> dict:
         """``{"bytes": 0, "stores": []}`` unless a debug build."""
         return self.memory_map["io"].get("debug", {"bytes": 0, "stores": []})

@@ -21,6 +21,9 @@ from .. import isa
 from ..golden import nonlinear as NL
 from ..golden.gemm import matmul_acc
 from ..golden.requant import requantize
+from ..golden.token_selector.decision import stage_int
+from ..golden.token_selector.int_selector import combine_scores
+from ..toksel_config import TokSelConfig
 from ..isa import Epilogue, Op, Region, WSrc
 from .image import ModelImage
 
@@ -54,6 +57,8 @@ class Machine:
         self.model = image.blob
         self.bufs = {b: np.zeros((s.rows, s.cols), dtype=np.int64) for b, s in isa.token_buffers(acc).items()}
         self.n_live = 0
+        self.n_tail = 0
+        self.origin = np.zeros(0, dtype=np.int64)    # original patch of every token row (-1 class, -2 package)
 
     # -- DDR -------------------------------------------------------------------------------------
     def _block(self, d, part: str) -> bytes:
@@ -88,6 +93,18 @@ class Machine:
         kw = dict(acc_bits=g.acc_bits, bias_bits=g.bias_bits, mult_bits=g.mult_bits, max_shift=g.max_shift)
         if d.epilogue == Epilogue.REQ8:
             return requantize(acc, *self._requant(d, n), out_bits=g.act_bits, **kw)
+        if d.epilogue in (Epilogue.REQ8_GELU, Epilogue.REQ8_SOFTMAX, Epilogue.REQ8_SIGMOID):
+            pre = requantize(acc, *self._requant(d, n), out_bits=g.act_bits, **kw)
+            step.extra["pre"] = pre
+            part, kind = isa.RECORD_KIND[Epilogue(d.epilogue)]
+            if part == "softmax":
+                r = isa.unpack_record(isa.SOFTMAX_RECORD, self._block(d, part))
+                isa.check_record(kind, r, self.acc, f"{d.name}: ")
+                return NL.softmax(pre, NL.SoftmaxParams(**r, s_in=float("nan")), self.acc.nonlinear)
+            r = isa.unpack_record(isa.GELU_RECORD, self._block(d, part), ("out_min", "out_max"))
+            isa.check_record(kind, r, self.acc, f"{d.name}: ")
+            p = NL.ActParams(**r, s_in=float("nan"), s_out=float("nan"))
+            return (NL.gelu if part == "gelu" else NL.sigmoid)(pre, p, self.acc.nonlinear)
         if d.epilogue == Epilogue.REQ16_GELU:
             pre = requantize(acc, *self._requant(d, n), out_bits=16, **kw)
             r = self._record(d, "gelu", isa.GELU_RECORD, signed=("out_min", "out_max"))
@@ -112,6 +129,38 @@ class Machine:
         x = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + n]
         return NL.layernorm(x, p, self.acc.nonlinear)
 
+    def _mean(self, d, m, n) -> np.ndarray:
+        """MEAN: columns ``k..n-1`` replaced by ``divide(column sum, M)`` (the reciprocal unit)."""
+        x = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + n].copy()
+        x[:, d.k:] = NL.divide(x[:, d.k:].sum(0), m)[None]
+        return x
+
+    def _select(self, d, m, n, st: Step, trace: bytearray) -> np.ndarray:
+        """SELECT: the score combiner and the token-selector control unit on the first ``m`` tokens."""
+        ts, al = self.acc.toksel, isa.column_align(self.acc)
+        aux = self.bufs[d.aux][:m] & 0xFF                             # uint8 probabilities
+        t = np.stack([aux[:, d.aux_col + h * al] for h in range(d.heads)], axis=1)
+        a = aux[:, d.a_col:d.a_col + d.heads]
+        q = combine_scores(a, t, ts.score_bits)
+        x = self.bufs[d.src][:m, d.src_col:d.src_col + n]
+        if self.n_tail >= m:
+            raise isa.DescriptorError(isa.ErrorCode.TOKSEL_BAD_TAIL, f"{d.name}: N_tail = {self.n_tail} >= "
+                                      f"{m} tokens")
+        cfg = TokSelConfig(max_tokens=ts.max_tokens, dim=n, heads=1, lanes=ts.lanes, threshold=ts.threshold,
+                           score_bits=ts.score_bits)
+        res = stage_int(cfg, x, q, self.n_tail, d.threshold)
+        rec = isa.pack_trace_record(m, res.n_tokens, res.n_kept, res.n_tail, res.keep, d.m)
+        if d.addr + len(rec) > len(trace):
+            raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_ADDRESS, f"{d.name}: trace record at {d.addr} passes "
+                                      f"the end of the TRACE region ({len(trace)} bytes)")
+        trace[d.addr:d.addr + len(rec)] = rec
+        origin = self.origin[:m] if len(self.origin) >= m else np.arange(-1, m - 1)
+        self.origin = np.concatenate([origin[res.keep], np.full(res.n_tokens - res.n_kept, -2)])
+        st.extra.update(scores=q, keep=res.keep, kept_patches=self.origin[self.origin >= 0],
+                        n_in=m, n_out=res.n_tokens)
+        self.n_live, self.n_tail = res.n_tokens, res.n_tail
+        return res.tokens
+
     def _write(self, d, m, n, y) -> None:
         y = np.asarray(y, dtype=np.int64)
         if y.size and (y.min() < -128 or y.max() > 127):
@@ -123,7 +172,8 @@ class Machine:
         isa.check(d, self.acc, self.n_live)
         op = Op(d.opcode)
         if op == Op.BEGIN:
-            self.n_live = d.m
+            self.n_live, self.n_tail = d.m, 0
+            self.origin = np.arange(-1, d.m - 1)
             return Step(i, d.name, op.name, d.m, 0, 0)
         if op == Op.END:
             return Step(i, d.name, op.name, 0, 0, 0)
@@ -141,6 +191,14 @@ class Machine:
             y = self._layernorm(d, m, n)
         elif op == Op.COPY:
             y = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + n].copy()
+        elif op == Op.MEAN:
+            y = self._mean(d, m, n)
+        elif op == Op.SELECT:
+            y = self._select(d, m, n, st, regions["TRACE"])
+            self.bufs[d.dst][:len(y), d.dst_col:d.dst_col + n] = y
+            st.m = len(y)
+            st.out = y.copy()
+            return st
         elif op == Op.LOAD:
             mem = regions[Region(d.region)]
             if d.addr + d.stride * (m - 1) + n > len(mem):
@@ -161,6 +219,10 @@ class Machine:
                 mem[o:o + n] = x[r].astype(np.int8).tobytes()
             st.out = x.copy()
             return st
+        if op == Op.GEMM and d.epilogue in isa.UNSIGNED_EPILOGUES:
+            st.out = np.asarray(y, dtype=np.int64).copy()          # [0, 255]; the buffer holds the uint8 byte
+            self.bufs[d.dst][d.dst_row:d.dst_row + m, d.dst_col:d.dst_col + n] = (st.out + 128) % 256 - 128
+            return st
         self._write(d, m, n, y)
         st.out = np.asarray(y, dtype=np.int64).copy()
         return st
@@ -168,10 +230,11 @@ class Machine:
 
 @dataclass
 class Result:
-    """One run: the OUTPUT and DEBUG regions' bytes and (``trace``) the executed steps."""
+    """One run: the OUTPUT, DEBUG and TRACE regions' bytes and (``trace``) the executed steps."""
     output: bytes
     steps: list[Step]
     debug: bytes = b""
+    trace: bytes = b""
 
 
 def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> Result:
@@ -182,7 +245,8 @@ def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> R
         raise ValueError(f"input must be {want} bytes (int8 patches, {image.input['rows']} rows of "
                          f"{image.input['cols']} at stride {image.input['stride']}), got {len(input_bytes)}")
     regions = {Region.MODEL: image.blob, Region.INPUT: bytes(input_bytes),
-               Region.OUTPUT: bytearray(image.output["bytes"]), Region.DEBUG: bytearray(image.debug["bytes"])}
+               Region.OUTPUT: bytearray(image.output["bytes"]), Region.DEBUG: bytearray(image.debug["bytes"]),
+               "TRACE": bytearray(image.trace["bytes"])}
     mach = Machine(image, acc)
     steps = []
     for i, d in enumerate(image.program):
@@ -191,23 +255,36 @@ def run(image: ModelImage, acc, input_bytes: bytes, *, trace: bool = False) -> R
             steps.append(st)
         if d.opcode == Op.END:
             break
-    return Result(bytes(regions[Region.OUTPUT]), steps, bytes(regions[Region.DEBUG]))
+    return Result(bytes(regions[Region.OUTPUT]), steps, bytes(regions[Region.DEBUG]), bytes(regions["TRACE"]))
 
 
-def debug_steps(image: ModelImage, debug: bytes, n_live: int | None = None) -> list[Step]:
+def debug_steps(image: ModelImage, debug: bytes, n_live: int | None = None, trace=None) -> list[Step]:
     """The per-descriptor results a debug build stored to the DEBUG region (``debug``: its bytes,
     from the RTL or :func:`run`), as :class:`Step` objects that :func:`stages` assembles (stages
-    made of epilogue intermediates, the raw scores and fc1's 16-bit values, are not stored)."""
+    made of epilogue intermediates, the raw scores and fc1's 16-bit values, are not stored).
+    A pruned program: ``trace`` (the run's decoded :class:`~heatvit.compiler.trace.Trace`) gives
+    the live token count after every SELECT; the selector's uint8 results come back as the
+    stored bytes (int8 patterns)."""
     info = image.debug
     if not info["stores"]:
         raise ValueError("the image is not a debug build (heatvit compile --debug)")
     if len(debug) != info["bytes"]:
         raise ValueError(f"debug region must be {info['bytes']} bytes, got {len(debug)}")
     live = image.program[0].m if n_live is None else n_live
+    after = {}
+    if trace is not None:
+        after = {st["desc"]: r["n_out"] for st, r in zip(image.trace["stages"], trace.records)}
+    elif image.trace["stages"]:
+        raise ValueError("a pruned program's debug stores need its run's trace (trace=...)")
+    live_at, cur = [], live
+    for i, d in enumerate(image.program):
+        live_at.append(cur)
+        cur = after.get(i, cur)
     steps = []
     for e in info["stores"]:
         d = image.program[e["desc"]]
-        m, k, n = isa.live_dims(d, live)
+        live = live_at[e["store"]]
+        m, k, n = isa.live_dims(d, live) if d.opcode != Op.SELECT else (live, 0, d.n)
         if m == 0:
             continue
         rows = [np.frombuffer(debug, dtype=np.int8, count=n, offset=e["addr"] + r * e["stride"]) for r in range(m)]

@@ -4,23 +4,24 @@ golden integer operations (``golden.gemm``, ``golden.requant``, ``golden.nonline
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..golden.linear import quantize_float
 from ..golden.vit import data as vit_data
 from ..golden.vit import float_forward as vit_float
 from ..golden.vit import int_forward as vit_int
 from ..golden.vit import latency as vit_latency
 from ..golden.vit import model as model_io
+from ..golden.token_selector import float_selector
 from ..golden.vit import quantize
-from ..golden.vit.config import ViTConfig
+from ..golden.vit.config import PruningPlan, ViTConfig
 from ..golden.vit.quantize import QuantizedViT
 
 __all__ = ["QuantizedViT", "ViTConfig", "VIT_SHAPES", "vit_config", "random_model", "load_state_dict",
-           "load_model", "from_state_dict", "calibration_images", "quantize_model", "patches", "forward_int",
+           "load_model", "from_state_dict", "PruningPlan", "with_threshold", "set_keep_ratios", "pruned_dumps", "calibration_images", "quantize_model", "patches", "forward_int",
            "dense_dumps", "forward_first_tokens", "dense_gemm_cycles"]
 
 from_state_dict = model_io.from_state_dict
@@ -57,14 +58,64 @@ def vit_config(spec: str) -> ViTConfig:
     return ViTConfig.from_dict(d)
 
 
-def random_model(cfg: ViTConfig, seed: int, std: float = 0.05):
-    """A float model of random normal weights (LayerNorm gains around 1), for shape-only runs."""
+def random_model(cfg: ViTConfig, seed: int, std: float = 0.05, plan: PruningPlan | None = None):
+    """A float model of random normal weights (LayerNorm gains around 1), for shape-only runs;
+    ``plan``: with token selectors before its blocks, in the training script's initialization
+    ranges (``float_selector.random_params``)."""
     rng = np.random.default_rng(seed)
     sd = {k: rng.normal(0.0, std, s).astype(np.float32) for k, s in cfg.state_dict_shapes().items()}
     for k in sd:
         if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
             sd[k] += 1.0
-    return model_io.from_state_dict(cfg, sd, meta={"random_weights_seed": seed, "std": std})
+    for i in range(len(plan.blocks) if plan else 0):
+        sd.update({f"selectors.{i}.{k}": v for k, v in float_selector.random_params(rng, cfg.dim, cfg.heads).items()})
+    return model_io.from_state_dict(cfg, sd, plan, meta={"random_weights_seed": seed, "std": std})
+
+
+def set_keep_ratios(qm: QuantizedViT, image, ratios) -> QuantizedViT:
+    """``qm`` with selector ``s`` keeping about ``ratios[s]`` of the original patch tokens on
+    ``image`` (C, H, W): every stage's keep logit (``fc[3]`` bias of channel 0, every head's MLP)
+    is shifted by the integer offset (bisection) that brings its kept patches closest to the
+    target, stage after stage on the tokens the previous stages left.  For shape-only runs
+    (random selectors score every token about 0.5, so one threshold prunes only the first stage)."""
+    import dataclasses as dc
+
+    from ..golden.token_selector.int_selector import selector_scores_int
+    from ..golden.vit.selector import select_int
+    x = vit_int.embed(qm, vit_float.check_images(qm.cfg, np.asarray(image)[None])[0], None)
+    sels, n_tail, b0 = list(qm.selectors), 0, 0
+    thr, patches = qm.toksel.threshold_q, qm.cfg.num_patches
+
+    def shifted(sel, off):
+        mlps = tuple(dc.replace(m, fc=m.fc[:3] + (dc.replace(m.fc[3], bias=m.fc[3].bias + np.array([off, 0])),))
+                     for m in sel.mlps)
+        return dc.replace(sel, mlps=mlps)
+
+    for s, blk in enumerate(qm.plan.blocks):
+        for i in range(b0, blk):
+            x = vit_int.block(qm, i, x, None)
+        b0 = blk
+        want = ratios[s] * patches
+
+        def kept(off):
+            q = selector_scores_int(shifted(sels[s], off), x)
+            return int((q[1:len(q) - n_tail] > thr).sum())
+        lo, hi = -(1 << 24), 1 << 24                         # kept(lo) <= kept(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if kept(mid) < want else (lo, mid)
+        off = min((lo, hi), key=lambda o: abs(kept(o) - want))
+        sels[s] = shifted(sels[s], off)
+        tmp = dc.replace(qm, selectors=sels)
+        x, n_tail, _ = select_int(tmp, s, x, n_tail)
+    return dc.replace(qm, selectors=sels)
+
+
+def with_threshold(qm: QuantizedViT, threshold: float) -> QuantizedViT:
+    """``qm`` with every selector keeping tokens whose score exceeds ``threshold`` (0, 1)."""
+    if qm.toksel is None:
+        raise ValueError("the model has no token selectors")
+    return dataclasses.replace(qm, toksel=dataclasses.replace(qm.toksel, threshold=threshold))
 
 
 def load_state_dict(path: str | Path, cfg: ViTConfig):
@@ -102,9 +153,9 @@ def quantize_model(model, calib, gemm_cfg) -> QuantizedViT:
 
 
 def patches(qm: QuantizedViT, images) -> np.ndarray:
-    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side)."""
-    imgs = vit_float.check_images(qm.cfg, images)
-    return quantize_float(vit_float.patchify(qm.cfg, imgs), qm.scales["patches"])
+    """int8 patches ``(B, num_patches, in_chans * patch**2)`` of float images (host side); a pixel
+    outside the model's input range is a ``ValueError`` (``golden.vit.int_forward.quantize_patches``)."""
+    return vit_int.quantize_patches(qm, images)
 
 
 def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarray:
@@ -115,6 +166,12 @@ def forward_int(qm: QuantizedViT, images, dumps: list | None = None) -> np.ndarr
 def dense_dumps(qm: QuantizedViT, images) -> tuple[np.ndarray, list[dict]]:
     dumps: list = []
     return forward_int(qm, images, dumps), dumps
+
+
+def pruned_dumps(qm: QuantizedViT, images) -> tuple[np.ndarray, list[dict]]:
+    """Golden integer forward with the token selectors (``prune=True``) and its stage dumps."""
+    dumps: list = []
+    return vit_int.forward_int(qm, images, prune=True, dumps=dumps), dumps
 
 
 def forward_first_tokens(qm: QuantizedViT, image, tokens: int) -> np.ndarray:

@@ -74,10 +74,13 @@ def pick_seed() -> int:
     return int(env) if env else random.SystemRandom().randrange(1, 2**31)
 
 
-def export_verilog(component, name: str) -> str:
-    """Elaborate an Amaranth component to Verilog text with the given module name."""
+def export_verilog(component, name: str, *, platform=None) -> str:
+    """Elaborate an Amaranth component to Verilog text with the given module name.
+
+    ``platform``: passed to ``elaborate``; ``heatvit.rtl.gemm.dsp48e2.PRIMITIVES`` instantiates
+    the DSP48E2 primitive instead of its simulation model (Vivado and yosys exports)."""
     from amaranth.back import verilog
-    return verilog.convert(component, name=name, emit_src=False)
+    return verilog.convert(component, name=name, emit_src=False, platform=platform)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The R x C mesh of processing elements with its input skew and output deskew."""
 
-from amaranth.hdl import Module, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,6 +14,13 @@ from .pe import ProcessingElement
 class SystolicArray(wiring.Component):
     """Weight-stationary systolic array: one aligned row in, one aligned row out per cycle.
 
+    ``R x C / dsp_packing`` :class:`ProcessingElement` (one DSP48E2 each), one column of them per
+    ``dsp_packing`` output columns; the column sums run down the PCOUT -> PCIN cascade.  With
+    ``dsp_packing = 2`` the pair's weights enter as ``w_hi * 2^k + w_lo`` and every cascade
+    segment of ``packing_segment_rows`` rows starts from ``-packing_offset`` so both sums come
+    out exact (see :class:`GemmConfig`); the only fabric arithmetic is that packing per column
+    pair at the top and one adder per column pair and segment for the low sums.
+
     Timing is lockstep under ``en`` (a global clock enable driven by output backpressure), so
     the internal PE-to-PE wires are plain registers, not streams; the streams live at the
     engine's boundary.
@@ -21,7 +28,7 @@ class SystolicArray(wiring.Component):
     * ``act``: ``rows`` activations (int8, lane r = reduction offset r) of one token, presented
       aligned; ``commit`` marks the first row of a new weight tile.
     * ``psum``: ``cols`` partial sums (signed ``column_psum_bits``) of the row presented
-      ``array_latency = rows + cols`` enabled cycles earlier, aligned.
+      ``array_latency = rows + cols + 1`` enabled cycles earlier, aligned.
     * ``w_word``/``w_shift``: one word of ``cols`` weights shifted into the shadow registers
       per asserted cycle, reduction offset 0 first; after ``rows`` shifts the shadow tile is
       complete and the next ``commit`` activates it (a wave that takes ``rows + cols - 1``
@@ -41,37 +48,87 @@ class SystolicArray(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        R, C = cfg.rows, cfg.cols
+        R, C, lanes = cfg.rows, cfg.cols, cfg.dsp_packing
+        D = C // lanes                       # DSP columns
         m = Module()
-        pes = [[ProcessingElement(cfg) for _ in range(C)] for _ in range(R)]
+        # Packed columns restart their sum every G rows (a cascade segment, see GemmConfig).
+        G = cfg.packing_segment_rows if lanes == 2 else R
+        pes = [[ProcessingElement(cfg, top=(r == 0), restart=(lanes == 2 and r % G == 0))
+                for _ in range(D)] for r in range(R)]
         for r in range(R):
-            for c in range(C):
-                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
-                m.d.comb += [pes[r][c].en.eq(self.en), pes[r][c].shift.eq(self.w_shift)]
+            for d in range(D):
+                m.submodules[f"pe_{r}_{d}"] = pes[r][d]
+                m.d.comb += [pes[r][d].en.eq(self.en), pes[r][d].shift.eq(self.w_shift)]
 
         # Weights shift down: after R shifts, PE row r holds reduction offset R-1-r, so PE row r
         # multiplies activation lane R-1-r.
         for r in range(R):
-            # Row r enters r cycles late (input skew), activation and commit together.
-            skew = DelayLine(unsigned(cfg.act_bits + 1), r)
+            # Row r enters r cycles late (input skew), activation and commit together; the
+            # activations need no reset (shift-register LUTs), the commits do.
+            skew = DelayLine(signed(cfg.act_bits), r, reset_less=True)
+            commit_skew = DelayLine(unsigned(1), r)
             m.submodules[f"skew_{r}"] = skew
-            m.d.comb += [skew.en.eq(self.en),
-                         skew.i.eq(self.act[R - 1 - r].as_unsigned() | (self.commit << cfg.act_bits))]
-            m.d.comb += [pes[r][0].a_in.eq(skew.o[:cfg.act_bits].as_signed()),
-                         pes[r][0].commit_in.eq(skew.o[cfg.act_bits])]
-            for c in range(1, C):
-                m.d.comb += [pes[r][c].a_in.eq(pes[r][c - 1].a_out),
-                             pes[r][c].commit_in.eq(pes[r][c - 1].commit_out)]
+            m.submodules[f"commit_skew_{r}"] = commit_skew
+            m.d.comb += [skew.en.eq(self.en), skew.i.eq(self.act[R - 1 - r]),
+                         commit_skew.en.eq(self.en), commit_skew.i.eq(self.commit),
+                         pes[r][0].a_in.eq(skew.o), pes[r][0].commit_in.eq(commit_skew.o)]
+            for d in range(1, D):
+                m.d.comb += [pes[r][d].a_in.eq(pes[r][d - 1].a_out),
+                             pes[r][d].commit_in.eq(pes[r][d - 1].commit_out)]
 
-        for c in range(C):
-            m.d.comb += pes[0][c].w_in.eq(self.w_word[c])
-            m.d.comb += pes[0][c].psum_in.eq(0)
+        k = cfg.packing_shift
+        for d in range(D):
+            if lanes == 1:
+                word = self.w_word[d]
+            else:   # packed once, at load time: w_hi * 2^k + w_lo (fits the signed 27-bit A)
+                word = (self.w_word[2 * d + 1] << k) + self.w_word[2 * d]
+            m.d.comb += pes[0][d].w_in.eq(word)
             for r in range(1, R):
-                m.d.comb += [pes[r][c].w_in.eq(pes[r - 1][c].w_out),
-                             pes[r][c].psum_in.eq(pes[r - 1][c].psum_out)]
-            # Column c finishes c cycles after column 0: delay the others to align the row.
-            deskew = DelayLine(signed(cfg.column_psum_bits), C - 1 - c)
-            m.submodules[f"deskew_{c}"] = deskew
-            m.d.comb += [deskew.en.eq(self.en), deskew.i.eq(pes[R - 1][c].psum_out),
-                         self.psum[c].eq(deskew.o)]
+                m.d.comb += [pes[r][d].w_in.eq(pes[r - 1][d].w_out),
+                             pes[r][d].psum_in.eq(pes[r - 1][d].psum_out)]
+            total = pes[R - 1][d].psum_out
+            if lanes == 1:
+                sums = [total[:cfg.column_psum_bits].as_signed()]
+            else:
+                sums = [self._packed_low_sum(m, pes, d, G),
+                        total[k:k + cfg.column_psum_bits].as_signed()]
+            # DSP column d sees its activation when logical column lanes*d would: delay its
+            # lanes' sums to align the row with the last logical column.
+            for lane, value in enumerate(sums):
+                c = lanes * d + lane
+                deskew = DelayLine(signed(cfg.column_psum_bits), C - 1 - lanes * d, reset_less=True)
+                m.submodules[f"deskew_{c}"] = deskew
+                m.d.comb += [deskew.en.eq(self.en), deskew.i.eq(value), self.psum[c].eq(deskew.o)]
         return m
+
+    def _packed_low_sum(self, m, pes, d, G):
+        """Packed column ``d``: restart every segment from ``-L`` (its low field then holds the
+        segment's low sum minus L, in [0, 2^k), and the high field the high sum so far), and
+        return the column's low sum, the segments' low fields added in fabric.
+
+        Segment s ends G cycles after segment s - 1, so the running low sum is delayed G enabled
+        cycles per segment; the constant ``segments * L`` enters with the first field, so the
+        last segment needs one adder before the deskew register."""
+        cfg = self.cfg
+        R, k, L = cfg.rows, cfg.packing_shift, cfg.packing_offset
+        segments = R // G
+        low_field = Const(-L, k)
+        width = max(cfg.column_psum_bits, k + segments.bit_length()) + 2
+        running = None
+        for s in range(segments):
+            top, bottom = pes[s * G][d], pes[s * G + G - 1][d]
+            if s == 0:
+                m.d.comb += top.c_in.eq(low_field)   # zero-extended: C = -L
+            else:   # the high sum so far, with the low field restarted at -L
+                m.d.comb += top.c_in.eq(Cat(low_field, pes[s * G - 1][d].psum_out[k:]))
+            field = bottom.psum_out[:k]
+            if running is None:
+                value = field + segments * L
+            else:
+                delay = DelayLine(signed(width), G, reset_less=True)
+                m.submodules[f"low_{d}_{s}"] = delay
+                m.d.comb += [delay.en.eq(self.en), delay.i.eq(running)]
+                value = field + delay.o
+            running = Signal(signed(width), name=f"low_{d}_{s}")
+            m.d.comb += running.eq(value)
+        return running[:cfg.column_psum_bits].as_signed()

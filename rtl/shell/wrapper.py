@@ -69,9 +69,13 @@ def thin_top(component) -> str:
     return "\n".join(lines)
 
 
-def export(acc: AcceleratorConfig, shell: ShellConfig) -> tuple[str, str]:
-    """``(core Verilog, thin top Verilog)`` for one configuration."""
+def export(acc: AcceleratorConfig, shell: ShellConfig, *, primitives: bool = False) -> tuple[str, str]:
+    """``(core Verilog, thin top Verilog)`` for one configuration.
+
+    ``primitives``: instantiate the DSP48E2 primitive (Vivado, yosys) instead of its bit-exact
+    behavioural model (what the simulators run)."""
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
     component = build_shell(acc, shell)
-    core = export_verilog(component, CORE_NAME)
+    core = export_verilog(component, CORE_NAME, platform=PRIMITIVES if primitives else None)
     return core, thin_top(component)
