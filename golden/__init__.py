@@ -16,9 +16,12 @@ Subpackages and modules, by the unit they define:
   (``from heatvit.golden import vit``), never by the unit models.
 """
 
-from .gemm import check_operands, check_params, gemm, matmul_acc, pack_activations, pack_outputs, pack_weights, unpack_outputs
+from .gemm import (apply_tile_mask, check_bitmap, check_operands, check_params, gemm, matmul_acc, pack_activations,
+                   pack_outputs, pack_weights, tile_bitmap, tile_counts, tile_descriptors, unpack_outputs,
+                   weight_stream_bytes)
 from .requant import quantize_multiplier, requantize, round_shift
 from . import nonlinear, token_selector  # noqa: E402  (units built on the two above)
 
-__all__ = ["check_operands", "check_params", "gemm", "matmul_acc", "pack_activations", "pack_outputs", "pack_weights",
+__all__ = ["apply_tile_mask", "check_bitmap", "tile_bitmap", "tile_counts", "tile_descriptors",
+           "weight_stream_bytes", "check_operands", "check_params", "gemm", "matmul_acc", "pack_activations", "pack_outputs", "pack_weights",
            "unpack_outputs", "quantize_multiplier", "requantize", "round_shift", "nonlinear", "token_selector"]

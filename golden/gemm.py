@@ -14,7 +14,9 @@ Layouts, for R = ``rows`` and C = ``cols``, KT = ceil(K/R), NT = ceil(N/C):
   zero-padded past K.  This is also the order in which the engine emits output rows, so an
   output tile can be written back as the next GEMM's activations with a plain counter.
 * Weight stream: for nt, for kt, for r in 0..R-1: one word of C lanes ``W[kt*R + r, nt*C + c]``,
-  zero-padded past K and past N; NT * KT * R words in all.
+  zero-padded past K and past N; NT * KT * R words in all.  A sparse GEMM streams only the
+  tiles set in its tile bitmap (``bitmap[kt, nt]``, :func:`tile_bitmap`), in the same order,
+  and the engine walks them from the ``tiles`` descriptor stream (:func:`tile_descriptors`).
 * Parameters: one beat per output channel ``n``: ``(n, bias[n], mult[n], shift[n])``.
 * Output stream: for nt, for m: one word of C lanes ``Y[m, nt*C + c]``; lanes past N are zero.
 """
@@ -127,15 +129,104 @@ def pack_activations(cfg: GemmConfig, a) -> np.ndarray:
     return padded.reshape(m, kt, cfg.rows).transpose(1, 0, 2).reshape(kt * m, cfg.rows)
 
 
-def pack_weights(cfg: GemmConfig, w) -> np.ndarray:
-    """Weight-stream image: array ``(NT*KT*R, C)`` in the order the engine consumes it."""
-    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+def _weight_tiles(cfg: GemmConfig, w: np.ndarray) -> np.ndarray:
+    """``W`` zero-padded and cut into ``(NT, KT, R, C)`` tiles (tile ``[nt, kt]`` = ``W[kt*R:, nt*C:]``)."""
     k, n = w.shape
     kt, nt = ceil_div(k, cfg.rows), ceil_div(n, cfg.cols)
     padded = np.zeros((kt * cfg.rows, nt * cfg.cols), dtype=np.int64)
     padded[:k, :n] = w
-    # (KT*R, NT, C) -> (NT, KT*R, C)
-    return padded.reshape(kt * cfg.rows, nt, cfg.cols).transpose(1, 0, 2).reshape(-1, cfg.cols)
+    return padded.reshape(kt, cfg.rows, nt, cfg.cols).transpose(2, 0, 1, 3)
+
+
+def pack_weights(cfg: GemmConfig, w, bitmap=None, *, skip_zero_tiles: bool = False) -> np.ndarray:
+    """Weight-stream image: array ``(T*R, C)`` in the order the engine consumes it.
+
+    Dense (default): all ``T = NT*KT`` tiles.  Sparse: only the tiles whose ``bitmap[kt, nt]``
+    is set (:func:`tile_bitmap` layout), in the same (nt, kt) order, ``T = bitmap.sum()``;
+    ``skip_zero_tiles=True`` uses ``tile_bitmap(cfg, w)``.  A tile left out must be all zero
+    (``ValueError`` otherwise): skipping changes which words stream, never the arithmetic."""
+    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+    tiles = _weight_tiles(cfg, w)
+    if skip_zero_tiles:
+        if bitmap is not None:
+            raise ValueError("pack_weights: give either bitmap or skip_zero_tiles=True, not both")
+        bitmap = tile_bitmap(cfg, w)
+    if bitmap is not None:
+        bitmap = check_bitmap(cfg, bitmap, *w.shape)
+        dropped = tiles[~bitmap.T]
+        if dropped.any():
+            nt, kt = np.argwhere(~bitmap.T)[np.flatnonzero(dropped.any(axis=(1, 2)))[0]]
+            raise ValueError(f"pack_weights: bitmap[{kt}, {nt}] is 0 but weight tile (kt={kt}, "
+                             f"nt={nt}) holds non-zero weights")
+        tiles = tiles[bitmap.T]
+    return tiles.reshape(-1, cfg.cols)
+
+
+# -- static block sparsity: tile bitmaps ------------------------------------------------------
+
+def tile_grid(cfg: GemmConfig, k: int, n: int) -> tuple[int, int]:
+    """``(KT, NT)``: the shape of the tile bitmap of a ``K x N`` weight matrix."""
+    for name, v, hi in (("k", k, cfg.max_k), ("n", n, cfg.max_n)):
+        if not (isinstance(v, (int, np.integer)) and 1 <= v <= hi):
+            raise ValueError(f"{name} must be an integer in [1, {hi}], not {v!r}")
+    return ceil_div(int(k), cfg.rows), ceil_div(int(n), cfg.cols)
+
+
+def tile_bitmap(cfg: GemmConfig, w) -> np.ndarray:
+    """Bitmap of the non-zero weight tiles of ``W[K, N]``: bool ``(KT, NT)``, ``[kt, nt]`` set
+    when the ``R x C`` block ``W[kt*R : kt*R+R, nt*C : nt*C+C]`` (the block one array load
+    holds) has a non-zero weight."""
+    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+    tile_grid(cfg, *w.shape)
+    return _weight_tiles(cfg, w).any(axis=(2, 3)).T.copy()
+
+
+def check_bitmap(cfg: GemmConfig, bitmap, k: int, n: int) -> np.ndarray:
+    """Validate a tile bitmap for a ``K x N`` weight matrix; return it as bool ``(KT, NT)``."""
+    shape = tile_grid(cfg, k, n)
+    arr = np.asarray(bitmap)
+    if arr.dtype != bool:
+        arr = as_int_array("bitmap", arr, 0, 1)
+    if arr.shape != shape:
+        raise ValueError(f"bitmap must have shape (KT, NT) = {shape} for K={k}, N={n} on a "
+                         f"{cfg.rows}x{cfg.cols} array, got {arr.shape}")
+    return arr.astype(bool)
+
+
+def apply_tile_mask(cfg: GemmConfig, w, bitmap) -> np.ndarray:
+    """``W`` with every tile whose bitmap bit is 0 set to zero (block pruning at tile granularity)."""
+    w = as_int_array("w", w, cfg.weight_min, cfg.weight_max, ndim=2)
+    keep = check_bitmap(cfg, bitmap, *w.shape)
+    mask = np.repeat(np.repeat(keep, cfg.rows, axis=0), cfg.cols, axis=1)[:w.shape[0], :w.shape[1]]
+    return np.where(mask, w, 0)
+
+
+def tile_counts(cfg: GemmConfig, bitmap, k: int, n: int) -> np.ndarray:
+    """Non-zero tiles per N tile (column of the bitmap): int64 ``(NT,)``; the cycle model's input."""
+    return check_bitmap(cfg, bitmap, k, n).sum(axis=0).astype(np.int64)
+
+
+def tile_descriptors(cfg: GemmConfig, bitmap, k: int, n: int) -> np.ndarray:
+    """The engine's ``tiles`` stream for a sparse GEMM (:func:`heatvit.rtl.gemm.layouts.tile_desc`):
+    int64 ``(D, 3)`` rows ``(kt, last, empty)`` in stream order.  For each N tile in order: one
+    row per set bit ``kt`` (ascending; ``last`` on the column's final one), or, for a column with
+    no set bit, the single row ``(0, 1, 1)``: the engine then streams M zero rows so the column
+    still gets bias and requantization.  ``D = bitmap.sum() + empty columns``."""
+    bitmap = check_bitmap(cfg, bitmap, k, n)
+    rows = []
+    for col in bitmap.T:
+        kts = np.flatnonzero(col)
+        if kts.size == 0:
+            rows.append((0, 1, 1))
+        rows.extend((int(t), int(i == kts.size - 1), 0) for i, t in enumerate(kts))
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def weight_stream_bytes(cfg: GemmConfig, k: int, n: int, bitmap=None) -> int:
+    """Bytes of the weight stream of one GEMM: ``R * C * weight_bits/8`` per streamed tile."""
+    kt, nt = tile_grid(cfg, k, n)
+    tiles = kt * nt if bitmap is None else int(check_bitmap(cfg, bitmap, k, n).sum())
+    return tiles * cfg.rows * cfg.cols * ceil_div(cfg.weight_bits, 8)
 
 
 def unpack_outputs(cfg: GemmConfig, beats, m: int, n: int) -> np.ndarray:

@@ -223,17 +223,65 @@ class GemmConfig:
         Measured in RTL simulation (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
         return self.rows + self.array_latency + 11
 
-    def estimate_cycles(self, m: int, k: int, n: int) -> int:
+    @property
+    def first_tile_lead_cycles(self) -> int:
+        """Cycles by which the first weight tile's commit trails the earliest possible row issue
+        (the tile's ``rows`` words through the weight FIFO into the shadow registers).  Only
+        a sparse GEMM whose first N tile has no weight tile (an empty pass) sees it.  Measured in
+        RTL simulation (``testbench/test_tileskip.py`` keeps it true)."""
+        return self.rows + 1
+
+    def estimate_cycles(self, m: int, k: int, n: int, tiles=None) -> int:
         """Exact engine cycles for an M x K x N GEMM with operands on chip and no stalls, from the
         accepted command to the last output beat taken (inclusive).
 
-        The engine walks ``T = ceil(K/rows) * ceil(N/cols)`` weight tiles; each streams the M
-        activation rows through the array, and a tile cannot be shorter than
-        :attr:`min_tile_cycles`, so ``cycles = fill + (T - 1) * max(M, min_tile) + M``.
+        Dense (``tiles`` None): the engine walks ``T = ceil(K/rows) * ceil(N/cols)`` weight
+        tiles; each streams the M activation rows through the array, and a tile cannot be
+        shorter than :attr:`min_tile_cycles`, so ``cycles = fill + (T - 1) * max(M, min_tile) + M``.
+
+        Sparse (static block sparsity): ``tiles`` is the GEMM's tile bitmap, bool/0-1
+        ``(KT, NT)`` (:func:`heatvit.golden.tile_bitmap`), or its count of non-zero tiles per
+        N tile, ``(NT,)`` (:func:`heatvit.golden.tile_counts`); only the counts matter.  The
+        engine makes one pass of M rows per non-zero tile and one per empty N tile.  A tile pass
+        starts when the previous pass has ended and :attr:`min_tile_cycles` after the previous
+        tile pass started (the next tile is loaded meanwhile); an empty pass needs no weights
+        and starts as soon as the previous pass ends, :attr:`first_tile_lead_cycles` before the
+        first tile could.
         """
         self.check_gemm_shape(m, k, n)
-        tiles = ceil_div(k, self.rows) * ceil_div(n, self.cols)
-        return self.pipeline_fill_cycles + (tiles - 1) * max(m, self.min_tile_cycles) + m
+        kt, nt = ceil_div(k, self.rows), ceil_div(n, self.cols)
+        if tiles is None:
+            return self.pipeline_fill_cycles + (kt * nt - 1) * max(m, self.min_tile_cycles) + m
+        counts = self._tile_counts(tiles, kt, nt)
+        lead, step = self.first_tile_lead_cycles, max(m, self.min_tile_cycles)
+        # Times relative to the earliest row issue; a tile may start at `lead` at the soonest.
+        end, last_tile = 0, lead - self.min_tile_cycles
+        for c in counts:
+            if c == 0:
+                end += m
+            else:
+                start = max(end, last_tile + self.min_tile_cycles) + (c - 1) * step
+                last_tile, end = start, start + m
+        return self.pipeline_fill_cycles - lead + end
+
+    @staticmethod
+    def _tile_counts(tiles, kt: int, nt: int) -> list[int]:
+        """Per-N-tile non-zero tile counts from a ``(KT, NT)`` bitmap or an ``(NT,)`` count list."""
+        import numpy as np
+
+        arr = np.asarray(tiles)
+        if arr.dtype == object or not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"tiles must be a bool/integer bitmap or count array, not {arr.dtype}")
+        if arr.shape == (kt, nt):
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise ValueError(f"tiles bitmap must hold 0/1, got values in [{arr.min()}, {arr.max()}]")
+            return [int(c) for c in arr.astype(np.int64).sum(axis=0)]
+        if arr.shape == (nt,):
+            if arr.size and (arr.min() < 0 or arr.max() > kt):
+                raise ValueError(f"tiles counts must be in [0, KT = {kt}], got [{arr.min()}, {arr.max()}]")
+            return [int(c) for c in arr]
+        raise ValueError(f"tiles must be a (KT, NT) = {(kt, nt)} bitmap or ({nt},) per-N-tile "
+                         f"counts, got shape {arr.shape}")
 
     def check_gemm_shape(self, m: int, k: int, n: int) -> None:
         """Raise ``ValueError`` naming the dimension if an M x K x N GEMM does not fit."""

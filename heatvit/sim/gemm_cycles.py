@@ -1,7 +1,8 @@
 """cocotb module: run a list of GEMM shapes with no stalls and record exact cycle counts.
 
 Used by the GEMM benchmark, the ``demo`` job and the cycle-model test.  Shapes come from
-``HEATVIT_SHAPES`` (JSON list of [m, k, n] or {"m","k","n",...} objects); results (cycles,
+``HEATVIT_SHAPES`` (JSON list of [m, k, n] or {"m","k","n",...} objects; an object with a
+``"bitmap"`` (KT x NT 0/1 lists) runs sparse, its weights pruned to the bitmap); results (cycles,
 bit-exact match, simulated clock cycles including operand loading, wall time) go to the JSON
 file named by ``HEATVIT_RESULT``.
 """
@@ -14,6 +15,7 @@ import time
 import cocotb
 import numpy as np
 
+from heatvit import golden
 from heatvit.config import GemmConfig
 from heatvit.sim.gemm_tb import GemmTB
 from heatvit.sim.runner import config_from_env
@@ -35,12 +37,16 @@ async def measure(dut):
         else:
             entry = {"m": entry[0], "k": entry[1], "n": entry[2]}
             m, k, n = entry["m"], entry["k"], entry["n"]
-        ops = tb.random_operands(np_rng, m, k, n)
+        a, w, bias, mult, shift = tb.random_operands(np_rng, m, k, n)
+        bitmap = entry.get("bitmap")
+        if bitmap is not None:
+            bitmap = np.array(bitmap, dtype=bool)
+            w = golden.apply_tile_mask(cfg, w, bitmap)
         t0, c0 = time.perf_counter(), tb.now
-        run = await tb.gemm(*ops)
+        run = await tb.gemm(a, w, bias, mult, shift, bitmap=bitmap)
         wall, sim_cycles = time.perf_counter() - t0, tb.now - c0
         mismatches = int(np.count_nonzero(run.y != run.expected))
-        results.append({**entry, "cycles": run.cycles, "bit_exact": mismatches == 0,
+        results.append({**{k: v for k, v in entry.items() if k != "bitmap"}, "cycles": run.cycles, "bit_exact": mismatches == 0,
                         "mismatches": mismatches, "wall_s": wall,
                         "sim_cycles": sim_cycles})
         cocotb.log.info(f"{m}x{k}x{n}: {run.cycles} cycles, "

@@ -32,7 +32,8 @@ class GemmTB(StreamTB):
     """Drives every stream of the engine (stall patterns, a monitor on every port) and checks
     results bit-exactly."""
 
-    SOURCES = {"act": "act_load", "params": "param_load", "cmd": "cmd", "weights": "weights"}
+    SOURCES = {"act": "act_load", "params": "param_load", "cmd": "cmd", "weights": "weights",
+               "tiles": "tiles"}
     SINKS = {"out": "out"}
 
     def __init__(self, dut, cfg: GemmConfig, rng: random.Random, *, gap: Idle | float = 0.0,
@@ -53,13 +54,23 @@ class GemmTB(StreamTB):
         return [pack_fields([(ch, cfg.n_bits), (b, cfg.bias_bits), (mu, cfg.mult_bits), (s, cfg.shift_bits)])
                 for ch, (b, mu, s) in enumerate(zip(bias, mult, shift))]
 
-    def weight_beats(self, w) -> list[int]:
+    def weight_beats(self, w, bitmap=None) -> list[int]:
         cfg = self.cfg
-        return [pack_lanes(word, cfg.weight_bits) for word in golden.pack_weights(cfg, w)]
+        return [pack_lanes(word, cfg.weight_bits) for word in golden.pack_weights(cfg, w, bitmap)]
 
-    def cmd_beat(self, m: int, k: int, n: int) -> int:
+    def tile_beats(self, bitmap, k: int, n: int) -> list[int]:
         cfg = self.cfg
-        return pack_fields([(m, cfg.m_bits), (k, cfg.k_bits), (n, cfg.n_bits)])
+        kt_bits = max(1, (cfg.max_k_tiles - 1).bit_length())
+        return [pack_fields([(kt, kt_bits), (last, 1), (empty, 1)])
+                for kt, last, empty in golden.tile_descriptors(cfg, bitmap, k, n)]
+
+    def cmd_beat(self, m: int, k: int, n: int, bitmap=None) -> int:
+        """Command beat; with a tile ``bitmap`` a sparse GEMM of its set tiles."""
+        cfg = self.cfg
+        tiles = 0 if bitmap is None else int(np.count_nonzero(bitmap))
+        count_bits = (cfg.max_k_tiles * cfg.max_n_tiles).bit_length()
+        return pack_fields([(m, cfg.m_bits), (k, cfg.k_bits), (n, cfg.n_bits),
+                            (bitmap is not None, 1), (tiles, count_bits)])
 
     def decode_out(self, payload: int) -> tuple[np.ndarray, int]:
         cfg = self.cfg
@@ -77,8 +88,9 @@ class GemmTB(StreamTB):
         for _ in range(2):
             await RisingEdge(self.clk)
 
-    async def gemm(self, a, w, bias, mult, shift, *, timeout: int | None = None) -> GemmRun:
-        """Load operands, run one GEMM, read back and compare with the golden model."""
+    async def gemm(self, a, w, bias, mult, shift, *, bitmap=None, timeout: int | None = None) -> GemmRun:
+        """Load operands, run one GEMM, read back and compare with the golden model.  With a
+        tile ``bitmap`` the GEMM runs sparse (its zero tiles of ``w`` must be zero)."""
         cfg = self.cfg
         a, w = np.asarray(a), np.asarray(w)
         m, k = a.shape
@@ -86,18 +98,20 @@ class GemmTB(StreamTB):
         bias, mult, shift = golden.check_params(cfg, n, bias, mult, shift)
         expected = golden.gemm(cfg, a, w, bias, mult, shift)
         await self.load(a, bias, mult, shift)
-        y, cycles = await self.compute(m, k, n, w, timeout=timeout)
+        y, cycles = await self.compute(m, k, n, w, bitmap=bitmap, timeout=timeout)
         return GemmRun(y=y, expected=expected, cycles=cycles, m=m, k=k, n=n)
 
-    async def compute(self, m: int, k: int, n: int, w, *, timeout: int | None = None):
-        """Issue the command and stream the weights; return (Y, cycles)."""
+    async def compute(self, m: int, k: int, n: int, w, *, bitmap=None, timeout: int | None = None):
+        """Issue the command and stream the weights (and, sparse, the tiles); return (Y, cycles)."""
         cfg = self.cfg
         nt = ceil_div(n, cfg.cols)
         beats = nt * m
         if timeout is None:   # generous: random gaps and stalls slow the ideal schedule
-            timeout = 200 + 20 * cfg.estimate_cycles(m, k, n)
-        self.cmd.send([self.cmd_beat(m, k, n)])
-        self.weights.send(self.weight_beats(w))
+            timeout = 200 + 20 * cfg.estimate_cycles(m, k, n, bitmap)
+        self.cmd.send([self.cmd_beat(m, k, n, bitmap)])
+        self.weights.send(self.weight_beats(w, bitmap))
+        if bitmap is not None:
+            self.tiles.send(self.tile_beats(bitmap, k, n))
         rows = []
         lasts = []
         for p in await self.out.recv(beats, timeout_cycles=timeout):

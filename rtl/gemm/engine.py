@@ -1,6 +1,6 @@
 """The GEMM engine: buffers, tile sequencing, the systolic array and the output stage."""
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -28,9 +28,16 @@ class GemmEngine(wiring.Component):
       (``act_buffer_words`` words).  Always ready.  Load before ``cmd``; do not overwrite a
       running GEMM's words.
     * ``param_load`` (in): ``(channel, bias int32, mult uint16, shift uint6)``.  Always ready.
-    * ``cmd`` (in): ``(m, k, n)``.  Accepted when idle.  An invalid shape is dropped, ``error``
-      holds its :class:`~heatvit.errors.ErrorCode` until the next command and no output appears.
-    * ``weights`` (in): ``NT * KT * rows`` words of ``cols`` int8 weights for the accepted GEMM.
+    * ``cmd`` (in): ``(m, k, n, sparse, tiles)``.  Accepted when idle.  An invalid command is
+      dropped, ``error`` holds its :class:`~heatvit.errors.ErrorCode` until the next command
+      and no output appears.
+    * ``weights`` (in): ``T * rows`` words of ``cols`` int8 weights for the accepted GEMM:
+      dense, all ``T = NT * KT`` tiles; sparse, the ``T = tiles`` non-zero tiles only
+      (:func:`heatvit.golden.pack_weights` with a bitmap).
+    * ``tiles`` (in, sparse GEMMs only): the tile descriptors of
+      :func:`heatvit.golden.tile_descriptors` (:func:`.layouts.tile_desc`), one per non-zero
+      tile plus one per all-zero N tile; they must agree with ``cmd.tiles``.  Zero tiles are
+      not streamed, loaded or computed.
     * ``out`` (out): ``NT * M`` beats of ``cols`` int8 (per-tensor output scale), N tile major;
       ``last`` on the final beat.  Backpressure stalls the whole pipeline; nothing is dropped.
 
@@ -44,6 +51,7 @@ class GemmEngine(wiring.Component):
             "param_load": In(stream.Signature(layouts.param_load(cfg))),
             "cmd": In(stream.Signature(layouts.command(cfg))),
             "weights": In(stream.Signature(layouts.weight_word(cfg))),
+            "tiles": In(stream.Signature(layouts.tile_desc(cfg))),
             "out": Out(stream.Signature(layouts.out_beat(cfg))),
             "busy": Out(1),
             "error": Out(4),
@@ -108,6 +116,7 @@ class GemmEngine(wiring.Component):
             requantizer.tag.eq(accumulator.out_tag),
         ]
         wiring.connect(m, wiring.flipped(self.param_load), requantizer.params)
+        wiring.connect(m, wiring.flipped(self.tiles), streamer.desc)
 
         out_beat = Signal(layouts.out_beat(cfg))
         m.d.comb += [
@@ -125,11 +134,13 @@ class GemmEngine(wiring.Component):
         kt = Signal(range(cfg.max_k_tiles + 1))
         nt = Signal(range(cfg.max_n_tiles + 1))
         words = Signal(unsigned(len(kt) + cfg.m_bits))
+        grid = Signal(unsigned(len(kt) + len(nt)))
         code = Signal(4)
         m.d.comb += [
             kt.eq((cmd.k + (R - 1)) >> log_r),
             nt.eq((cmd.n + (C - 1)) >> log_c),
             words.eq(kt * cmd.m),
+            grid.eq(kt * nt),
         ]
         with m.If((cmd.m == 0) | (cmd.k == 0) | (cmd.n == 0)):
             m.d.comb += code.eq(ErrorCode.ZERO_DIMENSION)
@@ -141,6 +152,8 @@ class GemmEngine(wiring.Component):
             m.d.comb += code.eq(ErrorCode.N_TOO_LARGE)
         with m.Elif(words > cfg.act_buffer_words):
             m.d.comb += code.eq(ErrorCode.ACT_BUFFER_OVERFLOW)
+        with m.Elif(cmd.sparse & (cmd.tiles > grid)):
+            m.d.comb += code.eq(ErrorCode.TILE_COUNT_TOO_LARGE)
 
         accept = self.cmd.valid & self.cmd.ready
         start = Signal()
@@ -148,11 +161,12 @@ class GemmEngine(wiring.Component):
             self.cmd.ready.eq(~self.busy),
             start.eq(accept & (code == 0)),
             loader.start.eq(start),
-            loader.tiles.eq(kt * nt),
+            loader.tiles.eq(Mux(cmd.sparse, cmd.tiles, grid)),
             streamer.start.eq(start),
             streamer.m.eq(cmd.m),
             streamer.kt.eq(kt),
             streamer.nt.eq(nt),
+            streamer.sparse.eq(cmd.sparse),
             streamer.k_last.eq(((cmd.k - 1) & (R - 1)) + 1),
             streamer.n_last.eq(((cmd.n - 1) & (C - 1)) + 1),
         ]

@@ -31,10 +31,26 @@ def psum_word(cfg: GemmConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(cfg.column_psum_bits), cfg.cols)
 
 
+def tile_count_bits(cfg: GemmConfig) -> int:
+    """Width of a count of weight tiles, 0 .. max_k_tiles * max_n_tiles."""
+    return (cfg.max_k_tiles * cfg.max_n_tiles).bit_length()
+
+
 def command(cfg: GemmConfig) -> data.StructLayout:
-    """One GEMM: M x K times K x N (all unsigned)."""
+    """One GEMM: M x K times K x N (all unsigned).  ``sparse`` = 1: static block sparsity, the
+    engine walks the ``tiles`` descriptor stream and the weight stream holds ``tiles`` (the
+    number of non-zero weight tiles) tiles; ``sparse`` = 0: dense, ``tiles`` is ignored."""
     return data.StructLayout({"m": unsigned(cfg.m_bits), "k": unsigned(cfg.k_bits),
-                              "n": unsigned(cfg.n_bits)})
+                              "n": unsigned(cfg.n_bits), "sparse": unsigned(1),
+                              "tiles": unsigned(tile_count_bits(cfg))})
+
+
+def tile_desc(cfg: GemmConfig) -> data.StructLayout:
+    """One beat of a sparse GEMM's tile stream (:func:`heatvit.golden.tile_descriptors`): the
+    non-zero weight tile ``(kt, current N tile)``, ``last`` on the last one of its N tile;
+    ``empty`` = 1 stands for an N tile with no non-zero tile (``kt`` ignored, ``last`` = 1)."""
+    return data.StructLayout({"kt": unsigned(max(1, (cfg.max_k_tiles - 1).bit_length())),
+                              "last": unsigned(1), "empty": unsigned(1)})
 
 
 def act_load(cfg: GemmConfig) -> data.StructLayout:
