@@ -1,0 +1,65 @@
+"""Simulation speed: the HDL DDR model (no Python per cycle) against cocotbext-axi's AxiRam.
+
+The same GEMM (DeiT-T's qkv, 197 x 192 x 576; quick: 64 x 64 x 96) through the shell at the
+default configuration (16 x 16, 128-bit AXI) on Verilator, twice: with ``heatvit_fastsim``
+(:mod:`heatvit.sim.fast_top`, driver back end :mod:`heatvit.driver.fastsim`) and with the
+per-cycle Python AXI models (``heatvit bench shell``'s run).  Both bit-exact against the golden
+model.  Simulated cycles per wall second = the job's ``CYCLES`` over the wall time of the run
+(AxiRam: of ``GemmDriver.gemm``, which also loads and reads back; the fast run reports its load
+and read times separately, both small), and per CPU second of the simulator process (Python
+included), the figure a loaded shared machine does not distort.  Writes ``build/bench/fastsim.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from heatvit.config import AcceleratorConfig
+from heatvit.shell_config import ShellConfig, config_blob
+
+from .shell import QUICK_SHAPE, SHAPE
+from .shell import run_shell as run_axiram
+
+DDR_BYTES = 1 << 20
+
+
+def run_fast(acc: AcceleratorConfig, shell: ShellConfig, shapes: list, *, sim: str | None = None,
+             ddr_bytes: int = DDR_BYTES) -> list[dict]:
+    import heatvit.sim as sim_pkg
+    from heatvit.sim.fast_top import TOP_NAME, export_fast
+    from heatvit.sim.runner import run_cocotb
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        env = {"HEATVIT_SHELL": json.dumps(config_blob(acc, shell)), "HEATVIT_SHAPES": json.dumps(shapes),
+               "HEATVIT_DDR_BYTES": str(ddr_bytes), "HEATVIT_RESULT": str(result)}
+        run_cocotb(verilog=export_fast(acc, shell, ddr_bytes), toplevel=TOP_NAME,
+                   test_module="fastsim_measure", test_dir=Path(sim_pkg.__file__).parent, sim=sim,
+                   env=env, tag="bench")
+        return json.loads(result.read_text())
+
+
+def main(out_dir: Path, quick: bool = False) -> list[Path]:
+    acc, shell = AcceleratorConfig(), ShellConfig()
+    m, k, n = QUICK_SHAPE if quick else SHAPE
+    (fast,) = run_fast(acc, shell, [[m, k, n]], sim="verilator")
+    (slow,) = run_axiram(acc, shell, [[m, k, n]], sim="verilator")
+    slow_rate = slow["cycles"] / slow["wall_s"]
+    slow_cpu_rate = slow["cycles"] / slow["cpu_s"]
+    doc = {
+        "config": acc.to_dict(), "shell": shell.to_dict(), "simulator": "verilator",
+        "shape": {"m": m, "k": k, "n": n},
+        "fast": fast, "axiram": {**slow, "sim_cycles_per_s": round(slow_rate),
+                                 "sim_cycles_per_cpu_s": round(slow_cpu_rate)},
+        "speedup_wall": round(fast["sim_cycles_per_s"] / slow_rate, 1),
+        "speedup_cpu": round(fast["sim_cycles_per_cpu_s"] / slow_cpu_rate, 1),
+        "note": "fast: HDL DDR model, Python only between jobs; axiram: cocotbext-axi models "
+                "run Python every cycle. Cycle counts differ slightly (different DDR timing).",
+    }
+    out = out_dir / "fastsim.json"
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{m}x{k}x{n}: fast {fast['cycles']} cycles at {fast['sim_cycles_per_cpu_s']:,} cycles per CPU s "
+          f"({fast['sim_cycles_per_s']:,}/s wall); AxiRam {slow['cycles']} cycles at "
+          f"{round(slow_cpu_rate):,} per CPU s ({round(slow_rate):,}/s wall): x{doc['speedup_cpu']}", flush=True)
+    return [out]

@@ -1,0 +1,108 @@
+"""Amaranth-simulator test of rtl/accel/descriptor.py: the error code of every descriptor equals
+the first failing check of heatvit.isa.decode + heatvit.isa.check (with the live token count),
+on valid descriptors, near-limit ones and random corruptions, every opcode.  Seeds: HEATVIT_SEED."""
+
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.rtl.accel.descriptor import DescriptorChecker
+from heatvit.sim.runner import pick_seed
+
+from accel.streams import recv, send
+
+ACC = {
+    "default": AcceleratorConfig(),
+    "4x4": AcceleratorConfig(gemm=GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512,
+                                             max_n=256, weight_fifo_depth=8, out_fifo_depth=4)),
+}
+
+
+def golden_code(words, acc, n_live) -> int:
+    try:
+        d = isa.decode(words)
+        isa.check(d, acc, n_live)
+    except isa.DescriptorError as e:
+        return int(e.code)
+    return 0
+
+
+def random_descriptor(rng: random.Random, acc) -> list[int]:
+    """Fields drawn around the limits that matter (0, 1, buffer sizes +- 1, aligned or not)."""
+    bufs = isa.token_buffers(acc)
+    lim = [0, 1, 2, 3, 16, 63, 64, acc.buffers.max_tokens, acc.buffers.max_tokens + 1, acc.buffers.max_dim,
+           acc.gemm.max_m, acc.gemm.max_m + 1, acc.gemm.max_k, acc.gemm.max_n]
+    op = rng.choice(list(isa.Op))
+    kw = {}
+    for fd in isa.op_fields(op):
+        if fd.name == "opcode":
+            continue
+        r = rng.random()
+        if fd.name in ("src", "dst", "aux"):
+            v = rng.choice(list(isa.Buf)) if r < 0.9 else rng.randrange(16)
+        elif fd.name == "epilogue":
+            v = rng.randrange(len(isa.Epilogue)) if r < 0.9 else rng.randrange(16)
+        elif fd.width <= 4:
+            v = rng.randrange(4) if r < 0.9 else rng.randrange(1 << fd.width)
+        elif fd.name in ("src_col", "dst_col", "aux_col"):
+            v = rng.choice([0, 16, 32, 64, 128, 5, 192]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name in ("src_row", "dst_row", "aux_row"):
+            v = rng.choice([0, 0, 1, 7, 60]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "addr":
+            v = rng.choice([0, 64 * rng.randrange(1000), 0xFFFF_FFC0, 32]) if r < 0.9 else rng.getrandbits(32)
+        elif fd.name == "stride":
+            v = rng.choice([16, 64, 192, 768, 8, 0]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name in ("m", "k", "n"):
+            v = rng.choice(lim + [rng.randrange(1, 200)]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "heads":
+            v = rng.choice([0, 1, 3, 4, 12]) if r < 0.9 else rng.randrange(256)
+        elif fd.name == "threshold":
+            v = rng.choice([0, 1000, acc.toksel.score_max, acc.toksel.score_max + 1]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "a_col":
+            v = rng.choice([0, 3, 64, 180]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "version":
+            v = isa.isa_version_word()
+        else:
+            v = rng.getrandbits(fd.width) if r < 0.5 else rng.randrange(1 << min(fd.width, 8))
+        kw[fd.name] = v & fd.mask
+    words = isa.encode(isa.Descriptor(opcode=op, **kw))
+    p = rng.random()
+    if p < 0.08:                                   # a stray bit anywhere
+        words[rng.randrange(isa.DESC_WORDS)] ^= 1 << rng.randrange(32)
+    elif p < 0.12:                                 # an unknown opcode
+        words[0] = (words[0] & ~0xFF) | rng.choice([0, 0x08, 0x0E, 0xFF])
+    return words
+
+
+@pytest.mark.parametrize("name", list(ACC))
+def test_descriptor_checker(name):
+    seed = pick_seed()
+    rng = random.Random(seed)
+    acc = ACC[name]
+    cases = [(random_descriptor(rng, acc), rng.choice([1, 2, 17, 50, acc.buffers.max_tokens]))
+             for _ in range(1200)]
+    want = [golden_code(w, acc, nl) for w, nl in cases]
+    dut = DescriptorChecker(acc)
+    got = []
+
+    async def source(ctx):
+        for words, nl in cases:
+            ctx.set(dut.n_live, nl)
+            await send(ctx, dut.i, [words], rng, gap=0.2)
+            (p,) = await recv(ctx, dut.o, 1, rng, gap=0.2)
+            got.append(int(p.code))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.run()
+    codes = {c for c in want}
+    assert len(codes) >= 8, f"seed {seed}: only codes {sorted(codes)} exercised"
+    ops = {w[0] & 0xFF for (w, _), c in zip(cases, want) if c == 0}
+    assert ops >= {int(o) for o in isa.Op} - {int(isa.Op.SELECT)}, f"seed {seed}: runnable ops {sorted(ops)}"
+    for (words, nl), w, g in zip(cases, want, got):
+        assert g == w, (f"seed {seed}: n_live {nl}, words {[hex(x) for x in words]}: code {g} != golden {w}"
+                        f" ({isa.decode(words) if w not in (32, 33) else 'undecodable'})")
