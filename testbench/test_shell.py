@@ -12,7 +12,7 @@ import pytest
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.rtl.shell.wrapper import TOP_NAME, export
 from heatvit.shell_config import ShellConfig
-from heatvit.sim.runner import run_cocotb, simulator_available
+from heatvit.sim.runner import run_testbench
 
 _GEMM_4x4 = GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512, max_n=64,
                        weight_fifo_depth=8, out_fifo_depth=4)
@@ -45,17 +45,13 @@ def run_shell(name: str, sim: str, *, module: str = "tb_shell", env: dict | None
     acc = SHELL_CONFIGS[name]
     core, top = export(acc)
     extra = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), **(env or {})}
-    if sim == "icarus":
-        extra.setdefault("HEATVIT_QUICK", "1")
-    return run_cocotb(verilog=core + "\n" + top, toplevel=TOP_NAME, test_module=module,
-                      test_dir=Path(__file__).parent / "shell", sim=sim, env=extra, tag=name,
-                      testcase=testcase)
+    return run_testbench(core + "\n" + top, toplevel=TOP_NAME, test_module=module,
+                         test_dir=Path(__file__).parent / "shell", sim=sim, env=extra, tag=name,
+                         testcase=testcase)
 
 
 @pytest.mark.parametrize("name,sim", SHELL_RUNS, ids=[f"{n}-{s}" for n, s in SHELL_RUNS])
 def test_shell(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     run_shell(name, sim)
 
 

@@ -1,8 +1,9 @@
 """cocotb tests of the accelerator shell through heatvit.driver's simulation back end.
 
 Every result is compared bit-exactly with heatvit.golden; every AXI channel of both buses
-stalls at random; all of DDR outside the output buffer is checked unchanged after each job.
-Randomness comes from the cocotb seed (replay with HEATVIT_SEED).
+stalls at random (and under each stall pattern of heatvit.sim.streams in ``stall_patterns``) with
+the handshake monitor on every channel; all of DDR outside the output buffer is checked
+unchanged after each job.  Randomness comes from the cocotb seed (replay with HEATVIT_SEED).
 """
 
 import json
@@ -18,16 +19,25 @@ from heatvit import golden
 from heatvit.config import AcceleratorConfig
 from heatvit.driver import Buffers
 from heatvit.driver.core import image_sizes
-from heatvit.driver.sim import start
+from heatvit.driver.sim import start as driver_start
 from heatvit.errors import ErrorCode, HardwareError
 from heatvit.rtl.shell import regmap
+from heatvit.sim.axi import AxiWatch, set_axi_pattern
 from heatvit.sim.gemm_tb import GemmTB
+from heatvit.sim.streams import PATTERNS, checked_test
 
 ACC = AcceleratorConfig.from_dict(json.loads(os.environ["HEATVIT_CONFIG"]))
 SHELL = ACC.shell
 CFG = ACC.gemm
 QUICK = os.environ.get("HEATVIT_QUICK", "0") == "1"
 DB = SHELL.data_bytes
+
+
+async def start(dut, acc, **kwargs):
+    """:func:`heatvit.driver.sim.start` with the handshake monitor on every AXI channel."""
+    be, drv, mon = await driver_start(dut, acc, **kwargs)
+    AxiWatch(dut, dut.aclk, dut.aresetn)
+    return be, drv, mon
 
 
 def _rngs():
@@ -91,7 +101,7 @@ def straddling(be, sizes) -> Buffers:
     return Buffers(**addrs)
 
 
-@cocotb.test()
+@checked_test
 async def registers(dut):
     """Every register field reads back what the map says; RW registers honour byte strobes."""
     rng, np_rng = _rngs()
@@ -142,7 +152,7 @@ async def registers(dut):
     assert int(dut.irq.value) == 1
 
 
-@cocotb.test()
+@checked_test
 async def gemms_with_stalls(dut):
     """Random shapes, stalls on every channel, buffers crossing 4 KiB lines."""
     rng, np_rng = _rngs()
@@ -160,7 +170,7 @@ async def gemms_with_stalls(dut):
     assert split, "no burst was split at a 4 KiB line: the test lost its coverage"
 
 
-@cocotb.test()
+@checked_test
 async def bad_inputs(dut):
     """Bad shapes and addresses: an error code, a driver exception naming it, no bus traffic."""
     rng, np_rng = _rngs()
@@ -239,7 +249,7 @@ async def job_with_stray_start(dut, fault: str | None, *, stall: float, delay: i
     return be, drv, mon, np_rng, job, golden.gemm(CFG, a, w, bias, mult, shift), err
 
 
-@cocotb.test()
+@checked_test
 async def start_while_busy(dut):
     """A second start during a job: the job completes bit-exactly, ERROR says START_WHILE_BUSY."""
     be, drv, mon, np_rng, job, expected, err = await job_with_stray_start(dut, None, stall=0.2, delay=30)
@@ -272,19 +282,19 @@ async def corrupting_error_after_stray_start(dut, fault: str, code: ErrorCode):
     await gemm_checked(be, drv, mon, np_rng, 5, 6, 7)
 
 
-@cocotb.test()
+@checked_test
 async def slverr_after_start_while_busy(dut):
     """SLVERR on one weight beat after a CTRL write: AXI_READ_ERROR, not START_WHILE_BUSY."""
     await corrupting_error_after_stray_start(dut, "slverr", ErrorCode.AXI_READ_ERROR)
 
 
-@cocotb.test()
+@checked_test
 async def timeout_after_start_while_busy(dut):
     """Read data stalled past the watchdog after a CTRL write: TIMEOUT, not START_WHILE_BUSY."""
     await corrupting_error_after_stray_start(dut, "stall", ErrorCode.TIMEOUT)
 
 
-@cocotb.test()
+@checked_test
 async def reset_mid_transfer(dut):
     """aresetn during the DMA, then a clean job (registers back to reset values)."""
     rng, np_rng = _rngs()
@@ -304,7 +314,7 @@ async def reset_mid_transfer(dut):
         await gemm_checked(be, drv, mon, np_rng, 6, 10, 9)
 
 
-@cocotb.test()
+@checked_test
 async def watchdog(dut):
     """A bus that stops answering: TIMEOUT while busy (no hang), then drain and a clean job."""
     rng, np_rng = _rngs()
@@ -337,7 +347,7 @@ async def watchdog(dut):
         await gemm_checked(be, drv, mon, np_rng, 4, 9, 5)
 
 
-@cocotb.test()
+@checked_test
 async def axi_error_responses(dut):
     """SLVERR on a read or a write: the job ends with AXI_READ_ERROR / AXI_WRITE_ERROR."""
     rng, np_rng = _rngs()
@@ -358,3 +368,15 @@ async def axi_error_responses(dut):
         assert not await drv.read("STATUS") & regmap.STATUS_BUSY
         assert await drv.read("ERROR_FLAGS") == 1 << code
     await gemm_checked(be, drv, mon, np_rng, 3, 4, 5)
+
+
+@checked_test
+async def stall_patterns(dut):
+    """One job under each stall pattern on every channel of both buses (long stalls on the
+    smallest shape)."""
+    rng, np_rng = _rngs()
+    be, drv, mon = await start(dut, ACC, rng=rng)
+    for name in PATTERNS:
+        set_axi_pattern(be.channels(), name, rng)
+        shape = (2, 3, 2) if name == "long" else (5, CFG.rows + 1, CFG.cols + 1)
+        await gemm_checked(be, drv, mon, np_rng, *shape)
