@@ -47,8 +47,9 @@ def export(session):
 
 @nox.session
 def bench(session):
-    """Benchmarks: JSON under build/bench/ (``nox -s bench -- training``: the multi-seed training
-    sweep, long; it needs the ``train`` extra, installed when named)."""
+    """Benchmarks: JSON under build/bench/ (``nox -s bench -- NAME ...``; ``-- --quick``: every
+    bench on small configs and shapes, as ``.ci/run`` does after the tests; ``-- training``: the
+    multi-seed training sweep, long, only when named; it needs the ``train`` extra, installed then)."""
     _install(session, "test,train" if "training" in session.posargs else "test")
     session.run("heatvit", "bench", *session.posargs)
 

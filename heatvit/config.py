@@ -2,9 +2,8 @@
 
 Every consumer (RTL generators, the golden model, testbenches, benchmarks, the host driver and
 the compiler) reads the same frozen :class:`AcceleratorConfig`, so they cannot drift apart.
-Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear`` and ``toksel`` in their
-own modules; the AXI shell's ``ShellConfig`` travels beside it); derived quantities are
-properties, and every constraint is checked in ``__post_init__`` with a :class:`ValueError`
+Each hardware unit owns one frozen section (``gemm`` here; ``nonlinear``, ``toksel`` and the AXI
+``shell`` in their own modules); derived quantities are properties, and every constraint is checked in ``__post_init__`` with a :class:`ValueError`
 naming the parameter and its allowed range.
 """
 
@@ -299,11 +298,12 @@ class GemmConfig:
 
 
 from .nonlinear_config import NonlinearConfig  # noqa: E402  (sections import .validate only)
+from .shell_config import ShellConfig  # noqa: E402
 from .toksel_config import TokSelConfig  # noqa: E402
 from .accel_config import BufferConfig, check_against as _check_buffers, derived as _derived_buffers  # noqa: E402
 
 _SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
-             "buffers": BufferConfig}
+             "buffers": BufferConfig, "shell": ShellConfig}
 
 
 @dataclass(frozen=True)
@@ -311,8 +311,11 @@ class AcceleratorConfig:
     """The whole accelerator: one section per unit, plus the clock it is built for.
 
     ``toksel.lanes`` must equal ``gemm.rows`` (the token selector writes whole activation-buffer
-    words); left out, the ``toksel`` section is derived that way.  The AXI shell's section (:class:`heatvit.shell_config.ShellConfig`) travels beside
-    this object (``config_blob``), since one accelerator can sit in differently wired shells.
+    words); left out, the ``toksel`` section is derived that way.  To change the array's size
+    use :meth:`with_array` (or :meth:`with_gemm`), which re-derives ``toksel.lanes``;
+    ``dataclasses.replace(acc, gemm=...)`` keeps the old selector and is rejected.  ``shell`` is
+    the AXI shell around the engine (DMA widths, window, watchdog, register base); a JSON file
+    without it (written before it was a section) loads with its defaults.
     """
 
     gemm: GemmConfig = field(default_factory=GemmConfig)
@@ -322,6 +325,7 @@ class AcceleratorConfig:
     buffers: BufferConfig | None = None
     """Token buffers (:mod:`heatvit.accel_config`); default: derived from the other sections."""
     clock_mhz: float = 300.0
+    shell: ShellConfig = field(default_factory=ShellConfig)
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
@@ -337,8 +341,25 @@ class AcceleratorConfig:
             raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
         if self.toksel.lanes != self.gemm.rows:
             raise ValueError(f"AcceleratorConfig: toksel.lanes = {self.toksel.lanes} must equal "
-                             f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words)")
+                             f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words); "
+                             f"resize the array with AcceleratorConfig.with_array")
         _check_buffers(self.buffers, self.gemm, self.nonlinear, self.toksel)
+
+    # -- consistent changes ------------------------------------------------------------------
+    def with_gemm(self, **changes) -> "AcceleratorConfig":
+        """This config with ``gemm`` fields changed and the fields that depend on them derived
+        again: ``toksel.lanes = gemm.rows``, and ``buffers`` if it was the derived default (an
+        explicit ``buffers`` is kept and checked against the new engine).  Every other section
+        is kept."""
+        gemm = dataclasses.replace(self.gemm, **changes)
+        toksel = dataclasses.replace(self.toksel, lanes=gemm.rows)
+        was_derived = self.buffers == _derived_buffers(self.gemm, self.nonlinear, self.toksel)
+        return dataclasses.replace(self, gemm=gemm, toksel=toksel,
+                                   buffers=None if was_derived else self.buffers)
+
+    def with_array(self, rows: int, cols: int) -> "AcceleratorConfig":
+        """This config on a ``rows`` x ``cols`` PE array (see :meth:`with_gemm`)."""
+        return self.with_gemm(rows=rows, cols=cols)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

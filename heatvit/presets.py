@@ -23,7 +23,11 @@ PRESETS: dict[str, AcceleratorConfig] = {
 
 
 def load_config(spec: str | Path) -> AcceleratorConfig:
-    """A preset name, or a path to a JSON file written by ``AcceleratorConfig.to_dict``."""
+    """A preset name, or a path to a JSON file written by ``AcceleratorConfig.to_dict``.
+
+    Files written before the shell was a section load too: an ``AcceleratorConfig`` without
+    ``shell`` takes the default shell, and the old two-part ``heatvit_config.json``
+    (``{"accelerator": ..., "shell": ...}``) becomes one config."""
     if str(spec) in PRESETS:
         return PRESETS[str(spec)]
     path = Path(spec)
@@ -35,4 +39,9 @@ def load_config(spec: str | Path) -> AcceleratorConfig:
         raise ValueError(f"config file {path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path}: expected a JSON object")
-    return AcceleratorConfig.from_dict(data)
+    if set(data) == {"accelerator", "shell"} and isinstance(data["accelerator"], dict):
+        data = {**data["accelerator"], "shell": data["shell"]}
+    try:
+        return AcceleratorConfig.from_dict(data)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config file {path}: {e}") from None

@@ -1,6 +1,8 @@
 """Configuration of the accelerator shell: the AXI4 DMA master and the AXI4-Lite registers.
 
-A frozen dataclass like :class:`heatvit.config.GemmConfig`: every constraint is checked in
+The ``shell`` section of :class:`heatvit.config.AcceleratorConfig` (one digest, one JSON file for
+the RTL, the driver and the Vivado project).  A frozen dataclass like
+:class:`heatvit.config.GemmConfig`: every constraint is checked in
 ``__post_init__`` with a :class:`ValueError` naming the parameter and its allowed range, derived
 quantities are properties.  The defaults target the ZCU102: the DMA master on the PS's
 ``S_AXI_HP0_FPD`` (128-bit data, 49-bit addresses, of which the low 40 are used), the registers
@@ -12,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import GemmConfig
 from .validate import check_int as _check_int
 
 # AXI4 bursts may not cross a 4 KiB address boundary (AMBA AXI spec A3.4.1).
@@ -86,7 +87,7 @@ class ShellConfig:
     def read_fifo_depth(self) -> int:
         return self.burst_len * self.read_outstanding
 
-    def check_gemm(self, gemm: GemmConfig) -> None:
+    def check_gemm(self, gemm) -> None:
         """Raise ``ValueError`` unless the shell can carry ``gemm``'s words in whole bytes."""
         for name in ("act_bits", "weight_bits"):
             if getattr(gemm, name) != 8:
@@ -96,23 +97,3 @@ class ShellConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-
-DEFAULT_SHELL = ShellConfig()
-
-
-def config_blob(acc, shell: ShellConfig) -> dict:
-    """``{"accelerator": ..., "shell": ...}``: what the board driver, the simulation and the
-    Vivado project (``heatvit_config.json``) read back with :func:`from_blob`."""
-    return {"accelerator": acc.to_dict(), "shell": shell.to_dict()}
-
-
-def from_blob(blob: dict):
-    """Inverse of :func:`config_blob`: ``(AcceleratorConfig, ShellConfig)``."""
-    from .config import AcceleratorConfig
-    if not isinstance(blob, dict) or set(blob) != {"accelerator", "shell"}:
-        raise ValueError("shell config blob must be an object with keys 'accelerator' and 'shell'")
-    known = {f.name for f in dataclasses.fields(ShellConfig)}
-    extra = set(blob["shell"]) - known
-    if extra:
-        raise ValueError(f"ShellConfig: unknown keys {sorted(extra)}; known {sorted(known)}")
-    return AcceleratorConfig.from_dict(blob["accelerator"]), ShellConfig(**blob["shell"])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from heatvit.shell_config import config_blob
 from heatvit.sim.fast_top import TOP_NAME, ddr_depth_log2, export_fast
 from heatvit.sim.runner import run_cocotb, simulator_available
 
@@ -21,10 +20,10 @@ DDR_BYTES = 1 << 16          # 64 KiB of the 256 KiB test window: addresses abov
 RUNS = [("4x4-w64", "icarus"), ("4x4-w32", "icarus"), ("8x4-w128", "verilator")]
 
 
-def run_fast(acc, shell, sim, *, ddr_bytes=DDR_BYTES, env=None, testcase=None, tag=""):
-    extra = {"HEATVIT_SHELL": json.dumps(config_blob(acc, shell)), "HEATVIT_DDR_BYTES": str(ddr_bytes),
+def run_fast(acc, sim, *, ddr_bytes=DDR_BYTES, env=None, testcase=None, tag=""):
+    extra = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), "HEATVIT_DDR_BYTES": str(ddr_bytes),
              **(env or {})}
-    return run_cocotb(verilog=export_fast(acc, shell, ddr_bytes), toplevel=TOP_NAME,
+    return run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
                       test_module="tb_fastsim", test_dir=Path(__file__).parent / "fastsim", sim=sim,
                       env=extra, tag=tag, testcase=testcase)
 
@@ -33,13 +32,12 @@ def run_fast(acc, shell, sim, *, ddr_bytes=DDR_BYTES, env=None, testcase=None, t
 def test_fastsim(name, sim):
     if not simulator_available(sim):
         pytest.skip(f"{sim} not installed")
-    acc, shell = SHELL_CONFIGS[name]
-    run_fast(acc, shell, sim, tag=name, env={"HEATVIT_QUICK": "1"} if sim == "icarus" else None)
+    run_fast(SHELL_CONFIGS[name], sim, tag=name, env={"HEATVIT_QUICK": "1"} if sim == "icarus" else None)
 
 
 @pytest.mark.parametrize("ddr_bytes,needle", [(1000, ">= 4096"), (3 << 12, "power of two"),
                                               (1 << 20, "window"), (True, "int")])
 def test_ddr_size_rejected(ddr_bytes, needle):
-    _, shell = SHELL_CONFIGS["4x4-w64"]
+    shell = SHELL_CONFIGS["4x4-w64"].shell
     with pytest.raises(ValueError, match=needle):
         ddr_depth_log2(shell, ddr_bytes)

@@ -6,7 +6,7 @@ import pytest
 
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.rtl.nonlinear.bank import NonlinearBank
-from heatvit.sim.runner import config_env, export_verilog, run_cocotb, simulator_available
+from heatvit.sim.runner import config_env, run_testbench
 
 NL_CONFIGS = {
     # The deployment sizes: 2 lanes, 256-token softmax rows, 768-channel LayerNorm rows.
@@ -21,11 +21,6 @@ NL_RUNS = [("full", "verilator"), ("small", "icarus")]
 
 @pytest.mark.parametrize("name,sim", NL_RUNS, ids=[f"{n}-{s}" for n, s in NL_RUNS])
 def test_nonlinear_units(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     cfg = NL_CONFIGS[name]
-    env = config_env(cfg)
-    if sim == "icarus":
-        env["HEATVIT_QUICK"] = "1"   # Icarus runs ~8x slower: subsets instead of exhaustive sweeps
-    run_cocotb(verilog=export_verilog(NonlinearBank(cfg), "nonlinear_bank"), toplevel="nonlinear_bank",
-               test_module="tb_nonlinear", test_dir=Path(__file__).parent / "nonlinear", sim=sim, env=env, tag=name)
+    run_testbench(NonlinearBank(cfg), toplevel="nonlinear_bank", test_module="tb_nonlinear",
+                  test_dir=Path(__file__).parent / "nonlinear", sim=sim, env=config_env(cfg), tag=name)

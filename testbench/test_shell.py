@@ -11,8 +11,8 @@ import pytest
 
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.rtl.shell.wrapper import TOP_NAME, export
-from heatvit.shell_config import ShellConfig, config_blob
-from heatvit.sim.runner import run_cocotb, simulator_available
+from heatvit.shell_config import ShellConfig
+from heatvit.sim.runner import run_testbench
 
 _GEMM_4x4 = GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512, max_n=64,
                        weight_fifo_depth=8, out_fifo_depth=4)
@@ -25,15 +25,15 @@ _WINDOW = dict(window_base=0x1_0000, window_size=0x4_0000, addr_width=32, watchd
 
 SHELL_CONFIGS = {
     # AXI beats wider than engine words: split reads, gathered writes with a partial last beat.
-    "4x4-w64": (AcceleratorConfig(gemm=_GEMM_4x4, clock_mhz=250.0),
-                ShellConfig(data_width=64, burst_len=8, **_WINDOW)),
+    "4x4-w64": AcceleratorConfig(gemm=_GEMM_4x4, clock_mhz=250.0,
+                                 shell=ShellConfig(data_width=64, burst_len=8, **_WINDOW)),
     # Beats as wide as engine words; parameter records gathered from two beats.
-    "4x4-w32": (AcceleratorConfig(gemm=_GEMM_4x4), ShellConfig(data_width=32, burst_len=4, **_WINDOW)),
+    "4x4-w32": AcceleratorConfig(gemm=_GEMM_4x4, shell=ShellConfig(data_width=32, burst_len=4, **_WINDOW)),
     # 128-bit beats (the ZCU102 default) over a non-square array.
-    "8x4-w128": (AcceleratorConfig(gemm=_GEMM_8x4), ShellConfig(data_width=128, burst_len=16, **_WINDOW)),
+    "8x4-w128": AcceleratorConfig(gemm=_GEMM_8x4, shell=ShellConfig(data_width=128, burst_len=16, **_WINDOW)),
     # The default's array and bus width (engine words = AXI beats), small buffers.
-    "16x16-w128": (AcceleratorConfig(gemm=_GEMM_16x16),
-                   ShellConfig(data_width=128, burst_len=16, read_outstanding=4, **_WINDOW)),
+    "16x16-w128": AcceleratorConfig(gemm=_GEMM_16x16, shell=ShellConfig(data_width=128, burst_len=16,
+                                                                        read_outstanding=4, **_WINDOW)),
 }
 # Verilator builds take ~30-60 s each on a quiet 2-core machine; Icarus compiles in seconds.
 SHELL_RUNS = [("4x4-w32", "icarus"), ("4x4-w64", "icarus"), ("8x4-w128", "verilator"),
@@ -42,20 +42,16 @@ SHELL_RUNS = [("4x4-w32", "icarus"), ("4x4-w64", "icarus"), ("8x4-w128", "verila
 
 def run_shell(name: str, sim: str, *, module: str = "tb_shell", env: dict | None = None,
               testcase: str | None = None):
-    acc, shell = SHELL_CONFIGS[name]
-    core, top = export(acc, shell)
-    extra = {"HEATVIT_SHELL": json.dumps(config_blob(acc, shell)), **(env or {})}
-    if sim == "icarus":
-        extra.setdefault("HEATVIT_QUICK", "1")
-    return run_cocotb(verilog=core + "\n" + top, toplevel=TOP_NAME, test_module=module,
-                      test_dir=Path(__file__).parent / "shell", sim=sim, env=extra, tag=name,
-                      testcase=testcase)
+    acc = SHELL_CONFIGS[name]
+    core, top = export(acc)
+    extra = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), **(env or {})}
+    return run_testbench(core + "\n" + top, toplevel=TOP_NAME, test_module=module,
+                         test_dir=Path(__file__).parent / "shell", sim=sim, env=extra, tag=name,
+                         testcase=testcase)
 
 
 @pytest.mark.parametrize("name,sim", SHELL_RUNS, ids=[f"{n}-{s}" for n, s in SHELL_RUNS])
 def test_shell(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     run_shell(name, sim)
 
 
@@ -74,14 +70,30 @@ def test_shell_config_rejects(kwargs, needle):
         ShellConfig(**kwargs)
 
 
-def test_shell_config_blob_roundtrip():
-    from heatvit.shell_config import from_blob
-    acc, shell = SHELL_CONFIGS["4x4-w64"]
-    assert from_blob(json.loads(json.dumps(config_blob(acc, shell)))) == (acc, shell)
+def test_shell_section_roundtrip(tmp_path):
+    """The shell is a section of AcceleratorConfig: one JSON file, one digest."""
+    from heatvit.presets import load_config
+    acc = SHELL_CONFIGS["4x4-w64"]
+    assert AcceleratorConfig.from_dict(json.loads(json.dumps(acc.to_dict()))) == acc
+    assert acc.digest() != AcceleratorConfig(gemm=acc.gemm, clock_mhz=acc.clock_mhz).digest()
     with pytest.raises(ValueError, match="unknown keys"):
-        from_blob({"accelerator": acc.to_dict(), "shell": {**shell.to_dict(), "bogus": 1}})
+        AcceleratorConfig.from_dict({**acc.to_dict(), "shell": {**acc.shell.to_dict(), "bogus": 1}})
+    with pytest.raises(ValueError, match="shell must be a ShellConfig"):
+        AcceleratorConfig(shell={"data_width": 64})
     with pytest.raises(ValueError, match="act_bits"):
-        shell.check_gemm(GemmConfig(act_bits=6))
+        acc.shell.check_gemm(GemmConfig(act_bits=6))
+    # A config file written before the shell was a section loads with the default shell.
+    old = acc.to_dict()
+    del old["shell"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    loaded = load_config(tmp_path / "old.json")
+    assert loaded.shell == ShellConfig() and loaded.gemm == acc.gemm
+    # So does the old two-part heatvit_config.json of a Vivado project.
+    (tmp_path / "blob.json").write_text(json.dumps({"accelerator": old, "shell": acc.shell.to_dict()}))
+    assert load_config(tmp_path / "blob.json") == acc
+    (tmp_path / "bad.json").write_text(json.dumps({**old, "shell": {"data_width": 48}}))
+    with pytest.raises(ValueError, match="bad.json.*data_width"):
+        load_config(tmp_path / "bad.json")
 
 
 def test_docs_register_table_matches_regmap():
@@ -99,7 +111,7 @@ def test_driver_images_and_host_checks():
     from heatvit.driver import GemmDriver
     from heatvit.driver.core import image_sizes
 
-    acc, shell = SHELL_CONFIGS["8x4-w128"]
+    acc = SHELL_CONFIGS["8x4-w128"]
     cfg = acc.gemm
 
     class Mem:
@@ -119,7 +131,7 @@ def test_driver_images_and_host_checks():
     w = rng.integers(-128, 128, (k, n))
     bias, mult, shift = rng.integers(-1000, 1000, n), rng.integers(0, 1 << 16, n), rng.integers(0, 40, n)
     be = Mem()
-    job = GemmDriver(be, acc, shell).load(a, w, bias, mult, shift)
+    job = GemmDriver(be, acc).load(a, w, bias, mult, shift)
     sizes = image_sizes(acc, m, k, n)
     assert {b: len(be.mem[getattr(job.buffers, b)]) for b in ("act", "wgt", "prm")} == \
         {b: sizes[b] for b in ("act", "wgt", "prm")}
@@ -131,9 +143,9 @@ def test_driver_images_and_host_checks():
     assert np.array_equal((rec & 0xFFFFFFFF).astype(np.uint32).view(np.int32), bias)
     assert np.array_equal((rec >> 32) & 0xFFFFFF, mult) and np.array_equal(rec >> 56, shift)
     with pytest.raises(ValueError, match="a"):
-        GemmDriver(be, acc, shell).load(a + 200, w, bias, mult, shift)
+        GemmDriver(be, acc).load(a + 200, w, bias, mult, shift)
     with pytest.raises(ValueError, match="K dimensions"):
-        GemmDriver(be, acc, shell).load(a, w[:-1], bias, mult, shift)
+        GemmDriver(be, acc).load(a, w[:-1], bias, mult, shift)
 
 
 def test_board_backend_with_fake_pynq(tmp_path, monkeypatch):
@@ -146,7 +158,8 @@ def test_board_backend_with_fake_pynq(tmp_path, monkeypatch):
     from heatvit.driver.board import open_board
     from heatvit.rtl.shell import regmap
 
-    acc, shell = SHELL_CONFIGS["8x4-w128"]
+    acc = SHELL_CONFIGS["8x4-w128"]
+    shell = acc.shell
     regs = {regmap.OFFSET["MAGIC"]: regmap.MAGIC_VALUE,
             regmap.OFFSET["CONFIG_ID"]: regmap.config_id(acc.digest())}
     seen = {}
@@ -177,7 +190,7 @@ def test_board_backend_with_fake_pynq(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(Overlay=lambda path: seen.setdefault("overlay", path), MMIO=MMIO,
                                  allocate=allocate)
     monkeypatch.setitem(sys.modules, "pynq", fake)
-    (tmp_path / "heatvit_config.json").write_text(json.dumps(config_blob(acc, shell)))
+    (tmp_path / "heatvit_config.json").write_text(json.dumps(acc.to_dict()))
     drv = open_board(tmp_path / "heatvit.bit")
     assert seen["overlay"] == str(tmp_path / "heatvit.bit") and seen["mmio"] == (shell.reg_base, 0x1000)
     a = np.ones((3, 9), np.int64)

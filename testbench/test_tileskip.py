@@ -7,19 +7,13 @@ import pytest
 
 from gemm_configs import GEMM_CONFIGS
 from heatvit.rtl.gemm import GemmEngine
-from heatvit.sim.runner import config_env, export_verilog, run_cocotb, simulator_available
+from heatvit.sim.runner import config_env, run_testbench
 
 RUNS = [("4x4", "verilator"), ("8x4", "verilator"), ("4x4", "icarus"), ("8x4", "icarus")]
 
 
 @pytest.mark.parametrize("name,sim", RUNS, ids=[f"{n}-{s}" for n, s in RUNS])
 def test_tileskip_engine(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     cfg = GEMM_CONFIGS[name]
-    env = config_env(cfg)
-    if sim == "icarus":
-        env["HEATVIT_QUICK"] = "1"
-    run_cocotb(verilog=export_verilog(GemmEngine(cfg), "gemm_engine"), toplevel="gemm_engine",
-               test_module="tb_tileskip", test_dir=Path(__file__).parent / "gemm", sim=sim, env=env,
-               tag=name)
+    run_testbench(GemmEngine(cfg), toplevel="gemm_engine", test_module="tb_tileskip",
+                  test_dir=Path(__file__).parent / "gemm", sim=sim, env=config_env(cfg), tag=name)

@@ -7,7 +7,7 @@ import pytest
 
 from heatvit.rtl.toksel import TokenSelectorUnit
 from heatvit.rtl.toksel.combiner import ScoreCombiner
-from heatvit.sim.runner import config_env, export_verilog, run_cocotb, simulator_available
+from heatvit.sim.runner import config_env, run_testbench
 from heatvit.toksel_config import TokSelConfig
 
 TOKSEL_CONFIGS = {
@@ -26,25 +26,16 @@ TOKSEL_RUNS = [("small", "icarus"), ("wide-score", "icarus"), ("deit", "verilato
 
 @pytest.mark.parametrize("name,sim", TOKSEL_RUNS, ids=[f"{n}-{s}" for n, s in TOKSEL_RUNS])
 def test_toksel_unit(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     cfg = TOKSEL_CONFIGS[name]
-    env = config_env(cfg)
-    if sim == "icarus":
-        env["HEATVIT_QUICK"] = "1"
-    run_cocotb(verilog=export_verilog(TokenSelectorUnit(cfg), "toksel"), toplevel="toksel",
-               test_module="tb_toksel", test_dir=Path(__file__).parent / "toksel", sim=sim, env=env,
-               tag=name)
+    run_testbench(TokenSelectorUnit(cfg), toplevel="toksel", test_module="tb_toksel",
+                  test_dir=Path(__file__).parent / "toksel", sim=sim, env=config_env(cfg), tag=name)
 
 
 @pytest.mark.parametrize("name,sim", [("small", "icarus"), ("deit", "icarus")])
 def test_score_combiner(name, sim):
-    if not simulator_available(sim):
-        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
     cfg = TOKSEL_CONFIGS[name]
-    run_cocotb(verilog=export_verilog(ScoreCombiner(cfg), "combiner"), toplevel="combiner",
-               test_module="tb_combiner", test_dir=Path(__file__).parent / "toksel", sim=sim,
-               env=config_env(cfg), tag=name)
+    run_testbench(ScoreCombiner(cfg), toplevel="combiner", test_module="tb_combiner",
+                  test_dir=Path(__file__).parent / "toksel", sim=sim, env=config_env(cfg), tag=name)
 
 
 @pytest.mark.parametrize("kw,word", [

@@ -6,6 +6,8 @@ recorded calls are checked for the part, the IP, the PS settings, the address ma
 that exist on the thin Verilog top.  The thin top and the core also pass a Verilator lint.
 """
 
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 from heatvit.config import AcceleratorConfig
 from heatvit.platform.vivado import ACCEL_CELL, BD_NAME, PS_CELL, write_project
 from heatvit.platform.zcu102 import BOARD_PART, LED_PINS, PART, ZCU102Platform
-from heatvit.presets import PRESETS
+from heatvit.presets import PRESETS, load_config
 from heatvit.shell_config import ShellConfig
 
 STUB = r"""
@@ -48,16 +50,15 @@ source [lindex $argv 0]
 """
 
 # The small array keeps the Verilog export quick; the shells differ in what the script uses.
-CONFIGS = {"small-64": (PRESETS["small"], ShellConfig(data_width=64)),
-           "small-128-250MHz": (AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0),
-                                ShellConfig())}
+CONFIGS = {"small-64": dataclasses.replace(PRESETS["small"], shell=ShellConfig(data_width=64)),
+           "small-128-250MHz": AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0)}
 
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory):
     """Each configuration's project, written once (the Verilog export is the slow part)."""
     root = tmp_path_factory.mktemp("vivado")
-    return {name: (root / name, write_project(root / name, *cfgs)) for name, cfgs in CONFIGS.items()}
+    return {name: (root / name, write_project(root / name, acc)) for name, acc in CONFIGS.items()}
 
 
 def copy_project(projects, name, tmp: Path) -> Path:
@@ -92,12 +93,16 @@ def top_ports(project: Path) -> set[str]:
 @pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (apt-get install tcl)")
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_build_tcl_stubbed(name, projects, tmp_path):
-    acc, shell = CONFIGS[name]
+    acc = CONFIGS[name]
+    shell = acc.shell
     src, files = projects[name]
     project = copy_project(projects, name, tmp_path)
     assert sorted(str(f.relative_to(src)) for f in files) == sorted(
         ["rtl/heatvit_shell.v", "rtl/heatvit_top.v", "constraints/heatvit.xdc", "build.tcl",
          "heatvit_config.json", "README.md"])
+    # One config file: the whole AcceleratorConfig, shell section included.
+    assert load_config(src / "heatvit_config.json") == acc
+    assert json.loads((src / "heatvit_config.json").read_text())["shell"] == shell.to_dict()
     calls = run_stubbed(project, tmp_path, BOARD_PART)
     flat = [" ".join(c) for c in calls]
 
@@ -154,21 +159,32 @@ def test_build_tcl_without_board_files(projects, tmp_path):
     assert calls_named(calls, "create_bd_design")
 
 
-def test_thin_top_lints(projects, tmp_path):
-    """Verilator -Wall on core + thin top, with the CLI's waivers plus CASEINCOMPLETE (Amaranth
-    emits a ``casez`` without ``default`` for a Switch whose other values keep the old value)."""
-    from heatvit.cli import LINT_WAIVERS
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_written_tops_lint(name, projects):
+    """Verilator -Wall, with only heatvit.cli.LINT_WAIVERS, on every top module the project
+    holds (the core Vivado synthesizes and the thin top it packages), and every Verilog file
+    written belongs to a linted top."""
+    from heatvit.cli import lint
+    from heatvit.platform.vivado import VERILOG_TOPS
     from heatvit.sim.runner import setup_verilator
     if not setup_verilator():
         pytest.skip("verilator not installed")
-    _, files = projects["small-64"]
-    both = tmp_path / "both.v"
-    from heatvit.rtl.gemm.dsp48e2 import lint_stub   # the core instantiates DSP48E2 cells
-    both.write_text(files[0].read_text() + "\n" + files[1].read_text() + "\n" + lint_stub())
-    res = subprocess.run(["verilator", "--lint-only", "-Wall", "-Wno-CASEINCOMPLETE",
-                          *(f"-Wno-{w}" for w in LINT_WAIVERS), "--top-module", "heatvit_top", str(both)],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+    src, files = projects[name]
+    written = {str(f.relative_to(src)) for f in files if f.suffix == ".v"}
+    assert written == {r for rel in VERILOG_TOPS.values() for r in rel}
+    for top, rel in VERILOG_TOPS.items():
+        lint([src / r for r in rel], top)
+
+
+def test_export_lints(tmp_path, capsys):
+    """``heatvit export`` lints what it writes."""
+    from heatvit.cli import main
+    from heatvit.sim.runner import setup_verilator
+    if not setup_verilator():
+        pytest.skip("verilator not installed")
+    assert main(["export", "--config", "small", "--out", str(tmp_path)]) == 0
+    assert "lint-only -Wall: clean" in capsys.readouterr().out
+    assert {p.name for p in tmp_path.glob("*.v")} == {"gemm_engine.v"}
 
 
 def test_zcu102_platform_plan():
@@ -197,7 +213,11 @@ def test_zcu102_platform_plan():
 def test_vivado_project_main(tmp_path, capsys):
     from heatvit.vivado_project import main
     assert main(["--config", "small", "--out", str(tmp_path / "v"), "--data-width", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "-Wall heatvit_shell: clean" in out and "-Wall heatvit_top: clean" in out
     assert (tmp_path / "v/build.tcl").exists()
+    written = load_config(tmp_path / "v/heatvit_config.json")
+    assert written.shell.data_width == 64 and written.gemm == PRESETS["small"].gemm
     with pytest.raises(SystemExit):
         main(["--config", "small", "--out", str(tmp_path / "w"), "--data-width", "48"])
     assert "data_width = 48" in capsys.readouterr().err

@@ -27,8 +27,9 @@ CHUNK = 30
 """Images per step of the integer forward passes (one progress step each)."""
 
 
-def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
-    """Measure the table (``limit``: first N test images only, for quick runs)."""
+def evaluate(model=None, splits=None, *, limit: int | None = None, calib_limit: int | None = None) -> dict:
+    """Measure the table (``limit`` / ``calib_limit``: first N test / calibration images only,
+    for quick runs)."""
     model = model or model_io.load_npz()
     splits = splits or vit_data.load_splits()
     cfg = model.cfg
@@ -36,7 +37,7 @@ def evaluate(model=None, splits=None, *, limit: int | None = None) -> dict:
     y = np.asarray(splits["test_y"])
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    calib = vit_data.upscale(splits["calib_x"], cfg.image_size)
+    calib = vit_data.upscale(splits["calib_x"][:calib_limit], cfg.image_size)
     t0 = time.perf_counter()
     float_logits = vit_float.forward_float(model, x)
     float_pruned = vit_float.forward_float(model, x, prune=True) if model.plan.blocks else float_logits
@@ -90,7 +91,9 @@ def main(out_dir: Path, quick: bool, model: Path | None = None) -> list[Path]:
     print(f"model {path_in}: trained by {prov['commands'] or 'unrecorded command'} (seed {prov['seed']}); "
           f"versions {prov['versions'] or 'unrecorded'}; latency priced on {prov['latency_config'] or 'unrecorded config'}",
           flush=True)
-    res = evaluate(loaded, limit=60 if quick else None)
+    # Quick: 8 test and 32 calibration images (the integer golden forward takes ~1 s per image).
+    res = evaluate(loaded, limit=8, calib_limit=32) if quick else evaluate(loaded)
+    res["quick"] = quick
     res["mac_reduction"] = 1.0 - res["macs_pruned"] / res["macs_dense"]
     res["model"] = str(path_in)
     res["provenance"] = prov

@@ -17,38 +17,39 @@ import tempfile
 from pathlib import Path
 
 from heatvit.config import AcceleratorConfig
-from heatvit.shell_config import ShellConfig, config_blob
+from heatvit.presets import PRESETS
 
-from .shell import QUICK_SHAPE, SHAPE
+from .shell import SHAPE
 from .shell import run_shell as run_axiram
 
 DDR_BYTES = 1 << 20
+QUICK_SHAPE = (32, 32, 32)   # on the small preset: about 2,000 cycles, enough for a rate
 
 
-def run_fast(acc: AcceleratorConfig, shell: ShellConfig, shapes: list, *, sim: str | None = None,
+def run_fast(acc: AcceleratorConfig, shapes: list, *, sim: str | None = None,
              ddr_bytes: int = DDR_BYTES) -> list[dict]:
     import heatvit.sim as sim_pkg
     from heatvit.sim.fast_top import TOP_NAME, export_fast
     from heatvit.sim.runner import run_cocotb
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        env = {"HEATVIT_SHELL": json.dumps(config_blob(acc, shell)), "HEATVIT_SHAPES": json.dumps(shapes),
+        env = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), "HEATVIT_SHAPES": json.dumps(shapes),
                "HEATVIT_DDR_BYTES": str(ddr_bytes), "HEATVIT_RESULT": str(result)}
-        run_cocotb(verilog=export_fast(acc, shell, ddr_bytes), toplevel=TOP_NAME,
+        run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
                    test_module="fastsim_measure", test_dir=Path(sim_pkg.__file__).parent, sim=sim,
                    env=env, tag="bench")
         return json.loads(result.read_text())
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
-    acc, shell = AcceleratorConfig(), ShellConfig()
+    acc = PRESETS["small"] if quick else AcceleratorConfig()   # quick: the 4 x 4 preset
     m, k, n = QUICK_SHAPE if quick else SHAPE
-    (fast,) = run_fast(acc, shell, [[m, k, n]], sim="verilator")
-    (slow,) = run_axiram(acc, shell, [[m, k, n]], sim="verilator")
+    (fast,) = run_fast(acc, [[m, k, n]], sim="verilator")
+    (slow,) = run_axiram(acc, [[m, k, n]], sim="verilator")
     slow_rate = slow["cycles"] / slow["wall_s"]
     slow_cpu_rate = slow["cycles"] / slow["cpu_s"]
     doc = {
-        "config": acc.to_dict(), "shell": shell.to_dict(), "simulator": "verilator",
+        "quick": quick, "config": acc.to_dict(), "simulator": "verilator",
         "shape": {"m": m, "k": k, "n": n},
         "fast": fast, "axiram": {**slow, "sim_cycles_per_s": round(slow_rate),
                                  "sim_cycles_per_cpu_s": round(slow_cpu_rate)},

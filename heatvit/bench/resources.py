@@ -3,9 +3,11 @@
 ``yosys synth_xilinx -family xcup -noiopad`` of the exported ``heatvit_shell`` (what Vivado gets
 as the module reference, without I/O buffers), counted as DSP48E2 / LUT / FF / BRAM36 beside
 the XCZU9EG's totals.  Written to ``build/bench/resources.json`` for the default configuration
-and, unless ``quick``, for the largest array that fits: candidates from 64 x 64 down, each
-predicted from the default's measured per-PE and fixed costs, the first predicted under
-``MAX_UTILIZATION`` synthesized and kept if its measured counts are under it too.
+and for the largest array that fits: candidates from 64 x 64 down (each derived with
+``AcceleratorConfig.with_array``), each predicted from the default's measured per-PE and fixed
+costs, the first predicted under ``MAX_UTILIZATION`` synthesized and kept if its measured counts
+are under it too.  Quick mode synthesizes a tiny config (:func:`quick_config`: 2 x 2 array,
+32-bit AXI) and only predicts the larger arrays derived from it.
 
 These are yosys estimates before place and route; the same flow for every configuration.  The
 export instantiates the DSP48E2 primitive (one per PE, ``GemmConfig.dsp_packing`` int8 MACs
@@ -24,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.config import AcceleratorConfig
+from heatvit.presets import PRESETS
 from heatvit.shell_config import ShellConfig
 
 from . import _gemm_array as gemm_array
@@ -64,13 +67,13 @@ def _stat_cells(stat: dict) -> dict[str, int]:
     return {k: int(v) for k, v in design["num_cells_by_type"].items()}
 
 
-def synthesize(acc: AcceleratorConfig, shell: ShellConfig, work: Path) -> dict:
+def synthesize(acc: AcceleratorConfig, work: Path) -> dict:
     """Run yosys on one configuration; returns counts, per-PE counts and the wall time."""
     from heatvit.rtl.shell.wrapper import CORE_NAME, export
     if shutil.which("yosys") is None:
         raise RuntimeError("yosys not found: apt-get install yosys (Debian's 0.23 is what CI uses)")
     work.mkdir(parents=True, exist_ok=True)
-    core, _ = export(acc, shell, primitives=True)
+    core, _ = export(acc, primitives=True)
     (work / f"{CORE_NAME}.v").write_text(core)
     script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -top {CORE_NAME}; "
               f"tee -q -o stat.json stat -json -top {CORE_NAME}")
@@ -122,53 +125,68 @@ def predict(default: dict, rows0: int, cols0: int, rows: int, cols: int) -> dict
     return out
 
 
-def candidates(base: GemmConfig):
-    """Arrays from the largest the config allows down to the default, largest PE count first."""
+def candidates(rows0: int, cols0: int):
+    """Array sizes ``(rows, cols)`` larger than ``rows0`` x ``cols0``, largest PE count first."""
     sizes = [(r, c) for r in (64, 32, 16) for c in (64, 32, 16)]
     sizes.sort(key=lambda rc: (-(rc[0] * rc[1]), -rc[0]))
-    for r, c in sizes:
-        if r * c > base.rows * base.cols:
-            yield dataclasses.replace(base, rows=r, cols=c)
+    return [(r, c) for r, c in sizes if r * c > rows0 * cols0]
 
 
-def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None) -> Path:
+def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
+          predicted_only: list[dict] | None = None) -> Path:
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
     doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
-           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "configs": entries,
-           "gemm_array": arrays or []}
+           "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "quick": quick,
+           "configs": entries, "gemm_array": arrays or []}
+    if predicted_only:
+        doc["predicted_only"] = predicted_only
     out = out_dir / "resources.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return out
 
 
+def quick_config() -> AcceleratorConfig:
+    """The smallest useful shell for quick mode: the ``small`` preset on a 2 x 2 array with small
+    buffers and a 32-bit AXI master with short bursts (yosys: 42 s of CPU, measured)."""
+    acc = PRESETS["small"].with_gemm(rows=2, cols=2, act_buffer_words=64, max_m=16, max_k=64, max_n=16,
+                                     weight_fifo_depth=4, out_fifo_depth=4)
+    return dataclasses.replace(acc, shell=ShellConfig(data_width=32, burst_len=4, read_outstanding=1,
+                                                      addr_width=32, window_size=0x1000_0000))
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
-    acc, shell = AcceleratorConfig(), ShellConfig()
+    """Full: the default config, then the largest array that fits.  Quick: :func:`quick_config`
+    synthesized, and every larger array derived from it and predicted, none synthesized."""
+    acc = quick_config() if quick else AcceleratorConfig()
+    name = "quick" if quick else "default"
     work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
-    entries = []
-    print(f"yosys synth_xilinx of the default config (this takes minutes) in {work_root}", flush=True)
-    default = synthesize(acc, shell, work_root / "default")
-    entries.append({"name": "default", "config": acc.to_dict(), "shell": shell.to_dict(), **default})
-    print(f"  default: {default['resources']} in {default['synth_seconds']} s", flush=True)
-    if not quick and default["per_pe"]:
+    entries, predicted_only = [], []
+    print(f"yosys synth_xilinx of the {name} config (this takes minutes) in {work_root}", flush=True)
+    base = synthesize(acc, work_root / name)
+    entries.append({"name": name, "config": acc.to_dict(), **base})
+    print(f"  {name}: {base['resources']} in {base['synth_seconds']} s", flush=True)
+    if base["per_pe"]:
         g0 = acc.gemm
-        for gemm in candidates(g0):
-            pred = predict(default, g0.rows, g0.cols, gemm.rows, gemm.cols)
+        for rows, cols in candidates(g0.rows, g0.cols):
+            big = acc.with_array(rows, cols)
+            pred = predict(base, g0.rows, g0.cols, rows, cols)
             if any(pred[k] / TOTALS[k] > MAX_UTILIZATION for k in TOTALS):
-                print(f"  {gemm.rows}x{gemm.cols}: predicted {pred}: does not fit, skipped", flush=True)
+                print(f"  {rows}x{cols}: predicted {pred}: does not fit, skipped", flush=True)
                 continue
-            big = dataclasses.replace(acc, gemm=gemm)
-            print(f"  {gemm.rows}x{gemm.cols}: predicted to fit, synthesizing", flush=True)
-            res = synthesize(big, shell, work_root / f"{gemm.rows}x{gemm.cols}")
-            entry = {"name": "largest", "config": big.to_dict(), "shell": shell.to_dict(),
-                     "predicted": pred, **res}
-            print(f"  {gemm.rows}x{gemm.cols}: {res['resources']} in {res['synth_seconds']} s", flush=True)
+            if quick:
+                predicted_only.append({"array": [rows, cols], "config": big.to_dict(), "predicted": pred})
+                continue
+            print(f"  {rows}x{cols}: predicted to fit, synthesizing", flush=True)
+            res = synthesize(big, work_root / f"{rows}x{cols}")
+            entry = {"name": "largest", "config": big.to_dict(), "predicted": pred, **res}
+            print(f"  {rows}x{cols}: {res['resources']} in {res['synth_seconds']} s", flush=True)
             if res["fits"]:
                 entries.append(entry)
                 break
-            entries.append({**entry, "name": f"{gemm.rows}x{gemm.cols} (does not fit)"})
+            entries.append({**entry, "name": f"{rows}x{cols} (does not fit)"})
     print("systolic array alone (interior PE, arrays; 1 or 2 MACs per DSP48E2), flattened:", flush=True)
     arrays = gemm_array.main(quick=quick, log=lambda line: print(line, flush=True))
-    out = write(out_dir, entries, arrays)
+    out = write(out_dir, entries, arrays, quick=quick, predicted_only=predicted_only)
     shutil.rmtree(work_root, ignore_errors=True)
     return [out]
 

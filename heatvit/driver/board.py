@@ -3,24 +3,24 @@
 Usage on the board (files from the generated Vivado project: ``heatvit.bit`` + ``heatvit.hwh``)::
 
     from heatvit.driver.board import open_board
-    drv = open_board("heatvit.bit")             # AcceleratorConfig/ShellConfig from the JSON beside it
+    drv = open_board("heatvit.bit")             # AcceleratorConfig from heatvit_config.json beside it
     y = drv.gemm(a, w, bias, mult, shift)       # blocking; raises HardwareError on a hardware error
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
-from heatvit.shell_config import ShellConfig, from_blob
+from heatvit.presets import load_config
+from heatvit.shell_config import ShellConfig
 
 from .core import GemmDriver
 
 
 class PynqBackend:
-    """Registers through ``pynq.MMIO`` at ``ShellConfig.reg_base``; buffers from ``pynq.allocate``
+    """Registers through ``pynq.MMIO`` at ``AcceleratorConfig.shell.reg_base``; buffers from ``pynq.allocate``
     (physically contiguous, so the DMA sees one linear range)."""
 
     def __init__(self, shell: ShellConfig, bitfile: str | Path | None = None, *, poll_s: float = 1e-5):
@@ -85,7 +85,7 @@ def open_board(bitfile: str | Path, config_json: str | Path | None = None, *,
     """Load the overlay and return a blocking driver; checks MAGIC and CONFIG_ID."""
     bitfile = Path(bitfile)
     cfg_path = Path(config_json) if config_json else bitfile.with_name("heatvit_config.json")
-    acc, shell = from_blob(json.loads(cfg_path.read_text()))
-    drv = BlockingDriver(GemmDriver(PynqBackend(shell, bitfile), acc, shell, max_polls=max_polls))
+    acc = load_config(cfg_path)
+    drv = BlockingDriver(GemmDriver(PynqBackend(acc.shell, bitfile), acc, max_polls=max_polls))
     drv.check_identity()
     return drv

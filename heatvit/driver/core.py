@@ -11,7 +11,6 @@ from heatvit import golden
 from heatvit.config import AcceleratorConfig, ceil_div
 from heatvit.errors import ErrorCode, HardwareError
 from heatvit.rtl.shell import regmap
-from heatvit.shell_config import ShellConfig
 
 
 class Backend(Protocol):
@@ -44,6 +43,13 @@ class GemmJob:
     expected_out_bytes: int
 
 
+def error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"UNKNOWN_{code}"
+
+
 def pack_params(cfg, bias, mult, shift) -> bytes:
     """Parameter records (``regmap.PARAM_RECORD_BYTES`` per channel, little-endian)."""
     bias = np.asarray(bias, dtype=np.int64)
@@ -64,12 +70,14 @@ def image_sizes(acc: AcceleratorConfig, m: int, k: int, n: int) -> dict[str, int
 class GemmDriver:
     """``load`` -> ``run`` -> ``read_results`` on any :class:`Backend`."""
 
-    def __init__(self, backend: Backend, acc: AcceleratorConfig, shell: ShellConfig, *,
-                 max_polls: int | None = None):
-        self.backend, self.acc, self.shell, self.cfg = backend, acc, shell, acc.gemm
+    def __init__(self, backend: Backend, acc: AcceleratorConfig, *, max_polls: int | None = None):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"GemmDriver takes an AcceleratorConfig, not {acc!r}")
+        self.backend, self.acc, self.shell, self.cfg = backend, acc, acc.shell, acc.gemm
         self.max_polls = max_polls
         self.job: GemmJob | None = None
         self.last_cycles = 0
+        self.last_error_flags = 0
 
     # -- registers ---------------------------------------------------------------------------
     async def read(self, name: str) -> int:
@@ -145,8 +153,11 @@ class GemmDriver:
             await self.backend.pause()
         self.last_cycles = await self.read("CYCLES")
         code = await self.read("ERROR")
+        self.last_error_flags = await self.read("ERROR_FLAGS") if code != ErrorCode.OK else 0
         if code != ErrorCode.OK:
-            raise HardwareError(code, f"after {self.last_cycles} cycles")
+            also = [error_name(c) for c in range(32) if self.last_error_flags >> c & 1 and c != code]
+            raise HardwareError(code, f"after {self.last_cycles} cycles"
+                                + (f"; also raised: {', '.join(also)}" if also else ""))
         return self.last_cycles
 
     def read_results(self, job: GemmJob | None = None) -> np.ndarray:

@@ -185,7 +185,7 @@ class FastSimBackend:
         await First(RisingEdge(self.dut.irq), Timer(self.poll_cycles * self.period_ns, unit="ns"))
 
 
-async def start(dut, acc, shell: ShellConfig, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int = 10,
+async def start(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int = 10,
                 max_polls: int | None = 1000):
     """Clock, reset and a :class:`GemmDriver` on ``heatvit_fastsim``: ``(backend, driver)``."""
     from heatvit.driver.core import GemmDriver
@@ -198,5 +198,5 @@ async def start(dut, acc, shell: ShellConfig, *, ddr_bytes: int = DEFAULT_DDR_BY
     await ClockCycles(dut.aclk, 5)
     dut.aresetn.value = 1
     await ClockCycles(dut.aclk, 2)
-    backend = FastSimBackend(dut, shell, ddr_bytes=ddr_bytes, period_ns=period_ns)
-    return backend, GemmDriver(backend, acc, shell, max_polls=max_polls)
+    backend = FastSimBackend(dut, acc.shell, ddr_bytes=ddr_bytes, period_ns=period_ns)
+    return backend, GemmDriver(backend, acc, max_polls=max_polls)

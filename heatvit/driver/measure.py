@@ -1,7 +1,7 @@
 """cocotb module: GEMMs through the whole shell (DMA included), no stalls, exact cycle counts.
 
 Shapes come from ``HEATVIT_SHAPES`` (JSON list of [m, k, n]); the configuration from
-``HEATVIT_SHELL`` (:func:`heatvit.shell_config.config_blob`); results go to ``HEATVIT_RESULT``.
+``HEATVIT_CONFIG`` (``AcceleratorConfig.to_dict`` as JSON); results go to ``HEATVIT_RESULT``.
 ``cycles`` is the ``CYCLES`` register: from the start write to the last write response.
 Used by ``heatvit bench shell``.
 """
@@ -16,27 +16,28 @@ import numpy as np
 
 from heatvit import golden
 from heatvit.driver.sim import start
-from heatvit.shell_config import from_blob
+from heatvit.config import AcceleratorConfig
 from heatvit.sim.gemm_tb import GemmTB
 
 
 @cocotb.test()
 async def measure(dut):
-    acc, shell = from_blob(json.loads(os.environ["HEATVIT_SHELL"]))
+    acc = AcceleratorConfig.from_dict(json.loads(os.environ["HEATVIT_CONFIG"]))
     shapes = json.loads(os.environ["HEATVIT_SHAPES"])
     np_rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    be, drv, mon = await start(dut, acc, shell, max_polls=None)
+    be, drv, mon = await start(dut, acc, max_polls=None)
     results = []
+    seen = 0
     for m, k, n in shapes:
         ops = GemmTB.random_operands(SimpleNamespace(cfg=acc.gemm), np_rng, m, k, n)
         t0, c0 = time.perf_counter(), time.process_time()
         y = await drv.gemm(*ops)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         mismatches = int(np.count_nonzero(y != golden.gemm(acc.gemm, *ops)))
-        bursts = mon.count()
+        bursts, seen = mon.count() - seen, mon.count()
         results.append({"m": m, "k": k, "n": n, "cycles": drv.last_cycles, "bit_exact": mismatches == 0,
-                        "mismatches": mismatches, "bursts": bursts, "wall_s": round(wall, 1),
-                        "cpu_s": round(cpu, 2)})
+                        "mismatches": mismatches, "bursts": bursts, "wall_s": round(wall, 3),
+                        "cpu_s": round(cpu, 3)})
         cocotb.log.info(f"{m}x{k}x{n} through the shell: {drv.last_cycles} cycles, "
                         f"{'bit-exact' if mismatches == 0 else f'{mismatches} MISMATCHES'}, {wall:.1f} s")
         assert mismatches == 0

@@ -130,14 +130,15 @@ class AxiMonitor:
         return len(self.bursts["ar"]) + len(self.bursts["aw"])
 
 
-async def start(dut, acc, shell: ShellConfig, *, stall: float = 0.0, rng: random.Random | None = None,
+async def start(dut, acc, *, stall: float = 0.0, rng: random.Random | None = None,
                 period_ns: int = 10, max_polls: int | None = 100_000):
-    """Clock, reset, models and a driver for the thin top: ``(backend, driver, monitor)``."""
+    """Clock, reset, models and a driver for the thin top of ``acc`` (an
+    :class:`~heatvit.config.AcceleratorConfig`): ``(backend, driver, monitor)``."""
     from heatvit.driver.core import GemmDriver
     Clock(dut.aclk, period_ns, unit="ns").start()
     dut.aresetn.value = 0
-    backend = CocotbBackend(dut, shell, stall=stall, rng=rng)
+    backend = CocotbBackend(dut, acc.shell, stall=stall, rng=rng)
     await ClockCycles(dut.aclk, 5)
     dut.aresetn.value = 1
     await ClockCycles(dut.aclk, 2)
-    return backend, GemmDriver(backend, acc, shell, max_polls=max_polls), AxiMonitor(dut, shell)
+    return backend, GemmDriver(backend, acc, max_polls=max_polls), AxiMonitor(dut, acc.shell)

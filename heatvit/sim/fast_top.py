@@ -85,10 +85,10 @@ def fast_top(component, shell: ShellConfig, ddr_bytes: int) -> str:
     return "\n".join(lines)
 
 
-def export_fast(acc: AcceleratorConfig, shell: ShellConfig, ddr_bytes: int = DEFAULT_DDR_BYTES) -> str:
+def export_fast(acc: AcceleratorConfig, ddr_bytes: int = DEFAULT_DDR_BYTES) -> str:
     """All Verilog of the fast simulation top: shell core, thin top, DDR model, ``heatvit_fastsim``."""
     from heatvit.rtl.shell.wrapper import CORE_NAME, build_shell, thin_top
     from heatvit.sim.runner import export_verilog
-    component = build_shell(acc, shell)
+    component = build_shell(acc)
     core = export_verilog(component, CORE_NAME)
-    return "\n".join([core, thin_top(component), ddr_model_source(), fast_top(component, shell, ddr_bytes)])
+    return "\n".join([core, thin_top(component), ddr_model_source(), fast_top(component, acc.shell, ddr_bytes)])

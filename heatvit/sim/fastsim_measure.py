@@ -1,6 +1,6 @@
 """cocotb module: timed GEMMs on ``heatvit_fastsim`` (HDL DDR model, Python waits on ``irq``).
 
-Configuration from ``HEATVIT_SHELL`` and ``HEATVIT_DDR_BYTES``, shapes from ``HEATVIT_SHAPES``
+Configuration from ``HEATVIT_CONFIG`` (``AcceleratorConfig.to_dict``) and ``HEATVIT_DDR_BYTES``, shapes from ``HEATVIT_SHAPES``
 (JSON list of [m, k, n]); one record per shape to ``HEATVIT_RESULT``.  ``run_wall_s`` is the
 wall time of ``GemmDriver.run`` (register writes, the job, the copy-back of its outputs);
 ``sim_cycles_per_s`` = ``CYCLES`` / ``run_wall_s``; ``run_cpu_s`` / ``sim_cycles_per_cpu_s`` use the
@@ -17,15 +17,15 @@ import numpy as np
 
 from heatvit import golden
 from heatvit.driver.fastsim import start
-from heatvit.shell_config import from_blob
+from heatvit.config import AcceleratorConfig
 from heatvit.sim.gemm_tb import GemmTB
 
 
 @cocotb.test()
 async def measure(dut):
-    acc, shell = from_blob(json.loads(os.environ["HEATVIT_SHELL"]))
+    acc = AcceleratorConfig.from_dict(json.loads(os.environ["HEATVIT_CONFIG"]))
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    be, drv = await start(dut, acc, shell, ddr_bytes=int(os.environ["HEATVIT_DDR_BYTES"]))
+    be, drv = await start(dut, acc, ddr_bytes=int(os.environ["HEATVIT_DDR_BYTES"]))
     results = []
     for m, k, n in json.loads(os.environ["HEATVIT_SHAPES"]):
         ops = GemmTB.random_operands(SimpleNamespace(cfg=acc.gemm), rng, m, k, n)

@@ -19,9 +19,10 @@ from heatvit import golden
 from heatvit.config import GemmConfig
 from heatvit.sim.gemm_tb import GemmTB
 from heatvit.sim.runner import config_from_env
+from heatvit.sim.streams import checked_test
 
 
-@cocotb.test()
+@checked_test
 async def measure(dut):
     cfg = config_from_env(GemmConfig)
     shapes = json.loads(os.environ["HEATVIT_SHAPES"])

@@ -11,7 +11,7 @@ from cocotb.triggers import RisingEdge
 from heatvit import golden
 from heatvit.config import GemmConfig, ceil_div
 
-from .streams import StreamTB, pack_fields, pack_lanes, unpack_lanes
+from .streams import Idle, StreamTB, pack_fields, pack_lanes, unpack_lanes
 
 
 @dataclass
@@ -29,14 +29,15 @@ class GemmRun:
 
 
 class GemmTB(StreamTB):
-    """Drives every stream of the engine with random gaps and checks results bit-exactly."""
+    """Drives every stream of the engine (stall patterns, a monitor on every port) and checks
+    results bit-exactly."""
 
     SOURCES = {"act": "act_load", "params": "param_load", "cmd": "cmd", "weights": "weights",
                "tiles": "tiles"}
     SINKS = {"out": "out"}
 
-    def __init__(self, dut, cfg: GemmConfig, rng: random.Random, *, gap: float = 0.0,
-                 stall: float = 0.0, period_ns: int = 10):
+    def __init__(self, dut, cfg: GemmConfig, rng: random.Random, *, gap: Idle | float = 0.0,
+                 stall: Idle | float = 0.0, period_ns: int = 10):
         self.cfg = cfg
         super().__init__(dut, rng, gap=gap, stall=stall, period_ns=period_ns)
 
@@ -107,15 +108,13 @@ class GemmTB(StreamTB):
         beats = nt * m
         if timeout is None:   # generous: random gaps and stalls slow the ideal schedule
             timeout = 200 + 20 * cfg.estimate_cycles(m, k, n, bitmap)
-        first = len(self.out.received)
         self.cmd.send([self.cmd_beat(m, k, n, bitmap)])
         self.weights.send(self.weight_beats(w, bitmap))
         if bitmap is not None:
             self.tiles.send(self.tile_beats(bitmap, k, n))
-        await self.out.wait_count(first + beats, timeout_cycles=timeout)
         rows = []
         lasts = []
-        for p in self.out.received[first:first + beats]:
+        for p in await self.out.recv(beats, timeout_cycles=timeout):
             lanes, last = self.decode_out(p)
             rows.append(lanes)
             lasts.append(last)
@@ -123,7 +122,7 @@ class GemmTB(StreamTB):
             raise AssertionError(f"'last' flags wrong: expected only on beat {beats - 1}, got "
                                  f"{[i for i, v in enumerate(lasts) if v]}")
         y = golden.unpack_outputs(cfg, np.array(rows), m, n)
-        cycles = self.out.handshake_cycles[first + beats - 1] - self.cmd.handshake_cycles[-1] + 1
+        cycles = self.out.handshake_cycles[self.out.consumed - 1] - self.cmd.handshake_cycles[-1] + 1
         return y, cycles
 
     def random_operands(self, np_rng: np.random.Generator, m: int, k: int, n: int):

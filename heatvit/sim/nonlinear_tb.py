@@ -1,7 +1,9 @@
 """cocotb testbench class for :class:`heatvit.rtl.nonlinear.bank.NonlinearBank` (every nonlinear unit).
 
-Each operation drives one unit's streams with random valid gaps / ready stalls, collects the
-results and returns them decoded next to the golden model's answer; the caller compares.
+Each operation drives one unit's streams under a stall pattern (:mod:`heatvit.sim.streams`),
+with the stream rules checked on the unit's output (its sink's inline monitor) and every port
+of the bank idle afterwards, collects the results and returns them decoded next to the golden
+model's answer; the caller compares.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from heatvit.golden.nonlinear.softmax import SoftmaxParams
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.rtl.nonlinear.bank import RECIP_BITS, RSQRT_BITS
 
-from .streams import StreamSink, StreamSource, pack_fields, pack_lanes
+from .streams import Idle, StreamSink, StreamSource, pack_fields, pack_lanes, pattern
 
 SHIFT_BITS = 6
+UNITS = ("gelu", "sigmoid", "exp", "recip", "rsqrt", "softmax", "layernorm")
+PORTS = [f"{u}__{d}" for u in UNITS for d in ("i", "o")] + ["layernorm__affine"]
 
 
 def _field(word: int, lo: int, width: int, signed: bool) -> int:
@@ -30,19 +34,28 @@ def _field(word: int, lo: int, width: int, signed: bool) -> int:
 
 
 class NonlinearTB:
-    """Drives the bank's units; ``gap``/``stall`` are the BFMs' random idle probabilities."""
+    """Drives the bank's units under a stall pattern (``stalls``: a name of
+    :data:`heatvit.sim.streams.PATTERNS`, or ``(source Idle, sink Idle)``)."""
 
-    def __init__(self, dut, cfg: NonlinearConfig, rng: random.Random, *, gap: float = 0.0,
-                 stall: float = 0.0, period_ns: int = 10):
+    def __init__(self, dut, cfg: NonlinearConfig, rng: random.Random, *, stalls="random",
+                 period_ns: int = 10):
         self.dut, self.cfg, self.rng = dut, cfg, rng
         self.clk = dut.clk
-        self.gap, self.stall = gap, stall
+        self.stalls = stalls
         Clock(dut.clk, period_ns, unit="ns").start()
         # undriven inputs are Z in 4-state simulators and a pipeline register would keep the Z
-        for unit in ("gelu", "sigmoid", "exp", "recip", "rsqrt", "softmax", "layernorm"):
+        for unit in UNITS:
             getattr(dut, f"{unit}__i__valid").value = 0
             getattr(dut, f"{unit}__o__ready").value = 0
         dut.layernorm__affine__valid.value = 0
+
+    def _idle(self, stalls) -> tuple[Idle, Idle]:
+        stalls = self.stalls if stalls is None else stalls
+        if isinstance(stalls, str):
+            import cocotb
+            cocotb.log.info(f"stall pattern {stalls} (seed {cocotb.RANDOM_SEED})")
+            return pattern(stalls)
+        return Idle.of(stalls[0]), Idle.of(stalls[1])
 
     async def reset(self, cycles: int = 3):
         self.dut.rst.value = 1
@@ -51,29 +64,34 @@ class NonlinearTB:
         self.dut.rst.value = 0
         await RisingEdge(self.clk)
 
-    def _bfms(self, unit: str, gap: float | None, stall: float | None):
-        r = self.rng
-        src = StreamSource(self.dut, f"{unit}__i", self.clk, gap=self.gap if gap is None else gap,
-                           rng=random.Random(r.getrandbits(32))).start()
-        sink = StreamSink(self.dut, f"{unit}__o", self.clk, stall=self.stall if stall is None else stall,
-                          rng=random.Random(r.getrandbits(32))).start()
-        return src, sink
-
-    async def _stream(self, unit: str, beats: list[int], n_out: int, gap=None, stall=None,
+    async def _stream(self, unit: str, beats: list[int], n_out: int, stalls=None,
                       cycles_per_beat: int = 8) -> list[int]:
-        src, sink = self._bfms(unit, gap, stall)
+        """``beats`` into ``<unit>__i``; ``n_out`` beats out of ``<unit>__o``, and nothing more."""
+        gap, stall = self._idle(stalls)
+        r = self.rng
+        src = StreamSource(self.dut, f"{unit}__i", self.clk, gap=gap, rng=random.Random(r.getrandbits(32))).start()
+        sink = StreamSink(self.dut, f"{unit}__o", self.clk, stall=stall, rng=random.Random(r.getrandbits(32))).start()
+        self.last_sink = sink                 # its handshake_cycles time the output beats
         src.send(beats)
-        await sink.wait_count(n_out, timeout_cycles=200 + cycles_per_beat * (len(beats) + n_out) * 4)
-        for _ in range(4):
+        slow = 1 if gap.never and stall.never else 8
+        words = await sink.recv(n_out, timeout_cycles=200 + slow * cycles_per_beat * (len(beats) + n_out) * 4)
+        sink.stall = Idle()
+        for _ in range(8):
             await RisingEdge(self.clk)
-        extra = len(sink.received) - n_out
         src.stop(), sink.stop()
-        if extra:
-            raise AssertionError(f"{unit}: {extra} unexpected extra output beats")
-        return sink.received
+        if sink.unread:
+            raise AssertionError(f"{unit}: {sink.unread} unexpected extra output beats")
+        self.check_idle()
+        return words
+
+    def check_idle(self):
+        """No port of the bank has a beat on offer (every unit drained)."""
+        busy = [p for p in PORTS if int(getattr(self.dut, f"{p}__valid").value)]
+        if busy:
+            raise AssertionError(f"beat left over: valid high on {busy}")
 
     # -- elementwise units ---------------------------------------------------------------------
-    async def elementwise(self, unit: str, x, *, gap=None, stall=None, params=None):
+    async def elementwise(self, unit: str, x, *, stalls=None, params=None):
         """Run ``x`` (1-D ints) through ``unit``; return (got, expected) as int64 arrays
         (reciprocal / rsqrt: shape (n, 2) with columns r, e)."""
         cfg, lanes = self.cfg, self.cfg.lanes
@@ -102,7 +120,7 @@ class NonlinearTB:
             expected = np.stack([r, e], axis=1)
             decode = lambda v: (_field(v, 0, F.RECIP_FRAC + 1, False), _field(v, F.RECIP_FRAC + 1, ew, False))
         beats = [pack_lanes(xp[i:i + lanes], in_bits) for i in range(0, len(xp), lanes)]
-        words = await self._stream(unit, beats, len(beats), gap, stall, cycles_per_beat=2)
+        words = await self._stream(unit, beats, len(beats), stalls, cycles_per_beat=2)
         got = [decode((w >> (lane * out_w)) & ((1 << out_w) - 1)) for w in words for lane in range(lanes)]
         return np.array(got[:n], dtype=np.int64), np.asarray(expected, dtype=np.int64)
 
@@ -143,14 +161,14 @@ class NonlinearTB:
                 values += lanes[:count]
         return np.array(values, dtype=np.int64)
 
-    async def softmax(self, rows: list, p: SoftmaxParams, *, gap=None, stall=None, unterminated=()):
+    async def softmax(self, rows: list, p: SoftmaxParams, *, stalls=None, unterminated=()):
         """Rows (1-D int arrays) through the Softmax unit; return (got, expected) concatenated.
         Rows whose index is in ``unterminated`` are sent without ``last`` (full-length rows only)."""
         d, ib = self.dut, self.cfg.softmax_in_bits
         d.softmax__params.value = pack_fields(
             [(p.mult, F.SOFTMAX_MULT_BITS), (p.shift, SHIFT_BITS), (p.out_max, 8)])
         beats = [w for i, r in enumerate(rows) for w in self._row_beats(r, ib, True, i in unterminated)]
-        words = await self._stream("softmax", beats, len(beats), gap, stall)
+        words = await self._stream("softmax", beats, len(beats), stalls)
         got = self._row_results("softmax", words, [len(r) for r in rows], False)
         expected = np.concatenate([NL.softmax(np.asarray(r), p, self.cfg) for r in rows])
         return got, expected
@@ -162,19 +180,20 @@ class NonlinearTB:
         d.layernorm__params.value = pack_fields(
             [(p.n, cfg.dim_bits), (p.eps_q, mb), (p.out_shift, SHIFT_BITS)])
         ib = max(1, (cfg.max_dim - 1).bit_length())
-        src = StreamSource(d, "layernorm__affine", self.clk, gap=self.gap,
+        src = StreamSource(d, "layernorm__affine", self.clk, gap=self._idle(None)[0],
                            rng=random.Random(self.rng.getrandbits(32))).start()
         src.send([pack_fields([(i, ib), (int(g), F.LN_GAMMA_BITS), (int(b), F.LN_BETA_BITS)])
                   for i, (g, b) in enumerate(zip(p.gamma_q, p.beta_q))])
         await src.wait_idle()
         await RisingEdge(self.clk)
         src.stop()
+        self.check_idle()
 
-    async def layernorm(self, rows, p: LayerNormParams, *, gap=None, stall=None):
+    async def layernorm(self, rows, p: LayerNormParams, *, stalls=None):
         """Rows [R, N] through the LayerNorm unit (affine already loaded); (got, expected) flat."""
         rows = np.asarray(rows, dtype=np.int64)
         beats = [w for r in rows for w in self._row_beats(r, self.cfg.layernorm_in_bits, False)]
-        words = await self._stream("layernorm", beats, len(beats), gap, stall)
+        words = await self._stream("layernorm", beats, len(beats), stalls)
         got = self._row_results("layernorm", words, [p.n] * len(rows), True)
         return got, NL.layernorm(rows, p, self.cfg).ravel()
 

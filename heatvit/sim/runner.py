@@ -162,6 +162,25 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
     return res
 
 
+def run_testbench(dut, *, toplevel: str, test_module: str, test_dir: str | Path, sim: str,
+                  env: dict | None = None, tag: str = "", testcase: str | None = None) -> SimResult:
+    """The pytest side of every cocotb testbench: skip the test if ``sim`` is not installed,
+    set ``HEATVIT_QUICK=1`` on Icarus (~8x slower than Verilator: the cocotb module runs its
+    quick subsets) unless ``env`` says otherwise, and :func:`run_cocotb` the module.
+
+    ``dut`` is an Amaranth component (exported as ``toplevel``) or Verilog text.
+    """
+    import pytest
+    if not simulator_available(sim):
+        pytest.skip(f"{sim} not installed (CI installs it; see .ci/run)")
+    env = dict(env or {})
+    if sim == "icarus":
+        env.setdefault("HEATVIT_QUICK", "1")
+    verilog = dut if isinstance(dut, str) else export_verilog(dut, toplevel)
+    return run_cocotb(verilog=verilog, toplevel=toplevel, test_module=test_module, test_dir=test_dir,
+                      sim=sim, env=env, tag=tag, testcase=testcase)
+
+
 def config_env(cfg) -> dict:
     """Environment entry carrying a config section to the cocotb test as JSON."""
     import dataclasses

@@ -15,7 +15,7 @@ from heatvit.golden.token_selector import decision
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
 
 from heatvit.sim.runner import config_from_env
-from heatvit.sim.streams import StreamTB, pack_fields, pack_lanes, unpack_lanes
+from heatvit.sim.streams import Idle, StreamTB, checked_test, pack_fields, pack_lanes, unpack_lanes
 
 
 @dataclass
@@ -56,13 +56,13 @@ class StageRun:
 
 
 class TokSelTB(StreamTB):
-    """Drives every stream of the unit (random source gaps, random sink stalls)."""
+    """Drives every stream of the unit (source gaps, sink stalls; a monitor on every port)."""
 
     SOURCES = {"cmd": "cmd", "scores": "scores", "tokens": "tokens"}
     SINKS = {"writes": "writes", "result": "result"}
 
-    def __init__(self, dut, cfg: TokSelConfig, rng: random.Random, *, gap: float = 0.0,
-                 stall: float = 0.0, period_ns: int = 10):
+    def __init__(self, dut, cfg: TokSelConfig, rng: random.Random, *, gap: Idle | float = 0.0,
+                 stall: Idle | float = 0.0, period_ns: int = 10):
         self.cfg = cfg
         super().__init__(dut, rng, gap=gap, stall=stall, period_ns=period_ns)
 
@@ -95,25 +95,22 @@ class TokSelTB(StreamTB):
         thr = cfg.threshold_q if threshold_q is None else threshold_q
         expected = decision.stage_int(cfg, x, scores, n_tail, thr)
         n = x.shape[0]
-        self.writes.received.clear()
-        self.result.received.clear()
         self.cmd.send([self.cmd_beat(n, n_tail, thr)])
         self.scores.send([int(q) for q in scores])
         self.tokens.send([pack_lanes(w, TOKEN_BITS) for w in decision.token_words(cfg, x)])
         await self.cmd.wait_idle()
         start = self.cmd.handshake_cycles[-1]
         limit = timeout or 50 * (cfg.chunks + 2) * (n + cfg.lanes * 10 + 10)
-        await self.result.wait_count(1, timeout_cycles=limit)
-        cycles = self.result.handshake_cycles[-1] - start + 1
-        writes = [self.decode_write(p) for p in self.writes.received]
-        return StageRun(writes, self.decode_result(self.result.received[0]), expected, cycles)
+        (res,) = await self.result.recv(1, timeout_cycles=limit)
+        cycles = self.result.handshake_cycles[self.result.consumed - 1] - start + 1
+        writes = [self.decode_write(p) for p in self.writes.take()]
+        return StageRun(writes, self.decode_result(res), expected, cycles)
 
     async def bad_command(self, n_tokens: int, n_tail: int) -> dict:
         """Send a command the unit must reject; return its result beat."""
-        self.result.received.clear()
         self.cmd.send([self.cmd_beat(n_tokens, n_tail, self.cfg.threshold_q)])
-        await self.result.wait_count(1, timeout_cycles=200)
-        return self.decode_result(self.result.received[0])
+        (res,) = await self.result.recv(1, timeout_cycles=200)
+        return self.decode_result(res)
 
     def random_tokens(self, np_rng: np.random.Generator, n: int) -> np.ndarray:
         return np_rng.integers(-128, 128, size=(n, self.cfg.dim), dtype=np.int64)
@@ -132,7 +129,7 @@ class TokSelTB(StreamTB):
         return q.astype(np.int64)
 
 
-@cocotb.test()
+@checked_test
 async def measure(dut):
     """Cycle counts of stages given by ``HEATVIT_STAGES`` (JSON list of {"n", "keep"}), no
     stalls; results go to the JSON file named by ``HEATVIT_RESULT``."""

@@ -52,6 +52,42 @@ def _phase_flags(m, fsm, in_idle, in_out, in_exp=None):
         m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
 
 
+class RowOutput:
+    """The output side both row units share: streams a buffered row out beat by beat.
+
+    While ``active`` (the unit's output phase), beat ``idx`` of the row buffer is read whenever
+    the pipeline advances (``en = ~o.valid | o.ready``: backpressure freezes every stage, the
+    unit's datapath included); its valid and ``last`` flag travel ``latency`` enable-gated stages
+    beside the unit's datapath and drive ``o.valid``, ``o.payload.last`` and
+    ``o.payload.count`` (``tail`` on the last beat, ``lanes`` before).  Call :meth:`start` when
+    the row is ready to go out (``idx`` back to 0) and :meth:`run` inside the output state.
+    """
+
+    def __init__(self, m, o, *, beats, tail, depth: int, lanes: int, latency: int):
+        self.o = o
+        self.en = Signal()
+        self.active = Signal()
+        self.idx = Signal(range(depth + 1))        # next beat to read
+        self.issue = Signal()
+        m.d.comb += [self.en.eq(~o.valid | o.ready), self.issue.eq(self.active & (self.idx < beats))]
+        ctl = Pipe(m, self.en, "octl")
+        valid = ctl.delay(self.issue, latency, "v")
+        self.last = ctl.delay(self.idx == beats - 1, latency, "last")
+        m.d.comb += [o.valid.eq(valid), o.payload.last.eq(self.last),
+                     o.payload.count.eq(Mux(self.last, tail, lanes))]
+
+    def start(self):
+        """Statements that rewind the output to the row's first beat."""
+        return [self.idx.eq(0)]
+
+    def run(self, m, then: str):
+        """Inside the output state: advance ``idx``; go to state ``then`` after the last beat."""
+        with m.If(self.issue & self.en):
+            m.d.sync += self.idx.eq(self.idx + 1)
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+            m.next = then
+
+
 def softmax_params_layout():
     return data.StructLayout({"mult": unsigned(F.SOFTMAX_MULT_BITS), "shift": unsigned(SHIFT_BITS),
                               "out_max": unsigned(8)})
@@ -68,8 +104,8 @@ class SoftmaxUnit(wiring.Component):
 
     Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 17), one
     reciprocal (~12), normalise and stream out (B + 3, stalls on ``o.ready``).  The next row loads
-    while the current one streams out (into beats already read), so back-to-back rows take about
-    2B + 32 cycles each.
+    while the current one streams out (into beats already read), so back-to-back rows take
+    2B + 25 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -144,26 +180,14 @@ class SoftmaxUnit(wiring.Component):
         r_out, e_out, rlat = recip_core(pr, total, sum_bits, self.recip_table, recip_rom)
         wait = Signal(range(rlat + 3))
 
-        # -- output pipeline (stalls on backpressure) ----------------------------------------------
-        en_o = Signal()
-        m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
-        in_out = Signal()
-        oidx = Signal(range(depth + 1))
-        oissue = Signal()
-        m.d.comb += oissue.eq(in_out & (oidx < beats))
+        # -- output pipeline (stalls on backpressure): read, multiply, round and clamp -------------
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=3)
+        en_o, in_out, oidx = out.en, out.active, out.idx
         po = Pipe(m, en_o, "out")
-        ov = po.reg(oissue, 1, "v")
-        olast = po.reg(oidx == beats - 1, 1, "last")
         prods = [po.reg(rd.data[j][:ebits] * f, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        ys = []
         for j in range(L):
             y = round_shift_var(prods[j], big_e + F.RECIP_FRAC)
-            ys.append(po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), f"y{j}"))
-        ov, olast = po.reg(ov, 1, "v"), po.reg(olast, 1, "last")
-        m.d.comb += [self.o.valid.eq(ov), self.o.payload.last.eq(olast),
-                     self.o.payload.count.eq(Mux(olast, tail, L))]
-        m.d.comb += [self.o.payload.data[j].eq(ys[j]) for j in range(L)]
+            m.d.comb += self.o.payload.data[j].eq(po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), f"y{j}"))
 
         # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
         m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
@@ -214,13 +238,10 @@ class SoftmaxUnit(wiring.Component):
                 with m.If(wait == rlat):
                     m.d.sync += [r.eq(r_out), big_e.eq(e_out)]
                 with m.If(wait == rlat + 1):
-                    m.d.sync += [f.eq(r * p.out_max), oidx.eq(0)]
+                    m.d.sync += [f.eq(r * p.out_max), *out.start()]
                     m.next = "OUT"
             with m.State("OUT"):
-                with m.If(oissue & en_o):
-                    m.d.sync += oidx.eq(oidx + 1)
-                with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                    m.next = "IDLE"
+                out.run(m, "IDLE")
         _phase_flags(m, fsm, in_idle, in_out, in_exp)
         m.d.comb += self.busy.eq(~in_idle | lfull | (lcnt != 0))
         return m
@@ -250,7 +271,7 @@ class LayerNormUnit(wiring.Component):
 
     Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
     affine and stream out (B + 6, stalls on ``o.ready``).  The next row loads while the current one
-    streams out, so back-to-back rows take about B + 20 cycles each.
+    streams out, so back-to-back rows take B + 18 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -313,18 +334,10 @@ class LayerNormUnit(wiring.Component):
         r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
         k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
 
-        en_o = Signal()
-        m.d.comb += en_o.eq(~self.o.valid | self.o.ready)
-        in_out = Signal()
-        oidx = Signal(range(depth + 1))
-        oissue = Signal()
-        m.d.comb += oissue.eq(in_out & (oidx < beats))
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=6)
+        en_o, in_out, oidx, olast = out.en, out.active, out.idx, out.last
         m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o)]
         m.d.comb += [ar.addr.eq(oidx) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
-        ctl = Pipe(m, en_o, "ctl")
-        ov = ctl.reg(oissue, 1, "v")
-        olast = ctl.reg(oidx == beats - 1, 1, "last")
-        ov, olast = ctl.delay(ov, 5, "v"), ctl.delay(olast, 5, "last")
         lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
         tb = F.LN_NORM_FRAC + (db + 1) // 2 + 3
         for j in range(L):
@@ -340,8 +353,6 @@ class LayerNormUnit(wiring.Component):
             acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
             y = po.reg(saturate(round_shift_var(acc, p.out_shift), lo, hi), signed(self.out_bits), "y")
             m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
-        m.d.comb += [self.o.valid.eq(ov), self.o.payload.last.eq(olast),
-                     self.o.payload.count.eq(Mux(olast, tail, L))]
 
         # -- input beat: moments over the valid lanes ----------------------------------------------
         nv = Mux(cnt == beats - 1, tail, L)
@@ -376,13 +387,10 @@ class LayerNormUnit(wiring.Component):
             with m.State("RSQRT"):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == rlat):
-                    m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC)), oidx.eq(0)]
+                    m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC)), *out.start()]
                     m.next = "OUT"
             with m.State("OUT"):
-                with m.If(oissue & en_o):
-                    m.d.sync += oidx.eq(oidx + 1)
-                with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                    m.next = "IDLE"
+                out.run(m, "IDLE")
         _phase_flags(m, fsm, in_idle, in_out)
         m.d.comb += self.busy.eq(~in_idle | lfull | (cnt != 0))
         return m

@@ -7,7 +7,7 @@ imports: the board driver imports this on a PYNQ image.
 from __future__ import annotations
 
 MAGIC_VALUE = 0x48564954   # "HVIT"
-VERSION_VALUE = 0x0001_0000  # major 1, minor 0
+VERSION_VALUE = 0x0001_0001  # major 1, minor 1 (1.1: ERROR_FLAGS; ERROR prefers corrupting errors)
 
 # name: (offset, access, description)
 REGISTERS: dict[str, tuple[int, str, str]] = {
@@ -17,7 +17,8 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
     "GEOMETRY":    (0x00C, "ro", "rows | cols << 8 | AXI beat bytes << 16 | (burst_len - 1) << 24"),
     "CTRL":        (0x010, "wo", "bit 0: start (write 1); reads 0"),
     "STATUS":      (0x014, "ro", "bit 0 busy, bit 1 done, bit 2 error, bits 15:8 error code"),
-    "ERROR":       (0x018, "ro", "first error code since the last accepted start (heatvit.errors)"),
+    "ERROR":       (0x018, "ro", "the job's error code (heatvit.errors): the first one raised since the last "
+                                 "accepted start, except that START_WHILE_BUSY gives way to any later code"),
     "CYCLES":      (0x01C, "ro", "clock cycles of the last job, start to last write response"),
     "M":           (0x020, "rw", "rows of A and Y (tokens)"),
     "K":           (0x024, "rw", "reduction length"),
@@ -38,7 +39,8 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
     "MAX_K":       (0x064, "ro", "GemmConfig.max_k"),
     "MAX_N":       (0x068, "ro", "GemmConfig.max_n"),
     "ACT_WORDS":   (0x06C, "ro", "GemmConfig.act_buffer_words"),
-    "WATCHDOG":    (0x070, "ro", "ShellConfig.watchdog_cycles"),
+    "WATCHDOG":    (0x070, "ro", "AcceleratorConfig.shell.watchdog_cycles"),
+    "ERROR_FLAGS": (0x074, "ro", "bit n set: error code n was raised since the last accepted start"),
 }
 
 OFFSET = {name: off for name, (off, _, _) in REGISTERS.items()}

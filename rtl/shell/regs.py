@@ -22,8 +22,8 @@ class RegisterFile(wiring.Component):
     writes (response OKAY).  Byte strobes apply to the read/write registers.
 
     ``regs`` exposes every read/write register's value; ``start`` pulses for one cycle when
-    ``CTRL`` bit 0 is written with 1.  ``busy``/``done``/``error``/``cycles`` feed ``STATUS``,
-    ``ERROR`` and ``CYCLES``.
+    ``CTRL`` bit 0 is written with 1.  ``busy``/``done``/``error``/``error_flags``/``cycles`` feed
+    ``STATUS``, ``ERROR``, ``ERROR_FLAGS`` and ``CYCLES``.
     """
 
     def __init__(self, gemm: GemmConfig, shell: ShellConfig, config_id: int):
@@ -32,7 +32,7 @@ class RegisterFile(wiring.Component):
             "axi": In(axi_lite_signature()),
             "regs": Out(wiring.Signature({name: Out(32) for name in RW_REGS})),
             "start": Out(1),
-            "busy": In(1), "done": In(1), "error": In(8), "cycles": In(32),
+            "busy": In(1), "done": In(1), "error": In(8), "error_flags": In(32), "cycles": In(32),
         })
 
     def _read_values(self) -> dict[str, object]:
@@ -45,7 +45,7 @@ class RegisterFile(wiring.Component):
             "WIN_BASE_LO": s.window_base & 0xFFFF_FFFF, "WIN_BASE_HI": s.window_base >> 32,
             "WIN_SIZE_LO": s.window_size & 0xFFFF_FFFF, "WIN_SIZE_HI": s.window_size >> 32,
             "MAX_M": g.max_m, "MAX_K": g.max_k, "MAX_N": g.max_n, "ACT_WORDS": g.act_buffer_words,
-            "WATCHDOG": s.watchdog_cycles,
+            "WATCHDOG": s.watchdog_cycles, "ERROR_FLAGS": self.error_flags,
         }
         for name in RW_REGS:
             values[name] = getattr(self.regs, name)

@@ -6,7 +6,6 @@ from amaranth.lib.wiring import In, Out
 
 from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
-from heatvit.shell_config import ShellConfig
 
 from ..gemm import GemmEngine
 from . import regmap
@@ -14,6 +13,9 @@ from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, axi4_signature, axi_li
 from .dma import DmaReader, DmaWriter
 from .gearbox import Gearbox
 from .regs import RegisterFile
+
+BENIGN_ERRORS = (ErrorCode.START_WHILE_BUSY,)
+"""Codes after which the job's results are still valid; any other code replaces them in ERROR."""
 
 
 def shape_error(m: Module, gemm, mm, kk, nn) -> Signal:
@@ -45,7 +47,7 @@ class AcceleratorShell(wiring.Component):
     """AXI shell around the GEMM engine (see docs/shell.md for the register map and DDR formats).
 
     Ports: ``s_axi`` (AXI4-Lite slave, 12-bit addresses, 32-bit data), ``m_axi`` (AXI4 master,
-    ``ShellConfig.data_width`` / ``addr_width``), ``irq`` (level: the last job is done).
+    ``acc.shell.data_width`` / ``addr_width``), ``irq`` (level: the last job is done).
 
     A job (``CTRL.start``): check the shape and the four buffers (aligned to the beat size,
     inside the DMA window), read the N parameter records into the engine, read the activation
@@ -53,7 +55,10 @@ class AcceleratorShell(wiring.Component):
     concurrently.  ``STATUS.done`` rises after the last write response.
     """
 
-    def __init__(self, acc: AcceleratorConfig, shell: ShellConfig):
+    def __init__(self, acc: AcceleratorConfig):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"AcceleratorShell takes an AcceleratorConfig, not {acc!r}")
+        shell = acc.shell
         shell.check_gemm(acc.gemm)
         self.acc, self.shell, self.gemm = acc, shell, acc.gemm
         super().__init__({
@@ -104,13 +109,21 @@ class AcceleratorShell(wiring.Component):
         mm, kk, nn = Signal(32), Signal(32), Signal(32)
         addr = {b: Signal(64, name=f"{b}_addr") for b in regmap.BUFFERS}
         err = Signal(8)
+        flags = Signal(32)
         done = Signal()
         cycles = Signal(32)
-        m.d.comb += [regs.error.eq(err), regs.done.eq(done), regs.cycles.eq(cycles), self.irq.eq(done)]
+        m.d.comb += [regs.error.eq(err), regs.error_flags.eq(flags), regs.done.eq(done),
+                     regs.cycles.eq(cycles), self.irq.eq(done)]
+
+        # Errors (docs/shell.md, "Errors"): every raised code sets its bit in ``flags``; ``err``
+        # keeps the first one, except that START_WHILE_BUSY (the only code after which the
+        # results are still valid) gives way to the first code that is not benign.
+        raised = []   # (pulse, code) per place an error can be raised, resolved after the FSM
 
         def set_error(code):
-            with m.If(err == 0):
-                m.d.sync += err.eq(code)
+            hit = Signal(name=f"raise_{len(raised)}")
+            m.d.comb += hit.eq(1)
+            raised.append((hit, code))
 
         # Sizes (valid once the shape passed its check).
         m_n = Signal(range(g.max_m + 1))
@@ -207,7 +220,7 @@ class AcceleratorShell(wiring.Component):
                 m.d.sync += quiet.eq(0)
                 with m.If(regs.start):
                     m.d.comb += [eng_rst.eq(1), rd.clear.eq(1), wr.clear.eq(1)]
-                    m.d.sync += [err.eq(0), done.eq(0), cycles.eq(0),
+                    m.d.sync += [err.eq(0), flags.eq(0), done.eq(0), cycles.eq(0),
                                  mm.eq(r.M), kk.eq(r.K), nn.eq(r.N)]
                     for b, (lo, hi) in regmap.BUFFERS.items():
                         m.d.sync += addr[b].eq(Cat(getattr(r, lo), getattr(r, hi)))
@@ -279,4 +292,22 @@ class AcceleratorShell(wiring.Component):
                 set_error(ErrorCode.AXI_READ_ERROR)
             with m.If(wr.error):
                 set_error(ErrorCode.AXI_WRITE_ERROR)
+
+        # Resolve this cycle's raised codes: benign ones first, so that a code that is not benign
+        # raised in the same cycle wins; none of them is raised in the cycle a start clears both.
+        bits = Const(0, 32)
+        for hit, code in raised:
+            bits = bits | (hit.replicate(32) & (Const(1, 32) << code))
+        with m.If(Cat(hit for hit, _ in raised).any()):
+            m.d.sync += flags.eq(flags | bits)
+        for benign in (True, False):
+            for hit, code in raised:
+                if (isinstance(code, int) and code in BENIGN_ERRORS) != benign:
+                    continue
+                replaceable = err == 0
+                if not benign:
+                    for b in BENIGN_ERRORS:
+                        replaceable |= err == b
+                with m.If(hit & replaceable):
+                    m.d.sync += err.eq(code)
         return m

@@ -11,15 +11,14 @@ from __future__ import annotations
 from amaranth.lib import wiring
 
 from heatvit.config import AcceleratorConfig
-from heatvit.shell_config import ShellConfig
 
 CORE_NAME = "heatvit_shell"
 TOP_NAME = "heatvit_top"
 
 
-def build_shell(acc: AcceleratorConfig, shell: ShellConfig):
+def build_shell(acc: AcceleratorConfig):
     from .top import AcceleratorShell
-    return AcceleratorShell(acc, shell)
+    return AcceleratorShell(acc)
 
 
 def top_ports(component) -> list[tuple[str, str, int, str]]:
@@ -69,13 +68,13 @@ def thin_top(component) -> str:
     return "\n".join(lines)
 
 
-def export(acc: AcceleratorConfig, shell: ShellConfig, *, primitives: bool = False) -> tuple[str, str]:
-    """``(core Verilog, thin top Verilog)`` for one configuration.
+def export(acc: AcceleratorConfig, *, primitives: bool = False) -> tuple[str, str]:
+    """``(core Verilog, thin top Verilog)`` for one configuration (its ``shell`` section).
 
     ``primitives``: instantiate the DSP48E2 primitive (Vivado, yosys) instead of its bit-exact
     behavioural model (what the simulators run)."""
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
-    component = build_shell(acc, shell)
+    component = build_shell(acc)
     core = export_verilog(component, CORE_NAME, platform=PRIMITIVES if primitives else None)
     return core, thin_top(component)

@@ -31,7 +31,8 @@ class TokenSelectorUnit(wiring.Component):
       answers at once with a ``result`` carrying the error code.
     * ``scores`` (in): N beats, token order, the combined keep score UQ0.``score_bits``.  Token
       0 (class) and the last ``n_tail`` tokens are kept whatever their score; the others are
-      kept iff ``score > threshold``.  Always ready.
+      kept iff ``score > threshold``.  Ready only while the unit takes scores (after a
+      good command, until the N-th score).
     * ``tokens`` (in): after the scores, ``chunks * N`` words of ``lanes`` int8 channels, chunk
       major (word ``k * N + n``: the GEMM activation-buffer order).
     * ``writes`` (out): the compacted sequence of N' tokens, per chunk k: each kept token at
@@ -39,7 +40,8 @@ class TokenSelectorUnit(wiring.Component):
       token at ``k * N' + N' - 1``; that word is written while chunk k + 1 streams (slotted
       between its kept-token writes), the last chunk's before ``result``.  ``last`` marks the
       final write.  Every address is written once and never exceeds the word being read, so
-      the gather may run in place.
+      the gather may run in place.  A word on offer stays on offer, unchanged, until taken: a
+      package word that is ready while a kept-token word waits for ``ready`` waits behind it.
     * ``result`` (out): one beat per command after the last write: ``n_tokens = N'`` (kept +
       package), ``n_tail`` (+1 if a package token was added), ``n_kept``, ``error``.
 
@@ -143,6 +145,8 @@ class TokenSelectorUnit(wiring.Component):
         div_start = Signal()
         div_idle = Signal()
         pkg_pending = Signal()
+        kept_held = Signal()          # a kept-token word was on offer and not taken at the last edge
+        m.d.sync += kept_held.eq(self.writes.valid & ~self.writes.ready & ~pkg_pending)
 
         with m.FSM(name="divider"):
             with m.State("START"):         # see the main FSM's START
@@ -168,8 +172,10 @@ class TokenSelectorUnit(wiring.Component):
                     with m.Else():
                         m.next = "LOAD"
             with m.State("WRITE"):
-                m.d.comb += pkg_pending.eq(1)
-                with m.If(self.writes.ready):
+                # The package word takes the writes port only when no kept-token word is on
+                # offer there: a word offered and not taken stays until its handshake.
+                m.d.comb += pkg_pending.eq(~kept_held)
+                with m.If(self.writes.ready & ~kept_held):
                     m.next = "IDLE"
 
         def finish_chunk():

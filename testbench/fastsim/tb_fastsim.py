@@ -1,6 +1,6 @@
 """cocotb module: GEMMs through the shell with the HDL DDR model (heatvit.driver.fastsim).
 
-Configuration from ``HEATVIT_SHELL`` (config blob) and ``HEATVIT_DDR_BYTES``
+Configuration from ``HEATVIT_CONFIG`` (``AcceleratorConfig.to_dict``) and ``HEATVIT_DDR_BYTES``
 (the timing run is heatvit.sim.fastsim_measure, used by ``heatvit bench fastsim``).
 """
 
@@ -16,13 +16,13 @@ from heatvit import golden
 from heatvit.driver.core import Buffers, image_sizes
 from heatvit.driver.fastsim import start
 from heatvit.errors import ErrorCode, HardwareError
-from heatvit.shell_config import from_blob
+from heatvit.config import AcceleratorConfig
 from heatvit.sim.gemm_tb import GemmTB
 
 
 def setup():
-    acc, shell = from_blob(json.loads(os.environ["HEATVIT_SHELL"]))
-    return acc, shell, int(os.environ["HEATVIT_DDR_BYTES"])
+    acc = AcceleratorConfig.from_dict(json.loads(os.environ["HEATVIT_CONFIG"]))
+    return acc, acc.shell, int(os.environ["HEATVIT_DDR_BYTES"])
 
 
 def operands(acc, rng, m, k, n):
@@ -49,7 +49,7 @@ async def random_gemms(dut):
     g = acc.gemm
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     pyrng = random.Random(cocotb.RANDOM_SEED)
-    be, drv = await start(dut, acc, shell, ddr_bytes=ddr_bytes)
+    be, drv = await start(dut, acc, ddr_bytes=ddr_bytes)
     await drv.check_identity()
     quick = int(os.environ.get("HEATVIT_QUICK", "0"))
     shapes = [(1, 1, 1), (g.rows + 1, 2 * g.rows - 1, g.cols + 3)]
@@ -76,7 +76,7 @@ async def errors_then_good_job(dut):
     """A shape error and an AXI error (buffer outside the model) are reported; the next job works."""
     acc, shell, ddr_bytes = setup()
     rng = np.random.default_rng(cocotb.RANDOM_SEED + 1)
-    be, drv = await start(dut, acc, shell, ddr_bytes=ddr_bytes)
+    be, drv = await start(dut, acc, ddr_bytes=ddr_bytes)
     job = drv.load(*operands(acc, rng, 3, 5, 7))
     await drv.start(0, job.k, job.n, job.buffers)
     try:

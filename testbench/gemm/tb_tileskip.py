@@ -7,7 +7,6 @@ driver; ``HEATVIT_SEED=<seed>`` replays it).
 
 import os
 
-import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
@@ -17,6 +16,7 @@ from heatvit.errors import ErrorCode
 from tb_gemm import _check, _fits, _start
 
 from heatvit.sim.runner import config_from_env
+from heatvit.sim.streams import checked_test
 
 CFG = config_from_env(GemmConfig)
 QUICK = os.environ.get("HEATVIT_QUICK", "0") == "1"
@@ -64,11 +64,11 @@ async def _run(tb, np_rng, m, k, n, bitmap, what, exact):
     return run
 
 
-@cocotb.test()
+@checked_test
 async def cycle_model_sparse(dut):
     """With no gaps or stalls a sparse GEMM takes exactly ``estimate_cycles(m, k, n, bitmap)``
     cycles, for every pattern, M below, at and above the per-tile floor and ragged K and N."""
-    tb, rng, np_rng = await _start(dut, gap=0.0, stall=0.0)
+    tb, rng, np_rng = await _start(dut, "none")
     R, C, short = CFG.rows, CFG.cols, CFG.min_tile_cycles
     shapes = [(1, 3 * R, 3 * C), (short - 1, 4 * R, 3 * C + 1), (short + 3, 3 * R - 1, 2 * C),
               (2, 5 * R + 1, 4 * C)]
@@ -85,10 +85,10 @@ async def cycle_model_sparse(dut):
             await _run(tb, np_rng, m, k, n, bitmap, name, exact=True)
 
 
-@cocotb.test()
+@checked_test
 async def dense_equals_sparse_all_one(dut):
     """An all-one bitmap costs exactly the dense GEMM's cycles and gives the same result."""
-    tb, rng, np_rng = await _start(dut, gap=0.0, stall=0.0)
+    tb, rng, np_rng = await _start(dut, "none")
     m, k, n = 5, 2 * CFG.rows + 1, 2 * CFG.cols
     a, w, bias, mult, shift = tb.random_operands(np_rng, m, k, n)
     dense = await tb.gemm(a, w, bias, mult, shift)
@@ -98,7 +98,7 @@ async def dense_equals_sparse_all_one(dut):
     assert dense.cycles == sparse.cycles == CFG.estimate_cycles(m, k, n), (dense.cycles, sparse.cycles)
 
 
-@cocotb.test()
+@checked_test
 async def random_sparse_with_stalls(dut):
     """Random shapes and densities under random input gaps and output backpressure."""
     tb, rng, np_rng = await _start(dut)
@@ -110,16 +110,16 @@ async def random_sparse_with_stalls(dut):
         n = rng.randint(1, min(CFG.max_n, 4 * CFG.cols + 3))
         if not _fits(m, k, n):
             continue
-        tb.set_gaps(rng.choice([0.0, 0.2, 0.6]), rng.choice([0.0, 0.3, 0.7]))
+        tb.set_pattern(rng.choice(["none", "random", "heavy", "sink-only", "source-only"]))
         bitmap = np_rng.random(_grid(k, n)) < rng.choice([0.0, 0.2, 0.5, 0.8, 1.0])
         await _run(tb, np_rng, m, k, n, bitmap, "random", exact=False)
         done += 1
 
 
-@cocotb.test()
+@checked_test
 async def sparse_and_dense_interleaved(dut):
     """Sparse and dense GEMMs back to back (the sparse flag is per command), M = 1 included."""
-    tb, rng, np_rng = await _start(dut, gap=0.1, stall=0.1)
+    tb, rng, np_rng = await _start(dut, "random")
     R, C = CFG.rows, CFG.cols
     for m, k, n, sparse in ((3, 3 * R, 3 * C, True), (1, 2 * R + 1, 2 * C, False),
                             (1, 4 * R, 5 * C + 1, True), (R + 1, R, C, True), (2, 2, 1, False)):
@@ -134,11 +134,11 @@ async def sparse_and_dense_interleaved(dut):
         assert int(dut.busy.value) == 0, "busy still high after the last beat"
 
 
-@cocotb.test()
+@checked_test
 async def sparse_largest_k(dut):
     """Extreme operands at the largest K with half the tiles pruned: the accumulator chain over
     skipped K tiles stays exact."""
-    tb, rng, np_rng = await _start(dut, gap=0.0, stall=0.0)
+    tb, rng, np_rng = await _start(dut, "none")
     k = min(CFG.max_k, 3072)
     m = max(1, min(2, CFG.act_buffer_words // ceil_div(k, CFG.rows)))
     n = min(CFG.max_n, 2 * CFG.cols + 1)
@@ -153,11 +153,11 @@ async def sparse_largest_k(dut):
     assert run.cycles == CFG.estimate_cycles(m, k, n, bitmap)
 
 
-@cocotb.test()
+@checked_test
 async def tile_count_error(dut):
     """A sparse command claiming more tiles than the grid holds is rejected with
     TILE_COUNT_TOO_LARGE and produces no output; the next command runs normally."""
-    tb, rng, np_rng = await _start(dut, gap=0.0, stall=0.0)
+    tb, rng, np_rng = await _start(dut, "none")
     m, k, n = 2, 2 * CFG.rows, CFG.cols
     bitmap = np.ones((3, 1), bool)        # 3 tiles for a 2 x 1 grid
     tb.cmd.send([tb.cmd_beat(m, k, n, bitmap)])

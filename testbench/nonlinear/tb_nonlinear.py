@@ -2,7 +2,8 @@
 
 Exhaustive over the input domain where it is at most 2**16 values (the GELU and sigmoid tables,
 exp, reciprocal and rsqrt of 16-bit inputs), random elsewhere; adversarial softmax and LayerNorm
-rows; random valid gaps and ready stalls throughout.  ``HEATVIT_QUICK=1`` (Icarus): subsets.
+rows; stall patterns (:data:`heatvit.sim.streams.PATTERNS`) and the handshake monitor
+throughout.  ``HEATVIT_QUICK=1`` (Icarus): subsets.
 """
 
 import os
@@ -10,6 +11,8 @@ import random
 
 import cocotb
 import numpy as np
+
+from heatvit.sim.streams import Idle, checked_test
 
 from heatvit.golden import nonlinear as NL
 from heatvit.nonlinear_config import NonlinearConfig
@@ -19,10 +22,14 @@ from heatvit.sim.runner import config_from_env
 QUICK = bool(int(os.environ.get("HEATVIT_QUICK", "0")))
 
 
-async def _setup(dut, gap=0.1, stall=0.1):
+LIGHT = (Idle(0.02), Idle(0.02))
+"""Exhaustive sweeps: a stall now and then, so they stay fast."""
+
+
+async def _setup(dut, stalls="random"):
     cfg = config_from_env(NonlinearConfig)
     rng = random.Random(cocotb.RANDOM_SEED)
-    tb = NonlinearTB(dut, cfg, rng, gap=gap, stall=stall)
+    tb = NonlinearTB(dut, cfg, rng, stalls=stalls)
     await tb.reset()
     return tb, np.random.default_rng(rng.getrandbits(32))
 
@@ -42,13 +49,14 @@ async def _act(tb, nprng, unit, core_frac):
         x = _domain(-(1 << 15), 1 << 15, nprng)
     else:                                   # table index |x| < 2**16; negatives by symmetry
         x = np.concatenate([_domain(0, 1 << 16, nprng), -nprng.integers(1, 1 << 16, 3000)])
-    got, exp = await tb.elementwise(unit, x, params=core, gap=0.02, stall=0.02)
+    got, exp = await tb.elementwise(unit, x, params=core, stalls=LIGHT)
     assert_equal(f"{unit} core (table domain)", x, got, exp)
     x = nprng.integers(-(1 << 19), 1 << 19, 500 if QUICK else 5000)
     got, exp = await tb.elementwise(unit, x, params=core)
     assert_equal(f"{unit} core (outside the table)", x, got, exp)
     # 2. deployment: int32 accumulators at random calibrated scales, int8 / uint8 outputs
-    for _ in range(2 if QUICK else 6):
+    patterns = ["random", "sink-only", "source-only"]
+    for i in range(2 if QUICK else 6):
         s_in = float(10 ** nprng.uniform(-6, -1))
         if unit == "gelu":
             p = NL.gelu_params(s_in, float(10 ** nprng.uniform(-2.5, -0.5)))
@@ -56,47 +64,50 @@ async def _act(tb, nprng, unit, core_frac):
             p = NL.sigmoid_params(s_in, 1 / 255, out_bits=8)
         amax = min(2 ** 31 - 1, int(12 / s_in))
         x = np.concatenate([nprng.integers(-amax, amax, 300 if QUICK else 2000), [-2 ** 31, 2 ** 31 - 1, 0]])
-        got, exp = await tb.elementwise(unit, x, params=p, gap=0.3, stall=0.3)
+        got, exp = await tb.elementwise(unit, x, params=p, stalls=patterns[i % 3])
         assert_equal(f"{unit} s_in={s_in:.3g}", x, got, exp)
 
 
-@cocotb.test()
+@checked_test
 async def gelu(dut):
     tb, nprng = await _setup(dut)
     await _act(tb, nprng, "gelu", 12)
 
 
-@cocotb.test()
+@checked_test
 async def sigmoid(dut):
     tb, nprng = await _setup(dut)
     await _act(tb, nprng, "sigmoid", 15)
 
 
-@cocotb.test()
+@checked_test
 async def exp(dut):
     tb, nprng = await _setup(dut)
     x = _domain(0, 1 << 16, nprng)
-    got, e = await tb.elementwise("exp", x, gap=0.02, stall=0.02)
+    got, e = await tb.elementwise("exp", x, stalls=LIGHT)
     assert_equal("exp", x, got, e)
 
 
 async def _mant_exp(tb, nprng, unit, bits):
     x = _domain(1, 1 << 16, nprng)
-    got, e = await tb.elementwise(unit, x, gap=0.02, stall=0.02)
+    got, e = await tb.elementwise(unit, x, stalls=LIGHT)
     assert_equal(f"{unit} (16-bit inputs)", x, got, e)
     edges = [1, 2, 3, (1 << bits) - 1] + [1 << k for k in range(bits)] + [(1 << k) - 1 for k in range(2, bits)]
     x = np.concatenate([edges, nprng.integers(1, 1 << bits, 500 if QUICK else 20000)])
-    got, e = await tb.elementwise(unit, x, gap=0.3, stall=0.3)
+    got, e = await tb.elementwise(unit, x, stalls="random")
     assert_equal(f"{unit} ({bits}-bit inputs)", x, got, e)
+    for stalls, n in (("heavy", 300), ("long", 100)):
+        got, e = await tb.elementwise(unit, x[:n], stalls=stalls)
+        assert_equal(f"{unit} ({bits}-bit inputs, {stalls} stalls)", x[:n], got, e)
 
 
-@cocotb.test()
+@checked_test
 async def reciprocal(dut):
     tb, nprng = await _setup(dut)
     await _mant_exp(tb, nprng, "recip", 32)
 
 
-@cocotb.test()
+@checked_test
 async def rsqrt(dut):
     tb, nprng = await _setup(dut)
     await _mant_exp(tb, nprng, "rsqrt", 40)
@@ -116,20 +127,20 @@ def softmax_rows(cfg: NonlinearConfig, nprng, n_random: int):
     return rows
 
 
-@cocotb.test()
+@checked_test
 async def softmax(dut):
-    tb, nprng = await _setup(dut, gap=0.2, stall=0.2)
+    tb, nprng = await _setup(dut)
     cfg = tb.cfg
-    for s_in, out_max in ((0.01, 255), (1e-3, 127), (0.3, 255)):
+    for (s_in, out_max), stalls in zip(((0.01, 255), (1e-3, 127), (0.3, 255)), ("random", "sink-only", "source-only")):
         p = NL.softmax_params(s_in, out_max=out_max, in_bits=cfg.softmax_in_bits)
         rows = softmax_rows(cfg, nprng, 3 if QUICK else 12)
-        got, e = await tb.softmax(rows, p)
+        got, e = await tb.softmax(rows, p, stalls=stalls)
         assert_equal(f"softmax s_in={s_in}", np.concatenate(rows), got, e)
     assert int(dut.softmax__overflow.value) == 0, "overflow set by rows within max_tokens"
     # a row longer than max_tokens ends at max_tokens (overflow); the rest is the next row
     long_row = nprng.integers(-1000, 1000, cfg.max_tokens + 3)
     rows = [long_row[:cfg.max_tokens], long_row[cfg.max_tokens:]]
-    got, e = await tb.softmax(rows, p, unterminated={0})
+    got, e = await tb.softmax(rows, p, unterminated={0}, stalls="long")
     assert_equal("softmax overlong row", long_row, got, e)
     assert int(dut.softmax__overflow.value) == 1, "overflow not set by an overlong row"
 
@@ -143,12 +154,13 @@ def layernorm_rows(cfg: NonlinearConfig, n: int, nprng, n_random: int):
     return np.stack(rows)
 
 
-@cocotb.test()
+@checked_test
 async def layernorm(dut):
-    tb, nprng = await _setup(dut, gap=0.2, stall=0.2)
+    tb, nprng = await _setup(dut)
     cfg = tb.cfg
     lengths = [cfg.max_dim, 1, int(nprng.integers(2, cfg.max_dim + 1))]
-    for n in lengths:
+    for n, stalls in zip(lengths, ("random", "long", "sink-only")):
+        tb.stalls = stalls
         gamma, beta = nprng.normal(1, 0.5, n), nprng.normal(0, 0.5, n)
         p = NL.layernorm_params(gamma, beta, 1e-6, float(10 ** nprng.uniform(-2, -0.5)),
                                 float(10 ** nprng.uniform(-2, -1)), in_bits=cfg.layernorm_in_bits, cfg=cfg)
@@ -156,3 +168,30 @@ async def layernorm(dut):
         rows = layernorm_rows(cfg, n, nprng, 1 if QUICK else 4)
         got, e = await tb.layernorm(rows, p)
         assert_equal(f"layernorm N={n}", rows, got, e)
+
+
+@checked_test
+async def row_cycles(dut):
+    """Back-to-back rows of B beats without stalls: Softmax takes 2B + 25 cycles per row,
+    LayerNorm B + 18 (the figures of docs/nonlinear.md and the units' docstrings)."""
+    tb, nprng = await _setup(dut, "none")
+    cfg, L = tb.cfg, tb.cfg.row_lanes
+    sizes = sorted({1, 3, cfg.max_tokens // L, cfg.max_dim // L})
+    p = NL.softmax_params(0.01, in_bits=cfg.softmax_in_bits)
+    for b in (b for b in sizes if b * L <= cfg.max_tokens):
+        rows = [nprng.integers(-3000, 3000, b * L) for _ in range(4)]
+        got, e = await tb.softmax(rows, p)
+        assert_equal(f"softmax B={b}", np.concatenate(rows), got, e)
+        ends = [tb.last_sink.handshake_cycles[(r + 1) * b - 1] for r in range(4)]
+        periods = np.diff(ends).tolist()
+        assert periods[1:] == [2 * b + 25] * 2, f"softmax B={b}: {periods} cycles per row, want 2B + 25"
+    for b in (b for b in sizes if b * L <= cfg.max_dim):
+        n = b * L
+        lp = NL.layernorm_params(np.ones(n), np.zeros(n), 1e-6, 0.05, 0.05, in_bits=cfg.layernorm_in_bits, cfg=cfg)
+        await tb.layernorm_load(lp)
+        rows = layernorm_rows(cfg, n, nprng, 0)[:4]
+        got, e = await tb.layernorm(rows, lp)
+        assert_equal(f"layernorm B={b}", rows, got, e)
+        ends = [tb.last_sink.handshake_cycles[(r + 1) * b - 1] for r in range(4)]
+        periods = np.diff(ends).tolist()
+        assert periods[1:] == [b + 18] * 2, f"layernorm B={b}: {periods} cycles per row, want B + 18"

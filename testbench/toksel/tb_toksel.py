@@ -2,7 +2,8 @@
 :mod:`heatvit.golden.token_selector.decision`.
 
 Run through testbench/test_toksel.py.  Randomness comes from the cocotb seed (logged by the
-driver; ``HEATVIT_SEED=<seed>`` replays).
+driver; ``HEATVIT_SEED=<seed>`` replays).  The stream rules are checked on every output
+(:class:`heatvit.sim.streams.StreamSink`); stall patterns from :data:`heatvit.sim.streams.PATTERNS`.
 """
 
 import os
@@ -10,9 +11,12 @@ import random
 
 import cocotb
 import numpy as np
+from cocotb.triggers import RisingEdge
 
+from heatvit.golden.token_selector import decision
 from heatvit.rtl.toksel import TOKSEL_BAD_TAIL, TOKSEL_BAD_TOKENS
 from heatvit.sim.runner import config_from_env
+from heatvit.sim.streams import Idle, checked_test
 from heatvit.sim.toksel_tb import TokSelTB
 from heatvit.toksel_config import TokSelConfig
 
@@ -20,10 +24,11 @@ CFG = config_from_env(TokSelConfig)
 QUICK = os.environ.get("HEATVIT_QUICK", "0") == "1"
 
 
-async def _start(dut, gap=0.3, stall=0.3):
+async def _start(dut, stalls="random"):
     seed = cocotb.RANDOM_SEED
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    tb = TokSelTB(dut, CFG, rng, gap=gap, stall=stall)
+    tb = TokSelTB(dut, CFG, rng)
+    tb.set_pattern(stalls)
     await tb.reset()
     return tb, rng, np_rng
 
@@ -34,22 +39,56 @@ def _log(run, what):
                     f"(kept {r['n_kept']}, tail {r['n_tail']}) in {run.cycles} cycles")
 
 
-@cocotb.test()
+@checked_test
 async def random_stages(dut):
-    """Random token counts, tails, thresholds, scores and tokens, with random gaps and stalls."""
+    """Random token counts, tails, thresholds, scores and tokens, under every stall pattern."""
     tb, rng, np_rng = await _start(dut)
-    for i in range(3 if QUICK else 8):
-        n = rng.randint(1, CFG.max_tokens)
+    patterns = ["none", "random", "heavy", "sink-only", "source-only", "long"]
+    for i in range(len(patterns) if QUICK else 2 * len(patterns)):
+        tb.set_pattern(patterns[i % len(patterns)])
+        long = patterns[i % len(patterns)] == "long"
+        n = rng.randint(1, min(CFG.max_tokens, 48) if long else CFG.max_tokens)
         tail = rng.randint(0, min(3, n - 1))
         thr = rng.choice([CFG.threshold_q, rng.randint(0, CFG.score_max)])
-        tb.set_gaps(rng.choice([0.0, 0.3, 0.7]), rng.choice([0.0, 0.3, 0.7]))
         q = np_rng.integers(0, CFG.score_max + 1, size=n)
         run = await tb.stage(tb.random_tokens(np_rng, n), q, tail, thr)
         run.check(CFG, f"random {i}")
         _log(run, f"random {i}")
 
 
-@cocotb.test()
+async def _stall_writes_in_chunk(tb, n_out: int, cycles: int):
+    """Stall the writes sink for ``cycles`` cycles from the first write of chunk 1 on."""
+    dut = tb.dut
+    while True:
+        await RisingEdge(tb.clk)
+        if int(dut.writes__valid.value) and tb.decode_write(dut.writes__payload.value.to_unsigned())[0] >= n_out:
+            break
+    tb.writes.stall = Idle(p=1.0)
+    for _ in range(cycles):
+        await RisingEdge(tb.clk)
+    tb.writes.stall = Idle()
+
+
+@checked_test
+async def package_during_stall(dut):
+    """Issue 16: the writes sink stalls for a long time across the moment the package divider
+    (chunk 0's package token) finishes; the kept-token word on offer must stay on offer,
+    unchanged, until it is taken (the monitor fails the test otherwise)."""
+    tb, rng, np_rng = await _start(dut, "none")
+    assert CFG.chunks >= 2, "needs two chunks or more"
+    n = min(CFG.max_tokens, 16)
+    scores = np.full(n, CFG.score_max)
+    scores[1:4] = 0                        # three pruned tokens: a package token per chunk
+    for cycles in (40, 300):
+        x = tb.random_tokens(np_rng, n)
+        n_out = decision.stage_int(CFG, x, scores, 0, CFG.threshold_q).n_tokens
+        stall = cocotb.start_soon(_stall_writes_in_chunk(tb, n_out, cycles))
+        run = await tb.stage(x, scores)
+        await stall
+        run.check(CFG, f"{cycles}-cycle stall")
+
+
+@checked_test
 async def keep_all(dut):
     """Every score above the threshold: the sequence is rewritten unchanged, no package token."""
     tb, rng, np_rng = await _start(dut)
@@ -59,7 +98,7 @@ async def keep_all(dut):
     assert run.result["n_tokens"] == n and not run.expected.has_package
 
 
-@cocotb.test()
+@checked_test
 async def keep_none(dut):
     """No score above the threshold: class token, tail and one package token remain; also with
     every pruned score 0 (plain mean) and with extreme token values (accumulator range)."""
@@ -78,7 +117,7 @@ async def keep_none(dut):
     assert run.result["n_tokens"] == 4 and run.result["n_tail"] == 3
 
 
-@cocotb.test()
+@checked_test
 async def single_token(dut):
     """One token (the class token): kept, nothing else."""
     tb, rng, np_rng = await _start(dut)
@@ -88,10 +127,10 @@ async def single_token(dut):
         assert run.result["n_tokens"] == 1
 
 
-@cocotb.test()
+@checked_test
 async def three_stages(dut):
     """Three stages in sequence, each on the tokens the previous one left in the buffer."""
-    tb, rng, np_rng = await _start(dut, gap=0.2, stall=0.4)
+    tb, rng, np_rng = await _start(dut, "heavy")
     x = tb.random_tokens(np_rng, CFG.max_tokens - 3)
     tail = 0
     counts = [x.shape[0]]
@@ -111,7 +150,7 @@ async def three_stages(dut):
     assert counts[0] > counts[1] > counts[2] > counts[3], f"token counts {counts} do not shrink"
 
 
-@cocotb.test()
+@checked_test
 async def bad_commands(dut):
     """Bad commands answer with an error and consume nothing; a good stage runs afterwards."""
     tb, rng, np_rng = await _start(dut)
