@@ -134,3 +134,36 @@ def test_recorded_command_and_reuse(smoke):
     assert up_to_date(td, args)
     assert not up_to_date(td, [*args[:-2], "--work", str(work / "elsewhere")])     # no model there
     assert not up_to_date(td, ["--seed", "3", "--epochs", "2", *args[4:]])        # another recipe
+
+
+def test_fixed_plan_parsing():
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    from heatvit.bench.training import load_script
+    td = load_script(SCRIPT)
+    plan = td.parse_plan("1,3:0.7,0.3")
+    assert plan.blocks == (1, 3) and plan.keep_ratios == (0.7, 0.3)
+    for bad in ("1,3", "1,x:0.7,0.3", "1:0.7,0.3", "3,1:0.7,0.3", "1,3:0.3,0.7", "1:1.2"):
+        with pytest.raises(ValueError, match=r"--plan must|PruningPlan"):
+            td.parse_plan(bad)
+    with pytest.raises(ValueError, match=r"never before block 0"):
+        td.parse_plan("0:0.5")
+
+
+def test_same_command_same_model(smoke, tmp_path):
+    """The documented command is deterministic: a second run in a fresh directory gives the same
+    arrays; a run in the first directory reuses its backbone checkpoint (same seed, epochs and
+    recipe) and gives the same arrays again."""
+    work, _ = smoke
+    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "1", "--limit", "64"]
+    res = run([sys.executable, "train/train_digits.py", *args, "--work", str(tmp_path)])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "reusing" not in res.stdout
+    res = run([sys.executable, "train/train_digits.py", *args, "--work", str(work), "--out", str(tmp_path / "again.npz")])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "backbone: reusing" in res.stdout
+    with np.load(work / "vit_digits.npz") as a, np.load(tmp_path / "vit_digits.npz") as b, \
+            np.load(tmp_path / "again.npz") as c:
+        assert set(a.files) == set(b.files) == set(c.files)
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k
