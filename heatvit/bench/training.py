@@ -3,7 +3,7 @@
 ``heatvit bench training`` (from the repository root, with the ``train`` extra; long, so not part
 of ``heatvit bench`` without names, nor of CI) runs ``python train/train_digits.py --seed S
 --work build/train/seedS`` for each seed in ``SEEDS`` (``HEATVIT_TRAIN_SEEDS=0,1,..`` for another
-list), ``HEATVIT_TRAIN_JOBS`` (default 2) at a time with one torch thread each, then evaluates
+list), ``HEATVIT_TRAIN_JOBS`` (1..8, default 2) at a time with one torch thread each, then evaluates
 each model with the accuracy bench (``heatvit bench accuracy --model``, a subprocess: the integer
 golden model on the 360 test images) and writes ``build/bench/training.json``: per seed ``seed,
 float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall) and
@@ -13,7 +13,8 @@ top-1 lies within one standard deviation of the mean.
 
 A seed whose ``build/train/seedS/vit_digits.npz`` was written by the same command with the same
 recipe (the metadata's ``commands`` and ``recipe``) is evaluated again without retraining; delete
-the directory to retrain.  ``--quick``: one seed, one epoch per phase on 64 images (a smoke run).
+the directory to retrain.  After a change of the selector recipe only, the script reuses the
+seed's backbone checkpoint (its ``backbone.json`` names the seed, epochs and backbone recipe).  ``--quick``: one seed, one epoch per phase on 64 images (a smoke run).
 """
 
 from __future__ import annotations
