@@ -536,3 +536,56 @@ def run_jobs(acc, ops, in_place=0.5):
     sim.add_testbench(bench)
     sim.run()
     assert len(done) == len(ops)
+
+
+# -- cycle trace ---------------------------------------------------------------------------------
+
+from heatvit.rtl.accel.cycle_trace import CycleTrace  # noqa: E402
+
+
+@pytest.mark.parametrize("data_width", [32, 64, 128])
+def test_cycle_trace(data_width):
+    """Records at random gaps (and out of order indices) while another client writes through
+    the same DMA: every record at 16 * index of CYCLES, four LE uint32; nothing else written."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = make_acc(data_width=data_width, burst_len=4)
+    db = acc.shell.data_bytes
+    top, dma, mem, rng = dma_bench(acc, 1, 2, seed)
+    top.submodules.trace = tr = CycleTrace(acc)
+    wiring.connect(top, tr.dma_wr, dma.wr[0])
+    cycles, other = WINDOW + 0x3000 - 16 * 40, WINDOW + 0x8000
+    idx = list(range(100))
+    rng.shuffle(idx)
+    recs = [{"index": i, "opcode": rng.randrange(1, 9), "start": rng.getrandbits(32), "end": rng.getrandbits(32)}
+            for i in idx[:60]]
+    expect = bytearray(mem.mem)
+    for r in recs:
+        o = cycles - WINDOW + 16 * r["index"]
+        expect[o:o + 16] = b"".join(r[k].to_bytes(4, "little") for k in ("index", "opcode", "start", "end"))
+    blob = [rng.getrandbits(8 * db) for _ in range(40)]
+    expect[other - WINDOW:other - WINDOW + 40 * db] = b"".join(w.to_bytes(db, "little") for w in blob)
+    flags = []
+
+    async def records(ctx):
+        ctx.set(dma.base[DmaRegion.CYCLES], cycles)
+        ctx.set(dma.base[DmaRegion.DEBUG], other)
+        await send(ctx, tr.trace, recs, rng, gap=0.5)
+        await ctx.tick()
+        await wait_until(ctx, tr.idle)
+        flags.append("records")
+
+    async def writer(ctx):
+        for k in range(0, 40, 8):
+            await write_req(ctx, dma.wr[1], rng, DmaRegion.DEBUG, k * db, blob[k:k + 8], [(1 << db) - 1] * 8)
+        flags.append("writer")
+
+    async def finish(ctx):
+        while len(flags) < 2:
+            await ctx.tick()
+        await wait_until(ctx, dma.writes_idle)
+        flags.append("idle")
+
+    run_sim(top, mem, [records, writer, finish])
+    assert flags[-1] == "idle"
+    assert bytes(mem.mem) == bytes(expect), f"seed {seed}"
