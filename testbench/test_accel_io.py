@@ -386,6 +386,7 @@ class BufModel:
                                   for _ in range(s.rows)], dtype=np.int64)
                      for b, s in self.specs.items() if b in BUFS}
         self.src = self.dst = Buf.X0
+        self.flush = False   # the top flushes the buffers' read pipelines on abort
 
     def serve(self, ex):
         L, rng, gap = self.L, self.rng, self.gap
@@ -393,6 +394,8 @@ class BufModel:
         async def run(ctx):
             queue = []
             while True:
+                if self.flush:
+                    queue.clear()
                 cmd_ready = len(queue) < self.depth and rng.random() >= gap
                 ctx.set(ex.src.cmd.ready, cmd_ready)
                 dvalid = bool(queue) and rng.random() >= gap
@@ -485,7 +488,14 @@ def test_copy_in_place(rows, cols):
     run_jobs(small_acc(rows, cols, 32), [Op.COPY] * 24, in_place=0.9)
 
 
-def run_jobs(acc, ops, in_place=0.5):
+@pytest.mark.parametrize("rows,cols,data_width", [(4, 4, 128), (8, 4, 32)])
+def test_abort(rows, cols, data_width):
+    """``abort`` (executor and DMA together, as the top does) at a random point of a job: no
+    ``done``, back to idle, and the next jobs bit-exact."""
+    run_jobs(small_acc(rows, cols, data_width), [Op.LOAD, Op.STORE, Op.COPY] * 5, abort=0.5)
+
+
+def run_jobs(acc, ops, in_place=0.5, abort=0.0):
     seed = pick_seed()
     print(f"HEATVIT_SEED={seed}")
     top, dma, mem, rng = dma_bench(acc, 1, 1, seed)
@@ -503,7 +513,34 @@ def run_jobs(acc, ops, in_place=0.5):
     regions = {r: memoryview(expect)[o:o + REGION_BYTES] for r, o in REGION_BASE.items()}
     ops = list(ops)
     rng.shuffle(ops)
-    done = []
+    done, aborted = [], []
+
+    async def abort_job(ctx, ex, fields):
+        """Start a job, abort it after a few cycles; False if it finished first."""
+        await send(ctx, ex.cmd, [fields], rng)
+        for _ in range(rng.randint(0, 80)):
+            if ctx.get(ex.done):
+                assert ctx.get(ex.error) == 0
+                await ctx.tick()
+                await wait_until(ctx, dma.writes_idle)
+                return False
+            await ctx.tick()
+        for sig in (ex.abort, dma.abort):
+            ctx.set(sig, 1)
+        bm.flush = True
+        await ctx.tick()
+        for sig in (ex.abort, dma.abort):
+            ctx.set(sig, 0)
+        for _ in range(2):
+            await ctx.tick()
+        bm.flush = False
+        for _ in range(200):
+            assert not ctx.get(ex.done), "done after abort"
+            await ctx.tick()
+        await wait_until(ctx, dma.idle)
+        assert ctx.get(ex.cmd.ready), "executor not idle after abort"
+        aborted.append(1)
+        return True
 
     async def bench(ctx):
         for r, o in REGION_BASE.items():
@@ -515,8 +552,14 @@ def run_jobs(acc, ops, in_place=0.5):
             bm.src, bm.dst = (Buf(d.src), Buf(d.dst))
             if op == Op.LOAD:
                 bm.dst = Buf(d.dst)
-            err = await run_job(ctx, ex, fields_of(d, machine.n_live), rng)
-            assert err == 0
+            if rng.random() < abort:
+                if await abort_job(ctx, ex, fields_of(d, machine.n_live)):
+                    for b in BUFS:   # the aborted job left some of its writes: take them as they are
+                        machine.bufs[b][:] = bm.bufs[b][:, :machine.bufs[b].shape[1]]
+                    expect[:] = mem.mem
+                    continue
+            else:
+                assert await run_job(ctx, ex, fields_of(d, machine.n_live), rng) == 0
             if op == Op.STORE:
                 await wait_until(ctx, dma.writes_idle)
             machine.step(i, d, regions)
@@ -535,7 +578,8 @@ def run_jobs(acc, ops, in_place=0.5):
         sim.add_testbench(bm.serve(ex), background=True)
     sim.add_testbench(bench)
     sim.run()
-    assert len(done) == len(ops)
+    assert len(done) + len(aborted) == len(ops)
+    assert not abort or aborted, "no job was aborted"
 
 
 # -- cycle trace ---------------------------------------------------------------------------------
