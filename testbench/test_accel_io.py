@@ -713,3 +713,47 @@ def test_export_verilog():
     acc = small_acc(8, 4, 64)
     for comp in (DmaPorts(acc, 3, 2), LoadExecutor(acc), StoreExecutor(acc), CopyExecutor(acc), CycleTrace(acc)):
         assert "module" in export_verilog(comp, type(comp).__name__.lower())
+
+
+def test_cycle_trace_abort():
+    """Abort (trace writer and DMA together) with records buffered and in flight: back to idle,
+    and the next job's records all written."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = make_acc(data_width=32, burst_len=4)
+    top, dma, mem, rng = dma_bench(acc, 1, 1, seed)
+    top.submodules.trace = tr = CycleTrace(acc)
+    wiring.connect(top, tr.dma_wr, dma.wr[0])
+    cycles = WINDOW + 0x1000
+    flags = []
+
+    def recs(lo, hi):
+        return [{"index": i, "opcode": rng.randrange(1, 9), "start": rng.getrandbits(32),
+                 "end": rng.getrandbits(32)} for i in range(lo, hi)]
+
+    async def bench(ctx):
+        ctx.set(dma.base[DmaRegion.CYCLES], cycles)
+        for round_ in range(5):
+            await send(ctx, tr.trace, recs(0, rng.randint(1, 6)), rng, gap=0.1)
+            for _ in range(rng.randint(0, 10)):
+                await ctx.tick()
+            for sig in (tr.abort, dma.abort):
+                ctx.set(sig, 1)
+            await ctx.tick()
+            for sig in (tr.abort, dma.abort):
+                ctx.set(sig, 0)
+            await ctx.tick()
+            await wait_until(ctx, dma.idle)
+            assert ctx.get(tr.idle)
+            good = recs(100, 100 + rng.randint(1, 8))
+            await send(ctx, tr.trace, good, rng)
+            await ctx.tick()
+            await wait_until(ctx, tr.idle)
+            await wait_until(ctx, dma.writes_idle)
+            for r in good:
+                want = b"".join(r[k].to_bytes(4, "little") for k in ("index", "opcode", "start", "end"))
+                assert mem.read(cycles + 16 * r["index"], 16) == want, f"seed {seed}: round {round_}"
+        flags.append(1)
+
+    run_sim(top, mem, [bench])
+    assert flags
