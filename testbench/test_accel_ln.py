@@ -14,7 +14,10 @@ descriptor followed by a correct one; R == C and R != C configs.  Seeds: HEATVIT
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
+import warnings
 from collections import deque
 from types import SimpleNamespace
 
@@ -247,8 +250,11 @@ def fill_special(bufs, job, rng: random.Random, nrng: np.random.Generator):
         a[sl] = -128
 
 
-def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
+def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool, gap: float = 0.3):
+    """Run ``jobs`` one after the other; ``gap``: probability of an idle cycle on every stream
+    (0: every model always ready / valid)."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    go = 1 - gap
     L = isa.column_align(acc)
     B = acc.shell.data_bytes
     bufs = padded_buffers(acc, nrng)
@@ -267,7 +273,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
         port = dut.dma_rd
         while True:
             g = st.gen
-            ready = rng.random() < 0.6
+            ready = rng.random() < go
             ctx.set(port.req.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.req.valid, port.req.payload)
             if not (valid and ready) or st.gen != g:
@@ -277,7 +283,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
             st.requests.append(req)
             i = 0
             while i < req[2] and st.gen == g:
-                v = rng.random() < 0.7
+                v = rng.random() < go
                 o = req[1] + i * B
                 ctx.set(port.data.valid, v)
                 ctx.set(port.data.payload, int.from_bytes(st.blob[o:o + B].ljust(B, b"\0"), "little"))
@@ -289,7 +295,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
     async def rd_cmd(ctx):
         port = dut.src.cmd
         while True:
-            ready = rng.random() < 0.6 and len(q) < 3
+            ready = rng.random() < go and len(q) < 3
             ctx.set(port.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
             if valid and ready:
@@ -301,7 +307,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
         while True:
             while q and q[0][0] != st.gen:
                 q.popleft()
-            if not q or rng.random() < 0.3:
+            if not q or rng.random() < gap:
                 ctx.set(port.valid, 0)
                 await ctx.tick()
                 continue
@@ -315,7 +321,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
     async def wr(ctx):
         port = dut.dst
         while True:
-            ready = rng.random() < 0.7
+            ready = rng.random() < go
             ctx.set(port.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
             if valid and ready:
@@ -356,7 +362,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
                 assert job["brk"] == "eps", f"seed {seed}: {d.name}: the interpreter failed"
                 want_err = -1
                 mach.bufs = before
-            await send(ctx, dut.cmd, [fields(d, job["n_live"])], rng)
+            await send(ctx, dut.cmd, [fields(d, job["n_live"])], rng, gap=gap)
             cycles = 0
             finished = False
             if job["abort"] is not None:
@@ -441,6 +447,7 @@ def test_layernorm_executor(name):
     check_results(acc, results, seed, uses_dma=True)
     assert any(r.get("err") == ErrorCode.CTRL_BAD_PARAMS for r in results)
     assert any(r.get("err") == 0 and r["writes"] for r in results)
+    assert any(r.get("aborted") for r in results)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -455,6 +462,39 @@ def test_mean_executor(name):
     assert any(r.get("writes") for r in results)
 
 
+def _fixed_ln_job(acc, m: int, n: int) -> dict:
+    rng, nrng = random.Random(n), np.random.default_rng(n)
+    rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=False)
+    d = isa.Descriptor(Op.LAYERNORM, src=Buf.X0, dst=Buf.N, m=m, n=n, addr=0, name=f"ln{m}x{n}")
+    return dict(d=d, n_live=acc.buffers.max_tokens, blob=ln_block(acc, n, rec, gamma, beta), brk=None,
+                special="random", abort=None)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cycles_without_stalls(name):
+    """The cycle models of the two executors' docstrings, exactly, with every stream at full rate."""
+    acc = CONFIGS[name]
+    L, RL, dw = isa.column_align(acc), acc.nonlinear.row_lanes, acc.shell.data_width
+    shapes = [(1, 48), (12, 48), (5, 5), (3, L + 1)]
+    res = run_executor(acc, LayerNormExecutor(acc), [_fixed_ln_job(acc, m, n) for m, n in shapes], 1,
+                       uses_dma=True, gap=0.0)
+    check_results(acc, res, 1, uses_dma=True)
+    for (m, n), r in zip(shapes, res):
+        p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
+        b = -(-n // min(L, RL))
+        assert r["cycles"] == p * max(1, 64 // dw) + (m + 1) * b + 18 * m + 7, f"LayerNorm {m} x {n}"
+    shapes = [(12, 16, 8), (1, 16, 8), (7, 16, 0), (4, 13, 12)]
+    jobs = [dict(d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=m, n=n, k=k, name="mean"),
+                 n_live=acc.buffers.max_tokens, blob=b"", brk=None, special="random", abort=None)
+            for m, n, k in shapes]
+    res = run_executor(acc, MeanExecutor(acc), jobs, 1, uses_dma=False, gap=0.0)
+    check_results(acc, res, 1, uses_dma=False)
+    for (m, n, k), r in zip(shapes, res):
+        w = -(-n // L)
+        w_mean = w - k // L
+        assert r["cycles"] == 10 + w * (m + 4) + w_mean * m, f"MEAN {m} x {n}, k = {k}"
+
+
 def test_param_beats_match_block():
     for acc in CONFIGS.values():
         for n in (1, 15, 16, 17, 48):
@@ -463,6 +503,14 @@ def test_param_beats_match_block():
 
 
 def test_constructor_rejects_wrong_config():
-    for cls in (LayerNormExecutor, MeanExecutor):
-        with pytest.raises(TypeError, match="acc must be an AcceleratorConfig"):
-            cls("default")
+    acc = small_config(4, 4, 4, 128)
+    bad = dataclasses.replace(acc, nonlinear=dataclasses.replace(acc.nonlinear, layernorm_in_bits=6))
+    cases = [(LayerNormExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
+             (MeanExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
+             (LayerNormExecutor, bad, ValueError, "layernorm_in_bits must be >= 8")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # the half-built component is never elaborated
+        for cls, arg, exc, msg in cases:
+            with pytest.raises(exc, match=msg):
+                cls(arg)
+        gc.collect()
