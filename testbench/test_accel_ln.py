@@ -168,6 +168,23 @@ def window(acc, rng: random.Random, n_max: int | None = None, n_min: int = 1, n:
         return b, rng.randrange(s.rows), rng.choice(cols), nn
 
 
+def partial_overlap(src, sr, sc, dst, dr, dc, n: int, rows: int) -> bool:
+    """Whether a destination window overlaps its source without being it: undefined for the
+    executors (a row is written once it is computed), never emitted by the compiler."""
+    if src != dst or (sr, sc) == (dr, dc):
+        return False
+    return abs(sr - dr) < rows and abs(sc - dc) < n
+
+
+def live_edges(i: int, sr: int, dr: int) -> tuple[int, int]:
+    """Job 0: rows from 0 (all live); jobs 4 and 6 (live_m = 1 and 0): a source row >= 1."""
+    if i == 0:
+        return 0, 0
+    if i in (4, 6):
+        return max(1, sr), max(1, dr)
+    return sr, dr
+
+
 def rows_fit(acc, d: isa.Descriptor) -> isa.Descriptor:
     specs = isa.token_buffers(acc)
     room = min(specs[Buf(d.src)].rows - d.src_row, specs[Buf(d.dst)].rows - d.dst_row)
@@ -185,17 +202,24 @@ def ln_jobs(acc, rng: random.Random, nrng: np.random.Generator, count: int) -> l
             src, sr, sc, n = window(acc, rng, n=dh, col=dh * rng.randint(1, 2), bufs=[Buf.X0, Buf.X1])
         else:
             src, sr, sc, n = window(acc, rng, n_max=nl_max)
+        if i == 0:                                       # the whole buffer height, the longest row
+            src, sr, sc, n = window(acc, rng, n=nl_max, bufs=[Buf.X0, Buf.H])
+            sr = 0
         inplace = i % 4 == 3
         if inplace:
             dst, dr, dc = src, sr, sc
         else:
             dst, dr, dc, _ = window(acc, rng, n=n)
+            while partial_overlap(src, sr, sc, dst, dr, dc, n, acc.buffers.max_tokens):
+                dst, dr, dc, _ = window(acc, rng, n=n)
+        sr, dr = live_edges(i, sr, dr)
         addr = 64 * rng.randint(0, 8)
-        m_live = rng.random() < 0.5
+        m_live = rng.random() < 0.5 or i in (4, 6)
         d = rows_fit(acc, isa.Descriptor(Op.LAYERNORM, m_live=int(m_live), src=src, dst=dst, src_row=sr, dst_row=dr,
-                                         src_col=sc, dst_col=dc, m=rng.choice([1, rows, rng.randint(1, rows)]), n=n,
-                                         addr=addr, name=f"ln{i}"))
+                                         src_col=sc, dst_col=dc, m=rows if i in (0, 4, 6) else rng.choice([1, rows, rng.randint(1, rows)]),
+                                         n=n, addr=addr, name=f"ln{i}"))
         n_live = rng.choice([rows, d.src_row, d.src_row + 1, rng.randint(1, rows)]) if m_live else rows
+        n_live = {0: rows, 4: d.src_row + 1, 6: d.src_row}.get(i, n_live)   # live_m = max, 1, 0
         n_live = max(1, min(rows, n_live))
         rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=i % 3 == 2)
         brk = None
@@ -224,11 +248,16 @@ def mean_jobs(acc, rng: random.Random, count: int) -> list[dict]:
             dst, dr, dc = src, sr, sc                    # in place, as the compiler emits it
         else:
             dst, dr, dc, _ = window(acc, rng, n=n)
-        m_live = rng.random() < 0.5
+            while partial_overlap(src, sr, sc, dst, dr, dc, n, acc.buffers.max_tokens):
+                dst, dr, dc, _ = window(acc, rng, n=n)
+        sr, dr = live_edges(i, sr, dr)
+        m_live = rng.random() < 0.5 or i in (4, 6)
         d = rows_fit(acc, isa.Descriptor(Op.MEAN, m_live=int(m_live), src=src, dst=dst, src_row=sr, dst_row=dr,
-                                         src_col=sc, dst_col=dc, m=rng.choice([1, rows, rng.randint(1, rows)]), k=k,
+                                         src_col=sc, dst_col=dc, m=rows if i in (0, 4, 6) else rng.choice([1, rows, rng.randint(1, rows)]),
+                                         k=k,
                                          n=n, name=f"mean{i}"))
         n_live = rng.choice([rows, d.src_row, d.src_row + 1, rng.randint(1, rows)]) if m_live else rows
+        n_live = {0: rows, 4: d.src_row + 1, 6: d.src_row}.get(i, n_live)   # live_m = max, 1, 0
         n_live = max(1, min(rows, n_live))
         isa.check(d, acc, n_live)
         jobs.append(dict(d=d, n_live=n_live, blob=b"", brk=None, special=rng.choice(["random", "extreme", "min"]),
@@ -403,6 +432,10 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool, gap: float = 0.3)
     return results
 
 
+def live_rows(results) -> set:
+    return {isa.live_dims(r["job"]["d"], r["job"]["n_live"])[0] for r in results if not r.get("aborted")}
+
+
 def check_results(acc, results, seed: int, *, uses_dma: bool):
     for r in results:
         job = r["job"]
@@ -448,6 +481,7 @@ def test_layernorm_executor(name):
     assert any(r.get("err") == ErrorCode.CTRL_BAD_PARAMS for r in results)
     assert any(r.get("err") == 0 and r["writes"] for r in results)
     assert any(r.get("aborted") for r in results)
+    assert {0, 1, acc.buffers.max_tokens} <= live_rows(results)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -460,6 +494,7 @@ def test_mean_executor(name):
     results = run_executor(acc, MeanExecutor(acc), jobs, seed, uses_dma=False)
     check_results(acc, results, seed, uses_dma=False)
     assert any(r.get("writes") for r in results)
+    assert {0, 1, acc.buffers.max_tokens} <= live_rows(results)
 
 
 def _fixed_ln_job(acc, m: int, n: int) -> dict:

@@ -18,7 +18,9 @@ with the descriptor's parameter block).  Steps of one descriptor:
    :func:`heatvit.isa.column_align`), regrouped into beats of ``row_lanes`` for
    :class:`heatvit.rtl.nonlinear.rows.LayerNormUnit`; its int8 results are regrouped into words
    and written to ``dst`` (lane mask: channels ``>= n`` of a row's last word are not written).
-   ``dst`` may be the same window as ``src`` (a row is read whole before it is written).
+   ``dst`` may be the same window as ``src`` (a row is read whole before it is written) or
+   disjoint from it; a partial overlap (another row or column offset in the same buffer) is
+   undefined (rows are written as they are computed).
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0``.  ``abort``
 resets every register (and the units) in the next cycle; memories keep their contents.

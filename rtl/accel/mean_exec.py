@@ -15,7 +15,8 @@ Order: ``1/M`` once, then word column by word column (``lanes`` =
 :func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
 row's copied lanes (``c < k``) as it arrives and add every lane into its column sum; then write
 the column's mean lanes (``k <= c < n``) to every row.  A write whose lane mask is empty is left
-out.  ``dst`` may be ``src`` (in place: the column is read whole before its means are written).
+out.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
+written) or disjoint from it; a partial overlap is undefined.
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
 checks it): ``10 + W (M + 4) + W' M``, ``W = ceil(n / lanes)`` columns of which ``W'`` have mean
 lanes (default config, M = 197, n = 32, k = 16: 609).
