@@ -28,7 +28,7 @@ from amaranth.sim import Simulator
 from heatvit import isa
 from heatvit.accel_config import BufferConfig
 from heatvit.compiler.interpret import Machine
-from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.config import DEFAULT, AcceleratorConfig, GemmConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import layernorm_params
 from heatvit.golden.nonlinear.layernorm import moments_bits
@@ -528,6 +528,31 @@ def test_cycles_without_stalls(name):
         w = -(-n // L)
         w_mean = w - k // L
         assert r["cycles"] == 10 + w * (m + 4) + w_mean * m, f"MEAN {m} x {n}, k = {k}"
+
+
+def test_default_config():
+    """The shipped 16 x 16 config (lanes 16, row_lanes 4, 128-bit DMA, rows up to 768): a few
+    descriptors of each executor, random gaps."""
+    acc = DEFAULT
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, nrng = random.Random(seed), np.random.default_rng(seed + 1)
+    jobs = []
+    for i, (m, n, src, sc, dst, dc) in enumerate([(3, 768, Buf.X0, 0, Buf.N, 0), (5, 197, Buf.X1, 16, Buf.X1, 16),
+                                                   (4, 64, Buf.X0, 128, Buf.N, 0)]):
+        rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=i == 1)
+        d = isa.Descriptor(Op.LAYERNORM, src=src, dst=dst, src_col=sc, dst_col=dc, src_row=i, dst_row=i, m=m, n=n,
+                           addr=64 * i, name=f"ln{i}")
+        blob = bytes(64 * i) + ln_block(acc, n, rec, gamma, beta)
+        jobs.append(dict(d=d, n_live=acc.buffers.max_tokens, blob=blob, brk=None, special="random", abort=None))
+    results = run_executor(acc, LayerNormExecutor(acc), jobs, seed, uses_dma=True)
+    check_results(acc, results, seed, uses_dma=True)
+    rows = acc.buffers.max_tokens
+    jobs = [dict(d=isa.Descriptor(Op.MEAN, m_live=1, src=Buf.H, dst=Buf.H, src_col=c, dst_col=c, m=rows, k=k, n=n,
+                                  name=f"mean{i}"), n_live=nl, blob=b"", brk=None, special="random", abort=None)
+            for i, (c, k, n, nl) in enumerate([(0, 8, 16, rows), (32, 24, 64, 50), (16, 0, 33, 1)])]
+    results = run_executor(acc, MeanExecutor(acc), jobs, seed, uses_dma=False)
+    check_results(acc, results, seed, uses_dma=False)
 
 
 def test_param_beats_match_block():
