@@ -555,6 +555,23 @@ def test_default_config():
     check_results(acc, results, seed, uses_dma=False)
 
 
+def test_bad_shape_is_refused():
+    """A descriptor the sequencer would have refused (n = 0, k >= n) still ends with
+    CTRL_BAD_SHAPE and touches nothing, instead of hanging or writing outside its window."""
+    acc = CONFIGS["4x4-rl4-dw128"]
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rows = acc.buffers.max_tokens
+    job = dict(n_live=rows, blob=bytes(256), brk=None, special="random", abort=None)
+    ln = [dict(job, d=isa.Descriptor(Op.LAYERNORM, src=Buf.X0, dst=Buf.N, m=3, n=0, name="n0"))]
+    mean = [dict(job, d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=3, k=k, n=n, name=f"k{k}n{n}"))
+            for k, n in ((5, 5), (9, 4), (0, 0))]
+    for dut, jobs in ((LayerNormExecutor(acc), ln), (MeanExecutor(acc), mean)):
+        for r in run_executor(acc, dut, jobs, seed, uses_dma=False):
+            assert r["want_err"] == r["err"] == ErrorCode.CTRL_BAD_SHAPE, r["job"]["d"].name
+            assert r["writes"] == 0 and not r["reads"], r["job"]["d"].name
+
+
 def test_param_beats_match_block():
     for acc in CONFIGS.values():
         for n in (1, 15, 16, 17, 48):

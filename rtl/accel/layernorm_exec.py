@@ -22,7 +22,9 @@ with the descriptor's parameter block).  Steps of one descriptor:
    disjoint from it; a partial overlap (another row or column offset in the same buffer) is
    undefined (rows are written as they are computed).
 
-``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0``.  ``abort``
+``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no
+error) and for ``n = 0`` or ``n > nonlinear.max_dim`` (``CTRL_BAD_SHAPE``, the sequencer's
+check, repeated so such a descriptor cannot hang the executor).  ``abort``
 resets every register (and the units) in the next cycle; memories keep their contents.
 ``aux`` and ``dma_wr`` are not used (left idle).
 
@@ -284,6 +286,9 @@ class LayerNormExecutor(wiring.Component):
                     m.d.sync += [f.eq(p), n.eq(p.live_n), rows.eq(p.live_m), rr.eq(0), rw.eq(0), orow.eq(0),
                                  oword.eq(0), j.eq(0), bad.eq(0), code.eq(0)]
                     with m.If(p.live_m == 0):
+                        m.next = "DONE"
+                    with m.Elif((p.live_n == 0) | (p.live_n > max_n)):     # the sequencer's check, kept here
+                        m.d.sync += code.eq(ErrorCode.CTRL_BAD_SHAPE)
                         m.next = "DONE"
                     with m.Else():
                         m.next = "REQ"
