@@ -25,8 +25,8 @@ checks it): ``10 + W (M + 2) + W' (M + lanes + 1)``, ``W = ceil(n / lanes)`` col
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
-cannot write outside its window).  ``abort`` resets every register in the next cycle.  ``aux``, ``dma_rd`` and ``dma_wr`` are not
-used (left idle).
+cannot write outside its window).  ``abort`` resets every register in the next cycle.  ``aux``,
+``dma_rd`` and ``dma_wr`` are not used (left idle).
 """
 
 from __future__ import annotations
