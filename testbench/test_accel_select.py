@@ -44,8 +44,8 @@ def fields(d: Descriptor, n_live: int) -> dict:
 class Harness:
     """The executor with Python token buffers ``X`` (src = dst) and ``QKV`` (aux) and a DMA sink."""
 
-    def __init__(self, acc, seed: int, max_heads=None, gap: float = 0.35):
-        self.acc, self.rng, self.gap = acc, random.Random(seed), gap
+    def __init__(self, acc, seed: int, max_heads=None, gap: float = 0.35, latency: int = 4):
+        self.acc, self.rng, self.gap, self.latency = acc, random.Random(seed), gap, latency
         self.dut = SelectExecutor(acc, max_heads=max_heads)
         self.A = isa.column_align(acc)
         self.bufs = None                    # numpy buffers (Machine.bufs layout), set per run
@@ -56,6 +56,8 @@ class Harness:
         self.src_reads = 0
         self.current = None                 # (n_tokens, ratio) of the running descriptor
         self.abort_at = None
+        self.cycle = 0
+        self.cycles = []                    # cycles from offering cmd to done, per descriptor
 
     def lanes(self, buf, row, word):
         return self.bufs[buf][row, word * self.A:(word + 1) * self.A]
@@ -91,6 +93,7 @@ class Harness:
              rq_v, rq_r, rq_p, dd_v, dd_r, dd_p, done, error, set_live, nl, nt, abort) = \
                 await ctx.tick().sample(*sigs)
             cycle += 1
+            self.cycle = cycle
             if abort:
                 src_q.clear()
                 aux_q.clear()
@@ -104,9 +107,9 @@ class Harness:
                 if any((self.src_buf, row, c) in self.written for c in cols):
                     self.hazards.append((row, word, k))
                 self.src_reads += 1
-                src_q.append((cycle + rng.randrange(0, 4), word_of(self.lanes(self.src_buf, row, word))))
+                src_q.append((cycle + rng.randrange(0, self.latency), word_of(self.lanes(self.src_buf, row, word))))
             if ac_v and ac_r:
-                aux_q.append((cycle + rng.randrange(0, 4),
+                aux_q.append((cycle + rng.randrange(0, self.latency),
                                word_of(self.lanes(self.aux_buf, int(ac_p.row), int(ac_p.word)))))
             if sd_v and sd_r:
                 src_q.popleft()
@@ -125,7 +128,7 @@ class Harness:
                 self.dma[-1][3].append(int(dd_p.data))
                 self.dma[-1][4].append(int(dd_p.strb))
             if done:
-                self.events.append((1, int(error), int(set_live), int(nl), int(nt)))
+                self.events.append((1, int(error), int(set_live), int(nl), int(nt), cycle))
 
 
 def reference_machine(acc, rng: np.random.Generator) -> Machine:
@@ -142,7 +145,8 @@ def select(acc, *, heads, m, n, threshold, addr, src_col=0, aux_col=0, a_col=Non
                       heads=heads, m=m, n=n, threshold=threshold, addr=addr, src_col=src_col, name="select")
 
 
-def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=False):
+def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=False, gap=0.35, latency=4,
+        cycles=None):
     """Run ``jobs`` (descriptors) in order on the RTL and on the interpreter, carrying N_live and
     N_tail like the sequencer; compare buffers, events and trace records after each."""
     np_rng = np.random.default_rng(seed)
@@ -150,7 +154,7 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
     if scores is not None:
         scores(mach)
     mach.n_live, mach.n_tail = n_live, 0
-    h = Harness(acc, seed, max_heads=max_heads)
+    h = Harness(acc, seed, max_heads=max_heads, gap=gap, latency=latency)
     h.bufs = {b: v.copy() for b, v in mach.bufs.items()}
     h.src_buf, h.dst_buf, h.aux_buf = Buf.X0, Buf.X0, Buf.QKV
     ratio = isa.column_align(acc) // acc.toksel.lanes
@@ -186,6 +190,7 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
                     want_err = int(e.code)
             ctx.set(dut.n_tail, live_tail)
             n_ev, n_dma = len(h.events), len(h.dma)
+            start = h.cycle
             await send(ctx, dut.cmd, [fl], h.rng)
             for _ in range(200_000):
                 await ctx.tick()
@@ -193,7 +198,8 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
                     break
             else:
                 raise AssertionError(f"seed {seed}: descriptor {i}: no done")
-            ev = h.events[n_ev]
+            ev = h.events[n_ev][:5]
+            h.cycles.append(h.events[n_ev][5] - start)
             assert not h.hazards, f"seed {seed}: descriptor {i}: reads of written lanes {h.hazards[:4]}"
             assert ev[1] == want_err, f"seed {seed}: descriptor {i}: error {ev[1]}, expected {want_err}"
             if want_err:
@@ -221,6 +227,8 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
     sim.add_testbench(bench)
     sim.run()
     print(f"seed {seed}: {log}")
+    if cycles is not None:
+        cycles.extend(h.cycles)
     return log
 
 
