@@ -138,11 +138,12 @@ def reference_machine(acc, rng: np.random.Generator) -> Machine:
     return mach
 
 
-def select(acc, *, heads, m, n, threshold, addr, src_col=0, aux_col=0, a_col=None):
+def select(acc, *, heads, m, n, threshold, addr, src_col=0, dst_col=None, aux_col=0, a_col=None, dst=Buf.X0):
     A = isa.column_align(acc)
     a_col = heads * A + aux_col if a_col is None else a_col
-    return Descriptor(Op.SELECT, m_live=1, src=Buf.X0, dst=Buf.X0, aux=Buf.QKV, aux_col=aux_col, a_col=a_col,
-                      heads=heads, m=m, n=n, threshold=threshold, addr=addr, src_col=src_col, name="select")
+    return Descriptor(Op.SELECT, m_live=1, src=Buf.X0, dst=dst, aux=Buf.QKV, aux_col=aux_col, a_col=a_col,
+                      heads=heads, m=m, n=n, threshold=threshold, addr=addr, src_col=src_col,
+                      dst_col=src_col if dst_col is None else dst_col, name="select")
 
 
 def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=False, gap=0.35, latency=4,
@@ -177,6 +178,7 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
             live_tail = mach.n_tail
             fl = fields(d, mach.n_live)
             h.current = (fl["live_m"], ratio)
+            h.src_buf, h.dst_buf, h.aux_buf = Buf(d.src), Buf(d.dst), Buf(d.aux)
             h.written.clear()
             h.src_reads = 0
             trace = bytearray(isa.trace_record_bytes(d.m) + d.addr)
@@ -295,3 +297,17 @@ def test_select_refused_and_abort():
     log = run(acc, seed, jobs, n_live=6, max_heads=5)
     assert [e[1] for e in log[1:3]] == ["error", "error"] and log[1][2] == E.TOKSEL_BAD_TAIL, log
     run(acc, seed, [select(acc, heads=3, m=12, n=8, threshold=128, addr=0)], n_live=12, abort_first=True)
+
+
+def test_select_heavy_stalls_windows():
+    """75 % stalls on every stream, long read latencies; windows at non-zero columns, a head-weight
+    column apart from the probabilities, and a copy to another buffer (dst != src)."""
+    seed = pick_seed()
+    acc = config((4, 8))
+    rng = random.Random(seed)
+    A = isa.column_align(acc)
+    jobs = [select(acc, heads=3, m=16, n=12, threshold=rng.randint(80, 160), addr=0, src_col=2 * A,
+                   aux_col=5 * A, a_col=A),
+            select(acc, heads=2, m=16, n=8, threshold=rng.randint(80, 160), addr=64, src_col=A, dst_col=3 * A,
+                   dst=Buf.X1, aux_col=2 * A, a_col=0)]
+    run(acc, seed, jobs, n_live=rng.randint(10, 16), gap=0.75, latency=12)
