@@ -19,8 +19,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from heatvit import isa
+from heatvit.compiler import compile_model, interpret, models, quantize_for, read_image
 from heatvit.compiler.interpret import Machine
-from heatvit.config import AcceleratorConfig
+from heatvit.config import DEFAULT, AcceleratorConfig
 from heatvit.errors import ErrorCode as E
 from heatvit.isa import Buf, Descriptor, Op
 from heatvit.rtl.accel.ports import DmaRegion
@@ -146,15 +147,19 @@ def select(acc, *, heads, m, n, threshold, addr, src_col=0, dst_col=None, aux_co
                       dst_col=src_col if dst_col is None else dst_col, name="select")
 
 
-def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=False, gap=0.35, latency=4,
-        cycles=None):
+def run(acc, seed, jobs, *, n_live=None, max_heads=None, scores=None, abort_first=False, gap=0.35, latency=4,
+        cycles=None, machine=None):
     """Run ``jobs`` (descriptors) in order on the RTL and on the interpreter, carrying N_live and
-    N_tail like the sequencer; compare buffers, events and trace records after each."""
-    np_rng = np.random.default_rng(seed)
-    mach = reference_machine(acc, np_rng)
-    if scores is not None:
-        scores(mach)
-    mach.n_live, mach.n_tail = n_live, 0
+    N_tail like the sequencer; compare buffers, events and trace records after each.  The
+    interpreter's state: ``machine`` (stepped on), else random buffers (``scores`` may edit
+    them) with ``n_live`` tokens and no tail."""
+    if machine is None:
+        mach = reference_machine(acc, np.random.default_rng(seed))
+        if scores is not None:
+            scores(mach)
+        mach.n_live, mach.n_tail = n_live, 0
+    else:
+        mach = machine
     h = Harness(acc, seed, max_heads=max_heads, gap=gap, latency=latency)
     h.bufs = {b: v.copy() for b, v in mach.bufs.items()}
     h.src_buf, h.dst_buf, h.aux_buf = Buf.X0, Buf.X0, Buf.QKV
@@ -311,3 +316,27 @@ def test_select_heavy_stalls_windows():
             select(acc, heads=2, m=16, n=8, threshold=rng.randint(80, 160), addr=64, src_col=A, dst_col=3 * A,
                    dst=Buf.X1, aux_col=2 * A, a_col=0)]
     run(acc, seed, jobs, n_live=rng.randint(10, 16), gap=0.75, latency=12)
+
+
+def test_select_digits_program():
+    """The SELECTs of the compiled pruned digits program on a test image, in the state the
+    interpreter reaches before each (the selector MLPs' real scores; the second has a tail)."""
+    from heatvit.golden.vit import data
+    seed = pick_seed()
+    qm = quantize_for(models.load_model(), DEFAULT)
+    img = read_image(compile_model(qm, DEFAULT, prune=True), DEFAULT)
+    x = data.upscale(data.load_splits()["test_x"][seed % 100:seed % 100 + 1], qm.cfg.image_size)
+    regions = {isa.Region.MODEL: img.blob,
+               isa.Region.INPUT: interpret.pack_input(img, models.patches(qm, x)[0]),
+               isa.Region.OUTPUT: bytearray(img.output["bytes"]), isa.Region.DEBUG: bytearray(img.debug["bytes"]),
+               "TRACE": bytearray(img.trace["bytes"])}
+    mach = Machine(img, DEFAULT)
+    log = []
+    for i, d in enumerate(img.program):
+        if d.opcode == Op.SELECT:
+            log += run(DEFAULT, seed + i, [d], machine=mach)
+        else:
+            mach.step(i, d, regions)
+        if d.opcode == Op.END:
+            break
+    assert len(log) == 2 and all(e[1] != "error" for e in log), log
