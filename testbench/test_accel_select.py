@@ -298,9 +298,11 @@ def test_select_refused_and_abort():
     jobs = [select(acc, heads=2, m=6, n=8, threshold=200, addr=0),       # prunes: tail 1
             select(acc, heads=2, m=1, n=8, threshold=200, addr=64),      # N = 1 <= tail: BAD_TAIL
             select(acc, heads=6, m=6, n=8, threshold=100, addr=64),      # heads > max_heads = 5
-            select(acc, heads=5, m=6, n=8, threshold=100, addr=128)]     # two head-weight words
+            select(acc, heads=5, m=6, n=8, threshold=100, addr=128),     # two head-weight words
+            select(acc, heads=2, m=6, n=4100, threshold=100, addr=128)]  # wider than any buffer
     log = run(acc, seed, jobs, n_live=6, max_heads=5)
     assert [e[1] for e in log[1:3]] == ["error", "error"] and log[1][2] == E.TOKSEL_BAD_TAIL, log
+    assert log[4][1:] == ("error", E.CTRL_BAD_SHAPE), log
     run(acc, seed, [select(acc, heads=3, m=12, n=8, threshold=128, addr=0)], n_live=12, abort_first=True)
 
 
