@@ -153,6 +153,7 @@ def run(acc, seed, jobs, *, n_live=None, max_heads=None, scores=None, abort_firs
     N_tail like the sequencer; compare buffers, events and trace records after each.  The
     interpreter's state: ``machine`` (stepped on), else random buffers (``scores`` may edit
     them) with ``n_live`` tokens and no tail."""
+    print(f"HEATVIT_SEED={seed}")
     if machine is None:
         mach = reference_machine(acc, np.random.default_rng(seed))
         if scores is not None:
@@ -209,15 +210,16 @@ def run(acc, seed, jobs, *, n_live=None, max_heads=None, scores=None, abort_firs
             h.cycles.append(h.events[n_ev][5] - start)
             assert not h.hazards, f"seed {seed}: descriptor {i}: reads of written lanes {h.hazards[:4]}"
             assert ev[1] == want_err, f"seed {seed}: descriptor {i}: error {ev[1]}, expected {want_err}"
+            for b in mach.bufs:
+                diff = np.argwhere(h.bufs[b] != mach.bufs[b])
+                assert not len(diff), f"seed {seed}: descriptor {i}: buffer {b.name} differs at {diff[:5].tolist()}"
             if want_err:
-                assert ev[2] == 0 and len(h.dma) == n_dma, f"seed {seed}: descriptor {i}: effects after an error"
+                assert ev[2] == 0 and len(h.dma) == n_dma and not h.written, \
+                    f"seed {seed}: descriptor {i}: effects after an error"
                 log.append((i, "error", want_err))
                 continue
             assert ev[2:] == (1, mach.n_live, mach.n_tail), \
                 f"seed {seed}: descriptor {i}: set_live/N'/tail {ev[2:]}, expected {(1, mach.n_live, mach.n_tail)}"
-            for b in mach.bufs:
-                diff = np.argwhere(h.bufs[b] != mach.bufs[b])
-                assert not len(diff), f"seed {seed}: descriptor {i}: buffer {b.name} differs at {diff[:5].tolist()}"
             assert len(h.dma) == n_dma + 1, f"seed {seed}: descriptor {i}: {len(h.dma) - n_dma} trace writes"
             region, offset, beats, data, strb = h.dma[-1]
             rec = bytes(trace[d.addr:])
