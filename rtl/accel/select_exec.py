@@ -156,7 +156,7 @@ class SelectExecutor(wiring.Component):
         ti_n = Signal(16)
         ti_k = Signal(16)
         ti_w = Signal(16)                       # buffer word offset of chunk ti_k
-        ti_s = Signal(range(ratio))             # its sub-word
+        ti_s = Signal(range(max(ratio, 2)))     # its sub-word
         src_c = self.src.cmd
         m.d.comb += [
             src_c.valid.eq(gathering & (ti_k < chunks)),
@@ -176,7 +176,7 @@ class SelectExecutor(wiring.Component):
 
         tc_n = Signal(16)
         tc_k = Signal(16)
-        tc_s = Signal(range(ratio))
+        tc_s = Signal(range(max(ratio, 2)))
         src_d = self.src.data
         m.d.comb += [
             unit.tokens.valid.eq(gathering & src_d.valid),
