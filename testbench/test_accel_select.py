@@ -42,6 +42,9 @@ def fields(d: Descriptor, n_live: int) -> dict:
     return {**out, "live_m": m, "live_k": k, "live_n": n}
 
 
+OUTSTANDING = 3
+
+
 class Harness:
     """The executor with Python token buffers ``X`` (src = dst) and ``QKV`` (aux) and a DMA sink."""
 
@@ -76,7 +79,10 @@ class Harness:
                     ctx.set(port.payload, q[0][1])
                 else:
                     ctx.set(port.valid, 0)
-            for port in (dut.src.cmd, dut.aux.cmd, dut.dst, dut.dma_wr.req, dut.dma_wr.data):
+            # A read port holds at most OUTSTANDING words (a BRAM pipeline, not a deep FIFO).
+            for q, port in ((src_q, dut.src.cmd), (aux_q, dut.aux.cmd)):
+                ctx.set(port.ready, len(q) < OUTSTANDING and rng.random() >= g)
+            for port in (dut.dst, dut.dma_wr.req, dut.dma_wr.data):
                 ctx.set(port.ready, rng.random() >= g)
             if self.abort_at is not None and cycle == self.abort_at:
                 ctx.set(dut.abort, 1)
