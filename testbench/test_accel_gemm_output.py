@@ -265,3 +265,27 @@ def test_param_beats():
                 assert param_beats(acc, d) == -(-((end + 63) // 64 * 64) // acc.shell.data_bytes)
     with pytest.raises(ValueError, match="must be a GEMM"):
         param_beats(acc, isa.Descriptor(opcode=isa.Op.ADD))
+
+
+def measure_softmax(acc, m: int, n: int, seed: int = 1) -> dict:
+    """Cycles a softmax GEMM adds after its last accumulator row (no stalls: every stream
+    always valid/ready): REQ8 and RAW_SOFTMAX of the same shape, from the last row's handshake
+    to ``done``."""
+    out = {"m": m, "n": n}
+    for mode in (E.REQ8, E.RAW_SOFTMAX):
+        rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+        jobs = [make_job(acc, mode, rng, np_rng, live_m=m, n=n)]
+        r = run(acc, jobs, seed, gap=0.0)
+        check(acc, jobs, r, seed)
+        out[mode.name] = r[0]["done"] - r[0]["last_i"]
+    out["added"] = out["RAW_SOFTMAX"] - out["REQ8"]
+    return out
+
+
+if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG M N ...
+    import sys
+
+    from heatvit.config import AcceleratorConfig
+    cfg = ACC.get(sys.argv[1]) or AcceleratorConfig()
+    for i in range(2, len(sys.argv), 2):
+        print(sys.argv[1], measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1])), flush=True)
