@@ -376,3 +376,19 @@ def test_abort():
     sim.run()
     assert seen["done"] == 1, f"seed {seed}: {seen['done']} done pulses"
     check(acc, [third], [{"code": 0, "writes": seen["writes"]}], seed)
+
+
+def test_softmax_too_long():
+    """A softmax row longer than the score memory (buffers.max_tokens < n <= nonlinear.max_tokens,
+    a window in a wide buffer) -> N_TOO_LARGE, nothing written; the longest row that fits works."""
+    from heatvit.accel_config import BufferConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = dataclasses.replace(ACC["4x4"], buffers=BufferConfig(max_tokens=10, max_dim=64, max_hidden=64))
+    rows_max, tiles_max = score_geometry(acc)
+    assert (rows_max, tiles_max) == (10, 3)
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=13), make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, n=12)]
+    jobs[0] = dataclasses.replace(jobs[0], want=None, code=ErrorCode.N_TOO_LARGE)
+    jobs.append(make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=10, n=12))
+    check(acc, jobs, run(acc, jobs, seed), seed)
