@@ -392,3 +392,15 @@ def test_softmax_too_long():
     jobs[0] = dataclasses.replace(jobs[0], want=None, code=ErrorCode.N_TOO_LARGE)
     jobs.append(make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=10, n=12))
     check(acc, jobs, run(acc, jobs, seed), seed)
+
+
+def test_default_config():
+    """The default 16 x 16 accelerator: a softmax row of several tiles and a GELU GEMM."""
+    from heatvit.config import AcceleratorConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = AcceleratorConfig()
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=rng.randint(33, 60)),
+            make_job(acc, E.REQ16_GELU, rng, np_rng, live_m=2, n=rng.randint(17, 40))]
+    check(acc, jobs, run(acc, jobs, seed), seed)
