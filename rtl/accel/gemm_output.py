@@ -12,9 +12,10 @@ requant records of channels ``< live_n``, the record of the epilogue's kind,
 :data:`heatvit.isa.RECORD_KIND`) -> ``error = CTRL_BAD_PARAMS``: the accumulator rows are then
 taken and dropped (nothing is written) and ``done`` pulses with the code after the row tagged
 ``last``.  The same for a softmax row longer than the score memory
-(:func:`.softmax_rows.score_geometry`: ``live_n > max_tiles * C``) -> ``N_TOO_LARGE``.  Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter`
-(and :class:`.softmax_rows.SoftmaxRows` for RAW_SOFTMAX / REQ8_SOFTMAX) to ``dst``; ``done``
-pulses (``error`` = 0) the cycle after the last write.  ``live_m`` must be >= 1 (the sequencer
+(:func:`.softmax_rows.score_geometry`: ``live_n > max_tiles * C``) -> ``N_TOO_LARGE``.
+Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter` (and
+:class:`.softmax_rows.SoftmaxRows` for RAW_SOFTMAX / REQ8_SOFTMAX) to ``dst``; ``done`` pulses
+(``error`` = 0) the cycle after the last write.  ``live_m`` must be >= 1 (the sequencer
 skips M = 0 descriptors).  ``abort``: back to idle at once, no ``done``.
 """
 
