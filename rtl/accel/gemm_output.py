@@ -60,10 +60,13 @@ class GemmOutput(wiring.Component):
     * ``i``: In(stream(:func:`.epilogue.acc_row`)): ``live_m * ceil(live_n / C)`` rows.
     * ``dst``: Out(:func:`.ports.buffer_write` (``lanes``)).
     * ``done`` (pulse), ``error`` (``ErrorCode``, valid with ``done``), ``abort`` (in, pulse).
+
+    ``softmax_units``: softmax row units working on alternate rows (:class:`.softmax_rows.SoftmaxRows`).
     """
 
-    def __init__(self, acc: AcceleratorConfig):
+    def __init__(self, acc: AcceleratorConfig, softmax_units: int = 2):
         self.acc, self.g = acc, acc.gemm
+        self.softmax_units = softmax_units
         self.lanes = isa.column_align(acc)
         dw = acc.shell.data_width
         self.records_per_group = max(1, dw // 64)
@@ -90,7 +93,7 @@ class GemmOutput(wiring.Component):
         rpg, bpg = self.records_per_group, self.beats_per_group
         m = Module()
         m.submodules.router = router = EpilogueRouter(acc)
-        m.submodules.softmax = sm = SoftmaxRows(acc)
+        m.submodules.softmax = sm = SoftmaxRows(acc, self.softmax_units)
 
         # -- the GEMM's fields, latched with cmd ------------------------------------------------------
         f = self.cmd.payload
