@@ -541,6 +541,12 @@ def unpack_record(names: tuple[str, ...], blob: bytes, signed: tuple[str, ...] =
 
 # -- checks ------------------------------------------------------------------------------------
 
+def softmax_row_limit(acc) -> int:
+    """The longest softmax row (``n`` of a ``RAW_SOFTMAX`` / ``REQ8_SOFTMAX`` GEMM): the score
+    memory holds rows of this many scores (``rtl/accel/softmax_rows.py``)."""
+    return min(acc.gemm.max_n, acc.nonlinear.max_tokens, acc.buffers.max_tokens)
+
+
 def check(d: Descriptor, acc, n_live: int | None = None) -> None:
     """Every check the controller makes before executing ``d`` (``DescriptorError`` with the
     hardware error code; the message names the field and its limit).  ``n_live``: check the
@@ -616,8 +622,9 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
                     f"{', '.join(f'{b.name}={b.value}' for b in WEIGHT_PORT_BUFFERS)}")
             r, c = (k, n) if d.wsrc == WSrc.BUF else (n, k)
             window("weight", "aux", d.aux_row, d.aux_col, r, c)
-        if d.epilogue == Epilogue.RAW_SOFTMAX and n > acc.nonlinear.max_tokens:
-            bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds nonlinear.max_tokens = {acc.nonlinear.max_tokens}")
+        if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX) and n > softmax_row_limit(acc):
+            bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds the score memory's row of "
+                f"{softmax_row_limit(acc)} (min of gemm.max_n, nonlinear.max_tokens, buffers.max_tokens)")
         ddr(param_block_bytes(acc, d))
     elif op == Op.SELECT:
         ts = acc.toksel
