@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 
 from .errors import ErrorCode
+from .golden.nonlinear.layernorm import moments_bits
 
 ISA_VERSION = (1, 1)
 """(major, minor): a controller runs programs of its major version and any minor <= its own."""
@@ -491,6 +492,7 @@ def record_limits(acc) -> dict[str, dict[str, tuple[int, int]]]:
                  "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (16, 16)},
         "softmax": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 127), "in_bits": (g.acc_bits, g.acc_bits)},
         "ln": {"g_shift": (0, 30), "n": (1, acc.nonlinear.max_dim), "out_bits": (8, 8), "in_bits": (8, 8),
+               "eps_q": (0, ((1 << moments_bits(8, acc.nonlinear.dim_bits)) - 1) // 2),
                "gamma": (-(1 << 17) + 1, (1 << 17) - 1), "beta": (-(1 << 47) + 1, (1 << 47) - 1)},
         "gelu8": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
                   "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (8, 8)},
