@@ -133,3 +133,213 @@ def test_crossbar(lanes):
             assert got[k][p] == exp[:len(got[k][p])], f"seed {seed}: round {k} port {p}"
             if not flush:
                 assert len(got[k][p]) == len(exp)
+
+
+# -- the Accelerator (Amaranth simulator, Python AXI memory) ------------------------------------
+
+def tiny_acc(rows=4, cols=4, data_width=32, burst_len=4, tokens=8, dim=16, hidden=16):
+    """A small engine with small token buffers and the test DMA window (quick to simulate)."""
+    import dataclasses
+    from heatvit.accel_config import BufferConfig
+    from heatvit.config import DEFAULT
+    from heatvit.shell_config import ShellConfig
+    acc = DEFAULT.with_array(rows, cols)
+    return dataclasses.replace(acc, buffers=BufferConfig(max_tokens=tokens, max_dim=dim, max_hidden=hidden),
+                               shell=ShellConfig(data_width=data_width, burst_len=burst_len,
+                                                 window_base=WINDOW, window_size=WINDOW_SIZE))
+
+
+WINDOW, WINDOW_SIZE = 0x10000, 0x10000
+LAYOUT = {"MODEL": 0x0000, "INPUT": 0x4000, "OUTPUT": 0x5000, "DEBUG": 0x6000, "TRACE": 0x7000,
+          "CYCLES": 0x8000}
+"""Region bases (offsets from WINDOW) in the simulated DDR; PROGRAM = MODEL + program offset."""
+
+
+def tiny_image(acc, seed: int, *, same_buffer: bool = True):
+    """A hand-written program: BEGIN, LOAD (INPUT -> X0), LOAD (MODEL -> X1), ADD X0 + X1 -> T,
+    [ADD X0[:, 0:n] + X0[:, A:A+n] -> H (src and aux the same buffer)], STORE T (and H) -> OUTPUT,
+    END.  Returns (image blob, input bytes)."""
+    from heatvit import isa
+    from heatvit.compiler import image as image_mod
+    from heatvit.isa import Buf, Descriptor, Op, Region
+    rng = np.random.default_rng(seed)
+    A = isa.column_align(acc)
+    t = acc.buffers.max_tokens
+    n = acc.buffers.max_dim - A
+    m = t - 1
+    stride = -(-acc.buffers.max_dim // 16) * 16
+    const = rng.integers(-128, 128, (m, stride)).astype(np.int8).tobytes()
+    mult = lambda: int(rng.integers(1, 1 << 15))   # noqa: E731
+    descs = [
+        Descriptor(Op.LOAD, m_live=1, region=Region.INPUT, dst=Buf.X0, m=m, n=acc.buffers.max_dim, stride=stride,
+                   addr=0, name="in"),
+        Descriptor(Op.LOAD, m_live=1, region=Region.MODEL, dst=Buf.X1, dst_row=1, m=m, n=n, stride=stride, addr=0,
+                   name="const"),
+        Descriptor(Op.ADD, m_live=1, src=Buf.X0, aux=Buf.X1, dst=Buf.T, aux_row=1, m=m, n=n, add_mult_a=mult(),
+                   add_mult_b=mult(), add_shift=int(rng.integers(10, 20)), name="add"),
+    ]
+    stores = [(Buf.T, n)]
+    if same_buffer:
+        descs.append(Descriptor(Op.ADD, m_live=1, src=Buf.X0, aux=Buf.X0, aux_col=A, dst=Buf.H, dst_row=1,
+                                m=m - 1, n=n, add_mult_a=mult(), add_mult_b=mult(),
+                                add_shift=int(rng.integers(10, 20)), name="add_same"))
+        stores.append((Buf.H, n))
+    for j, (b, cols) in enumerate(stores):
+        descs.append(Descriptor(Op.STORE, m_live=1, region=Region.OUTPUT, src=b, m=m, n=cols, stride=stride,
+                                addr=j * -(-m * stride // 64) * 64, name=f"out{j}"))
+    descs = [isa.begin(acc, len(descs) + 2, t), *descs, Descriptor(Op.END, name="end")]
+    io = {"input": {"rows": m, "cols": acc.buffers.max_dim, "stride": stride, "bytes": m * stride},
+          "output": {"rows": len(stores) * m, "cols": n, "stride": stride,
+                     "bytes": (len(stores) - 1) * -(-m * stride // 64) * 64 + m * stride}}
+    blob = image_mod.build(acc, descs, const, {"io": io, "blocks": []})
+    inp = rng.integers(-128, 128, m * stride).astype(np.int8).tobytes()
+    return blob, inp
+
+
+class AxiLiteMaster:
+    """Register accesses on an ``s_axi`` port from an Amaranth async testbench."""
+
+    def __init__(self, port):
+        self.p = port
+
+    async def write(self, ctx, offset: int, value: int):
+        p = self.p
+        ctx.set(p.awaddr, offset)
+        ctx.set(p.awvalid, 1)
+        ctx.set(p.wdata, value & 0xFFFF_FFFF)
+        ctx.set(p.wstrb, 0xF)
+        ctx.set(p.wvalid, 1)
+        ctx.set(p.bready, 1)
+        aw = w = False
+        while not (aw and w):
+            _, _, awr, wr = await ctx.tick().sample(p.awready, p.wready)
+            if awr:
+                aw = True
+                ctx.set(p.awvalid, 0)
+            if wr:
+                w = True
+                ctx.set(p.wvalid, 0)
+        while True:
+            _, _, bv = await ctx.tick().sample(p.bvalid)
+            if bv:
+                break
+        ctx.set(p.bready, 0)
+
+    async def read(self, ctx, offset: int) -> int:
+        p = self.p
+        ctx.set(p.araddr, offset)
+        ctx.set(p.arvalid, 1)
+        ctx.set(p.rready, 1)
+        await ctx.tick().until(p.arready)
+        ctx.set(p.arvalid, 0)
+        while True:
+            _, _, rv, rd = await ctx.tick().sample(p.rvalid, p.rdata)
+            if rv:
+                break
+        ctx.set(p.rready, 0)
+        return int(rd)
+
+
+async def run_job(ctx, dut, regs: AxiLiteMaster, bases: dict, limit: int = 200_000) -> dict:
+    """Write the region bases, start, wait for irq; the status registers."""
+    for r, addr in bases.items():
+        lo, hi = regmap.base_registers(r)
+        await regs.write(ctx, regmap.OFFSET[lo], addr & 0xFFFF_FFFF)
+        await regs.write(ctx, regmap.OFFSET[hi], addr >> 32)
+    await regs.write(ctx, regmap.OFFSET["CTRL"], 1)
+    for _ in range(limit):
+        if ctx.get(dut.irq):
+            break
+        await ctx.tick()
+    else:
+        raise AssertionError(f"no irq after {limit} cycles")
+    out = {}
+    for name in ("STATUS", "ERROR", "ERROR_INDEX", "ERROR_FLAGS", "ERROR_FLAGS_HI", "CYCLES", "N_LIVE", "DESCRIPTORS"):
+        out[name] = await regs.read(ctx, regmap.OFFSET[name])
+    return out
+
+
+def accel_bench(acc, seed, executors=None):
+    from heatvit.rtl.accel.top import Accelerator
+    from test_accel_io import AxiMem
+    rng = random.Random(seed)
+    dut = Accelerator(acc, executors=executors, watchdog_cycles=4096)
+    mem = AxiMem(dut.m_axi, acc.shell, rng, gap=0.2)
+    return dut, mem
+
+
+def load_image(mem, blob: bytes, inp: bytes) -> dict:
+    from heatvit.compiler import image as image_mod
+    img = image_mod.read(blob)
+    mem.write(WINDOW + LAYOUT["MODEL"], blob)
+    mem.write(WINDOW + LAYOUT["INPUT"], inp)
+    mem.write(WINDOW + LAYOUT["OUTPUT"], bytes(img.output["bytes"]))   # the gaps between rows stay 0
+    bases = {r: WINDOW + off for r, off in LAYOUT.items()}
+    bases["PROGRAM"] = bases["MODEL"] + img.header["program_offset"]
+    return bases
+
+
+def cycle_records(mem, n: int) -> list[tuple[int, int, int, int]]:
+    import struct
+    blob = mem.read(WINDOW + LAYOUT["CYCLES"], 16 * n)
+    return [struct.unpack_from("<4I", blob, 16 * i) for i in range(n)]
+
+
+def test_accelerator_tiny_program():
+    """BEGIN, LOAD, LOAD, ADD, ADD (src = aux buffer), STORE, STORE, END through the whole top:
+    OUTPUT bit-exact with heatvit.compiler.interpret, one cycle record per descriptor; then a
+    damaged copy (unknown opcode at descriptor 3) reports CTRL_BAD_OPCODE at index 3 and writes
+    no output, and the next start (program repaired) is right again."""
+    from heatvit.compiler import image as image_mod
+    from heatvit.compiler import interpret
+    from heatvit.errors import ErrorCode
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = tiny_acc()
+    blob, inp = tiny_image(acc, seed)
+    img = image_mod.read(blob, acc)
+    want = interpret.run(img, acc, inp).output
+    dut, mem = accel_bench(acc, seed)
+    bases = load_image(mem, blob, inp)
+    n_desc = len(img.program)
+    out_addr = WINDOW + LAYOUT["OUTPUT"]
+    results = {}
+
+    async def bench(ctx):
+        regs = AxiLiteMaster(dut.s_axi)
+        assert await regs.read(ctx, regmap.OFFSET["MAGIC"]) == regmap.MAGIC_VALUE
+        results["ok"] = await run_job(ctx, dut, regs, bases)
+        results["out"] = mem.read(out_addr, len(want))
+        results["cycles"] = cycle_records(mem, n_desc)
+        # damage descriptor 3's opcode
+        prog = bases["PROGRAM"]
+        good = mem.read(prog + 3 * 32, 4)
+        mem.write(out_addr, bytes(len(want)))
+        mem.write(prog + 3 * 32, bytes([0x0A]) + good[1:])
+        results["bad"] = await run_job(ctx, dut, regs, bases)
+        results["bad_out"] = mem.read(out_addr, len(want))
+        mem.write(prog + 3 * 32, good)
+        results["again"] = await run_job(ctx, dut, regs, bases)
+        results["again_out"] = mem.read(out_addr, len(want))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(mem.run, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    ok = results["ok"]
+    assert ok["ERROR"] == 0 and ok["STATUS"] & regmap.STATUS_DONE, f"seed {seed}: {ok}"
+    assert results["out"] == want, f"seed {seed}: OUTPUT differs from interpret"
+    assert ok["DESCRIPTORS"] == n_desc
+    recs = results["cycles"]
+    assert [r[0] for r in recs] == list(range(n_desc))
+    assert [r[1] for r in recs] == [int(d.opcode) for d in img.program]
+    assert all(s <= e for _, _, s, e in recs) and all(recs[i][3] <= recs[i + 1][2] for i in range(n_desc - 1))
+    assert recs[-1][3] < ok["CYCLES"]
+    bad = results["bad"]
+    assert (bad["ERROR"], bad["ERROR_INDEX"]) == (ErrorCode.CTRL_BAD_OPCODE, 3), f"seed {seed}: {bad}"
+    assert bad["STATUS"] >> regmap.STATUS_CODE_SHIFT & 0xFF == ErrorCode.CTRL_BAD_OPCODE
+    assert (bad["ERROR_FLAGS"], bad["ERROR_FLAGS_HI"]) == (0, 1 << (ErrorCode.CTRL_BAD_OPCODE - 32))
+    assert results["bad_out"] == bytes(len(want)), "a failed program wrote OUTPUT"
+    again = results["again"]
+    assert again["ERROR"] == 0 and results["again_out"] == want, f"seed {seed}: {again}"

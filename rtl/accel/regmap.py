@@ -43,10 +43,11 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
                                  "failing descriptor's code, else a DMA error, else START_WHILE_BUSY"),
     "CYCLES":      (0x01C, "ro", "clock cycles of the last job, start to done"),
     "ERROR_INDEX": (0x020, "ro", "index of the descriptor that failed (valid when ERROR != 0)"),
-    "ERROR_FLAGS": (0x024, "ro", "bit n set: error code n was raised since the last accepted start"),
+    "ERROR_FLAGS": (0x024, "ro", "bit n set: error code n (0-31) was raised since the last accepted start"),
     "N_LIVE":      (0x028, "ro", "the live token count (BEGIN's m, then every SELECT's result)"),
     "DESCRIPTORS": (0x02C, "ro", "descriptors the last job finished (its CYCLES records)"),
     "WATCHDOG":    (0x030, "ro", "cycles without progress before a descriptor is aborted (TIMEOUT)"),
+    "ERROR_FLAGS_HI": (0x034, "ro", "bit n set: error code 32 + n (the layer controller's) was raised"),
     **{f"{r}_{half}": (BASE_OFFSET + 8 * i + 4 * j, "rw",
                        f"{r} region base, bits {'31:0' if half == 'LO' else '63:32'}"
                        + (f": {REGION_DOC[r]}" if half == "LO" else ""))
