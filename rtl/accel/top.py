@@ -210,7 +210,7 @@ EXEC_PORTS = ("src", "aux", "dst", "dma_rd", "dma_wr")
 
 class Accelerator(wiring.Component):
     """See the module docstring.  ``executors``: an opcode -> (module, class) table replacing
-    :data:`EXECUTORS` (tests); ``watchdog_cycles``: cycles without sequencer progress before
+    :data:`EXECUTORS` (tests); ``watchdog_cycles``: cycles without any handshake (DMA, buffers, sequencer) before
     ``TIMEOUT`` (default ``acc.shell.watchdog_cycles``)."""
 
     def __init__(self, acc: AcceleratorConfig, *, executors: dict | None = None,
@@ -298,8 +298,7 @@ class Accelerator(wiring.Component):
         # Buffer ids: the descriptor's while it is handed over, then the latched ones.
         handing = seq.exec.valid
         m.d.comb += [xbar.src_buf.eq(Mux(handing, ex.src, ids.src)), xbar.aux_buf.eq(Mux(handing, ex.aux, ids.aux)),
-                     xbar.dst_buf.eq(Mux(handing, ex.dst, ids.dst)), xbar.flush.eq(abort),
-                     dma.abort.eq(abort)]
+                     xbar.dst_buf.eq(Mux(handing, ex.dst, ids.dst))]
         flat_bus = [(p, mem, v) for p, mem, v in bus.signature.flatten(bus) if p[0] in EXEC_PORTS]
         for i, inst in enumerate(instances):
             flat = [(p, mem, v) for p, mem, v in inst.signature.flatten(inst) if p[0] in EXEC_PORTS]
@@ -310,6 +309,25 @@ class Accelerator(wiring.Component):
                 m.d.comb += [seq.exec_done.eq(1), seq.exec_error.eq(inst.error)]
         with m.If(unsupported):
             m.d.comb += [seq.exec_done.eq(1), seq.exec_error.eq(ErrorCode.CTRL_UNSUPPORTED_OP)]
+        # Executors' extra ports: the DMA's error code (GEMM), N_tail in and N_live/N_tail out (SELECT).
+        for i, inst in enumerate(instances):
+            members = inst.signature.members
+            if "dma_error" in members:
+                m.d.comb += inst.dma_error.eq(Mux(active == i, dma.error, 0))
+            if "n_tail" in members:
+                m.d.comb += inst.n_tail.eq(seq.n_tail)
+            if "set_live" in members:
+                with m.If(active == i):
+                    m.d.comb += [seq.set_live.eq(inst.set_live), seq.new_n_live.eq(inst.new_n_live),
+                                 seq.new_n_tail.eq(inst.new_n_tail)]
+        # After a failed descriptor (its executor is idle again) the DMA and crossbar drop what
+        # it left behind, as after the watchdog's abort.
+        failed = Signal()
+        m.d.sync += failed.eq(seq.exec_done & (seq.exec_error != 0))
+        m.d.comb += [xbar.flush.eq(abort | failed), dma.abort.eq(abort | failed)]
+        # The watchdog counts cycles without any datapath handshake (a long GEMM keeps moving).
+        m.d.comb += seq.progress.eq(dma.progress | Cat(*(p.valid & p.ready for p in (
+            xbar.src.cmd, xbar.src.data, xbar.aux.cmd, xbar.aux.data, xbar.dst))).any())
 
         # -- job control -----------------------------------------------------------------------------
         done = Signal()
