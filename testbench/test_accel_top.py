@@ -343,3 +343,63 @@ def test_accelerator_tiny_program():
     assert results["bad_out"] == bytes(len(want)), "a failed program wrote OUTPUT"
     again = results["again"]
     assert again["ERROR"] == 0 and results["again_out"] == want, f"seed {seed}: {again}"
+
+
+def micro_vit(acc, seed: int, *, debug: bool = False, prune: bool = False):
+    """A random-weight ViT small enough for the Amaranth simulator (8 x 8 px, 4 patches, dim 8,
+    one block of 2 heads, MLP 16, 4 classes): every dense opcode and epilogue.  Returns
+    (image blob, input bytes)."""
+    from heatvit.compiler import compile_model, interpret, models, read_image
+    cfg = models.ViTConfig(image_size=8, patch_size=4, in_chans=1, dim=8, depth=1, heads=2, mlp_ratio=2.0,
+                           num_classes=4)
+    blob = compile_model(models.random_model(cfg, seed % 1000), acc, debug=debug, prune=prune)
+    img = read_image(blob, acc)
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(-128, 128, (img.input["rows"], img.input["cols"]))
+    return blob, interpret.pack_input(img, patches)
+
+
+def run_program(acc, blob, inp, seed, jobs=1):
+    """Run the image ``jobs`` times on the whole top; per job the registers, OUTPUT and DEBUG."""
+    from heatvit.compiler import read_image
+    img = read_image(blob, acc)
+    dut, mem = accel_bench(acc, seed)
+    bases = load_image(mem, blob, inp)
+    mem.write(WINDOW + LAYOUT["DEBUG"], bytes(img.debug["bytes"]))
+    results = []
+
+    async def bench(ctx):
+        regs = AxiLiteMaster(dut.s_axi)
+        for _ in range(jobs):
+            st = await run_job(ctx, dut, regs, bases, limit=2_000_000)
+            results.append((st, mem.read(WINDOW + LAYOUT["OUTPUT"], img.output["bytes"]),
+                            mem.read(WINDOW + LAYOUT["DEBUG"], img.debug["bytes"]),
+                            cycle_records(mem, len(img.program))))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(mem.run, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    return img, results
+
+
+def test_accelerator_micro_vit():
+    """A whole (tiny) ViT from one start: LOAD, GEMM (REQ8, REQ16_GELU, RAW_SOFTMAX; weights from
+    DDR, BUF, BUF_T), ADD, LAYERNORM, STORE; debug build, every stored layer result and the logits
+    bit-exact with heatvit.compiler.interpret."""
+    from heatvit.compiler import interpret
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = tiny_acc()
+    blob, inp = micro_vit(acc, seed, debug=True)
+    img, [(st, out, dbg, recs)] = run_program(acc, blob, inp, seed)
+    want = interpret.run(img, acc, inp, trace=True)
+    assert st["ERROR"] == 0, f"seed {seed}: {st}"
+    if dbg != want.debug:
+        got_steps = interpret.debug_steps(img, dbg)
+        want_steps = interpret.debug_steps(img, want.debug)
+        for g, w in zip(got_steps, want_steps):
+            assert np.array_equal(g.out, w.out), f"seed {seed}: first difference at {w.name} ({w.op})"
+    assert out == want.output, f"seed {seed}: logits differ"
+    assert [r[0] for r in recs] == list(range(len(img.program)))

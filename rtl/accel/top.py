@@ -262,6 +262,8 @@ class Accelerator(wiring.Component):
                 instances.append(inst)
             index_of[op] = by_class[cls]
         none = len(instances)
+        self.executors = {op: instances[i] for op, i in index_of.items()}   # for testbenches
+        self.xbar, self.dma = xbar, dma
         bus = ports.executor_signature(acc).create(path=("xbus",))
         wiring.connect(m, bus.src, xbar.src)
         wiring.connect(m, bus.aux, xbar.aux)
