@@ -449,3 +449,84 @@ def test_accel_fastsim_digits(tmp_path):
     d = res["damaged"]
     assert (d["code"], d["index"]) == (d["want_code"], d["want_index"]) and d["output_zero"], d
     assert res["repaired_bit_exact"]
+
+
+def test_accelerator_unsupported_op_and_watchdog():
+    """An accelerator built without an ADD executor answers ADD with CTRL_UNSUPPORTED_OP at its
+    index (no hang); a DDR that stops answering trips the watchdog (TIMEOUT at the LOAD, the DMA
+    drained once the bus answers again) and the next start runs the program right."""
+    from heatvit.compiler import image as image_mod
+    from heatvit.compiler import interpret
+    from heatvit.errors import ErrorCode
+    from heatvit.rtl.accel.top import EXECUTORS
+    from heatvit.isa import Op
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = tiny_acc()
+    blob, inp = tiny_image(acc, seed, same_buffer=False)
+    img = image_mod.read(blob, acc)
+    want = interpret.run(img, acc, inp).output
+    results = {}
+    for name, table in (("no_add", {op: EXECUTORS[op] for op in (Op.LOAD, Op.STORE)}),
+                        ("io_add", {op: EXECUTORS[op] for op in (Op.LOAD, Op.STORE, Op.ADD)})):
+        dut, mem = accel_bench(acc, seed, executors=table)
+        bases = load_image(mem, blob, inp)
+
+        async def bench(ctx, dut=dut, mem=mem, bases=bases, name=name):
+            regs = AxiLiteMaster(dut.s_axi)
+            if name == "no_add":
+                results[name] = [await run_job(ctx, dut, regs, bases)]
+                return
+            mem.gap = 1.0                                   # the bus stops answering
+            for r, addr in bases.items():
+                lo, hi = regmap.base_registers(r)
+                await regs.write(ctx, regmap.OFFSET[lo], addr & 0xFFFF_FFFF)
+                await regs.write(ctx, regmap.OFFSET[hi], addr >> 32)
+            await regs.write(ctx, regmap.OFFSET["CTRL"], 1)
+            await ctx.tick().repeat(6000)                  # > watchdog_cycles = 4096 without a beat
+            assert not ctx.get(dut.irq), "done while the DMA still has a request on the bus"
+            mem.gap = 0.2
+            mem.mem[LAYOUT["OUTPUT"]:LAYOUT["OUTPUT"] + len(want)] = bytes(len(want))
+            for _ in range(20_000):
+                if ctx.get(dut.irq):
+                    break
+                await ctx.tick()
+            st = {n: await regs.read(ctx, regmap.OFFSET[n]) for n in ("ERROR", "ERROR_INDEX")}
+            again = await run_job(ctx, dut, regs, bases)
+            results[name] = [st, again, mem.read(WINDOW + LAYOUT["OUTPUT"], len(want))]
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(mem.run, background=True)
+        sim.add_testbench(bench)
+        sim.run()
+    [st] = results["no_add"]
+    assert (st["ERROR"], st["ERROR_INDEX"]) == (ErrorCode.CTRL_UNSUPPORTED_OP, 3), f"seed {seed}: {st}"
+    st, again, out = results["io_add"]
+    assert st["ERROR"] == ErrorCode.TIMEOUT and st["ERROR_INDEX"] in (0, 1), f"seed {seed}: {st}"
+    assert again["ERROR"] == 0 and out == want, f"seed {seed}: {again}"
+
+
+def test_driver_refuses_foreign_image():
+    """Accelerator(config).load refuses an image compiled for another config (digest), a damaged
+    one and a non-bytes argument, each with a clear error, before touching the back end."""
+    from heatvit.compiler import ImageError
+    from heatvit.driver.accel import Accelerator as Driver
+    seed = pick_seed()
+    a, b = tiny_acc(), tiny_acc(rows=8, cols=8, tokens=8, dim=16)
+    blob, _ = tiny_image(a, seed)
+
+    class NoBackend:
+        def __getattr__(self, name):
+            raise AssertionError(f"back end touched ({name}) for a refused image")
+
+    with pytest.raises(ImageError, match=f"compiled for config {a.digest()}.*{b.digest()}"):
+        Driver(b, NoBackend()).load(blob)
+    damaged = bytearray(blob)
+    damaged[100] ^= 1
+    with pytest.raises(ImageError, match="crc32|damaged"):
+        Driver(a, NoBackend()).load(bytes(damaged))
+    with pytest.raises(TypeError, match="model_image must be the bytes"):
+        Driver(a, NoBackend()).load("image.bin")
+    with pytest.raises(TypeError, match="AcceleratorConfig"):
+        Driver({"rows": 4})

@@ -242,11 +242,16 @@ class Accelerator(wiring.Component):
         for r in DmaRegion:
             lo, hi = regmap.base_registers(r.name)
             m.d.comb += dma.base[r].eq(Cat(getattr(regs.regs, lo), getattr(regs.regs, hi)))
-        m.submodules.fetch = fetch = DescriptorFetch(acc)
+        # cleanup: the program ended with an error (any state, e.g. a fetch that timed out):
+        # executors, crossbar, DMA and the fetch / cycle-record units drop what is left.
+        cleanup = Signal()
+        fetch = DescriptorFetch(acc)
+        m.submodules.fetch = ResetInserter(cleanup)(fetch)
         wiring.connect(m, seq.fetch, fetch.fetch)
         wiring.connect(m, fetch.desc, seq.desc)
         wiring.connect(m, fetch.dma, dma.rd[0])
-        m.submodules.cycles = ctw = CycleTraceWriter(acc)
+        ctw = CycleTraceWriter(acc)
+        m.submodules.cycles = ResetInserter(cleanup)(ctw)
         wiring.connect(m, seq.trace, ctw.trace)
         wiring.connect(m, ctw.dma, dma.wr[0])
 
@@ -287,7 +292,7 @@ class Accelerator(wiring.Component):
         unsupported = Signal()
         for i, inst in enumerate(instances):
             m.d.comb += [inst.cmd.payload.eq(ex), inst.cmd.valid.eq(seq.exec.valid & (pick == i)),
-                         inst.abort.eq(abort)]
+                         inst.abort.eq(abort | cleanup)]
             with m.If(pick == i):
                 m.d.comb += seq.exec.ready.eq(inst.cmd.ready)
         with m.If(pick == none):
@@ -326,7 +331,7 @@ class Accelerator(wiring.Component):
         # it left behind, as after the watchdog's abort.
         failed = Signal()
         m.d.sync += failed.eq(seq.exec_done & (seq.exec_error != 0))
-        m.d.comb += [xbar.flush.eq(abort | failed), dma.abort.eq(abort | failed)]
+        m.d.comb += [xbar.flush.eq(abort | failed | cleanup), dma.abort.eq(abort | failed | cleanup)]
         # The watchdog counts cycles without any datapath handshake (a long GEMM keeps moving).
         m.d.comb += seq.progress.eq(dma.progress | Cat(*(p.valid & p.ready for p in (
             xbar.src.cmd, xbar.src.data, xbar.aux.cmd, xbar.aux.data, xbar.dst))).any())
@@ -365,6 +370,7 @@ class Accelerator(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 with m.If(~seq.busy):
+                    m.d.comb += cleanup.eq(seq.error != 0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):                 # every cycle record written, every write answered
                 with m.If(ctw.idle & dma.idle & ~ctw.trace.valid):
