@@ -407,34 +407,6 @@ def test_accelerator_micro_vit():
 
 # -- fast whole-model simulation (Verilator, HDL DDR model, no Python per cycle) ------------------
 
-def run_accel_fastsim(acc, blob: bytes, patches, logits, workdir: Path, *, sim="verilator", damage=False,
-                      ddr_bytes=1 << 22, tag=""):
-    """Run images through ``heatvit_accel_fastsim``; the cocotb module's result.json."""
-    import json
-    from heatvit.sim.accel_top import TOP_NAME, export_fast
-    from heatvit.sim.runner import run_testbench
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "image.bin").write_bytes(blob)
-    np.savez(workdir / "case.npz", patches=np.asarray(patches, dtype=np.int64), logits=np.asarray(logits))
-    env = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), "HEATVIT_DDR_BYTES": str(ddr_bytes),
-           "HEATVIT_ACCEL_CASE": str(workdir)}
-    if damage:
-        env["HEATVIT_ACCEL_DAMAGE"] = "1"
-    run_testbench(export_fast(acc, ddr_bytes), toplevel=TOP_NAME, test_module="tb_accel",
-                  test_dir=Path(__file__).parent / "accel_top", sim=sim, env=env, tag=tag)
-    return json.loads((workdir / "result.json").read_text())
-
-
-def digits_case(acc, n: int, start: int = 0):
-    """(image blob, patches, golden logits) of ``n`` digits test images for ``acc``."""
-    from heatvit import compiler
-    from heatvit.compiler import models
-    from heatvit.golden.vit import data as vit_data
-    qm = compiler.quantize_for(models.load_model(), acc)
-    images = vit_data.upscale(vit_data.load_splits()["test_x"][start:start + n])
-    return compiler.compile_model(qm, acc), models.patches(qm, images), models.forward_int(qm, images)
-
-
 @pytest.mark.slow
 def test_accel_fastsim_digits(tmp_path):
     """The digits model (small preset: 4 x 4 array, row-chunked GEMMs) on one test image through
@@ -442,8 +414,13 @@ def test_accel_fastsim_digits(tmp_path):
     program reports its error code and index, writes no logits, and the next start is right."""
     from heatvit.presets import PRESETS
     acc = PRESETS["small"]
-    blob, patches, logits = digits_case(acc, 1, start=7)
-    res = run_accel_fastsim(acc, blob, patches, logits, tmp_path, damage=True, tag="small")
+    from heatvit.bench.accel import digits_case
+    blob, patches, logits, _ = digits_case(acc, 1, start=7)
+    from heatvit.sim.accel_run import run
+    from heatvit.sim.runner import simulator_available
+    if not simulator_available("verilator"):
+        pytest.skip("verilator not installed")
+    res = run(acc, blob, patches, logits, tmp_path, damage=True, tag="small")
     im = res["images"][0]
     assert im["bit_exact"], f"logits {im['logits']} != golden {logits[0].tolist()}"
     d = res["damaged"]

@@ -1,7 +1,8 @@
 """cocotb module: whole programs on ``heatvit_accel_fastsim`` (the accelerator + the HDL DDR model)
-through :class:`heatvit.driver.accel.Accelerator` on the fast-simulation back end.
+through :class:`heatvit.driver.accel.Accelerator` on the fast-simulation back end
+(:func:`run` is the Python side: build, run, result).
 
-The pytest side (testbench/test_accel_top.py, heatvit.bench) writes a case directory
+The caller (testbench/test_accel_top.py, ``heatvit bench accel``) writes a case directory
 (``HEATVIT_ACCEL_CASE``): ``image.bin`` (a ``heatvit compile`` image for ``HEATVIT_CONFIG``),
 ``case.npz`` (``patches`` (B, rows, cols) int8, ``logits`` (B, classes): the golden logits) and
 writes ``result.json`` there: per image the logits, cycles and per-descriptor records, the
@@ -61,3 +62,25 @@ async def run_images(dut):
         logits, [st] = await drv.infer(data["patches"][0])
         out["repaired_bit_exact"] = bool(np.array_equal(logits[0], data["logits"][0]))
         (case / "result.json").write_text(json.dumps(out))
+
+
+def run(acc, blob: bytes, patches, logits, workdir, *, sim: str = "verilator", damage: bool = False,
+        ddr_bytes: int = 1 << 22, tag: str = "") -> dict:
+    """Run images (int8 ``patches``, golden ``logits``) of model image ``blob`` through
+    ``heatvit_accel_fastsim``; this module's ``result.json``."""
+    from heatvit.sim.accel_top import TOP_NAME, export_fast
+    from heatvit.sim.runner import run_cocotb
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "image.bin").write_bytes(blob)
+    np.savez(workdir / "case.npz", patches=np.asarray(patches, dtype=np.int64), logits=np.asarray(logits))
+    env = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), "HEATVIT_DDR_BYTES": str(ddr_bytes),
+           "HEATVIT_ACCEL_CASE": str(workdir)}
+    if damage:
+        env["HEATVIT_ACCEL_DAMAGE"] = "1"
+    t0 = time.perf_counter()
+    run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME, test_module="accel_run",
+               test_dir=Path(__file__).parent, sim=sim, env=env, tag=tag)
+    res = json.loads((workdir / "result.json").read_text())
+    res["total_wall_s"] = time.perf_counter() - t0
+    return res
