@@ -39,34 +39,14 @@ from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 from heatvit.validate import check_int
 
-from ..shell.axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, axi4_signature
-from ..shell.dma import DmaReader, DmaWriter
+from ..shell.axi import axi4_signature
+from ..shell.dma import DmaReader, DmaWriter, connect_axi
 from . import ports
 from .ports import BEATS_BITS, DmaRegion
 
 BASE_BITS = 64
 
 IDLE, CHECK, DATA, DRAIN = range(4)
-
-
-def connect_axi(m: Module, ax, rd: DmaReader, wr: DmaWriter, cfg) -> None:
-    """Drive the AXI4 master pins ``ax`` from one reader and one writer (ID 0, INCR bursts)."""
-    for p in ("aw", "ar"):
-        m.d.comb += [getattr(ax, p + "size").eq(cfg.size_code), getattr(ax, p + "burst").eq(BURST_INCR),
-                     getattr(ax, p + "cache").eq(CACHE_MODIFIABLE_BUFFERABLE),
-                     getattr(ax, p + "id").eq(0), getattr(ax, p + "lock").eq(0),
-                     getattr(ax, p + "prot").eq(0), getattr(ax, p + "qos").eq(0)]
-    m.d.comb += [
-        ax.araddr.eq(rd.ar.addr), ax.arlen.eq(rd.ar.len), ax.arvalid.eq(rd.ar.valid),
-        rd.ar.ready.eq(ax.arready),
-        rd.r.data.eq(ax.rdata), rd.r.resp.eq(ax.rresp), rd.r.valid.eq(ax.rvalid),
-        ax.rready.eq(rd.r.ready),
-        ax.awaddr.eq(wr.aw.addr), ax.awlen.eq(wr.aw.len), ax.awvalid.eq(wr.aw.valid),
-        wr.aw.ready.eq(ax.awready),
-        ax.wdata.eq(wr.w.data), ax.wlast.eq(wr.w.last),
-        ax.wvalid.eq(wr.w.valid), wr.w.ready.eq(ax.wready),
-        wr.b.resp.eq(ax.bresp), wr.b.valid.eq(ax.bvalid), ax.bready.eq(wr.b.ready),
-    ]
 
 
 def _round_robin(m: Module, valids: list, last, name: str):
@@ -128,12 +108,21 @@ class DmaPorts(wiring.Component):
             m.d.comb += code.eq(ErrorCode.UNALIGNED_ADDRESS)
         return addr, code
 
+    def _accept(self, m: Module, clients, any_, grant, req, owner, state):
+        """Take the granted client's request (IDLE -> CHECK)."""
+        with m.If(any_ & ~self.abort):
+            for i, p in enumerate(clients):
+                with m.If(grant == i):
+                    m.d.comb += p.req.ready.eq(1)
+                    m.d.sync += req.eq(p.req.payload)
+            m.d.sync += [owner.eq(grant), state.eq(CHECK)]
+
     def elaborate(self, platform):
         s = self.acc.shell
         m = Module()
         m.submodules.reader = rd = DmaReader(s)
         m.submodules.writer = wr = DmaWriter(s)
-        connect_axi(m, self.m_axi, rd, wr, s)
+        connect_axi(m, self.m_axi, rd, wr, s)   # WSTRB: overridden below, per beat
         wr_flush = Signal()
         strb = SyncFIFOBuffered(width=s.data_bytes, depth=max(4, 2 * s.burst_len))  # DmaWriter's depth
         m.submodules.strb = ResetInserter(wr_flush)(strb)
@@ -154,13 +143,7 @@ class DmaPorts(wiring.Component):
         with m.Switch(r_state):
             with m.Case(IDLE):
                 m.d.comb += r_quiet.eq(rd.idle)
-                with m.If(r_any & ~self.abort):
-                    for i, p in enumerate(self.rd):
-                        with m.If(r_grant == i):
-                            m.d.comb += p.req.ready.eq(1)
-                            m.d.sync += r_req.eq(p.req.payload)
-                    m.d.sync += r_owner.eq(r_grant)
-                    m.d.sync += r_state.eq(CHECK)
+                self._accept(m, self.rd, r_any, r_grant, r_req, r_owner, r_state)
             with m.Case(CHECK):
                 m.d.sync += [r_left.eq(r_req.beats), r_zero.eq(r_code != 0)]
                 m.d.comb += [rd.addr.eq(r_addr), rd.beats.eq(r_req.beats),
@@ -204,13 +187,7 @@ class DmaPorts(wiring.Component):
         with m.Switch(w_state):
             with m.Case(IDLE):
                 m.d.comb += w_quiet.eq(wr.idle)
-                with m.If(w_any & ~self.abort):
-                    for i, p in enumerate(self.wr):
-                        with m.If(w_grant == i):
-                            m.d.comb += p.req.ready.eq(1)
-                            m.d.sync += w_req.eq(p.req.payload)
-                    m.d.sync += w_owner.eq(w_grant)
-                    m.d.sync += w_state.eq(CHECK)
+                self._accept(m, self.wr, w_any, w_grant, w_req, w_owner, w_state)
             with m.Case(CHECK):
                 bad = w_code != 0
                 m.d.sync += [w_in.eq(w_req.beats), w_out.eq(Mux(bad, 0, w_req.beats)), w_sink.eq(bad)]

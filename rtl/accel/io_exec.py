@@ -116,33 +116,21 @@ class _RowIO(wiring.Component):
             m.d.sync += busy.eq(0)
 
 
-class LoadExecutor(_RowIO):
-    """LOAD: ``dma_rd`` beats -> words of ``lanes`` int8 -> ``dst`` writes (lane-masked)."""
-
-    def elaborate(self, platform):
-        L, db = self.lanes, self.db
-        m = Module()
-        c, busy, clr, beats, words = self._common(m, self.dma_rd.req)
-        m.submodules.gb = gb = ResetInserter(clr)(Gearbox(8 * db, 8 * L))
-
-        # beats in, tagged with the end of their row
+    def _regroup(self, m: Module, busy, clr, c, i, i_per_row, in_width, out_width, o_per_row, sink):
+        """``i`` (``in_width``-bit words, ``i_per_row`` a row) -> ``out_width``-bit words, row by
+        row (a row's last input word ends its last output word); the first ``o_per_row`` of a
+        row go to ``sink`` (``valid``/``ready``), the rest are dropped.  Returns (output data,
+        output counter, pulse with the last handshake of the command)."""
+        m.submodules.gb = gb = ResetInserter(clr)(Gearbox(in_width, out_width))
         b = Signal(16)
-        m.d.comb += [gb.i.valid.eq(busy & self.dma_rd.data.valid), self.dma_rd.data.ready.eq(busy & gb.i.ready),
-                     gb.i.payload.data.eq(self.dma_rd.data.payload), gb.i.payload.last.eq(b + 1 == beats)]
+        m.d.comb += [gb.i.valid.eq(busy & i.valid), i.ready.eq(busy & gb.i.ready),
+                     gb.i.payload.data.eq(i.payload), gb.i.payload.last.eq(b + 1 == i_per_row)]
         with m.If(gb.i.valid & gb.i.ready):
-            m.d.sync += b.eq(Mux(b + 1 == beats, 0, b + 1))
-
-        # words out: the first ``words`` of a row are written, the rest of its last beat dropped
+            m.d.sync += b.eq(Mux(b + 1 == i_per_row, 0, b + 1))
         o = RowCounter("o")
         keep = Signal()
-        m.d.comb += [
-            keep.eq(o.w < words),
-            self.dst.valid.eq(gb.o.valid & keep), gb.o.ready.eq(self.dst.ready | ~keep),
-            self.dst.payload.row.eq(c.dst_row + o.r),
-            self.dst.payload.word.eq((c.dst_col >> _log2(L)) + o.w),
-            self.dst.payload.data.eq(gb.o.payload.data),
-            self.dst.payload.mask.eq(lane_mask(c.live_n - (o.w << _log2(L)), L)),
-        ]
+        m.d.comb += [keep.eq(o.w < o_per_row),
+                     sink.valid.eq(gb.o.valid & keep), gb.o.ready.eq(sink.ready | ~keep)]
         last = Signal()
         with m.If(gb.o.valid & gb.o.ready):
             with m.If(gb.o.payload.last):
@@ -153,6 +141,24 @@ class LoadExecutor(_RowIO):
         with m.If(clr):
             m.d.sync += b.eq(0)
             o.reset(m)
+        return gb.o.payload.data, o, last
+
+
+class LoadExecutor(_RowIO):
+    """LOAD: ``dma_rd`` beats -> words of ``lanes`` int8 -> ``dst`` writes (lane-masked)."""
+
+    def elaborate(self, platform):
+        L, db = self.lanes, self.db
+        m = Module()
+        c, busy, clr, beats, words = self._common(m, self.dma_rd.req)
+        # the first ``words`` words of a row are written, the rest of its last beat dropped
+        word, o, last = self._regroup(m, busy, clr, c, self.dma_rd.data, beats, 8 * db, 8 * L, words, self.dst)
+        m.d.comb += [
+            self.dst.payload.row.eq(c.dst_row + o.r),
+            self.dst.payload.word.eq((c.dst_col >> _log2(L)) + o.w),
+            self.dst.payload.data.eq(word),
+            self.dst.payload.mask.eq(lane_mask(c.live_n - (o.w << _log2(L)), L)),
+        ]
         self._finish(m, busy, c, last)
         return m
 
@@ -164,7 +170,6 @@ class StoreExecutor(_RowIO):
         L, db = self.lanes, self.db
         m = Module()
         c, busy, clr, beats, words = self._common(m, self.dma_wr.req)
-        m.submodules.gb = gb = ResetInserter(clr)(Gearbox(8 * L, 8 * db))
 
         # buffer reads, row by row
         rd = RowCounter("rd")
@@ -175,33 +180,14 @@ class StoreExecutor(_RowIO):
             _, end = rd.step(m, words, c.live_m)
             with m.If(end):
                 m.d.sync += rd_on.eq(0)
-
-        # words in, tagged with the end of their row
-        d = Signal(16)
-        m.d.comb += [gb.i.valid.eq(busy & self.src.data.valid), self.src.data.ready.eq(busy & gb.i.ready),
-                     gb.i.payload.data.eq(self.src.data.payload), gb.i.payload.last.eq(d + 1 == words)]
-        with m.If(gb.i.valid & gb.i.ready):
-            m.d.sync += d.eq(Mux(d + 1 == words, 0, d + 1))
-
-        # beats out: the first ``beats`` of a row are written, the rest of its last word dropped
-        o = RowCounter("o")
-        keep = Signal()
-        wd = self.dma_wr.data
-        m.d.comb += [
-            keep.eq(o.w < beats),
-            wd.valid.eq(gb.o.valid & keep), gb.o.ready.eq(wd.ready | ~keep),
-            wd.payload.data.eq(gb.o.payload.data),
-            wd.payload.strb.eq(lane_mask(c.live_n - (o.w << _log2(db)), db)),
-        ]
-        last = Signal()
-        with m.If(gb.o.valid & gb.o.ready):
-            with m.If(gb.o.payload.last):
-                m.d.sync += [o.w.eq(0), o.r.eq(o.r + 1)]
-                m.d.comb += last.eq(o.r + 1 == c.live_m)
-            with m.Else():
-                m.d.sync += o.w.eq(o.w + 1)
         with m.If(clr):
-            m.d.sync += [d.eq(0), rd_on.eq(~self.abort & (self.cmd.payload.live_m != 0))]
-            rd.reset(m), o.reset(m)
+            m.d.sync += rd_on.eq(~self.abort & (self.cmd.payload.live_m != 0))
+            rd.reset(m)
+
+        # the first ``beats`` beats of a row are written, the rest of its last word dropped
+        wd = self.dma_wr.data
+        beat, o, last = self._regroup(m, busy, clr, c, self.src.data, words, 8 * L, 8 * db, beats, wd)
+        m.d.comb += [wd.payload.data.eq(beat),
+                     wd.payload.strb.eq(lane_mask(c.live_n - (o.w << _log2(db)), db))]
         self._finish(m, busy, c, last)
         return m
