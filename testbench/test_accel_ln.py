@@ -14,7 +14,10 @@ descriptor followed by a correct one; R == C and R != C configs.  Seeds: HEATVIT
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import random
+import warnings
 from collections import deque
 from types import SimpleNamespace
 
@@ -25,7 +28,7 @@ from amaranth.sim import Simulator
 from heatvit import isa
 from heatvit.accel_config import BufferConfig
 from heatvit.compiler.interpret import Machine
-from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.config import DEFAULT, AcceleratorConfig, GemmConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import layernorm_params
 from heatvit.golden.nonlinear.layernorm import moments_bits
@@ -165,6 +168,23 @@ def window(acc, rng: random.Random, n_max: int | None = None, n_min: int = 1, n:
         return b, rng.randrange(s.rows), rng.choice(cols), nn
 
 
+def partial_overlap(src, sr, sc, dst, dr, dc, n: int, rows: int) -> bool:
+    """Whether a destination window overlaps its source without being it: undefined for the
+    executors (a row is written once it is computed), never emitted by the compiler."""
+    if src != dst or (sr, sc) == (dr, dc):
+        return False
+    return abs(sr - dr) < rows and abs(sc - dc) < n
+
+
+def live_edges(i: int, sr: int, dr: int) -> tuple[int, int]:
+    """Job 0: rows from 0 (all live); jobs 4 and 6 (live_m = 1 and 0): a source row >= 1."""
+    if i == 0:
+        return 0, 0
+    if i in (4, 6):
+        return max(1, sr), max(1, dr)
+    return sr, dr
+
+
 def rows_fit(acc, d: isa.Descriptor) -> isa.Descriptor:
     specs = isa.token_buffers(acc)
     room = min(specs[Buf(d.src)].rows - d.src_row, specs[Buf(d.dst)].rows - d.dst_row)
@@ -182,17 +202,24 @@ def ln_jobs(acc, rng: random.Random, nrng: np.random.Generator, count: int) -> l
             src, sr, sc, n = window(acc, rng, n=dh, col=dh * rng.randint(1, 2), bufs=[Buf.X0, Buf.X1])
         else:
             src, sr, sc, n = window(acc, rng, n_max=nl_max)
+        if i == 0:                                       # the whole buffer height, the longest row
+            src, sr, sc, n = window(acc, rng, n=nl_max, bufs=[Buf.X0, Buf.H])
+            sr = 0
         inplace = i % 4 == 3
         if inplace:
             dst, dr, dc = src, sr, sc
         else:
             dst, dr, dc, _ = window(acc, rng, n=n)
+            while partial_overlap(src, sr, sc, dst, dr, dc, n, acc.buffers.max_tokens):
+                dst, dr, dc, _ = window(acc, rng, n=n)
+        sr, dr = live_edges(i, sr, dr)
         addr = 64 * rng.randint(0, 8)
-        m_live = rng.random() < 0.5
+        m_live = rng.random() < 0.5 or i in (4, 6)
         d = rows_fit(acc, isa.Descriptor(Op.LAYERNORM, m_live=int(m_live), src=src, dst=dst, src_row=sr, dst_row=dr,
-                                         src_col=sc, dst_col=dc, m=rng.choice([1, rows, rng.randint(1, rows)]), n=n,
-                                         addr=addr, name=f"ln{i}"))
+                                         src_col=sc, dst_col=dc, m=rows if i in (0, 4, 6) else rng.choice([1, rows, rng.randint(1, rows)]),
+                                         n=n, addr=addr, name=f"ln{i}"))
         n_live = rng.choice([rows, d.src_row, d.src_row + 1, rng.randint(1, rows)]) if m_live else rows
+        n_live = {0: rows, 4: d.src_row + 1, 6: d.src_row}.get(i, n_live)   # live_m = max, 1, 0
         n_live = max(1, min(rows, n_live))
         rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=i % 3 == 2)
         brk = None
@@ -221,11 +248,16 @@ def mean_jobs(acc, rng: random.Random, count: int) -> list[dict]:
             dst, dr, dc = src, sr, sc                    # in place, as the compiler emits it
         else:
             dst, dr, dc, _ = window(acc, rng, n=n)
-        m_live = rng.random() < 0.5
+            while partial_overlap(src, sr, sc, dst, dr, dc, n, acc.buffers.max_tokens):
+                dst, dr, dc, _ = window(acc, rng, n=n)
+        sr, dr = live_edges(i, sr, dr)
+        m_live = rng.random() < 0.5 or i in (4, 6)
         d = rows_fit(acc, isa.Descriptor(Op.MEAN, m_live=int(m_live), src=src, dst=dst, src_row=sr, dst_row=dr,
-                                         src_col=sc, dst_col=dc, m=rng.choice([1, rows, rng.randint(1, rows)]), k=k,
+                                         src_col=sc, dst_col=dc, m=rows if i in (0, 4, 6) else rng.choice([1, rows, rng.randint(1, rows)]),
+                                         k=k,
                                          n=n, name=f"mean{i}"))
         n_live = rng.choice([rows, d.src_row, d.src_row + 1, rng.randint(1, rows)]) if m_live else rows
+        n_live = {0: rows, 4: d.src_row + 1, 6: d.src_row}.get(i, n_live)   # live_m = max, 1, 0
         n_live = max(1, min(rows, n_live))
         isa.check(d, acc, n_live)
         jobs.append(dict(d=d, n_live=n_live, blob=b"", brk=None, special=rng.choice(["random", "extreme", "min"]),
@@ -247,8 +279,11 @@ def fill_special(bufs, job, rng: random.Random, nrng: np.random.Generator):
         a[sl] = -128
 
 
-def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
+def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool, gap: float = 0.3):
+    """Run ``jobs`` one after the other; ``gap``: probability of an idle cycle on every stream
+    (0: every model always ready / valid)."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    go = 1 - gap
     L = isa.column_align(acc)
     B = acc.shell.data_bytes
     bufs = padded_buffers(acc, nrng)
@@ -267,7 +302,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
         port = dut.dma_rd
         while True:
             g = st.gen
-            ready = rng.random() < 0.6
+            ready = rng.random() < go
             ctx.set(port.req.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.req.valid, port.req.payload)
             if not (valid and ready) or st.gen != g:
@@ -277,7 +312,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
             st.requests.append(req)
             i = 0
             while i < req[2] and st.gen == g:
-                v = rng.random() < 0.7
+                v = rng.random() < go
                 o = req[1] + i * B
                 ctx.set(port.data.valid, v)
                 ctx.set(port.data.payload, int.from_bytes(st.blob[o:o + B].ljust(B, b"\0"), "little"))
@@ -289,7 +324,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
     async def rd_cmd(ctx):
         port = dut.src.cmd
         while True:
-            ready = rng.random() < 0.6 and len(q) < 3
+            ready = rng.random() < go and len(q) < 3
             ctx.set(port.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
             if valid and ready:
@@ -301,7 +336,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
         while True:
             while q and q[0][0] != st.gen:
                 q.popleft()
-            if not q or rng.random() < 0.3:
+            if not q or rng.random() < gap:
                 ctx.set(port.valid, 0)
                 await ctx.tick()
                 continue
@@ -315,7 +350,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
     async def wr(ctx):
         port = dut.dst
         while True:
-            ready = rng.random() < 0.7
+            ready = rng.random() < go
             ctx.set(port.ready, ready)
             _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
             if valid and ready:
@@ -356,7 +391,7 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
                 assert job["brk"] == "eps", f"seed {seed}: {d.name}: the interpreter failed"
                 want_err = -1
                 mach.bufs = before
-            await send(ctx, dut.cmd, [fields(d, job["n_live"])], rng)
+            await send(ctx, dut.cmd, [fields(d, job["n_live"])], rng, gap=gap)
             cycles = 0
             finished = False
             if job["abort"] is not None:
@@ -395,6 +430,10 @@ def run_executor(acc, dut, jobs, seed: int, *, uses_dma: bool):
     sim.add_testbench(driver)
     sim.run()
     return results
+
+
+def live_rows(results) -> set:
+    return {isa.live_dims(r["job"]["d"], r["job"]["n_live"])[0] for r in results if not r.get("aborted")}
 
 
 def check_results(acc, results, seed: int, *, uses_dma: bool):
@@ -441,6 +480,8 @@ def test_layernorm_executor(name):
     check_results(acc, results, seed, uses_dma=True)
     assert any(r.get("err") == ErrorCode.CTRL_BAD_PARAMS for r in results)
     assert any(r.get("err") == 0 and r["writes"] for r in results)
+    assert any(r.get("aborted") for r in results)
+    assert {0, 1, acc.buffers.max_tokens} <= live_rows(results)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -453,6 +494,82 @@ def test_mean_executor(name):
     results = run_executor(acc, MeanExecutor(acc), jobs, seed, uses_dma=False)
     check_results(acc, results, seed, uses_dma=False)
     assert any(r.get("writes") for r in results)
+    assert {0, 1, acc.buffers.max_tokens} <= live_rows(results)
+
+
+def _fixed_ln_job(acc, m: int, n: int) -> dict:
+    rng, nrng = random.Random(n), np.random.default_rng(n)
+    rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=False)
+    d = isa.Descriptor(Op.LAYERNORM, src=Buf.X0, dst=Buf.N, m=m, n=n, addr=0, name=f"ln{m}x{n}")
+    return dict(d=d, n_live=acc.buffers.max_tokens, blob=ln_block(acc, n, rec, gamma, beta), brk=None,
+                special="random", abort=None)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cycles_without_stalls(name):
+    """The cycle models of the two executors' docstrings, exactly, with every stream at full rate."""
+    acc = CONFIGS[name]
+    L, RL, dw = isa.column_align(acc), acc.nonlinear.row_lanes, acc.shell.data_width
+    shapes = [(1, 48), (12, 48), (5, 5), (3, L + 1)]
+    res = run_executor(acc, LayerNormExecutor(acc), [_fixed_ln_job(acc, m, n) for m, n in shapes], 1,
+                       uses_dma=True, gap=0.0)
+    check_results(acc, res, 1, uses_dma=True)
+    for (m, n), r in zip(shapes, res):
+        p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
+        b = -(-n // min(L, RL))
+        assert r["cycles"] == p * max(1, 64 // dw) + (m + 1) * b + 18 * m + 7, f"LayerNorm {m} x {n}"
+    shapes = [(12, 16, 8), (1, 16, 8), (7, 16, 0), (4, 13, 12)]
+    jobs = [dict(d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=m, n=n, k=k, name="mean"),
+                 n_live=acc.buffers.max_tokens, blob=b"", brk=None, special="random", abort=None)
+            for m, n, k in shapes]
+    res = run_executor(acc, MeanExecutor(acc), jobs, 1, uses_dma=False, gap=0.0)
+    check_results(acc, res, 1, uses_dma=False)
+    for (m, n, k), r in zip(shapes, res):
+        w = -(-n // L)
+        w_mean = w - k // L
+        assert r["cycles"] == 10 + w * (m + 4) + w_mean * m, f"MEAN {m} x {n}, k = {k}"
+
+
+def test_default_config():
+    """The shipped 16 x 16 config (lanes 16, row_lanes 4, 128-bit DMA, rows up to 768): a few
+    descriptors of each executor, random gaps."""
+    acc = DEFAULT
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, nrng = random.Random(seed), np.random.default_rng(seed + 1)
+    jobs = []
+    for i, (m, n, src, sc, dst, dc) in enumerate([(3, 768, Buf.X0, 0, Buf.N, 0), (5, 197, Buf.X1, 16, Buf.X1, 16),
+                                                   (4, 64, Buf.X0, 128, Buf.N, 0)]):
+        rec, gamma, beta = random_ln_params(acc, n, rng, nrng, extreme=i == 1)
+        d = isa.Descriptor(Op.LAYERNORM, src=src, dst=dst, src_col=sc, dst_col=dc, src_row=i, dst_row=i, m=m, n=n,
+                           addr=64 * i, name=f"ln{i}")
+        blob = bytes(64 * i) + ln_block(acc, n, rec, gamma, beta)
+        jobs.append(dict(d=d, n_live=acc.buffers.max_tokens, blob=blob, brk=None, special="random", abort=None))
+    results = run_executor(acc, LayerNormExecutor(acc), jobs, seed, uses_dma=True)
+    check_results(acc, results, seed, uses_dma=True)
+    rows = acc.buffers.max_tokens
+    jobs = [dict(d=isa.Descriptor(Op.MEAN, m_live=1, src=Buf.H, dst=Buf.H, src_col=c, dst_col=c, m=rows, k=k, n=n,
+                                  name=f"mean{i}"), n_live=nl, blob=b"", brk=None, special="random", abort=None)
+            for i, (c, k, n, nl) in enumerate([(0, 8, 16, rows), (32, 24, 64, 50), (16, 0, 33, 1)])]
+    results = run_executor(acc, MeanExecutor(acc), jobs, seed, uses_dma=False)
+    check_results(acc, results, seed, uses_dma=False)
+
+
+def test_bad_shape_is_refused():
+    """A descriptor the sequencer would have refused (n = 0, k >= n) still ends with
+    CTRL_BAD_SHAPE and touches nothing, instead of hanging or writing outside its window."""
+    acc = CONFIGS["4x4-rl4-dw128"]
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rows = acc.buffers.max_tokens
+    job = dict(n_live=rows, blob=bytes(256), brk=None, special="random", abort=None)
+    ln = [dict(job, d=isa.Descriptor(Op.LAYERNORM, src=Buf.X0, dst=Buf.N, m=3, n=0, name="n0"))]
+    mean = [dict(job, d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=3, k=k, n=n, name=f"k{k}n{n}"))
+            for k, n in ((5, 5), (9, 4), (0, 0))]
+    for dut, jobs in ((LayerNormExecutor(acc), ln), (MeanExecutor(acc), mean)):
+        for r in run_executor(acc, dut, jobs, seed, uses_dma=False):
+            assert r["want_err"] == r["err"] == ErrorCode.CTRL_BAD_SHAPE, r["job"]["d"].name
+            assert r["writes"] == 0 and not r["reads"], r["job"]["d"].name
 
 
 def test_param_beats_match_block():
@@ -463,6 +580,14 @@ def test_param_beats_match_block():
 
 
 def test_constructor_rejects_wrong_config():
-    for cls in (LayerNormExecutor, MeanExecutor):
-        with pytest.raises(TypeError, match="acc must be an AcceleratorConfig"):
-            cls("default")
+    acc = small_config(4, 4, 4, 128)
+    bad = dataclasses.replace(acc, nonlinear=dataclasses.replace(acc.nonlinear, layernorm_in_bits=6))
+    cases = [(LayerNormExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
+             (MeanExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
+             (LayerNormExecutor, bad, ValueError, "layernorm_in_bits must be >= 8")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # the half-built component is never elaborated
+        for cls, arg, exc, msg in cases:
+            with pytest.raises(exc, match=msg):
+                cls(arg)
+        gc.collect()
