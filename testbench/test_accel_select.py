@@ -19,8 +19,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from heatvit import isa
+from heatvit.compiler import compile_model, interpret, models, quantize_for, read_image
 from heatvit.compiler.interpret import Machine
-from heatvit.config import AcceleratorConfig
+from heatvit.config import DEFAULT, AcceleratorConfig
 from heatvit.errors import ErrorCode as E
 from heatvit.isa import Buf, Descriptor, Op
 from heatvit.rtl.accel.ports import DmaRegion
@@ -41,11 +42,14 @@ def fields(d: Descriptor, n_live: int) -> dict:
     return {**out, "live_m": m, "live_k": k, "live_n": n}
 
 
+OUTSTANDING = 3
+
+
 class Harness:
     """The executor with Python token buffers ``X`` (src = dst) and ``QKV`` (aux) and a DMA sink."""
 
-    def __init__(self, acc, seed: int, max_heads=None, gap: float = 0.35):
-        self.acc, self.rng, self.gap = acc, random.Random(seed), gap
+    def __init__(self, acc, seed: int, max_heads=None, gap: float = 0.35, latency: int = 4):
+        self.acc, self.rng, self.gap, self.latency = acc, random.Random(seed), gap, latency
         self.dut = SelectExecutor(acc, max_heads=max_heads)
         self.A = isa.column_align(acc)
         self.bufs = None                    # numpy buffers (Machine.bufs layout), set per run
@@ -56,6 +60,8 @@ class Harness:
         self.src_reads = 0
         self.current = None                 # (n_tokens, ratio) of the running descriptor
         self.abort_at = None
+        self.cycle = 0
+        self.cycles = []                    # cycles from offering cmd to done, per descriptor
 
     def lanes(self, buf, row, word):
         return self.bufs[buf][row, word * self.A:(word + 1) * self.A]
@@ -73,7 +79,10 @@ class Harness:
                     ctx.set(port.payload, q[0][1])
                 else:
                     ctx.set(port.valid, 0)
-            for port in (dut.src.cmd, dut.aux.cmd, dut.dst, dut.dma_wr.req, dut.dma_wr.data):
+            # A read port holds at most OUTSTANDING words (a BRAM pipeline, not a deep FIFO).
+            for q, port in ((src_q, dut.src.cmd), (aux_q, dut.aux.cmd)):
+                ctx.set(port.ready, len(q) < OUTSTANDING and rng.random() >= g)
+            for port in (dut.dst, dut.dma_wr.req, dut.dma_wr.data):
                 ctx.set(port.ready, rng.random() >= g)
             if self.abort_at is not None and cycle == self.abort_at:
                 ctx.set(dut.abort, 1)
@@ -91,6 +100,7 @@ class Harness:
              rq_v, rq_r, rq_p, dd_v, dd_r, dd_p, done, error, set_live, nl, nt, abort) = \
                 await ctx.tick().sample(*sigs)
             cycle += 1
+            self.cycle = cycle
             if abort:
                 src_q.clear()
                 aux_q.clear()
@@ -104,9 +114,9 @@ class Harness:
                 if any((self.src_buf, row, c) in self.written for c in cols):
                     self.hazards.append((row, word, k))
                 self.src_reads += 1
-                src_q.append((cycle + rng.randrange(0, 4), word_of(self.lanes(self.src_buf, row, word))))
+                src_q.append((cycle + rng.randrange(0, self.latency), word_of(self.lanes(self.src_buf, row, word))))
             if ac_v and ac_r:
-                aux_q.append((cycle + rng.randrange(0, 4),
+                aux_q.append((cycle + rng.randrange(0, self.latency),
                                word_of(self.lanes(self.aux_buf, int(ac_p.row), int(ac_p.word)))))
             if sd_v and sd_r:
                 src_q.popleft()
@@ -125,7 +135,7 @@ class Harness:
                 self.dma[-1][3].append(int(dd_p.data))
                 self.dma[-1][4].append(int(dd_p.strb))
             if done:
-                self.events.append((1, int(error), int(set_live), int(nl), int(nt)))
+                self.events.append((1, int(error), int(set_live), int(nl), int(nt), cycle))
 
 
 def reference_machine(acc, rng: np.random.Generator) -> Machine:
@@ -135,22 +145,29 @@ def reference_machine(acc, rng: np.random.Generator) -> Machine:
     return mach
 
 
-def select(acc, *, heads, m, n, threshold, addr, src_col=0, aux_col=0, a_col=None):
+def select(acc, *, heads, m, n, threshold, addr, src_col=0, dst_col=None, aux_col=0, a_col=None, dst=Buf.X0):
     A = isa.column_align(acc)
     a_col = heads * A + aux_col if a_col is None else a_col
-    return Descriptor(Op.SELECT, m_live=1, src=Buf.X0, dst=Buf.X0, aux=Buf.QKV, aux_col=aux_col, a_col=a_col,
-                      heads=heads, m=m, n=n, threshold=threshold, addr=addr, src_col=src_col, name="select")
+    return Descriptor(Op.SELECT, m_live=1, src=Buf.X0, dst=dst, aux=Buf.QKV, aux_col=aux_col, a_col=a_col,
+                      heads=heads, m=m, n=n, threshold=threshold, addr=addr, src_col=src_col,
+                      dst_col=src_col if dst_col is None else dst_col, name="select")
 
 
-def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=False):
+def run(acc, seed, jobs, *, n_live=None, max_heads=None, scores=None, abort_first=False, gap=0.35, latency=4,
+        cycles=None, machine=None):
     """Run ``jobs`` (descriptors) in order on the RTL and on the interpreter, carrying N_live and
-    N_tail like the sequencer; compare buffers, events and trace records after each."""
-    np_rng = np.random.default_rng(seed)
-    mach = reference_machine(acc, np_rng)
-    if scores is not None:
-        scores(mach)
-    mach.n_live, mach.n_tail = n_live, 0
-    h = Harness(acc, seed, max_heads=max_heads)
+    N_tail like the sequencer; compare buffers, events and trace records after each.  The
+    interpreter's state: ``machine`` (stepped on), else random buffers (``scores`` may edit
+    them) with ``n_live`` tokens and no tail."""
+    print(f"HEATVIT_SEED={seed}")
+    if machine is None:
+        mach = reference_machine(acc, np.random.default_rng(seed))
+        if scores is not None:
+            scores(mach)
+        mach.n_live, mach.n_tail = n_live, 0
+    else:
+        mach = machine
+    h = Harness(acc, seed, max_heads=max_heads, gap=gap, latency=latency)
     h.bufs = {b: v.copy() for b, v in mach.bufs.items()}
     h.src_buf, h.dst_buf, h.aux_buf = Buf.X0, Buf.X0, Buf.QKV
     ratio = isa.column_align(acc) // acc.toksel.lanes
@@ -173,6 +190,7 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
             live_tail = mach.n_tail
             fl = fields(d, mach.n_live)
             h.current = (fl["live_m"], ratio)
+            h.src_buf, h.dst_buf, h.aux_buf = Buf(d.src), Buf(d.dst), Buf(d.aux)
             h.written.clear()
             h.src_reads = 0
             trace = bytearray(isa.trace_record_bytes(d.m) + d.addr)
@@ -186,6 +204,7 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
                     want_err = int(e.code)
             ctx.set(dut.n_tail, live_tail)
             n_ev, n_dma = len(h.events), len(h.dma)
+            start = h.cycle
             await send(ctx, dut.cmd, [fl], h.rng)
             for _ in range(200_000):
                 await ctx.tick()
@@ -193,18 +212,20 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
                     break
             else:
                 raise AssertionError(f"seed {seed}: descriptor {i}: no done")
-            ev = h.events[n_ev]
+            ev = h.events[n_ev][:5]
+            h.cycles.append(h.events[n_ev][5] - start)
             assert not h.hazards, f"seed {seed}: descriptor {i}: reads of written lanes {h.hazards[:4]}"
             assert ev[1] == want_err, f"seed {seed}: descriptor {i}: error {ev[1]}, expected {want_err}"
+            for b in mach.bufs:
+                diff = np.argwhere(h.bufs[b] != mach.bufs[b])
+                assert not len(diff), f"seed {seed}: descriptor {i}: buffer {b.name} differs at {diff[:5].tolist()}"
             if want_err:
-                assert ev[2] == 0 and len(h.dma) == n_dma, f"seed {seed}: descriptor {i}: effects after an error"
+                assert ev[2] == 0 and len(h.dma) == n_dma and not h.written, \
+                    f"seed {seed}: descriptor {i}: effects after an error"
                 log.append((i, "error", want_err))
                 continue
             assert ev[2:] == (1, mach.n_live, mach.n_tail), \
                 f"seed {seed}: descriptor {i}: set_live/N'/tail {ev[2:]}, expected {(1, mach.n_live, mach.n_tail)}"
-            for b in mach.bufs:
-                diff = np.argwhere(h.bufs[b] != mach.bufs[b])
-                assert not len(diff), f"seed {seed}: descriptor {i}: buffer {b.name} differs at {diff[:5].tolist()}"
             assert len(h.dma) == n_dma + 1, f"seed {seed}: descriptor {i}: {len(h.dma) - n_dma} trace writes"
             region, offset, beats, data, strb = h.dma[-1]
             rec = bytes(trace[d.addr:])
@@ -221,6 +242,8 @@ def run(acc, seed, jobs, *, n_live, max_heads=None, scores=None, abort_first=Fal
     sim.add_testbench(bench)
     sim.run()
     print(f"seed {seed}: {log}")
+    if cycles is not None:
+        cycles.extend(h.cycles)
     return log
 
 
@@ -283,7 +306,47 @@ def test_select_refused_and_abort():
     jobs = [select(acc, heads=2, m=6, n=8, threshold=200, addr=0),       # prunes: tail 1
             select(acc, heads=2, m=1, n=8, threshold=200, addr=64),      # N = 1 <= tail: BAD_TAIL
             select(acc, heads=6, m=6, n=8, threshold=100, addr=64),      # heads > max_heads = 5
-            select(acc, heads=5, m=6, n=8, threshold=100, addr=128)]     # two head-weight words
+            select(acc, heads=5, m=6, n=8, threshold=100, addr=128),     # two head-weight words
+            select(acc, heads=2, m=6, n=4100, threshold=100, addr=128)]  # wider than any buffer
     log = run(acc, seed, jobs, n_live=6, max_heads=5)
     assert [e[1] for e in log[1:3]] == ["error", "error"] and log[1][2] == E.TOKSEL_BAD_TAIL, log
+    assert log[4][1:] == ("error", E.CTRL_BAD_SHAPE), log
     run(acc, seed, [select(acc, heads=3, m=12, n=8, threshold=128, addr=0)], n_live=12, abort_first=True)
+
+
+def test_select_heavy_stalls_windows():
+    """75 % stalls on every stream, long read latencies; windows at non-zero columns, a head-weight
+    column apart from the probabilities, and a copy to another buffer (dst != src)."""
+    seed = pick_seed()
+    acc = config((4, 8))
+    rng = random.Random(seed)
+    A = isa.column_align(acc)
+    jobs = [select(acc, heads=3, m=16, n=12, threshold=rng.randint(80, 160), addr=0, src_col=2 * A,
+                   aux_col=5 * A, a_col=A),
+            select(acc, heads=2, m=16, n=8, threshold=rng.randint(80, 160), addr=64, src_col=A, dst_col=3 * A,
+                   dst=Buf.X1, aux_col=2 * A, a_col=0)]
+    run(acc, seed, jobs, n_live=rng.randint(10, 16), gap=0.75, latency=12)
+
+
+def test_select_digits_program():
+    """The SELECTs of the compiled pruned digits program on a test image, in the state the
+    interpreter reaches before each (the selector MLPs' real scores; the second has a tail)."""
+    from heatvit.golden.vit import data
+    seed = pick_seed()
+    qm = quantize_for(models.load_model(), DEFAULT)
+    img = read_image(compile_model(qm, DEFAULT, prune=True), DEFAULT)
+    x = data.upscale(data.load_splits()["test_x"][seed % 100:seed % 100 + 1], qm.cfg.image_size)
+    regions = {isa.Region.MODEL: img.blob,
+               isa.Region.INPUT: interpret.pack_input(img, models.patches(qm, x)[0]),
+               isa.Region.OUTPUT: bytearray(img.output["bytes"]), isa.Region.DEBUG: bytearray(img.debug["bytes"]),
+               "TRACE": bytearray(img.trace["bytes"])}
+    mach = Machine(img, DEFAULT)
+    log = []
+    for i, d in enumerate(img.program):
+        if d.opcode == Op.SELECT:
+            log += run(DEFAULT, seed + i, [d], machine=mach)
+        else:
+            mach.step(i, d, regions)
+        if d.opcode == Op.END:
+            break
+    assert len(log) == 2 and all(e[1] != "error" for e in log), log

@@ -8,7 +8,8 @@ word = :func:`heatvit.isa.column_align` int8, ``U = toksel.lanes`` = the array's
 1. **Command.**  The control unit gets ``(n_tokens = N, n_tail = N_tail, threshold, chunks =
    D / U)``.  A command it refuses (``TOKSEL_BAD_TOKENS``, ``TOKSEL_BAD_TAIL``) ends the
    descriptor with that ``error`` at once: nothing is read, written or traced.  ``H`` above
-   ``max_heads`` (the combiner's width): ``CTRL_BAD_FIELD``, before anything else.
+   ``max_heads`` (the combiner's width): ``CTRL_BAD_FIELD``; ``D`` above the unit's widest
+   token (the widest buffer, at most 4096): ``CTRL_BAD_SHAPE``; both before anything else.
 2. **Scores.**  Per token n: ``ceil(H / A)`` ``aux`` words of head weights (``a_h`` = byte
    ``a_col + h`` of row n), then ``H`` words of keep probabilities (``t_h`` = byte ``aux_col +
    h A``), all uint8, into one combiner beat (heads ``H ..`` zero); its score stream feeds the
@@ -73,9 +74,10 @@ class SelectExecutor(wiring.Component):
         if not isinstance(self.max_heads, int) or not 1 <= self.max_heads <= 255:
             raise ValueError(f"SelectExecutor: max_heads must be an int in [1, 255], not {max_heads!r}")
         # The unit's widest token: the widest buffer (a descriptor's window is checked against
-        # its buffer), in whole unit words and a multiple of 4 (TokSelConfig's head_dim rule).
+        # its buffer), in whole unit words and a multiple of 4 (TokSelConfig's head_dim rule),
+        # at most TokSelConfig's 4096 (wider descriptors: CTRL_BAD_SHAPE).
         step = math.lcm(ts.lanes, 4)
-        widest = max(s.cols for s in isa.token_buffers(acc).values()) // step * step
+        widest = min(max(s.cols for s in isa.token_buffers(acc).values()), 4096) // step * step
         self.unit_cfg = dataclasses.replace(ts, dim=max(widest, step), heads=1)
         self.comb_cfg = dataclasses.replace(ts, dim=4 * self.max_heads * ts.lanes, heads=self.max_heads)
         self.max_m = ts.max_tokens
@@ -154,7 +156,7 @@ class SelectExecutor(wiring.Component):
         ti_n = Signal(16)
         ti_k = Signal(16)
         ti_w = Signal(16)                       # buffer word offset of chunk ti_k
-        ti_s = Signal(range(ratio))             # its sub-word
+        ti_s = Signal(range(max(ratio, 2)))     # its sub-word
         src_c = self.src.cmd
         m.d.comb += [
             src_c.valid.eq(gathering & (ti_k < chunks)),
@@ -174,7 +176,7 @@ class SelectExecutor(wiring.Component):
 
         tc_n = Signal(16)
         tc_k = Signal(16)
-        tc_s = Signal(range(ratio))
+        tc_s = Signal(range(max(ratio, 2)))
         src_d = self.src.data
         m.d.comb += [
             unit.tokens.valid.eq(gathering & src_d.valid),
@@ -236,6 +238,9 @@ class SelectExecutor(wiring.Component):
                     ]
                     with m.If(p.heads > H):
                         m.d.sync += err.eq(ErrorCode.CTRL_BAD_FIELD)
+                        m.next = "DONE"
+                    with m.Elif(p.live_n > self.unit_cfg.dim):
+                        m.d.sync += err.eq(ErrorCode.CTRL_BAD_SHAPE)
                         m.next = "DONE"
                     with m.Else():
                         m.next = "COMMAND"
