@@ -16,8 +16,10 @@ at once:
 * ``GemmOutput``: the descriptor first, then the parameter beats and the engine's raw
   accumulator rows; its buffer writes are ``dst``.
 
-The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``) gets its command once
-every activation word is in its buffer.  ``done`` pulses once ``GemmOutput`` is done and every
+The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``) gets its command at
+once; weight tile ``t`` enters its weight port only after activation tile ``t`` (``t >= KT``:
+all of them) is in its buffer, so the engine computes while the activations load and never
+reads a word before it is written.  ``done`` pulses once ``GemmOutput`` is done and every
 requested beat has arrived; ``error`` (valid with ``done``) is 0, the engine's error code, or
 the top's ``dma_error``.  On an error the executor stops requesting, drains what it requested,
 resets its units, then pulses ``done``.  ``abort`` resets everything at once (no ``done``).
@@ -203,21 +205,31 @@ class GemmExecutor(wiring.Component):
             wbuf.k.eq(d.live_k), wbuf.n.eq(d.live_n),
             wbuf.drop.eq(draining),
         ]
-        with m.If(ddr):
-            wiring.connect(m, wddr.o, engine.weights)
-        with m.Else():
-            wiring.connect(m, wbuf.o, engine.weights)
+        # Weight tile t (words t*R ..) enters the engine only once activation tile t is in its
+        # buffer (tiles t >= KT: once all are): the engine starts a tile's rows only after its
+        # weights, so it never reads a word not yet loaded, and computes while the rest loads.
+        w_count = Signal(40)
+        all_loaded = ~start_units & ~a_issue & (a_inflight == 0) & (a_words == a_total)
+        gate = all_loaded | ((w_count >> lr) < r_kt)
+        wsrc_o = [wddr.o, wbuf.o]
+        for i, o in enumerate(wsrc_o):
+            with m.If(ddr if i == 0 else ~ddr):
+                m.d.comb += [engine.weights.payload.eq(o.payload), engine.weights.valid.eq(o.valid & gate),
+                             o.ready.eq(engine.weights.ready & gate)]
+        with m.If(engine.weights.valid & engine.weights.ready):
+            m.d.sync += w_count.eq(w_count + 1)
+        with m.If(start_units):
+            m.d.sync += w_count.eq(0)
 
-        # -- engine command once every activation word is loaded -----------------------------------------
+        # -- engine command (the activations load meanwhile) ----------------------------------------------
         eng_pend = Signal()
         eng_check = Signal()
         with m.If(start_units):
             m.d.sync += eng_pend.eq(1)
-        loaded = ~start_units & ~a_issue & (a_inflight == 0) & (a_words == a_total)
         m.d.comb += [
             engine.cmd.payload.m.eq(d.live_m), engine.cmd.payload.k.eq(d.live_k),
             engine.cmd.payload.n.eq(d.live_n), engine.cmd.payload.sparse.eq(0),
-            engine.cmd.valid.eq(eng_pend & loaded & ~draining),
+            engine.cmd.valid.eq(eng_pend & ~start_units & ~draining),
             engine.tiles.valid.eq(0),
         ]
         m.d.sync += eng_check.eq(engine.cmd.valid & engine.cmd.ready)
