@@ -184,7 +184,7 @@ class GemmOutput(wiring.Component):
                     nl_off = align64(req_bytes)
                     m.d.sync += [ep.eq(f.epilogue), n_full.eq(f.n), live_m.eq(f.live_m), live_n.eq(f.live_n),
                                  dst_row.eq(f.dst_row), dst_word.eq(f.dst_col >> (lanes - 1).bit_length()),
-                                 beats.eq((align64(nl_off + nl_bytes) + db - 1) >> lb),
+                                 beats.eq(align64(nl_off + nl_bytes) >> lb),
                                  req_beats.eq((req_bytes + db - 1) >> lb), nl_beat.eq(nl_off >> lb),
                                  bidx.eq(0), ch.eq(0),
                                  err.eq(Mux(f.epilogue > max(Epilogue), ErrorCode.CTRL_BAD_FIELD, 0))]
