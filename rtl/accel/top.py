@@ -11,8 +11,9 @@ done).  Inside:
   :class:`.crossbar.BufferCrossbar` to the :class:`.token_buffer.TokenBuffers` the descriptor
   names, its ``dma_rd``/``dma_wr`` to :class:`.dma_ports.DmaPorts` (region bases from the
   registers).  An opcode whose executor is not built in answers ``CTRL_UNSUPPORTED_OP``;
-* per-descriptor cycle records (sequencer ``trace``) go to the ``CYCLES`` region, 16 bytes at
-  ``16 i``: index, opcode, start, end (uint32 LE; cycles since start);
+* per-descriptor cycle records (sequencer ``trace``) go to the ``CYCLES`` region through
+  :class:`.cycle_trace.CycleTrace`, 16 bytes at ``16 i``: index, opcode, start, end (uint32 LE;
+  cycles since start);
 * the watchdog's ``abort`` resets the executors, flushes the crossbar and the DMA;
 * ``done`` / ``irq`` rise only once the program has ended (or failed) and every DMA write of
   the job has its response.  ``ERROR``: a DMA error (AXI error, address outside the window)
@@ -38,6 +39,7 @@ from ..shell.regs import AxiLiteRegisters
 from . import ports, regmap
 from .add_unit import AddExecutor
 from .crossbar import BufferCrossbar
+from .cycle_trace import CycleTrace
 from .dma_ports import DmaPorts
 from .ports import DmaRegion
 from .sequencer import Sequencer
@@ -100,47 +102,6 @@ class AddOp(wiring.Component):
         wiring.connect(m, add.rd_b_cmd, wiring.flipped(self.aux.cmd))
         wiring.connect(m, wiring.flipped(self.aux.data), add.rd_b)
         wiring.connect(m, add.wr, wiring.flipped(self.dst))
-        return m
-
-
-class CycleTraceWriter(wiring.Component):
-    """Sequencer ``trace`` records -> the ``CYCLES`` region: record ``i`` (index, opcode, start,
-    end; 16 bytes little-endian) at offset ``16 i``, through one DMA write client.  ``idle``:
-    no record held."""
-
-    def __init__(self, acc: AcceleratorConfig):
-        from .sequencer import trace_layout
-        self.width = acc.shell.data_width
-        self.beats = max(1, 8 * regmap.CYCLE_RECORD_BYTES // self.width)
-        super().__init__({"trace": In(stream.Signature(trace_layout())),
-                          "dma": Out(ports.dma_write(self.width)), "idle": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        rec = Signal(8 * regmap.CYCLE_RECORD_BYTES)
-        index = Signal(32)
-        left = Signal(range(self.beats + 1))
-        w = self.width
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += [self.trace.ready.eq(1), self.idle.eq(1)]
-                with m.If(self.trace.valid):
-                    m.d.sync += [rec.eq(self.trace.payload.as_value()), index.eq(self.trace.payload.index)]
-                    m.next = "REQ"
-            with m.State("REQ"):
-                p = self.dma.req.payload
-                m.d.comb += [self.dma.req.valid.eq(1), p.region.eq(DmaRegion.CYCLES),
-                             p.offset.eq(index * regmap.CYCLE_RECORD_BYTES), p.beats.eq(self.beats)]
-                with m.If(self.dma.req.ready):
-                    m.d.sync += left.eq(self.beats)
-                    m.next = "DATA"
-            with m.State("DATA"):
-                m.d.comb += [self.dma.data.valid.eq(1), self.dma.data.payload.data.eq(rec[:w]),
-                             self.dma.data.payload.strb.eq((1 << (min(w, len(rec)) // 8)) - 1)]
-                with m.If(self.dma.data.ready):
-                    m.d.sync += [rec.eq(rec >> w), left.eq(left - 1)]
-                    with m.If(left == 1):
-                        m.next = "IDLE"
         return m
 
 
@@ -250,10 +211,10 @@ class Accelerator(wiring.Component):
         wiring.connect(m, seq.fetch, fetch.fetch)
         wiring.connect(m, fetch.desc, seq.desc)
         wiring.connect(m, fetch.dma, dma.rd[0])
-        ctw = CycleTraceWriter(acc)
-        m.submodules.cycles = ResetInserter(cleanup)(ctw)
+        m.submodules.cycles = ctw = CycleTrace(acc)
+        m.d.comb += ctw.abort.eq(cleanup)
         wiring.connect(m, seq.trace, ctw.trace)
-        wiring.connect(m, ctw.dma, dma.wr[0])
+        wiring.connect(m, ctw.dma_wr, dma.wr[0])
 
         # -- executors -------------------------------------------------------------------------------
         instances: list = []
