@@ -45,7 +45,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     blob, patches, logits, labels = digits_case(acc, n)
     img = read_image(blob, acc)
     with tempfile.TemporaryDirectory() as tmp:
-        res = run(acc, blob, patches, logits, tmp, tag=f"bench-{name}")
+        res = run(acc, blob, patches, logits, tmp, tag=name)      # the build the e2e test uses too
     est = cycles.estimate(img.program, acc)
     summ = cycles.summary(est, acc)
     first = res["images"][0]

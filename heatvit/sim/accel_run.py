@@ -30,7 +30,7 @@ async def run_images(dut):
     blob = (case / "image.bin").read_bytes()
     data = np.load(case / "case.npz")
     be = await open_backend(dut, acc, ddr_bytes=int(os.environ["HEATVIT_DDR_BYTES"]))
-    drv = Accelerator(acc, be, max_polls=None)
+    drv = Accelerator(acc, be, max_polls=int(os.environ.get("HEATVIT_MAX_POLLS", "200")))
     await drv.check_identity()
     img = drv.load(blob)
     out = {"images": []}

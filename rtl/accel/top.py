@@ -292,7 +292,10 @@ class Accelerator(wiring.Component):
         # it left behind, as after the watchdog's abort.
         failed = Signal()
         m.d.sync += failed.eq(seq.exec_done & (seq.exec_error != 0))
-        m.d.comb += [xbar.flush.eq(abort | failed | cleanup), dma.abort.eq(abort | failed | cleanup)]
+        # The crossbar also starts every descriptor empty: a word an earlier executor asked for
+        # and never took cannot reach the next one.
+        dispatch = seq.exec.valid & seq.exec.ready
+        m.d.comb += [xbar.flush.eq(abort | failed | cleanup | dispatch), dma.abort.eq(abort | failed | cleanup)]
         # The watchdog counts cycles without any datapath handshake (a long GEMM keeps moving).
         m.d.comb += seq.progress.eq(dma.progress | Cat(*(p.valid & p.ready for p in (
             xbar.src.cmd, xbar.src.data, xbar.aux.cmd, xbar.aux.data, xbar.dst))).any())
