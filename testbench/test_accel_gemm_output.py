@@ -113,13 +113,13 @@ def make_job(acc, mode, rng, np_rng, *, live_m=None, n=None, live_n=None, bad=No
     return Job(d, live_m, live_n, accs, bytes(blob), want, ErrorCode.CTRL_BAD_PARAMS if bad else 0)
 
 
-def run(acc, jobs, seed, gap=0.3):
+def run(acc, jobs, seed, gap=0.3, limit=20_000, units=2):
     """Simulate ``jobs`` back to back; returns per job (writes, error code, cycles from the last
     accumulator row to ``done``)."""
     g = acc.gemm
     C = g.cols
     db = acc.shell.data_bytes
-    dut = GemmOutput(acc)
+    dut = GemmOutput(acc, softmax_units=units)
     rng = random.Random(seed)
     results = [{"writes": [], "code": None, "last_i": None, "done": None} for _ in jobs]
     state = {"job": 0, "cycle": 0}
@@ -157,7 +157,7 @@ def run(acc, jobs, seed, gap=0.3):
                 r["code"], r["done"] = int(error), state["cycle"]
                 state["job"] += 1
             cycles += 1
-            assert cycles < 20_000, f"seed {seed}: no done after {cycles} cycles (job {state['job']})"
+            assert cycles < limit, f"seed {seed}: no done after {cycles} cycles (job {state['job']})"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -267,7 +267,19 @@ def test_param_beats():
         param_beats(acc, isa.Descriptor(opcode=isa.Op.ADD))
 
 
-def measure_softmax(acc, m: int, n: int, seed: int = 1) -> dict:
+@pytest.mark.parametrize("units", [1, 3])
+def test_softmax_units(units):
+    """One softmax unit, and three (rows in turn, m not a multiple of the count)."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = ACC["8x4"]
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=rng.choice([1, 4, 5]), n=rng.randint(5, 20)),
+            make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, live_m=7)]
+    check(acc, jobs, run(acc, jobs, seed, units=units), seed)
+
+
+def measure_softmax(acc, m: int, n: int, seed: int = 1, units: int = 2) -> dict:
     """Cycles a softmax GEMM adds after its last accumulator row (no stalls: every stream
     always valid/ready): REQ8 and RAW_SOFTMAX of the same shape, from the last row's handshake
     to ``done``."""
@@ -275,17 +287,133 @@ def measure_softmax(acc, m: int, n: int, seed: int = 1) -> dict:
     for mode in (E.REQ8, E.RAW_SOFTMAX):
         rng, np_rng = random.Random(seed), np.random.default_rng(seed)
         jobs = [make_job(acc, mode, rng, np_rng, live_m=m, n=n)]
-        r = run(acc, jobs, seed, gap=0.0)
+        r = run(acc, jobs, seed, gap=0.0, limit=400_000, units=units)
         check(acc, jobs, r, seed)
         out[mode.name] = r[0]["done"] - r[0]["last_i"]
     out["added"] = out["RAW_SOFTMAX"] - out["REQ8"]
     return out
 
 
-if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG M N ...
+if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG UNITS M N [M N ...]
     import sys
 
     from heatvit.config import AcceleratorConfig
     cfg = ACC.get(sys.argv[1]) or AcceleratorConfig()
-    for i in range(2, len(sys.argv), 2):
-        print(sys.argv[1], measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1])), flush=True)
+    for i in range(3, len(sys.argv), 2):
+        print(sys.argv[1], "units", sys.argv[2],
+              measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1]), units=int(sys.argv[2])), flush=True)
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_data_width(width):
+    """Parameter beats of 32 bits (a record spans two beats) and 64 bits (one record a beat)."""
+    from heatvit.shell_config import ShellConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = dataclasses.replace(ACC["4x4"], shell=dataclasses.replace(ShellConfig(), data_width=width))
+    jobs = [make_job(acc, mode, rng, np_rng) for mode in (E.REQ16_GELU, E.REQ8_SOFTMAX, E.REQ8)]
+    jobs.append(make_job(acc, E.REQ8_SIGMOID, rng, np_rng, bad=("sigmoid", "in_bits", 9)))
+    check(acc, jobs, run(acc, jobs, seed), seed)
+
+
+def test_abort():
+    """``abort`` in the middle of the parameters and in the middle of the rows: no ``done``,
+    no writes after it; the next GEMM runs normally."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = ACC["4x4"]
+    C, db = acc.gemm.cols, acc.shell.data_bytes
+    dut = GemmOutput(acc)
+    first = make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=3, n=2 * C)
+    second = make_job(acc, E.REQ8_GELU, rng, np_rng, live_m=3, n=C + 1)
+    third = make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=C + 3)
+    seen = {"done": 0, "writes": []}
+
+    def beats(job):
+        return [int.from_bytes(job.blob[i:i + db], "little") for i in range(0, len(job.blob), db)]
+
+    def rows(job):
+        tiles = -(-job.live_n // C)
+        order = [(nt, mm) for nt in range(tiles) for mm in range(job.live_m)]
+        return [{"acc": [int(x) for x in job.accs[mm, nt * C:(nt + 1) * C]],
+                 "tag": {"m": mm, "nt": nt, "last": int(i == len(order) - 1)}} for i, (nt, mm) in enumerate(order)]
+
+    def fields(job):
+        f = {fd.name: getattr(job.d, fd.name) for fd in isa.FIELDS}
+        f.update(live_m=job.live_m, live_k=job.d.k, live_n=job.live_n)
+        return f
+
+    async def abort(ctx):
+        ctx.set(dut.abort, 1)
+        await ctx.tick()
+        ctx.set(dut.abort, 0)
+
+    async def driver(ctx):
+        await send(ctx, dut.cmd, [fields(first)], rng)
+        await send(ctx, dut.params, beats(first)[:1], rng)          # abort among the parameters
+        await abort(ctx)
+        await send(ctx, dut.cmd, [fields(second)], rng)
+        await send(ctx, dut.params, beats(second), rng)
+        await send(ctx, dut.i, rows(second)[:2], rng)                 # ... and among the rows
+        await ctx.tick().repeat(5)
+        await abort(ctx)
+        assert seen["done"] == 0, f"seed {seed}: done after abort"
+        seen["writes"].clear()
+        await send(ctx, dut.cmd, [fields(third)], rng)
+        await send(ctx, dut.params, beats(third), rng)
+        await send(ctx, dut.i, rows(third), rng)
+        for _ in range(2000):
+            if seen["done"]:
+                break
+            await ctx.tick()
+
+    async def sink(ctx):
+        srng = random.Random(seed + 1)
+        for _ in range(4000):
+            ready = srng.random() >= 0.3
+            ctx.set(dut.dst.ready, ready)
+            _, _, valid, p, done, error = await ctx.tick().sample(dut.dst.valid, dut.dst.payload, dut.done, dut.error)
+            if ready and valid:
+                seen["writes"].append((int(p.row), int(p.word), int(p.data), int(p.mask)))
+            if done:
+                seen["done"] += 1
+                assert int(error) == 0, f"seed {seed}"
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_testbench(sink)
+    sim.run()
+    assert seen["done"] == 1, f"seed {seed}: {seen['done']} done pulses"
+    check(acc, [third], [{"code": 0, "writes": seen["writes"]}], seed)
+
+
+def test_softmax_too_long():
+    """A softmax row longer than the score memory (buffers.max_tokens < n <= nonlinear.max_tokens,
+    a window in a wide buffer) -> N_TOO_LARGE, nothing written; the longest row that fits works."""
+    from heatvit.accel_config import BufferConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = dataclasses.replace(ACC["4x4"], buffers=BufferConfig(max_tokens=10, max_dim=64, max_hidden=64))
+    rows_max, tiles_max = score_geometry(acc)
+    assert (rows_max, tiles_max) == (10, 3)
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=13), make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, n=12)]
+    jobs[0] = dataclasses.replace(jobs[0], want=None, code=ErrorCode.N_TOO_LARGE)
+    jobs.append(make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=10, n=12))
+    check(acc, jobs, run(acc, jobs, seed), seed)
+
+
+def test_default_config():
+    """The default 16 x 16 accelerator: a softmax row of several tiles and a GELU GEMM."""
+    from heatvit.config import AcceleratorConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = AcceleratorConfig()
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=rng.randint(33, 60)),
+            make_job(acc, E.REQ16_GELU, rng, np_rng, live_m=2, n=rng.randint(17, 40))]
+    check(acc, jobs, run(acc, jobs, seed), seed)

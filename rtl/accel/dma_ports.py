@@ -9,7 +9,8 @@ at 4 KiB lines by the reader/writer).
 * ``base``: one 64-bit byte address per :class:`.ports.DmaRegion` (``base[DmaRegion.MODEL]``
   ...), held by the top's registers.  A request's address is ``base[region] + offset``.
 * Arbitration, per direction: one request at a time, served to completion (a read: all its
-  beats handed to the client; a write: all its beats sent on W), round robin over the clients
+  beats handed to the client; a write: all its beats taken and all its write addresses
+  sent, so its last W beats overlap the next request), round robin over the clients
   with a pending ``req`` (the client after the last one served first).  Read data goes to the
   client that asked, in order.  A write's ``strb`` (one bit per byte) goes to ``WSTRB`` beat by
   beat, so a client writes exactly the bytes it owns.  A write's next request may start while
@@ -175,7 +176,7 @@ class DmaPorts(wiring.Component):
         w_req = Signal(ports.dma_request())
         w_owner = Signal(range(max(self.n_write, 2)))
         w_in = Signal(BEATS_BITS)     # beats still to take from the client
-        w_out = Signal(BEATS_BITS)    # beats still to send on W
+        w_cov = Signal(BEATS_BITS)    # beats not yet covered by an accepted write address
         w_sink = Signal()
         w_addr, w_code = self._check(m, w_req, "wr")
         w_any, w_grant = _round_robin(m, [p.req.valid for p in self.wr], w_owner, "wr")
@@ -190,14 +191,16 @@ class DmaPorts(wiring.Component):
                 self._accept(m, self.wr, w_any, w_grant, w_req, w_owner, w_state)
             with m.Case(CHECK):
                 bad = w_code != 0
-                m.d.sync += [w_in.eq(w_req.beats), w_out.eq(Mux(bad, 0, w_req.beats)), w_sink.eq(bad)]
+                m.d.sync += [w_in.eq(w_req.beats), w_cov.eq(Mux(bad, 0, w_req.beats)), w_sink.eq(bad)]
                 m.d.comb += [wr.addr.eq(w_addr), wr.beats.eq(w_req.beats),
                              wr.start.eq(~bad & (w_req.beats != 0) & ~self.abort)]
                 m.d.comb += w_checking.eq(1)
                 m.d.sync += w_state.eq(DATA)
             with m.Case(DATA):
                 m.d.comb += w_take.eq(w_in != 0)
-                with m.If((w_in == 0) & (w_out == 0) & ~wr.aw.valid):
+                # every address sent: the next request may start while this one's W beats
+                # still leave the writer's FIFO (its next address waits for them)
+                with m.If((w_in == 0) & (w_cov == 0)):
                     m.d.sync += w_state.eq(IDLE)
             with m.Case(DRAIN):
                 m.d.comb += wr.abort.eq(1)
@@ -206,7 +209,7 @@ class DmaPorts(wiring.Component):
                     m.d.sync += w_state.eq(IDLE)
         with m.If(self.abort):
             m.d.comb += wr.abort.eq(1)
-            m.d.sync += [w_in.eq(0), w_out.eq(0), w_state.eq(DRAIN)]
+            m.d.sync += [w_in.eq(0), w_cov.eq(0), w_state.eq(DRAIN)]
         w_beat = Signal()
         for i, p in enumerate(self.wr):
             with m.If(w_take & (w_owner == i)):
@@ -220,8 +223,8 @@ class DmaPorts(wiring.Component):
                 ]
         with m.If(w_beat):
             m.d.sync += w_in.eq(w_in - 1)
-        with m.If(w_sent & (w_out != 0)):
-            m.d.sync += w_out.eq(w_out - 1)
+        with m.If(wr.aw.valid & wr.aw.ready & (w_cov != 0)):
+            m.d.sync += w_cov.eq(w_cov - (wr.aw.len + 1))
         m.d.comb += [self.m_axi.wstrb.eq(strb.r_data), strb.r_en.eq(w_sent)]
 
         # -- errors, status ----------------------------------------------------------------------

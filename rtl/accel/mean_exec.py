@@ -17,20 +17,21 @@ row's copied lanes (``c < k``) as it arrives and add every lane into its column 
 the column's mean lanes (``k <= c < n``) to every row.  A write whose lane mask is empty is left
 out.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
 written) or disjoint from it; a partial overlap is undefined.
+
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
-checks it): ``10 + W (M + 4) + W' M``, ``W = ceil(n / lanes)`` columns of which ``W'`` have mean
-lanes (default config, M = 197, n = 32, k = 16: 609).
+checks it): ``10 + W (M + 2) + W' (M + lanes + 1)``, ``W = ceil(n / lanes)`` columns of which
+``W'`` have mean lanes (one divider, a lane per cycle; default config, M = 197, n = 32, k = 16:
+622).
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
-cannot write outside its window).
-``abort`` resets every register in the next cycle.  ``aux``, ``dma_rd`` and ``dma_wr`` are not
-used (left idle).
+cannot write outside its window).  ``abort`` resets every register in the next cycle.  ``aux``,
+``dma_rd`` and ``dma_wr`` are not used (left idle).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Module, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 
 from heatvit import isa
@@ -70,13 +71,15 @@ class MeanExecutor(wiring.Component):
         rows, n, k = Signal(16), Signal(16), Signal(16)
         words = Signal(16)
         m.d.comb += words.eq((n + (L - 1)) >> log_l)
-        r, e = Signal(F.RECIP_FRAC + 1), Signal(6)
+        r, sh = Signal(F.RECIP_FRAC + 1), Signal(range(F.RECIP_FRAC + 16))   # 1/M = r / 2**sh (M < 2**16)
         w = Signal(16)                                 # current word column
         rc, dc, wc = Signal(16), Signal(16), Signal(16)  # reads issued, words received, mean writes
         issuing = Signal()
         sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
-        prods = [Signal(signed(sum_bits + F.RECIP_FRAC + 2), name=f"prod{j}") for j in range(L)]
         q = [Signal(signed(8), name=f"q{j}") for j in range(L)]
+        # one divider, lane by lane: multiply (li), then round and store (pli)
+        li, pli, pv = Signal(range(L + 1)), Signal(range(L)), Signal()
+        prod = Signal(signed(sum_bits + F.RECIP_FRAC + 2))
         col = [Signal(17, name=f"col{j}") for j in range(L)]
         copy_mask, mean_mask = Signal(L), Signal(L)
         m.d.comb += [c.eq((w << log_l) + j) for j, c in enumerate(col)]
@@ -113,7 +116,7 @@ class MeanExecutor(wiring.Component):
                     m.next = "RECIP_WAIT"
             with m.State("RECIP_WAIT"):
                 with m.If(recip.o.valid):
-                    m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(recip.o.payload[0].e),
+                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(recip.o.payload[0].e + F.RECIP_FRAC),
                                  rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
                     m.next = "READ"
             with m.State("READ"):
@@ -129,18 +132,19 @@ class MeanExecutor(wiring.Component):
                     m.d.sync += dc.eq(dc + 1)
                     m.d.sync += [s.eq(s + data[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
                     with m.If(dc + 1 == rows):
-                        m.next = "MUL"
-            with m.State("MUL"):
-                m.d.sync += [pr.eq(s * r) for pr, s in zip(prods, sums)]
-                m.next = "ROUND"
-            with m.State("ROUND"):
-                m.d.sync += [qq.eq(saturate(round_shift_var(pr, e + F.RECIP_FRAC), -128, 127))
-                             for qq, pr in zip(q, prods)]
-                m.d.sync += wc.eq(0)
-                with m.If(mean_mask != 0):
-                    m.next = "WRITE"
-                with m.Else():
-                    m.next = "NEXT"
+                        m.d.sync += [li.eq(0), pv.eq(0), wc.eq(0)]
+                        with m.If(mean_mask != 0):
+                            m.next = "DIV"
+                        with m.Else():
+                            m.next = "NEXT"
+            with m.State("DIV"):
+                m.d.sync += pv.eq(li < L)
+                with m.If(li < L):
+                    m.d.sync += [prod.eq(Array(sums)[li] * r), pli.eq(li), li.eq(li + 1)]
+                with m.If(pv):
+                    m.d.sync += Array(q)[pli].eq(saturate(round_shift_var(prod, sh), -128, 127))
+                    with m.If(pli == L - 1):
+                        m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
                              dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*q)), dst.mask.eq(mean_mask)]
