@@ -11,7 +11,8 @@ the GELU / sigmoid / softmax units.  A value outside :func:`heatvit.isa.record_l
 requant records of channels ``< live_n``, the record of the epilogue's kind,
 :data:`heatvit.isa.RECORD_KIND`) -> ``error = CTRL_BAD_PARAMS``: the accumulator rows are then
 taken and dropped (nothing is written) and ``done`` pulses with the code after the row tagged
-``last``.  Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter`
+``last``.  The same for a softmax row longer than the score memory
+(:func:`.softmax_rows.score_geometry`: ``live_n > max_tiles * C``) -> ``N_TOO_LARGE``.  Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter`
 (and :class:`.softmax_rows.SoftmaxRows` for RAW_SOFTMAX / REQ8_SOFTMAX) to ``dst``; ``done``
 pulses (``error`` = 0) the cycle after the last write.  ``live_m`` must be >= 1 (the sequencer
 skips M = 0 descriptors).  ``abort``: back to idle at once, no ``done``.
@@ -93,7 +94,6 @@ class GemmOutput(wiring.Component):
         # -- the GEMM's fields, latched with cmd ------------------------------------------------------
         f = self.cmd.payload
         ep = Signal(4)
-        n_full = Signal(16)
         live_m, live_n = Signal(16), Signal(16)
         dst_row, dst_word = Signal(16), Signal(16)
         beats = Signal(16)            # params beats of this GEMM
@@ -176,18 +176,24 @@ class GemmOutput(wiring.Component):
         m.d.comb += [last.eq(Mux(is_sm, sm.o.payload.last, router.wr.payload.last)),
                      sm.o.ready.eq(is_sm & self.dst.ready), router.wr.ready.eq(~is_sm & self.dst.ready)]
 
+        # a softmax row longer than the score memory holds (isa.check bounds RAW_SOFTMAX's n by
+        # nonlinear.max_tokens and the window by its buffer's width, not by buffers.max_tokens)
+        too_long = Signal()
+        m.d.comb += too_long.eq(((f.epilogue == Epilogue.RAW_SOFTMAX) | (f.epilogue == Epilogue.REQ8_SOFTMAX))
+                                & (f.live_n > sm.max_tiles * C))
         m.d.sync += self.done.eq(0)
         with m.FSM(name="gemm_output"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     nl_off = align64(req_bytes)
-                    m.d.sync += [ep.eq(f.epilogue), n_full.eq(f.n), live_m.eq(f.live_m), live_n.eq(f.live_n),
+                    m.d.sync += [ep.eq(f.epilogue), live_m.eq(f.live_m), live_n.eq(f.live_n),
                                  dst_row.eq(f.dst_row), dst_word.eq(f.dst_col >> (lanes - 1).bit_length()),
-                                 beats.eq((nl_off + nl_bytes + db - 1) >> lb),
+                                 beats.eq(align64(nl_off + nl_bytes) >> lb),
                                  req_beats.eq((req_bytes + db - 1) >> lb), nl_beat.eq(nl_off >> lb),
                                  bidx.eq(0), ch.eq(0),
-                                 err.eq(Mux(f.epilogue > max(Epilogue), ErrorCode.CTRL_BAD_FIELD, 0))]
+                                 err.eq(Mux(f.epilogue > max(Epilogue), ErrorCode.CTRL_BAD_FIELD,
+                                            Mux(too_long, ErrorCode.N_TOO_LARGE, 0)))]
                     m.d.comb += sm.start.eq(1)
                     m.next = "PARAMS"
             with m.State("PARAMS"):
