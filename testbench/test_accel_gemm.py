@@ -144,7 +144,8 @@ class Case:
         else:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + self.n, d.aux_col:d.aux_col + self.k].T
         a = self.bufs[d.src][d.src_row:d.src_row + self.m, d.src_col:d.src_col + self.k]
-        self.raw = golden.matmul_acc(g, a, w)                                       # (m, n) int32
+        # (m, n) int32; an unchecked descriptor (an engine fault) may not fit golden's shape checks
+        self.raw = golden.matmul_acc(g, a, w) if check else np.asarray(a) @ np.asarray(w)
         parts = isa.param_block(acc, d)
         if "requant" in parts:
             # shifts that put most results inside the output range, a few saturating
@@ -311,7 +312,7 @@ class Bench:
                             self.dst_buf[row, word * A + i] = lanes[i]
         return proc
 
-    async def run_one(self, ctx, case: Case, limit: int = 200_000) -> tuple[int, int]:
+    async def run_one(self, ctx, case: Case, limit: int = 20_000) -> tuple[int, int]:
         """Send ``case``'s descriptor; (cycles from its acceptance to ``done``, error)."""
         self.case = case
         self.dst_buf = case.bufs[case.d.dst].copy()

@@ -151,7 +151,7 @@ class GemmExecutor(wiring.Component):
             wddr.start.eq(start_units & ddr),
             wddr.words.eq(w_words),
         ]
-        with m.If(dat.valid & dat.ready):
+        with m.If(dat.valid & dat.ready & (dma_left != 0)):
             m.d.sync += [beat.eq(beat + 1), dma_left.eq(dma_left - 1)]
 
         # -- activations: src reads (kt, m), column tile major -------------------------------------------
