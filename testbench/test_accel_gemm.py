@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from heatvit import golden, isa
-from heatvit.compiler.interpret import unpack_weights
+from heatvit.compiler.interpret import Machine, Step, unpack_weights
+from heatvit.golden import nonlinear as NL
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.errors import ErrorCode
 from heatvit.isa import Buf, Epilogue, Op, WSrc
@@ -53,7 +54,7 @@ class RawOutput(wiring.Component):
             "params": In(stream.Signature(acc.shell.data_width)),
             "i": In(stream.Signature(layouts.raw_beat(acc.gemm))),
             "dst": Out(buffer_write(lanes)),
-            "done": Out(1),
+            "done": Out(1), "error": Out(8), "abort": In(1),
         })
 
     def elaborate(self, platform):
@@ -74,11 +75,26 @@ def lanes_of(word: int, bits: int, n: int) -> list[int]:
 
 # -- operands ------------------------------------------------------------------------------------
 
+def record(epilogue: Epilogue):
+    """A nonlinear record of the epilogue's kind (golden parameter objects)."""
+    if epilogue == Epilogue.REQ16_GELU:
+        return NL.gelu_params(2.0 ** -9, 2.0 ** -5, out_bits=8, in_bits=16)
+    if epilogue == Epilogue.REQ8_GELU:
+        return NL.gelu_params(2.0 ** -4, 2.0 ** -5, out_bits=8, in_bits=8)
+    if epilogue == Epilogue.RAW_SOFTMAX:
+        return NL.softmax_params(2.0 ** -10, out_max=127, in_bits=32)
+    if epilogue == Epilogue.REQ8_SOFTMAX:
+        return NL.softmax_params(2.0 ** -4, out_max=255, in_bits=8)
+    if epilogue == Epilogue.REQ8_SIGMOID:
+        return NL.sigmoid_params(2.0 ** -4, 2.0 ** -8, out_bits=8, in_bits=8)
+    raise ValueError(epilogue)
+
+
 class Case:
     """One GEMM descriptor with its token buffers, DDR model image and the expected raw result."""
 
     def __init__(self, acc, rng: random.Random, np_rng, wsrc: WSrc, epilogue: Epilogue = Epilogue.REQ8,
-                 live: bool = False, shape=None):
+                 live: bool = False, shape=None, check: bool = True):
         g = acc.gemm
         R, C, A = g.rows, g.cols, isa.column_align(acc)
         self.acc = acc
@@ -108,7 +124,8 @@ class Case:
             aux_row=rng.randint(0, 3) if wsrc != WSrc.DDR else 0,
             aux_col=col(aux, aux_c) if wsrc != WSrc.DDR else 0,
             m=m, k=k, n=n, addr=64 * rng.randint(0, 3), **flags)
-        isa.check(self.d, acc, n_live)
+        if check:
+            isa.check(self.d, acc, n_live)
         self.m, self.k, self.n = isa.live_dims(self.d, n_live)
         assert self.m >= 1
         self.bufs = {b: np_rng.integers(-128, 128, (s.rows, s.cols)) for b, s in bufs.items()}
@@ -126,9 +143,41 @@ class Case:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + self.k, d.aux_col:d.aux_col + self.n]
         else:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + self.n, d.aux_col:d.aux_col + self.k].T
-        self.blob = bytes(blob)
         a = self.bufs[d.src][d.src_row:d.src_row + self.m, d.src_col:d.src_col + self.k]
-        self.raw = golden.matmul_acc(g, a, w)                                       # (m, n) int32
+        # (m, n) int32; an unchecked descriptor (an engine fault) may not fit golden's shape checks
+        self.raw = golden.matmul_acc(g, a, w) if check else np.asarray(a) @ np.asarray(w)
+        parts = isa.param_block(acc, d)
+        if "requant" in parts:
+            # shifts that put most results inside the output range, a few saturating
+            bias = np_rng.integers(-(1 << 12), 1 << 12, d.n)
+            mult = np_rng.integers(1, 1 << g.mult_bits, d.n)
+            out_bits = 16 if epilogue == Epilogue.REQ16_GELU else 8
+            top = int(np.abs(self.raw).max()).bit_length() + np.ceil(np.log2(mult + 1)).astype(int)
+            shift = np.clip(top - out_bits + np_rng.integers(-1, 3, d.n), 0, g.max_shift)
+            off, size = parts["requant"]
+            blob[d.addr + off:d.addr + off + size] = isa.pack_requant(bias, mult, shift)
+        if epilogue in isa.RECORD_KIND:
+            part, kind = isa.RECORD_KIND[Epilogue(epilogue)]
+            rec = record(epilogue)
+            names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
+            values = {nm: getattr(rec, nm) for nm in names}
+            isa.check_record(kind, values, acc)
+            off, size = parts[part]
+            blob[d.addr + off:d.addr + off + size] = isa.pack_record(names, values)
+        self.blob = bytes(blob)
+
+    def expected(self) -> np.ndarray:
+        """The dst buffer after the descriptor, by ``heatvit.compiler.interpret``."""
+        mach = Machine.__new__(Machine)
+        mach.acc, mach.g, mach.model = self.acc, self.acc.gemm, self.blob
+        mach.bufs = {b: v.copy() for b, v in self.bufs.items()}
+        d = self.d
+        y = np.asarray(mach._gemm(d, self.m, self.k, self.n, Step(0, "", "GEMM", self.m, self.k, self.n)))
+        if d.epilogue in isa.UNSIGNED_EPILOGUES:
+            y = (y + 128) % 256 - 128
+        out = mach.bufs[d.dst]
+        out[d.dst_row:d.dst_row + self.m, d.dst_col:d.dst_col + self.n] = y
+        return out
 
     def fields(self) -> dict:
         f = {fd.name: int(getattr(self.d, fd.name)) for fd in isa.FIELDS}
@@ -151,12 +200,13 @@ class Case:
 class Bench:
     """The executor with Python models of its buffers, its DMA and (``RawOutput``) its output."""
 
-    def __init__(self, acc, seed: int, gap: float = 0.3):
-        self.acc, self.seed, self.gap = acc, seed, gap
+    def __init__(self, acc, seed: int, gap: float = 0.3, real: bool = False):
+        self.acc, self.seed, self.gap, self.real = acc, seed, gap, real
         self.rng = random.Random(seed)
-        self.dut = GemmExecutor(acc, output=RawOutput)
+        self.dut = GemmExecutor(acc, output=None if real else RawOutput)
         self.case = None
         self.reads = {"src": 0, "aux": 0}
+        self.epoch = 0          # bumped when the top would flush the DMA and the read pipelines
 
     def buffer_port(self, name):
         dut, A = self.dut, isa.column_align(self.acc)
@@ -164,8 +214,11 @@ class Bench:
         rng = random.Random(self.seed + hash(name) % 1000)
 
         async def proc(ctx):
-            q = deque()
+            q, epoch = deque(), 0
             while True:
+                if epoch != self.epoch:
+                    q.clear()
+                    epoch = self.epoch
                 ctx.set(port.cmd.ready, rng.random() >= self.gap)
                 have = bool(q) and rng.random() >= self.gap
                 ctx.set(port.data.valid, have)
@@ -189,8 +242,11 @@ class Bench:
         rng = random.Random(self.seed + 7)
 
         async def proc(ctx):
-            q = deque()
+            q, epoch = deque(), 0
             while True:
+                if epoch != self.epoch:
+                    q.clear()
+                    epoch = self.epoch
                 ctx.set(dut.dma_rd.req.ready, rng.random() >= self.gap)
                 have = bool(q) and rng.random() >= self.gap
                 ctx.set(dut.dma_rd.data.valid, have)
@@ -238,9 +294,28 @@ class Bench:
                 ctx.set(out.done, 0)
         return proc
 
-    async def run_one(self, ctx, case: Case, limit: int = 200_000) -> tuple[int, int]:
+    def dst_sink(self):
+        """The real GemmOutput's buffer writes, applied to ``self.dst_buf``."""
+        port, A = self.dut.dst, isa.column_align(self.acc)
+        rng = random.Random(self.seed + 13)
+
+        async def proc(ctx):
+            while True:
+                ready = rng.random() >= self.gap
+                ctx.set(port.ready, ready)
+                _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
+                if ready and valid:
+                    row, word, mask = int(p.row), int(p.word), int(p.mask)
+                    lanes = lanes_of(int(p.data), 8, A)
+                    for i in range(A):
+                        if mask >> i & 1:
+                            self.dst_buf[row, word * A + i] = lanes[i]
+        return proc
+
+    async def run_one(self, ctx, case: Case, limit: int = 20_000) -> tuple[int, int]:
         """Send ``case``'s descriptor; (cycles from its acceptance to ``done``, error)."""
         self.case = case
+        self.dst_buf = case.bufs[case.d.dst].copy()
         dut = self.dut
         await send(ctx, dut.cmd, [case.fields()], self.rng, self.gap)
         cycles = 0
@@ -257,7 +332,10 @@ class Bench:
         sim.add_testbench(self.buffer_port("src"), background=True)
         sim.add_testbench(self.buffer_port("aux"), background=True)
         sim.add_testbench(self.dma(), background=True)
-        sim.add_testbench(self.output(got), background=True)
+        if self.real:
+            sim.add_testbench(self.dst_sink(), background=True)
+        else:
+            sim.add_testbench(self.output(got), background=True)
         sim.add_testbench(testbench)
         sim.run()
 
@@ -334,3 +412,104 @@ def test_gemm_exec_cycles(name):
     bench.simulate(tb, got)
     for r in rows:
         print("%-5s m=%3d k=%3d n=%3d cycles=%5d estimate=%5d ratio=%.3f" % (*r, r[4] / r[5]))
+
+
+EPILOGUES = list(Epilogue)
+
+
+@pytest.mark.parametrize("name", list(ACC))
+@pytest.mark.parametrize("epilogue", EPILOGUES, ids=[e.name for e in EPILOGUES])
+def test_gemm_exec(name, epilogue):
+    """With GemmOutput: the dst buffer after each GEMM (random weight source, shape, live
+    clipping) equals heatvit.compiler.interpret's, and nothing outside the window changed."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+
+    async def tb(ctx):
+        for i in range(2):
+            wsrc = rng.choice(WSRCS)
+            case = Case(acc, rng, np_rng, wsrc, epilogue, live=(i == 1 and wsrc != WSrc.DDR))
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            want = case.expected()
+            bad = np.argwhere(bench.dst_buf != want)
+            assert not len(bad), (f"seed {seed}: {epilogue.name} {wsrc.name} m,k,n={case.m},{case.k},{case.n}: "
+                                  f"{len(bad)} wrong bytes, first {bad[0]}: {bench.dst_buf[tuple(bad[0])]} "
+                                  f"!= {want[tuple(bad[0])]}")
+
+    bench.simulate(tb, {})
+
+
+FAULTS = ["abort", "dma_error", "engine", "params"]
+
+
+@pytest.mark.parametrize("name", ["4x4", "4x8"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_gemm_exec_faults(name, fault):
+    """abort at a random cycle (no done), a DMA error, an engine error (M > max_m, a descriptor
+    the checker would refuse) and a parameter record out of range: the code with done (nothing
+    written for the last two), and the next GEMM is correct."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    g = acc.gemm
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+    dut = bench.dut
+
+    async def tb(ctx):
+        wsrc = rng.choice(WSRCS)
+        if fault == "engine":
+            case = Case(acc, rng, np_rng, wsrc, Epilogue.REQ8, shape=(g.max_m + 1, g.rows, g.cols), check=False)
+        elif fault == "params":
+            case = Case(acc, rng, np_rng, wsrc, Epilogue.REQ8)
+            off = case.d.addr + isa.param_block(acc, case.d)["requant"][0]
+            blob = bytearray(case.blob)
+            blob[off + 7] = g.max_shift + 1 + rng.randrange(256 - g.max_shift - 1)   # channel 0's shift
+            case.blob = bytes(blob)
+        else:
+            case = Case(acc, rng, np_rng, wsrc, rng.choice(list(Epilogue)))
+        before = case.bufs[case.d.dst].copy()
+        if fault in ("abort", "dma_error"):
+            bench.case = case
+            bench.dst_buf = before.copy()
+            await send(ctx, dut.cmd, [case.fields()], bench.rng, bench.gap)
+            at = rng.randint(1, 60)
+            for _ in range(at):
+                assert not ctx.get(dut.done), f"seed {seed}: done before the fault"
+                await ctx.tick()
+            if fault == "abort":
+                ctx.set(dut.abort, 1)
+                await ctx.tick()
+                ctx.set(dut.abort, 0)
+                bench.epoch += 1
+                for _ in range(200):
+                    _, _, done = await ctx.tick().sample(dut.done)
+                    assert not done, f"seed {seed}: done after abort"
+            else:
+                ctx.set(dut.dma_error, ErrorCode.AXI_READ_ERROR)
+                cycles = 0
+                while True:
+                    _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
+                    ctx.set(dut.dma_error, 0)
+                    cycles += 1
+                    if done:
+                        break
+                    assert cycles < 1000, f"seed {seed}: no done after the DMA error"
+                assert int(err) == ErrorCode.AXI_READ_ERROR, f"seed {seed}: error {int(err)}"
+                bench.epoch += 1
+        else:
+            _, err = await bench.run_one(ctx, case)
+            want = ErrorCode.M_TOO_LARGE if fault == "engine" else ErrorCode.CTRL_BAD_PARAMS
+            assert err == want, f"seed {seed}: error {err}, want {want!r}"
+            assert (bench.dst_buf == before).all(), f"seed {seed}: {fault}: the dst buffer was written"
+        for _ in range(2):
+            case = Case(acc, rng, np_rng, rng.choice(WSRCS), rng.choice(list(Epilogue)))
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err} after the {fault}"
+            assert (bench.dst_buf == case.expected()).all(), f"seed {seed}: wrong result after the {fault}"
+
+    bench.simulate(tb, {})

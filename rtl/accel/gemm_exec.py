@@ -20,8 +20,9 @@ The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``) gets its
 once; weight tile ``t`` enters its weight port only after activation tile ``t`` (``t >= KT``:
 all of them) is in its buffer, so the engine computes while the activations load and never
 reads a word before it is written.  ``done`` pulses once ``GemmOutput`` is done and every
-requested beat has arrived; ``error`` (valid with ``done``) is 0, the engine's error code, or
-the top's ``dma_error``.  On an error the executor stops requesting, drains what it requested,
+requested beat has arrived; ``error`` (valid with ``done``) is 0, ``GemmOutput``'s code (a
+parameter record out of range: ``CTRL_BAD_PARAMS``), the engine's error code, or the top's
+``dma_error``.  On an error the executor stops requesting, drains what it requested,
 resets its units, then pulses ``done``.  ``abort`` resets everything at once (no ``done``).
 
 Extra port (besides :func:`.ports.executor_members`): ``dma_error`` (in, 8 bits): non-zero
@@ -150,7 +151,7 @@ class GemmExecutor(wiring.Component):
             wddr.start.eq(start_units & ddr),
             wddr.words.eq(w_words),
         ]
-        with m.If(dat.valid & dat.ready):
+        with m.If(dat.valid & dat.ready & (dma_left != 0)):
             m.d.sync += [beat.eq(beat + 1), dma_left.eq(dma_left - 1)]
 
         # -- activations: src reads (kt, m), column tile major -------------------------------------------
@@ -240,8 +241,9 @@ class GemmExecutor(wiring.Component):
         wiring.connect(m, engine.out, output.i)
         wiring.connect(m, output.dst, wiring.flipped(self.dst))
         out_done = Signal()
-        with m.If(output.done):
-            m.d.sync += out_done.eq(1)
+        m.d.comb += output.abort.eq(flush)
+        with m.If(output.done & ~draining):
+            m.d.sync += [out_done.eq(1), code.eq(output.error)]
         with m.If(start):
             m.d.sync += out_done.eq(0)
 
