@@ -180,8 +180,8 @@ class GemmOutput(wiring.Component):
         m.d.comb += [last.eq(Mux(is_sm, sm.o.payload.last, router.wr.payload.last)),
                      sm.o.ready.eq(is_sm & self.dst.ready), router.wr.ready.eq(~is_sm & self.dst.ready)]
 
-        # a softmax row longer than the score memory holds (isa.check bounds RAW_SOFTMAX's n by
-        # nonlinear.max_tokens and the window by its buffer's width, not by buffers.max_tokens)
+        # a softmax row longer than the score memory holds: isa.check refuses it (N_TOO_LARGE,
+        # isa.softmax_row_limit); this guard keeps a descriptor that bypassed the check harmless
         too_long = Signal()
         m.d.comb += too_long.eq(((f.epilogue == Epilogue.RAW_SOFTMAX) | (f.epilogue == Epilogue.REQ8_SOFTMAX))
                                 & (f.live_n > sm.max_tiles * C))

@@ -38,7 +38,7 @@ def score_geometry(acc: AcceleratorConfig) -> tuple[int, int]:
     """``(max_rows, max_tiles)`` of the score memory (see the module doc)."""
     g = acc.gemm
     rows = min(g.max_m, acc.buffers.max_tokens)
-    cols = min(g.max_n, acc.nonlinear.max_tokens, acc.buffers.max_tokens)
+    cols = isa.softmax_row_limit(acc)
     return rows, -(-cols // g.cols)
 
 
