@@ -43,6 +43,7 @@ from heatvit.isa import Epilogue, WSrc
 
 from ..gemm.engine import GemmEngine
 from .descriptor import fields_layout
+from .gemm_output import GemmOutput
 from .ports import DmaRegion, executor_members
 from .weight_source import BeatWeights, BufferWeights, _log2
 
@@ -78,9 +79,7 @@ class GemmExecutor(wiring.Component):
         m = Module()
 
         flush = Signal()
-        out_cls = self.output_cls
-        if out_cls is None:
-            from .gemm_output import GemmOutput as out_cls
+        out_cls = self.output_cls or GemmOutput
         engine = GemmEngine(g, raw=True)
         output = out_cls(acc)
         wbuf = BufferWeights(acc, self.fifo_depth)
