@@ -513,3 +513,23 @@ def test_gemm_exec_faults(name, fault):
             assert (bench.dst_buf == case.expected()).all(), f"seed {seed}: wrong result after the {fault}"
 
     bench.simulate(tb, {})
+
+
+def test_gemm_exec_default():
+    """The default 16 x 16 config (DDR, then BUF_T with a live-clipped N, then BUF; random
+    epilogues) through GemmOutput, bit-exact with heatvit.compiler.interpret."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = AcceleratorConfig()
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+
+    async def tb(ctx):
+        for wsrc, live in ((WSrc.DDR, False), (WSrc.BUF_T, True), (WSrc.BUF, False)):
+            shape = (rng.randint(3, 6), rng.randint(17, 40), rng.randint(3, 20))
+            case = Case(acc, rng, np_rng, wsrc, rng.choice(list(Epilogue)), live=live, shape=shape)
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            assert (bench.dst_buf == case.expected()).all(), f"seed {seed}: {wsrc.name} wrong result"
+
+    bench.simulate(tb, {})
