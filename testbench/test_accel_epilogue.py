@@ -1,6 +1,7 @@
 """Amaranth-simulator test of rtl/accel/epilogue.py: accumulator rows through each epilogue
-(REQ8, REQ16 -> GELU, RAW) bit-exact against golden, random gaps on every stream.  Seeds:
-HEATVIT_SEED."""
+(REQ8, REQ16 -> GELU, REQ8 -> GELU, REQ8 -> sigmoid; RAW and REQ8 to the softmax stage's ``raw``
+port) bit-exact against golden, random gaps on every stream, configs with C == lanes and C <
+lanes.  Seeds: HEATVIT_SEED."""
 
 import random
 
@@ -8,21 +9,22 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from heatvit import golden
+from heatvit import golden, isa
 from heatvit.config import AcceleratorConfig, GemmConfig
-from heatvit.golden.nonlinear import gelu, gelu_params
+from heatvit.golden.nonlinear import gelu, gelu_params, sigmoid, sigmoid_params
 from heatvit.isa import Epilogue
 from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter
 from heatvit.sim.runner import pick_seed
 
 from accel.streams import recv, send
 
-ACC = {
-    "4x4": AcceleratorConfig(gemm=GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512,
-                                             max_n=64, weight_fifo_depth=8, out_fifo_depth=4)),
-    "8x8": AcceleratorConfig(gemm=GemmConfig(rows=8, cols=8, act_buffer_words=512, max_m=32, max_k=512,
-                                             max_n=64, weight_fifo_depth=16, out_fifo_depth=8)),
-}
+
+def small(rows: int, cols: int, max_m: int = 32, max_n: int = 64) -> AcceleratorConfig:
+    return AcceleratorConfig().with_gemm(rows=rows, cols=cols, act_buffer_words=512, max_m=max_m, max_k=512,
+                                         max_n=max_n, weight_fifo_depth=8, out_fifo_depth=4)
+
+
+ACC = {"4x4": small(4, 4), "8x4": small(8, 4), "4x8": small(4, 8)}
 
 
 def lanes_of(word: int, bits: int, n: int) -> list[int]:
@@ -33,35 +35,52 @@ def lanes_of(word: int, bits: int, n: int) -> list[int]:
     return out
 
 
-ROUTED = [Epilogue.REQ8, Epilogue.REQ16_GELU, Epilogue.RAW_SOFTMAX]   # the selector's REQ8_* epilogues are not routed yet
+def requant_params(np_rng, g, n: int, out_bits: int):
+    """Per-channel records whose shifts put most results inside ``out_bits`` (so rounding, not
+    saturation, is what a comparison sees), a few that saturate, shift 0 and the mult extremes."""
+    bias = np_rng.integers(-(1 << 20), 1 << 20, n)
+    mult = np_rng.integers(0, 1 << g.mult_bits, n)
+    mult[-1] = (1 << g.mult_bits) - 1
+    top = 22 + np.ceil(np.log2(mult + 1)).astype(int)      # bits of |acc| * mult
+    shift = np.clip(top - (out_bits - 1) + np_rng.integers(-2, 3, n), 0, g.max_shift)
+    shift[0] = 0
+    return bias, mult, shift
 
 
-@pytest.mark.parametrize("name", ["4x4", "8x8"])
-@pytest.mark.parametrize("mode", ROUTED, ids=[e.name for e in ROUTED])
+def act_record(mode: Epilogue, rng: random.Random):
+    if mode == Epilogue.REQ16_GELU:
+        return gelu_params(2.0 ** rng.randint(-11, -8), 2.0 ** rng.randint(-6, -4), out_bits=8, in_bits=FC1_BITS)
+    if mode == Epilogue.REQ8_GELU:
+        return gelu_params(rng.uniform(0.01, 0.1), rng.uniform(0.01, 0.05), out_bits=8, in_bits=8)
+    return sigmoid_params(rng.uniform(0.01, 0.1), 1 / 255, out_bits=8, in_bits=8)
+
+
+MODES = list(Epilogue)
+
+
+@pytest.mark.parametrize("name", list(ACC))
+@pytest.mark.parametrize("mode", MODES, ids=[e.name for e in MODES])
 def test_epilogue(name, mode):
     seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
     acc = ACC[name]
     g = acc.gemm
     C = g.cols
-    m_tokens = rng.randint(1, 7)
+    lanes = isa.column_align(acc)
+    m_tokens = rng.randint(1, 6)
     n = rng.randint(1, 3 * C + 1)
     nt_count = -(-n // C)
     accs = np_rng.integers(-(1 << 22), 1 << 22, (m_tokens, nt_count * C))
     accs[0, :2] = [(1 << 31) - 1, -(1 << 31)]                    # the accumulator's extremes
-    bias = np_rng.integers(-(1 << 20), 1 << 20, n)
-    mult = np_rng.integers(0, 1 << g.mult_bits, n)
-    # Shifts that put most results inside the output range (so rounding, not saturation, is
-    # what the comparison sees), a few that saturate, and shift 0.
-    out_bits = FC1_BITS if mode == Epilogue.REQ16_GELU else 8
-    top = 22 + np.ceil(np.log2(mult + 1)).astype(int)      # bits of |acc| * mult
-    shift = np.clip(top - (out_bits - 1) + np_rng.integers(-2, 3, n), 0, g.max_shift)
-    shift[0] = 0
-    gp = gelu_params(2.0 ** -9, 2.0 ** -5, out_bits=8, in_bits=FC1_BITS)
+    wide = mode == Epilogue.REQ16_GELU
+    bias, mult, shift = requant_params(np_rng, g, nt_count * C, FC1_BITS if wide else 8)
+    ap = act_record(mode, rng) if mode in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID) else None
     dst_row, dst_word = rng.randint(0, 100), rng.randint(0, 20)
     rows = [(nt, mm) for nt in range(nt_count) for mm in range(m_tokens)]   # engine order
     dut = EpilogueRouter(acc)
-    port = dut.raw if mode == Epilogue.RAW_SOFTMAX else dut.wr
+    softmax_side = mode in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX)
+    port = dut.raw if softmax_side else dut.wr
     got = []
 
     async def source(ctx):
@@ -69,10 +88,16 @@ def test_epilogue(name, mode):
         ctx.set(dut.n, n)
         ctx.set(dut.dst_row, dst_row)
         ctx.set(dut.dst_word, dst_word)
-        for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
-            ctx.set(getattr(dut.gelu, f), getattr(gp, f))
-        await send(ctx, dut.params, [{"channel": c, "params": {"bias": int(bias[c]), "mult": int(mult[c]),
-                                                                "shift": int(shift[c])}} for c in range(n)], rng)
+        if ap is not None:
+            unit = dut.sigmoid if mode == Epilogue.REQ8_SIGMOID else dut.gelu
+            for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
+                ctx.set(getattr(unit, f), getattr(ap, f))
+        writes = []
+        for c in range(nt_count * C):
+            data = [{"bias": 0, "mult": 0, "shift": 0}] * C
+            data[c % C] = {"bias": int(bias[c]), "mult": int(mult[c]), "shift": int(shift[c])}
+            writes.append({"addr": c // C, "mask": 1 << (c % C), "data": data})
+        await send(ctx, dut.params, writes, rng)
         await send(ctx, dut.i, [{"acc": [int(x) for x in accs[mm, nt * C:(nt + 1) * C]],
                                  "tag": {"m": mm, "nt": nt, "last": int(i == len(rows) - 1)}}
                                 for i, (nt, mm) in enumerate(rows)], rng)
@@ -87,21 +112,33 @@ def test_epilogue(name, mode):
     sim.add_testbench(sink)
     sim.run()
 
-    for (nt, mm), p in zip(rows, got):
-        lanes = slice(nt * C, min((nt + 1) * C, n))
-        k = lanes.stop - lanes.start
+    kw = dict(acc_bits=g.acc_bits + 1, bias_bits=g.bias_bits, mult_bits=g.mult_bits, max_shift=g.max_shift)
+    for i, ((nt, mm), p) in enumerate(zip(rows, got)):
+        lanes_n = slice(nt * C, min((nt + 1) * C, n))
+        k = lanes_n.stop - lanes_n.start
+        full = slice(nt * C, (nt + 1) * C)
+        a = accs[mm, full]
         if mode == Epilogue.RAW_SOFTMAX:
-            assert [int(x) for x in p.acc] == list(accs[mm, nt * C:(nt + 1) * C]), f"seed {seed}"
-            assert (p.tag.m, p.tag.nt) == (mm, nt), f"seed {seed}"
+            assert [int(x) for x in p.acc] == list(a), f"seed {seed}"
+        if softmax_side:
+            if mode == Epilogue.REQ8_SOFTMAX:
+                want = golden.requantize(a, bias[full], mult[full], shift[full], out_bits=8, **kw)
+                assert [int(x) for x in p.acc] == list(want), f"seed {seed}: token {mm} tile {nt}"
+            assert (p.tag.m, p.tag.nt, p.tag.last) == (mm, nt, int(i == len(rows) - 1)), f"seed {seed}"
             continue
-        kw = dict(acc_bits=g.acc_bits + 1, bias_bits=g.bias_bits, mult_bits=g.mult_bits, max_shift=g.max_shift)
-        a = accs[mm, lanes]
+        pre = golden.requantize(a, bias[full], mult[full], shift[full], out_bits=FC1_BITS if wide else 8, **kw)
         if mode == Epilogue.REQ8:
-            want = golden.requantize(a, bias[lanes], mult[lanes], shift[lanes], out_bits=8, **kw)
+            want = pre
+        elif mode == Epilogue.REQ8_SIGMOID:
+            want = sigmoid(pre, ap, acc.nonlinear)
         else:
-            y16 = golden.requantize(a, bias[lanes], mult[lanes], shift[lanes], out_bits=FC1_BITS, **kw)
-            want = gelu(y16, gp, acc.nonlinear)
-        assert int(p.row) == dst_row + mm and int(p.word) == dst_word + nt, f"seed {seed}: address"
-        assert int(p.mask) == (1 << k) - 1, f"seed {seed}: mask {int(p.mask):b} for {k} lanes"
-        assert lanes_of(int(p.data), 8, C)[:k] == list(want), \
-            f"seed {seed}: {mode.name} token {mm} tile {nt}: {lanes_of(int(p.data), 8, C)[:k]} != {list(want)}"
+            want = gelu(pre, ap, acc.nonlinear)
+        off = (nt * C) % lanes
+        assert int(p.row) == dst_row + mm and int(p.word) == dst_word + nt * C // lanes, f"seed {seed}: address"
+        assert int(p.mask) == ((1 << k) - 1) << off, f"seed {seed}: mask {int(p.mask):b} for {k} lanes at {off}"
+        assert int(p.last) == int(i == len(rows) - 1), f"seed {seed}: last"
+        got_lanes = lanes_of(int(p.data) >> (8 * off), 8, C)[:k]
+        if mode == Epilogue.REQ8_SIGMOID:
+            got_lanes = [v & 0xFF for v in got_lanes]
+        assert got_lanes == [int(x) for x in want[:k]], \
+            f"seed {seed}: {mode.name} token {mm} tile {nt}: {got_lanes} != {list(want[:k])}"

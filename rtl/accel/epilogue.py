@@ -1,22 +1,24 @@
-"""Epilogue router: GEMM accumulator rows -> (requant int8 | requant int16 -> GELU | raw int32)
--> token-buffer writes.
+"""Epilogue router: GEMM accumulator rows -> per-channel requantization -> (int8 | GELU | sigmoid |
+the softmax row stage) -> token-buffer writes.
 
-The GEMM engine's accumulator rows (``cols`` lanes of signed ``acc_bits``, one token of one N
-tile) go one of three ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epilogue`):
+The GEMM engine's raw accumulator rows (``cols`` lanes of signed ``acc_bits``, one token of one N
+tile) go one of these ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epilogue`):
 
 * ``REQ8``: ``sat8(round_half_away((acc + bias) * mult / 2**shift))`` per channel
   (:func:`heatvit.golden.requantize`, ``out_bits = 8``) -> ``wr``;
-* ``REQ16_GELU``: the same requantizer saturating to 16 bits, then the GELU unit
-  (:class:`heatvit.rtl.nonlinear.units.ActUnit`, per-tensor ``gelu`` parameters, int8 out,
+* ``REQ16_GELU`` / ``REQ8_GELU``: the same requantizer saturating to 16 / 8 bits, then the GELU
+  unit (:class:`heatvit.rtl.nonlinear.units.ActUnit`, per-tensor ``gelu`` parameters, int8 out,
   :func:`heatvit.golden.nonlinear.gelu`) -> ``wr``;
-* ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw`` (the softmax
-  stage, which needs whole rows of scores).
+* ``REQ8_SIGMOID``: requantize to int8, then the sigmoid unit (``sigmoid`` parameters, [0, 255]
+  out, :func:`heatvit.golden.nonlinear.sigmoid`) -> ``wr`` (the byte holds the uint8 pattern);
+* ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw``;
+  ``REQ8_SOFTMAX``: the int8 requantized values (sign-extended to ``acc_bits``) -> ``raw``.  The
+  softmax needs whole rows: :class:`~heatvit.rtl.accel.softmax_rows.SoftmaxRows` takes ``raw``.
 
-Not routed yet: the token selector's ``REQ8_GELU``, ``REQ8_SOFTMAX`` and ``REQ8_SIGMOID`` (added
-to the ISA after this unit); any mode other than the two requantizing ones goes to ``raw``.
-
-``wr`` is a :class:`~heatvit.rtl.accel.token_buffer.TokenBuffer` write: row ``dst_row + m``, word
-``dst_word + nt``, ``cols`` int8 lanes, lane mask = channels ``< n``.
+``wr`` is a token-buffer write of ``lanes = isa.column_align(acc)`` int8 (``max(R, C)``; ``C``
+divides it): N tile ``nt`` of token ``m`` is row ``dst_row + m``, word ``dst_word + nt * C //
+lanes``, lanes ``nt * C % lanes`` on; lane mask = those ``C`` lanes whose channel is ``< n``.
+``wr.last`` marks the write of the row tagged ``last``.
 """
 
 from __future__ import annotations
@@ -29,15 +31,20 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from heatvit import isa
 from heatvit.config import AcceleratorConfig
 from heatvit.isa import Epilogue
 
 from ..gemm import layouts
 from ..nonlinear.pipe import round_shift_var, saturate
 from ..nonlinear.units import ActUnit, act_params_layout
+from .ports import buffer_write_layout
 from .token_buffer import ROW_BITS, WORD_BITS
 
 FC1_BITS = 16
+SIGMOID_OUT_BITS = 9
+"""The sigmoid unit's signed output width: [0, 255] results (``record_limits`` ``sigmoid``)."""
+MODE_BITS = 3
 
 
 def row_tag(acc: AcceleratorConfig) -> data.StructLayout:
@@ -47,38 +54,57 @@ def row_tag(acc: AcceleratorConfig) -> data.StructLayout:
                               "last": unsigned(1)})
 
 
+def acc_row(acc: AcceleratorConfig) -> data.StructLayout:
+    """An engine accumulator row: ``acc`` (``cols`` x signed ``acc_bits``) and its :func:`row_tag`."""
+    return data.StructLayout({"acc": layouts.acc_word(acc.gemm), "tag": row_tag(acc)})
+
+
+def write_last_layout(lanes: int) -> data.StructLayout:
+    """A token-buffer write (:func:`.ports.buffer_write_layout`) and ``last`` (the GEMM's final write)."""
+    return data.StructLayout({**buffer_write_layout(lanes).members, "last": 1})
+
+
+def param_word(acc: AcceleratorConfig) -> data.StructLayout:
+    """A write into the per-channel parameter memory: word ``addr`` (N tile), lane ``mask``
+    (channel ``addr * C + lane``), ``cols`` records :func:`heatvit.rtl.gemm.layouts.channel_params`."""
+    g = acc.gemm
+    return data.StructLayout({"addr": unsigned(max(1, (g.max_n_tiles - 1).bit_length())), "mask": g.cols,
+                              "data": data.ArrayLayout(layouts.channel_params(g), g.cols)})
+
+
 class EpilogueRouter(wiring.Component):
     """Enable-gated pipeline (a stalled output freezes it; nothing lost or duplicated).
 
-    * ``params`` (in, always ready): ``(channel, bias int32, mult uint, shift uint)`` per output
-      channel; channel ``c`` is lane ``c % cols`` of parameter word ``c // cols``.
+    * ``params`` (in, always ready): writes of the per-channel requantization memory
+      (:func:`param_word`).
     * ``i`` (in): ``acc`` (``cols`` x signed ``acc_bits``) and ``tag`` (``m``: token, ``nt``:
       N tile, ``last``).
     * ``mode`` (:class:`~heatvit.isa.Epilogue`), ``n`` (channels), ``dst_row``, ``dst_word``,
-      ``gelu`` (GELU parameters, int8 out): held constant while a GEMM streams.
-    * ``wr`` (out): token-buffer write ``(row, word, data, mask)`` (REQ8, REQ16_GELU);
-      ``raw`` (out): ``acc`` + ``tag`` unchanged (RAW_SOFTMAX).
+      ``gelu`` (GELU parameters, int8 out), ``sigmoid`` (sigmoid parameters, signed 9-bit out):
+      held constant while a GEMM streams.
+    * ``wr`` (out): :func:`write_last_layout` (REQ8, REQ16_GELU, REQ8_GELU, REQ8_SIGMOID);
+      ``raw`` (out): :func:`acc_row` (RAW_SOFTMAX: the accumulators unchanged; REQ8_SOFTMAX:
+      the int8 requantized values, sign-extended).
     """
 
     def __init__(self, acc: AcceleratorConfig, row_bits: int = ROW_BITS, word_bits: int = WORD_BITS):
         self.acc, self.g = acc, acc.gemm
         g = self.g
-        C = g.cols
-        tag = row_tag(acc)
-        self.lanes_nl = dataclasses.replace(acc.nonlinear, lanes=C)
+        self.lanes = isa.column_align(acc)
+        self.lanes_nl = dataclasses.replace(acc.nonlinear, lanes=g.cols)
+        self.row_bits, self.word_bits = row_bits, word_bits
         super().__init__({
-            "params": In(stream.Signature(layouts.param_load(g))),
-            "i": In(stream.Signature(data.StructLayout({"acc": layouts.acc_word(g), "tag": tag}))),
-            "mode": In(2), "n": In(g.n_bits), "dst_row": In(row_bits), "dst_word": In(word_bits),
-            "gelu": In(act_params_layout(8)),
-            "wr": Out(stream.Signature(data.StructLayout({
-                "row": row_bits + 1, "word": word_bits + 1, "data": 8 * C, "mask": C}))),
-            "raw": Out(stream.Signature(data.StructLayout({"acc": layouts.acc_word(g), "tag": tag}))),
+            "params": In(stream.Signature(param_word(acc))),
+            "i": In(stream.Signature(acc_row(acc))),
+            "mode": In(MODE_BITS), "n": In(g.n_bits), "dst_row": In(row_bits), "dst_word": In(word_bits),
+            "gelu": In(act_params_layout(8)), "sigmoid": In(act_params_layout(SIGMOID_OUT_BITS)),
+            "wr": Out(stream.Signature(write_last_layout(self.lanes))),
+            "raw": Out(stream.Signature(acc_row(acc))),
         })
 
     def elaborate(self, platform):
         g = self.g
-        C = g.cols
+        C, lanes = g.cols, self.lanes
         m = Module()
         tag_l = row_tag(self.acc)
 
@@ -87,11 +113,9 @@ class EpilogueRouter(wiring.Component):
         m.submodules.prm = mem = Memory(shape=data.ArrayLayout(prm, C), depth=g.max_n_tiles, init=[])
         wp = mem.write_port(granularity=1)   # one lane (channel) per enable bit
         rp = mem.read_port(transparent_for=())
-        ch = self.params.payload.channel
-        m.d.comb += [self.params.ready.eq(1), wp.addr.eq(ch // C)]
-        for lane in range(C):
-            m.d.comb += wp.data[lane].eq(self.params.payload.params)
-        m.d.comb += wp.en.eq(Mux(self.params.valid, 1 << (ch % C), 0))
+        m.d.comb += [self.params.ready.eq(1), wp.addr.eq(self.params.payload.addr),
+                     wp.data.eq(self.params.payload.data),
+                     wp.en.eq(Mux(self.params.valid, self.params.payload.mask, 0))]
 
         # -- requantizer pipeline: s0 (input + param read), s1 (product), s2 (round, saturate) ----
         en = Signal()
@@ -119,39 +143,56 @@ class EpilogueRouter(wiring.Component):
                 m.d.sync += y16[lane].eq(Mux(wide, saturate(q, -(1 << 15), (1 << 15) - 1),
                                              saturate(q, -128, 127)))
 
-        # -- destination address and lane mask of the stage-2 row --------------------------------
-        def dest(tag):
+        # -- destination address and lane mask of a row -------------------------------------------
+        per_word = lanes // C                 # N tiles per buffer word (powers of two)
+        sub_bits = (per_word - 1).bit_length()
+
+        def drive_wr(tag, lane_values):
             left = Signal(signed(g.n_bits + 2))
             mask = Signal(C)
             m.d.comb += left.eq(self.n - tag.nt * C)
             m.d.comb += mask.eq(Mux(left >= C, (1 << C) - 1, (1 << left[:C.bit_length()]) - 1))
-            return self.dst_row + tag.m, self.dst_word + tag.nt, mask
+            w = self.wr.payload
+            word = self.dst_word + (tag.nt >> sub_bits)
+            row_data = Signal(8 * C)
+            for lane, v in enumerate(lane_values):
+                m.d.comb += row_data[8 * lane:8 * lane + 8].eq(v)
+            if per_word == 1:
+                m.d.comb += [w.data.eq(row_data), w.mask.eq(mask)]
+            else:
+                off = tag.nt[:sub_bits] * C
+                m.d.comb += [w.data.eq(row_data << (off * 8)), w.mask.eq(mask << off)]
+            m.d.comb += [w.row.eq(self.dst_row + tag.m), w.word.eq(word), w.last.eq(tag.last)]
 
-        # -- GELU path -----------------------------------------------------------------------------
-        m.submodules.gelu_unit = act = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
-        m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=16)
-        m.d.comb += [act.params.eq(self.gelu), tags.w_data.eq(t2), act.i.payload.eq(y16)]
+        # -- GELU and sigmoid paths (one tag FIFO: one mode per GEMM) -------------------------------
+        m.submodules.gelu_unit = gelu = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
+        m.submodules.sigmoid_unit = sig = ActUnit(self.lanes_nl, "sigmoid", in_bits=8,
+                                                  out_bits=SIGMOID_OUT_BITS)
+        m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=32)
+        m.d.comb += [gelu.params.eq(self.gelu), sig.params.eq(self.sigmoid), tags.w_data.eq(t2),
+                     gelu.i.payload.eq(y16)]
+        for lane in range(C):
+            m.d.comb += sig.i.payload[lane].eq(y16[lane])
+        t_out = data.View(tag_l, tags.r_data)
+
+        def via(unit):
+            m.d.comb += [unit.i.valid.eq(v2 & tags.w_rdy), out_ready.eq(unit.i.ready & tags.w_rdy),
+                         tags.w_en.eq(v2 & unit.i.ready)]
+            m.d.comb += [self.wr.valid.eq(unit.o.valid), unit.o.ready.eq(self.wr.ready),
+                         tags.r_en.eq(unit.o.valid & self.wr.ready)]
+            drive_wr(t_out, [unit.o.payload[lane][:8] for lane in range(C)])
 
         with m.Switch(self.mode):
             with m.Case(Epilogue.REQ8):
-                row, word, mask = dest(t2)
-                m.d.comb += [self.wr.valid.eq(v2), out_ready.eq(self.wr.ready),
-                             self.wr.payload.row.eq(row), self.wr.payload.word.eq(word),
-                             self.wr.payload.mask.eq(mask)]
-                for lane in range(C):
-                    m.d.comb += self.wr.payload.data[8 * lane:8 * lane + 8].eq(y16[lane][:8])
-            with m.Case(Epilogue.REQ16_GELU):
-                m.d.comb += [act.i.valid.eq(v2 & tags.w_rdy), out_ready.eq(act.i.ready & tags.w_rdy),
-                             tags.w_en.eq(v2 & act.i.ready)]
-                t_out = data.View(tag_l, tags.r_data)
-                row, word, mask = dest(t_out)
-                m.d.comb += [self.wr.valid.eq(act.o.valid), act.o.ready.eq(self.wr.ready),
-                             tags.r_en.eq(act.o.valid & self.wr.ready),
-                             self.wr.payload.row.eq(row), self.wr.payload.word.eq(word),
-                             self.wr.payload.mask.eq(mask)]
-                for lane in range(C):
-                    m.d.comb += self.wr.payload.data[8 * lane:8 * lane + 8].eq(act.o.payload[lane])
+                m.d.comb += [self.wr.valid.eq(v2), out_ready.eq(self.wr.ready)]
+                drive_wr(t2, [y16[lane][:8] for lane in range(C)])
+            with m.Case(Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
+                via(gelu)
+            with m.Case(Epilogue.REQ8_SIGMOID):
+                via(sig)
             with m.Default():
-                m.d.comb += [self.raw.valid.eq(v2), out_ready.eq(self.raw.ready),
-                             self.raw.payload.acc.eq(raw2), self.raw.payload.tag.eq(t2)]
+                raw_mode = self.mode == Epilogue.RAW_SOFTMAX
+                m.d.comb += [self.raw.valid.eq(v2), out_ready.eq(self.raw.ready), self.raw.payload.tag.eq(t2)]
+                for lane in range(C):
+                    m.d.comb += self.raw.payload.acc[lane].eq(Mux(raw_mode, raw2[lane], y16[lane]))
         return m

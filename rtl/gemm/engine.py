@@ -41,18 +41,24 @@ class GemmEngine(wiring.Component):
     * ``out`` (out): ``NT * M`` beats of ``cols`` int8 (per-tensor output scale), N tile major;
       ``last`` on the final beat.  Backpressure stalls the whole pipeline; nothing is dropped.
 
+    ``raw=True`` (the layer controller's GEMM executor): no requantizer and no ``param_load``;
+    ``out`` carries the raw accumulator rows (:func:`.layouts.raw_beat`: ``acc``, ``cols`` signed
+    ``acc_bits`` lanes, lanes of channels ``>= N`` hold sums of zero weights; ``tag``: token
+    ``m``, N tile ``nt``, ``last`` on the final row), same order and backpressure.
+
     ``busy`` is high from an accepted command until its last beat has been taken.
     """
 
-    def __init__(self, cfg: GemmConfig):
+    def __init__(self, cfg: GemmConfig, raw: bool = False):
         self.cfg = cfg
+        self.raw = raw
         super().__init__({
             "act_load": In(stream.Signature(layouts.act_load(cfg))),
-            "param_load": In(stream.Signature(layouts.param_load(cfg))),
+            **({} if raw else {"param_load": In(stream.Signature(layouts.param_load(cfg)))}),
             "cmd": In(stream.Signature(layouts.command(cfg))),
             "weights": In(stream.Signature(layouts.weight_word(cfg))),
             "tiles": In(stream.Signature(layouts.tile_desc(cfg))),
-            "out": Out(stream.Signature(layouts.out_beat(cfg))),
+            "out": Out(stream.Signature(layouts.raw_beat(cfg) if raw else layouts.out_beat(cfg))),
             "busy": Out(1),
             "error": Out(4),
         })
@@ -76,8 +82,9 @@ class GemmEngine(wiring.Component):
         ]
 
         # -- datapath ----------------------------------------------------------------------------
+        beat_layout = layouts.raw_beat(cfg) if self.raw else layouts.out_beat(cfg)
         m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(
-            width=layouts.out_beat(cfg).size, depth=cfg.out_fifo_depth)
+            width=beat_layout.size, depth=cfg.out_fifo_depth)
         m.submodules.weight_fifo = weight_fifo = SyncFIFOBuffered(
             width=layouts.weight_word(cfg).size, depth=cfg.weight_fifo_depth)
         m.submodules.loader = loader = WeightLoader(cfg)
@@ -85,12 +92,15 @@ class GemmEngine(wiring.Component):
         m.submodules.array = array = SystolicArray(cfg)
         m.submodules.tag_delay = tag_delay = DelayLine(layouts.row_tag(cfg), cfg.array_latency)
         m.submodules.accumulator = accumulator = Accumulator(cfg)
-        m.submodules.requantizer = requantizer = Requantizer(cfg)
+        units = [loader, streamer, array, tag_delay, accumulator]
+        if not self.raw:
+            m.submodules.requantizer = requantizer = Requantizer(cfg)
+            units.append(requantizer)
 
         # The whole pipeline advances in lockstep while the output FIFO has room.
         en = Signal()
         m.d.comb += en.eq(out_fifo.w_rdy)
-        for unit in (loader, streamer, array, tag_delay, accumulator, requantizer):
+        for unit in units:
             m.d.comb += unit.en.eq(en)
 
         m.d.comb += [
@@ -114,18 +124,30 @@ class GemmEngine(wiring.Component):
             tag_delay.i.eq(streamer.tag),
             accumulator.psum.eq(array.psum),
             accumulator.tag.eq(tag_delay.o),
-            requantizer.acc.eq(accumulator.out),
-            requantizer.tag.eq(accumulator.out_tag),
         ]
-        wiring.connect(m, wiring.flipped(self.param_load), requantizer.params)
         wiring.connect(m, wiring.flipped(self.tiles), streamer.desc)
 
-        out_beat = Signal(layouts.out_beat(cfg))
+        out_beat = Signal(beat_layout)
+        if self.raw:
+            out_tag = accumulator.out_tag
+            m.d.comb += [
+                out_beat.acc.eq(accumulator.out),
+                out_beat.tag.m.eq(out_tag.m),
+                out_beat.tag.nt.eq(out_tag.nt),
+                out_beat.tag.last.eq(out_tag.final),
+            ]
+        else:
+            out_tag = requantizer.out_tag
+            m.d.comb += [
+                requantizer.acc.eq(accumulator.out),
+                requantizer.tag.eq(accumulator.out_tag),
+                out_beat.data.eq(requantizer.out),
+                out_beat.last.eq(out_tag.final),
+            ]
+            wiring.connect(m, wiring.flipped(self.param_load), requantizer.params)
         m.d.comb += [
-            out_beat.data.eq(requantizer.out),
-            out_beat.last.eq(requantizer.out_tag.final),
             out_fifo.w_data.eq(out_beat),
-            out_fifo.w_en.eq(en & requantizer.out_tag.valid),
+            out_fifo.w_en.eq(en & out_tag.valid),
             self.out.payload.eq(out_fifo.r_data),
             self.out.valid.eq(out_fifo.r_rdy),
             out_fifo.r_en.eq(self.out.ready),
@@ -176,6 +198,7 @@ class GemmEngine(wiring.Component):
             m.d.sync += self.error.eq(code)
         with m.If(start):
             m.d.sync += self.busy.eq(1)
-        with m.Elif(self.out.valid & self.out.ready & self.out.payload.last):
+        with m.Elif(self.out.valid & self.out.ready
+                    & (self.out.payload.tag.last if self.raw else self.out.payload.last)):
             m.d.sync += self.busy.eq(0)
         return m

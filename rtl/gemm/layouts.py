@@ -85,3 +85,17 @@ def row_tag(cfg: GemmConfig) -> data.StructLayout:
         "lanes": unsigned(max(1, cfg.cols.bit_length())),  # output lanes < N in this tile
         "final": unsigned(1),      # the very last output row of the GEMM
     })
+
+
+def raw_tag(cfg: GemmConfig) -> data.StructLayout:
+    """Tag of a raw accumulator row: token ``m``, N tile ``nt``, ``last`` row of the GEMM (the
+    same layout as :func:`heatvit.rtl.accel.epilogue.row_tag`)."""
+    return data.StructLayout({"m": unsigned(max(1, (cfg.max_m - 1).bit_length())),
+                              "nt": unsigned(max(1, (cfg.max_n_tiles - 1).bit_length())),
+                              "last": unsigned(1)})
+
+
+def raw_beat(cfg: GemmConfig) -> data.StructLayout:
+    """One raw accumulator row of the raw-mode engine: ``acc`` (:func:`acc_word`), ``tag``
+    (:func:`raw_tag`)."""
+    return data.StructLayout({"acc": acc_word(cfg), "tag": raw_tag(cfg)})

@@ -1,0 +1,271 @@
+"""GEMM executor of the layer controller: one ``Op.GEMM`` descriptor from its decoded fields to
+the destination buffer writes (``docs/isa.md``; reference: ``heatvit.compiler.interpret``).
+
+On ``cmd`` (the descriptor, :func:`.descriptor.fields_layout`, shape live-clipped) it runs, all
+at once:
+
+* the parameter block: one ``dma_rd`` request (region ``MODEL``, offset ``addr``) for its
+  epilogue parts and, with ``WSrc.DDR``, its ``weights`` part; the first :func:`param_beats`
+  beats go to ``GemmOutput.params``, the rest are the engine's weight stream
+  (:class:`.weight_source.BeatWeights`), taken while the engine computes;
+* the activations: ``src`` reads of the window ``src[src_row + m, src_col + k]``, column tile
+  major, into the engine's activation buffer (word ``kt * M + m``: ``R`` lanes of the buffer
+  word, lanes past ``live_k`` zero);
+* weights from the ``aux`` buffer (``WSrc.BUF`` / ``BUF_T``,
+  :class:`.weight_source.BufferWeights`);
+* ``GemmOutput``: the descriptor first, then the parameter beats and the engine's raw
+  accumulator rows; its buffer writes are ``dst``.
+
+The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``) gets its command at
+once; weight tile ``t`` enters its weight port only after activation tile ``t`` (``t >= KT``:
+all of them) is in its buffer, so the engine computes while the activations load and never
+reads a word before it is written.  ``done`` pulses once ``GemmOutput`` is done and every
+requested beat has arrived; ``error`` (valid with ``done``) is 0, ``GemmOutput``'s code (a
+parameter record out of range: ``CTRL_BAD_PARAMS``), the engine's error code, or the top's
+``dma_error``.  On an error the executor stops requesting, drains what it requested,
+resets its units, then pulses ``done``.  ``abort`` resets everything at once (no ``done``).
+
+Extra port (besides :func:`.ports.executor_members`): ``dma_error`` (in, 8 bits): non-zero
+(an :class:`~heatvit.errors.ErrorCode`, e.g. ``AXI_READ_ERROR``) when a read of this
+executor failed; the executor then ends at once with that code and the top flushes the DMA,
+as after ``abort``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig
+from heatvit.isa import Epilogue, WSrc
+
+from ..gemm.engine import GemmEngine
+from .descriptor import fields_layout
+from .ports import DmaRegion, executor_members
+from .weight_source import BeatWeights, BufferWeights, _log2
+
+
+def param_bytes(acc: AcceleratorConfig, d) -> int:
+    """Bytes of a GEMM's parameter block before its ``weights`` part (its whole block without one)."""
+    parts = isa.param_block(acc, d)
+    if "weights" in parts:
+        return parts["weights"][0]
+    return isa.param_block_bytes(acc, d)
+
+
+class GemmExecutor(wiring.Component):
+    """See the module docstring.  ``output``: the ``GemmOutput`` class to instantiate (default
+    :class:`heatvit.rtl.accel.gemm_output.GemmOutput`); ``fifo_depth``: buffered ``aux``
+    words."""
+
+    def __init__(self, acc: AcceleratorConfig, output=None, fifo_depth: int = 8):
+        self.acc = acc
+        self.output_cls = output
+        self.fifo_depth = fifo_depth
+        super().__init__({**executor_members(acc), "dma_error": In(8)})
+
+    def elaborate(self, platform):
+        acc, g = self.acc, self.acc.gemm
+        R, C = g.rows, g.cols
+        A = isa.column_align(acc)
+        lr, lc, la = _log2(R), _log2(C), _log2(A)
+        D = acc.shell.data_bytes
+        if 64 % D:
+            raise ValueError(f"shell.data_bytes = {D} must divide the parameter alignment 64")
+        ld = _log2(D)
+        m = Module()
+
+        flush = Signal()
+        out_cls = self.output_cls
+        if out_cls is None:
+            from .gemm_output import GemmOutput as out_cls
+        engine = GemmEngine(g, raw=True)
+        output = out_cls(acc)
+        wbuf = BufferWeights(acc, self.fifo_depth)
+        wddr = BeatWeights(acc)
+        for name, unit in (("engine", engine), ("output", output), ("wbuf", wbuf), ("wddr", wddr)):
+            m.submodules[name] = ResetInserter(flush)(unit)
+        self.engine, self.output = engine, output
+
+        d = Signal(fields_layout())
+        active = Signal()
+        draining = Signal()
+        code = Signal(8)
+
+        # -- derived sizes --------------------------------------------------------------------------
+        ddr = d.wsrc == WSrc.DDR
+        kt_live = Signal(17)
+        req = Signal(32)
+        nl = Signal(8)
+        p_beats = Signal(32)
+        w_words = Signal(40)
+        w_beats = Signal(40)
+        m.d.comb += [
+            kt_live.eq((d.live_k + R - 1) >> lr),
+            req.eq(Mux(Cat(*(d.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
+                       ((d.n * isa.REQUANT_RECORD_BYTES + 63) >> 6) << 6, 0)),
+            nl.eq(Mux(d.epilogue != Epilogue.REQ8, 64, 0)),
+            p_beats.eq((req + nl) >> ld),
+            w_words.eq(((d.n + C - 1) >> lc) * ((d.k + R - 1) >> lr) * R),
+            w_beats.eq(Mux(ddr, ((w_words << lc) + D - 1) >> ld, 0)),
+        ]
+
+        # -- start ----------------------------------------------------------------------------------
+        start = Signal()
+        m.d.comb += [self.cmd.ready.eq(~active), start.eq(self.cmd.valid & self.cmd.ready)]
+        out_cmd_pend = Signal()
+        dma_req_pend = Signal()
+        dma_left = Signal(40)            # beats requested and not yet received
+        beat = Signal(40)                # beats received
+        with m.If(start):
+            m.d.sync += [d.eq(self.cmd.payload), active.eq(1), out_cmd_pend.eq(1), dma_req_pend.eq(1),
+                         beat.eq(0), code.eq(0), draining.eq(0)]
+        start_units = Signal()           # one cycle after start: the latched fields are valid
+        m.d.sync += start_units.eq(start)
+
+        # -- GemmOutput command ------------------------------------------------------------------------
+        m.d.comb += [output.cmd.payload.eq(d), output.cmd.valid.eq(out_cmd_pend & ~draining)]
+        with m.If(output.cmd.valid & output.cmd.ready):
+            m.d.sync += out_cmd_pend.eq(0)
+
+        # -- parameter block (and DDR weights) ---------------------------------------------------------
+        total = p_beats + w_beats
+        m.d.comb += [
+            self.dma_rd.req.payload.region.eq(DmaRegion.MODEL),
+            self.dma_rd.req.payload.offset.eq(d.addr),
+            self.dma_rd.req.payload.beats.eq(total),
+            self.dma_rd.req.valid.eq(dma_req_pend & ~start_units & ~draining),
+        ]
+        with m.If(self.dma_rd.req.valid & self.dma_rd.req.ready):
+            m.d.sync += [dma_req_pend.eq(0), dma_left.eq(total)]
+        in_params = beat < p_beats
+        dat = self.dma_rd.data
+        m.d.comb += [
+            output.params.payload.eq(dat.payload),
+            output.params.valid.eq(dat.valid & in_params & ~out_cmd_pend & ~draining),
+            wddr.i.payload.eq(dat.payload),
+            wddr.i.valid.eq(dat.valid & ~in_params & ~draining),
+            dat.ready.eq(Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend, wddr.i.ready))),
+            wddr.start.eq(start_units & ddr),
+            wddr.words.eq(w_words),
+        ]
+        with m.If(dat.valid & dat.ready):
+            m.d.sync += [beat.eq(beat + 1), dma_left.eq(dma_left - 1)]
+
+        # -- activations: src reads (kt, m), column tile major -------------------------------------------
+        a_issue = Signal()
+        a_kt, a_m = Signal(17), Signal(17)
+        a_words = Signal(40)             # words received = the next act-buffer address
+        a_inflight = Signal(range(1 << 12))
+        a_total = Signal(40)
+        m.d.comb += a_total.eq(kt_live * d.live_m)
+        src_cmd = self.src.cmd
+        m.d.comb += [
+            src_cmd.payload.row.eq(d.src_row + a_m),
+            src_cmd.payload.word.eq((d.src_col >> la) + ((a_kt << lr) >> la)),
+            src_cmd.valid.eq(a_issue & ~draining),
+        ]
+        with m.If(src_cmd.valid & src_cmd.ready):
+            with m.If(a_m == d.live_m - 1):
+                m.d.sync += [a_m.eq(0), a_kt.eq(a_kt + 1)]
+                with m.If(a_kt == kt_live - 1):
+                    m.d.sync += a_issue.eq(0)
+            with m.Else():
+                m.d.sync += a_m.eq(a_m + 1)
+        with m.If(start_units):
+            m.d.sync += [a_issue.eq(1), a_kt.eq(0), a_m.eq(0), a_words.eq(0)]
+        m.d.sync += a_inflight.eq(a_inflight + (src_cmd.valid & src_cmd.ready) - self.src.data.valid)
+
+        # the data side walks the same (kt, m) order: its kt selects the lanes
+        r_kt, r_m = Signal(17), Signal(17)
+        with m.If(self.src.data.valid):
+            with m.If(r_m == d.live_m - 1):
+                m.d.sync += [r_m.eq(0), r_kt.eq(r_kt + 1)]
+            with m.Else():
+                m.d.sync += r_m.eq(r_m + 1)
+            m.d.sync += a_words.eq(a_words + 1)
+        with m.If(start_units):
+            m.d.sync += [r_kt.eq(0), r_m.eq(0)]
+        sel = Signal(range(max(2, A // R)))
+        m.d.comb += sel.eq(r_kt & (A // R - 1)) if A > R else sel.eq(0)
+        row = self.src.data.payload.word_select(sel, 8 * R)
+        load = engine.act_load
+        m.d.comb += [self.src.data.ready.eq(1), load.valid.eq(self.src.data.valid & ~draining),
+                     load.payload.addr.eq(a_words)]
+        for r in range(R):
+            m.d.comb += load.payload.data[r].eq(Mux((r_kt << lr) + r < d.live_k, row[8 * r:8 * r + 8], 0))
+
+        # -- weights from the aux buffer ---------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.aux), wbuf.aux)
+        m.d.comb += [
+            wbuf.start.eq(start_units & ~ddr),
+            wbuf.transpose.eq(d.wsrc == WSrc.BUF_T),
+            wbuf.row.eq(d.aux_row), wbuf.word.eq(d.aux_col >> la),
+            wbuf.k.eq(d.live_k), wbuf.n.eq(d.live_n),
+            wbuf.drop.eq(draining),
+        ]
+        # Weight tile t (words t*R ..) enters the engine only once activation tile t is in its
+        # buffer (tiles t >= KT: once all are): the engine starts a tile's rows only after its
+        # weights, so it never reads a word not yet loaded, and computes while the rest loads.
+        w_count = Signal(40)
+        all_loaded = ~start_units & ~a_issue & (a_inflight == 0) & (a_words == a_total)
+        gate = all_loaded | ((w_count >> lr) < r_kt)
+        wsrc_o = [wddr.o, wbuf.o]
+        for i, o in enumerate(wsrc_o):
+            with m.If(ddr if i == 0 else ~ddr):
+                m.d.comb += [engine.weights.payload.eq(o.payload), engine.weights.valid.eq(o.valid & gate),
+                             o.ready.eq(engine.weights.ready & gate)]
+        with m.If(engine.weights.valid & engine.weights.ready):
+            m.d.sync += w_count.eq(w_count + 1)
+        with m.If(start_units):
+            m.d.sync += w_count.eq(0)
+
+        # -- engine command (the activations load meanwhile) ----------------------------------------------
+        eng_pend = Signal()
+        eng_check = Signal()
+        with m.If(start_units):
+            m.d.sync += eng_pend.eq(1)
+        m.d.comb += [
+            engine.cmd.payload.m.eq(d.live_m), engine.cmd.payload.k.eq(d.live_k),
+            engine.cmd.payload.n.eq(d.live_n), engine.cmd.payload.sparse.eq(0),
+            engine.cmd.valid.eq(eng_pend & ~start_units & ~draining),
+            engine.tiles.valid.eq(0),
+        ]
+        m.d.sync += eng_check.eq(engine.cmd.valid & engine.cmd.ready)
+        with m.If(engine.cmd.valid & engine.cmd.ready):
+            m.d.sync += eng_pend.eq(0)
+
+        # -- engine rows -> GemmOutput -> dst --------------------------------------------------------------
+        wiring.connect(m, engine.out, output.i)
+        wiring.connect(m, output.dst, wiring.flipped(self.dst))
+        out_done = Signal()
+        m.d.comb += output.abort.eq(flush)
+        with m.If(output.done & ~draining):
+            m.d.sync += [out_done.eq(1), code.eq(output.error)]
+        with m.If(start):
+            m.d.sync += out_done.eq(0)
+
+        # -- errors, drain, done ------------------------------------------------------------------------
+        with m.If(active & ~draining):
+            with m.If(self.dma_error != 0):
+                m.d.sync += [code.eq(self.dma_error), draining.eq(1), dma_req_pend.eq(0), dma_left.eq(0)]
+            with m.Elif(eng_check & (engine.error != 0)):
+                m.d.sync += [code.eq(engine.error), draining.eq(1), dma_req_pend.eq(0)]
+        drained = (dma_left == 0) & (a_inflight == 0) & (wbuf.inflight == 0) & ~dma_req_pend
+        finish = Signal()
+        m.d.comb += finish.eq(active & ~start_units & Mux(draining, drained,
+                                                           out_done & (dma_left == 0) & ~dma_req_pend))
+        with m.If(finish):
+            m.d.sync += [active.eq(0), draining.eq(0)]
+        m.d.comb += [self.done.eq(finish), self.error.eq(Mux(finish, code, 0)),
+                     flush.eq(self.abort | (finish & draining))]
+        with m.If(draining):
+            m.d.sync += [a_issue.eq(0), eng_pend.eq(0), out_cmd_pend.eq(0)]
+
+        with m.If(self.abort):
+            m.d.sync += [active.eq(0), draining.eq(0), dma_req_pend.eq(0), out_cmd_pend.eq(0), a_issue.eq(0),
+                         eng_pend.eq(0), dma_left.eq(0), a_inflight.eq(0), out_done.eq(0)]
+        # dma_wr is never used
+        return m

@@ -1,0 +1,163 @@
+"""Softmax row stage of the GEMM output: N-tile-major score rows -> whole rows -> softmax -> buffer writes.
+
+The engine emits a GEMM's rows N-tile major (all ``m_rows`` tokens of N tile 0, then of tile 1
+...), but a softmax needs each token's whole row of ``n`` scores.  This stage stores the tiles in
+a score memory (``cols`` x signed ``acc_bits`` per word, word ``nt * m_rows + m``), and as soon
+as token ``m``'s last tile is in, reads its ``ceil(n / C)`` words back and feeds them to the
+softmax row unit (:class:`heatvit.rtl.nonlinear.rows.SoftmaxUnit`, ``L`` scores per beat) as one
+row; the unit's probabilities (uint8, ``[0, out_max]``: [0, 127] for RAW_SOFTMAX, [0, 255] for
+REQ8_SOFTMAX) become token-buffer writes of row ``dst_row + m``, columns ``dst_word * lanes + j``
+(one write per beat, lane mask = the beat's elements).
+
+Score memory: one word per (token, N tile) of the largest softmax GEMM: ``max_rows`` =
+``min(gemm.max_m, buffers.max_tokens)`` tokens (the destination window's rows) by ``max_tiles`` =
+``ceil(min(gemm.max_n, nonlinear.max_tokens, buffers.max_tokens) / C)`` tiles (the row's length
+is at most the softmax unit's and the ``P`` buffer's width).  All of it is needed: token 0's
+last tile arrives in the engine's last N-tile pass, after every other tile of every token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig
+
+from ..gemm import layouts
+from ..nonlinear.rows import SoftmaxUnit, softmax_params_layout
+from .epilogue import acc_row, write_last_layout
+from .token_buffer import ROW_BITS, WORD_BITS
+
+
+def score_geometry(acc: AcceleratorConfig) -> tuple[int, int]:
+    """``(max_rows, max_tiles)`` of the score memory (see the module doc)."""
+    g = acc.gemm
+    rows = min(g.max_m, acc.buffers.max_tokens)
+    cols = min(g.max_n, acc.nonlinear.max_tokens, acc.buffers.max_tokens)
+    return rows, -(-cols // g.cols)
+
+
+def softmax_lanes(acc: AcceleratorConfig) -> int:
+    """Scores per softmax beat: ``nonlinear.row_lanes``, reduced to a power of two dividing ``cols``."""
+    c = acc.gemm.cols
+    return min(acc.nonlinear.row_lanes, c & -c)
+
+
+class SoftmaxRows(wiring.Component):
+    """``start`` (pulse, before a GEMM's first row): rewind; ``m_rows`` (live M), ``n`` (live N,
+    1 .. ``max_tiles * C``), ``dst_row``, ``dst_word`` and ``params`` (softmax record) are held
+    for the whole GEMM.
+
+    * ``i`` (in, always ready): :func:`.epilogue.acc_row` scores (signed ``acc_bits``), N-tile
+      major, exactly ``m_rows * ceil(n / C)`` rows.
+    * ``o`` (out): :func:`.epilogue.write_last_layout` writes of the probabilities (uint8
+      pattern), ``last`` on the GEMM's final write.
+    """
+
+    def __init__(self, acc: AcceleratorConfig, row_bits: int = ROW_BITS, word_bits: int = WORD_BITS):
+        self.acc, self.g = acc, acc.gemm
+        self.lanes = isa.column_align(acc)
+        self.L = softmax_lanes(acc)
+        self.max_rows, self.max_tiles = score_geometry(acc)
+        self.nl = dataclasses.replace(acc.nonlinear, row_lanes=self.L, softmax_in_bits=acc.gemm.acc_bits)
+        super().__init__({
+            "start": In(1),
+            "m_rows": In(self.g.m_bits), "n": In(self.g.n_bits),
+            "dst_row": In(row_bits), "dst_word": In(word_bits),
+            "params": In(softmax_params_layout()),
+            "i": In(stream.Signature(acc_row(acc))),
+            "o": Out(stream.Signature(write_last_layout(self.lanes))),
+        })
+
+    def elaborate(self, platform):
+        g = self.g
+        C, L, lanes = g.cols, self.L, self.lanes
+        spw = C // L                                   # softmax beats per score word
+        lb = (L - 1).bit_length()
+        depth = self.max_rows * self.max_tiles
+        m = Module()
+        m.submodules.scores = mem = Memory(shape=layouts.acc_word(g), depth=depth, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=())
+        m.submodules.unit = unit = SoftmaxUnit(self.nl)
+        m.d.comb += unit.params.eq(self.params)
+
+        n_tiles = Signal(range(self.max_tiles + 2))
+        beats = Signal(range(depth * spw + 2))         # softmax beats per row: ceil(n / L)
+        tail = Signal(range(L + 1))                    # scores in a row's last beat
+        m.d.comb += [n_tiles.eq((self.n + C - 1) >> (C - 1).bit_length()),
+                     beats.eq((self.n + L - 1) >> lb),
+                     tail.eq(self.n - ((beats - 1) << lb))]
+
+        # -- write side: the engine's rows in arrival order; count the tokens that are complete ----
+        wa = Signal(range(depth + 1))
+        complete = Signal(range(self.max_rows + 1))
+        m.d.comb += [self.i.ready.eq(1), wp.addr.eq(wa), wp.data.eq(self.i.payload.acc),
+                     wp.en.eq(self.i.valid)]
+        with m.If(self.i.valid):
+            m.d.sync += wa.eq(wa + 1)
+            with m.If(self.i.payload.tag.nt == n_tiles - 1):
+                m.d.sync += complete.eq(complete + 1)
+
+        # -- read side: words of complete tokens, prefetched one word ahead of the beat split ------
+        rr = Signal(range(self.max_rows + 1))          # token of the next word to read
+        rw = Signal(range(self.max_tiles + 1))         # its N tile
+        ra = Signal(range(depth + self.max_rows + 1))  # its address rw * m_rows + rr
+        have = Signal()                                # rp.data holds a word being split
+        sub = Signal(range(max(spw, 2)))               # beat within that word
+        bcnt = Signal(range(depth * spw + 1))          # beat within the row
+        beat_last = Signal()
+        word_done = Signal()
+        fire = Signal()
+        issue = Signal()
+        m.d.comb += [beat_last.eq(bcnt == beats - 1),
+                     fire.eq(have & unit.i.ready),
+                     word_done.eq(fire & (beat_last | (sub == spw - 1))),
+                     issue.eq((rr < self.m_rows) & (rr < complete) & (~have | word_done)),
+                     rp.addr.eq(ra), rp.en.eq(issue)]
+        with m.If(issue):
+            with m.If(rw == n_tiles - 1):
+                m.d.sync += [rw.eq(0), rr.eq(rr + 1), ra.eq(rr + 1)]
+            with m.Else():
+                m.d.sync += [rw.eq(rw + 1), ra.eq(ra + self.m_rows)]
+        m.d.sync += have.eq(issue | (have & ~word_done))
+        with m.If(fire):
+            m.d.sync += [sub.eq(Mux(word_done, 0, sub + 1)), bcnt.eq(Mux(beat_last, 0, bcnt + 1))]
+        beat = unit.i.payload
+        m.d.comb += [unit.i.valid.eq(have), beat.last.eq(beat_last), beat.count.eq(Mux(beat_last, tail, L))]
+        with m.Switch(sub):
+            for s in range(spw):
+                with m.Case(s):
+                    m.d.comb += [beat.data[j].eq(rp.data[s * L + j]) for j in range(L)]
+
+        # -- output: one buffer write per probability beat -----------------------------------------
+        ro = Signal(range(self.max_rows + 1))
+        ow = Signal(self.o.payload.word.shape())       # word offset in the row
+        off = Signal(range(max(lanes, 2)))             # lane offset in the word
+        ob = unit.o.payload
+        w = self.o.payload
+        cnt = Mux((ob.count == 0) | (ob.count > L), L, ob.count)
+        beat_bits = Signal(8 * L)
+        m.d.comb += [beat_bits[8 * j:8 * j + 8].eq(ob.data[j]) for j in range(L)]
+        m.d.comb += [self.o.valid.eq(unit.o.valid), unit.o.ready.eq(self.o.ready),
+                     w.row.eq(self.dst_row + ro), w.word.eq(self.dst_word + ow),
+                     w.data.eq(beat_bits << (off * 8)),
+                     w.mask.eq(((1 << cnt) - 1) << off),
+                     w.last.eq(ob.last & (ro == self.m_rows - 1))]
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(ob.last):
+                m.d.sync += [ro.eq(ro + 1), ow.eq(0), off.eq(0)]
+            with m.Elif(off == lanes - L):
+                m.d.sync += [ow.eq(ow + 1), off.eq(0)]
+            with m.Else():
+                m.d.sync += off.eq(off + L)
+
+        with m.If(self.start):
+            m.d.sync += [wa.eq(0), complete.eq(0), rr.eq(0), rw.eq(0), ra.eq(0), have.eq(0), sub.eq(0),
+                         bcnt.eq(0), ro.eq(0), ow.eq(0), off.eq(0)]
+        return m

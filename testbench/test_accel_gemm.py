@@ -1,0 +1,514 @@
+"""Amaranth-simulator tests of rtl/accel/gemm_exec.py (GEMM executor) and rtl/accel/weight_source.py.
+
+The token buffers, the DMA and (until ``GemmOutput`` lands) the output stage are Python models
+with random valid/ready gaps on every stream.  The executor's raw accumulator rows (what it hands
+``GemmOutput.i``) are checked bit-exactly against ``golden.matmul_acc`` on the operands
+``heatvit.compiler.interpret`` takes (src window, DDR / BUF / BUF_T weights, live-clipped shape),
+and lanes past N must be 0; the parameter beats handed to ``GemmOutput.params`` against the
+parameter block's bytes.  Seeds: HEATVIT_SEED.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from heatvit import golden, isa
+from heatvit.compiler.interpret import Machine, Step, unpack_weights
+from heatvit.golden import nonlinear as NL
+from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.errors import ErrorCode
+from heatvit.isa import Buf, Epilogue, Op, WSrc
+from heatvit.rtl.accel.descriptor import fields_layout
+from heatvit.rtl.accel.gemm_exec import GemmExecutor, param_bytes
+from heatvit.rtl.accel.ports import DmaRegion, buffer_write
+from heatvit.rtl.gemm import layouts
+from heatvit.sim.runner import pick_seed
+
+from accel.streams import send
+
+
+def _acc(rows, cols):
+    return AcceleratorConfig(gemm=GemmConfig(rows=rows, cols=cols, act_buffer_words=512, max_m=64, max_k=512,
+                                             max_n=256, weight_fifo_depth=8, out_fifo_depth=4))
+
+
+ACC = {"4x4": _acc(4, 4), "8x4": _acc(8, 4), "4x8": _acc(4, 8)}
+
+
+class RawOutput(wiring.Component):
+    """Test stand-in for ``GemmOutput`` with its ports (contract of ACCEL_PLAN.md); no logic:
+    the testbench takes ``cmd``, ``params`` and the raw rows ``i`` itself and pulses ``done``."""
+
+    def __init__(self, acc):
+        lanes = isa.column_align(acc)
+        super().__init__({
+            "cmd": In(stream.Signature(fields_layout())),
+            "params": In(stream.Signature(acc.shell.data_width)),
+            "i": In(stream.Signature(layouts.raw_beat(acc.gemm))),
+            "dst": Out(buffer_write(lanes)),
+            "done": Out(1), "error": Out(8), "abort": In(1),
+        })
+
+    def elaborate(self, platform):
+        return Module()
+
+
+def word_of(a: np.ndarray) -> int:
+    return int.from_bytes(np.asarray(a, dtype=np.int64).astype(np.int8).tobytes(), "little")
+
+
+def lanes_of(word: int, bits: int, n: int) -> list[int]:
+    out = []
+    for i in range(n):
+        v = (word >> (bits * i)) & ((1 << bits) - 1)
+        out.append(v - (1 << bits) if v >> (bits - 1) else v)
+    return out
+
+
+# -- operands ------------------------------------------------------------------------------------
+
+def record(epilogue: Epilogue):
+    """A nonlinear record of the epilogue's kind (golden parameter objects)."""
+    if epilogue == Epilogue.REQ16_GELU:
+        return NL.gelu_params(2.0 ** -9, 2.0 ** -5, out_bits=8, in_bits=16)
+    if epilogue == Epilogue.REQ8_GELU:
+        return NL.gelu_params(2.0 ** -4, 2.0 ** -5, out_bits=8, in_bits=8)
+    if epilogue == Epilogue.RAW_SOFTMAX:
+        return NL.softmax_params(2.0 ** -10, out_max=127, in_bits=32)
+    if epilogue == Epilogue.REQ8_SOFTMAX:
+        return NL.softmax_params(2.0 ** -4, out_max=255, in_bits=8)
+    if epilogue == Epilogue.REQ8_SIGMOID:
+        return NL.sigmoid_params(2.0 ** -4, 2.0 ** -8, out_bits=8, in_bits=8)
+    raise ValueError(epilogue)
+
+
+class Case:
+    """One GEMM descriptor with its token buffers, DDR model image and the expected raw result."""
+
+    def __init__(self, acc, rng: random.Random, np_rng, wsrc: WSrc, epilogue: Epilogue = Epilogue.REQ8,
+                 live: bool = False, shape=None, check: bool = True):
+        g = acc.gemm
+        R, C, A = g.rows, g.cols, isa.column_align(acc)
+        self.acc = acc
+        bufs = isa.token_buffers(acc)
+        m, k, n = shape or (rng.randint(1, 2 * R + 3), rng.randint(1, 3 * R + 2), rng.randint(1, 3 * C + 2))
+        n_live = 1 << 16
+        flags = {}
+        if live:
+            # the live count clips M (tokens past N_live) and K (BUF) or N (BUF_T)
+            flags = {"m_live": 1, "k_live": int(wsrc == WSrc.BUF), "n_live": int(wsrc == WSrc.BUF_T)}
+            m = max(m, 3)
+            if wsrc == WSrc.BUF:
+                k = max(k, 3)
+            if wsrc == WSrc.BUF_T:
+                n = max(n, 3)
+            n_live = rng.randint(2, min(m, k if wsrc == WSrc.BUF else n if wsrc == WSrc.BUF_T else m))
+
+        def col(buf, width):
+            return A * rng.randint(0, (bufs[buf].cols - width) // A)
+
+        src, dst, aux = Buf.N, Buf.T, Buf.QKV
+        aux_r, aux_c = (k, n) if wsrc == WSrc.BUF else (n, k)
+        self.d = isa.Descriptor(
+            Op.GEMM, epilogue=int(epilogue), wsrc=int(wsrc), src=src, dst=dst,
+            aux=aux if wsrc != WSrc.DDR else 0,
+            src_row=rng.randint(0, min(3, n_live - 1)), src_col=col(src, k), dst_row=rng.randint(0, 3), dst_col=col(dst, n),
+            aux_row=rng.randint(0, 3) if wsrc != WSrc.DDR else 0,
+            aux_col=col(aux, aux_c) if wsrc != WSrc.DDR else 0,
+            m=m, k=k, n=n, addr=64 * rng.randint(0, 3), **flags)
+        if check:
+            isa.check(self.d, acc, n_live)
+        self.m, self.k, self.n = isa.live_dims(self.d, n_live)
+        assert self.m >= 1
+        self.bufs = {b: np_rng.integers(-128, 128, (s.rows, s.cols)) for b, s in bufs.items()}
+        d = self.d
+        self.p_bytes = param_bytes(acc, d)
+        blob = bytearray(np_rng.integers(0, 256, d.addr + isa.param_block_bytes(acc, d) + 64).astype(np.uint8).tobytes())
+        if wsrc == WSrc.DDR:
+            w_full = np_rng.integers(-128, 128, (d.k, d.n))
+            off, size = isa.param_block(acc, d)["weights"]
+            packed = golden.pack_weights(g, w_full).astype(np.int8).tobytes()
+            assert len(packed) == size
+            blob[d.addr + off:d.addr + off + size] = packed
+            w = unpack_weights(g, bytes(blob[d.addr + off:]), d.k, d.n)            # as interpret reads it
+        elif wsrc == WSrc.BUF:
+            w = self.bufs[d.aux][d.aux_row:d.aux_row + self.k, d.aux_col:d.aux_col + self.n]
+        else:
+            w = self.bufs[d.aux][d.aux_row:d.aux_row + self.n, d.aux_col:d.aux_col + self.k].T
+        a = self.bufs[d.src][d.src_row:d.src_row + self.m, d.src_col:d.src_col + self.k]
+        self.raw = golden.matmul_acc(g, a, w)                                       # (m, n) int32
+        parts = isa.param_block(acc, d)
+        if "requant" in parts:
+            # shifts that put most results inside the output range, a few saturating
+            bias = np_rng.integers(-(1 << 12), 1 << 12, d.n)
+            mult = np_rng.integers(1, 1 << g.mult_bits, d.n)
+            out_bits = 16 if epilogue == Epilogue.REQ16_GELU else 8
+            top = int(np.abs(self.raw).max()).bit_length() + np.ceil(np.log2(mult + 1)).astype(int)
+            shift = np.clip(top - out_bits + np_rng.integers(-1, 3, d.n), 0, g.max_shift)
+            off, size = parts["requant"]
+            blob[d.addr + off:d.addr + off + size] = isa.pack_requant(bias, mult, shift)
+        if epilogue in isa.RECORD_KIND:
+            part, kind = isa.RECORD_KIND[Epilogue(epilogue)]
+            rec = record(epilogue)
+            names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
+            values = {nm: getattr(rec, nm) for nm in names}
+            isa.check_record(kind, values, acc)
+            off, size = parts[part]
+            blob[d.addr + off:d.addr + off + size] = isa.pack_record(names, values)
+        self.blob = bytes(blob)
+
+    def expected(self) -> np.ndarray:
+        """The dst buffer after the descriptor, by ``heatvit.compiler.interpret``."""
+        mach = Machine.__new__(Machine)
+        mach.acc, mach.g, mach.model = self.acc, self.acc.gemm, self.blob
+        mach.bufs = {b: v.copy() for b, v in self.bufs.items()}
+        d = self.d
+        y = np.asarray(mach._gemm(d, self.m, self.k, self.n, Step(0, "", "GEMM", self.m, self.k, self.n)))
+        if d.epilogue in isa.UNSIGNED_EPILOGUES:
+            y = (y + 128) % 256 - 128
+        out = mach.bufs[d.dst]
+        out[d.dst_row:d.dst_row + self.m, d.dst_col:d.dst_col + self.n] = y
+        return out
+
+    def fields(self) -> dict:
+        f = {fd.name: int(getattr(self.d, fd.name)) for fd in isa.FIELDS}
+        f.update(live_m=self.m, live_k=self.k, live_n=self.n)
+        return f
+
+    def windows(self):
+        """(port name, rows, columns) every buffer read must stay inside."""
+        d = self.d
+        out = {"src": (d.src, range(d.src_row, d.src_row + self.m), range(d.src_col, d.src_col + self.k))}
+        if d.wsrc == WSrc.BUF:
+            out["aux"] = (d.aux, range(d.aux_row, d.aux_row + self.k), range(d.aux_col, d.aux_col + self.n))
+        elif d.wsrc == WSrc.BUF_T:
+            out["aux"] = (d.aux, range(d.aux_row, d.aux_row + self.n), range(d.aux_col, d.aux_col + self.k))
+        return out
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+class Bench:
+    """The executor with Python models of its buffers, its DMA and (``RawOutput``) its output."""
+
+    def __init__(self, acc, seed: int, gap: float = 0.3, real: bool = False):
+        self.acc, self.seed, self.gap, self.real = acc, seed, gap, real
+        self.rng = random.Random(seed)
+        self.dut = GemmExecutor(acc, output=None if real else RawOutput)
+        self.case = None
+        self.reads = {"src": 0, "aux": 0}
+        self.epoch = 0          # bumped when the top would flush the DMA and the read pipelines
+
+    def buffer_port(self, name):
+        dut, A = self.dut, isa.column_align(self.acc)
+        port = getattr(dut, name)
+        rng = random.Random(self.seed + hash(name) % 1000)
+
+        async def proc(ctx):
+            q, epoch = deque(), 0
+            while True:
+                if epoch != self.epoch:
+                    q.clear()
+                    epoch = self.epoch
+                ctx.set(port.cmd.ready, rng.random() >= self.gap)
+                have = bool(q) and rng.random() >= self.gap
+                ctx.set(port.data.valid, have)
+                if have:
+                    ctx.set(port.data.payload, q[0])
+                _, _, cv, cr, cp, dr = await ctx.tick().sample(port.cmd.valid, port.cmd.ready, port.cmd.payload,
+                                                               port.data.ready)
+                if have and dr:
+                    q.popleft()
+                if cv and cr:
+                    buf, rows, cols = self.case.windows()[name]
+                    row, word = int(cp.row), int(cp.word)
+                    assert row in rows and word * A < cols.stop and word * A + A > cols.start, \
+                        f"seed {self.seed}: {name} read (row {row}, word {word}) outside the window {rows}, {cols}"
+                    q.append(word_of(self.case.bufs[buf][row, word * A:word * A + A]))
+                    self.reads[name] += 1
+        return proc
+
+    def dma(self):
+        dut, D = self.dut, self.acc.shell.data_bytes
+        rng = random.Random(self.seed + 7)
+
+        async def proc(ctx):
+            q, epoch = deque(), 0
+            while True:
+                if epoch != self.epoch:
+                    q.clear()
+                    epoch = self.epoch
+                ctx.set(dut.dma_rd.req.ready, rng.random() >= self.gap)
+                have = bool(q) and rng.random() >= self.gap
+                ctx.set(dut.dma_rd.data.valid, have)
+                if have:
+                    ctx.set(dut.dma_rd.data.payload, q[0])
+                _, _, rv, rr, rp, dr = await ctx.tick().sample(dut.dma_rd.req.valid, dut.dma_rd.req.ready,
+                                                               dut.dma_rd.req.payload, dut.dma_rd.data.ready)
+                if have and dr:
+                    q.popleft()
+                if rv and rr:
+                    assert int(rp.region) == DmaRegion.MODEL
+                    off, beats = int(rp.offset), int(rp.beats)
+                    blob = self.case.blob
+                    for b in range(beats):
+                        q.append(int.from_bytes(blob[off + b * D:off + b * D + D].ljust(D, b"\0"), "little"))
+        return proc
+
+    def output(self, got: dict):
+        """The stand-in's side: cmd, the parameter beats, the raw rows, then ``done``."""
+        out = self.dut.output
+        rng = random.Random(self.seed + 11)
+
+        async def take(ctx, port):
+            while True:
+                ready = rng.random() >= self.gap
+                ctx.set(port.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+                if ready and valid:
+                    ctx.set(port.ready, 0)
+                    return payload
+
+        async def proc(ctx):
+            while True:
+                got["cmd"] = await take(ctx, out.cmd)
+                c = self.case
+                D = self.acc.shell.data_bytes
+                got["params"] = [int(await take(ctx, out.params)) for _ in range(c.p_bytes // D)]
+                nt = -(-c.n // self.acc.gemm.cols)
+                got["rows"] = []
+                for _ in range(nt * c.m):
+                    p = await take(ctx, out.i)
+                    got["rows"].append(([int(x) for x in p.acc], int(p.tag.m), int(p.tag.nt), int(p.tag.last)))
+                ctx.set(out.done, 1)
+                await ctx.tick()
+                ctx.set(out.done, 0)
+        return proc
+
+    def dst_sink(self):
+        """The real GemmOutput's buffer writes, applied to ``self.dst_buf``."""
+        port, A = self.dut.dst, isa.column_align(self.acc)
+        rng = random.Random(self.seed + 13)
+
+        async def proc(ctx):
+            while True:
+                ready = rng.random() >= self.gap
+                ctx.set(port.ready, ready)
+                _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
+                if ready and valid:
+                    row, word, mask = int(p.row), int(p.word), int(p.mask)
+                    lanes = lanes_of(int(p.data), 8, A)
+                    for i in range(A):
+                        if mask >> i & 1:
+                            self.dst_buf[row, word * A + i] = lanes[i]
+        return proc
+
+    async def run_one(self, ctx, case: Case, limit: int = 200_000) -> tuple[int, int]:
+        """Send ``case``'s descriptor; (cycles from its acceptance to ``done``, error)."""
+        self.case = case
+        self.dst_buf = case.bufs[case.d.dst].copy()
+        dut = self.dut
+        await send(ctx, dut.cmd, [case.fields()], self.rng, self.gap)
+        cycles = 0
+        while True:
+            _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
+            cycles += 1
+            if done:
+                return cycles, int(err)
+            assert cycles < limit, f"seed {self.seed}: no done after {limit} cycles"
+
+    def simulate(self, testbench, got):
+        sim = Simulator(self.dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(self.buffer_port("src"), background=True)
+        sim.add_testbench(self.buffer_port("aux"), background=True)
+        sim.add_testbench(self.dma(), background=True)
+        if self.real:
+            sim.add_testbench(self.dst_sink(), background=True)
+        else:
+            sim.add_testbench(self.output(got), background=True)
+        sim.add_testbench(testbench)
+        sim.run()
+
+
+def check_result(acc, case: Case, got: dict, seed: int):
+    g, D = acc.gemm, acc.shell.data_bytes
+    C = g.cols
+    assert {k: int(getattr(got["cmd"], k)) for k in case.fields()} == case.fields(), f"seed {seed}: cmd"
+    want_params = [int.from_bytes(case.blob[case.d.addr + i * D:case.d.addr + (i + 1) * D], "little")
+                   for i in range(case.p_bytes // D)]
+    assert got["params"] == want_params, f"seed {seed}: parameter beats"
+    nt = -(-case.n // C)
+    want_order = [(t, mm) for t in range(nt) for mm in range(case.m)]
+    assert len(got["rows"]) == len(want_order)
+    raw = np.zeros((case.m, nt * C), dtype=np.int64)
+    raw[:, :case.n] = case.raw
+    for i, ((lanes, tm, tnt, last), (t, mm)) in enumerate(zip(got["rows"], want_order)):
+        assert (tm, tnt, last) == (mm, t, int(i == len(want_order) - 1)), f"seed {seed}: tag of row {i}"
+        assert lanes == list(raw[mm, t * C:(t + 1) * C]), \
+            f"seed {seed}: row m={mm} nt={t}: {lanes} != {list(raw[mm, t * C:(t + 1) * C])}"
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+WSRCS = [WSrc.DDR, WSrc.BUF, WSrc.BUF_T]
+
+
+@pytest.mark.parametrize("name", list(ACC))
+@pytest.mark.parametrize("wsrc", WSRCS, ids=[w.name for w in WSRCS])
+def test_gemm_exec_raw(name, wsrc):
+    """Random shapes (K, N not multiples of the tile), three GEMMs back to back, one live-clipped."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed)
+    got = {}
+    eps = list(Epilogue)
+
+    async def tb(ctx):
+        for i in range(3):
+            case = Case(acc, rng, np_rng, wsrc, rng.choice(eps), live=(i == 2 and wsrc != WSrc.DDR))
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            check_result(acc, case, got, seed)
+
+    bench.simulate(tb, got)
+
+
+@pytest.mark.parametrize("name", ["4x4", "8x4"])
+def test_gemm_exec_cycles(name):
+    """No stalls: measured cycles (descriptor accepted -> done) next to GemmConfig.estimate_cycles."""
+    seed = pick_seed()
+    acc = ACC[name]
+    g = acc.gemm
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, gap=0.0)
+    got = {}
+    shapes = [(16, 16, 16), (32, 32, 16), (8, 64, 8), (48, 24, 32)]
+    rows = []
+
+    async def tb(ctx):
+        for wsrc in WSRCS:
+            for m, k, n in shapes:
+                case = Case(acc, rng, np_rng, wsrc, Epilogue.REQ8, shape=(m, k, n))
+                cycles, err = await bench.run_one(ctx, case)
+                assert err == 0
+                check_result(acc, case, got, seed)
+                est = g.estimate_cycles(m, k, n)
+                rows.append((wsrc.name, m, k, n, cycles, est))
+                # the engine, after the first activation tile (M words) and its weights, and the hand-over
+                assert cycles <= est + m + 2 * g.rows + 20, (wsrc.name, m, k, n, cycles, est)
+
+    bench.simulate(tb, got)
+    for r in rows:
+        print("%-5s m=%3d k=%3d n=%3d cycles=%5d estimate=%5d ratio=%.3f" % (*r, r[4] / r[5]))
+
+
+EPILOGUES = list(Epilogue)
+
+
+@pytest.mark.parametrize("name", list(ACC))
+@pytest.mark.parametrize("epilogue", EPILOGUES, ids=[e.name for e in EPILOGUES])
+def test_gemm_exec(name, epilogue):
+    """With GemmOutput: the dst buffer after each GEMM (random weight source, shape, live
+    clipping) equals heatvit.compiler.interpret's, and nothing outside the window changed."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+
+    async def tb(ctx):
+        for i in range(2):
+            wsrc = rng.choice(WSRCS)
+            case = Case(acc, rng, np_rng, wsrc, epilogue, live=(i == 1 and wsrc != WSrc.DDR))
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            want = case.expected()
+            bad = np.argwhere(bench.dst_buf != want)
+            assert not len(bad), (f"seed {seed}: {epilogue.name} {wsrc.name} m,k,n={case.m},{case.k},{case.n}: "
+                                  f"{len(bad)} wrong bytes, first {bad[0]}: {bench.dst_buf[tuple(bad[0])]} "
+                                  f"!= {want[tuple(bad[0])]}")
+
+    bench.simulate(tb, {})
+
+
+FAULTS = ["abort", "dma_error", "engine", "params"]
+
+
+@pytest.mark.parametrize("name", ["4x4", "4x8"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_gemm_exec_faults(name, fault):
+    """abort at a random cycle (no done), a DMA error, an engine error (M > max_m, a descriptor
+    the checker would refuse) and a parameter record out of range: the code with done (nothing
+    written for the last two), and the next GEMM is correct."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    g = acc.gemm
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+    dut = bench.dut
+
+    async def tb(ctx):
+        wsrc = rng.choice(WSRCS)
+        if fault == "engine":
+            case = Case(acc, rng, np_rng, wsrc, Epilogue.REQ8, shape=(g.max_m + 1, g.rows, g.cols), check=False)
+        elif fault == "params":
+            case = Case(acc, rng, np_rng, wsrc, Epilogue.REQ8)
+            off = case.d.addr + isa.param_block(acc, case.d)["requant"][0]
+            blob = bytearray(case.blob)
+            blob[off + 7] = g.max_shift + 1 + rng.randrange(256 - g.max_shift - 1)   # channel 0's shift
+            case.blob = bytes(blob)
+        else:
+            case = Case(acc, rng, np_rng, wsrc, rng.choice(list(Epilogue)))
+        before = case.bufs[case.d.dst].copy()
+        if fault in ("abort", "dma_error"):
+            bench.case = case
+            bench.dst_buf = before.copy()
+            await send(ctx, dut.cmd, [case.fields()], bench.rng, bench.gap)
+            at = rng.randint(1, 60)
+            for _ in range(at):
+                assert not ctx.get(dut.done), f"seed {seed}: done before the fault"
+                await ctx.tick()
+            if fault == "abort":
+                ctx.set(dut.abort, 1)
+                await ctx.tick()
+                ctx.set(dut.abort, 0)
+                bench.epoch += 1
+                for _ in range(200):
+                    _, _, done = await ctx.tick().sample(dut.done)
+                    assert not done, f"seed {seed}: done after abort"
+            else:
+                ctx.set(dut.dma_error, ErrorCode.AXI_READ_ERROR)
+                cycles = 0
+                while True:
+                    _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
+                    ctx.set(dut.dma_error, 0)
+                    cycles += 1
+                    if done:
+                        break
+                    assert cycles < 1000, f"seed {seed}: no done after the DMA error"
+                assert int(err) == ErrorCode.AXI_READ_ERROR, f"seed {seed}: error {int(err)}"
+                bench.epoch += 1
+        else:
+            _, err = await bench.run_one(ctx, case)
+            want = ErrorCode.M_TOO_LARGE if fault == "engine" else ErrorCode.CTRL_BAD_PARAMS
+            assert err == want, f"seed {seed}: error {err}, want {want!r}"
+            assert (bench.dst_buf == before).all(), f"seed {seed}: {fault}: the dst buffer was written"
+        for _ in range(2):
+            case = Case(acc, rng, np_rng, rng.choice(WSRCS), rng.choice(list(Epilogue)))
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err} after the {fault}"
+            assert (bench.dst_buf == case.expected()).all(), f"seed {seed}: wrong result after the {fault}"
+
+    bench.simulate(tb, {})
