@@ -393,9 +393,13 @@ class AcceleratorConfig:
     # -- consistent changes ------------------------------------------------------------------
     def with_gemm(self, **changes) -> "AcceleratorConfig":
         """This config with ``gemm`` fields changed and the fields that depend on them derived
-        again: ``toksel.lanes = gemm.rows``, and ``buffers`` if it was the derived default (an
-        explicit ``buffers`` is kept and checked against the new engine).  Every other section
-        is kept."""
+        again: ``toksel.lanes = gemm.rows``, ``gemm.weight_fifo_depth`` raised to ``2 * rows`` if
+        it would not hold one weight tile (unless given), and ``buffers`` if it was the derived
+        default (an explicit ``buffers`` is kept and checked against the new engine).  Every
+        other section is kept."""
+        if "weight_fifo_depth" not in changes and self.gemm.weight_fifo_depth < changes.get("rows", self.gemm.rows):
+            # The FIFO must hold one weight tile (rows words): two tiles, as the presets have.
+            changes = {**changes, "weight_fifo_depth": 2 * changes["rows"]}
         gemm = dataclasses.replace(self.gemm, **changes)
         toksel = dataclasses.replace(self.toksel, lanes=gemm.rows)
         was_derived = self.buffers == _derived_buffers(self.gemm, self.nonlinear, self.toksel)
