@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 
 from .errors import ErrorCode
+from .golden.nonlinear.layernorm import moments_bits
 
 ISA_VERSION = (1, 1)
 """(major, minor): a controller runs programs of its major version and any minor <= its own."""
@@ -491,6 +492,7 @@ def record_limits(acc) -> dict[str, dict[str, tuple[int, int]]]:
                  "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (16, 16)},
         "softmax": {"mult": (1, (1 << 24) - 1), "shift": (0, 63), "out_max": (1, 127), "in_bits": (g.acc_bits, g.acc_bits)},
         "ln": {"g_shift": (0, 30), "n": (1, acc.nonlinear.max_dim), "out_bits": (8, 8), "in_bits": (8, 8),
+               "eps_q": (0, ((1 << moments_bits(8, acc.nonlinear.dim_bits)) - 1) // 2),
                "gamma": (-(1 << 17) + 1, (1 << 17) - 1), "beta": (-(1 << 47) + 1, (1 << 47) - 1)},
         "gelu8": {"in_mult": (0, 0xFFFF), "in_shift": (0, 63), "out_mult": (0, 0xFFFF), "out_shift": (0, 63),
                   "out_min": (-128, 127), "out_max": (-128, 127), "in_bits": (8, 8)},
@@ -540,6 +542,12 @@ def unpack_record(names: tuple[str, ...], blob: bytes, signed: tuple[str, ...] =
 
 
 # -- checks ------------------------------------------------------------------------------------
+
+def softmax_row_limit(acc) -> int:
+    """The longest softmax row (``n`` of a ``RAW_SOFTMAX`` / ``REQ8_SOFTMAX`` GEMM): the score
+    memory holds rows of this many scores (``rtl/accel/softmax_rows.py``)."""
+    return min(acc.gemm.max_n, acc.nonlinear.max_tokens, acc.buffers.max_tokens)
+
 
 def check(d: Descriptor, acc, n_live: int | None = None) -> None:
     """Every check the controller makes before executing ``d`` (``DescriptorError`` with the
@@ -616,8 +624,9 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
                     f"{', '.join(f'{b.name}={b.value}' for b in WEIGHT_PORT_BUFFERS)}")
             r, c = (k, n) if d.wsrc == WSrc.BUF else (n, k)
             window("weight", "aux", d.aux_row, d.aux_col, r, c)
-        if d.epilogue == Epilogue.RAW_SOFTMAX and n > acc.nonlinear.max_tokens:
-            bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds nonlinear.max_tokens = {acc.nonlinear.max_tokens}")
+        if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX) and n > softmax_row_limit(acc):
+            bad(ErrorCode.N_TOO_LARGE, f"softmax row n = {n} exceeds the score memory's row of "
+                f"{softmax_row_limit(acc)} (min of gemm.max_n, nonlinear.max_tokens, buffers.max_tokens)")
         ddr(param_block_bytes(acc, d))
     elif op == Op.SELECT:
         ts = acc.toksel

@@ -10,7 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from heatvit import golden, isa
-from heatvit.config import AcceleratorConfig, GemmConfig
+from heatvit.config import AcceleratorConfig
 from heatvit.golden.nonlinear import gelu, gelu_params, sigmoid, sigmoid_params
 from heatvit.isa import Epilogue
 from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter

@@ -113,13 +113,13 @@ def make_job(acc, mode, rng, np_rng, *, live_m=None, n=None, live_n=None, bad=No
     return Job(d, live_m, live_n, accs, bytes(blob), want, ErrorCode.CTRL_BAD_PARAMS if bad else 0)
 
 
-def run(acc, jobs, seed, gap=0.3):
+def run(acc, jobs, seed, gap=0.3, limit=20_000, units=2):
     """Simulate ``jobs`` back to back; returns per job (writes, error code, cycles from the last
     accumulator row to ``done``)."""
     g = acc.gemm
     C = g.cols
     db = acc.shell.data_bytes
-    dut = GemmOutput(acc)
+    dut = GemmOutput(acc, softmax_units=units)
     rng = random.Random(seed)
     results = [{"writes": [], "code": None, "last_i": None, "done": None} for _ in jobs]
     state = {"job": 0, "cycle": 0}
@@ -157,7 +157,7 @@ def run(acc, jobs, seed, gap=0.3):
                 r["code"], r["done"] = int(error), state["cycle"]
                 state["job"] += 1
             cycles += 1
-            assert cycles < 20_000, f"seed {seed}: no done after {cycles} cycles (job {state['job']})"
+            assert cycles < limit, f"seed {seed}: no done after {cycles} cycles (job {state['job']})"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -267,7 +267,19 @@ def test_param_beats():
         param_beats(acc, isa.Descriptor(opcode=isa.Op.ADD))
 
 
-def measure_softmax(acc, m: int, n: int, seed: int = 1) -> dict:
+@pytest.mark.parametrize("units", [1, 3])
+def test_softmax_units(units):
+    """One softmax unit, and three (rows in turn, m not a multiple of the count)."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = ACC["8x4"]
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=rng.choice([1, 4, 5]), n=rng.randint(5, 20)),
+            make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, live_m=7)]
+    check(acc, jobs, run(acc, jobs, seed, units=units), seed)
+
+
+def measure_softmax(acc, m: int, n: int, seed: int = 1, units: int = 2) -> dict:
     """Cycles a softmax GEMM adds after its last accumulator row (no stalls: every stream
     always valid/ready): REQ8 and RAW_SOFTMAX of the same shape, from the last row's handshake
     to ``done``."""
@@ -275,20 +287,21 @@ def measure_softmax(acc, m: int, n: int, seed: int = 1) -> dict:
     for mode in (E.REQ8, E.RAW_SOFTMAX):
         rng, np_rng = random.Random(seed), np.random.default_rng(seed)
         jobs = [make_job(acc, mode, rng, np_rng, live_m=m, n=n)]
-        r = run(acc, jobs, seed, gap=0.0)
+        r = run(acc, jobs, seed, gap=0.0, limit=400_000, units=units)
         check(acc, jobs, r, seed)
         out[mode.name] = r[0]["done"] - r[0]["last_i"]
     out["added"] = out["RAW_SOFTMAX"] - out["REQ8"]
     return out
 
 
-if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG M N ...
+if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG UNITS M N [M N ...]
     import sys
 
     from heatvit.config import AcceleratorConfig
     cfg = ACC.get(sys.argv[1]) or AcceleratorConfig()
-    for i in range(2, len(sys.argv), 2):
-        print(sys.argv[1], measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1])), flush=True)
+    for i in range(3, len(sys.argv), 2):
+        print(sys.argv[1], "units", sys.argv[2],
+              measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1]), units=int(sys.argv[2])), flush=True)
 
 
 @pytest.mark.parametrize("width", [32, 64])
@@ -391,4 +404,16 @@ def test_softmax_too_long():
     jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=13), make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, n=12)]
     jobs[0] = dataclasses.replace(jobs[0], want=None, code=ErrorCode.N_TOO_LARGE)
     jobs.append(make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=10, n=12))
+    check(acc, jobs, run(acc, jobs, seed), seed)
+
+
+def test_default_config():
+    """The default 16 x 16 accelerator: a softmax row of several tiles and a GELU GEMM."""
+    from heatvit.config import AcceleratorConfig
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = AcceleratorConfig()
+    jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=2, n=rng.randint(33, 60)),
+            make_job(acc, E.REQ16_GELU, rng, np_rng, live_m=2, n=rng.randint(17, 40))]
     check(acc, jobs, run(acc, jobs, seed), seed)

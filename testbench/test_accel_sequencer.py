@@ -63,8 +63,10 @@ def reference(words_at, acc):
         i += 1
 
 
-def simulate(programs, seed, *, hang_at=None, watchdog=2000):
-    """Run each program (a list of word lists; zeros past its end) from one start each."""
+def simulate(programs, seed, *, hang_at=None, watchdog=2000, select=None):
+    """Run each program (a list of word lists; zeros past its end) from one start each.
+    ``select(index, live_m, n_tail)``: called for every executed SELECT (its live rows and the
+    sequencer's ``n_tail`` then), returns the ``(N', N_tail')`` its ``exec_done`` reports."""
     rng = random.Random(seed)
     dut = Sequencer(DEFAULT, watchdog_cycles=watchdog)
     results = []
@@ -93,14 +95,23 @@ def simulate(programs, seed, *, hang_at=None, watchdog=2000):
             if valid and ready:
                 i = int(p.index)
                 state["executed"].append(i)
+                state["live"].append((i, int(p.fields.live_m), int(ctx.get(dut.n_live)), int(ctx.get(dut.n_tail))))
                 assert isa.encode(isa.decode(state["prog"][i])) == state["prog"][i]
                 assert int(p.fields.opcode) == state["prog"][i][0] & 0xFF
                 if hang_at is not None and i == hang_at:
                     continue                          # never answers: the watchdog must fire
                 await ctx.tick().repeat(rng.randrange(1, 30))
+                upd = None
+                if select is not None and int(p.fields.opcode) == isa.Op.SELECT:
+                    upd = select(i, int(p.fields.live_m), int(ctx.get(dut.n_tail)))
+                # set_live only counts with a SELECT's done: elsewhere it carries garbage
+                ctx.set(dut.set_live, upd is not None)
+                ctx.set(dut.new_n_live, upd[0] if upd else rng.randrange(1 << 16))
+                ctx.set(dut.new_n_tail, upd[1] if upd else rng.randrange(1 << 16))
                 ctx.set(dut.exec_done, 1)
                 await ctx.tick()
                 ctx.set(dut.exec_done, 0)
+                ctx.set(dut.set_live, 0)
 
     async def tracer(ctx):
         while True:
@@ -111,14 +122,14 @@ def simulate(programs, seed, *, hang_at=None, watchdog=2000):
 
     async def main(ctx):
         for prog in programs:
-            state.update(prog=prog, executed=[], trace=[])
+            state.update(prog=prog, executed=[], trace=[], live=[])
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             await ctx.tick().until(dut.done)
             await ctx.tick().repeat(3)
             results.append((int(ctx.get(dut.error)), int(ctx.get(dut.error_index)),
-                            list(state["executed"]), list(state["trace"])))
+                            list(state["executed"]), list(state["trace"]), list(state["live"])))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -132,7 +143,7 @@ def simulate(programs, seed, *, hang_at=None, watchdog=2000):
 def check(prog, got, seed):
     words_at = lambda i: prog[i] if i < len(prog) else [0] * isa.DESC_WORDS   # noqa: E731
     err, where, executed, traced = reference(words_at, DEFAULT)
-    g_err, g_where, g_exec, g_trace = got
+    g_err, g_where, g_exec, g_trace = got[:4]
     assert (g_err, g_where) == (err, where), f"seed {seed}: error {g_err} at {g_where}, expected {err} at {where}"
     assert g_exec == executed, f"seed {seed}: executed {g_exec[:10]}..., expected {executed[:10]}..."
     assert [t[0] for t in g_trace] == traced, f"seed {seed}: traced descriptors differ"
@@ -190,3 +201,43 @@ def test_sequencer_watchdog_then_next_start(program):
     assert hung[:2] == (E.TIMEOUT, gemm), f"seed {seed}: {hung[:2]}"
     res = simulate([program[:gemm + 1], program], seed, hang_at=gemm, watchdog=500)
     assert res[0][0] == E.TIMEOUT and res[1][0] == E.TIMEOUT   # same hang twice, each reported
+
+
+@pytest.fixture(scope="module")
+def pruned_program():
+    qm = compiler.quantize_for(models.load_model(), DEFAULT)
+    img = image.read(compiler.compile_model(qm, DEFAULT, prune=True), DEFAULT)
+    return img.program
+
+
+def test_sequencer_select_updates_live(pruned_program):
+    """A SELECT's done with ``set_live`` sets N_live / N_tail for every later descriptor (random
+    N' and tails); BEGIN of the next run resets them (N_tail to 0)."""
+    seed = pick_seed()
+    rng = random.Random(seed)
+    prog = [isa.encode(d) for d in pruned_program]
+    selects = [i for i, d in enumerate(pruned_program) if d.opcode == isa.Op.SELECT]
+    assert len(selects) >= 2
+    calls = []
+
+    def select(i, live_m, n_tail):
+        n_out = rng.randint(2, live_m)
+        calls.append((i, n_out, rng.randint(0, n_out - 1)))
+        return calls[-1][1:]
+
+    results = simulate([prog, prog], seed, select=select)
+    chosen = [calls[:len(selects)], calls[len(selects):]]
+    for run, (err, where, executed, _, live) in enumerate(results):
+        assert err == 0, f"seed {seed}: run {run}: error {err} at {where}"
+        n_live, n_tail = pruned_program[0].m, 0
+        updates = {i: (n, t) for i, n, t in chosen[run]}
+        want = []
+        for i, d in enumerate(pruned_program[1:-1], 1):
+            m = isa.live_dims(d, n_live)[0]
+            if m:
+                want.append((i, m, n_live, n_tail))
+            if i in updates:
+                n_live, n_tail = updates[i]
+        assert live == want, f"seed {seed}: run {run}: first difference at " \
+            f"{next((g, w) for g, w in zip(live, want) if g != w)}"
+        assert [i for i, *_ in chosen[run]] == selects, f"seed {seed}: run {run}: SELECTs executed"

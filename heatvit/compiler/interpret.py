@@ -120,11 +120,12 @@ class Machine:
         r = self._record(d, "ln", isa.LN_RECORD)
         gamma = np.frombuffer(self._block(d, "gamma"), dtype="<i4").astype(np.int64)
         beta = np.frombuffer(self._block(d, "beta"), dtype="<i8").astype(np.int64)
-        isa.check_record("ln", {"gamma": gamma, "beta": beta}, self.acc, f"{d.name}: ")
+        eps_q = r["eps_q_hi"] << 32 | r["eps_q_lo"]
+        isa.check_record("ln", {"gamma": gamma, "beta": beta, "eps_q": eps_q}, self.acc, f"{d.name}: ")
         if r["n"] != n:
             raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_PARAMS, f"{d.name}: LayerNorm record has n = {r['n']}, "
                                       f"the descriptor n = {n}")
-        p = NL.LayerNormParams(gamma, beta, r["g_shift"], r["eps_q_hi"] << 32 | r["eps_q_lo"], r["out_bits"],
+        p = NL.LayerNormParams(gamma, beta, r["g_shift"], eps_q, r["out_bits"],
                                r["in_bits"], float("nan"), float("nan"))
         x = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + n]
         return NL.layernorm(x, p, self.acc.nonlinear)

@@ -141,7 +141,8 @@ class DescriptorChecker(wiring.Component):
                 *[(c & (f.wsrc != isa.WSrc.DDR), code) for c, code in
                   [(~Cat(*(f.aux == b for b in isa.WEIGHT_PORT_BUFFERS)).any(), E.CTRL_BAD_BUFFER),
                    *window(f.aux, f.aux_row, f.aux_col, aux_rows, aux_cols)]],
-                ((f.epilogue == isa.Epilogue.RAW_SOFTMAX) & (nn > acc.nonlinear.max_tokens), E.N_TOO_LARGE),
+                (((f.epilogue == isa.Epilogue.RAW_SOFTMAX) | (f.epilogue == isa.Epilogue.REQ8_SOFTMAX))
+                 & (nn > isa.softmax_row_limit(acc)), E.N_TOO_LARGE),
                 *ddr(gemm_pbb),
             ],
         }

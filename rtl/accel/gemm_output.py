@@ -12,9 +12,10 @@ requant records of channels ``< live_n``, the record of the epilogue's kind,
 :data:`heatvit.isa.RECORD_KIND`) -> ``error = CTRL_BAD_PARAMS``: the accumulator rows are then
 taken and dropped (nothing is written) and ``done`` pulses with the code after the row tagged
 ``last``.  The same for a softmax row longer than the score memory
-(:func:`.softmax_rows.score_geometry`: ``live_n > max_tiles * C``) -> ``N_TOO_LARGE``.  Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter`
-(and :class:`.softmax_rows.SoftmaxRows` for RAW_SOFTMAX / REQ8_SOFTMAX) to ``dst``; ``done``
-pulses (``error`` = 0) the cycle after the last write.  ``live_m`` must be >= 1 (the sequencer
+(:func:`.softmax_rows.score_geometry`: ``live_n > max_tiles * C``) -> ``N_TOO_LARGE``.
+Otherwise the rows (``i``, N-tile major) go through :class:`.epilogue.EpilogueRouter` (and
+:class:`.softmax_rows.SoftmaxRows` for RAW_SOFTMAX / REQ8_SOFTMAX) to ``dst``; ``done`` pulses
+(``error`` = 0) the cycle after the last write.  ``live_m`` must be >= 1 (the sequencer
 skips M = 0 descriptors).  ``abort``: back to idle at once, no ``done``.
 """
 
@@ -59,10 +60,13 @@ class GemmOutput(wiring.Component):
     * ``i``: In(stream(:func:`.epilogue.acc_row`)): ``live_m * ceil(live_n / C)`` rows.
     * ``dst``: Out(:func:`.ports.buffer_write` (``lanes``)).
     * ``done`` (pulse), ``error`` (``ErrorCode``, valid with ``done``), ``abort`` (in, pulse).
+
+    ``softmax_units``: softmax row units working on alternate rows (:class:`.softmax_rows.SoftmaxRows`).
     """
 
-    def __init__(self, acc: AcceleratorConfig):
+    def __init__(self, acc: AcceleratorConfig, softmax_units: int = 2):
         self.acc, self.g = acc, acc.gemm
+        self.softmax_units = softmax_units
         self.lanes = isa.column_align(acc)
         dw = acc.shell.data_width
         self.records_per_group = max(1, dw // 64)
@@ -89,7 +93,7 @@ class GemmOutput(wiring.Component):
         rpg, bpg = self.records_per_group, self.beats_per_group
         m = Module()
         m.submodules.router = router = EpilogueRouter(acc)
-        m.submodules.softmax = sm = SoftmaxRows(acc)
+        m.submodules.softmax = sm = SoftmaxRows(acc, self.softmax_units)
 
         # -- the GEMM's fields, latched with cmd ------------------------------------------------------
         f = self.cmd.payload
@@ -176,8 +180,8 @@ class GemmOutput(wiring.Component):
         m.d.comb += [last.eq(Mux(is_sm, sm.o.payload.last, router.wr.payload.last)),
                      sm.o.ready.eq(is_sm & self.dst.ready), router.wr.ready.eq(~is_sm & self.dst.ready)]
 
-        # a softmax row longer than the score memory holds (isa.check bounds RAW_SOFTMAX's n by
-        # nonlinear.max_tokens and the window by its buffer's width, not by buffers.max_tokens)
+        # a softmax row longer than the score memory holds: isa.check refuses it (N_TOO_LARGE,
+        # isa.softmax_row_limit); this guard keeps a descriptor that bypassed the check harmless
         too_long = Signal()
         m.d.comb += too_long.eq(((f.epilogue == Epilogue.RAW_SOFTMAX) | (f.epilogue == Epilogue.REQ8_SOFTMAX))
                                 & (f.live_n > sm.max_tiles * C))

@@ -24,6 +24,12 @@ Ports (all streams valid/ready):
   index; the datapath then pulses ``exec_done`` (with ``exec_error`` != 0 for a run-time error).
 * ``trace`` (out): per descriptor ``(index, opcode, start, end)``: cycles since ``start`` when
   the descriptor was handed over / finished (the shell writes them to the trace buffer).
+* ``n_live`` / ``n_tail`` (out, 16 bits): the live token count (``BEGIN``'s ``m``, then each
+  ``SELECT``'s ``N'``) every later descriptor is clipped to, and the always-kept package tokens
+  at its end (0 at ``BEGIN``; the ``SELECT`` executor's input).
+* ``set_live`` (in, sampled with ``exec_done`` when ``exec_error`` = 0): ``n_live`` :=
+  ``new_n_live``, ``n_tail`` := ``new_n_tail`` (the ``SELECT`` executor's result), for every
+  later descriptor.
 * ``abort`` (out pulse): the watchdog fired (no handshake and no ``exec_done`` for
   ``watchdog_cycles``): the datapath must drop the descriptor; error ``TIMEOUT``.
 """
@@ -55,7 +61,8 @@ class Sequencer(wiring.Component):
         self.acc, self.watchdog_cycles = acc, watchdog_cycles
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(8), "error_index": Out(32),
-            "n_live": Out(16),
+            "n_live": Out(16), "n_tail": Out(16),
+            "set_live": In(1), "new_n_live": In(16), "new_n_tail": In(16),
             "fetch": Out(stream.Signature(data.StructLayout({"index": 32}))),
             "desc": In(stream.Signature(data.ArrayLayout(32, isa.DESC_WORDS))),
             "exec": Out(stream.Signature(data.StructLayout({"fields": fields_layout(), "index": 32}))),
@@ -137,7 +144,7 @@ class Sequencer(wiring.Component):
                         with m.Elif(code != 0):
                             fail(code)
                         with m.Else():
-                            m.d.sync += [count.eq(f.count), self.n_live.eq(f.m)]
+                            m.d.sync += [count.eq(f.count), self.n_live.eq(f.m), self.n_tail.eq(0)]
                             record(True)
                             m.next = "TRACE"
                     with m.Elif((code == ErrorCode.CTRL_BAD_OPCODE) | (code == ErrorCode.CTRL_BAD_FIELD)):
@@ -170,6 +177,8 @@ class Sequencer(wiring.Component):
                     with m.If(self.exec_error != 0):
                         fail(self.exec_error)
                     with m.Else():
+                        with m.If(self.set_live):
+                            m.d.sync += [self.n_live.eq(self.new_n_live), self.n_tail.eq(self.new_n_tail)]
                         m.d.sync += [self.trace.payload.index.eq(idx),
                                      self.trace.payload.opcode.eq(fields.opcode),
                                      self.trace.payload.start.eq(t_start), self.trace.payload.end.eq(cycles)]

@@ -3,9 +3,9 @@
 The engine emits a GEMM's rows N-tile major (all ``m_rows`` tokens of N tile 0, then of tile 1
 ...), but a softmax needs each token's whole row of ``n`` scores.  This stage stores the tiles in
 a score memory (``cols`` x signed ``acc_bits`` per word, word ``nt * m_rows + m``), and as soon
-as token ``m``'s last tile is in, reads its ``ceil(n / C)`` words back and feeds them to the
-softmax row unit (:class:`heatvit.rtl.nonlinear.rows.SoftmaxUnit`, ``L`` scores per beat) as one
-row; the unit's probabilities (uint8, ``[0, out_max]``: [0, 127] for RAW_SOFTMAX, [0, 255] for
+as token ``m``'s last tile is in, reads its ``ceil(n / C)`` words back and feeds them as one row
+to softmax row unit ``m % units`` (:class:`heatvit.rtl.nonlinear.rows.SoftmaxUnit`, ``L`` scores
+per beat); the units' probabilities (uint8, ``[0, out_max]``: [0, 127] for RAW_SOFTMAX, [0, 255] for
 REQ8_SOFTMAX) become token-buffer writes of row ``dst_row + m``, columns ``dst_word * lanes + j``
 (one write per beat, lane mask = the beat's elements).
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -38,7 +38,7 @@ def score_geometry(acc: AcceleratorConfig) -> tuple[int, int]:
     """``(max_rows, max_tiles)`` of the score memory (see the module doc)."""
     g = acc.gemm
     rows = min(g.max_m, acc.buffers.max_tokens)
-    cols = min(g.max_n, acc.nonlinear.max_tokens, acc.buffers.max_tokens)
+    cols = isa.softmax_row_limit(acc)
     return rows, -(-cols // g.cols)
 
 
@@ -57,10 +57,17 @@ class SoftmaxRows(wiring.Component):
       major, exactly ``m_rows * ceil(n / C)`` rows.
     * ``o`` (out): :func:`.epilogue.write_last_layout` writes of the probabilities (uint8
       pattern), ``last`` on the GEMM's final write.
+
+    ``units`` softmax units take the rows in turn (row ``r`` to unit ``r % units``): a unit
+    spends about ``2B + 25`` cycles on a row of ``B`` beats but takes its beats in ``B``, so two
+    units nearly halve a softmax GEMM's added cycles for the price of a second unit.
     """
 
-    def __init__(self, acc: AcceleratorConfig, row_bits: int = ROW_BITS, word_bits: int = WORD_BITS):
-        self.acc, self.g = acc, acc.gemm
+    def __init__(self, acc: AcceleratorConfig, units: int = 2, row_bits: int = ROW_BITS,
+                 word_bits: int = WORD_BITS):
+        if not 1 <= units <= 4:
+            raise ValueError(f"SoftmaxRows: units must be 1 .. 4, not {units!r}")
+        self.acc, self.g, self.units = acc, acc.gemm, units
         self.lanes = isa.column_align(acc)
         self.L = softmax_lanes(acc)
         self.max_rows, self.max_tiles = score_geometry(acc)
@@ -84,8 +91,11 @@ class SoftmaxRows(wiring.Component):
         m.submodules.scores = mem = Memory(shape=layouts.acc_word(g), depth=depth, init=[])
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=())
-        m.submodules.unit = unit = SoftmaxUnit(self.nl)
-        m.d.comb += unit.params.eq(self.params)
+        units = []
+        for u in range(self.units):
+            units.append(SoftmaxUnit(self.nl))
+            m.submodules[f"unit{u}"] = units[u]
+            m.d.comb += units[u].params.eq(self.params)
 
         n_tiles = Signal(range(self.max_tiles + 2))
         beats = Signal(range(depth * spw + 2))         # softmax beats per row: ceil(n / L)
@@ -115,8 +125,9 @@ class SoftmaxRows(wiring.Component):
         word_done = Signal()
         fire = Signal()
         issue = Signal()
+        sel = Signal(range(max(self.units, 2)))        # the unit taking the current row
         m.d.comb += [beat_last.eq(bcnt == beats - 1),
-                     fire.eq(have & unit.i.ready),
+                     fire.eq(have & Cat(*(u.i.ready for u in units)).bit_select(sel, 1)),
                      word_done.eq(fire & (beat_last | (sub == spw - 1))),
                      issue.eq((rr < self.m_rows) & (rr < complete) & (~have | word_done)),
                      rp.addr.eq(ra), rp.en.eq(issue)]
@@ -128,36 +139,48 @@ class SoftmaxRows(wiring.Component):
         m.d.sync += have.eq(issue | (have & ~word_done))
         with m.If(fire):
             m.d.sync += [sub.eq(Mux(word_done, 0, sub + 1)), bcnt.eq(Mux(beat_last, 0, bcnt + 1))]
-        beat = unit.i.payload
-        m.d.comb += [unit.i.valid.eq(have), beat.last.eq(beat_last), beat.count.eq(Mux(beat_last, tail, L))]
+            with m.If(beat_last):
+                m.d.sync += sel.eq(Mux(sel == self.units - 1, 0, sel + 1))
+        beat = Signal.like(units[0].i.payload)
+        m.d.comb += [beat.last.eq(beat_last), beat.count.eq(Mux(beat_last, tail, L))]
         with m.Switch(sub):
             for s in range(spw):
                 with m.Case(s):
                     m.d.comb += [beat.data[j].eq(rp.data[s * L + j]) for j in range(L)]
+        for u, unit in enumerate(units):
+            m.d.comb += [unit.i.valid.eq(have & (sel == u)), unit.i.payload.eq(beat)]
 
-        # -- output: one buffer write per probability beat -----------------------------------------
-        ro = Signal(range(self.max_rows + 1))
-        ow = Signal(self.o.payload.word.shape())       # word offset in the row
-        off = Signal(range(max(lanes, 2)))             # lane offset in the word
-        ob = unit.o.payload
+        # -- output: one buffer write per probability beat; unit u has rows u, u + units, ... -------
+        # fixed priority between the units (each drains one row at a time, so none starves)
+        rows_done = Signal(range(self.max_rows + 1))
         w = self.o.payload
-        cnt = Mux((ob.count == 0) | (ob.count > L), L, ob.count)
-        beat_bits = Signal(8 * L)
-        m.d.comb += [beat_bits[8 * j:8 * j + 8].eq(ob.data[j]) for j in range(L)]
-        m.d.comb += [self.o.valid.eq(unit.o.valid), unit.o.ready.eq(self.o.ready),
-                     w.row.eq(self.dst_row + ro), w.word.eq(self.dst_word + ow),
-                     w.data.eq(beat_bits << (off * 8)),
-                     w.mask.eq(((1 << cnt) - 1) << off),
-                     w.last.eq(ob.last & (ro == self.m_rows - 1))]
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(ob.last):
-                m.d.sync += [ro.eq(ro + 1), ow.eq(0), off.eq(0)]
-            with m.Elif(off == lanes - L):
-                m.d.sync += [ow.eq(ow + 1), off.eq(0)]
-            with m.Else():
-                m.d.sync += off.eq(off + L)
+        grant = [Signal(name=f"grant{u}") for u in range(self.units)]
+        restart = []
+        for u, unit in enumerate(units):
+            ro = Signal(range(self.max_rows + self.units), name=f"row{u}", init=u)
+            ow = Signal(self.o.payload.word.shape(), name=f"word{u}")      # word offset in the row
+            off = Signal(range(max(lanes, 2)), name=f"off{u}")             # lane offset in the word
+            restart += [ro.eq(u), ow.eq(0), off.eq(0)]
+            ob = unit.o.payload
+            earlier = Cat(*(x.o.valid for x in units[:u])).any() if u else 0
+            m.d.comb += grant[u].eq(unit.o.valid & ~earlier)
+            m.d.comb += unit.o.ready.eq(self.o.ready & grant[u])
+            cnt = Mux((ob.count == 0) | (ob.count > L), L, ob.count)
+            beat_bits = Signal(8 * L, name=f"beat{u}")
+            m.d.comb += [beat_bits[8 * j:8 * j + 8].eq(ob.data[j]) for j in range(L)]
+            with m.If(grant[u]):
+                m.d.comb += [self.o.valid.eq(1), w.row.eq(self.dst_row + ro), w.word.eq(self.dst_word + ow),
+                             w.data.eq(beat_bits << (off * 8)), w.mask.eq(((1 << cnt) - 1) << off),
+                             w.last.eq(ob.last & (rows_done == self.m_rows - 1))]
+                with m.If(self.o.ready):
+                    with m.If(ob.last):
+                        m.d.sync += [ro.eq(ro + self.units), ow.eq(0), off.eq(0), rows_done.eq(rows_done + 1)]
+                    with m.Elif(off == lanes - L):
+                        m.d.sync += [ow.eq(ow + 1), off.eq(0)]
+                    with m.Else():
+                        m.d.sync += off.eq(off + L)
 
         with m.If(self.start):
             m.d.sync += [wa.eq(0), complete.eq(0), rr.eq(0), rw.eq(0), ra.eq(0), have.eq(0), sub.eq(0),
-                         bcnt.eq(0), ro.eq(0), ow.eq(0), off.eq(0)]
+                         bcnt.eq(0), sel.eq(0), rows_done.eq(0), *restart]
         return m

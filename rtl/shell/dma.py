@@ -194,3 +194,23 @@ class DmaWriter(wiring.Component):
         with m.If(self.clear):
             m.d.sync += self.error.eq(0)
         return m
+
+
+def connect_axi(m: Module, ax, rd: DmaReader, wr: DmaWriter, cfg) -> None:
+    """Drive the AXI4 master pins ``ax`` from one reader and one writer (ID 0, INCR bursts)."""
+    for p in ("aw", "ar"):
+        m.d.comb += [getattr(ax, p + "size").eq(cfg.size_code), getattr(ax, p + "burst").eq(BURST_INCR),
+                     getattr(ax, p + "cache").eq(CACHE_MODIFIABLE_BUFFERABLE),
+                     getattr(ax, p + "id").eq(0), getattr(ax, p + "lock").eq(0),
+                     getattr(ax, p + "prot").eq(0), getattr(ax, p + "qos").eq(0)]
+    m.d.comb += [
+        ax.araddr.eq(rd.ar.addr), ax.arlen.eq(rd.ar.len), ax.arvalid.eq(rd.ar.valid),
+        rd.ar.ready.eq(ax.arready),
+        rd.r.data.eq(ax.rdata), rd.r.resp.eq(ax.rresp), rd.r.valid.eq(ax.rvalid),
+        ax.rready.eq(rd.r.ready),
+        ax.awaddr.eq(wr.aw.addr), ax.awlen.eq(wr.aw.len), ax.awvalid.eq(wr.aw.valid),
+        wr.aw.ready.eq(ax.awready),
+        ax.wdata.eq(wr.w.data), ax.wstrb.eq(wr.w.strb), ax.wlast.eq(wr.w.last),
+        ax.wvalid.eq(wr.w.valid), wr.w.ready.eq(ax.wready),
+        wr.b.resp.eq(ax.bresp), wr.b.valid.eq(ax.bvalid), ax.bready.eq(wr.b.ready),
+    ]

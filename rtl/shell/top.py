@@ -9,8 +9,8 @@ from heatvit.errors import ErrorCode
 
 from ..gemm import GemmEngine
 from . import regmap
-from .axi import BURST_INCR, CACHE_MODIFIABLE_BUFFERABLE, axi4_signature, axi_lite_signature
-from .dma import DmaReader, DmaWriter
+from .axi import axi4_signature, axi_lite_signature
+from .dma import DmaReader, DmaWriter, connect_axi
 from .gearbox import Gearbox
 from .regs import RegisterFile
 
@@ -86,23 +86,7 @@ class AcceleratorShell(wiring.Component):
         m.submodules.out_gb = out_gb = ResetInserter(eng_rst)(Gearbox(8 * C, s.data_width))
 
         # -- AXI4 master pins ------------------------------------------------------------------
-        ax = self.m_axi
-        for p in ("aw", "ar"):
-            m.d.comb += [getattr(ax, p + "size").eq(s.size_code), getattr(ax, p + "burst").eq(BURST_INCR),
-                         getattr(ax, p + "cache").eq(CACHE_MODIFIABLE_BUFFERABLE),
-                         getattr(ax, p + "id").eq(0), getattr(ax, p + "lock").eq(0),
-                         getattr(ax, p + "prot").eq(0), getattr(ax, p + "qos").eq(0)]
-        m.d.comb += [
-            ax.araddr.eq(rd.ar.addr), ax.arlen.eq(rd.ar.len), ax.arvalid.eq(rd.ar.valid),
-            rd.ar.ready.eq(ax.arready),
-            rd.r.data.eq(ax.rdata), rd.r.resp.eq(ax.rresp), rd.r.valid.eq(ax.rvalid),
-            ax.rready.eq(rd.r.ready),
-            ax.awaddr.eq(wr.aw.addr), ax.awlen.eq(wr.aw.len), ax.awvalid.eq(wr.aw.valid),
-            wr.aw.ready.eq(ax.awready),
-            ax.wdata.eq(wr.w.data), ax.wstrb.eq(wr.w.strb), ax.wlast.eq(wr.w.last),
-            ax.wvalid.eq(wr.w.valid), wr.w.ready.eq(ax.wready),
-            wr.b.resp.eq(ax.bresp), wr.b.valid.eq(ax.bvalid), ax.bready.eq(wr.b.ready),
-        ]
+        connect_axi(m, self.m_axi, rd, wr, s)
 
         # -- job registers, latched at start -------------------------------------------------------
         r = regs.regs

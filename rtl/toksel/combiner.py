@@ -45,16 +45,21 @@ class ScoreCombiner(wiring.Component):
     reciprocal; throughput one token per ``max(heads + 2, 7)`` cycles (a selector of 197 tokens:
     ~1.4k cycles for DeiT-T, ~2.8k for DeiT-B, while its GEMMs take 20k-77k).  No DSP of its own (the
     embedded reciprocal unit is the nonlinear path's).
+
+    ``runtime_heads=True`` (the accelerator's SELECT executor, whose head count is a descriptor
+    field): ``n_heads`` (in, 1 .. ``cfg.heads``, held while tokens flow) is the head count; the
+    pairs of heads ``n_heads ..`` must be 0, a token takes ``max(n_heads + 2, 7)`` cycles.
     """
 
-    def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None, runtime_heads: bool = False):
+        self.cfg, self.runtime_heads = cfg, runtime_heads
         self.nl_cfg = nl_cfg or NonlinearConfig()
         if self.nl_cfg.lanes != 1:
             raise ValueError(f"ScoreCombiner needs NonlinearConfig.lanes = 1, got {self.nl_cfg.lanes}")
         super().__init__({
             "heads": In(stream.Signature(head_pairs(cfg))),
             "scores": Out(stream.Signature(layouts.score(cfg))),
+            **({"n_heads": In(range(cfg.heads + 1))} if runtime_heads else {}),
         })
 
     def elaborate(self, platform):
@@ -82,7 +87,8 @@ class ScoreCombiner(wiring.Component):
         num = Signal(num_bits)
         den = Signal(DEN_BITS)
         den_a = Signal(DEN_BITS)
-        m.d.comb += den_a.eq(Mux(a_sum == 0, H, a_sum))
+        n_h = self.n_heads if self.runtime_heads else H
+        m.d.comb += den_a.eq(Mux(a_sum == 0, n_h, a_sum))
         cur = held[0]
         w = Signal(PROB_BITS)
         m.d.comb += w.eq(Mux(unit_a, 1, cur.a))
@@ -97,7 +103,7 @@ class ScoreCombiner(wiring.Component):
         with m.If(collecting):
             m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
                          hcount.eq(hcount + 1)]
-            with m.If(hcount == H - 1):
+            with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
         m.d.comb += [

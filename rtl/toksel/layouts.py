@@ -9,11 +9,16 @@ ERROR_BITS = 8
 """Width of the result's error code (:class:`heatvit.errors.ErrorCode` values)."""
 
 
-def command(cfg: TokSelConfig) -> data.StructLayout:
+def command(cfg: TokSelConfig, chunks: bool = False) -> data.StructLayout:
     """One selector stage: ``n_tokens`` tokens (class token first), of which the last ``n_tail``
-    are earlier package tokens (always kept); keep a token iff its score > ``threshold``."""
-    return data.StructLayout({"n_tokens": unsigned(cfg.count_bits), "n_tail": unsigned(cfg.count_bits),
-                              "threshold": unsigned(cfg.score_bits)})
+    are earlier package tokens (always kept); keep a token iff its score > ``threshold``.
+    ``chunks=True`` (a unit with run-time token width): also ``chunks``, the token words per
+    token of this stage, 1 .. ``cfg.chunks``."""
+    fields = {"n_tokens": unsigned(cfg.count_bits), "n_tail": unsigned(cfg.count_bits),
+              "threshold": unsigned(cfg.score_bits)}
+    if chunks:
+        fields["chunks"] = unsigned(cfg.chunks.bit_length())
+    return data.StructLayout(fields)
 
 
 def score(cfg: TokSelConfig) -> data.StructLayout:
@@ -26,10 +31,14 @@ def token_word(cfg: TokSelConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(TOKEN_BITS), cfg.lanes)
 
 
-def write_beat(cfg: TokSelConfig) -> data.StructLayout:
-    """A dense-buffer write: word ``addr = chunk * N' + position``; ``last`` on the final write."""
-    return data.StructLayout({"addr": unsigned(cfg.addr_bits), "data": token_word(cfg),
-                              "last": unsigned(1)})
+def write_beat(cfg: TokSelConfig, positions: bool = False) -> data.StructLayout:
+    """A dense-buffer write: word ``addr = chunk * N' + position``; ``last`` on the final write.
+    ``positions=True`` (a unit with run-time token width): also ``chunk`` and ``pos`` (the
+    address's two parts, for a buffer addressed by token row and column)."""
+    fields = {"addr": unsigned(cfg.addr_bits), "data": token_word(cfg), "last": unsigned(1)}
+    if positions:
+        fields.update(chunk=unsigned(max(1, (cfg.chunks - 1).bit_length())), pos=unsigned(cfg.count_bits))
+    return data.StructLayout(fields)
 
 
 def result(cfg: TokSelConfig) -> data.StructLayout:

@@ -52,15 +52,20 @@ class TokenSelectorUnit(wiring.Component):
     while the next chunk streams.  No DSPs.
 
     ``busy`` is high from an accepted command until its ``result`` has been taken.
+
+    ``runtime_chunks=True`` (the accelerator's SELECT executor, whose token width is a descriptor
+    field): ``cmd`` also carries ``chunks`` (token words per token, 1 .. ``cfg.chunks``; ``cfg.dim``
+    is then the widest token) and every ``writes`` beat its address's parts ``chunk`` and ``pos``
+    (:func:`.layouts.command`, :func:`.layouts.write_beat`).  Otherwise ``chunks = cfg.chunks``.
     """
 
-    def __init__(self, cfg: TokSelConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False):
+        self.cfg, self.runtime_chunks = cfg, runtime_chunks
         super().__init__({
-            "cmd": In(stream.Signature(layouts.command(cfg))),
+            "cmd": In(stream.Signature(layouts.command(cfg, chunks=runtime_chunks))),
             "scores": In(stream.Signature(layouts.score(cfg))),
             "tokens": In(stream.Signature(layouts.token_word(cfg))),
-            "writes": Out(stream.Signature(layouts.write_beat(cfg))),
+            "writes": Out(stream.Signature(layouts.write_beat(cfg, positions=runtime_chunks))),
             "result": Out(stream.Signature(layouts.result(cfg))),
             "busy": Out(1),
         })
@@ -87,8 +92,9 @@ class TokenSelectorUnit(wiring.Component):
         chunk = Signal(range(cfg.chunks))
         base = Signal(cfg.addr_bits)           # chunk * N'
         pos = Signal(cb)                       # next kept position in this chunk
+        n_chunks = Signal(range(cfg.chunks + 1))
         last_chunk = Signal()
-        m.d.comb += last_chunk.eq(chunk == cfg.chunks - 1)
+        m.d.comb += last_chunk.eq(chunk == n_chunks - 1)
 
         # -- per-token decisions -----------------------------------------------------------------
         m.submodules.entries = mem = Memory(shape=layouts.entry(cfg), depth=cfg.max_tokens, init=[])
@@ -133,6 +139,8 @@ class TokenSelectorUnit(wiring.Component):
         step = Signal(range(QUOTIENT_BITS + 1))
         lane_i = Signal(range(L + 1))
         pkg_addr = Signal(cfg.addr_bits)
+        pkg_chunk = Signal.like(chunk)
+        pkg_pos = Signal.like(pos)
         pkg_last = Signal()
         head = Signal(signed(cfg.package_acc_bits))
         m.d.comb += head.eq(shadow[lane_i])
@@ -191,6 +199,8 @@ class TokenSelectorUnit(wiring.Component):
         with m.If(pkg_pending):
             m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(pkg_addr), wp.last.eq(pkg_last)]
             m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
+            if self.runtime_chunks:
+                m.d.comb += [wp.chunk.eq(pkg_chunk), wp.pos.eq(pkg_pos)]
 
         m.d.comb += self.busy.eq(1)
         with m.FSM():
@@ -205,7 +215,8 @@ class TokenSelectorUnit(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
                                  idx.eq(0), n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
-                                 base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0)]
+                                 base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0),
+                                 n_chunks.eq(c.chunks if self.runtime_chunks else cfg.chunks)]
                     with m.If((c.n_tokens == 0) | (c.n_tokens > cfg.max_tokens)):
                         m.d.sync += error.eq(TOKSEL_BAD_TOKENS)
                         m.next = "RESULT"
@@ -255,6 +266,8 @@ class TokenSelectorUnit(wiring.Component):
                         wp.data.eq(self.tokens.payload),
                         wp.last.eq(last_chunk & last_token & ~has_pkg),
                     ]
+                    if self.runtime_chunks:
+                        m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
                 taken = Signal()
                 with m.If(ent.keep):
                     with m.If(~pkg_pending):
@@ -285,7 +298,8 @@ class TokenSelectorUnit(wiring.Component):
                     m.d.comb += div_start.eq(1)
                     m.d.sync += [shadow[i].eq(acc[i]) for i in range(L)]
                     m.d.sync += [acc[i].eq(0) for i in range(L)]
-                    m.d.sync += [pkg_addr.eq(base + pos), pkg_last.eq(last_chunk)]
+                    m.d.sync += [pkg_addr.eq(base + pos), pkg_last.eq(last_chunk), pkg_chunk.eq(chunk),
+                                 pkg_pos.eq(pos)]
                     finish_chunk()
 
             with m.State("DRAIN"):

@@ -1,0 +1,85 @@
+"""COPY executor: ``dst[dst_row + i, dst_col + j] = src[src_row + i, src_col + j]`` for
+``i < live_m``, ``j < live_n`` (``docs/isa.md``; token gather / copy), int8 words of ``lanes``.
+
+Columns are multiples of ``lanes`` on both sides, so a copy is word for word; the last word of a
+row is written with a lane mask (columns ``>= n`` keep their value).  In place safe: when
+``src`` and ``dst`` are the same buffer and the destination window starts after the source
+(``(dst_row, dst_col) > (src_row, src_col)``), the window is walked backwards (last row, last
+word first), otherwise forwards, so no word is overwritten before it is read, whatever the
+overlap (the windows are the same shape in one row-major memory, so this is ``memmove``).
+Reads run ahead of writes; every stream honours backpressure; ``done`` pulses with the last
+write; ``abort`` returns to idle at once; ``error`` is always 0.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig
+
+from .descriptor import fields_layout
+from .io_exec import RowCounter, lane_mask
+from .ports import executor_members
+
+
+class CopyExecutor(wiring.Component):
+    def __init__(self, acc: AcceleratorConfig):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"CopyExecutor takes an AcceleratorConfig, not {acc!r}")
+        self.acc = acc
+        self.lanes = isa.column_align(acc)
+        super().__init__(executor_members(acc))
+
+    def elaborate(self, platform):
+        L = self.lanes
+        sh = L.bit_length() - 1
+        m = Module()
+        c = Signal(fields_layout())
+        busy, start, back = Signal(), Signal(), Signal()
+        words = Signal(16)
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready),
+                     words.eq((c.live_n + L - 1) >> sh)]
+        p = self.cmd.payload
+        with m.If(start):
+            m.d.sync += [c.eq(p), busy.eq(1),
+                         back.eq((p.src == p.dst) & ((p.dst_row > p.src_row)
+                                                     | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col))))]
+
+        def place(cnt: RowCounter):
+            """(row, word) offsets in the window of a walk position (backwards when ``back``)."""
+            return (Mux(back, c.live_m - 1 - cnt.r, cnt.r)[:16], Mux(back, words - 1 - cnt.w, cnt.w)[:16])
+
+        rd, wr = RowCounter("rd"), RowCounter("wr")
+        rd_on = Signal()
+        r_row, r_word = place(rd)
+        m.d.comb += [self.src.cmd.valid.eq(rd_on), self.src.cmd.payload.row.eq(c.src_row + r_row),
+                     self.src.cmd.payload.word.eq((c.src_col >> sh) + r_word)]
+        with m.If(self.src.cmd.valid & self.src.cmd.ready):
+            _, end = rd.step(m, words, c.live_m)
+            with m.If(end):
+                m.d.sync += rd_on.eq(0)
+
+        w_row, w_word = place(wr)
+        m.d.comb += [
+            self.dst.valid.eq(busy & self.src.data.valid), self.src.data.ready.eq(busy & self.dst.ready),
+            self.dst.payload.row.eq(c.dst_row + w_row),
+            self.dst.payload.word.eq((c.dst_col >> sh) + w_word),
+            self.dst.payload.data.eq(self.src.data.payload),
+            self.dst.payload.mask.eq(lane_mask(c.live_n - (w_word << sh), L)),
+        ]
+        with m.If(self.dst.valid & self.dst.ready):
+            _, end = wr.step(m, words, c.live_m)
+            with m.If(end & ~self.abort):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
+        with m.If(busy & (c.live_m == 0) & ~self.abort):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += busy.eq(0)
+        with m.If(start | self.abort):
+            m.d.sync += rd_on.eq(~self.abort & (p.live_m != 0))
+            rd.reset(m), wr.reset(m)
+        with m.If(self.abort):
+            m.d.sync += busy.eq(0)
+        return m

@@ -1,0 +1,193 @@
+"""LOAD and STORE executors: int8 rows between a DDR region and a token-buffer window.
+
+``LOAD`` (``docs/isa.md``): ``dst[dst_row + i, dst_col + j] = DDR[region + addr + i * stride + j]``
+for ``i < live_m``, ``j < live_n``; ``STORE``: ``DDR[region + addr + i * stride + j] =
+src[src_row + i, src_col + j]`` (``region`` OUTPUT or DEBUG).  ``addr`` is a multiple of 64 and
+``stride`` of 16 (checked by the sequencer), so every row starts on an AXI beat
+(``ShellConfig.data_bytes`` <= 16); a row is one DMA request of ``ceil(n / data_bytes)`` beats at
+offset ``addr + i * stride``.  Buffer words are ``lanes = isa.column_align(acc)`` int8 (lane 0 the
+lowest column, like AXI byte lanes); ``dst_col`` / ``src_col`` are multiples of ``lanes``.
+
+* LOAD writes exactly ``n`` columns per row (lane mask on a row's last word); the DDR bytes of a
+  row's last beat past ``n`` are read and dropped.
+* STORE writes exactly ``n`` bytes per row (byte strobes on a row's last beat); nothing else of
+  the region changes.  ``done`` pulses when the last beat is handed to the DMA (the top waits for
+  ``DmaPorts.writes_idle`` before it raises ``irq``).
+
+Requests run ahead of the data (the DMA serves one at a time, in order); every stream honours
+backpressure; ``abort`` returns to idle at once.  Neither executor raises an error of its own
+(``error`` = 0): a bad address is the sequencer's check, a bus error the DMA's.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig
+
+from ..shell.gearbox import Gearbox
+from .descriptor import fields_layout
+from .ports import executor_members
+
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+class RowCounter:
+    """Row ``r`` and word ``w`` of a ``rows`` x ``words`` walk (one step per handshake)."""
+
+    def __init__(self, name: str):
+        self.r = Signal(16, name=f"{name}_r")
+        self.w = Signal(16, name=f"{name}_w")
+
+    def step(self, m: Module, words, rows):
+        """Advance by one word; returns ``(end of row, end of walk)`` of the current position."""
+        eor = self.w + 1 == words
+        with m.If(eor):
+            m.d.sync += [self.w.eq(0), self.r.eq(self.r + 1)]
+        with m.Else():
+            m.d.sync += self.w.eq(self.w + 1)
+        return eor, eor & (self.r + 1 == rows)
+
+    def reset(self, m: Module):
+        m.d.sync += [self.r.eq(0), self.w.eq(0)]
+
+
+def lane_mask(left, lanes: int):
+    """Mask of the lanes (bytes) ``< left`` of a ``lanes``-wide word (all when ``left >= lanes``)."""
+    return Mux(left >= lanes, (1 << lanes) - 1, (1 << left[:_log2(lanes) + 1]) - 1)
+
+
+class _RowIO(wiring.Component):
+    """Common part: the command latch, ``busy``/``done``, per-row DMA requests (one request of
+    ``beats`` beats per row at ``addr + i * stride``)."""
+
+    def __init__(self, acc: AcceleratorConfig):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"{type(self).__name__} takes an AcceleratorConfig, not {acc!r}")
+        self.acc = acc
+        self.lanes = isa.column_align(acc)
+        self.db = acc.shell.data_bytes
+        super().__init__(executor_members(acc))
+
+    def _common(self, m: Module, req):
+        L, db = self.lanes, self.db
+        c = Signal(fields_layout())
+        busy = Signal()
+        start = Signal()
+        clr = Signal()
+        beats = Signal(16)
+        words = Signal(16)
+        m.d.comb += [
+            self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready),
+            clr.eq(start | self.abort),
+            beats.eq((c.live_n + db - 1) >> _log2(db)),
+            words.eq((c.live_n + L - 1) >> _log2(L)),
+        ]
+        with m.If(start):
+            m.d.sync += [c.eq(self.cmd.payload), busy.eq(1)]
+
+        # -- one DMA request per row -----------------------------------------------------------
+        q_on = Signal()
+        q_r = Signal(16)
+        q_off = Signal(32)
+        m.d.comb += [req.valid.eq(q_on), req.payload.region.eq(c.region),
+                     req.payload.offset.eq(q_off), req.payload.beats.eq(beats)]
+        with m.If(req.valid & req.ready):
+            m.d.sync += [q_off.eq(q_off + c.stride), q_r.eq(q_r + 1)]
+            with m.If(q_r + 1 == c.live_m):
+                m.d.sync += q_on.eq(0)
+        with m.If(start):
+            m.d.sync += [q_on.eq(self.cmd.payload.live_m != 0), q_r.eq(0),
+                         q_off.eq(self.cmd.payload.addr)]
+        with m.If(self.abort):
+            m.d.sync += [busy.eq(0), q_on.eq(0)]
+        return c, busy, clr, beats, words
+
+    def _finish(self, m: Module, busy, c, last_handshake):
+        """``done`` with the last handshake (or at once for a command of 0 rows)."""
+        empty = Signal()
+        m.d.comb += empty.eq(busy & (c.live_m == 0))
+        with m.If((last_handshake | empty) & ~self.abort):
+            m.d.comb += self.done.eq(1)
+            m.d.sync += busy.eq(0)
+
+
+    def _regroup(self, m: Module, busy, clr, c, i, i_per_row, in_width, out_width, o_per_row, sink):
+        """``i`` (``in_width``-bit words, ``i_per_row`` a row) -> ``out_width``-bit words, row by
+        row (a row's last input word ends its last output word); the first ``o_per_row`` of a
+        row go to ``sink`` (``valid``/``ready``), the rest are dropped.  Returns (output data,
+        output counter, pulse with the last handshake of the command)."""
+        m.submodules.gb = gb = ResetInserter(clr)(Gearbox(in_width, out_width))
+        b = Signal(16)
+        m.d.comb += [gb.i.valid.eq(busy & i.valid), i.ready.eq(busy & gb.i.ready),
+                     gb.i.payload.data.eq(i.payload), gb.i.payload.last.eq(b + 1 == i_per_row)]
+        with m.If(gb.i.valid & gb.i.ready):
+            m.d.sync += b.eq(Mux(b + 1 == i_per_row, 0, b + 1))
+        o = RowCounter("o")
+        keep = Signal()
+        m.d.comb += [keep.eq(o.w < o_per_row),
+                     sink.valid.eq(gb.o.valid & keep), gb.o.ready.eq(sink.ready | ~keep)]
+        last = Signal()
+        with m.If(gb.o.valid & gb.o.ready):
+            with m.If(gb.o.payload.last):
+                m.d.sync += [o.w.eq(0), o.r.eq(o.r + 1)]
+                m.d.comb += last.eq(o.r + 1 == c.live_m)
+            with m.Else():
+                m.d.sync += o.w.eq(o.w + 1)
+        with m.If(clr):
+            m.d.sync += b.eq(0)
+            o.reset(m)
+        return gb.o.payload.data, o, last
+
+
+class LoadExecutor(_RowIO):
+    """LOAD: ``dma_rd`` beats -> words of ``lanes`` int8 -> ``dst`` writes (lane-masked)."""
+
+    def elaborate(self, platform):
+        L, db = self.lanes, self.db
+        m = Module()
+        c, busy, clr, beats, words = self._common(m, self.dma_rd.req)
+        # the first ``words`` words of a row are written, the rest of its last beat dropped
+        word, o, last = self._regroup(m, busy, clr, c, self.dma_rd.data, beats, 8 * db, 8 * L, words, self.dst)
+        m.d.comb += [
+            self.dst.payload.row.eq(c.dst_row + o.r),
+            self.dst.payload.word.eq((c.dst_col >> _log2(L)) + o.w),
+            self.dst.payload.data.eq(word),
+            self.dst.payload.mask.eq(lane_mask(c.live_n - (o.w << _log2(L)), L)),
+        ]
+        self._finish(m, busy, c, last)
+        return m
+
+
+class StoreExecutor(_RowIO):
+    """STORE: ``src`` reads -> words of ``lanes`` int8 -> AXI beats -> ``dma_wr`` (byte strobes)."""
+
+    def elaborate(self, platform):
+        L, db = self.lanes, self.db
+        m = Module()
+        c, busy, clr, beats, words = self._common(m, self.dma_wr.req)
+
+        # buffer reads, row by row
+        rd = RowCounter("rd")
+        rd_on = Signal()
+        m.d.comb += [self.src.cmd.valid.eq(rd_on), self.src.cmd.payload.row.eq(c.src_row + rd.r),
+                     self.src.cmd.payload.word.eq((c.src_col >> _log2(L)) + rd.w)]
+        with m.If(self.src.cmd.valid & self.src.cmd.ready):
+            _, end = rd.step(m, words, c.live_m)
+            with m.If(end):
+                m.d.sync += rd_on.eq(0)
+        with m.If(clr):
+            m.d.sync += rd_on.eq(~self.abort & (self.cmd.payload.live_m != 0))
+            rd.reset(m)
+
+        # the first ``beats`` beats of a row are written, the rest of its last word dropped
+        wd = self.dma_wr.data
+        beat, o, last = self._regroup(m, busy, clr, c, self.src.data, words, 8 * L, 8 * db, beats, wd)
+        m.d.comb += [wd.payload.data.eq(beat),
+                     wd.payload.strb.eq(lane_mask(c.live_n - (o.w << _log2(db)), db))]
+        self._finish(m, busy, c, last)
+        return m

@@ -1,0 +1,165 @@
+"""MEAN descriptor executor: the token selector's global feature.
+
+Over the window's ``M = live_m`` rows of ``n = live_n`` channels (``k < n``, checked by the
+sequencer)::
+
+    dst[r, c] = src[r, c]                          c < k
+    dst[r, c] = divide(sum_i src[i, c], M)         k <= c < n     (the same for every row)
+
+``divide`` is :func:`heatvit.golden.nonlinear.divide` (``round_half_away(sum * r / 2**(16 + e))``
+with ``(r, e)`` = the reciprocal unit's ``1/M``, :class:`heatvit.rtl.nonlinear.units.ReciprocalUnit`
+with the golden model's default table, as ``heatvit.compiler.interpret`` calls it).  Bit-exact
+with ``Machine._mean``.
+
+Order: ``1/M`` once, then word column by word column (``lanes`` =
+:func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
+row's copied lanes (``c < k``) as it arrives and add every lane into its column sum; then write
+the column's mean lanes (``k <= c < n``) to every row.  A write whose lane mask is empty is left
+out.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
+written) or disjoint from it; a partial overlap is undefined.
+
+Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
+checks it): ``10 + W (M + 2) + W' (M + lanes + 1)``, ``W = ceil(n / lanes)`` columns of which
+``W'`` have mean lanes (one divider, a lane per cycle; default config, M = 197, n = 32, k = 16:
+622).
+
+``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
+and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
+cannot write outside its window).  ``abort`` resets every register in the next cycle.  ``aux``,
+``dma_rd`` and ``dma_wr`` are not used (left idle).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, ResetInserter, Signal, signed
+from amaranth.lib import wiring
+
+from heatvit import isa
+from heatvit.config import AcceleratorConfig
+from heatvit.errors import ErrorCode
+from heatvit.golden.nonlinear import formats as F
+from heatvit.nonlinear_config import NonlinearConfig
+
+from ..nonlinear.pipe import round_shift_var, saturate
+from ..nonlinear.units import ReciprocalUnit
+from . import ports
+
+RECIP_BITS = 32
+"""The divisor's width in ``golden.nonlinear.divide`` (``den_bits``)."""
+
+
+class MeanExecutor(wiring.Component):
+    """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only."""
+
+    def __init__(self, acc: AcceleratorConfig):
+        if not isinstance(acc, AcceleratorConfig):
+            raise TypeError(f"acc must be an AcceleratorConfig, not {acc!r}")
+        self.acc = acc
+        super().__init__(ports.executor_members(acc))
+
+    def elaborate(self, platform):
+        acc = self.acc
+        L = isa.column_align(acc)
+        log_l = L.bit_length() - 1
+        sum_bits = 8 + 17                              # up to 2**16 rows of int8
+        m = Module()
+        # golden divide() uses the default NonlinearConfig's reciprocal table
+        m.submodules.recip = recip = ReciprocalUnit(NonlinearConfig(lanes=1), RECIP_BITS)
+
+        f = Signal(ports.fields_layout())
+        code = Signal(8)
+        rows, n, k = Signal(16), Signal(16), Signal(16)
+        words = Signal(16)
+        m.d.comb += words.eq((n + (L - 1)) >> log_l)
+        r, sh = Signal(F.RECIP_FRAC + 1), Signal(range(F.RECIP_FRAC + 16))   # 1/M = r / 2**sh (M < 2**16)
+        w = Signal(16)                                 # current word column
+        rc, dc, wc = Signal(16), Signal(16), Signal(16)  # reads issued, words received, mean writes
+        issuing = Signal()
+        sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
+        q = [Signal(signed(8), name=f"q{j}") for j in range(L)]
+        # one divider, lane by lane: multiply (li), then round and store (pli)
+        li, pli, pv = Signal(range(L + 1)), Signal(range(L)), Signal()
+        prod = Signal(signed(sum_bits + F.RECIP_FRAC + 2))
+        col = [Signal(17, name=f"col{j}") for j in range(L)]
+        copy_mask, mean_mask = Signal(L), Signal(L)
+        m.d.comb += [c.eq((w << log_l) + j) for j, c in enumerate(col)]
+        m.d.comb += [copy_mask.eq(Cat(c < k for c in col)), mean_mask.eq(Cat((c >= k) & (c < n) for c in col))]
+
+        m.d.comb += [recip.i.payload[0].eq(rows), recip.o.ready.eq(1)]
+
+        # -- reads of the current column ----------------------------------------------------------
+        m.d.comb += [self.src.cmd.valid.eq(issuing), self.src.cmd.payload.row.eq(f.src_row + rc),
+                     self.src.cmd.payload.word.eq((f.src_col >> log_l) + w)]
+        with m.If(self.src.cmd.valid & self.src.cmd.ready):
+            m.d.sync += rc.eq(rc + 1)
+            with m.If(rc + 1 == rows):
+                m.d.sync += issuing.eq(0)
+
+        data = self.src.data.payload
+        dst = self.dst.payload
+        with m.FSM(name="mean_exec"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    p = self.cmd.payload
+                    m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), code.eq(0)]
+                    with m.If(p.live_m == 0):
+                        m.next = "DONE"
+                    with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
+                        m.d.sync += code.eq(ErrorCode.CTRL_BAD_SHAPE)
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "RECIP"
+            with m.State("RECIP"):
+                m.d.comb += recip.i.valid.eq(1)
+                with m.If(recip.i.ready):
+                    m.next = "RECIP_WAIT"
+            with m.State("RECIP_WAIT"):
+                with m.If(recip.o.valid):
+                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(recip.o.payload[0].e + F.RECIP_FRAC),
+                                 rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
+                    m.next = "READ"
+            with m.State("READ"):
+                # each row's copied lanes go out as the word arrives; every lane adds to its sum
+                need = copy_mask != 0
+                m.d.comb += [
+                    self.src.data.ready.eq(self.dst.ready | ~need),
+                    self.dst.valid.eq(self.src.data.valid & need),
+                    dst.row.eq(f.dst_row + dc), dst.word.eq((f.dst_col >> log_l) + w),
+                    dst.data.eq(data), dst.mask.eq(copy_mask),
+                ]
+                with m.If(self.src.data.valid & self.src.data.ready):
+                    m.d.sync += dc.eq(dc + 1)
+                    m.d.sync += [s.eq(s + data[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
+                    with m.If(dc + 1 == rows):
+                        m.d.sync += [li.eq(0), pv.eq(0), wc.eq(0)]
+                        with m.If(mean_mask != 0):
+                            m.next = "DIV"
+                        with m.Else():
+                            m.next = "NEXT"
+            with m.State("DIV"):
+                m.d.sync += pv.eq(li < L)
+                with m.If(li < L):
+                    m.d.sync += [prod.eq(Array(sums)[li] * r), pli.eq(li), li.eq(li + 1)]
+                with m.If(pv):
+                    m.d.sync += Array(q)[pli].eq(saturate(round_shift_var(prod, sh), -128, 127))
+                    with m.If(pli == L - 1):
+                        m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
+                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*q)), dst.mask.eq(mean_mask)]
+                with m.If(self.dst.ready):
+                    m.d.sync += wc.eq(wc + 1)
+                    with m.If(wc + 1 == rows):
+                        m.next = "NEXT"
+            with m.State("NEXT"):
+                m.d.sync += [w.eq(w + 1), rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
+                with m.If(w + 1 == words):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.sync += issuing.eq(1)
+                    m.next = "READ"
+            with m.State("DONE"):
+                m.d.comb += [self.done.eq(1), self.error.eq(code)]
+                m.next = "IDLE"
+        return ResetInserter(self.abort)(m)
