@@ -76,3 +76,20 @@ def test_floor_model_is_the_previous_engine():
     # The old closed form: R + (R + C + 1) + 11 + (T - 1) * max(M, 2R + C) + M.
     assert perf.floor_model_cycles(g, 197, 192, 576) == 85164          # docs/shell.md: the old engine, measured
     assert perf.floor_model_cycles(g, 10, 32, 16) == 16 + 33 + 11 + 48 + 10
+
+
+def test_perf_plot_labelled():
+    pytest.importorskip("matplotlib")
+    from heatvit import plot
+    g = PRESETS["zcu102"].gemm
+    models = {}
+    for name, vit in perf.DEIT.items():
+        d, p = (perf.model_run(g, vit, plan, 300.0, perf.DdrModel()) for plan in (perf.PruningPlan(), perf.PLAN))
+        models[name] = {"dense": d, "pruned": p}
+    data = {"models": models, "array": "32x64", "dsp_packing": 2, "clock_mhz": 300.0,
+            "published": perf.PUBLISHED, "pruning_by_array": perf.pruning_by_array(quick=True)}
+    fig = plot.render("perf", data)
+    texts = {t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + [ax.title]}
+    assert {"DeiT-T", "DeiT-S", "DeiT-B", "16x16", "32x32", "pruning's saving by array size"} <= texts
+    with pytest.raises(ValueError, match="perf.json"):
+        plot.render("perf", {})
