@@ -34,6 +34,7 @@ class ErrorCode(IntEnum):
     CTRL_BAD_ADDRESS = 36    # misaligned DDR address, stride or buffer column
     CTRL_BAD_PROGRAM = 37    # no BEGIN first, ISA version or config ID mismatch, no END within count
     CTRL_BAD_PARAMS = 38     # a parameter record outside its format (heatvit.isa.record_limits)
+    CTRL_UNSUPPORTED_OP = 39  # a valid opcode whose executor this accelerator build does not have
 
 
 class HardwareError(RuntimeError):

@@ -185,10 +185,9 @@ class FastSimBackend:
         await First(RisingEdge(self.dut.irq), Timer(self.poll_cycles * self.period_ns, unit="ns"))
 
 
-async def start(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int = 10,
-                max_polls: int | None = 1000):
-    """Clock, reset and a :class:`GemmDriver` on ``heatvit_fastsim``: ``(backend, driver)``."""
-    from heatvit.driver.core import GemmDriver
+async def open_backend(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int = 10) -> FastSimBackend:
+    """Clock and reset of a fast-simulation top (``heatvit_fastsim`` or ``heatvit_accel_fastsim``)
+    and its :class:`FastSimBackend`."""
     Clock(dut.aclk, period_ns, unit="ns").start()
     for pin in ("s_axi_awvalid", "s_axi_wvalid", "s_axi_bready", "s_axi_arvalid", "s_axi_rready",
                 "ddr_load", "ddr_dump"):
@@ -198,5 +197,12 @@ async def start(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int 
     await ClockCycles(dut.aclk, 5)
     dut.aresetn.value = 1
     await ClockCycles(dut.aclk, 2)
-    backend = FastSimBackend(dut, acc.shell, ddr_bytes=ddr_bytes, period_ns=period_ns)
+    return FastSimBackend(dut, acc.shell, ddr_bytes=ddr_bytes, period_ns=period_ns)
+
+
+async def start(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_ns: int = 10,
+                max_polls: int | None = 1000):
+    """Clock, reset and a :class:`GemmDriver` on ``heatvit_fastsim``: ``(backend, driver)``."""
+    from heatvit.driver.core import GemmDriver
+    backend = await open_backend(dut, acc, ddr_bytes=ddr_bytes, period_ns=period_ns)
     return backend, GemmDriver(backend, acc, max_polls=max_polls)

@@ -43,6 +43,7 @@ from heatvit.isa import Epilogue, WSrc
 
 from ..gemm.engine import GemmEngine
 from .descriptor import fields_layout
+from .gemm_output import GemmOutput
 from .ports import DmaRegion, executor_members
 from .weight_source import BeatWeights, BufferWeights, _log2
 
@@ -78,9 +79,7 @@ class GemmExecutor(wiring.Component):
         m = Module()
 
         flush = Signal()
-        out_cls = self.output_cls
-        if out_cls is None:
-            from .gemm_output import GemmOutput as out_cls
+        out_cls = self.output_cls or GemmOutput
         engine = GemmEngine(g, raw=True)
         output = out_cls(acc)
         wbuf = BufferWeights(acc, self.fifo_depth)
@@ -147,11 +146,12 @@ class GemmExecutor(wiring.Component):
             output.params.valid.eq(dat.valid & in_params & ~out_cmd_pend & ~draining),
             wddr.i.payload.eq(dat.payload),
             wddr.i.valid.eq(dat.valid & ~in_params & ~draining),
-            dat.ready.eq(Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend, wddr.i.ready))),
+            dat.ready.eq(active & Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend,
+                                                         wddr.i.ready))),
             wddr.start.eq(start_units & ddr),
             wddr.words.eq(w_words),
         ]
-        with m.If(dat.valid & dat.ready):
+        with m.If(dat.valid & dat.ready & (dma_left != 0)):
             m.d.sync += [beat.eq(beat + 1), dma_left.eq(dma_left - 1)]
 
         # -- activations: src reads (kt, m), column tile major -------------------------------------------
@@ -176,11 +176,13 @@ class GemmExecutor(wiring.Component):
                 m.d.sync += a_m.eq(a_m + 1)
         with m.If(start_units):
             m.d.sync += [a_issue.eq(1), a_kt.eq(0), a_m.eq(0), a_words.eq(0)]
-        m.d.sync += a_inflight.eq(a_inflight + (src_cmd.valid & src_cmd.ready) - self.src.data.valid)
+        src_take = Signal()
+        m.d.comb += src_take.eq(self.src.data.valid & self.src.data.ready)
+        m.d.sync += a_inflight.eq(a_inflight + (src_cmd.valid & src_cmd.ready) - src_take)
 
         # the data side walks the same (kt, m) order: its kt selects the lanes
         r_kt, r_m = Signal(17), Signal(17)
-        with m.If(self.src.data.valid):
+        with m.If(src_take):
             with m.If(r_m == d.live_m - 1):
                 m.d.sync += [r_m.eq(0), r_kt.eq(r_kt + 1)]
             with m.Else():
@@ -192,7 +194,7 @@ class GemmExecutor(wiring.Component):
         m.d.comb += sel.eq(r_kt & (A // R - 1)) if A > R else sel.eq(0)
         row = self.src.data.payload.word_select(sel, 8 * R)
         load = engine.act_load
-        m.d.comb += [self.src.data.ready.eq(1), load.valid.eq(self.src.data.valid & ~draining),
+        m.d.comb += [self.src.data.ready.eq(a_inflight != 0), load.valid.eq(src_take & ~draining),
                      load.payload.addr.eq(a_words)]
         for r in range(R):
             m.d.comb += load.payload.data[r].eq(Mux((r_kt << lr) + r < d.live_k, row[8 * r:8 * r + 8], 0))

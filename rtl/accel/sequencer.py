@@ -30,8 +30,9 @@ Ports (all streams valid/ready):
 * ``set_live`` (in, sampled with ``exec_done`` when ``exec_error`` = 0): ``n_live`` :=
   ``new_n_live``, ``n_tail`` := ``new_n_tail`` (the ``SELECT`` executor's result), for every
   later descriptor.
-* ``abort`` (out pulse): the watchdog fired (no handshake and no ``exec_done`` for
-  ``watchdog_cycles``): the datapath must drop the descriptor; error ``TIMEOUT``.
+* ``progress`` (in): the datapath moved (a DMA or buffer handshake); resets the watchdog.
+* ``abort`` (out pulse): the watchdog fired (no handshake, no ``progress`` and no ``exec_done``
+  for ``watchdog_cycles``): the datapath must drop the descriptor; error ``TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Sequencer(wiring.Component):
             "exec": Out(stream.Signature(data.StructLayout({"fields": fields_layout(), "index": 32}))),
             "exec_done": In(1), "exec_error": In(8),
             "trace": Out(stream.Signature(trace_layout())),
-            "abort": Out(1),
+            "abort": Out(1), "progress": In(1),
         })
 
     def elaborate(self, platform):
@@ -92,7 +93,7 @@ class Sequencer(wiring.Component):
         progress = Signal()
         timeout = Signal()
         m.d.comb += [
-            progress.eq((self.fetch.valid & self.fetch.ready) | (self.desc.valid & self.desc.ready)
+            progress.eq(self.progress | (self.fetch.valid & self.fetch.ready) | (self.desc.valid & self.desc.ready)
                         | (self.exec.valid & self.exec.ready) | self.exec_done
                         | (self.trace.valid & self.trace.ready)),
             timeout.eq(quiet == self.watchdog_cycles - 1),

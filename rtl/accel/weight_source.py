@@ -38,8 +38,8 @@ class BufferWeights(wiring.Component):
       tile ``C`` buffer reads (one per output channel, ``R`` lanes each) transposed into ``R``
       weight words.
     * ``aux``: buffer reads; at most ``depth`` words are requested and not yet consumed, all of
-      which fit the internal FIFO, so ``aux.data`` is always ready (the top may share one buffer
-      between ``src`` and ``aux`` without a deadlock).
+      which fit the internal FIFO, so ``aux.data`` is ready whenever a read is outstanding (the
+      top may share one buffer between ``src`` and ``aux`` without a deadlock).
     * ``o``: the weight words.
     * ``drop`` (level): stop requesting, discard returned words and the output.
     * ``busy``: a stream is under way; ``inflight``: buffer reads requested and not returned.
@@ -105,10 +105,11 @@ class BufferWeights(wiring.Component):
                 m.d.sync += i_j.eq(i_j + 1)
 
         # -- returned words: always taken into the FIFO (room for every pending request) ----------
-        m.d.comb += [fifo.w_data.eq(self.aux.data.payload), fifo.w_en.eq(self.aux.data.valid & ~self.drop),
-                     self.aux.data.ready.eq(1)]
+        returned = Signal()
+        m.d.comb += [self.aux.data.ready.eq(self.inflight != 0),
+                     returned.eq(self.aux.data.valid & self.aux.data.ready),
+                     fifo.w_data.eq(self.aux.data.payload), fifo.w_en.eq(returned & ~self.drop)]
         issued = self.aux.cmd.valid & self.aux.cmd.ready
-        returned = self.aux.data.valid
         inflight = self.inflight
         m.d.sync += inflight.eq(inflight + issued - returned)
 
