@@ -80,8 +80,12 @@ class GemmConfig:
         _check_int(own, "max_k", self.max_k, 1, 1 << 16)
         _check_int(own, "max_n", self.max_n, 1, 1 << 16)
         _check_int(own, "act_buffer_words", self.act_buffer_words, 1, 1 << 20)
-        _check_int(own, "weight_fifo_depth", self.weight_fifo_depth, 2, 1 << 16)
+        _check_int(own, "weight_fifo_depth", self.weight_fifo_depth, 3, 1 << 16)
         _check_int(own, "out_fifo_depth", self.out_fifo_depth, 2, 1 << 12)
+        if self.weight_fifo_depth < self.rows:
+            raise ValueError(f"GemmConfig.weight_fifo_depth = {self.weight_fifo_depth} cannot hold one weight "
+                             f"tile of rows = {self.rows} words (a tile's load starts once all its words "
+                             f"wait in the FIFO); allowed >= {self.rows}")
         if self.dsp_packing not in (1, 2):
             raise ValueError(f"GemmConfig.dsp_packing must be 1 or 2, not {self.dsp_packing!r}")
         if self.dsp_packing == 2 and self.cols < 2:
@@ -209,59 +213,100 @@ class GemmConfig:
         return self.rows + self.cols + 1
 
     @property
+    def weight_segment_rows(self) -> int:
+        """S: rows per weight-load segment, ``max(1, rows / 2)``.  The shadow weight registers of
+        a DSP column form one ACIN -> ACOUT shift chain per segment, each loaded from its top
+        (the first segment first) right behind the previous tile's commit wave, so the next tile
+        loads while the current one streams (see :class:`~heatvit.rtl.gemm.weight_loader.WeightLoader`)."""
+        return max(1, self.rows // 2)
+
+    @property
+    def weight_segments(self) -> int:
+        """Weight-load segments per column, ``rows / weight_segment_rows`` (2, or 1 at one row)."""
+        return self.rows // self.weight_segment_rows
+
+    @property
+    def weight_load_gap(self) -> int:
+        """Enabled cycles the weight loader waits after a tile's commit before it shifts the next
+        tile's first word: the commit must have passed the first segment's last row,
+        ``max(0, S - 2)``."""
+        return max(0, self.weight_segment_rows - 2)
+
+    @property
+    def tile_load_cycles(self) -> int:
+        """Fewest cycles between two tile loads' starts with the weight stream at one word per
+        cycle: ``rows`` shifts, plus one when ``weight_fifo_depth == rows`` (the FIFO is then
+        full when a load starts, and takes no word in that cycle)."""
+        return self.rows + (self.weight_fifo_depth == self.rows)
+
+    @property
     def min_tile_cycles(self) -> int:
-        """Lower bound on cycles per (n, k) weight tile: a tile's weights are shifted into the
-        shadow registers (``rows`` cycles) and committed down the skewed array (``rows + cols``
-        cycles) before the next tile may start, however small M is."""
-        return 2 * self.rows + self.cols
+        """Lower bound on cycles per (n, k) weight tile with no weight-stream stall: the loader
+        loads a tile per :attr:`tile_load_cycles`, and a tile's commit waits for its first
+        segment (``S`` words) shifted after the previous commit's gap
+        (``S + 1 + weight_load_gap``).  ``rows`` from 2 rows up (with a FIFO deeper than that)."""
+        S = self.weight_segment_rows
+        return max(self.tile_load_cycles, S + 1 + self.weight_load_gap)
 
     @property
     def pipeline_fill_cycles(self) -> int:
-        """Cycles of a GEMM not spent streaming tiles: the first tile's weight load and commit,
-        the array's drain, and the command/buffer-read/accumulate/requantize/output registers.
-        Measured in RTL simulation (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
-        return self.rows + self.array_latency + 11
+        """Cycles of a GEMM not spent streaming tiles: the first tile's wait for its ``rows``
+        words in the weight FIFO and first segment shifted, the array's drain, and the
+        command/buffer-read/accumulate/requantize/output registers.  Measured in RTL simulation
+        (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
+        return self.first_tile_lead_cycles + self.array_latency + 10
 
     @property
     def first_tile_lead_cycles(self) -> int:
         """Cycles by which the first weight tile's commit trails the earliest possible row issue
-        (the tile's ``rows`` words through the weight FIFO into the shadow registers).  Only
-        a sparse GEMM whose first N tile has no weight tile (an empty pass) sees it.  Measured in
+        (the tile's ``rows`` words in the weight FIFO, then its first segment shifted).  Only a
+        sparse GEMM whose first N tile has no weight tile (an empty pass) sees it.  Measured in
         RTL simulation (``testbench/test_tileskip.py`` keeps it true)."""
-        return self.rows + 1
+        return max(self.rows, 2) + self.weight_segment_rows - 1
 
     def estimate_cycles(self, m: int, k: int, n: int, tiles=None) -> int:
-        """Exact engine cycles for an M x K x N GEMM with operands on chip and no stalls, from the
-        accepted command to the last output beat taken (inclusive).
+        """Exact engine cycles for an M x K x N GEMM with operands on chip, the weight stream
+        valid from the command on and no output stall, from the accepted command to the last
+        output beat taken (inclusive).
 
         Dense (``tiles`` None): the engine walks ``T = ceil(K/rows) * ceil(N/cols)`` weight
-        tiles; each streams the M activation rows through the array, and a tile cannot be
-        shorter than :attr:`min_tile_cycles`, so ``cycles = fill + (T - 1) * max(M, min_tile) + M``.
+        tiles; each streams the M activation rows through the array while the next tile loads,
+        so a tile costs ``max(M, min_tile_cycles)`` (``max(M, rows)`` from 2 rows up) and
+        ``cycles = fill + (T - 1) * max(M, min_tile) + M``.
 
         Sparse (static block sparsity): ``tiles`` is the GEMM's tile bitmap, bool/0-1
         ``(KT, NT)`` (:func:`heatvit.golden.tile_bitmap`), or its count of non-zero tiles per
         N tile, ``(NT,)`` (:func:`heatvit.golden.tile_counts`); only the counts matter.  The
-        engine makes one pass of M rows per non-zero tile and one per empty N tile.  A tile pass
-        starts when the previous pass has ended and :attr:`min_tile_cycles` after the previous
-        tile pass started (the next tile is loaded meanwhile); an empty pass needs no weights
-        and starts as soon as the previous pass ends, :attr:`first_tile_lead_cycles` before the
-        first tile could.
+        engine makes one pass of M rows per non-zero tile and one per empty N tile.  An empty pass
+        needs no weights and starts as soon as the previous pass ends; a tile pass also waits for
+        its tile's first segment in the shadow registers (:meth:`tile_schedule`).
         """
         self.check_gemm_shape(m, k, n)
         kt, nt = ceil_div(k, self.rows), ceil_div(n, self.cols)
         if tiles is None:
             return self.pipeline_fill_cycles + (kt * nt - 1) * max(m, self.min_tile_cycles) + m
         counts = self._tile_counts(tiles, kt, nt)
-        lead, step = self.first_tile_lead_cycles, max(m, self.min_tile_cycles)
-        # Times relative to the earliest row issue; a tile may start at `lead` at the soonest.
-        end, last_tile = 0, lead - self.min_tile_cycles
+        return self.pipeline_fill_cycles - self.first_tile_lead_cycles + self.tile_schedule(m, counts)
+
+    def tile_schedule(self, m: int, counts) -> int:
+        """End of the last pass of a sparse GEMM with ``counts[j]`` non-zero tiles in N tile j, in
+        cycles after the earliest possible row issue: the weight loader's and the activation
+        streamer's handshake, as the RTL runs it.  The loader starts shifting the first tile
+        ``first_tile_lead_cycles - S`` cycles after the earliest issue, every later tile
+        :attr:`tile_load_cycles` after the previous one at the soonest and ``1 + weight_load_gap`` cycles after the
+        previous tile's commit; a tile pass (its commit rides on its first row) starts once the
+        previous pass has ended and ``S`` cycles after its load started."""
+        R, S, gap = self.tile_load_cycles, self.weight_segment_rows, self.weight_load_gap
+        end, load = 0, self.first_tile_lead_cycles - S
         for c in counts:
             if c == 0:
                 end += m
-            else:
-                start = max(end, last_tile + self.min_tile_cycles) + (c - 1) * step
-                last_tile, end = start, start + m
-        return self.pipeline_fill_cycles - lead + end
+                continue
+            for _ in range(int(c)):
+                start = max(end, load + S)
+                load = max(load + R, start + 1 + gap)
+                end = start + m
+        return end
 
     @staticmethod
     def _tile_counts(tiles, kt: int, nt: int) -> list[int]:
@@ -348,9 +393,13 @@ class AcceleratorConfig:
     # -- consistent changes ------------------------------------------------------------------
     def with_gemm(self, **changes) -> "AcceleratorConfig":
         """This config with ``gemm`` fields changed and the fields that depend on them derived
-        again: ``toksel.lanes = gemm.rows``, and ``buffers`` if it was the derived default (an
-        explicit ``buffers`` is kept and checked against the new engine).  Every other section
-        is kept."""
+        again: ``toksel.lanes = gemm.rows``, ``gemm.weight_fifo_depth`` raised to ``2 * rows`` if
+        it would not hold one weight tile (unless given), and ``buffers`` if it was the derived
+        default (an explicit ``buffers`` is kept and checked against the new engine).  Every
+        other section is kept."""
+        if "weight_fifo_depth" not in changes and self.gemm.weight_fifo_depth < changes.get("rows", self.gemm.rows):
+            # The FIFO must hold one weight tile (rows words): two tiles, as the presets have.
+            changes = {**changes, "weight_fifo_depth": 2 * changes["rows"]}
         gemm = dataclasses.replace(self.gemm, **changes)
         toksel = dataclasses.replace(self.toksel, lanes=gemm.rows)
         was_derived = self.buffers == _derived_buffers(self.gemm, self.nonlinear, self.toksel)

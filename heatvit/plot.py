@@ -7,7 +7,7 @@ Every plot is registered with :func:`register` under a name, with the benchmark 
     def gemm(fig, data): ...          # draw into the matplotlib Figure
 
 Registered: ``gemm`` (``gemm.json``), ``nonlinear`` (``nonlinear.json``), ``training``
-(``training.json``).  ``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
+(``training.json``), ``perf`` (``perf.json``).  ``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
 whose JSON exists) to ``DIR/NAME.png`` (default ``build/plots/``).  A new plot (per-layer
 latency of the whole accelerator, a performance table) is one more decorated function.  No
 pyplot state: figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas.
@@ -178,6 +178,43 @@ def training(fig, data):
     ax2.set_ylabel("MAC reduction with selectors (%)")
     ax2.set_title("MACs saved")
     fig.suptitle("Training recipe over seeds (heatvit bench training)", fontsize=10)
+
+
+@register("perf", "perf.json", "board configuration: DeiT latency vs published, pruning by array")
+def perf(fig, data):
+    """Left: ms per image for DeiT-T/S/B, dense and pruned, on the board configuration, beside the
+    published ZCU102 accelerators (ms = 1000 / FPS).  Right: DeiT-S cycle reduction from pruning
+    per array size, this engine and the previous ``max(M, 2R + C)`` floor, against the MAC
+    reduction."""
+    models = data.get("models") if isinstance(data, dict) else None
+    if not models:
+        raise ValueError("perf.json: expected {'models': {...}, 'pruning_by_array': [...], ...}")
+    ax, ax2 = fig.subplots(1, 2, width_ratios=(3, 2))
+    names = list(models)
+    x = np.arange(len(names))
+    for off, key in ((-0.2, "dense"), (0.2, "pruned")):
+        bars = ax.bar(x + off, [models[n][key]["ms"] for n in names], 0.4, label=f"heatvit {data['array']} {key}")
+        _bar_labels(ax, bars, lambda v: f"{v:.2f}")
+    for i, row in enumerate(data.get("published", [])):
+        if row["model"].replace("ViT-S", "DeiT-S") in names:
+            ms = row.get("ms") or 1000.0 / row["fps"]
+            ax.plot(names.index(row["model"].replace("ViT-S", "DeiT-S")) + 0.45, ms, marker="o^sDv"[i % 5],
+                    ls="", label=f"{row['work']} {row.get('precision', '')}".strip())
+    ax.set_xticks(x, names)
+    ax.set_ylabel(f"ms per image at {data['clock_mhz']:g} MHz")
+    ax.set_title(f"{data['array']} array, {data['dsp_packing']} MACs/DSP48E2, GEMM cycles + DDR model")
+    ax.legend(fontsize=6, loc="upper left")
+    rows = data.get("pruning_by_array", [])
+    xa = np.arange(len(rows))
+    for off, key, label in ((-0.27, "mac_reduction", "MACs"), (0, "cycle_reduction", "cycles"),
+                            (0.27, "floor_model_cycle_reduction", "cycles, max(M, 2R + C) floor")):
+        bars = ax2.bar(xa + off, [100 * r[key] for r in rows], 0.27, label=label)
+        _bar_labels(ax2, bars, lambda v: f"{v:.1f}")
+    ax2.set_xticks(xa, [r["array"] for r in rows], fontsize=7)
+    ax2.set_ylim(0, 50)
+    ax2.set_ylabel("reduction by pruning, DeiT-S (%)")
+    ax2.set_title("pruning's saving by array size")
+    ax2.legend(fontsize=6, loc="upper right")
 
 
 def main(argv: list[str] | None = None) -> int:

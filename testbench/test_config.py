@@ -18,7 +18,11 @@ def test_with_array_derives_dependent_fields(preset, rows, cols):
     acc = base.with_array(rows, cols)
     assert (acc.gemm.rows, acc.gemm.cols, acc.toksel.lanes) == (rows, cols, rows)
     # Everything else is kept.
-    assert dataclasses.replace(acc.gemm, rows=base.gemm.rows, cols=base.gemm.cols) == base.gemm
+    # ... except a weight FIFO too shallow for one tile of the new rows, raised to two tiles.
+    depth = base.gemm.weight_fifo_depth if base.gemm.weight_fifo_depth >= rows else 2 * rows
+    assert acc.gemm.weight_fifo_depth == depth
+    assert dataclasses.replace(acc.gemm, rows=base.gemm.rows, cols=base.gemm.cols,
+                               weight_fifo_depth=base.gemm.weight_fifo_depth) == base.gemm
     assert dataclasses.replace(acc.toksel, lanes=base.toksel.lanes) == base.toksel
     assert (acc.nonlinear, acc.shell, acc.clock_mhz) == (base.nonlinear, base.shell, base.clock_mhz)
     # The derived token buffers are derived again for the new engine.

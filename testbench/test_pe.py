@@ -2,7 +2,7 @@
 per DSP48E2), bit-exact against integer dot products at every int8 corner.
 
 Each case streams activation rows through a :class:`SystolicArray` with one weight tile at a
-time (shifted in, committed with the first row, drained before the next tile) and compares every
+time (shifted in segment by segment, committed with the first row, drained before the next tile) and compares every
 column sum with NumPy.  One packed DSP48E2 cascade is exact up to ``packed_max_rows`` (8) rows;
 deeper packed columns are 8-row segments, so the worst cases sit at 8, 16 and 32 rows: every low
 product at its maximum (-128 x -128) and at its minimum, in every segment.
@@ -41,8 +41,10 @@ def run_array(cfg: GemmConfig, tiles) -> list[np.ndarray]:
             for k in range(R):
                 ctx.set(dut.w_word, [int(x) for x in w[k]])
                 ctx.set(dut.w_shift, 1)
+                ctx.set(dut.w_seg, k // cfg.weight_segment_rows)
                 await ctx.tick()
             ctx.set(dut.w_shift, 0)
+            await ctx.tick()    # the shift register stage: the last word reaches the array
             out = []
             for t in range(len(acts) + lat):
                 row = acts[t] if t < len(acts) else np.zeros(R, dtype=np.int64)

@@ -17,8 +17,8 @@ class Accumulator(wiring.Component):
     ``acc_bits`` lanes for the current N tile.  For a row with tag ``(m, first_k, last_k)``:
     ``sum = (first_k ? 0 : acc[m]) + psum``; if ``last_k`` the sum goes out on ``out``/``out_tag``
     (two enabled cycles later), otherwise it is written back to ``acc[m]``.  The same ``m`` is
-    never read and written in the same cycle (tiles are at least ``min_tile_cycles = 2R + C``
-    cycles apart).
+    never read and written in the same cycle (the passes of one N tile are at least
+    ``min_tile_cycles >= 2`` cycles apart).
 
     * ``psum``: ``cols`` column partial sums, signed ``column_psum_bits``; ``tag``: its row tag.
     * ``out``: ``cols`` sums, signed ``acc_bits``; ``out_tag``: the row tag (``valid`` set only

@@ -14,8 +14,9 @@ class ActivationStreamer(wiring.Component):
 
     Loop order: for nt in N tiles, for kt in the N tile's weight tiles, for m in tokens; each
     (nt, kt) pair uses one stationary weight tile, whose commit rides on its m = 0 row.  A new
-    tile starts only once the weight loader has it in the shadow registers (``shadow_full``);
-    otherwise rows issue back to back, so a tile costs ``max(M, 2R + C)`` cycles.
+    tile starts only once the weight loader says it may be committed (``tile_ready``: its first
+    shadow segment is loaded); otherwise rows issue back to back, so a tile costs
+    ``max(M, cfg.min_tile_cycles)`` cycles (``max(M, R)``).
 
     Dense GEMMs walk every kt.  Sparse GEMMs (``sparse`` at ``start``) walk the ``desc`` stream
     (:func:`layouts.tile_desc`), one beat per non-zero tile, taken on the tile's last row: the
@@ -46,7 +47,7 @@ class ActivationStreamer(wiring.Component):
             "sparse": In(1),
             "desc": In(stream.Signature(layouts.tile_desc(cfg))),
             "active": Out(1),
-            "shadow_full": In(1),
+            "tile_ready": In(1),
             "commit_taken": Out(1),
             "rd_addr": Out(cfg.act_addr_bits),
             "rd_en": Out(1),
@@ -92,7 +93,7 @@ class ActivationStreamer(wiring.Component):
         last_nt = i_nt == n_nt - 1
         issue = Signal()
         m.d.comb += [
-            issue.eq(self.active & self.en & d_valid & (~first_m | d_empty | self.shadow_full)),
+            issue.eq(self.active & self.en & d_valid & (~first_m | d_empty | self.tile_ready)),
             self.commit_taken.eq(issue & first_m & ~d_empty),
             self.desc.ready.eq(sparse & issue & last_m),
             # A tile's first row reads word kt * M; the others follow it.

@@ -9,15 +9,17 @@ from heatvit.config import GemmConfig
 from .dsp48e2 import A_BITS, B_BITS, DSP48E2, P_BITS, Dsp48e2Config
 
 
-def pe_dsp_config(*, top: bool, restart: bool) -> Dsp48e2Config:
-    """The DSP48E2 attributes of a PE: ``top``, the first row of its column (weights from the A
-    port, not ACIN); ``restart``, its column sum starts from the C port (a packed segment's first
-    row) instead of adding ``PCIN``.
+def pe_dsp_config(*, top: bool, restart: bool, head: bool | None = None) -> Dsp48e2Config:
+    """The DSP48E2 attributes of a PE: ``top``, the first row of its column (no column sum
+    above); ``head`` (default ``top``), the first row of a weight-load segment (weights from the
+    A port, not ACIN); ``restart``, its column sum starts from the C port (a packed segment's
+    first row) instead of adding ``PCIN``.
 
     Weight word on A: A1 is the shadow register (its chain is ACOUT -> ACIN, ``ACASCREG = 1``),
     A2 the active one.  Activation on B (B2, ``BREG = 1``).  M and P registered.
     """
-    base = Dsp48e2Config(areg=2, acascreg=1, a_input="DIRECT" if top else "CASCADE",
+    head = top if head is None else head
+    base = Dsp48e2Config(areg=2, acascreg=1, a_input="DIRECT" if head else "CASCADE",
                          breg=1, bcascreg=1, b_input="DIRECT", mreg=1)
     if restart:
         return base.replace(w="c")
@@ -45,11 +47,12 @@ class ProcessingElement(wiring.Component):
       ``psum_out`` is one M and one P register after the activation entered B2.  A ``top`` or
       ``restart`` PE ignores ``psum_in``; a ``restart`` PE starts from ``c_in`` (signed 48-bit,
       the C port) instead, a ``top`` one that does not restart from 0.
-    * ``w_in``/``w_out``: signed 30-bit shadow weight word chain (A port or ACIN, ACOUT),
-      enabled by ``shift``.
+    * ``w_in``/``w_out``: signed 30-bit shadow weight word chain (A port on a ``head`` PE, the
+      first row of a weight-load segment, else ACIN; ACOUT), enabled by ``shift`` (the caller
+      gates it with ``en``).
     """
 
-    def __init__(self, cfg: GemmConfig, *, top: bool, restart: bool = False):
+    def __init__(self, cfg: GemmConfig, *, top: bool, restart: bool = False, head: bool | None = None):
         if not isinstance(cfg, GemmConfig):
             raise TypeError(f"ProcessingElement needs a GemmConfig, not {cfg!r}")
         if cfg.act_bits > B_BITS:
@@ -58,6 +61,7 @@ class ProcessingElement(wiring.Component):
         self.cfg = cfg
         self.top = bool(top)
         self.restart = bool(restart)
+        self.head = self.top if head is None else bool(head)
         super().__init__({
             "en": In(1),
             "shift": In(1),
@@ -75,9 +79,9 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         cfg = self.cfg
         m = Module()
-        m.submodules.dsp = dsp = DSP48E2(pe_dsp_config(top=self.top, restart=self.restart))
+        m.submodules.dsp = dsp = DSP48E2(pe_dsp_config(top=self.top, restart=self.restart, head=self.head))
         m.d.comb += [
-            (dsp.A if self.top else dsp.ACIN).eq(self.w_in),
+            (dsp.A if self.head else dsp.ACIN).eq(self.w_in),
             self.w_out.eq(dsp.ACOUT),
             dsp.CEA1.eq(self.shift),
             dsp.CEA2.eq(self.en & self.commit_in),

@@ -8,6 +8,7 @@ from heatvit.config import GemmConfig
 
 from . import layouts
 from .delay import DelayLine
+from .dsp48e2 import MULT_A_BITS
 from .pe import ProcessingElement
 
 
@@ -29,10 +30,16 @@ class SystolicArray(wiring.Component):
       aligned; ``commit`` marks the first row of a new weight tile.
     * ``psum``: ``cols`` partial sums (signed ``column_psum_bits``) of the row presented
       ``array_latency = rows + cols + 1`` enabled cycles earlier, aligned.
-    * ``w_word``/``w_shift``: one word of ``cols`` weights shifted into the shadow registers
-      per asserted cycle, reduction offset 0 first; after ``rows`` shifts the shadow tile is
-      complete and the next ``commit`` activates it (a wave that takes ``rows + cols - 1``
-      enabled cycles to reach the last PE).
+    * ``w_word``/``w_shift``/``w_seg``: one word of ``cols`` weights shifted into the shadow
+      registers of weight-load segment ``w_seg`` per enabled cycle with ``w_shift``, reduction
+      offset 0 first (``S = cfg.weight_segment_rows`` words per segment, segment 0 first).  Each
+      segment is an ACIN -> ACOUT chain of S rows fed at its first row; PE row ``j*S + p``
+      holds reduction offset ``j*S + S-1-p`` and multiplies that activation lane.  The shift
+      reaches the DSP column of logical column c one register plus ``c`` enabled cycles later,
+      behind the commit wave on its way to the right: a segment may be shifted from the cycle the
+      previous ``commit`` passes its last row (enabled cycle ``commit + (j+1)*S - 2`` for the
+      first column) and must be complete before the next ``commit`` reaches its first row
+      (:class:`.weight_loader.WeightLoader` keeps both).
     """
 
     def __init__(self, cfg: GemmConfig):
@@ -43,6 +50,7 @@ class SystolicArray(wiring.Component):
             "commit": In(1),
             "w_word": In(layouts.weight_word(cfg)),
             "w_shift": In(1),
+            "w_seg": In(range(cfg.weight_segments)),
             "psum": Out(layouts.psum_word(cfg)),
         })
 
@@ -51,41 +59,40 @@ class SystolicArray(wiring.Component):
         R, C, lanes = cfg.rows, cfg.cols, cfg.dsp_packing
         D = C // lanes                       # DSP columns
         m = Module()
-        # Packed columns restart their sum every G rows (a cascade segment, see GemmConfig).
+        # Packed columns restart their sum every G rows (a cascade segment, see GemmConfig);
+        # the shadow chains restart every S rows (a weight-load segment).
         G = cfg.packing_segment_rows if lanes == 2 else R
-        pes = [[ProcessingElement(cfg, top=(r == 0), restart=(lanes == 2 and r % G == 0))
+        S = cfg.weight_segment_rows
+        pes = [[ProcessingElement(cfg, top=(r == 0), restart=(lanes == 2 and r % G == 0),
+                                  head=(r % S == 0))
                 for _ in range(D)] for r in range(R)]
         for r in range(R):
             for d in range(D):
                 m.submodules[f"pe_{r}_{d}"] = pes[r][d]
-                m.d.comb += [pes[r][d].en.eq(self.en), pes[r][d].shift.eq(self.w_shift)]
+                m.d.comb += pes[r][d].en.eq(self.en)
 
-        # Weights shift down: after R shifts, PE row r holds reduction offset R-1-r, so PE row r
-        # multiplies activation lane R-1-r.
+        # Row j*S + p multiplies activation lane j*S + S-1-p (its segment's words arrive in
+        # reduction order and the first one shifted ends deepest).
         for r in range(R):
+            lane = (r // S) * S + S - 1 - r % S
             # Row r enters r cycles late (input skew), activation and commit together; the
             # activations need no reset (shift-register LUTs), the commits do.
             skew = DelayLine(signed(cfg.act_bits), r, reset_less=True)
             commit_skew = DelayLine(unsigned(1), r)
             m.submodules[f"skew_{r}"] = skew
             m.submodules[f"commit_skew_{r}"] = commit_skew
-            m.d.comb += [skew.en.eq(self.en), skew.i.eq(self.act[R - 1 - r]),
+            m.d.comb += [skew.en.eq(self.en), skew.i.eq(self.act[lane]),
                          commit_skew.en.eq(self.en), commit_skew.i.eq(self.commit),
                          pes[r][0].a_in.eq(skew.o), pes[r][0].commit_in.eq(commit_skew.o)]
             for d in range(1, D):
                 m.d.comb += [pes[r][d].a_in.eq(pes[r][d - 1].a_out),
                              pes[r][d].commit_in.eq(pes[r][d - 1].commit_out)]
 
+        self._weight_chains(m, pes)
         k = cfg.packing_shift
         for d in range(D):
-            if lanes == 1:
-                word = self.w_word[d]
-            else:   # packed once, at load time: w_hi * 2^k + w_lo (fits the signed 27-bit A)
-                word = (self.w_word[2 * d + 1] << k) + self.w_word[2 * d]
-            m.d.comb += pes[0][d].w_in.eq(word)
             for r in range(1, R):
-                m.d.comb += [pes[r][d].w_in.eq(pes[r - 1][d].w_out),
-                             pes[r][d].psum_in.eq(pes[r - 1][d].psum_out)]
+                m.d.comb += pes[r][d].psum_in.eq(pes[r - 1][d].psum_out)
             total = pes[R - 1][d].psum_out
             if lanes == 1:
                 sums = [total[:cfg.column_psum_bits].as_signed()]
@@ -100,6 +107,40 @@ class SystolicArray(wiring.Component):
                 m.submodules[f"deskew_{c}"] = deskew
                 m.d.comb += [deskew.en.eq(self.en), deskew.i.eq(value), self.psum[c].eq(deskew.o)]
         return m
+
+    def _weight_chains(self, m, pes):
+        """The shadow weight path: one register stage (the weight word, packed per DSP column,
+        and one shift enable per segment), then DSP column d's copy ``lanes * d`` enabled cycles
+        later, in step with the commit wave; the segments' first rows take the word on their A
+        port, the others shift it down ACIN -> ACOUT."""
+        cfg = self.cfg
+        R, C, lanes = cfg.rows, cfg.cols, cfg.dsp_packing
+        D, S, segments = C // lanes, cfg.weight_segment_rows, cfg.weight_segments
+        k = cfg.packing_shift
+        word_bits = cfg.weight_bits if lanes == 1 else MULT_A_BITS
+        words = [Signal(signed(word_bits), name=f"w_word_{d}", reset_less=True) for d in range(D)]
+        shifts = Signal(segments, name="w_shifts")
+        with m.If(self.en):
+            for d in range(D):
+                if lanes == 1:
+                    m.d.sync += words[d].eq(self.w_word[d])
+                else:   # packed once, at load time: w_hi * 2^k + w_lo (fits the signed 27-bit A)
+                    m.d.sync += words[d].eq((self.w_word[2 * d + 1] << k) + self.w_word[2 * d])
+            for j in range(segments):
+                m.d.sync += shifts[j].eq(self.w_shift & (self.w_seg == j))
+        for d in range(D):
+            if d:
+                word = DelayLine(signed(word_bits), lanes * d, reset_less=True)
+                m.submodules[f"w_skew_{d}"] = word
+                shift = DelayLine(unsigned(segments), lanes)
+                m.submodules[f"w_shift_skew_{d}"] = shift
+                m.d.comb += [word.en.eq(self.en), word.i.eq(words[d]),
+                             shift.en.eq(self.en), shift.i.eq(shifts)]
+                words[d], shifts = word.o, shift.o
+            for r in range(R):
+                pe = pes[r][d]
+                m.d.comb += [pe.shift.eq(self.en & shifts[r // S]),
+                             pe.w_in.eq(words[d] if r % S == 0 else pes[r - 1][d].w_out)]
 
     def _packed_low_sum(self, m, pes, d, G):
         """Packed column ``d``: restart every segment from ``-L`` (its low field then holds the

@@ -1,0 +1,95 @@
+"""The cycle model of the overlapped weight loading, the ``zcu102`` preset and the perf bench's
+model (no RTL: the engine's cycle counts are checked against RTL in test_gemm/test_tileskip)."""
+
+import numpy as np
+import pytest
+
+from heatvit.bench import perf
+from heatvit.config import GemmConfig
+from heatvit.presets import PRESETS
+
+
+def cfg(rows, cols, depth=None, packing=1):
+    return GemmConfig(rows=rows, cols=cols, dsp_packing=packing, act_buffer_words=4096, max_m=256,
+                      max_k=3072, max_n=3072, weight_fifo_depth=depth or max(3, 2 * rows))
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 2), (2, 2), (4, 4), (8, 4), (16, 16), (32, 64), (64, 64)])
+def test_tile_floor_is_the_load_time(rows, cols):
+    """A tile costs max(M, R) (R + 1 with a FIFO of exactly R words; 2 on a one-row array): no
+    term in C, none in 2R."""
+    g = cfg(rows, cols)
+    assert g.weight_segments * g.weight_segment_rows == rows
+    assert g.min_tile_cycles == max(rows, 2)
+    if rows >= 4:
+        assert cfg(rows, cols, depth=rows).min_tile_cycles == rows + 1
+    for m in (1, rows - 1, rows, rows + 1, 197):
+        if 1 <= m <= 256:
+            one, two = g.estimate_cycles(m, rows, cols), g.estimate_cycles(m, 2 * rows, cols)
+            assert two - one == max(m, g.min_tile_cycles)
+
+
+@pytest.mark.parametrize("rows,cols", [(2, 2), (4, 4), (8, 4), (16, 16), (64, 32)])
+def test_sparse_schedule_agrees_with_dense(rows, cols):
+    g = cfg(rows, cols)
+    rng = np.random.default_rng(rows + cols)
+    for m in (1, rows // 2 + 1, rows, 3 * rows + 1):
+        k, n = 5 * rows, 3 * cols
+        assert g.estimate_cycles(m, k, n, np.full(3, 5)) == g.estimate_cycles(m, k, n)
+        counts = rng.integers(0, 6, size=3)
+        fewer = np.maximum(counts - 1, 0)
+        assert g.estimate_cycles(m, k, n, fewer) <= g.estimate_cycles(m, k, n, counts)
+
+
+def test_weight_fifo_must_hold_a_tile():
+    with pytest.raises(ValueError, match="weight_fifo_depth = 8 cannot hold one weight tile of rows = 16"):
+        GemmConfig(rows=16, cols=16, weight_fifo_depth=8)
+    GemmConfig(rows=16, cols=16, weight_fifo_depth=16)
+
+
+def test_zcu102_preset():
+    acc = PRESETS["zcu102"]
+    g = acc.gemm
+    assert (g.rows, g.cols, g.dsp_packing) == (32, 64, 2)
+    assert g.rows * g.cols // g.dsp_packing <= 0.8 * 2520           # the array's DSP48E2s
+    for name, vit in perf.DEIT.items():                             # every DeiT GEMM fits
+        for m, k, n in vit.gemm_shapes():
+            g.check_gemm_shape(min(m, g.max_m), k, n)
+
+
+def test_ddr_model_prices_bandwidth_bound_tiles():
+    g = PRESETS["zcu102"].gemm
+    ddr = perf.DdrModel()
+    assert ddr.bytes_per_cycle(300) == pytest.approx(19.2e9 * 0.8 / 300e6)        # the DDR caps 4 ports
+    assert perf.DdrModel(ports=1).bytes_per_cycle(300) == pytest.approx(16 * 0.8)
+    m, k, n = 69, 384, 1536
+    exact = g.estimate_cycles(m, k, n)
+    assert perf.gemm_cycles(g, m, k, n, None) == exact
+    assert perf.gemm_cycles(g, m, k, n, 1e9) == exact                               # no bound
+    slow = perf.gemm_cycles(g, m, k, n, 8.0)          # 2048-byte tiles at 8 B/cycle: 256 cycles each
+    tiles = (k // g.rows) * (n // g.cols)
+    assert slow == exact + (256 - g.rows) + (tiles - 1) * (256 - m)
+
+
+def test_floor_model_is_the_previous_engine():
+    g = cfg(16, 16)
+    # The old closed form: R + (R + C + 1) + 11 + (T - 1) * max(M, 2R + C) + M.
+    assert perf.floor_model_cycles(g, 197, 192, 576) == 85164          # docs/shell.md: the old engine, measured
+    assert perf.floor_model_cycles(g, 10, 32, 16) == 16 + 33 + 11 + 48 + 10
+
+
+def test_perf_plot_labelled():
+    pytest.importorskip("matplotlib")
+    from heatvit import plot
+    g = PRESETS["zcu102"].gemm
+    models = {}
+    for name, vit in perf.DEIT.items():
+        d, p = (perf.model_run(g, vit, plan, 300.0, perf.DdrModel()) for plan in (perf.PruningPlan(), perf.PLAN))
+        models[name] = {"dense": d, "pruned": p}
+    data = {"models": models, "array": "32x64", "dsp_packing": 2, "clock_mhz": 300.0,
+            "published": perf.PUBLISHED, "pruning_by_array": perf.pruning_by_array(quick=True)}
+    fig = plot.render("perf", data)
+    texts = {t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + [ax.title]}
+    assert {"DeiT-T", "DeiT-S", "DeiT-B", "16x16", "32x32", "pruning's saving by array size"} <= texts
+    with pytest.raises(ValueError, match="perf.json"):
+        plot.render("perf", {})
