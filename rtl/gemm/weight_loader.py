@@ -58,7 +58,7 @@ class WeightLoader(wiring.Component):
         loading = Signal()                  # words 1 .. R-1 of a tile still to shift
         pending = Signal()                  # a loading/loaded tile not yet committed
         word = Signal(range(R))             # the next word's index in its tile
-        gap = Signal(range(gap_cycles + 1))
+        gap = Signal(range(max(gap_cycles, 1) + 1))   # >= 1 bit: no zero-width wire in the Verilog
 
         go = Signal()
         shift = Signal()
