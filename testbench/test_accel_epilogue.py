@@ -15,6 +15,7 @@ from heatvit.golden.nonlinear import gelu, gelu_params, sigmoid, sigmoid_params
 from heatvit.isa import Epilogue
 from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter
 from heatvit.sim.runner import pick_seed
+from heatvit.sim.streams import unpack_lanes
 
 from accel.streams import recv, send
 
@@ -25,14 +26,6 @@ def small(rows: int, cols: int, max_m: int = 32, max_n: int = 64) -> Accelerator
 
 
 ACC = {"4x4": small(4, 4), "8x4": small(8, 4), "4x8": small(4, 8)}
-
-
-def lanes_of(word: int, bits: int, n: int) -> list[int]:
-    out = []
-    for i in range(n):
-        v = (word >> (bits * i)) & ((1 << bits) - 1)
-        out.append(v - (1 << bits) if v >> (bits - 1) else v)
-    return out
 
 
 def requant_params(np_rng, g, n: int, out_bits: int):
@@ -137,7 +130,7 @@ def test_epilogue(name, mode):
         assert int(p.row) == dst_row + mm and int(p.word) == dst_word + nt * C // lanes, f"seed {seed}: address"
         assert int(p.mask) == ((1 << k) - 1) << off, f"seed {seed}: mask {int(p.mask):b} for {k} lanes at {off}"
         assert int(p.last) == int(i == len(rows) - 1), f"seed {seed}: last"
-        got_lanes = lanes_of(int(p.data) >> (8 * off), 8, C)[:k]
+        got_lanes = unpack_lanes(int(p.data) >> (8 * off), 8, C)[:k].tolist()
         if mode == Epilogue.REQ8_SIGMOID:
             got_lanes = [v & 0xFF for v in got_lanes]
         assert got_lanes == [int(x) for x in want[:k]], \

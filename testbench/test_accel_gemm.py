@@ -31,6 +31,7 @@ from heatvit.rtl.accel.gemm_exec import GemmExecutor, param_bytes
 from heatvit.rtl.accel.ports import DmaRegion, buffer_write
 from heatvit.rtl.gemm import layouts
 from heatvit.sim.runner import pick_seed
+from heatvit.sim.streams import unpack_lanes
 
 from accel.streams import send
 
@@ -63,14 +64,6 @@ class RawOutput(wiring.Component):
 
 def word_of(a: np.ndarray) -> int:
     return int.from_bytes(np.asarray(a, dtype=np.int64).astype(np.int8).tobytes(), "little")
-
-
-def lanes_of(word: int, bits: int, n: int) -> list[int]:
-    out = []
-    for i in range(n):
-        v = (word >> (bits * i)) & ((1 << bits) - 1)
-        out.append(v - (1 << bits) if v >> (bits - 1) else v)
-    return out
 
 
 # -- operands ------------------------------------------------------------------------------------
@@ -306,7 +299,7 @@ class Bench:
                 _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
                 if ready and valid:
                     row, word, mask = int(p.row), int(p.word), int(p.mask)
-                    lanes = lanes_of(int(p.data), 8, A)
+                    lanes = unpack_lanes(int(p.data), 8, A)
                     for i in range(A):
                         if mask >> i & 1:
                             self.dst_buf[row, word * A + i] = lanes[i]
