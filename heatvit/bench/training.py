@@ -6,8 +6,9 @@ of ``heatvit bench`` without names, nor of CI) runs ``python train/train_digits.
 list), ``HEATVIT_TRAIN_JOBS`` (1..8, default 2) at a time with one torch thread each, then evaluates
 each model with the accuracy bench (``heatvit bench accuracy --model``, a subprocess: the integer
 golden model on the 360 test images) and writes ``build/bench/training.json``: per seed ``seed,
-float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall) and
-``train_cpu_seconds``; the mean and the sample standard deviation (ddof 1) of each figure; the
+float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall),
+``train_cpu_seconds``, the pruned float top-1 and ``cycle_reduction`` (GEMM-engine cycles of the
+accuracy bench, ``estimate_cycles`` of the model's config); the mean and the sample standard deviation (ddof 1) of each figure; the
 targets and whether they are met; the committed model's figures and whether its pruned int8
 top-1 lies within one standard deviation of the mean.
 
@@ -37,8 +38,8 @@ SCRIPT = Path("train/train_digits.py")
 QUICK_ARGS = ["--epochs", "1", "--sel-epochs", "1", "--limit", "64"]
 TARGETS = {"mean_float_top1": 0.97, "mean_pruned_int8_top1": 0.96, "std_pruned_int8_top1": 0.01,
            "mean_mac_reduction": 0.45}
-FIGURES = ("float_top1", "int8_top1", "pruned_int8_top1", "pruned_float_top1", "mac_reduction", "train_seconds",
-           "train_cpu_seconds")
+FIGURES = ("float_top1", "int8_top1", "pruned_int8_top1", "pruned_float_top1", "mac_reduction", "cycle_reduction",
+           "train_seconds", "train_cpu_seconds")
 
 
 def load_script(path: Path = SCRIPT):
@@ -87,6 +88,7 @@ def evaluate(model: Path, out: Path, quick: bool, log: Path) -> dict:
     r = json.loads((out / "accuracy.json").read_text())
     return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"], "pruned_int8_top1": r["pruned_int8_top1"],
             "pruned_float_top1": r["pruned_float_top1"], "mac_reduction": r["mac_reduction"],
+            "cycle_reduction": 1.0 - r["gemm_cycles_pruned"] / r["gemm_cycles_dense"],
             "plan": {"blocks": r["selector_blocks"], "keep_ratios": r["target_keep_ratios"],
                      "measured_keep": [round(v, 4) for v in r["keep_ratio_per_stage"]]}}
 
@@ -130,7 +132,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         rows = []
         for f in progress(futures, desc="training + evaluating seeds", unit="seed"):
             rows.append(f.result())
-            print(f"seed {rows[-1]['seed']}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:5]), flush=True)
+            print(f"seed {rows[-1]['seed']}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:6]), flush=True)
         committed = committed_f.result()
     stats = {}
     for k in FIGURES:
