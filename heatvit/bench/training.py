@@ -75,16 +75,28 @@ def train(seed: int, args: list[str], log: Path) -> None:
         raise RuntimeError(f"training seed {seed} failed (exit {res.returncode}); see {log}")
 
 
+def evaluated(model: Path, out: Path, quick: bool) -> bool:
+    """Whether ``out/accuracy.json`` already evaluates this ``model`` file: written after it, for
+    its path, in the same mode (the evaluation is deterministic, so it is not run again)."""
+    path = out / "accuracy.json"
+    if not (path.is_file() and model.is_file() and path.stat().st_mtime > model.stat().st_mtime):
+        return False
+    r = json.loads(path.read_text())
+    return r.get("model") == str(model) and bool(r.get("quick")) == quick
+
+
 def evaluate(model: Path, out: Path, quick: bool, log: Path) -> dict:
     """The accuracy bench on ``model`` in a subprocess (so evaluations run in parallel), its
-    accuracy.json written to ``out``; the training-bench figures from it."""
+    accuracy.json written to ``out`` (kept when it already evaluates this model file,
+    :func:`evaluated`); the training-bench figures from it."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-P", "-m", "heatvit.cli", "bench", "accuracy", "--model", str(model), "--out", str(out),
            *(["--quick"] if quick else [])]
-    with open(log, "a") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode:
-        raise RuntimeError(f"evaluating {model} failed (exit {res.returncode}); see {log}")
+    if not evaluated(model, out, quick):
+        with open(log, "a") as f:
+            res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if res.returncode:
+            raise RuntimeError(f"evaluating {model} failed (exit {res.returncode}); see {log}")
     r = json.loads((out / "accuracy.json").read_text())
     return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"], "pruned_int8_top1": r["pruned_int8_top1"],
             "pruned_float_top1": r["pruned_float_top1"], "mac_reduction": r["mac_reduction"],
