@@ -199,3 +199,22 @@ def test_same_command_same_model(smoke, tmp_path):
         assert set(a.files) == set(b.files) == set(c.files)
         for k in a.files:
             assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k
+
+
+def test_bench_keeps_evaluation_of_same_model(tmp_path):
+    """The training bench re-runs the accuracy bench unless its accuracy.json was written after
+    the model file, for that path and mode."""
+    import os
+    from heatvit.bench.training import evaluated
+    model, out = tmp_path / "m.npz", tmp_path / "eval"
+    out.mkdir()
+    model.write_bytes(b"x")
+    assert not evaluated(model, out, False)                                  # nothing written yet
+    (out / "accuracy.json").write_text(json.dumps({"model": str(model), "quick": False}))
+    os.utime(model, (1, 1))
+    assert evaluated(model, out, False)
+    assert not evaluated(model, out, True)                                   # another mode
+    assert not evaluated(tmp_path / "other.npz", out, False)                 # another (missing) model
+    os.utime(model, None)
+    os.utime(out / "accuracy.json", (2, 2))
+    assert not evaluated(model, out, False)                                  # model newer: retrained
