@@ -4,7 +4,9 @@ to set beside the cycles the RTL measures.
 Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 
 * ``engine``: GEMM engine cycles, ``GemmConfig.estimate_cycles(m, k, n)`` (exact for the engine
-  with its operands on chip; docs/architecture.md).
+  with its operands on chip; docs/architecture.md); a block-sparse GEMM (``sparse = 1``) is
+  priced with its tile bitmap's per-N-tile counts (``estimate_cycles(m, k, n, tiles)``), read
+  from the model image (``model``).
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
   word per cycle.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
@@ -107,10 +109,24 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
     return toksel_cycles(acc.toksel, n, dim, pruned) - n + comb
 
 
-def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16) -> list[Estimate]:
+def gemm_tiles(acc, d, model: bytes | None):
+    """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
+    bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
+    if not d.sparse:
+        return None
+    if model is None:
+        raise ValueError(f"{d.name or 'GEMM'}: a block-sparse GEMM is priced from its tile bitmap; pass model= "
+                         f"(the image bytes)")
+    from .interpret import gemm_bitmap
+    return gemm_bitmap(acc, d, model)
+
+
+def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16,
+             model: bytes | None = None) -> list[Estimate]:
     """One :class:`Estimate` per executed descriptor of ``program`` (descriptors clipped to 0 rows
     are left out); ``n_live``: override BEGIN's live token count; ``selects``: ``(n_out, pruned)``
-    of every SELECT in program order (default: each keeps every token)."""
+    of every SELECT in program order (default: each keeps every token); ``model``: the image's
+    bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
     g, nl = acc.gemm, acc.nonlinear
     word = isa.column_align(acc)
     live = n_live
@@ -129,7 +145,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             continue
         engine = act = unit = ddr = 0
         if op == Op.GEMM:
-            engine = g.estimate_cycles(m, k, n)
+            engine = g.estimate_cycles(m, k, n, gemm_tiles(acc, d, model))
             act = ceil_div(k, g.rows) * m
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
@@ -166,6 +182,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
 def image_cycles(image, acc, trace=None, **kw) -> list[Estimate]:
     """Estimates of one image's run of ``image`` (a ``ModelImage``): the live token counts from its
     decoded pruning ``trace`` (:func:`heatvit.compiler.trace.read`; ``None``: nothing pruned)."""
+    kw.setdefault("model", image.blob)
     return estimate(image.program, acc, selects=None if trace is None else trace.selects(), **kw)
 
 
