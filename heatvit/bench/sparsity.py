@@ -15,7 +15,8 @@ with its token selectors:
   and the executor's activation gate, ``cycles.sparse_act_bound``), and ``cycle_reduction``
   against the dense model without token pruning;
 * ``rtl``: measured cycles of the GEMM executor RTL (Amaranth simulator, ``small`` preset) on
-  block 0's ``mlp.fc1`` of each model, its first row chunk, bit-exact against the interpreter;
+  block 0's ``mlp.fc1`` of each model (16 tokens; quick: ``attn.proj``, 4 tokens), bit-exact
+  against the interpreter;
 * ``board``: the same densities for DeiT-S and DeiT-B on the ``zcu102`` preset with the DDR
   model of ``heatvit bench perf`` (random tile masks of each density; with and without that
   bench's token-pruning plan): cycles, ms, weight MB and DDR traffic per image.
@@ -151,50 +152,44 @@ def digits_rows(acc, n_images: int, quick: bool) -> list[dict]:
 
 
 def rtl_rows(quick: bool) -> list[dict]:
-    """Block 0's fc1 (first row chunk) of each model on the GEMM executor RTL, ``small`` preset."""
-    import random
-
-    from amaranth.sim import Simulator
-
+    """Block 0's fc1 on its first 16 tokens (quick: attn.proj on 4) of each model on the GEMM
+    executor RTL (``small`` preset, one Amaranth simulation for all; it runs about 30 cycles per
+    second on the shared machine), bit-exact against the interpreter."""
     from .. import compiler
     from ..compiler import cycles as cycles_mod
-    from ..compiler.interpret import Machine, Step
+    from ..compiler.interpret import Machine, Step, gemm_bitmap
     from ..presets import PRESETS
-    from ..rtl.accel.gemm_exec import GemmExecutor
     acc = PRESETS["small"]
     g = acc.gemm
-    out = []
-    chosen = models_by_density(PRESETS["default"], QUICK_DENSITIES if quick else DENSITIES)
-    for density, (model, source) in chosen.items():
+    cases, out = [], []
+    for density, (model, source) in models_by_density(PRESETS["default"], QUICK_DENSITIES if quick else DENSITIES).items():
         qm = compiler.quantize_for(model, acc)
         img = compiler.read_image(compiler.compile_model(qm, acc), acc)
-        d = next(x for x in img.program if x.name == "blocks.0.mlp.fc1")
-        d = d.with_(m=8 if quick else d.m)
-        rng = np.random.default_rng(0)
+        d = next(x for x in img.program if x.name == ("blocks.0.attn.proj" if quick else "blocks.0.mlp.fc1"))
+        d = d.with_(m=4 if quick else 16)
         mach = Machine(img, acc)
-        mach.bufs[d.src][:] = rng.integers(-128, 128, mach.bufs[d.src].shape)
+        mach.bufs[d.src][:] = np.random.default_rng(0).integers(-128, 128, mach.bufs[d.src].shape)
         m, k, n = d.m, d.k, d.n
         want = mach._gemm(d, m, k, n, Step(0, d.name, "GEMM", m, k, n))
-        cyc = run_executor(acc, img.blob, d, mach, want)
-        bm = None
-        if d.sparse:
-            from ..compiler.interpret import gemm_bitmap
-            bm = gemm_bitmap(acc, d, img.blob)
+        cases.append((img.blob, d, mach, want))
+        bm = gemm_bitmap(acc, d, img.blob) if d.sparse else None
         est = g.estimate_cycles(m, k, n, bm)
         gate = cycles_mod.sparse_act_bound(g, m, bm) if bm is not None else 0
         out.append({"density": density, "source": source, "layer": d.name, "m": m, "k": k, "n": n,
                     "sparse": bool(d.sparse), "tiles": int(d.tiles) if d.sparse else -(-k // g.rows) * -(-n // g.cols),
-                    "rtl_cycles": cyc, "estimate_engine": est, "estimate_executor": max(est, gate),
-                    "bit_exact": True, "config": "small"})
+                    "estimate_engine": est, "estimate_executor": max(est, gate), "config": "small"})
+    for r, cyc in zip(out, run_executor(acc, cases)):
+        r.update(rtl_cycles=cyc, bit_exact=True)
     base = next(r for r in out if r["density"] == 1.0)
     for r in out:
         r["rtl_cycle_ratio"] = r["rtl_cycles"] / base["rtl_cycles"]
     return out
 
 
-def run_executor(acc, blob: bytes, d, mach, want) -> int:
-    """One GEMM on the executor RTL with the real GemmOutput; its dst window checked against
-    ``want`` (the interpreter's); cycles from the descriptor's acceptance to ``done``."""
+def run_executor(acc, cases) -> list[int]:
+    """GEMMs ``(model blob, descriptor, interpreter machine, expected result)`` one after the
+    other on one GEMM executor RTL with the real GemmOutput; each dst window checked against the
+    interpreter's; cycles from each descriptor's acceptance to its ``done``."""
     from amaranth.sim import Simulator
 
     from .. import isa
@@ -202,11 +197,8 @@ def run_executor(acc, blob: bytes, d, mach, want) -> int:
     from ..sim.streams import unpack_lanes
     dut = GemmExecutor(acc)
     A, D = isa.column_align(acc), acc.shell.data_bytes
-    m, k, n = d.m, d.k, d.n
-    dst = mach.bufs[d.dst].copy()
-    res = {}
-    fields = {fd.name: int(getattr(d, fd.name)) for fd in isa.FIELDS}
-    fields.update(live_m=m, live_k=k, live_n=n)
+    cur = {}
+    res = []
 
     async def src(ctx):
         q = []
@@ -219,6 +211,7 @@ def run_executor(acc, blob: bytes, d, mach, want) -> int:
             if q and dr:
                 q.pop(0)
             if cv:
+                d, mach = cur["d"], cur["mach"]
                 row, word = int(cp.row), int(cp.word)
                 q.append(int.from_bytes(mach.bufs[d.src][row, word * A:word * A + A].astype(np.int8).tobytes(), "little"))
 
@@ -234,7 +227,7 @@ def run_executor(acc, blob: bytes, d, mach, want) -> int:
             if q and dr:
                 q.pop(0)
             if rv:
-                off = int(rp.offset)
+                off, blob = int(rp.offset), cur["blob"]
                 q += [int.from_bytes(blob[off + b * D:off + b * D + D].ljust(D, b"\0"), "little")
                       for b in range(int(rp.beats))]
 
@@ -246,20 +239,24 @@ def run_executor(acc, blob: bytes, d, mach, want) -> int:
                 lanes = unpack_lanes(int(p.data), 8, A)
                 for i in range(A):
                     if int(p.mask) >> i & 1:
-                        dst[int(p.row), int(p.word) * A + i] = lanes[i]
+                        cur["dst"][int(p.row), int(p.word) * A + i] = lanes[i]
 
     async def tb(ctx):
-        ctx.set(dut.cmd.payload, fields)
-        ctx.set(dut.cmd.valid, 1)
-        await ctx.tick().until(dut.cmd.ready)
-        ctx.set(dut.cmd.valid, 0)
-        cycles = 1
-        while True:
-            _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
-            cycles += 1
-            if done:
-                break
-        res["cycles"], res["error"] = cycles, int(err)
+        for blob, d, mach, _ in cases:
+            cur.update(blob=blob, d=d, mach=mach, dst=mach.bufs[d.dst].copy())
+            fields = {fd.name: int(getattr(d, fd.name)) for fd in isa.FIELDS}
+            fields.update(live_m=d.m, live_k=d.k, live_n=d.n)
+            ctx.set(dut.cmd.payload, fields)
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+            ctx.set(dut.cmd.valid, 0)
+            cycles = 1
+            while True:
+                _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
+                cycles += 1
+                if done:
+                    break
+            res.append((cycles, int(err), cur["dst"]))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -267,15 +264,15 @@ def run_executor(acc, blob: bytes, d, mach, want) -> int:
         sim.add_testbench(p, background=True)
     sim.add_testbench(tb)
     sim.run()
-    if res["error"]:
-        raise RuntimeError(f"sparsity bench: the GEMM executor reported error {res['error']} on {d.name}")
-    got = dst[d.dst_row:d.dst_row + m, d.dst_col:d.dst_col + n]
-    w = np.asarray(want, dtype=np.int64)
-    if d.epilogue in isa.UNSIGNED_EPILOGUES:
-        w = (w + 128) % 256 - 128
-    if not np.array_equal(got, w):
-        raise RuntimeError(f"sparsity bench: the GEMM executor's {d.name} result differs from the interpreter's")
-    return res["cycles"]
+    for (cycles, err, dst), (_, d, _, want) in zip(res, cases):
+        if err:
+            raise RuntimeError(f"sparsity bench: the GEMM executor reported error {err} on {d.name}")
+        w = np.asarray(want, dtype=np.int64)
+        if d.epilogue in isa.UNSIGNED_EPILOGUES:
+            w = (w + 128) % 256 - 128
+        if not np.array_equal(dst[d.dst_row:d.dst_row + d.m, d.dst_col:d.dst_col + d.n], w):
+            raise RuntimeError(f"sparsity bench: the GEMM executor's {d.name} result differs from the interpreter's")
+    return [r[0] for r in res]
 
 
 def board_rows(quick: bool) -> list[dict]:
