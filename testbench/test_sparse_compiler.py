@@ -204,3 +204,21 @@ def test_cycle_model_prices_sparse_gemms(micro):
     assert sum(e.ddr for e in est) < sum(e.ddr for e in est_dense)
     with pytest.raises(ValueError, match="pass model="):
         cycles.estimate(img.program, DEFAULT)
+
+
+def test_committed_block_sparse_digits_model():
+    """golden/data/vit_digits_sparse.npz (train_digits.py --block-prune 0.5 --config small): at the
+    small preset every encoder Linear is a block-sparse GEMM keeping its recorded tiles, and the
+    interpreter's logits equal the golden integer forward's."""
+    from heatvit.golden.vit import data as vit_data, model as model_io
+    path = model_io.DEFAULT_MODEL.with_name("vit_digits_sparse.npz")
+    model = model_io.load_npz(path)
+    info = model.meta["block_prune"]
+    assert info["tile"] == [4, 4] and info["density"] == 0.5
+    acc = PRESETS["small"]
+    qm = compiler.quantize_for(model, acc)
+    img = compiler.read_image(compiler.compile_model(qm, acc), acc)
+    tiles = {d.name: d.tiles for d in img.program if d.sparse}
+    assert tiles == {name: kept for name, (kept, _) in info["tiles"].items()}
+    images = vit_data.upscale(vit_data.load_splits()["test_x"][:2])
+    check_run(qm, acc, images, compiler.compile_model(qm, acc))
