@@ -133,6 +133,7 @@ class SimResult:
     build_dir: Path
     results_xml: Path
     build_s: float = 0.0        # wall time of the build step (near 0 when cached)
+    build_cpu_s: float = 0.0    # CPU time of the build's processes (verilator, make, g++)
     test_s: float = 0.0         # wall time of the simulation run
 
 
@@ -183,6 +184,12 @@ def public_top_config(toplevel: str) -> str:
     return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
 
 
+def _children_cpu() -> float:
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str | Path,
                sim: str | None = None, seed: int | None = None, env: dict | None = None,
                testcase: str | None = None, waves: bool | None = None, tag: str = "",
@@ -217,7 +224,7 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
     sources = [src, *extra_sources]
 
     runner = _verilator_runner(profile) if sim == "verilator" else get_runner(sim)
-    t_build = time.perf_counter()
+    t_build, c_build = time.perf_counter(), _children_cpu()
     # Always call build(): Verilator skips identical re-verilation and make is incremental,
     # and the runner needs build()'s state for test().
     build_args: list[str] = []
@@ -233,7 +240,7 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=build_args, waves=waves and sim == "icarus",
                  timescale=("1ns", "1ps"), always=True)
-    build_s = time.perf_counter() - t_build
+    build_s, build_cpu_s = time.perf_counter() - t_build, _children_cpu() - c_build
 
     test_dir = Path(test_dir).resolve()
     if str(test_dir) not in sys.path:
@@ -258,7 +265,7 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
     if waves:
         print(f"[heatvit.sim] waves in {build_dir}", flush=True)
     res = SimResult(tests=tests, failed=failed, seed=seed, build_dir=build_dir, results_xml=Path(results),
-                    build_s=build_s, test_s=test_s)
+                    build_s=build_s, build_cpu_s=build_cpu_s, test_s=test_s)
     if tests == 0 or failed:
         raise AssertionError(f"{test_module} on {sim}: {failed} of {tests} cocotb tests failed "
                              f"(seed {seed}; replay with HEATVIT_SEED={seed}); see {results}")
