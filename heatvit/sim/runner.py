@@ -118,10 +118,10 @@ def icarus_fixes(verilog: str) -> str:
     back end writes one for a constant field of a signal whose other fields a process drives,
     e.g. the ``last`` bit of the accelerator DMA's write-data payload) written as ``initial``.
 
-    Such a block reads nothing, so by the standard its ``@*`` never fires and Icarus leaves the
-    bits X forever (Verilator evaluates it once); an X ``last`` stalls the DMA writer, and the
-    accelerator fast-sim top hung at its first DMA write on Icarus.  Only the constant is set, so
-    both simulators see the same value."""
+    Such a block reads nothing, so by the standard its ``@*`` never fires and Icarus leaves those
+    bits X forever, where Verilator evaluates the block once.  Only the constant is set, so both
+    simulators see the same value.  (This does not cure the accelerator fast-sim top's Icarus
+    hang in its first GEMM: see docs/accel_top.md.)"""
     return _CONST_COMB.sub(r"  initial \1 = \2;\n", verilog)
 
 
