@@ -8,10 +8,19 @@ Writes ``perf.json``:
   ``testbench/test_tileskip.py``), beside ``floor_model_cycles``: the same GEMMs priced with the
   previous engine's exact model, a tile costing ``max(M, 2R + C)`` (weights loaded after the
   previous tile's commit wave had left the array).
-* ``board``: the ``zcu102`` preset's resources (yosys ``synth_xilinx -family xcup -noiopad
-  -flatten`` of the exported shell + engine with DSP48E2 primitives) and its longest
-  combinational path (yosys ``ltp -noff`` on the flattened netlist: cells on the path, and how
-  many of them are LUTs).
+* ``board``: the ``zcu102`` preset's whole-design resource estimate (:func:`board_estimate`:
+  the array from yosys, the shell + engine's non-array part scaled from the default's measured
+  one, the epilogue/softmax/LayerNorm/combiner from their own yosys runs scaled by lanes, and
+  BRAM36 from every memory of the elaborated accelerator), each part saying how it was had.
+* ``board_search``: the same estimate for packed arrays of 16 ... 64 rows and columns, powers
+  of two (what ``GemmConfig`` and the RTL accept) and not, and the largest that fits at 80%.
+* ``logic_levels``: yosys' longest combinational path (``synth_xilinx -family xcup -flatten``,
+  registered cells removed, ``ltp -noff``) of each component that sets the 300 MHz clock (a
+  packed PE, a 16 x 2 array column, the requantizer, the epilogue router, the activation
+  streamer, the softmax and LayerNorm units, the token selector's score combiner), in LUTs,
+  MUXF and CARRY4 cells and ``levels`` (:func:`levels_of`), beside ``logic_level_budget``.
+  Quick mode: the packed PE only.
+* ``targets``: issue 13's targets, met or not, and what bounds a missed one.
 * ``models``: per DeiT-T/S/B, dense and pruned: ``cycles`` (GEMM engine, every GEMM in turn,
   operands on chip, each weight tile streamed from DDR no faster than :class:`DdrModel` allows),
   ``ms_at_300mhz``, ``fps_at_300mhz``, ``mac_utilization`` (MACs / (cycles x MACs per cycle)),
@@ -165,7 +174,7 @@ RECORDED = {
 named in ``how``); the board search scales them (:func:`board_estimate`).  A whole-design
 synthesis of the board configuration did not finish on the shared 2-core machine."""
 
-SEARCH = [(r, c) for r in (16, 32, 48, 56, 64) for c in (16, 32, 48, 56, 64)]
+SEARCH = [(r, c) for r in (16, 32, 64) for c in (16, 32, 64)] + [(48, 64), (64, 48), (56, 64), (64, 56)]
 """Arrays the board search prices (packed).  ``GemmConfig`` accepts powers of two only (tile
 indices are bit fields of K and N in the streamer and the weight loader); the others are priced
 to show what a non-power-of-two array would give, marked ``supported: false``."""
@@ -221,19 +230,26 @@ def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None
     (``mems``: the whole accelerator's, token buffers included) or, without them, none.  With
     ``levels`` (the logic-depth runs' cell counts) the units the shell + engine lacks are added:
     the epilogue router (measured on 2 columns, x cols / 2), two softmax units, a LayerNorm unit
-    and the score combiner (measured on 4 lanes, x rows / 4)."""
+    and the score combiner (measured on 4 lanes, x rows / 4), and the engine's requantizer
+    (measured on 2 lanes, x cols / 2) taken off: the accelerator's engine runs raw.  Not
+    counted: the sequencer, crossbar, DMA ports and the other executors' control (no yosys run
+    of them here)."""
     from .resources import count
     parts = {"array": board_array(rows, cols)}
     rest = RECORDED["default_non_array"]
     parts["shell_engine_non_array"] = {k: round(rest[k] * cols / 16) for k in ("DSP48E2", "LUT", "FF")}
     parts["shell_engine_non_array"].update(BRAM36=0, how="scaled: " + rest["how"] + ", x cols / 16")
     if levels:
-        scale = {"epilogue": cols / 2, "softmax": 2, "layernorm": 1, "select_combiner": rows / 4}
+        # The accelerator's engine runs raw (GemmEngine(raw=True)): the epilogue router's own
+        # requantizer replaces the engine's, which the shell + engine figure counts: take it off.
+        scale = {"requantizer": -cols / 2, "epilogue": cols / 2, "softmax": 2, "layernorm": 1,
+                 "select_combiner": rows / 4}
         for name, factor in scale.items():
             if name in levels:
                 r = count(levels[name]["cells_total"])
                 parts[name] = {k: round(r[k] * factor) for k in ("DSP48E2", "LUT", "FF")}
-                parts[name].update(BRAM36=0, how=f"scaled: yosys of {levels[name]['component']} x {factor:g}")
+                parts[name].update(BRAM36=0, how=f"scaled: yosys of {levels[name]['component']} x {factor:g}"
+                                   + (" (removed: the engine runs raw)" if factor < 0 else ""))
     if mems is not None:
         parts["memories"] = {"DSP48E2": 0, "LUT": 0, "FF": 0,
                              "BRAM36": sum(bram36(w, d) for _, w, d in mems),
@@ -350,15 +366,19 @@ def _logic_components(acc: AcceleratorConfig) -> list[tuple[str, str, object]]:
         return ScoreCombiner(TokSelConfig(lanes=4))
 
     pack = f"p{g.dsp_packing}"
-    return [
-        ("pe_packed", f"interior PE, {pack} (4x4 array's row 1)", pe),
-        ("array_column_16x2", f"SystolicArray 16x2 {pack}: one DSP column pair, two packed cascade segments", array_column),
-        ("requantizer", "gemm Requantizer (board GemmConfig, 2 lanes)", requantizer),
-        ("epilogue", "accel EpilogueRouter (default config on a 4x2 array): REQ8/GELU/SIGMOID/SOFTMAX routing", epilogue),
-        ("act_streamer", f"gemm ActivationStreamer at the board config ({g.rows}x{g.cols}, {g.act_buffer_words} words)", streamer),
-        ("softmax", "nonlinear SoftmaxUnit (default NonlinearConfig)", softmax),
-        ("layernorm", "nonlinear LayerNormUnit (default NonlinearConfig)", layernorm),
-        ("select_combiner", "toksel ScoreCombiner (3 heads, 4 lanes)", combiner),
+    board = f"{g.rows}x{g.cols}"
+    return [   # (name, description, builder, the configuration it depends on: the cache key)
+        ("pe_packed", f"interior PE, {pack} (4x4 array's row 1)", pe, small),
+        ("array_column_16x2", f"SystolicArray 16x2 {pack}: one DSP column pair, two packed cascade segments",
+         array_column, column),
+        ("requantizer", f"gemm Requantizer (board GemmConfig {board}, 2 lanes)", requantizer, g),
+        ("epilogue", "accel EpilogueRouter (default config on a 4x2 array): REQ8/GELU/SIGMOID/SOFTMAX routing",
+         epilogue, "4x2"),
+        ("act_streamer", f"gemm ActivationStreamer at the board config ({board}, {g.act_buffer_words} words)",
+         streamer, g),
+        ("softmax", "nonlinear SoftmaxUnit (default NonlinearConfig)", softmax, nl),
+        ("layernorm", "nonlinear LayerNormUnit (default NonlinearConfig)", layernorm, nl),
+        ("select_combiner", "toksel ScoreCombiner (3 heads, 4 lanes)", combiner, "lanes=4"),
     ]
 
 
@@ -368,10 +388,12 @@ def logic_levels(acc: AcceleratorConfig, cache: Path, quick: bool, log=print) ->
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
 
     from ._yosys import logic_levels as run
+    import hashlib
     out = {}
     digest = rtl_digest()
-    for name, what, build in _logic_components(acc)[:1 if quick else None]:
-        path = cache / f"perf_levels_{name}_{digest}.json"
+    for name, what, build, key in _logic_components(acc)[:1 if quick else None]:
+        key = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+        path = cache / f"perf_levels_{name}_{key}_{digest}.json"
         if path.exists():
             entry = json.loads(path.read_text())
         else:
@@ -444,8 +466,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
               f"DDR {pruned['ddr_gbytes_per_s']} GB/s", flush=True)
     # What the 80% DSP rule leaves out: the same model on a 64 x 64 packed array (2048 DSP48E2
     # for the array alone, 81% of the device; cycles only, not synthesized).
-    big = PRESETS["zcu102"].with_gemm(rows=64, cols=64, act_buffer_words=ceil_div(3072, 64) * 197,
-                                      weight_fifo_depth=128).gemm
+    big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
         d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
