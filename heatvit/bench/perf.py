@@ -480,6 +480,9 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     port_gbps = ddr.port_bits / 8 * acc.clock_mhz / 1e3 * ddr.efficiency
     average = max(r["ddr_gbytes_per_s"] for m in models.values() for r in m.values())
     busiest = max(r["ddr_gbytes_per_s_busiest_gemm_without_bound"] for m in models.values() for r in m.values())
+    # What the shell's one HP port costs today, and what each further port buys back.
+    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"] for name, cfg in DEIT.items()}
+                for n in (1, 2, 3, 4)}
     by_array = pruning_by_array(quick)
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
@@ -491,7 +494,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                    "gbytes_per_s": round(ddr.bytes_per_cycle(acc.clock_mhz) * acc.clock_mhz / 1e3, 3)},
            "hp_ports_needed": {"average": math.ceil(average / port_gbps),
                                "busiest_gemm_unbounded": math.ceil(busiest / port_gbps),
-                               "port_gbytes_per_s_at_efficiency": round(port_gbps, 3)},
+                               "port_gbytes_per_s_at_efficiency": round(port_gbps, 3),
+                               "pruned_ms_by_ports": by_ports},
            "board": {k: v for k, v in board.items() if k != "cells"}, "models": models,
            "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
            "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},
