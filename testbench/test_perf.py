@@ -147,3 +147,14 @@ def test_targets_say_what_bounds_them():
     assert speed["met"] == (models["DeiT-B"]["pruned"]["fps"] >= 100)
     assert "DSP48E2" in speed["bound"] and "2,016" in speed["bound"] and "~156" in speed["bound"]
     assert targets["mac_utilization >= 0.9 dense"]["met"]
+
+
+def test_board_estimate_scales_units_by_lanes():
+    first = {"epilogue": {"component": "2 columns", "cells_total": {"DSP48E2": 24, "LUT6": 100, "FDRE": 10}}}
+    second = {"epilogue_4col": {"component": "4 columns", "cells_total": {"DSP48E2": 40, "LUT6": 180, "FDRE": 10}}}
+    prop = perf.board_estimate(64, 32, None, first)["parts"]["epilogue"]
+    assert (prop["DSP48E2"], prop["LUT"], prop["FF"]) == (24 * 16, 100 * 16, 10 * 16)   # x cols / 2
+    two = perf.board_estimate(64, 32, None, first, second)["parts"]["epilogue"]
+    assert (two["DSP48E2"], two["LUT"], two["FF"]) == (8 + 8 * 32, 20 + 40 * 32, 10)    # fixed + per lane
+    assert "fixed + per lane" in two["how"]
+    assert "memories" not in perf.board_estimate(64, 32)["parts"]

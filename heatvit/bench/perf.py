@@ -222,16 +222,17 @@ def board_array(rows: int, cols: int) -> dict:
 
 
 def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None = None,
-                   levels: dict | None = None) -> dict:
+                   levels: dict | None = None, scaling: dict | None = None) -> dict:
     """Whole-design estimate of a packed ``rows`` x ``cols`` board configuration: the array
     (:func:`board_array`), the shell + engine's non-array part (the default's measured
     non-array part x cols / 16: the output lanes, requantizer and accumulator scale with the
     columns; an upper bound, the AXI shell does not), and BRAM36 from the elaborated memories
     (``mems``: the whole accelerator's, token buffers included) or, without them, none.  With
     ``levels`` (the logic-depth runs' cell counts) the units the shell + engine lacks are added:
-    the epilogue router (measured on 2 columns, x cols / 2), two softmax units, a LayerNorm unit
-    and the score combiner (measured on 4 lanes, x rows / 4), and the engine's requantizer
-    (measured on 2 lanes, x cols / 2) taken off: the accelerator's engine runs raw.  Not
+    the epilogue router (cols lanes), two softmax units, a LayerNorm unit and the score combiner
+    (rows lanes), and the engine's requantizer (cols lanes) taken off: the accelerator's engine
+    runs raw.  A unit with a second run in ``scaling`` (:func:`_scaling_components`) is priced
+    as fixed + per-lane cost; otherwise in proportion to its lanes (an upper bound).  Not
     counted: the sequencer, crossbar, DMA ports and the other executors' control (no yosys run
     of them here)."""
     from .resources import count
@@ -240,16 +241,28 @@ def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None
     parts["shell_engine_non_array"] = {k: round(rest[k] * cols / 16) for k in ("DSP48E2", "LUT", "FF")}
     parts["shell_engine_non_array"].update(BRAM36=0, how="scaled: " + rest["how"] + ", x cols / 16")
     if levels:
+        # name: (lanes of the first run, the second run's name, its lanes, lanes on the board, copies).
         # The accelerator's engine runs raw (GemmEngine(raw=True)): the epilogue router's own
-        # requantizer replaces the engine's, which the shell + engine figure counts: take it off.
-        scale = {"requantizer": -cols / 2, "epilogue": cols / 2, "softmax": 2, "layernorm": 1,
-                 "select_combiner": rows / 4}
-        for name, factor in scale.items():
-            if name in levels:
-                r = count(levels[name]["cells_total"])
-                parts[name] = {k: round(r[k] * factor) for k in ("DSP48E2", "LUT", "FF")}
-                parts[name].update(BRAM36=0, how=f"scaled: yosys of {levels[name]['component']} x {factor:g}"
-                                   + (" (removed: the engine runs raw)" if factor < 0 else ""))
+        # requantizer replaces the engine's, which the shell + engine figure counts: taken off.
+        units = {"requantizer": (2, None, None, cols, -1), "epilogue": (2, "epilogue_4col", 4, cols, 1),
+                 "softmax": (1, None, None, 1, 2), "layernorm": (1, None, None, 1, 1),
+                 "select_combiner": (4, "select_combiner_8", 8, rows, 1)}
+        for name, (l1, second, l2, lanes, copies) in units.items():
+            if name not in levels:
+                continue
+            r1 = count(levels[name]["cells_total"])
+            two = (scaling or {}).get(second)
+            if two is None:       # proportional: an upper bound (the fixed part scales too)
+                cost = {k: r1[k] * lanes / l1 for k in ("DSP48E2", "LUT", "FF")}
+                how = f"yosys of {levels[name]['component']} x {lanes / l1:g}"
+            else:                 # fixed + per lane, from two lane counts
+                r2 = count(two["cells_total"])
+                cost = {k: r1[k] + (r2[k] - r1[k]) / (l2 - l1) * (lanes - l1) for k in ("DSP48E2", "LUT", "FF")}
+                how = f"yosys at {l1} and {l2} lanes ({levels[name]['component']}; {two['component']}), fixed + per lane x {lanes}"
+            parts[name] = {k: round(v * copies) for k, v in cost.items()}
+            parts[name].update(BRAM36=0, how=("scaled: " if lanes != l1 else "measured: ") + how
+                               + (f", x {copies}" if copies > 1 else "")
+                               + (" (removed: the engine runs raw)" if copies < 0 else ""))
     if mems is not None:
         parts["memories"] = {"DSP48E2": 0, "LUT": 0, "FF": 0,
                              "BRAM36": sum(bram36(w, d) for _, w, d in mems),
@@ -265,11 +278,11 @@ def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None
             "over": [k for k, u in util.items() if u > MAX_UTILIZATION]}
 
 
-def board_search(mems, levels) -> dict:
+def board_search(mems, levels, scaling=None) -> dict:
     """Every array of :data:`SEARCH` priced with :func:`board_estimate` (BRAM from ``mems`` of
     the board preset: the buffers are sized by the models, not the array), and the largest
     supported one that fits."""
-    rows = [board_estimate(r, c, mems, levels) for r, c in SEARCH]
+    rows = [board_estimate(r, c, mems, levels, scaling) for r, c in SEARCH]
     fits = [e for e in rows if e["fits"] and e["supported"]]
     best = max(fits, key=lambda e: (e["macs_per_cycle"], -int(e["array"].split("x")[0])))
     return {"candidates": rows, "largest_supported_fit": best["array"],
@@ -382,24 +395,46 @@ def _logic_components(acc: AcceleratorConfig) -> list[tuple[str, str, object]]:
     ]
 
 
-def logic_levels(acc: AcceleratorConfig, cache: Path, quick: bool, log=print) -> dict:
-    """yosys' longest combinational path (LUT levels) of each of :func:`_logic_components`,
-    cached in ``cache`` by component and RTL hash.  Quick: the packed PE only."""
+def _scaling_components() -> list[tuple[str, str, object, object]]:
+    """Second points for the units the board estimate scales by lanes (the first points are
+    :func:`_logic_components`' runs): with two lane counts, a unit's cost is fixed + per lane."""
+    from heatvit.config import TokSelConfig
+
+    def epilogue():
+        from heatvit.rtl.accel.epilogue import EpilogueRouter
+        return EpilogueRouter(AcceleratorConfig().with_array(4, 4))
+
+    def combiner():
+        from heatvit.rtl.toksel.combiner import ScoreCombiner
+        return ScoreCombiner(TokSelConfig(lanes=8))
+    return [("epilogue_4col", "accel EpilogueRouter (default config on a 4x4 array)", epilogue, "4x4"),
+            ("select_combiner_8", "toksel ScoreCombiner (3 heads, 8 lanes)", combiner, "lanes=8")]
+
+
+def _yosys_cached(cache: Path, name: str, what: str, build, key, log=print) -> dict:
+    """:func:`._yosys.logic_levels` of ``build()``, cached in ``cache`` by name, config key and
+    RTL hash."""
+    import hashlib
+
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
 
     from ._yosys import logic_levels as run
-    import hashlib
+    key = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+    path = cache / f"perf_levels_{name}_{key}_{rtl_digest()}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    log(f"  yosys ltp: {name} ...", flush=True)
+    entry = {"component": what, **run(build(), name, platform=PRIMITIVES)}
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+def logic_levels(acc: AcceleratorConfig, cache: Path, quick: bool, log=print) -> dict:
+    """yosys' longest combinational path (LUT levels) of each of :func:`_logic_components`,
+    cached in ``cache`` by component and RTL hash.  Quick: the packed PE only."""
     out = {}
-    digest = rtl_digest()
     for name, what, build, key in _logic_components(acc)[:1 if quick else None]:
-        key = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
-        path = cache / f"perf_levels_{name}_{key}_{digest}.json"
-        if path.exists():
-            entry = json.loads(path.read_text())
-        else:
-            log(f"  yosys ltp: {name} ...", flush=True)
-            entry = {"component": what, **run(build(), name, platform=PRIMITIVES)}
-            path.write_text(json.dumps(entry, indent=1) + "\n")
+        entry = _yosys_cached(cache, name, what, build, key, log)
         entry["levels"] = levels_of(entry)
         entry["over_budget"] = entry["levels"] > LUT_LEVEL_BUDGET
         out[name] = entry
@@ -438,9 +473,10 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     else:
         print("  elaborating the whole accelerator for its memories ...", flush=True)
         mems = memories(acc)
-        board = board_estimate(g.rows, g.cols, mems, levels)
+        scaling = {c[0]: _yosys_cached(out_dir, *c) for c in _scaling_components()} if have_yosys else {}
+        board = board_estimate(g.rows, g.cols, mems, levels, scaling)
         board["memories"] = [{"path": p, "width": w, "depth": d, "bram36": bram36(w, d)} for p, w, d in mems]
-        search = board_search(mems, levels)
+        search = board_search(mems, levels, scaling)
         res = board["total"]
         for e in search["candidates"]:
             print(f"  {e['array']:>6} p2: DSP {e['total']['DSP48E2']} ({e['utilization']['DSP48E2']:.1%}), "
