@@ -22,7 +22,7 @@ PRESETS: dict[str, AcceleratorConfig] = {
     # The ZCU102 board configuration (XCZU9EG): 64 x 32 packed, 2048 int8 MACs on 1024 DSP48E2s,
     # the most MACs whose whole accelerator stays within 80% of every resource (the next power of
     # two, 64 x 64, needs 2048 DSPs for the array alone; 32 x 64 has the same MACs but 64 output
-    # lanes, and the epilogue's per-lane requantizer, GELU and sigmoid units then take ~95% of
+    # lanes, and the epilogue's per-lane requantizer, GELU and sigmoid units then take ~93% of
     # the LUTs: docs/perf.md); buffers for every DeiT-T/S/B GEMM at 197 tokens with activations
     # on chip (fc2 of DeiT-B: ceil(3072/64) * 197 = 9456 words), and a weight FIFO of two tiles.
     # Resources, logic depth and the latency table: `heatvit bench perf`.

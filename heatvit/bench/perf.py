@@ -254,7 +254,7 @@ def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None
             two = (scaling or {}).get(second)
             if two is None:       # proportional: an upper bound (the fixed part scales too)
                 cost = {k: r1[k] * lanes / l1 for k in ("DSP48E2", "LUT", "FF")}
-                how = f"yosys of {levels[name]['component']} x {lanes / l1:g}"
+                how = f"yosys of {levels[name]['component']}" + (f" x {lanes / l1:g}" if lanes != l1 else "")
             else:                 # fixed + per lane, from two lane counts
                 r2 = count(two["cells_total"])
                 cost = {k: r1[k] + (r2[k] - r1[k]) / (l2 - l1) * (lanes - l1) for k in ("DSP48E2", "LUT", "FF")}
