@@ -354,23 +354,22 @@ def test_select_digits_program():
 
 @pytest.mark.parametrize("name,heads", [("4x4", 1), ("4x4", 3), ("4x4", 5), ("4x4", 12), ("8x4", 6), ("16x16", 12)])
 def test_select_cycles(name, heads):
-    """DeiT-B's 12 heads on the default executor (``MAX_HEADS``), bit-exact; with no stalls and a
+    """DeiT-B's 12 heads (``max_heads = DEIT_B_HEADS``), bit-exact; with no stalls and a
     1-cycle buffer every descriptor (keep all, keep none, a threshold between) takes exactly
     :func:`heatvit.compiler.cycles.select_cycles` cycles (the cycle model's SELECT estimate),
     whether the combiner or the ``aux`` words bound the score phase."""
     from heatvit.compiler import cycles as cyc_model
-    from heatvit.rtl.accel.select_exec import MAX_HEADS
+    from heatvit.rtl.accel.select_exec import DEIT_B_HEADS
     seed = pick_seed()
     rc = (16, 16) if name == "16x16" else CONFIGS[name]
     acc = config(rc)
-    assert SelectExecutor(acc).max_heads == MAX_HEADS >= 12
     rng = random.Random(seed)
     n = acc.toksel.lanes * rng.randint(2, 3)
     for thr in (0, 255, rng.randint(90, 160)):
         live = rng.randint(5, 20)
         got = []
         log = run(acc, seed, [select(acc, heads=heads, m=24, n=n, threshold=thr, addr=0)], n_live=live, gap=0.0,
-                  latency=1, cycles=got)
+                  latency=1, cycles=got, max_heads=DEIT_B_HEADS)
         _, n_out, tail = log[0]
         pruned = live - (n_out - 1) if tail else 0
         want = cyc_model.select_cycles(acc, heads, live, n, pruned)

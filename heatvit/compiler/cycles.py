@@ -17,7 +17,7 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   measured cycles (:func:`select_cycles`: the score combiner, one token per
   :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
   (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
-  write included).
+  write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
   STORE rows, SELECT trace records.
 
@@ -107,6 +107,12 @@ reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/s
 measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
 
 
+SELECT_TOP_CYCLES = 3
+"""What a SELECT's cycle record in the whole accelerator adds to the executor's own cycles
+(dispatch, the token buffers' read pipeline, the trace write's path to DDR): measured on the
+pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, every stage)."""
+
+
 def select_score_rate(acc, heads: int) -> int:
     """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 7)``
     or, when more, its ``aux`` words (``ceil(heads / A)`` head-weight words and ``heads``
@@ -174,7 +180,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             else:
                 raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
             n_select += 1
-            unit = select_cycles(acc, d.heads, m, n, pruned)
+            unit = select_cycles(acc, d.heads, m, n, pruned) + SELECT_TOP_CYCLES
             ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
             out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
             live = n_out

@@ -58,15 +58,17 @@ from . import ports
 from .descriptor import fields_layout
 
 
-MAX_HEADS = 12
-"""The default combiner width: DeiT-B's (and ViT-B's) 12 heads, so the DeiT-T/S/B programs
-(3 / 6 / 12 heads) all run; a descriptor's run-time head count sets its cycles
-(``max(heads + 2, 7)`` per token, :func:`heatvit.compiler.cycles.select_cycles`), not this width."""
+DEIT_B_HEADS = 12
+"""``max_heads`` for DeiT-S/B programs (6 / 12 heads): ``SelectExecutor(acc, max_heads=12)``
+(tested bit-exact and cycle-exact in ``testbench/test_accel_select.py``).  The default stays
+``acc.toksel.heads``; a descriptor's run-time head count sets its cycles
+(:func:`heatvit.compiler.cycles.select_cycles`), not this width."""
 
 
 class SelectExecutor(wiring.Component):
     """The ``SELECT`` descriptor (see the module docstring).  ``max_heads``: the most heads a
-    descriptor may name (the combiner's width; default ``max(MAX_HEADS, acc.toksel.heads)``)."""
+    descriptor may name (the combiner's width; default ``acc.toksel.heads``; ``DEIT_B_HEADS``
+    for DeiT-S/B)."""
 
     def __init__(self, acc: AcceleratorConfig, max_heads: int | None = None):
         self.acc = acc
@@ -76,7 +78,7 @@ class SelectExecutor(wiring.Component):
             raise ValueError(f"SelectExecutor: toksel.lanes = {ts.lanes} must divide one buffer word "
                              f"(column_align = {self.lanes} int8)")
         self.ratio = self.lanes // ts.lanes
-        self.max_heads = max(MAX_HEADS, ts.heads) if max_heads is None else max_heads
+        self.max_heads = ts.heads if max_heads is None else max_heads
         if not isinstance(self.max_heads, int) or not 1 <= self.max_heads <= 255:
             raise ValueError(f"SelectExecutor: max_heads must be an int in [1, 255], not {max_heads!r}")
         # The unit's widest token: the widest buffer (a descriptor's window is checked against
