@@ -228,24 +228,44 @@ def selector_parts(acc: AcceleratorConfig) -> dict:
                                     out_bits=SIGMOID_OUT_BITS)}
 
 
-def selector_resources(acc: AcceleratorConfig, config: str) -> dict:
-    """yosys (``synth_xilinx -family xcup``) of the whole accelerator and of each selector part
-    (:func:`selector_parts`, synthesized alone); the parts' sum over the whole (``share``) and the
-    accelerator without them (``without_selector`` = whole - parts)."""
+WHOLE_SYNTH_TIMEOUT_S = 4 * 3600
+"""yosys on the whole accelerator: more than 30 min on a loaded 2-core machine at the small preset."""
+
+
+def synth(component, top: str, timeout: int = 1800) -> dict:
+    """LUT (LUT-RAM and SRL included), FF, DSP, BRAM (RAMB cells) of ``component`` from Debian
+    yosys ``synth_xilinx -family xcup``, counted as :func:`heatvit.bench.resources.count` does."""
     from heatvit.bench import _yosys
-    from heatvit.bench.toksel import synthesize
+    from heatvit.bench.resources import count
+    r = count(_yosys.cell_counts(component, top, timeout=timeout))
+    return {"lut": r["LUT"], "ff": r["FF"], "dsp": r["DSP48E2"], "bram": r["BRAM36"]}
+
+
+def selector_resources(acc: AcceleratorConfig, config: str, *, whole: bool = True) -> dict:
+    """yosys (``synth_xilinx -family xcup``) of each selector part (:func:`selector_parts`,
+    synthesized alone) and, with ``whole``, of the whole accelerator: the parts' sum over the
+    whole (``share``) and the accelerator without them (``without_selector`` = whole - parts)."""
+    import subprocess
+
+    from heatvit.bench import _yosys
     from heatvit.rtl.accel.top import Accelerator
     if not _yosys.available():
         return {"error": "yosys not found (apt-get install yosys)"}
     keys = ("lut", "ff", "dsp", "bram")
-    whole = synthesize(Accelerator(acc), "heatvit_accel")
-    parts = {name: synthesize(c, name) for name, c in selector_parts(acc).items()}
+    parts = {name: synth(c, name) for name, c in selector_parts(acc).items()}
     total = {k: sum(p[k] for p in parts.values()) for k in keys}
-    return {"config": config, "config_digest": acc.digest(), "tool": whole["tool"], "command": whole["command"],
-            "accelerator": {k: whole[k] for k in keys}, "selector_parts": parts, "selector": total,
-            "without_selector": {k: whole[k] - total[k] for k in keys},
-            "share": {k: total[k] / whole[k] if whole[k] else 0.0 for k in keys},
-            "note": "parts synthesized alone (no cross-boundary optimization); bram counts RAMB cells"}
+    out = {"config": config, "config_digest": acc.digest(), "tool": _yosys.version(),
+           "command": "synth_xilinx -family xcup", "selector_parts": parts, "selector": total,
+           "note": "parts synthesized alone (no cross-boundary optimization); LUT includes LUT-RAM and SRLs"}
+    if whole:
+        try:
+            acc_res = synth(Accelerator(acc), "heatvit_accel", timeout=WHOLE_SYNTH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            out["accelerator"] = {"error": f"yosys did not finish in {WHOLE_SYNTH_TIMEOUT_S} s"}
+            return out
+        out.update({"accelerator": acc_res, "without_selector": {k: acc_res[k] - total[k] for k in keys},
+                    "share": {k: total[k] / acc_res[k] if acc_res[k] else 0.0 for k in keys}})
+    return out
 
 
 NOTE = ("cycles: the CYCLES register (start to done, every DMA write answered). selector_cycle_fraction: "
