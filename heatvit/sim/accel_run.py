@@ -6,7 +6,9 @@ The caller (testbench/test_accel_top.py, ``heatvit bench accel``) writes a case 
 (``HEATVIT_ACCEL_CASE``): ``image.bin`` (a ``heatvit compile`` image for ``HEATVIT_CONFIG``),
 ``case.npz`` (``patches`` (B, rows, cols) int8, ``logits`` (B, classes): the golden logits) and
 writes ``result.json`` there: per image the logits, cycles and per-descriptor records, the
-simulator's wall time, and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
+decoded SELECT trace records of a pruned program (``trace``: ``n_in, n_out, n_kept, n_tail,
+keep, stage, block`` per stage; ``trace_hex``: the TRACE region's bytes), the simulator's wall
+time, and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
 """
 
 import json
@@ -42,7 +44,10 @@ async def run_images(dut):
             "logits": logits[0].tolist(), "bit_exact": bool(np.array_equal(logits[0], data["logits"][b])),
             "cycles": st.cycles, "wall_s": wall, "cpu_s": cpu,
             "layers": [[lay.index, lay.name, lay.op, lay.start, lay.end] for lay in st.layers],
-            "tokens_per_block": list(st.tokens_per_block)})
+            "tokens_per_block": list(st.tokens_per_block),
+            "trace": [{k: (list(map(bool, v)) if k == "keep" else int(v)) for k, v in r.items()}
+                      for r in st.trace.records] if st.trace is not None else None,
+            "trace_hex": be.read_mem(drv.bases["TRACE"], drv.sizes["TRACE"]).hex() if drv.sizes["TRACE"] else ""})
         (case / "result.json").write_text(json.dumps(out))
     if os.environ.get("HEATVIT_ACCEL_DAMAGE"):
         # an unknown opcode in the first GEMM: its error code and index, nothing in OUTPUT; then
