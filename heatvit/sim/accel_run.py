@@ -2,11 +2,11 @@
 through :class:`heatvit.driver.accel.Accelerator` on the fast-simulation back end
 (:func:`run` is the Python side: build, run, result).
 
-The caller (testbench/test_accel_top.py, ``heatvit bench accel``) writes a case directory
+The caller (testbench/test_accel_top.py, ``heatvit bench e2e``, ``heatvit demo``: :mod:`heatvit.e2e`) writes a case directory
 (``HEATVIT_ACCEL_CASE``): ``image.bin`` (a ``heatvit compile`` image for ``HEATVIT_CONFIG``),
 ``case.npz`` (``patches`` (B, rows, cols) int8, ``logits`` (B, classes): the golden logits) and
 writes ``result.json`` there: per image the logits, cycles and per-descriptor records, the
-simulator's wall time, and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
+simulator's wall time, a debug build's DEBUG region (hex), and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
 """
 
 import json
@@ -42,7 +42,8 @@ async def run_images(dut):
             "logits": logits[0].tolist(), "bit_exact": bool(np.array_equal(logits[0], data["logits"][b])),
             "cycles": st.cycles, "wall_s": wall, "cpu_s": cpu,
             "layers": [[lay.index, lay.name, lay.op, lay.start, lay.end] for lay in st.layers],
-            "tokens_per_block": list(st.tokens_per_block)})
+            "tokens_per_block": list(st.tokens_per_block),
+            **({"debug": st.debug.hex()} if st.debug else {})})
         (case / "result.json").write_text(json.dumps(out))
     if os.environ.get("HEATVIT_ACCEL_DAMAGE"):
         # an unknown opcode in the first GEMM: its error code and index, nothing in OUTPUT; then
