@@ -149,7 +149,11 @@ def demo_digits(args) -> int:
     log = out / "demo.log"
     if not args.verbose:
         print(f"build and simulator log: {log}", flush=True)
-    res = e2e.simulate(case, out / "demo", log=log, verbose=args.verbose, sim=sim, desc="demo")
+    try:
+        res = e2e.simulate(case, out / "demo", log=log, verbose=args.verbose, sim=sim, desc="demo")
+    except RuntimeError as exc:
+        print(f"heatvit demo: {exc}", file=sys.stderr)
+        return 1
     img = case.image
     ok = True
     print(f"\n{'image':>5} {'true':>4} {'RTL':>4} {'golden':>6}  {'logits':<10} {'stages':<12} {'cycles':>9} {'ms':>7}")

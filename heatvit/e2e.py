@@ -32,6 +32,10 @@ import numpy as np
 
 from heatvit.config import AcceleratorConfig
 
+CONFIG = "default"
+"""The preset of the demo, of ``heatvit bench e2e`` (quick too) and of the end-to-end tests: one
+Verilator build of the 16 x 16 accelerator serves them all (a DeiT-T block is ~6.4 M cycles on
+the ``small`` preset's 4 x 4 array, ~0.5 M here)."""
 TAG = "e2e"
 DDR_BYTES = 1 << 23
 """The DDR model's size: a DeiT-T image (5.98 MB at 16 x 16) with its I/O regions fits."""
@@ -95,14 +99,16 @@ def simulate(case: Case, workdir: Path, *, log: Path, verbose: bool = False, sim
     """Run ``case``'s images through ``heatvit_accel_fastsim``; :func:`heatvit.sim.accel_run.run`'s
     result (per image: logits, bit_exact, cycles, wall_s, cpu_s, layers, debug) plus
     ``total_wall_s`` (build included).  ``verbose``: the child's output on our stdout, no log."""
-    workdir = Path(workdir)
+    workdir = Path(workdir).resolve()                 # the simulator runs in its build directory
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "image.bin").write_bytes(case.blob)
     np.savez(workdir / "case.npz", patches=np.asarray(case.patches, dtype=np.int64), logits=np.asarray(case.logits))
     (workdir / "args.json").write_text(json.dumps({"config": case.acc.to_dict(), "sim": sim, "damage": damage}))
     for f in ("result.json", "run.json"):
         (workdir / f).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "heatvit.e2e", str(workdir)]
+    # -P: not the working directory first on sys.path (a checkout's heatvit/ would shadow the
+    # installed package); the child keeps the working directory, so the same build/ is used.
+    cmd = [sys.executable, "-P", "-m", "heatvit.e2e", str(workdir)]
     if verbose:
         rc = subprocess.run(cmd).returncode
     else:
@@ -139,10 +145,10 @@ def _watch(proc, log: Path, result: Path, total: int, desc: str) -> None:
     t0 = time.monotonic()
     if use_bar(sys.stderr):
         from tqdm import tqdm
-        bar = tqdm(total=total, desc=f"{desc}: building the simulator", unit="image", file=sys.stderr,
+        bar = tqdm(total=total, desc=f"{desc}: elaborating and building the simulator", unit="image", file=sys.stderr,
                    dynamic_ncols=True, bar_format="{desc}: {n_fmt}/{total_fmt} images [{elapsed}]")
     else:
-        print(f"{desc}: building the simulator (Verilator; reused on later runs) ...", file=sys.stderr, flush=True)
+        print(f"{desc}: elaborating and building the simulator (Verilator; reused on later runs) ...", file=sys.stderr, flush=True)
     built, done = False, 0
     try:
         while True:
@@ -196,14 +202,40 @@ def check_stages(case: Case, b: int, debug_hex: str) -> tuple[int, str | None]:
     return len(got), None
 
 
+def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
+    """``heatvit_accel_fastsim``'s Verilog (:func:`heatvit.sim.accel_top.export_fast`), cached
+    under ``build/sim/verilog/``: elaborating the 16 x 16 accelerator takes minutes, and every
+    run needs the text (the build directory is chosen by its digest).  The key covers the config,
+    ``ddr_bytes`` and every source file of the installed package, so any change re-exports."""
+    import hashlib
+
+    import heatvit
+    from heatvit.sim.accel_top import TOP_NAME, export_fast
+    from heatvit.sim.runner import build_root
+    pkg = Path(heatvit.__file__).parent
+    h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
+    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    path = build_root() / "sim" / "verilog" / f"{TOP_NAME}-{h.hexdigest()[:16]}.v"
+    if path.is_file():
+        return path.read_text()
+    text = export_fast(acc, ddr_bytes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{id(text)}")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return text
+
+
 def _child(workdir: str) -> None:
     """The child process of :func:`simulate`: build and run, write ``run.json``."""
     from heatvit.sim.accel_run import run
     wd = Path(workdir)
     args = json.loads((wd / "args.json").read_text())
     data = np.load(wd / "case.npz")
-    res = run(AcceleratorConfig.from_dict(args["config"]), (wd / "image.bin").read_bytes(), data["patches"],
-              data["logits"], wd, sim=args["sim"], damage=args["damage"], ddr_bytes=DDR_BYTES, tag=TAG)
+    acc = AcceleratorConfig.from_dict(args["config"])
+    res = run(acc, (wd / "image.bin").read_bytes(), data["patches"], data["logits"], wd, sim=args["sim"],
+              damage=args["damage"], ddr_bytes=DDR_BYTES, tag=TAG, verilog=fast_verilog(acc))
     (wd / "run.json").write_text(json.dumps(res))
 
 

@@ -13,8 +13,8 @@ import pytest
 from heatvit import cli, e2e
 from heatvit.presets import PRESETS
 
-CONFIG = "small"
-"""The preset the simulations here run on (the CI digits test's build)."""
+CONFIG = e2e.CONFIG
+"""The preset the simulations here run on (the build the CI digits test uses too)."""
 
 
 def verilator():

@@ -3,13 +3,16 @@
 Runs (each through ``heatvit_accel_fastsim`` in Verilator, :mod:`heatvit.e2e`; no Python per
 clock cycle):
 
-* ``digits``: the committed digits model on ``IMAGES`` test images at the default config;
+* ``digits``: the committed digits model on ``IMAGES`` test images at the default config
+  (16 x 16);
 * ``deit_tiny``: a DeiT-T-shaped model of random weights, whole (12 blocks), one image, at the
   default config (16 x 16).
 
-Quick (CI): the ``small`` preset (4 x 4), ``QUICK_IMAGES`` digits images, and no DeiT-T run (a
-DeiT-T block alone is about 6.4 M cycles on a 4 x 4 array; ``testbench/test_e2e.py`` runs one
-block at 16 x 16).  ``HEATVIT_E2E_RUNS=digits`` (comma-separated run names) runs a subset.
+Quick (CI): ``QUICK_IMAGES`` digits images and no DeiT-T run, on the same config
+(:data:`heatvit.e2e.CONFIG`), so it reuses the Verilator build the tests made (a smaller array
+would be a second build, and a DeiT-T block alone is ~6.4 M cycles on the 4 x 4 ``small``
+preset; ``testbench/test_e2e.py`` runs one block).  ``HEATVIT_E2E_RUNS=digits`` (comma-separated
+run names) runs a subset.
 
 One record per run, with the issue's keys: ``model``, ``config``, ``images``,
 ``bit_exact_images`` (logits equal golden ``forward_int``'s), ``rtl_top1`` and ``golden_top1``
@@ -37,7 +40,7 @@ from heatvit import e2e
 from heatvit.presets import PRESETS
 
 IMAGES = 20
-QUICK_IMAGES = 2
+QUICK_IMAGES = 1
 RUNS = ("digits", "deit_tiny")
 
 
@@ -78,7 +81,7 @@ def record(run: str, config: str, case: e2e.Case, res: dict) -> dict:
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
-    config = "small" if quick else "default"
+    config = e2e.CONFIG
     acc = PRESETS[config]
     env = os.environ.get("HEATVIT_E2E_RUNS")
     runs = ["digits"] if quick else list(RUNS)
@@ -92,8 +95,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
            "note": "cycles: the accelerator's CYCLES register; layers: the first image's per-descriptor "
                    "records summed per layer beside the compiler's estimate; sim rates on a shared machine."}
     if quick:
-        doc["skipped"] = {"deit_tiny": "a DeiT-T block is ~6.4 M cycles on the quick config's 4 x 4 array; "
-                                       "testbench/test_e2e.py runs one at 16 x 16"}
+        doc["skipped"] = {"deit_tiny": "~6 M cycles: not in quick mode; testbench/test_e2e.py runs one DeiT-T block"}
     for run in runs:
         t0 = time.perf_counter()
         case = (e2e.digits_case(acc, QUICK_IMAGES if quick else IMAGES) if run == "digits"
