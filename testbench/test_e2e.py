@@ -90,3 +90,24 @@ def test_deit_block_e2e(tmp_path):
     print(json.dumps({"cycles": im["cycles"], "wall_s": im["wall_s"],
                       "gemm_only": sum(r["cycles_gemm_only"] for r in layers)}))
     assert np.argmax(im["logits"]) == np.argmax(case.logits[0])
+
+
+def test_e2e_plot_bars_are_the_layer_cycles():
+    """``heatvit plot e2e``: one panel per run, a measured and an estimated bar per layer at its
+    value; a debug build's stores are left out."""
+    pytest.importorskip("matplotlib")
+    from heatvit import plot
+    layers = [{"name": n, "op": op, "m": 1, "k": 1, "n": 1, "descriptors": 1, "cycles_measured": c,
+               "cycles_estimated": e, "cycles_gemm_only": g, "cycles_serial": e}
+              for n, op, c, e, g in (("blocks.0.attn.qkv", "GEMM", 900, 800, 700), ("blocks.0.norm1", "LAYERNORM", 300, 250, 0),
+                                     ("blocks.0.norm1:debug", "STORE", 50, 40, 0))]
+    data = {"runs": [{"model": "m", "config": "default", "layers": layers},
+                     {"model": "m2", "config": "default", "layers": layers[:1]}]}
+    fig = plot.render("e2e", data)
+    assert len(fig.axes) == 2
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == [250, 300, 800, 900]
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["blocks.0.attn.qkv", "blocks.0.norm1"]
+    with pytest.raises(ValueError, match="e2e.json: expected"):
+        plot.render("e2e", {"records": []})
