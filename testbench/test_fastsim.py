@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from heatvit.sim.fast_top import TOP_NAME, ddr_depth_log2, export_fast
-from heatvit.sim.runner import run_cocotb, simulator_available
+from heatvit.sim.runner import compact_zero_inits, icarus_fixes, run_cocotb, simulator_available
 
 from test_shell import SHELL_CONFIGS
 
@@ -25,7 +25,7 @@ def run_fast(acc, sim, *, ddr_bytes=DDR_BYTES, env=None, testcase=None, tag=""):
              **(env or {})}
     return run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
                       test_module="tb_fastsim", test_dir=Path(__file__).parent / "fastsim", sim=sim,
-                      env=extra, tag=tag, testcase=testcase)
+                      env=extra, tag=tag, testcase=testcase, profile="fast")
 
 
 @pytest.mark.parametrize("name,sim", RUNS, ids=[f"{n}-{s}" for n, s in RUNS])
@@ -41,3 +41,39 @@ def test_ddr_size_rejected(ddr_bytes, needle):
     shell = SHELL_CONFIGS["4x4-w64"].shell
     with pytest.raises(ValueError, match=needle):
         ddr_depth_log2(shell, ddr_bytes)
+
+
+ZERO_INIT = """  reg [31:0] mem [2:0];
+  initial begin
+    mem[0] = 32'd0;
+    mem[1] = 32'd0;
+    mem[2] = 32'd0;
+  end
+  reg [127:0] \\buf  [1:0];
+  initial begin
+    \\buf [0] = 128'h00000000000000000000000000000000;
+    \\buf [1] = 128'h00000000000000000000000000000000;
+  end
+"""
+
+
+def test_compact_zero_inits():
+    """All-zero memory initialisers become loops over the same words; any other initialiser
+    (a non-zero word, words out of order, two memories in one block) is kept as written."""
+    out = compact_zero_inits(ZERO_INIT)
+    assert "for (i = 0; i < 3; i = i + 1) mem[i] = 32'd0;" in out
+    assert "for (i = 0; i < 2; i = i + 1) \\buf [i] = 128'd0;" in out
+    assert out.count("integer i;") == 2 and "mem[1]" not in out and "\\buf [1]" not in out
+    for keep in [ZERO_INIT.replace("mem[1] = 32'd0", "mem[1] = 32'd7"),
+                 ZERO_INIT.replace("mem[1] = 32'd0", "mem[2] = 32'd0"),
+                 ZERO_INIT.replace("    mem[2] = 32'd0;", "    mem2[2] = 32'd0;")]:
+        assert compact_zero_inits(keep).startswith(keep[:keep.index("  reg [127:0]")])
+
+
+def test_icarus_fixes():
+    """An ``always @*`` that only assigns a constant becomes ``initial`` (Icarus never runs an
+    ``@*`` that reads nothing); blocks that read a signal are kept."""
+    src = ("  always @*\n    \\d$1 [128] = 1'h0;\n  always @*\n    beat[131] = beat_last;\n"
+           "  always @*\n    x[3:0] = 4'hf;\n")
+    assert icarus_fixes(src) == ("  initial \\d$1 [128] = 1'h0;\n  always @*\n    beat[131] = beat_last;\n"
+                                 "  initial x[3:0] = 4'hf;\n")

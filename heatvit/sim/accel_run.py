@@ -66,9 +66,12 @@ async def run_images(dut):
 
 
 def run(acc, blob: bytes, patches, logits, workdir, *, sim: str = "verilator", damage: bool = False,
-        ddr_bytes: int = 1 << 22, tag: str = "", verilog: str | None = None) -> dict:
+        ddr_bytes: int = 1 << 22, tag: str = "", profile: str = "fast", verilog: str | None = None) -> dict:
     """Run images (int8 ``patches``, golden ``logits``) of model image ``blob`` through
-    ``heatvit_accel_fastsim``; this module's ``result.json``.  ``verilog``: the top's Verilog
+    ``heatvit_accel_fastsim``; this module's ``result.json``, plus ``total_wall_s`` (build and
+    run), ``build_wall_s`` and ``build_cpu_s``.  ``profile``: the
+    :func:`heatvit.sim.runner.run_cocotb` build profile ("fast": only the top's pins are visible
+    to the test, which is all the driver uses).  ``verilog``: the top's Verilog
     (``export_fast(acc, ddr_bytes)``, e.g. cached by the caller), exported here if None."""
     from heatvit.sim.accel_top import TOP_NAME, export_fast
     from heatvit.sim.runner import run_cocotb
@@ -81,8 +84,10 @@ def run(acc, blob: bytes, patches, logits, workdir, *, sim: str = "verilator", d
     if damage:
         env["HEATVIT_ACCEL_DAMAGE"] = "1"
     t0 = time.perf_counter()
-    run_cocotb(verilog=verilog or export_fast(acc, ddr_bytes), toplevel=TOP_NAME, test_module="accel_run",
-               test_dir=Path(__file__).parent, sim=sim, env=env, tag=tag)
+    sim_res = run_cocotb(verilog=verilog or export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
+                         test_module="accel_run", test_dir=Path(__file__).parent, sim=sim, env=env, tag=tag,
+                         profile=profile)
     res = json.loads((workdir / "result.json").read_text())
     res["total_wall_s"] = time.perf_counter() - t0
+    res["build_wall_s"], res["build_cpu_s"] = sim_res.build_s, sim_res.build_cpu_s
     return res

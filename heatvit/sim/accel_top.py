@@ -20,11 +20,12 @@ THIN_NAME = "heatvit_accel_top"
 
 def export_fast(acc: AcceleratorConfig, ddr_bytes: int = DEFAULT_DDR_BYTES, *, executors=None,
                 watchdog_cycles: int | None = None) -> str:
-    """All Verilog of ``heatvit_accel_fastsim``: accelerator core, thin top, DDR model, top."""
+    """All Verilog of ``heatvit_accel_fastsim``: accelerator core, thin top, DDR model, top.
+    The core's all-zero memory initialisers are written as loops (:func:`compact_zero_inits`)."""
     from heatvit.rtl.accel.top import Accelerator
     from heatvit.rtl.shell.wrapper import thin_top
-    from heatvit.sim.runner import export_verilog
+    from heatvit.sim.runner import compact_zero_inits, export_verilog
     component = Accelerator(acc, executors=executors, watchdog_cycles=watchdog_cycles)
-    core = export_verilog(component, CORE_NAME)
+    core = compact_zero_inits(export_verilog(component, CORE_NAME))
     return "\n".join([core, thin_top(component, core_name=CORE_NAME, top_name=THIN_NAME), ddr_model_source(),
                       fast_top(component, acc.shell, ddr_bytes, top_name=TOP_NAME, thin_name=THIN_NAME)])

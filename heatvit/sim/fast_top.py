@@ -89,9 +89,10 @@ def fast_top(component, shell: ShellConfig, ddr_bytes: int, *, top_name: str = T
 
 
 def export_fast(acc: AcceleratorConfig, ddr_bytes: int = DEFAULT_DDR_BYTES) -> str:
-    """All Verilog of the fast simulation top: shell core, thin top, DDR model, ``heatvit_fastsim``."""
+    """All Verilog of the fast simulation top: shell core, thin top, DDR model, ``heatvit_fastsim``.
+    The core's all-zero memory initialisers are written as loops (:func:`compact_zero_inits`)."""
     from heatvit.rtl.shell.wrapper import CORE_NAME, build_shell, thin_top
-    from heatvit.sim.runner import export_verilog
+    from heatvit.sim.runner import compact_zero_inits, export_verilog
     component = build_shell(acc)
-    core = export_verilog(component, CORE_NAME)
+    core = compact_zero_inits(export_verilog(component, CORE_NAME))
     return "\n".join([core, thin_top(component), ddr_model_source(), fast_top(component, acc.shell, ddr_bytes)])
