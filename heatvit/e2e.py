@@ -187,7 +187,7 @@ def layer_table(case: Case, image_result: dict) -> list[dict]:
     return [{"name": r["name"], "op": r["op"], "m": r["m"], "k": r["k"], "n": r["n"],
              "descriptors": r["descriptors"], "cycles_measured": measured.get(r["name"], 0),
              "cycles_estimated": r["overlapped"], "cycles_gemm_only": r["engine"], "cycles_serial": r["serial"]}
-            for r in cycles.by_layer(cycles.estimate(case.image.program, case.acc))]
+            for r in cycles.by_layer(cycles.estimate(case.image.program, case.acc, model=case.blob))]
 
 
 def check_stages(case: Case, b: int, debug_hex: str) -> tuple[int, str | None]:

@@ -50,7 +50,7 @@ def record(run: str, config: str, case: e2e.Case, res: dict) -> dict:
     acc = case.acc
     g = acc.gemm
     ims = res["images"]
-    summ = cyc_mod.summary(cyc_mod.estimate(case.image.program, acc), acc)
+    summ = cyc_mod.summary(cyc_mod.estimate(case.image.program, acc, model=case.blob), acc)
     cyc = [im["cycles"] for im in ims]
     rtl = [int(np.argmax(im["logits"])) for im in ims]
     gold = [int(x) for x in np.argmax(case.logits, 1)]

@@ -4,19 +4,23 @@ to set beside the cycles the RTL measures.
 Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 
 * ``engine``: GEMM engine cycles, ``GemmConfig.estimate_cycles(m, k, n)`` (exact for the engine
-  with its operands on chip; docs/architecture.md).
+  with its operands on chip; docs/architecture.md); a block-sparse GEMM (``sparse = 1``) is
+  priced with its tile bitmap's per-N-tile counts (``estimate_cycles(m, k, n, tiles)``), read
+  from the model image (``model``).
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
-  word per cycle.
+  word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
+  waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
   ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
   further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
-  per averaged column (an assumption: its unit is not built yet).  SELECT: the score combiner
-  (one token per ``max(heads + 2, 7)`` cycles, measured in its cocotb test) feeding the
-  token-selector control unit, whose cycles (:func:`toksel_cycles`) are its measured RTL counts
-  (docs/token_selector.md; ``testbench/test_compiler_prune.py`` pins the formula to RTL runs).
+  per averaged column (an assumption: its unit is not built yet).  SELECT: the executor's
+  measured cycles (:func:`select_cycles`: the score combiner, one token per
+  :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
+  (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
+  write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
   STORE rows, SELECT trace records.
 
@@ -100,17 +104,78 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + s + (chunks - 1) * max(s, v) + v + 3
 
 
+SELECT_FIXED_CYCLES = 26
+"""The SELECT executor's cycles beyond its score and token streams: command, the first token's
+reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
+measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
+
+
+SELECT_TOP_CYCLES = 3
+"""What a SELECT's cycle record in the whole accelerator adds to the executor's own cycles
+(dispatch, the token buffers' read pipeline, the trace write's path to DDR): measured on the
+pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, every stage)."""
+
+
+def select_score_rate(acc, heads: int) -> int:
+    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 7)``
+    or, when more, its ``aux`` words (``ceil(heads / A)`` head-weight words and ``heads``
+    keep-probability words, one per cycle) plus the cycle in which the full beat waits for the
+    combiner."""
+    words = ceil_div(heads, isa.column_align(acc)) + heads
+    return max(heads + 2, COMBINER_MIN_CYCLES, words + 1)
+
+
 def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
-    """SELECT: the combiner's score stream (``n * max(heads + 2, 7)`` cycles) replaces the control
-    unit's one-score-per-cycle phase."""
-    comb = n * max(heads + 2, COMBINER_MIN_CYCLES)
-    return toksel_cycles(acc.toksel, n, dim, pruned) - n + comb
+    """SELECT on ``n`` live tokens of ``dim`` channels, ``heads`` heads, ``pruned`` of them pruned
+    (command accepted to ``done``, trace record written, no stalls): the control unit's cycles
+    (:func:`toksel_cycles`) with its one-score-per-cycle phase replaced by the executor's score
+    phase: the first token's ``ceil(heads / A) + heads`` aux words and ``heads`` combiner cycles,
+    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES``.  Exact on the
+    executor (``testbench/test_accel_select.py``: 1-12 heads, 4 x 4 and 16 x 16) and in the whole
+    accelerator (the pruned digits model on Verilator) wherever :func:`toksel_cycles` is."""
+    words = ceil_div(heads, isa.column_align(acc)) + heads
+    return (toksel_cycles(acc.toksel, n, dim, pruned) - n + (n - 1) * select_score_rate(acc, heads)
+            + heads + words + SELECT_FIXED_CYCLES)
 
 
-def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16) -> list[Estimate]:
+def gemm_tiles(acc, d, model: bytes | None):
+    """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
+    bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
+    if not d.sparse:
+        return None
+    if model is None:
+        raise ValueError(f"{d.name or 'GEMM'}: a block-sparse GEMM is priced from its tile bitmap; pass model= "
+                         f"(the image bytes)")
+    from .interpret import gemm_bitmap
+    return gemm_bitmap(acc, d, model)
+
+
+def sparse_act_bound(g, m: int, bitmap) -> int:
+    """The GEMM executor's activation gate on a block-sparse GEMM: activations load K-tile major
+    at one word per cycle, so the pass of a tile in K tile ``kt`` starts ``(kt + 1) * m`` cycles
+    after the load begins at the earliest, and the passes after it take ``max(m, R)`` each (an
+    empty N tile: ``m``); plus the pipeline fill.  Measured equal to the executor's cycles
+    whenever it exceeds ``estimate_cycles`` (``testbench/test_accel_gemm.py``)."""
+    import numpy as np
+
+    passes = []
+    for col in np.asarray(bitmap, dtype=bool).T:
+        kts = np.flatnonzero(col)
+        passes += [(int(t), max(m, g.rows)) for t in kts] if kts.size else [(-1, m)]
+    best, after = 0, 0
+    for kt, cost in reversed(passes):
+        after += cost
+        if kt >= 0:
+            best = max(best, (kt + 1) * m + after)
+    return g.pipeline_fill_cycles + best
+
+
+def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16,
+             model: bytes | None = None) -> list[Estimate]:
     """One :class:`Estimate` per executed descriptor of ``program`` (descriptors clipped to 0 rows
     are left out); ``n_live``: override BEGIN's live token count; ``selects``: ``(n_out, pruned)``
-    of every SELECT in program order (default: each keeps every token)."""
+    of every SELECT in program order (default: each keeps every token); ``model``: the image's
+    bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
     g, nl = acc.gemm, acc.nonlinear
     word = isa.column_align(acc)
     live = n_live
@@ -129,8 +194,9 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             continue
         engine = act = unit = ddr = 0
         if op == Op.GEMM:
-            engine = g.estimate_cycles(m, k, n)
-            act = ceil_div(k, g.rows) * m
+            tiles = gemm_tiles(acc, d, model)
+            engine = g.estimate_cycles(m, k, n, tiles)
+            act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
@@ -152,7 +218,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             else:
                 raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
             n_select += 1
-            unit = select_cycles(acc, d.heads, m, n, pruned)
+            unit = select_cycles(acc, d.heads, m, n, pruned) + SELECT_TOP_CYCLES
             ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
             out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
             live = n_out
@@ -166,6 +232,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
 def image_cycles(image, acc, trace=None, **kw) -> list[Estimate]:
     """Estimates of one image's run of ``image`` (a ``ModelImage``): the live token counts from its
     decoded pruning ``trace`` (:func:`heatvit.compiler.trace.read`; ``None``: nothing pruned)."""
+    kw.setdefault("model", image.blob)
     return estimate(image.program, acc, selects=None if trace is None else trace.selects(), **kw)
 
 

@@ -6,7 +6,10 @@ The caller (testbench/test_accel_top.py, ``heatvit bench e2e``, ``heatvit demo``
 (``HEATVIT_ACCEL_CASE``): ``image.bin`` (a ``heatvit compile`` image for ``HEATVIT_CONFIG``),
 ``case.npz`` (``patches`` (B, rows, cols) int8, ``logits`` (B, classes): the golden logits) and
 writes ``result.json`` there: per image the logits, cycles and per-descriptor records, the
-simulator's wall time, a debug build's DEBUG region (hex), and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
+decoded SELECT trace records of a pruned program (``trace``: ``n_in, n_out, n_kept, n_tail,
+keep, stage, block`` per stage; ``trace_hex``: the TRACE region's bytes), a debug build's DEBUG
+region (``debug``, hex), the simulator's wall time, and (``HEATVIT_ACCEL_DAMAGE=1``) the
+damaged-program check.
 """
 
 import json
@@ -43,6 +46,9 @@ async def run_images(dut):
             "cycles": st.cycles, "wall_s": wall, "cpu_s": cpu,
             "layers": [[lay.index, lay.name, lay.op, lay.start, lay.end] for lay in st.layers],
             "tokens_per_block": list(st.tokens_per_block),
+            "trace": [{k: (list(map(bool, v)) if k == "keep" else int(v)) for k, v in r.items()}
+                      for r in st.trace.records] if st.trace is not None else None,
+            "trace_hex": be.read_mem(drv.bases["TRACE"], drv.sizes["TRACE"]).hex() if drv.sizes["TRACE"] else "",
             **({"debug": st.debug.hex()} if st.debug else {})})
         (case / "result.json").write_text(json.dumps(out))
     if os.environ.get("HEATVIT_ACCEL_DAMAGE"):
