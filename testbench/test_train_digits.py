@@ -39,7 +39,7 @@ def smoke(tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
     splits_before = vit_data.SPLITS.read_bytes()
     res = run([sys.executable, str(SCRIPT.relative_to(ROOT)), "--seed", "3", "--epochs", "1", "--sel-epochs", "1",
-               "--adapt-epochs", "1", "--limit", "64", "--work", str(work)])
+               "--adapt-epochs", "2", "--limit", "64", "--work", str(work)])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert vit_data.SPLITS.read_bytes() == splits_before            # the committed splits are never rewritten
     return work, res.stdout
@@ -52,12 +52,21 @@ def test_smoke_writes_loadable_model(smoke):
     m = model.meta
     assert m["seed"] == 3
     # the recorded command leaves out where files go (--work, --out): same training, same metadata
-    assert m["commands"] == ["python train/train_digits.py --seed 3 --epochs 1 --sel-epochs 1 --adapt-epochs 1 "
+    assert m["commands"] == ["python train/train_digits.py --seed 3 --epochs 1 --sel-epochs 1 --adapt-epochs 2 "
                              "--limit 64"]
     assert {"python", "torch", "numpy", "scikit-learn", "heatvit"} <= set(m["versions"])
     assert m["latency_config"]["spec"] == "default" and m["latency_config"]["gemm"] == [16, 16]
     assert m["recipe"]["backbone_epochs"] == 1 and m["recipe"]["limit"] == 64
     assert m["plan_search"]["cycle_ratio"] <= 0.8 and m["plan_search"]["mac_ratio"] <= 0.55
+    # the default plan is the fixed one (no per-seed search), checked against the budgets
+    from heatvit.bench.training import load_script
+    td = load_script(SCRIPT)
+    assert m["plan_search"]["fixed"] == td.DEFAULT_PLAN
+    assert model.plan == td.parse_plan(td.DEFAULT_PLAN)
+    # the cut is calibrated after the Gumbel epochs, before the second adaptation epoch and after the last
+    assert out.count("keep-logit offsets") == 3
+    assert [line.split(":")[0] for line in out.splitlines() if line.startswith("adapt epoch")] == \
+        ["adapt epoch 1/2", "adapt epoch 2/2"]
     runs = json.loads((work / "run.json").read_text())
     assert set(runs[-1]["seconds"]) == {"backbone", "plan", "selectors"}
     # the splits copy in the work directory equals the committed splits
@@ -132,11 +141,31 @@ def test_recorded_command_and_reuse(smoke):
     assert td.canonical_command(["--seed", "2", "--work", "w", "--out=o.npz", "--threads", "2", "--epochs", "5"]) == \
         "python train/train_digits.py --seed 2 --epochs 5"
     work, _ = smoke
-    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "1", "--limit", "64",
+    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "2", "--limit", "64",
             "--work", str(work)]
     assert up_to_date(td, args)
     assert not up_to_date(td, [*args[:-2], "--work", str(work / "elsewhere")])     # no model there
     assert not up_to_date(td, ["--seed", "3", "--epochs", "2", *args[4:]])        # another recipe
+
+
+def test_plan_search():
+    """``--plan search``: the latency-aware search returns a plan within both budgets, the one of
+    least proxy KL (on an untrained model and 8 images: the mechanics, not the choice)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import torch
+    from heatvit.bench.training import load_script
+    from heatvit.config import AcceleratorConfig
+    from heatvit.golden.vit.config import ViTConfig
+    from heatvit.golden.vit.torch_ref import VisionTransformer
+    td = load_script(SCRIPT)
+    assert td.parse_args(["--plan", "search"]).fixed_plan is None
+    cfg = ViTConfig()
+    torch.manual_seed(0)
+    x = torch.rand(8, cfg.in_chans, cfg.image_size, cfg.image_size)
+    plan, info = td.choose_plan(cfg, VisionTransformer(cfg).eval(), x, AcceleratorConfig(), "default", 0.8, 0.55)
+    assert info["cycle_ratio"] <= 0.8 and info["mac_ratio"] <= 0.55 and info["candidates"] > 10
+    assert (info["cycle_ratio"], info["mac_ratio"]) == td.plan_cost(AcceleratorConfig(), cfg, plan)
 
 
 def test_fixed_plan_parsing():
@@ -158,7 +187,7 @@ def test_same_command_same_model(smoke, tmp_path):
     arrays; a run in the first directory reuses its backbone checkpoint (same seed, epochs and
     recipe) and gives the same arrays again."""
     work, _ = smoke
-    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "1", "--limit", "64"]
+    args = ["--seed", "3", "--epochs", "1", "--sel-epochs", "1", "--adapt-epochs", "2", "--limit", "64"]
     res = run([sys.executable, "train/train_digits.py", *args, "--work", str(tmp_path)])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "reusing" not in res.stdout
@@ -170,3 +199,22 @@ def test_same_command_same_model(smoke, tmp_path):
         assert set(a.files) == set(b.files) == set(c.files)
         for k in a.files:
             assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k]), k
+
+
+def test_bench_keeps_evaluation_of_same_model(tmp_path):
+    """The training bench re-runs the accuracy bench unless its accuracy.json was written after
+    the model file, for that path and mode."""
+    import os
+    from heatvit.bench.training import evaluated
+    model, out = tmp_path / "m.npz", tmp_path / "eval"
+    out.mkdir()
+    model.write_bytes(b"x")
+    assert not evaluated(model, out, False)                                  # nothing written yet
+    (out / "accuracy.json").write_text(json.dumps({"model": str(model), "quick": False}))
+    os.utime(model, (1, 1))
+    assert evaluated(model, out, False)
+    assert not evaluated(model, out, True)                                   # another mode
+    assert not evaluated(tmp_path / "other.npz", out, False)                 # another (missing) model
+    os.utime(model, None)
+    os.utime(out / "accuracy.json", (2, 2))
+    assert not evaluated(model, out, False)                                  # model newer: retrained

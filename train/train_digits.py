@@ -30,19 +30,21 @@ Phases (``--phase`` starts at one, loading the earlier ones' checkpoints from ``
    label smoothing 0.1, gradient clipping, random affine + pixel-noise augmentation of the
    upscaled 32x32 images; the exported weights are an exponential moving average (EMA) of the
    trained ones (steadier than the last step on 1,293 images).
-3. ``plan`` (seconds): latency-aware choice of selector blocks and keep ratios: every candidate
+3. ``plan`` (seconds): the fixed default plan :data:`DEFAULT_PLAN` (``--plan BLOCKS:KEEP`` for
+   another), checked against the cycle and MAC budgets on ``--config``; or, with ``--plan
+   search``, a latency-aware choice of selector blocks and keep ratios: every candidate
    plan is costed in GEMM-engine cycles (``GemmConfig.estimate_cycles`` of ``--config``'s array)
    and MACs, and its accuracy estimated on the validation split with class-attention top-k
    pruning of the dense model; the plan closest to the dense predictions within the cycle and
    MAC budgets wins.  If none meets them, the error names the binding budget and the best plan.
-   ``--plan BLOCKS:KEEP`` fixes the plan instead (checked against the same budgets).
 4. ``selectors`` (``--sel-epochs``, default 8): the HeatViT/SPViT recipe: selectors inserted
    (keep logits starting at their targets, :func:`init_keep_bias`), Gumbel-softmax (hard)
    keep/prune decisions as attention masks, loss = CE + KL distillation from the dense model +
    weight * sum_stage mean_image (kept fraction - target)^2, fine-tuning the whole model; then the
    threshold cut is calibrated to the targets; then ``--adapt-epochs`` (default 3) epochs fine-tune
    the backbone alone (selectors frozen) on the inference rule's token sets with distillation from
-   the dense model, and the cut is calibrated again (see :func:`train_selectors`).
+   the dense model (of the pruned and of the dense forward pass), the cut calibrated again before
+   every epoch and after the last (see :func:`train_selectors`).
 5. ``cut`` (only when asked, seconds): re-calibrate the trained selectors to ``--keep`` targets,
    checked against the same budgets, and export.
 """
@@ -70,6 +72,13 @@ from heatvit.golden.vit.torch_ref import PrunedViT, VisionTransformer
 SPLIT_SEED = 0
 N_TEST, N_VAL, N_CALIB = 360, 144, 128
 PLAN_GRID = (0.7, 0.5, 0.4, 0.3, 0.2, 0.15)
+DEFAULT_PLAN = "1,3:0.65,0.3"
+"""The plan every seed trains (``--plan``; ``--plan search`` searches per seed instead): selectors
+before blocks 1 and 3, the committed model's placement, which the search chose for two of five
+seeds and which trained best; the first target 0.65 instead of 0.7 leaves a margin on the 45 %
+MAC-reduction target (0.7 measured 45.0 % on the test images).  Per-seed search made the plan a
+source of variance: seed 4's search picked one selector before block 2 keeping 0.3, which
+collapsed (84.4 % pruned int8)."""
 """Cumulative keep ratios the plan search tries (strictly decreasing from stage to stage)."""
 
 
@@ -320,16 +329,25 @@ def choose_plan(cfg: ViTConfig, model: VisionTransformer, x: torch.Tensor, acc, 
 # -- phase 4: selectors -----------------------------------------------------------------------
 
 SELECTORS = {"lrs": (5e-3, 1e-4), "adapt_lrs": (0.0, 1e-4), "ratio_weight": 2.0, "distill_weight": 0.5,
-             "batch": 32, "calibration_images": 512}
+             "batch": 32, "calibration_images": 512, "adapt_recalibrate": "every epoch",
+             "adapt_dense_distill_weight": 0.5}
+"""Selector-phase hyperparameters.  ``adapt_recalibrate``: the adaptation phase re-calibrates the
+cut before every epoch (not only after the phase); ``adapt_dense_distill_weight``: weight of a
+second distillation term in the adaptation loss, KL(backbone without selectors || dense teacher),
+which keeps the exported backbone a good dense model while it adapts to the cut."""
 
 
 def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs: tuple[float, float],
                seed: int, ratio_weight: float = SELECTORS["ratio_weight"],
-               distill_weight: float = SELECTORS["distill_weight"], tag: str = ""):
+               distill_weight: float = SELECTORS["distill_weight"], dense_weight: float = 0.0,
+               before_epoch=None, tag: str = ""):
     """Fine-tune the pruned model: loss = CE + distill_weight * KL(student || dense teacher)
     + ratio_weight * sum_stage mean_image (decided kept fraction - target)^2 (with Gumbel
     decisions also the expected fraction, from the keep probabilities).
-    ``lrs``: (selector lr, backbone lr), cosine decay; a zero lr freezes that part."""
+    ``lrs``: (selector lr, backbone lr), cosine decay; a zero lr freezes that part.
+    ``dense_weight``: adds dense_weight * KL(backbone alone, no selectors || teacher).
+    ``before_epoch(epoch)``: called before every epoch (e.g. to re-calibrate the cut); must draw
+    no random numbers."""
     gen = torch.Generator().manual_seed(seed)
     student.decision = decision
     xtr, ytr = tensors(splits["train"], cfg.image_size)
@@ -346,6 +364,8 @@ def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs
     targets = torch.tensor(student.plan.keep_ratios)
     step, t0 = 0, time.time()
     for ep in range(epochs):
+        if before_epoch is not None:
+            before_epoch(ep)
         student.train()
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), bs):
@@ -367,11 +387,15 @@ def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs
                                reduction="batchmean")
             loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1) + ratio_weight * loss_ratio
                     + distill_weight * loss_kl)
+            if dense_weight:
+                loss = loss + dense_weight * F.kl_div(F.log_softmax(student.backbone(xb), -1),
+                                                      F.log_softmax(t_logits, -1), log_target=True,
+                                                      reduction="batchmean")
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-        if ep % 5 == 4 or ep == epochs - 1:
+        if True:                          # every epoch (cheap: 144 images; no random numbers drawn)
             acc, keep = evaluate_pruned(student, xva, yva)
             print(f"{tag} epoch {ep + 1}/{epochs}: loss {loss.item():.3f} (ratio {loss_ratio.item():.4f}), "
                   f"val {acc:.4f}, keep {keep}, {time.time() - t0:.0f} s", flush=True)
@@ -456,7 +480,9 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
     calibrated to the targets (:func:`calibrate_keep_bias`) and, if ``adapt_epochs``, the backbone
     alone (selectors frozen, ``SELECTORS["adapt_lrs"]``) trains for that many epochs on the token
     sets of the inference rule itself (keep score > 0.5; the same loss, its ratio term reaching the
-    backbone through a straight-through gradient) and the cut is re-calibrated.  Measured on seeds
+    backbone through a straight-through gradient; plus ``SELECTORS["adapt_dense_distill_weight"]``
+    times the dense pass's distillation) with the cut re-calibrated before every epoch after the
+    first and after the last.  Measured on seeds
     0 and 1: validation top-1 after the first cut 88.2 and 94.4 %, after the adaptation 95.1 and
     97.2 % (docs/golden_vit.md, "Where the accuracy was lost")."""
     torch.manual_seed(seed + 1)
@@ -470,9 +496,15 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
                tag="selectors")
     recalibrate(student, splits, cfg)
     if adapt_epochs:
-        # the backbone learns the calibrated cut's token sets (selectors frozen: adapt_lrs[0] = 0)
+        # the backbone learns the calibrated cut's token sets (selectors frozen: adapt_lrs[0] = 0);
+        # as it trains the keep scores move under the frozen cut, so the cut is calibrated again
+        # before every epoch (the first starts on the one just calibrated)
+        def recut(ep):
+            if ep and SELECTORS["adapt_recalibrate"] == "every epoch":
+                recalibrate(student, splits, cfg)
         fit_pruned(student, teacher, splits, cfg, adapt_epochs, decision="threshold", lrs=SELECTORS["adapt_lrs"],
-                   seed=seed + 2, tag="adapt")
+                   seed=seed + 2, dense_weight=SELECTORS["adapt_dense_distill_weight"], before_epoch=recut,
+                   tag="adapt")
         recalibrate(student, splits, cfg)
     torch.save(student.state_dict(), work / "pruned.pt")
     return student.eval()
@@ -565,10 +597,10 @@ def parse_args(argv):
     ap.add_argument("--config", default="default",
                     help="accelerator config whose GEMM cycle model prices the plan search: preset name or "
                          "JSON file (default: default, 16 x 16)")
-    ap.add_argument("--plan", type=str, default=None,
-                    help="fixed selector plan 'BLOCKS:KEEP', e.g. '1,3:0.7,0.3' (selectors before blocks 1 and 3 "
-                         "keeping 70 %% and 30 %% of the patches), checked against the budgets, instead of the "
-                         "search (phase 'plan')")
+    ap.add_argument("--plan", type=str, default=DEFAULT_PLAN,
+                    help="selector plan 'BLOCKS:KEEP', e.g. '1,3:0.7,0.3' (selectors before blocks 1 and 3 "
+                         "keeping 70 %% and 30 %% of the patches), checked against the budgets, or 'search': the "
+                         f"latency-aware search on this seed's backbone (phase 'plan'); default {DEFAULT_PLAN}")
     ap.add_argument("--keep", type=str, default=None,
                     help="comma-separated cumulative keep-ratio targets replacing the plan's (phase 'cut')")
     ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoint directory")
@@ -591,8 +623,7 @@ def parse_args(argv):
                     help="largest allowed pruned/dense MAC ratio of a plan at its target keep ratios (default 0.55)")
     args = ap.parse_args(argv)
     args.out = args.out or args.work / "vit_digits.npz"
-    if args.plan is not None:
-        args.fixed_plan = parse_plan(args.plan)
+    args.fixed_plan = None if args.plan == "search" else parse_plan(args.plan)
     if args.limit is not None and args.limit < 16:
         ap.error(f"--limit must be >= 16, not {args.limit}")
     return args
@@ -629,7 +660,7 @@ def main(argv=None):
     t0, c0 = time.time(), time.process_time()
     if start <= 1:
         xs, _ = tensors(splits["val"], cfg.image_size)
-        if args.plan is not None:
+        if args.fixed_plan is not None:
             plan = args.fixed_plan
             (ratio, mac_ratio, _), = check_budgets(acc, args.config, cfg, [plan], args.latency_budget, args.mac_budget)
             plan_info = {"fixed": args.plan, "cycle_ratio": ratio, "mac_ratio": mac_ratio,

@@ -6,8 +6,9 @@ of ``heatvit bench`` without names, nor of CI) runs ``python train/train_digits.
 list), ``HEATVIT_TRAIN_JOBS`` (1..8, default 2) at a time with one torch thread each, then evaluates
 each model with the accuracy bench (``heatvit bench accuracy --model``, a subprocess: the integer
 golden model on the 360 test images) and writes ``build/bench/training.json``: per seed ``seed,
-float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall) and
-``train_cpu_seconds``; the mean and the sample standard deviation (ddof 1) of each figure; the
+float_top1, int8_top1, pruned_int8_top1, mac_reduction, plan, train_seconds`` (wall),
+``train_cpu_seconds``, the pruned float top-1 and ``cycle_reduction`` (GEMM-engine cycles of the
+accuracy bench, ``estimate_cycles`` of the model's config); the mean and the sample standard deviation (ddof 1) of each figure; the
 targets and whether they are met; the committed model's figures and whether its pruned int8
 top-1 lies within one standard deviation of the mean.
 
@@ -37,8 +38,8 @@ SCRIPT = Path("train/train_digits.py")
 QUICK_ARGS = ["--epochs", "1", "--sel-epochs", "1", "--limit", "64"]
 TARGETS = {"mean_float_top1": 0.97, "mean_pruned_int8_top1": 0.96, "std_pruned_int8_top1": 0.01,
            "mean_mac_reduction": 0.45}
-FIGURES = ("float_top1", "int8_top1", "pruned_int8_top1", "pruned_float_top1", "mac_reduction", "train_seconds",
-           "train_cpu_seconds")
+FIGURES = ("float_top1", "int8_top1", "pruned_int8_top1", "pruned_float_top1", "mac_reduction", "cycle_reduction",
+           "train_seconds", "train_cpu_seconds")
 
 
 def load_script(path: Path = SCRIPT):
@@ -74,19 +75,32 @@ def train(seed: int, args: list[str], log: Path) -> None:
         raise RuntimeError(f"training seed {seed} failed (exit {res.returncode}); see {log}")
 
 
+def evaluated(model: Path, out: Path, quick: bool) -> bool:
+    """Whether ``out/accuracy.json`` already evaluates this ``model`` file: written after it, for
+    its path, in the same mode (the evaluation is deterministic, so it is not run again)."""
+    path = out / "accuracy.json"
+    if not (path.is_file() and model.is_file() and path.stat().st_mtime > model.stat().st_mtime):
+        return False
+    r = json.loads(path.read_text())
+    return r.get("model") == str(model) and bool(r.get("quick")) == quick
+
+
 def evaluate(model: Path, out: Path, quick: bool, log: Path) -> dict:
     """The accuracy bench on ``model`` in a subprocess (so evaluations run in parallel), its
-    accuracy.json written to ``out``; the training-bench figures from it."""
+    accuracy.json written to ``out`` (kept when it already evaluates this model file,
+    :func:`evaluated`); the training-bench figures from it."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-P", "-m", "heatvit.cli", "bench", "accuracy", "--model", str(model), "--out", str(out),
            *(["--quick"] if quick else [])]
-    with open(log, "a") as f:
-        res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode:
-        raise RuntimeError(f"evaluating {model} failed (exit {res.returncode}); see {log}")
+    if not evaluated(model, out, quick):
+        with open(log, "a") as f:
+            res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if res.returncode:
+            raise RuntimeError(f"evaluating {model} failed (exit {res.returncode}); see {log}")
     r = json.loads((out / "accuracy.json").read_text())
     return {"float_top1": r["float_top1"], "int8_top1": r["int8_top1"], "pruned_int8_top1": r["pruned_int8_top1"],
             "pruned_float_top1": r["pruned_float_top1"], "mac_reduction": r["mac_reduction"],
+            "cycle_reduction": 1.0 - r["gemm_cycles_pruned"] / r["gemm_cycles_dense"],
             "plan": {"blocks": r["selector_blocks"], "keep_ratios": r["target_keep_ratios"],
                      "measured_keep": [round(v, 4) for v in r["keep_ratio_per_stage"]]}}
 
@@ -130,7 +144,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         rows = []
         for f in progress(futures, desc="training + evaluating seeds", unit="seed"):
             rows.append(f.result())
-            print(f"seed {rows[-1]['seed']}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:5]), flush=True)
+            print(f"seed {rows[-1]['seed']}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in FIGURES[:6]), flush=True)
         committed = committed_f.result()
     stats = {}
     for k in FIGURES:
