@@ -145,7 +145,7 @@ def cmd_compile(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     img = compiler.read_image(blob, cfg)
-    est = cycles.summary(cycles.estimate(img.program, cfg), cfg)
+    est = cycles.summary(cycles.estimate(img.program, cfg, model=img.blob), cfg)
     print(f"wrote {out} ({len(blob)} bytes): {len(img.program)} descriptors for config {cfg.digest()}, "
           f"{img.memory_map['model']['tokens']} tokens, input {img.input['bytes']} bytes, "
           f"output {img.output['bytes']} bytes")

@@ -16,6 +16,7 @@ class ErrorCode(IntEnum):
     N_TOO_LARGE = 4          # N > GemmConfig.max_n (parameter buffer depth)
     ACT_BUFFER_OVERFLOW = 5  # ceil(K/R) * M > GemmConfig.act_buffer_words
     TILE_COUNT_TOO_LARGE = 6  # sparse GEMM: tiles > ceil(K/R) * ceil(N/C)
+    TILE_BITMAP_MISMATCH = 7  # sparse GEMM: the bitmap's set bits differ from the descriptor's tiles
     # -- accelerator shell (rtl/shell, docs/shell.md) --
     START_WHILE_BUSY = 16    # CTRL.start written while a job runs (the job goes on)
     ADDRESS_OUT_OF_WINDOW = 17  # a buffer is not inside ShellConfig's DMA window

@@ -34,7 +34,7 @@ from enum import IntEnum
 from .errors import ErrorCode
 from .golden.nonlinear.layernorm import moments_bits
 
-ISA_VERSION = (1, 1)
+ISA_VERSION = (1, 2)
 """(major, minor): a controller runs programs of its major version and any minor <= its own."""
 DESC_WORDS = 8
 """32-bit words per descriptor."""
@@ -65,7 +65,7 @@ class Op(IntEnum):
 
 OP_DOC = {
     Op.BEGIN: "first descriptor: ISA version, descriptor count, config ID; sets N_live = m",
-    Op.GEMM: "dst = epilogue(src[M,K] @ W[K,N]); W from DDR (addr) or from buffer aux",
+    Op.GEMM: "dst = epilogue(src[M,K] @ W[K,N]); W from DDR (addr; block-sparse with sparse = 1) or from buffer aux",
     Op.ADD: "dst = sat8(round((src * add_mult_a + aux * add_mult_b) / 2^add_shift)), M rows of N",
     Op.LAYERNORM: "dst = LayerNorm(src) over rows of N channels, parameters at addr",
     Op.COPY: "dst = src, M rows of N int8 (token gather/copy)",
@@ -115,7 +115,8 @@ class WSrc(IntEnum):
 
 
 WSRC_DOC = {
-    WSrc.DDR: "packed weights in the parameter block at addr (golden pack_weights order)",
+    WSrc.DDR: "packed weights in the parameter block at addr (golden pack_weights order); with sparse = 1 a tile "
+              "bitmap and only its set tiles",
     WSrc.BUF: "W[k, n] = aux[aux_row + k, aux_col + n] (attn @ V: V from its token buffer)",
     WSrc.BUF_T: "W[k, n] = aux[aux_row + n, aux_col + k] (q @ K^T: K from its token buffer)",
 }
@@ -220,12 +221,15 @@ FIELDS: tuple[Field, ...] = (
     Field("m_live", 0, 12, 1, _ROWS, "1: rows = min(m, N_live - src_row) (LOAD: N_live - dst_row)"),
     Field("k_live", 0, 13, 1, (Op.GEMM,), "1: K = min(k, N_live) (attn @ V)"),
     Field("n_live", 0, 14, 1, (Op.GEMM,), "1: N = min(n, N_live) (q @ K^T)"),
+    Field("sparse", 0, 15, 1, (Op.GEMM,), "1: block-sparse weights (wsrc DDR): the parameter block holds a tile "
+          "bitmap and only the tiles it sets"),
     Field("wsrc", 0, 16, 2, (Op.GEMM,), "WSrc"),
     Field("region", 0, 18, 2, (Op.LOAD, Op.STORE), "Region of addr"),
     Field("src", 1, 0, 4, _WIN + (Op.STORE, Op.SELECT), "source buffer (Buf)"),
     Field("dst", 1, 4, 4, _WIN + (Op.LOAD, Op.SELECT), "destination buffer (Buf)"),
     Field("aux", 1, 8, 4, (Op.GEMM, Op.ADD, Op.SELECT), "GEMM: weight buffer (WSrc.BUF/BUF_T); ADD: second operand; "
           "SELECT: score buffer"),
+    Field("tiles", 1, 12, 20, (Op.GEMM,), "sparse: weight tiles stored (the bitmap's set bits); else 0"),
     Field("add_shift", 1, 16, 6, (Op.ADD,), "right shift of the residual add"),
     Field("heads", 1, 16, 8, (Op.SELECT,), "attention heads H: (a, t) pairs per token"),
     Field("src_row", 2, 0, 16, _WIN + (Op.STORE,), "first source row"),
@@ -286,11 +290,13 @@ class Descriptor:
     m_live: int = 0
     k_live: int = 0
     n_live: int = 0
+    sparse: int = 0
     wsrc: int = 0
     region: int = 0
     src: int = 0
     dst: int = 0
     aux: int = 0
+    tiles: int = 0
     add_shift: int = 0
     heads: int = 0
     src_row: int = 0
@@ -417,7 +423,9 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
 
     GEMM: ``requant`` (every epilogue but RAW_SOFTMAX: N records), ``gelu`` / ``softmax`` /
     ``sigmoid`` (one record),
-    ``weights`` (WSrc.DDR: NT*KT*R words of C int8, golden ``pack_weights`` order).
+    ``weights`` (WSrc.DDR: NT*KT*R words of C int8, golden ``pack_weights`` order); a sparse
+    GEMM (``sparse`` = 1) has ``bitmap`` (:func:`pack_bitmap`) before ``weights``, which then
+    holds only its ``tiles`` set tiles (``tiles * R`` words, same order).
     LAYERNORM: ``ln`` (header record), ``gamma`` (N x int32), ``beta`` (N x int64).
     """
     g = acc.gemm
@@ -431,7 +439,10 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
             parts.append(("softmax", NL_RECORD_BYTES))
         if d.epilogue == Epilogue.REQ8_SIGMOID:
             parts.append(("sigmoid", NL_RECORD_BYTES))
-        if d.wsrc == WSrc.DDR:
+        if d.wsrc == WSrc.DDR and d.sparse:
+            parts.append(("bitmap", bitmap_bytes(acc, d)))
+            parts.append(("weights", d.tiles * g.rows * g.cols))
+        elif d.wsrc == WSrc.DDR:
             parts.append(("weights", _ceil(d.n, g.cols) * _ceil(d.k, g.rows) * g.rows * g.cols))
     elif d.opcode == Op.LAYERNORM:
         parts += [("ln", NL_RECORD_BYTES), ("gamma", 4 * d.n), ("beta", 8 * d.n)]
@@ -442,6 +453,40 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
         out[name] = (off, size)
         off = _align(off + size)
     return out
+
+
+def tile_grid_size(acc, d: Descriptor) -> int:
+    """``KT * NT``: weight tiles of a GEMM's full (not live-clipped) ``k x n`` weights."""
+    return _ceil(d.k, acc.gemm.rows) * _ceil(d.n, acc.gemm.cols)
+
+
+def bitmap_bytes(acc, d: Descriptor) -> int:
+    """Bytes of a sparse GEMM's ``bitmap`` part: one bit per weight tile, ``ceil(KT * NT / 8)``."""
+    return _ceil(tile_grid_size(acc, d), 8)
+
+
+def pack_bitmap(bitmap) -> bytes:
+    """A tile bitmap (``bitmap[kt][nt]`` truthy = tile stored, shape ``(KT, NT)``, the layout of
+    ``golden.gemm.tile_bitmap``) as the ``bitmap`` part: bit ``i = nt * KT + kt`` (the weight
+    stream's tile order) is bit ``i % 8`` of byte ``i // 8`` (LSB first), zero-padded."""
+    rows = [list(r) for r in bitmap]
+    kt_n, nt_n = len(rows), len(rows[0]) if rows else 0
+    out = bytearray(_ceil(kt_n * nt_n, 8))
+    for nt in range(nt_n):
+        for kt in range(kt_n):
+            if rows[kt][nt]:
+                i = nt * kt_n + kt
+                out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def unpack_bitmap(blob: bytes, kt_n: int, nt_n: int) -> list[list[bool]]:
+    """Inverse of :func:`pack_bitmap`: ``(KT, NT)`` nested lists of bool (bits past ``KT * NT``
+    are not read)."""
+    if len(blob) < _ceil(kt_n * nt_n, 8):
+        raise ValueError(f"bitmap of {len(blob)} bytes is too short for {kt_n} x {nt_n} tiles")
+    return [[bool(blob[(nt * kt_n + kt) >> 3] >> ((nt * kt_n + kt) & 7) & 1) for nt in range(nt_n)]
+            for kt in range(kt_n)]
 
 
 def param_block_bytes(acc, d: Descriptor) -> int:
@@ -574,6 +619,10 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
                 bad(ErrorCode.CTRL_BAD_FIELD, f"{name} = {getattr(d, name)} is not a {enum.__name__}")
         if d.wsrc == WSrc.DDR and (d.k_live or d.n_live):
             bad(ErrorCode.CTRL_BAD_FIELD, "k_live / n_live need weights from a buffer (wsrc BUF or BUF_T)")
+        if d.sparse and d.wsrc != WSrc.DDR:
+            bad(ErrorCode.CTRL_BAD_FIELD, "sparse = 1 needs weights from DDR (wsrc DDR)")
+        if d.tiles and not d.sparse:
+            bad(ErrorCode.CTRL_BAD_FIELD, f"tiles = {d.tiles} needs sparse = 1")
     if op == Op.STORE and d.region not in WRITABLE_REGIONS:
         bad(ErrorCode.CTRL_BAD_FIELD, f"region = {Region(d.region).name}: STORE writes only "
             f"{' or '.join(r.name for r in WRITABLE_REGIONS)}")
@@ -612,6 +661,9 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
             bad(ErrorCode.K_TOO_LARGE, f"k = {k} exceeds gemm.max_k = {g.max_k}")
         if n > g.max_n:
             bad(ErrorCode.N_TOO_LARGE, f"n = {n} exceeds gemm.max_n = {g.max_n}")
+        if d.sparse and d.tiles > tile_grid_size(acc, d):
+            bad(ErrorCode.TILE_COUNT_TOO_LARGE, f"tiles = {d.tiles} exceeds the {tile_grid_size(acc, d)} tiles of "
+                f"ceil(k/R) * ceil(n/C) = ceil({d.k}/{g.rows}) * ceil({d.n}/{g.cols})")
         words = _ceil(k, g.rows) * m
         if words > g.act_buffer_words:
             bad(ErrorCode.ACT_BUFFER_OVERFLOW, f"ceil(k/R) * m = ceil({k}/{g.rows}) * {m} = {words} exceeds "

@@ -19,13 +19,15 @@ PRESETS: dict[str, AcceleratorConfig] = {
     # (fc2 of DeiT-B: ceil(3072/16) * 197 = 37824 words).
     "bench": AcceleratorConfig(gemm=GemmConfig(rows=16, cols=16, act_buffer_words=37824,
                                                max_m=197, max_k=3072, max_n=3072)),
-    # The ZCU102 board configuration (XCZU9EG): the largest packed array within 80% of the
-    # device's DSP48E2s, 32 x 64 = 2048 int8 MACs on 1024 DSPs (64 x 64 packed needs 2048 of
-    # the 2016 DSPs that 80% allows before the requantizer's); buffers for every DeiT-T/S/B GEMM
-    # at 197 tokens with activations on chip (fc2 of DeiT-B: ceil(3072/32) * 197 = 18912 words),
-    # and a weight FIFO of two tiles.  Resources and the latency table: `heatvit bench perf`.
-    "zcu102": AcceleratorConfig(gemm=GemmConfig(rows=32, cols=64, dsp_packing=2, act_buffer_words=18912,
-                                                max_m=197, max_k=3072, max_n=3072, weight_fifo_depth=64,
+    # The ZCU102 board configuration (XCZU9EG): 64 x 32 packed, 2048 int8 MACs on 1024 DSP48E2s,
+    # the most MACs whose whole accelerator stays within 80% of every resource (the next power of
+    # two, 64 x 64, needs 2048 DSPs for the array alone; 32 x 64 has the same MACs but 64 output
+    # lanes, and the epilogue's per-lane requantizer, GELU and sigmoid units then take ~93% of
+    # the LUTs: docs/perf.md); buffers for every DeiT-T/S/B GEMM at 197 tokens with activations
+    # on chip (fc2 of DeiT-B: ceil(3072/64) * 197 = 9456 words), and a weight FIFO of two tiles.
+    # Resources, logic depth and the latency table: `heatvit bench perf`.
+    "zcu102": AcceleratorConfig(gemm=GemmConfig(rows=64, cols=32, dsp_packing=2, act_buffer_words=9456,
+                                                max_m=197, max_k=3072, max_n=3072, weight_fifo_depth=128,
                                                 out_fifo_depth=16)),
 }
 

@@ -45,6 +45,8 @@ def random_descriptor(rng: random.Random, acc) -> list[int]:
             v = rng.choice(list(isa.Buf)) if r < 0.9 else rng.randrange(16)
         elif fd.name == "epilogue":
             v = rng.randrange(len(isa.Epilogue)) if r < 0.9 else rng.randrange(16)
+        elif fd.name == "sparse":
+            v = int(r < 0.3)
         elif fd.width <= 4:
             v = rng.randrange(4) if r < 0.9 else rng.randrange(1 << fd.width)
         elif fd.name in ("src_col", "dst_col", "aux_col"):
@@ -63,6 +65,11 @@ def random_descriptor(rng: random.Random, acc) -> list[int]:
             v = rng.choice([0, 1000, acc.toksel.score_max, acc.toksel.score_max + 1]) if r < 0.9 else rng.randrange(1 << 16)
         elif fd.name == "a_col":
             v = rng.choice([0, 3, 64, 180]) if r < 0.9 else rng.randrange(1 << 16)
+        elif fd.name == "tiles":
+            if not kw.get("sparse") and r < 0.85:          # dense: tiles 0 (else CTRL_BAD_FIELD)
+                v = 0
+            else:
+                v = rng.choice([0, 1, 3, 12, 16, 17, 144, 145]) if r < 0.95 else rng.randrange(1 << fd.width)
         elif fd.name == "version":
             v = isa.isa_version_word()
         else:
@@ -77,6 +84,22 @@ def random_descriptor(rng: random.Random, acc) -> list[int]:
     return words
 
 
+def sparse_descriptors(acc) -> list[list[int]]:
+    """Block-sparse GEMMs: ``tiles`` around the tile grid, parameter blocks ending exactly at
+    4 GiB and one beat past it (the bitmap and sparse weight parts' sizes)."""
+    out = []
+    for k, n in ((48, 16), (64, 144), (100, 200)):
+        grid = isa.tile_grid_size(acc, isa.Descriptor(isa.Op.GEMM, k=k, n=n))
+        for tiles in (0, 1, grid - 1, grid, grid + 1):
+            for ep in (isa.Epilogue.REQ8, isa.Epilogue.REQ16_GELU):
+                d = isa.Descriptor(isa.Op.GEMM, epilogue=ep, sparse=1, tiles=max(tiles, 0), src=isa.Buf.N,
+                                   dst=isa.Buf.H, m=4, k=k, n=n, addr=0)
+                size = isa.param_block_bytes(acc, d)
+                for addr in (0, (1 << 32) - size, (1 << 32) - size + 64):
+                    out.append(isa.encode(d.with_(addr=addr & ~63 & 0xFFFF_FFFF)))
+    return out
+
+
 @pytest.mark.parametrize("name", list(ACC))
 def test_descriptor_checker(name):
     seed = pick_seed()
@@ -84,6 +107,7 @@ def test_descriptor_checker(name):
     acc = ACC[name]
     cases = [(random_descriptor(rng, acc), rng.choice([1, 2, 17, 50, acc.buffers.max_tokens]))
              for _ in range(1200)]
+    cases += [(w, 17) for w in sparse_descriptors(acc)]
     want = [golden_code(w, acc, nl) for w, nl in cases]
     dut = DescriptorChecker(acc)
     got = []

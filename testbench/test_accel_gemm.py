@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from heatvit import golden, isa
+from heatvit.compiler import cycles as cycles_model
 from heatvit.compiler.interpret import Machine, Step, unpack_weights
 from heatvit.golden import nonlinear as NL
 from heatvit.config import AcceleratorConfig, GemmConfig
@@ -87,7 +88,9 @@ class Case:
     """One GEMM descriptor with its token buffers, DDR model image and the expected raw result."""
 
     def __init__(self, acc, rng: random.Random, np_rng, wsrc: WSrc, epilogue: Epilogue = Epilogue.REQ8,
-                 live: bool = False, shape=None, check: bool = True):
+                 live: bool = False, shape=None, check: bool = True, density: float | None = None):
+        """``density``: a block-sparse DDR GEMM (``sparse = 1``) keeping each weight tile with this
+        probability (N tile 0 all zero when there are two or more)."""
         g = acc.gemm
         R, C, A = g.rows, g.cols, isa.column_align(acc)
         self.acc = acc
@@ -117,6 +120,13 @@ class Case:
             aux_row=rng.randint(0, 3) if wsrc != WSrc.DDR else 0,
             aux_col=col(aux, aux_c) if wsrc != WSrc.DDR else 0,
             m=m, k=k, n=n, addr=64 * rng.randint(0, 3), **flags)
+        self.bitmap = None
+        if density is not None:
+            kt_n, nt_n = -(-k // R), -(-n // C)
+            self.bitmap = np_rng.random((kt_n, nt_n)) < density
+            if nt_n > 1:
+                self.bitmap[:, 0] = False
+            self.d = self.d.with_(sparse=1, tiles=int(self.bitmap.sum()))
         if check:
             isa.check(self.d, acc, n_live)
         self.m, self.k, self.n = isa.live_dims(self.d, n_live)
@@ -128,10 +138,15 @@ class Case:
         if wsrc == WSrc.DDR:
             w_full = np_rng.integers(-128, 128, (d.k, d.n))
             off, size = isa.param_block(acc, d)["weights"]
-            packed = golden.pack_weights(g, w_full).astype(np.int8).tobytes()
+            if self.bitmap is not None:
+                w_full = golden.apply_tile_mask(g, w_full, self.bitmap)
+                boff, bsize = isa.param_block(acc, d)["bitmap"]
+                blob[d.addr + boff:d.addr + boff + bsize] = isa.pack_bitmap(self.bitmap)
+            packed = golden.pack_weights(g, w_full, self.bitmap).astype(np.int8).tobytes()
             assert len(packed) == size
             blob[d.addr + off:d.addr + off + size] = packed
-            w = unpack_weights(g, bytes(blob[d.addr + off:]), d.k, d.n)            # as interpret reads it
+            w = unpack_weights(g, bytes(blob[d.addr + off:]), d.k, d.n, self.bitmap)   # as interpret reads it
+            assert np.array_equal(w, w_full)
         elif wsrc == WSrc.BUF:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + self.k, d.aux_col:d.aux_col + self.n]
         else:
@@ -531,3 +546,78 @@ def test_gemm_exec_default():
             assert (bench.dst_buf == case.expected()).all(), f"seed {seed}: {wsrc.name} wrong result"
 
     bench.simulate(tb, {})
+
+
+# -- block-sparse weights (sparse = 1) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(ACC))
+def test_gemm_exec_sparse_raw(name):
+    """Block-sparse DDR weights at densities 0.7, 0.4, 0.0 and 1.0 (N tile 0 always empty), random
+    stalls: the raw rows are bit-exact (empty N tiles give zero rows, their bias comes later)."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed)
+    got = {}
+
+    async def tb(ctx):
+        for density in (0.7, 0.4, 0.0, 1.0):
+            case = Case(acc, rng, np_rng, WSrc.DDR, rng.choice(list(Epilogue)), density=density)
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            check_result(acc, case, got, seed)
+
+    bench.simulate(tb, got)
+
+
+@pytest.mark.parametrize("name", list(ACC))
+def test_gemm_exec_sparse(name):
+    """With GemmOutput: sparse GEMMs of every epilogue bit-exact with heatvit.compiler.interpret,
+    interleaved with dense ones."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    acc = ACC[name]
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, real=True)
+
+    async def tb(ctx):
+        for i, ep in enumerate(Epilogue):
+            sparse = i % 2 == 0
+            case = Case(acc, rng, np_rng, WSrc.DDR, ep, density=rng.choice([0.3, 0.6]) if sparse else None)
+            _, err = await bench.run_one(ctx, case)
+            assert err == 0, f"seed {seed}: error {err}"
+            want = case.expected()
+            assert (bench.dst_buf == want).all(), f"seed {seed}: {ep.name} sparse={sparse} wrong result"
+
+    bench.simulate(tb, {})
+
+
+@pytest.mark.parametrize("name", ["4x4", "8x4"])
+def test_gemm_exec_sparse_cycles(name):
+    """No stalls: a sparse GEMM's cycles against GemmConfig.estimate_cycles with its bitmap, and
+    against the same GEMM dense."""
+    seed = pick_seed()
+    acc = ACC[name]
+    g = acc.gemm
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    bench = Bench(acc, seed, gap=0.0)
+    got = {}
+    rows = []
+
+    async def tb(ctx):
+        for m, k, n in [(16, 32, 32), (32, 64, 16), (8, 64, 32)]:
+            for density in (None, 0.5):
+                case = Case(acc, rng, np_rng, WSrc.DDR, Epilogue.REQ8, shape=(m, k, n), density=density)
+                cycles, err = await bench.run_one(ctx, case)
+                assert err == 0
+                check_result(acc, case, got, seed)
+                est = g.estimate_cycles(m, k, n, case.bitmap)
+                bound = cycles_model.sparse_act_bound(g, m, case.bitmap) if density is not None else 0
+                rows.append((m, k, n, density, cycles, est, bound))
+                assert cycles <= max(est, bound) + m + 2 * g.rows + 30, rows[-1]
+
+    bench.simulate(tb, got)
+    for r in rows:
+        print("m=%3d k=%3d n=%3d density=%s cycles=%5d estimate=%5d act_bound=%5d" % r)
+

@@ -101,9 +101,10 @@ def test_decode_rejects_bad_opcode_and_stray_bits():
             with pytest.raises(DescriptorError, match="outside the opcode's fields") as e:
                 isa.decode(words)
             assert e.value.code == ErrorCode.CTRL_BAD_FIELD
-    # bit 15 of word 0 belongs to no opcode
+    # bit 20 of word 0 belongs to no GEMM field (bit 15 is GEMM's sparse flag since ISA 1.2)
     with pytest.raises(DescriptorError):
-        isa.decode([int(Op.GEMM) | 1 << 15] + [0] * 7)
+        isa.decode([int(Op.GEMM) | 1 << 20] + [0] * 7)
+    assert isa.decode([int(Op.GEMM) | 1 << 15] + [0] * 7).sparse == 1
     with pytest.raises(DescriptorError, match="8 words"):
         isa.decode([int(Op.END)] * 7)
 

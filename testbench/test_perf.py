@@ -50,7 +50,7 @@ def test_weight_fifo_must_hold_a_tile():
 def test_zcu102_preset():
     acc = PRESETS["zcu102"]
     g = acc.gemm
-    assert (g.rows, g.cols, g.dsp_packing) == (32, 64, 2)
+    assert (g.rows, g.cols, g.dsp_packing) == (64, 32, 2)
     assert g.rows * g.cols // g.dsp_packing <= 0.8 * 2520           # the array's DSP48E2s
     for name, vit in perf.DEIT.items():                             # every DeiT GEMM fits
         for m, k, n in vit.gemm_shapes():
@@ -86,10 +86,75 @@ def test_perf_plot_labelled():
     for name, vit in perf.DEIT.items():
         d, p = (perf.model_run(g, vit, plan, 300.0, perf.DdrModel()) for plan in (perf.PruningPlan(), perf.PLAN))
         models[name] = {"dense": d, "pruned": p}
-    data = {"models": models, "array": "32x64", "dsp_packing": 2, "clock_mhz": 300.0,
+    data = {"models": models, "array": "64x32", "dsp_packing": 2, "clock_mhz": 300.0,
             "published": perf.PUBLISHED, "pruning_by_array": perf.pruning_by_array(quick=True)}
     fig = plot.render("perf", data)
     texts = {t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + [ax.title]}
     assert {"DeiT-T", "DeiT-S", "DeiT-B", "16x16", "32x32", "pruning's saving by array size"} <= texts
     with pytest.raises(ValueError, match="perf.json"):
         plot.render("perf", {})
+
+
+def test_bram36_tiles_by_the_cheapest_aspect_ratio():
+    assert perf.bram36(256, 18912) == 142.5          # 285 RAMB18E2 of 1K x 18 (512 x 72: 148)
+    assert perf.bram36(2048, 197) == 28.5            # 57 RAMB18E2 of 512 x 36
+    assert perf.bram36(9, 4096) == 1                 # one 4K x 9
+    assert perf.bram36(512, 64) == 0                 # a FIFO of 64 words: LUT-RAM
+    assert perf.bram36(1, 65) == 0.5
+
+
+def test_board_search_prices_every_array():
+    mems = [("buf", 512, 2364)] * 5                  # 5 x 37.5 BRAM36 (75 RAMB18E2 of 1K x 18)
+    est = perf.board_estimate(32, 64, mems)
+    assert est["parts"]["array"]["DSP48E2"] == 1024
+    assert est["parts"]["array"]["how"].startswith("measured")
+    assert est["parts"]["memories"]["BRAM36"] == 187.5
+    assert est["total"]["DSP48E2"] == 1024 + round(39 * 64 / 16)
+    assert est["fits"] and est["supported"]
+    big = perf.board_estimate(64, 64, mems)
+    assert big["over"] == ["DSP48E2"] and not big["fits"]
+    assert not perf.board_estimate(56, 64, mems)["supported"]
+    found = perf.board_search(mems, None)
+    assert found["largest_supported_fit"] == "32x64"
+    assert found["largest_fit_any_shape"] in ("56x64", "64x56")
+    with pytest.raises(ValueError, match="not a power of two"):
+        GemmConfig(rows=56, cols=64, dsp_packing=2)  # why 56 x 64 is not a preset
+
+
+def test_longest_path_report_parsed():
+    from heatvit.bench._yosys import longest_path
+    ltp = ("Longest topological path in top (length=3):\n    0: \\a\n"
+           "    1: \\x (via $abc$1$lut7)\n    2: \\y (via $auto$carry$3)\n    3: \\z (via $abc$1$lut9)\n")
+    luts = "top/$abc$1$lut7\ntop/$abc$1$lut9\n"
+    got = longest_path(ltp, luts)
+    assert (got["cells"], got["luts"], got["carry"], got["other"]) == (3, 2, 1, 0)
+    assert longest_path("", "")["cells"] == 0
+
+
+def test_targets_say_what_bounds_them():
+    g = PRESETS["zcu102"].gemm
+    big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
+    models, big_runs = {}, {}
+    for name, vit in perf.DEIT.items():
+        d, p = (perf.model_run(g, vit, plan, 300.0, perf.DdrModel()) for plan in (perf.PruningPlan(), perf.PLAN))
+        p["cycle_reduction"] = 1 - p["cycles"] / d["cycles"]
+        p["mac_reduction"] = 1 - p["macs"] / d["macs"]
+        models[name] = {"dense": d, "pruned": p}
+        bp = perf.model_run(big, vit, perf.PLAN, 300.0, perf.DdrModel())
+        big_runs[name] = {"pruned_ms": bp["ms"], "pruned_fps": bp["fps"]}
+    targets = {t["target"]: t for t in perf.target_bounds(models, big_runs, g, big, 1180)}
+    speed = targets["DeiT-B pruned >= 100 FPS"]
+    assert speed["met"] == (models["DeiT-B"]["pruned"]["fps"] >= 100)
+    assert "DSP48E2" in speed["bound"] and "2,016" in speed["bound"] and "~156" in speed["bound"]
+    assert targets["mac_utilization >= 0.9 dense"]["met"]
+
+
+def test_board_estimate_scales_units_by_lanes():
+    first = {"epilogue": {"component": "2 columns", "cells_total": {"DSP48E2": 24, "LUT6": 100, "FDRE": 10}}}
+    second = {"epilogue_4col": {"component": "4 columns", "cells_total": {"DSP48E2": 40, "LUT6": 180, "FDRE": 10}}}
+    prop = perf.board_estimate(64, 32, None, first)["parts"]["epilogue"]
+    assert (prop["DSP48E2"], prop["LUT"], prop["FF"]) == (24 * 16, 100 * 16, 10 * 16)   # x cols / 2
+    two = perf.board_estimate(64, 32, None, first, second)["parts"]["epilogue"]
+    assert (two["DSP48E2"], two["LUT"], two["FF"]) == (8 + 8 * 32, 20 + 40 * 32, 10)    # fixed + per lane
+    assert "fixed + per lane" in two["how"]
+    assert "memories" not in perf.board_estimate(64, 32)["parts"]

@@ -510,6 +510,113 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
     return student.eval()
 
 
+# -- optional: static block pruning of the weights (issue 14, Parikh et al. 2024) ---------------
+
+BLOCK_PRUNE = {"lr": 3e-4, "weight_decay": 0.05, "distill_weight": 1.0, "batch": 32, "final_epochs": 2,
+               "layers": "blocks.*.attn.qkv, attn.proj, mlp.fc1, mlp.fc2 (patch embedding and head stay dense)",
+               "criterion": "L2 norm of each R x C weight tile, per layer",
+               "schedule": "cubic: density(e) = d + (1 - d) (1 - (e + 1) / ramp)^3, then d"}
+
+
+def block_layers(model: VisionTransformer) -> list[tuple[str, torch.nn.Linear]]:
+    """The Linear layers block pruning prunes (the encoder's GEMMs with weights from DDR)."""
+    out = []
+    for i, b in enumerate(model.blocks):
+        out += [(f"blocks.{i}.attn.qkv", b.attn.qkv), (f"blocks.{i}.attn.proj", b.attn.proj),
+                (f"blocks.{i}.mlp.fc1", b.mlp.fc1), (f"blocks.{i}.mlp.fc2", b.mlp.fc2)]
+    return out
+
+
+def tile_mask(weight: torch.Tensor, rows: int, cols: int, density: float) -> torch.Tensor:
+    """Keep mask of a Linear weight (N, K) (the GEMM's ``W = weight.T``, K x N) at the engine's
+    tile granularity: the ``round(density * T)`` (at least 1) of its ``T = ceil(K/R) * ceil(N/C)``
+    ``R x C`` tiles of largest L2 norm (ties: the lower tile index) stay."""
+    n, k = weight.shape
+    kt, nt = -(-k // rows), -(-n // cols)
+    w = F.pad(weight.detach().abs(), (0, kt * rows - k, 0, nt * cols - n))
+    norms = w.pow(2).reshape(nt, cols, kt, rows).sum((1, 3)).flatten()       # (nt, kt) order
+    keep = max(1, round(density * norms.numel()))
+    idx = torch.argsort(-norms, stable=True)[:keep]
+    m = torch.zeros(norms.numel(), dtype=torch.bool)
+    m[idx] = True
+    return m.reshape(nt, kt).repeat_interleave(cols, 0).repeat_interleave(rows, 1)[:n, :k]
+
+
+def mask_gradients(masks: dict, layers) -> list:
+    """Gradient hooks that keep every pruned weight at exactly 0 under any later fine-tuning
+    (a fresh Adam state and zero gradients leave a zero weight at zero; weight decay too)."""
+    return [lin.weight.register_hook(lambda g, name=name: g * masks[name]) for name, lin in layers]
+
+
+def apply_masks(masks: dict, layers) -> None:
+    with torch.no_grad():
+        for name, lin in layers:
+            lin.weight.mul_(masks[name])
+
+
+def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int, work: Path):
+    """Gradual structured pruning of :func:`block_layers` to ``density`` of their ``R x C`` tiles
+    (``acc``'s array), fine-tuning the whole model with CE + KL distillation from the dense model;
+    the density falls on a cubic schedule over ``epochs - final_epochs`` epochs (tiles re-ranked by
+    norm each epoch; a pruned tile's norm is 0, so it stays pruned), then ``final_epochs`` at the
+    target.  Returns the masks (by layer name), their gradient hooks installed."""
+    h = BLOCK_PRUNE
+    torch.manual_seed(seed + 3)
+    gen = torch.Generator().manual_seed(seed + 3)
+    teacher = VisionTransformer(cfg)
+    teacher.load_state_dict(model.state_dict())
+    teacher.eval()
+    layers = block_layers(model)
+    R, C = acc.gemm.rows, acc.gemm.cols
+    masks = {name: torch.ones_like(lin.weight) for name, lin in layers}
+    mask_gradients(masks, layers)
+    xtr, ytr = tensors(splits["train"], cfg.image_size)
+    xva, yva = tensors(splits["val"], cfg.image_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=h["lr"], weight_decay=h["weight_decay"])
+    bs = h["batch"]
+    steps, step = epochs * math.ceil(len(xtr) / bs), 0
+    ramp = max(1, epochs - h["final_epochs"])
+    t0 = time.time()
+    for ep in range(epochs):
+        dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
+        for name, lin in layers:
+            masks[name].copy_(tile_mask(lin.weight, R, C, dens).float())
+        apply_masks(masks, layers)
+        model.train()
+        perm = torch.randperm(len(xtr), generator=gen)
+        for i in range(0, len(xtr), bs):
+            j = perm[i:i + bs]
+            for g in opt.param_groups:
+                g["lr"] = h["lr"] * 0.5 * (1 + math.cos(math.pi * step / steps))
+            xb = augment(xtr[j], gen)
+            with torch.no_grad():
+                t_logits = teacher(xb)
+            logits = model(xb)
+            loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1) + h["distill_weight"] * F.kl_div(
+                F.log_softmax(logits, -1), F.log_softmax(t_logits, -1), log_target=True, reduction="batchmean"))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            apply_masks(masks, layers)            # the Adam moments of just-pruned weights
+            step += 1
+        print(f"block-prune epoch {ep + 1}/{epochs}: density {dens:.3f}, loss {loss.item():.3f}, "
+              f"val {accuracy(model, xva, yva):.4f}, {time.time() - t0:.0f} s", flush=True)
+    torch.save({"model": model.state_dict(), "masks": masks}, work / "blocked.pt")
+    return masks
+
+
+def block_info(masks: dict, acc, density: float, epochs: int) -> dict:
+    """The model metadata's ``block_prune`` entry: target, tile shape, kept / total tiles per layer."""
+    R, C = acc.gemm.rows, acc.gemm.cols
+    tiles = {}
+    for name, m in masks.items():
+        n, k = m.shape
+        kt, nt = -(-k // R), -(-n // C)
+        full = F.pad(m, (0, kt * R - k, 0, nt * C - n)).reshape(nt, C, kt, R).amax((1, 3))
+        tiles[name] = [int(full.sum()), kt * nt]
+    return {"density": density, "epochs": epochs, "tile": [R, C], "recipe": BLOCK_PRUNE, "tiles": tiles}
+
+
 # -- export ----------------------------------------------------------------------------------
 
 def versions() -> dict:
@@ -542,7 +649,8 @@ def export(cfg, student, plan, plan_info, args, splits, acc, commands) -> Path:
             "latency_config": {"spec": str(args.config), "digest": acc.digest(),
                                "gemm": [acc.gemm.rows, acc.gemm.cols]},
             "plan_search": plan_info,
-            "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc}}
+            "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc},
+            **getattr(args, "extra_meta", {})}
     model = model_io.from_state_dict(cfg, sd, plan, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model_io.save_npz(model, args.out)
@@ -613,6 +721,12 @@ def parse_args(argv):
     ap.add_argument("--keep-bias-init", action=argparse.BooleanOptionalAction, default=True,
                     help="start each selector's keep logit at its target share (default on; "
                          "--no-keep-bias-init: the recipe of the committed model)")
+    ap.add_argument("--block-prune", type=float, default=None, metavar="DENSITY",
+                    help="static block pruning (issue 14): after the backbone, prune every encoder Linear to this "
+                         "share of its R x C weight tiles (--config's array) with a gradual schedule and distillation, "
+                         "then train the selectors on the pruned backbone (pruned tiles stay 0)")
+    ap.add_argument("--block-epochs", type=int, default=8,
+                    help="block-pruning fine-tuning epochs (default 8; with --block-prune)")
     ap.add_argument("--limit", type=int, default=None,
                     help="use only the first N training and validation images (smoke runs)")
     ap.add_argument("--threads", type=int, default=1,
@@ -624,6 +738,8 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     args.out = args.out or args.work / "vit_digits.npz"
     args.fixed_plan = None if args.plan == "search" else parse_plan(args.plan)
+    if args.block_prune is not None and not 0 < args.block_prune <= 1:
+        ap.error(f"--block-prune must be a density in (0, 1], not {args.block_prune}")
     if args.limit is not None and args.limit < 16:
         ap.error(f"--limit must be >= 16, not {args.limit}")
     return args
@@ -657,6 +773,18 @@ def main(argv=None):
         model = VisionTransformer(cfg)
         model.load_state_dict(torch.load(args.work / "backbone.pt"))
         model.eval()
+    masks = None
+    if args.block_prune is not None:
+        if start == 0:
+            t0, c0 = time.time(), time.process_time()
+            masks = block_prune(cfg, model, splits, acc, args.block_prune, args.block_epochs, args.seed, args.work)
+            times["block_prune"], cpu["block_prune"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+        else:
+            saved = torch.load(args.work / "blocked.pt")
+            model.load_state_dict(saved["model"])
+            masks = saved["masks"]
+            mask_gradients(masks, block_layers(model))
+        args.extra_meta = {"block_prune": block_info(masks, acc, args.block_prune, args.block_epochs)}
     t0, c0 = time.time(), time.process_time()
     if start <= 1:
         xs, _ = tensors(splits["val"], cfg.image_size)
@@ -690,6 +818,10 @@ def main(argv=None):
         student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs, args.seed,
                                   args.keep_bias_init)
         times["selectors"], cpu["selectors"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+    if masks is not None:
+        layers = block_layers(student.backbone)
+        if any(bool((lin.weight * (1 - masks[name])).any()) for name, lin in layers):
+            raise AssertionError("block pruning: a pruned weight left 0 during the selector training")
     export(cfg, student, plan, plan_info, args, splits, acc, [r["command"] for r in runs])
     log.write_text(json.dumps(runs, indent=1) + "\n")
     return args.out

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 LUTRAM_LUTS = {"RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32M": 4,
@@ -37,3 +38,46 @@ def cell_counts(component, top: str, *, timeout: int = 1800) -> dict[str, int]:
         subprocess.run(["yosys", "-q", "-p", script], check=True, capture_output=True, text=True,
                        timeout=timeout)
         return {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat.read_text(), re.M)}
+
+
+REGISTERED = "t:FD* t:SRL* t:RAMB* t:DSP48E2 t:BUFG*"
+"""Cells whose outputs are registered: ``ltp`` counts every cell it passes, so these are deleted
+before it runs and its longest path is then register to register (or port to register)."""
+
+
+def logic_levels(component, top: str, *, platform=None, timeout: int = 3600) -> dict:
+    """Longest combinational path of ``component`` exported as ``top``: ``synth_xilinx -family
+    xcup -noiopad -flatten``, the registered cells (:data:`REGISTERED`) deleted, then ``ltp
+    -noff``.  Returns the path's cell count, its LUTs (the LUT levels), its carry-chain cells,
+    its other cells (MUXF7/8, LUT-RAM reads), the cells in path order, the design's cell counts
+    and yosys' wall seconds.  The ports count as registers (each component's inputs and
+    outputs are registered by its neighbours in the designs that use it)."""
+    from heatvit.sim.runner import export_verilog
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / f"{top}.v").write_text(export_verilog(component, top, platform=platform))
+        script = (f"read_verilog {top}.v; synth_xilinx -family xcup -noiopad -flatten -top {top}; "
+                  f"tee -q -o stat.txt stat; delete {REGISTERED}; "
+                  f"tee -q -o luts.txt select -list t:LUT*; tee -q -o ltp.txt ltp -noff")
+        t0 = time.monotonic()
+        res = subprocess.run(["yosys", "-q", "-p", script], cwd=work, capture_output=True, text=True,
+                             timeout=timeout)
+        if res.returncode != 0:
+            raise RuntimeError(f"yosys failed on {top} ({res.returncode}):\n{res.stderr[-2000:]}")
+        seconds = time.monotonic() - t0
+        cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)}
+        path = longest_path((work / "ltp.txt").read_text(), (work / "luts.txt").read_text())
+    return {**path, "cells_total": cells, "synth_seconds": round(seconds, 1)}
+
+
+def longest_path(ltp: str, luts: str) -> dict:
+    """``ltp -noff``'s report -> its length in cells, how many are LUTs (``luts``: the output of
+    ``select -list t:LUT*``), carry-chain cells and others, and the cells in order."""
+    found = re.search(r"length=(\d+)", ltp)
+    if found is None:                       # no combinational cell left at all
+        return {"cells": 0, "luts": 0, "carry": 0, "other": 0, "path": []}
+    lut_names = {ln.strip().split("/")[-1] for ln in luts.splitlines() if ln.strip()}
+    via = re.findall(r"\(via (\S+)\)", ltp)
+    kinds = ["LUT" if v in lut_names else ("CARRY" if "carry" in v.lower() else "other") for v in via]
+    return {"cells": int(found.group(1)), "luts": kinds.count("LUT"), "carry": kinds.count("CARRY"),
+            "other": kinds.count("other"), "path": via}

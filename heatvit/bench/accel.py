@@ -46,7 +46,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     img = read_image(blob, acc)
     with tempfile.TemporaryDirectory() as tmp:
         res = run(acc, blob, patches, logits, tmp, tag=name)      # the build the e2e test uses too
-    est = cycles.estimate(img.program, acc)
+    est = cycles.estimate(img.program, acc, model=img.blob)
     summ = cycles.summary(est, acc)
     first = res["images"][0]
     measured: dict[str, int] = {}

@@ -8,10 +8,19 @@ Writes ``perf.json``:
   ``testbench/test_tileskip.py``), beside ``floor_model_cycles``: the same GEMMs priced with the
   previous engine's exact model, a tile costing ``max(M, 2R + C)`` (weights loaded after the
   previous tile's commit wave had left the array).
-* ``board``: the ``zcu102`` preset's resources (yosys ``synth_xilinx -family xcup -noiopad
-  -flatten`` of the exported shell + engine with DSP48E2 primitives) and its longest
-  combinational path (yosys ``ltp -noff`` on the flattened netlist: cells on the path, and how
-  many of them are LUTs).
+* ``board``: the ``zcu102`` preset's whole-design resource estimate (:func:`board_estimate`:
+  the array from yosys, the shell + engine's non-array part scaled from the default's measured
+  one, the epilogue/softmax/LayerNorm/combiner from their own yosys runs scaled by lanes, and
+  BRAM36 from every memory of the elaborated accelerator), each part saying how it was had.
+* ``board_search``: the same estimate for packed arrays of 16 ... 64 rows and columns, powers
+  of two (what ``GemmConfig`` and the RTL accept) and not, and the largest that fits at 80%.
+* ``logic_levels``: yosys' longest combinational path (``synth_xilinx -family xcup -flatten``,
+  registered cells removed, ``ltp -noff``) of each component that sets the 300 MHz clock (a
+  packed PE, a 16 x 2 array column, the requantizer, the epilogue router, the activation
+  streamer, the softmax and LayerNorm units, the token selector's score combiner), in LUTs,
+  MUXF and CARRY4 cells and ``levels`` (:func:`levels_of`), beside ``logic_level_budget``.
+  Quick mode: the packed PE only.
+* ``targets``: issue 13's targets, met or not, and what bounds a missed one.
 * ``models``: per DeiT-T/S/B, dense and pruned: ``cycles`` (GEMM engine, every GEMM in turn,
   operands on chip, each weight tile streamed from DDR no faster than :class:`DdrModel` allows),
   ``ms_at_300mhz``, ``fps_at_300mhz``, ``mac_utilization`` (MACs / (cycles x MACs per cycle)),
@@ -29,11 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
-import subprocess
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,7 +49,7 @@ from heatvit.golden.vit.config import PruningPlan
 from heatvit.presets import PRESETS
 
 from .gemm import DEIT
-from .resources import TOTALS, MAX_UTILIZATION, count
+from .resources import MAX_UTILIZATION, TOTALS
 
 PLAN = PruningPlan(blocks=(3, 6, 9), keep_ratios=(0.7, 0.49, 0.343))
 """The pruning plan of issue 13 (SPViT's keep ratios, selectors before blocks 3, 6, 9)."""
@@ -149,69 +154,304 @@ def floor_model_cycles(g: GemmConfig, m: int, k: int, n: int) -> int:
     return g.rows + g.array_latency + 11 + (tiles - 1) * max(m, 2 * g.rows + g.cols) + m
 
 
-# -- yosys ------------------------------------------------------------------------------------
+# -- board configuration search ---------------------------------------------------------------
 
-def synthesize(acc: AcceleratorConfig, work: Path) -> dict:  # noqa: D401
-    """Flattened ``synth_xilinx`` of the exported shell + engine: resources and ``ltp -noff``."""
-    from heatvit.rtl.shell.wrapper import CORE_NAME, export
-    work.mkdir(parents=True, exist_ok=True)
-    core, _ = export(acc, primitives=True)
-    (work / f"{CORE_NAME}.v").write_text(core)
-    # ltp counts every cell it passes: cut the paths at the cells that register their outputs
-    # (flip-flops, SRLs, block RAMs, the DSP48E2s with their P register, the clock buffer) first.
-    script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -flatten -top {CORE_NAME}; "
-              f"tee -q -o stat.txt stat; delete t:FD* t:SRL* t:RAMB* t:DSP48E2 t:BUFG*; "
-              f"tee -q -o luts.txt select -list t:LUT*; tee -q -o ltp.txt ltp -noff")
-    t0 = time.monotonic()
-    res = subprocess.run(["yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
-    seconds = time.monotonic() - t0
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)}
-    return {"resources": count(cells), "cells": cells, "synth_seconds": round(seconds, 1),
-            "longest_path": longest_path(work / "ltp.txt", work / "luts.txt")}
+RECORDED = {
+    "array_32x64_p2": {"DSP48E2": 1024, "LUT": 7199, "FF": 16368, "BRAM36": 0,
+                       "how": "measured: yosys 0.23 synth_xilinx -family xcup -noiopad -flatten of "
+                              "SystolicArray(32x64, dsp_packing=2) alone with DSP48E2 primitives "
+                              "(1,209 s wall, 2026-11-30; docs/perf.md)"},
+    "array_32x32_p2": {"DSP48E2": 512, "LUT": 2955, "FF": 7862, "BRAM36": 0,
+                       "how": "measured: the same flow, SystolicArray(32x32, dsp_packing=2) "
+                              "(resources bench gemm_array; docs/architecture.md)"},
+    "default_non_array": {"DSP48E2": 39, "LUT": 11118, "FF": 6701,
+                          "how": "measured: heatvit bench resources, default shell + engine (16x16, "
+                                 "primitive PE: 295 DSP48E2, 11,526 LUT, 8,738 FF; docs/shell.md) "
+                                 "minus its 16x16 unpacked array alone (256, 408, 2,037; "
+                                 "docs/architecture.md)"},
+}
+"""yosys figures measured by earlier runs of the resources bench and of this one (the flows
+named in ``how``); the board search scales them (:func:`board_estimate`).  A whole-design
+synthesis of the board configuration did not finish on the shared 2-core machine."""
 
+SEARCH = [(r, c) for r in (16, 32, 64) for c in (16, 32, 64)] + [(48, 64), (64, 48), (56, 64), (64, 56)]
+"""Arrays the board search prices (packed).  ``GemmConfig`` accepts powers of two only (tile
+indices are bit fields of K and N in the streamer and the weight loader); the others are priced
+to show what a non-power-of-two array would give, marked ``supported: false``."""
 
-def longest_path(ltp: Path, luts: Path) -> dict:
-    """``ltp -noff``'s longest topological path between registers (its cells: LUTs, carry
-    segments and others such as MUXF7/8 or LUT-RAM reads)."""
-    text = ltp.read_text()
-    length = int(re.search(r"length=(\d+)", text).group(1))
-    lut_names = {ln.strip().split("/")[-1] for ln in luts.read_text().splitlines() if ln.strip()}
-    via = re.findall(r"\(via (\S+)\)", text)
-    kinds = ["LUT" if v in lut_names else ("CARRY" if "carry" in v.lower() else "other") for v in via]
-    return {"cells": length, "luts": kinds.count("LUT"), "carry": kinds.count("CARRY"),
-            "other": kinds.count("other"), "path": via}
+_BRAM_SHAPES = [(512, 72, 1.0), (1024, 36, 1.0), (2048, 18, 1.0), (4096, 9, 1.0), (8192, 4, 1.0),
+                (16384, 2, 1.0), (32768, 1, 1.0), (512, 36, 0.5), (1024, 18, 0.5), (2048, 9, 0.5),
+                (4096, 4, 0.5), (8192, 2, 0.5), (16384, 1, 0.5)]
+"""RAMB36E2 (1) and RAMB18E2 (0.5) depth x width aspect ratios."""
 
 
-def board_resources(acc: AcceleratorConfig, cache: Path) -> dict:
-    """yosys figures of ``acc``, cached in ``cache`` under the config digest and the RTL sources'
-    hash (the board configuration's synthesis takes long; the same config on the same RTL
-    synthesizes the same)."""
-    path = cache / f"perf_synth_{acc.digest()}_{rtl_digest()}.json"
+def bram36(width: int, depth: int) -> float:
+    """RAMB36 equivalents of a ``depth`` x ``width``-bit memory: the cheapest tiling by one
+    aspect ratio; memories of at most 64 words (FIFOs, ROMs) go to LUT-RAM (0)."""
+    if depth <= 64:
+        return 0.0
+    return min(ceil_div(width, w) * ceil_div(depth, d) * cost for d, w, cost in _BRAM_SHAPES)
+
+
+def memories(acc: AcceleratorConfig) -> list[tuple[str, int, int]]:
+    """(path, width bits, depth) of every memory of the whole accelerator
+    (:class:`heatvit.rtl.accel.top.Accelerator`) at ``acc``, from its elaborated fragments."""
+    from amaranth.hdl import Fragment, Shape
+    from amaranth.hdl._mem import MemoryInstance
+
+    from heatvit.rtl.accel.top import Accelerator
+
+    def walk(frag, path):
+        if isinstance(frag, MemoryInstance):
+            yield path, Shape.cast(frag._data.shape).width, frag._data.depth
+        for sub, name, *_ in frag.subfragments:
+            yield from walk(sub, f"{path}.{name}")
+    return list(walk(Fragment.get(Accelerator(acc), None), "top"))
+
+
+def board_array(rows: int, cols: int) -> dict:
+    """A packed ``rows`` x ``cols`` array's yosys figures: DSP48E2 = rows x cols / 2 (the
+    packing maps exactly so, ``test_pe.py``), LUT and FF scaled from the recorded 32 x 64
+    packed array by MACs (per-MAC LUT grows with the array: 3.11 at 16x16, 2.89 at 32x32, 3.52
+    at 32x64, so scaling from the largest measured one is the closer figure)."""
+    base = RECORDED["array_32x64_p2"]
+    f = rows * cols / (32 * 64)
+    measured = (rows, cols) == (32, 64)
+    return {"DSP48E2": rows * cols // 2, "LUT": round(base["LUT"] * f), "FF": round(base["FF"] * f),
+            "BRAM36": 0, "how": base["how"] if measured else "scaled by MACs from the measured 32x64 packed array"}
+
+
+def board_estimate(rows: int, cols: int, mems: list[tuple[str, int, int]] | None = None,
+                   levels: dict | None = None, scaling: dict | None = None) -> dict:
+    """Whole-design estimate of a packed ``rows`` x ``cols`` board configuration: the array
+    (:func:`board_array`), the shell + engine's non-array part (the default's measured
+    non-array part x cols / 16: the output lanes, requantizer and accumulator scale with the
+    columns; an upper bound, the AXI shell does not), and BRAM36 from the elaborated memories
+    (``mems``: the whole accelerator's, token buffers included) or, without them, none.  With
+    ``levels`` (the logic-depth runs' cell counts) the units the shell + engine lacks are added:
+    the epilogue router (cols lanes), two softmax units, a LayerNorm unit and the score combiner
+    (rows lanes), and the engine's requantizer (cols lanes) taken off: the accelerator's engine
+    runs raw.  A unit with a second run in ``scaling`` (:func:`_scaling_components`) is priced
+    as fixed + per-lane cost; otherwise in proportion to its lanes (an upper bound).  Not
+    counted: the sequencer, crossbar, DMA ports and the other executors' control (no yosys run
+    of them here)."""
+    from .resources import count
+    parts = {"array": board_array(rows, cols)}
+    rest = RECORDED["default_non_array"]
+    parts["shell_engine_non_array"] = {k: round(rest[k] * cols / 16) for k in ("DSP48E2", "LUT", "FF")}
+    parts["shell_engine_non_array"].update(BRAM36=0, how="scaled: " + rest["how"] + ", x cols / 16")
+    if levels:
+        # name: (lanes of the first run, the second run's name, its lanes, lanes on the board, copies).
+        # The accelerator's engine runs raw (GemmEngine(raw=True)): the epilogue router's own
+        # requantizer replaces the engine's, which the shell + engine figure counts: taken off.
+        units = {"requantizer": (2, None, None, cols, -1), "epilogue": (2, "epilogue_4col", 4, cols, 1),
+                 "softmax": (1, None, None, 1, 2), "layernorm": (1, None, None, 1, 1),
+                 "select_combiner": (4, "select_combiner_8", 8, rows, 1)}
+        for name, (l1, second, l2, lanes, copies) in units.items():
+            if name not in levels:
+                continue
+            r1 = count(levels[name]["cells_total"])
+            two = (scaling or {}).get(second)
+            if two is None:       # proportional: an upper bound (the fixed part scales too)
+                cost = {k: r1[k] * lanes / l1 for k in ("DSP48E2", "LUT", "FF")}
+                how = f"yosys of {levels[name]['component']}" + (f" x {lanes / l1:g}" if lanes != l1 else "")
+            else:                 # fixed + per lane, from two lane counts
+                r2 = count(two["cells_total"])
+                cost = {k: r1[k] + (r2[k] - r1[k]) / (l2 - l1) * (lanes - l1) for k in ("DSP48E2", "LUT", "FF")}
+                how = f"yosys at {l1} and {l2} lanes ({levels[name]['component']}; {two['component']}), fixed + per lane x {lanes}"
+            parts[name] = {k: round(v * copies) for k, v in cost.items()}
+            parts[name].update(BRAM36=0, how=("scaled: " if lanes != l1 else "measured: ") + how
+                               + (f", x {copies}" if copies > 1 else "")
+                               + (" (removed: the engine runs raw)" if copies < 0 else ""))
+    if mems is not None:
+        parts["memories"] = {"DSP48E2": 0, "LUT": 0, "FF": 0,
+                             "BRAM36": sum(bram36(w, d) for _, w, d in mems),
+                             "how": "estimated: every memory of the elaborated accelerator (token buffers, "
+                                    "activation buffer, accumulator, parameters, score memory, FIFOs) tiled "
+                                    "into RAMB36E2/RAMB18E2 aspect ratios; <= 64 words as LUT-RAM"}
+    total = {k: sum(p[k] for p in parts.values()) for k in TOTALS}
+    util = {k: round(total[k] / TOTALS[k], 4) for k in TOTALS}
+    return {"array": f"{rows}x{cols}", "dsp_packing": 2, "macs_per_cycle": rows * cols,
+            "supported": not (rows & (rows - 1) or cols & (cols - 1)), "parts": parts,
+            "total": total, "utilization": util,
+            "fits": all(u <= MAX_UTILIZATION for u in util.values()),
+            "over": [k for k, u in util.items() if u > MAX_UTILIZATION]}
+
+
+def board_search(mems, levels, scaling=None) -> dict:
+    """Every array of :data:`SEARCH` priced with :func:`board_estimate` (BRAM from ``mems`` of
+    the board preset: the buffers are sized by the models, not the array), and the largest
+    supported one that fits."""
+    rows = [board_estimate(r, c, mems, levels, scaling) for r, c in SEARCH]
+    fits = [e for e in rows if e["fits"] and e["supported"]]
+    best = max(fits, key=lambda e: (e["macs_per_cycle"], -int(e["array"].split("x")[0])))
+    return {"candidates": rows, "largest_supported_fit": best["array"],
+            "largest_fit_any_shape": max((e for e in rows if e["fits"]), key=lambda e: e["macs_per_cycle"])["array"]}
+
+
+def target_bounds(models: dict, big_runs: dict, g: GemmConfig, big: GemmConfig, dsp: int | None) -> list[dict]:
+    """Issue 13's targets on the board configuration: met or not, and for a missed speed target
+    the array it would need (MACs per cycle at the 64 x 64 model's utilization, scaled) and the
+    DSP48E2s of that array beside the 80% line."""
+    s, b = models["DeiT-S"], models["DeiT-B"]
+    line = MAX_UTILIZATION * TOTALS["DSP48E2"]
+    rest = None if dsp is None else dsp - g.rows * g.cols // g.dsp_packing
+
+    def need(achieved_64: float, target: float, higher_better: bool) -> str:
+        factor = target / achieved_64 if higher_better else achieved_64 / target
+        macs = big.rows * big.cols * factor
+        text = (f"needs ~{macs:,.0f} MACs/cycle ({macs / 2:,.0f} DSP48E2 for the array at 2 MACs each; "
+                f"the 64x64 model reaches {achieved_64}); 80% of the DSPs is {line:,.0f}")
+        return text + ("" if rest is None else f", the rest of the design takes ~{rest}")
+    return [
+        {"target": "cycle_reduction >= 0.9 x mac_reduction (DeiT-S)",
+         "value": round(s["pruned"]["cycle_reduction"] / s["pruned"]["mac_reduction"], 4),
+         "met": s["pruned"]["cycle_reduction"] >= 0.9 * s["pruned"]["mac_reduction"],
+         "bound": "per-GEMM fill (pipeline_fill_cycles), partial tiles"},
+        {"target": "DeiT-S pruned <= 2.7 ms", "value": s["pruned"]["ms"], "met": s["pruned"]["ms"] <= 2.7,
+         "bound": "DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
+        {"target": "DeiT-B pruned >= 100 FPS", "value": b["pruned"]["fps"], "met": b["pruned"]["fps"] >= 100,
+         "bound": "DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
+        {"target": "mac_utilization >= 0.9 dense",
+         "value": {k: m["dense"]["mac_utilization"] for k, m in models.items()},
+         "met": all(m["dense"]["mac_utilization"] >= 0.9 for m in models.values()), "bound": ""},
+    ]
+
+
+# -- logic depth ------------------------------------------------------------------------------
+
+LUT_LEVEL_BUDGET = 9
+"""LUT levels between two registers that 300 MHz (3.33 ns) leaves on UltraScale+ (-2): a LUT
+and its net take about 0.3-0.4 ns, and the clock-to-out, setup and clock skew about 0.6 ns
+(a rule of thumb for planning, ~8-10 levels; not a timing analysis)."""
+
+
+def levels_of(path: dict) -> float:
+    """Logic levels of an ``ltp`` path: its LUTs and MUXF7/8/9 (one level each), plus one per
+    four CARRY4 (yosys 0.23 maps UltraScale+ carry chains to 4-bit CARRY4; a 16-bit stretch of
+    the chain costs about one LUT level)."""
+    return path["luts"] + path["other"] + path["carry"] / 4
+
+
+def _logic_components(acc: AcceleratorConfig) -> list[tuple[str, str, object]]:
+    """The components that set the clock, each small enough for yosys here: (name, what it is,
+    builder).  Lane counts are cut to 2-4 (a lane's path does not depend on how many there
+    are); the array column keeps the board's packing and two packed cascade segments (16 rows),
+    so its fabric low-sum adder is on it; the streamer keeps the board's buffer sizes."""
+    import dataclasses
+
+    from heatvit.config import NonlinearConfig, TokSelConfig
+    g = acc.gemm
+    small = GemmConfig(rows=4, cols=4, dsp_packing=g.dsp_packing)
+    column = GemmConfig(rows=16, cols=2, dsp_packing=g.dsp_packing)
+    nl = NonlinearConfig()
+
+    def pe():
+        from heatvit.rtl.gemm.pe import ProcessingElement
+        return ProcessingElement(small, top=False)
+
+    def array_column():
+        from heatvit.rtl.gemm.systolic_array import SystolicArray
+        return SystolicArray(column)
+
+    def requantizer():
+        from heatvit.rtl.gemm.requantizer import Requantizer
+        return Requantizer(dataclasses.replace(g, cols=2))
+
+    def epilogue():
+        from heatvit.rtl.accel.epilogue import EpilogueRouter
+        return EpilogueRouter(AcceleratorConfig().with_array(4, 2))
+
+    def streamer():
+        from heatvit.rtl.gemm.act_streamer import ActivationStreamer
+        return ActivationStreamer(g)
+
+    def softmax():
+        from heatvit.rtl.nonlinear.rows import SoftmaxUnit
+        return SoftmaxUnit(nl)
+
+    def layernorm():
+        from heatvit.rtl.nonlinear.rows import LayerNormUnit
+        return LayerNormUnit(nl)
+
+    def combiner():
+        from heatvit.rtl.toksel.combiner import ScoreCombiner
+        return ScoreCombiner(TokSelConfig(lanes=4))
+
+    pack = f"p{g.dsp_packing}"
+    board = f"{g.rows}x{g.cols}"
+    return [   # (name, description, builder, the configuration it depends on: the cache key)
+        ("pe_packed", f"interior PE, {pack} (4x4 array's row 1)", pe, small),
+        ("array_column_16x2", f"SystolicArray 16x2 {pack}: one DSP column pair, two packed cascade segments",
+         array_column, column),
+        ("requantizer", f"gemm Requantizer (board GemmConfig {board}, 2 lanes)", requantizer, g),
+        ("epilogue", "accel EpilogueRouter (default config on a 4x2 array): REQ8/GELU/SIGMOID/SOFTMAX routing",
+         epilogue, "4x2"),
+        ("act_streamer", f"gemm ActivationStreamer at the board config ({board}, {g.act_buffer_words} words)",
+         streamer, g),
+        ("softmax", "nonlinear SoftmaxUnit (default NonlinearConfig)", softmax, nl),
+        ("layernorm", "nonlinear LayerNormUnit (default NonlinearConfig)", layernorm, nl),
+        ("select_combiner", "toksel ScoreCombiner (3 heads, 4 lanes)", combiner, "lanes=4"),
+    ]
+
+
+def _scaling_components() -> list[tuple[str, str, object, object]]:
+    """Second points for the units the board estimate scales by lanes (the first points are
+    :func:`_logic_components`' runs): with two lane counts, a unit's cost is fixed + per lane."""
+    from heatvit.config import TokSelConfig
+
+    def epilogue():
+        from heatvit.rtl.accel.epilogue import EpilogueRouter
+        return EpilogueRouter(AcceleratorConfig().with_array(4, 4))
+
+    def combiner():
+        from heatvit.rtl.toksel.combiner import ScoreCombiner
+        return ScoreCombiner(TokSelConfig(lanes=8))
+    return [("epilogue_4col", "accel EpilogueRouter (default config on a 4x4 array)", epilogue, "4x4"),
+            ("select_combiner_8", "toksel ScoreCombiner (3 heads, 8 lanes)", combiner, "lanes=8")]
+
+
+def _yosys_cached(cache: Path, name: str, what: str, build, key, log=print) -> dict:
+    """:func:`._yosys.logic_levels` of ``build()``, cached in ``cache`` by name, config key and
+    RTL hash."""
+    import hashlib
+
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
+
+    from ._yosys import logic_levels as run
+    key = hashlib.sha256(repr(key).encode()).hexdigest()[:8]
+    path = cache / f"perf_levels_{name}_{key}_{rtl_digest()}.json"
     if path.exists():
         return json.loads(path.read_text())
-    if shutil.which("yosys") is None:
-        raise RuntimeError("yosys not found: apt-get install yosys (Debian's 0.23)")
-    work = Path(tempfile.mkdtemp(prefix="heatvit-perf-"))
-    print(f"yosys synth_xilinx -flatten of {acc.gemm.rows}x{acc.gemm.cols} (p{acc.gemm.dsp_packing}) in {work}", flush=True)
-    doc = {**synthesize(acc, work), "config_digest": acc.digest(), "rtl_digest": rtl_digest()}
-    doc["utilization"] = {k: round(doc["resources"][k] / TOTALS[k], 4) for k in TOTALS}
-    doc["fits"] = all(v <= MAX_UTILIZATION for v in doc["utilization"].values())
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    shutil.rmtree(work, ignore_errors=True)
-    return doc
+    log(f"  yosys ltp: {name} ...", flush=True)
+    entry = {"component": what, **run(build(), name, platform=PRIMITIVES)}
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+def logic_levels(acc: AcceleratorConfig, cache: Path, quick: bool, log=print) -> dict:
+    """yosys' longest combinational path (LUT levels) of each of :func:`_logic_components`,
+    cached in ``cache`` by component and RTL hash.  Quick: the packed PE only."""
+    out = {}
+    for name, what, build, key in _logic_components(acc)[:1 if quick else None]:
+        entry = _yosys_cached(cache, name, what, build, key, log)
+        entry["levels"] = levels_of(entry)
+        entry["over_budget"] = entry["levels"] > LUT_LEVEL_BUDGET
+        out[name] = entry
+        log(f"  {name}: {entry['luts']} LUTs, {entry['other']} MUXF/other, {entry['carry']} CARRY4 on the "
+            f"longest path: {entry['levels']} levels ({entry['cells']} cells; yosys {entry['synth_seconds']} s)", flush=True)
+    return out
 
 
 def rtl_digest() -> str:
-    """Hash of the installed RTL sources (rtl/gemm, rtl/shell): a cached synthesis is reused only
-    for the same RTL."""
+    """Hash of the installed RTL sources (every rtl/ subpackage): a cached synthesis is reused
+    only for the same RTL."""
     import hashlib
 
     import heatvit.rtl as rtl
     h = hashlib.sha256()
     root = Path(rtl.__file__).parent
-    for f in sorted(list((root / "gemm").glob("*.py")) + list((root / "shell").glob("*.py"))):
+    for f in sorted(root.glob("*/*.py")):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -222,14 +462,27 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     acc = PRESETS["zcu102"]
     g = acc.gemm
     ddr = DdrModel()
+    have_yosys = shutil.which("yosys") is not None
+    levels = logic_levels(acc, out_dir, quick) if have_yosys else {}
     if quick:
-        # A flattened synthesis with the longest-path pass takes minutes even for a tiny array:
-        # quick mode (CI) checks the model only and says so.
-        board = {"skipped": "quick mode: no synthesis; run `heatvit bench perf` for the resources"}
+        # The whole accelerator's elaboration (its memories) takes minutes at the board size:
+        # quick mode (CI) checks the model, and the logic depth of one packed PE, only.
+        board = {"skipped": "quick mode: no resource estimate; run `heatvit bench perf`"}
+        search = None
         res = dict.fromkeys(("DSP48E2", "LUT", "FF", "BRAM36"))
     else:
-        board = board_resources(acc, out_dir)
-        res = board["resources"]
+        print("  elaborating the whole accelerator for its memories ...", flush=True)
+        mems = memories(acc)
+        scaling = {c[0]: _yosys_cached(out_dir, *c) for c in _scaling_components()} if have_yosys else {}
+        board = board_estimate(g.rows, g.cols, mems, levels, scaling)
+        board["memories"] = [{"path": p, "width": w, "depth": d, "bram36": bram36(w, d)} for p, w, d in mems]
+        search = board_search(mems, levels, scaling)
+        res = board["total"]
+        for e in search["candidates"]:
+            print(f"  {e['array']:>6} p2: DSP {e['total']['DSP48E2']} ({e['utilization']['DSP48E2']:.1%}), "
+                  f"LUT {e['total']['LUT']} ({e['utilization']['LUT']:.1%}), FF {e['utilization']['FF']:.1%}, "
+                  f"BRAM36 {e['total']['BRAM36']} ({e['utilization']['BRAM36']:.1%})"
+                  f"{'' if e['supported'] else ' [not a power of two]'}{' fits' if e['fits'] else ''}", flush=True)
     models = {}
     for name, cfg in DEIT.items():
         dense = model_run(g, cfg, PruningPlan(), acc.clock_mhz, ddr)
@@ -249,8 +502,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
               f"DDR {pruned['ddr_gbytes_per_s']} GB/s", flush=True)
     # What the 80% DSP rule leaves out: the same model on a 64 x 64 packed array (2048 DSP48E2
     # for the array alone, 81% of the device; cycles only, not synthesized).
-    big = PRESETS["zcu102"].with_gemm(rows=64, cols=64, act_buffer_words=ceil_div(3072, 64) * 197,
-                                      weight_fifo_depth=128).gemm
+    big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
         d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
@@ -258,9 +510,15 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
                              "dense_mac_utilization": d["mac_utilization"],
                              "ddr_gbytes_per_s_busiest_gemm": p["ddr_gbytes_per_s_busiest_gemm"]}
+    targets = target_bounds(models, over_budget, g, big, res["DSP48E2"])
+    for t in targets:
+        print(f"  target {t['target']}: {'met' if t['met'] else 'missed'} ({t['value']}); {t['bound']}", flush=True)
     port_gbps = ddr.port_bits / 8 * acc.clock_mhz / 1e3 * ddr.efficiency
     average = max(r["ddr_gbytes_per_s"] for m in models.values() for r in m.values())
     busiest = max(r["ddr_gbytes_per_s_busiest_gemm_without_bound"] for m in models.values() for r in m.values())
+    # What the shell's one HP port costs today, and what each further port buys back.
+    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"] for name, cfg in DEIT.items()}
+                for n in (1, 2, 3, 4)}
     by_array = pruning_by_array(quick)
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
@@ -272,9 +530,12 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                    "gbytes_per_s": round(ddr.bytes_per_cycle(acc.clock_mhz) * acc.clock_mhz / 1e3, 3)},
            "hp_ports_needed": {"average": math.ceil(average / port_gbps),
                                "busiest_gemm_unbounded": math.ceil(busiest / port_gbps),
-                               "port_gbytes_per_s_at_efficiency": round(port_gbps, 3)},
+                               "port_gbytes_per_s_at_efficiency": round(port_gbps, 3),
+                               "pruned_ms_by_ports": by_ports},
            "board": {k: v for k, v in board.items() if k != "cells"}, "models": models,
-           "over_dsp_budget_64x64_packed": over_budget,
+           "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
+           "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},
+           "logic_level_budget": LUT_LEVEL_BUDGET,
            "pruning_by_array": by_array, "published": PUBLISHED,
            "source": "GemmConfig.estimate_cycles per GEMM (exact against RTL at one weight word per "
                      "cycle) + DdrModel; resources: yosys synth_xilinx -family xcup"}

@@ -15,7 +15,6 @@ See docs/isa.md.
 from __future__ import annotations
 
 import json
-
 from .emit import FitError, Program, compile_program
 from .image import ImageError, ModelImage
 from .image import build as _build
@@ -34,12 +33,13 @@ def quantize_for(model, acc, calib=None, *, calib_count: int = 64, seed: int = 0
     return models.quantize_model(model, calib, acc.gemm)
 
 
-def compile_model(model, acc, *, calib=None, debug: bool = False, prune: bool = False) -> bytes:
+def compile_model(model, acc, *, calib=None, debug: bool = False, prune: bool = False, sparse: bool = True) -> bytes:
     """The DDR image of ``model`` (a float model or a ``QuantizedViT``) for ``acc``; ``debug``:
     every layer's result is also stored to the DEBUG region (``interpret.debug_steps`` reads it);
-    ``prune``: the model's token selectors run (SELECT descriptors; per-image trace records)."""
+    ``prune``: the model's token selectors run (SELECT descriptors; per-image trace records);
+    ``sparse``: weights with all-zero tiles become block-sparse GEMMs (False: all dense)."""
     qm = model if isinstance(model, models.QuantizedViT) else quantize_for(model, acc, calib)
-    prog = compile_program(qm, acc, debug=debug, prune=prune)
+    prog = compile_program(qm, acc, debug=debug, prune=prune, sparse=sparse)
     pruned = prune and bool(qm.plan.blocks)
     cfg = qm.cfg
     memory_map = {

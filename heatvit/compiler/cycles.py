@@ -4,9 +4,12 @@ to set beside the cycles the RTL measures.
 Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 
 * ``engine``: GEMM engine cycles, ``GemmConfig.estimate_cycles(m, k, n)`` (exact for the engine
-  with its operands on chip; docs/architecture.md).
+  with its operands on chip; docs/architecture.md); a block-sparse GEMM (``sparse = 1``) is
+  priced with its tile bitmap's per-N-tile counts (``estimate_cycles(m, k, n, tiles)``), read
+  from the model image (``model``).
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
-  word per cycle.
+  word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
+  waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
   ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
   further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
@@ -107,10 +110,44 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
     return toksel_cycles(acc.toksel, n, dim, pruned) - n + comb
 
 
-def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16) -> list[Estimate]:
+def gemm_tiles(acc, d, model: bytes | None):
+    """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
+    bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
+    if not d.sparse:
+        return None
+    if model is None:
+        raise ValueError(f"{d.name or 'GEMM'}: a block-sparse GEMM is priced from its tile bitmap; pass model= "
+                         f"(the image bytes)")
+    from .interpret import gemm_bitmap
+    return gemm_bitmap(acc, d, model)
+
+
+def sparse_act_bound(g, m: int, bitmap) -> int:
+    """The GEMM executor's activation gate on a block-sparse GEMM: activations load K-tile major
+    at one word per cycle, so the pass of a tile in K tile ``kt`` starts ``(kt + 1) * m`` cycles
+    after the load begins at the earliest, and the passes after it take ``max(m, R)`` each (an
+    empty N tile: ``m``); plus the pipeline fill.  Measured equal to the executor's cycles
+    whenever it exceeds ``estimate_cycles`` (``testbench/test_accel_gemm.py``)."""
+    import numpy as np
+
+    passes = []
+    for col in np.asarray(bitmap, dtype=bool).T:
+        kts = np.flatnonzero(col)
+        passes += [(int(t), max(m, g.rows)) for t in kts] if kts.size else [(-1, m)]
+    best, after = 0, 0
+    for kt, cost in reversed(passes):
+        after += cost
+        if kt >= 0:
+            best = max(best, (kt + 1) * m + after)
+    return g.pipeline_fill_cycles + best
+
+
+def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16,
+             model: bytes | None = None) -> list[Estimate]:
     """One :class:`Estimate` per executed descriptor of ``program`` (descriptors clipped to 0 rows
     are left out); ``n_live``: override BEGIN's live token count; ``selects``: ``(n_out, pruned)``
-    of every SELECT in program order (default: each keeps every token)."""
+    of every SELECT in program order (default: each keeps every token); ``model``: the image's
+    bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
     g, nl = acc.gemm, acc.nonlinear
     word = isa.column_align(acc)
     live = n_live
@@ -129,8 +166,9 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             continue
         engine = act = unit = ddr = 0
         if op == Op.GEMM:
-            engine = g.estimate_cycles(m, k, n)
-            act = ceil_div(k, g.rows) * m
+            tiles = gemm_tiles(acc, d, model)
+            engine = g.estimate_cycles(m, k, n, tiles)
+            act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
@@ -166,6 +204,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
 def image_cycles(image, acc, trace=None, **kw) -> list[Estimate]:
     """Estimates of one image's run of ``image`` (a ``ModelImage``): the live token counts from its
     decoded pruning ``trace`` (:func:`heatvit.compiler.trace.read`; ``None``: nothing pruned)."""
+    kw.setdefault("model", image.blob)
     return estimate(image.program, acc, selects=None if trace is None else trace.selects(), **kw)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import isa
-from ..golden.gemm import check_params, pack_weights, row_chunks
+from ..golden.gemm import check_params, pack_weights, row_chunks, tile_bitmap
 from ..isa import Buf, Descriptor, Epilogue, Op, Region, WSrc
 from . import models
 
@@ -85,7 +85,11 @@ def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, soft
         obj = {"gelu": gelu, "softmax": softmax, "sigmoid": sigmoid}[part]
         names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
         put(part, _record(acc, kind, names, {k: getattr(obj, k) for k in names}, layer))
-    if "weights" in parts:
+    if "bitmap" in parts:
+        bitmap = tile_bitmap(acc.gemm, weights)
+        put("bitmap", isa.pack_bitmap(bitmap))
+        put("weights", pack_weights(acc.gemm, weights, bitmap).astype(np.int8).tobytes())
+    elif "weights" in parts:
         put("weights", pack_weights(acc.gemm, weights).astype(np.int8).tobytes())
     return bytes(blob)
 
@@ -126,8 +130,8 @@ def token_cols(acc, b: Buf) -> int:
 
 
 class _Compiler:
-    def __init__(self, qm: models.QuantizedViT, acc, debug: bool = False, prune: bool = False):
-        self.qm, self.acc, self.cfg, self.debug = qm, acc, qm.cfg, debug
+    def __init__(self, qm: models.QuantizedViT, acc, debug: bool = False, prune: bool = False, sparse: bool = True):
+        self.qm, self.acc, self.cfg, self.debug, self.sparse = qm, acc, qm.cfg, debug, sparse
         self.prune = prune and bool(qm.plan.blocks)
         self.p = Program()
         self.tokens = self.cfg.num_tokens
@@ -136,15 +140,16 @@ class _Compiler:
 
     # -- helpers -------------------------------------------------------------------------------
     def gemm(self, layer: str, *, src, dst, m, k, n, addr, epilogue=Epilogue.REQ8, wsrc=WSrc.DDR,
-             aux=0, aux_col=0, src_col=0, dst_col=0, live=True, k_live=0, n_live=0) -> list[int]:
-        """Emit one GEMM as the golden model's row chunks; return the descriptor indices."""
+             aux=0, aux_col=0, src_col=0, dst_col=0, live=True, k_live=0, n_live=0, tiles=None) -> list[int]:
+        """Emit one GEMM as the golden model's row chunks; return the descriptor indices.
+        ``tiles``: stored weight tiles of a block-sparse GEMM (None: dense)."""
         out = []
         for rows in row_chunks(self.acc.gemm, m, k):
             out.append(self.p.emit(Descriptor(
                 Op.GEMM, epilogue=epilogue, wsrc=wsrc, m_live=int(live), k_live=k_live, n_live=n_live,
                 src=src, dst=dst, aux=aux if wsrc != WSrc.DDR else 0, src_row=rows.start, dst_row=rows.start,
                 src_col=src_col, dst_col=dst_col, aux_col=aux_col, m=rows.stop - rows.start, k=k, n=n,
-                addr=addr, name=layer)))
+                addr=addr, sparse=int(tiles is not None), tiles=tiles or 0, name=layer)))
         return out
 
     def linear(self, layer: str, ql, *, src, dst, m, live=True, epilogue=Epilogue.REQ8, gelu=None, softmax=None,
@@ -154,13 +159,18 @@ class _Compiler:
         k, n = ql.w.shape
         name = block or layer
         addr = self._addr.get(name)
+        tiles = None
+        if self.sparse and k <= self.acc.gemm.max_k and n <= self.acc.gemm.max_n:   # else isa.check refuses it
+            bitmap = tile_bitmap(self.acc.gemm, ql.w)
+            tiles = None if bitmap.all() else int(bitmap.sum())
         if addr is None:
-            tmpl = Descriptor(Op.GEMM, epilogue=epilogue, m=1, k=k, n=n)
+            tmpl = Descriptor(Op.GEMM, epilogue=epilogue, m=1, k=k, n=n, sparse=int(tiles is not None),
+                              tiles=tiles or 0)
             blob = _gemm_block(self.acc, tmpl, layer, requant=(ql.bias, ql.mult, ql.shift), gelu=gelu,
                                softmax=softmax, sigmoid=sigmoid, weights=ql.w)
             addr = self._addr[name] = self.p.add_data(name, blob)
         return self.gemm(layer, src=src, dst=dst, m=m, k=k, n=n, addr=addr, epilogue=epilogue, live=live,
-                         src_col=src_col, dst_col=dst_col)
+                         src_col=src_col, dst_col=dst_col, tiles=tiles)
 
     def layer_norm(self, layer: str, params, *, src, dst) -> int:
         addr = self.p.add_data(layer, _ln_block(self.acc, params, layer))
@@ -382,9 +392,13 @@ class _Compiler:
         return self.p
 
 
-def compile_program(qm: models.QuantizedViT, acc, *, debug: bool = False, prune: bool = False) -> Program:
+def compile_program(qm: models.QuantizedViT, acc, *, debug: bool = False, prune: bool = False,
+                    sparse: bool = True) -> Program:
     """The program of ``qm`` for ``acc`` (``FitError`` if it does not fit); MODEL-region
     addresses relative to the start of the data section.  ``debug``: store every layer's result
     to the DEBUG region (:meth:`_Compiler.insert_debug_stores`).  ``prune``: run the model's
-    token selectors (:meth:`_Compiler.selector`; a model without selectors compiles dense)."""
-    return _Compiler(qm, acc, debug, prune).run()
+    token selectors (:meth:`_Compiler.selector`; a model without selectors compiles dense).
+    ``sparse``: a Linear layer whose weights have an all-zero ``R x C`` tile becomes a
+    block-sparse GEMM (``sparse = 1``: tile bitmap, only the non-zero tiles stored); False: every
+    weight GEMM dense."""
+    return _Compiler(qm, acc, debug, prune, sparse).run()

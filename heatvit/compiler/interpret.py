@@ -41,12 +41,36 @@ class Step:
     extra: dict = field(default_factory=dict)
 
 
-def unpack_weights(gcfg, blob: bytes, k: int, n: int) -> np.ndarray:
-    """Inverse of ``golden.gemm.pack_weights``: weight-stream bytes -> ``W[K, N]``."""
+def unpack_weights(gcfg, blob: bytes, k: int, n: int, bitmap=None) -> np.ndarray:
+    """Inverse of ``golden.gemm.pack_weights``: weight-stream bytes -> ``W[K, N]``.  ``bitmap``
+    (bool ``(KT, NT)``): a sparse stream holding only the set tiles; the others are zero."""
     r, c = gcfg.rows, gcfg.cols
     kt, nt = -(-k // r), -(-n // c)
-    w = np.frombuffer(blob, dtype=np.int8, count=nt * kt * r * c).astype(np.int64)
-    return w.reshape(nt, kt * r, c).transpose(1, 0, 2).reshape(kt * r, nt * c)[:k, :n]
+    if bitmap is None:
+        w = np.frombuffer(blob, dtype=np.int8, count=nt * kt * r * c).astype(np.int64)
+        return w.reshape(nt, kt * r, c).transpose(1, 0, 2).reshape(kt * r, nt * c)[:k, :n]
+    keep = np.asarray(bitmap, dtype=bool).T                       # (NT, KT), stream order
+    tiles = np.zeros((nt, kt, r, c), dtype=np.int64)
+    tiles[keep] = np.frombuffer(blob, dtype=np.int8, count=int(keep.sum()) * r * c).astype(np.int64).reshape(-1, r, c)
+    return tiles.transpose(1, 2, 0, 3).reshape(kt * r, nt * c)[:k, :n]
+
+
+def gemm_bitmap(acc, d, model: bytes) -> np.ndarray:
+    """A sparse GEMM's tile bitmap, bool ``(KT, NT)``, read from its parameter block in ``model``
+    (the MODEL region); ``DescriptorError`` ``TILE_BITMAP_MISMATCH`` when its set bits are not
+    the descriptor's ``tiles``, as the executor reports after reading it."""
+    off, size = isa.param_block(acc, d)["bitmap"]
+    start = d.addr + off
+    if start + size > len(model):
+        raise isa.DescriptorError(isa.ErrorCode.CTRL_BAD_ADDRESS,
+                                  f"{d.name}: parameter part bitmap ({size} bytes at {start}) passes the image end")
+    kt, nt = -(-d.k // acc.gemm.rows), -(-d.n // acc.gemm.cols)
+    bm = np.array(isa.unpack_bitmap(model[start:start + size], kt, nt), dtype=bool).reshape(kt, nt)
+    if int(bm.sum()) != d.tiles:
+        raise isa.DescriptorError(isa.ErrorCode.TILE_BITMAP_MISMATCH,
+                                  f"{d.name}: the tile bitmap sets {int(bm.sum())} tiles, the descriptor's tiles = "
+                                  f"{d.tiles}")
+    return bm
 
 
 class Machine:
@@ -84,7 +108,8 @@ class Machine:
         g = self.g
         a = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + k]
         if d.wsrc == WSrc.DDR:
-            w = unpack_weights(g, self._block(d, "weights"), d.k, d.n)
+            bitmap = gemm_bitmap(self.acc, d, self.model) if d.sparse else None
+            w = unpack_weights(g, self._block(d, "weights"), d.k, d.n, bitmap)
         elif d.wsrc == WSrc.BUF:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + k, d.aux_col:d.aux_col + n]
         else:

@@ -111,7 +111,11 @@ class DescriptorChecker(wiring.Component):
                   _align64(m, f.n * isa.REQUANT_RECORD_BYTES, "req_bytes"), 0)
         # every epilogue but REQ8 has one nonlinear record (GELU, softmax or sigmoid)
         nlrec = Mux(f.epilogue != isa.Epilogue.REQ8, _align64(m, Const(isa.NL_RECORD_BYTES, 7), "nl_bytes"), 0)
-        wgt = Mux(f.wsrc == isa.WSrc.DDR, _align64(m, nt * kt * (R * C), "wgt_bytes"), 0)
+        grid = Signal(40)
+        m.d.comb += grid.eq(nt * kt)
+        wgt = Mux(f.wsrc == isa.WSrc.DDR,
+                  Mux(f.sparse, _align64(m, (grid + 7) >> 3, "bitmap_bytes") + _align64(m, f.tiles * (R * C), "sp_bytes"),
+                      _align64(m, grid * (R * C), "wgt_bytes")), 0)
         m.d.comb += gemm_pbb.eq(req + nlrec + wgt)
         ln_pbb = Signal(48)
         m.d.comb += ln_pbb.eq(_align64(m, Const(isa.NL_RECORD_BYTES, 7), "ln_hdr")
@@ -131,10 +135,13 @@ class DescriptorChecker(wiring.Component):
             Op.GEMM: [
                 (f.epilogue > max(isa.Epilogue), E.CTRL_BAD_FIELD), (f.wsrc > max(isa.WSrc), E.CTRL_BAD_FIELD),
                 ((f.wsrc == isa.WSrc.DDR) & (f.k_live | f.n_live), E.CTRL_BAD_FIELD),
+                (f.sparse & (f.wsrc != isa.WSrc.DDR), E.CTRL_BAD_FIELD),
+                ((f.tiles != 0) & ~f.sparse, E.CTRL_BAD_FIELD),
                 *[(c & (mm != 0), code) for c, code in zero(E.ZERO_DIMENSION)
                   + [(f.k == 0, E.ZERO_DIMENSION)]],
                 (mm == 0, 0),
                 (mm > g.max_m, E.M_TOO_LARGE), (kk > g.max_k, E.K_TOO_LARGE), (nn > g.max_n, E.N_TOO_LARGE),
+                (f.sparse & (f.tiles > grid), E.TILE_COUNT_TOO_LARGE),
                 (act_words > g.act_buffer_words, E.ACT_BUFFER_OVERFLOW),
                 *window(f.src, f.src_row, f.src_col, mm, kk),
                 *window(f.dst, f.dst_row, f.dst_col, mm, nn),

@@ -13,6 +13,11 @@ at once:
   word, lanes past ``live_k`` zero);
 * weights from the ``aux`` buffer (``WSrc.BUF`` / ``BUF_T``,
   :class:`.weight_source.BufferWeights`);
+* a block-sparse GEMM (``sparse = 1``): the parameter block's ``bitmap`` beats go to the tile
+  map (:class:`.tile_map.TileMap`), which checks their count against ``tiles``
+  (``TILE_BITMAP_MISMATCH`` otherwise) and walks them into the engine's tile descriptors; the
+  ``weights`` beats hold only the ``tiles`` stored tiles, and the engine (``cmd.sparse``) skips
+  the others: they are neither read from DDR nor loaded nor computed;
 * ``GemmOutput``: the descriptor first, then the parameter beats and the engine's raw
   accumulator rows; its buffer writes are ``dst``.
 
@@ -21,8 +26,8 @@ once; weight tile ``t`` enters its weight port only after activation tile ``t`` 
 all of them) is in its buffer, so the engine computes while the activations load and never
 reads a word before it is written.  ``done`` pulses once ``GemmOutput`` is done and every
 requested beat has arrived; ``error`` (valid with ``done``) is 0, ``GemmOutput``'s code (a
-parameter record out of range: ``CTRL_BAD_PARAMS``), the engine's error code, or the top's
-``dma_error``.  On an error the executor stops requesting, drains what it requested,
+parameter record out of range: ``CTRL_BAD_PARAMS``), the engine's error code,
+``TILE_BITMAP_MISMATCH``, or the top's ``dma_error``.  On an error the executor stops requesting, drains what it requested,
 resets its units, then pulses ``done``.  ``abort`` resets everything at once (no ``done``).
 
 Extra port (besides :func:`.ports.executor_members`): ``dma_error`` (in, 8 bits): non-zero
@@ -35,24 +40,29 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In
 
 from heatvit import isa
 from heatvit.config import AcceleratorConfig
+from heatvit.errors import ErrorCode
 from heatvit.isa import Epilogue, WSrc
 
 from ..gemm.engine import GemmEngine
 from .descriptor import fields_layout
 from .gemm_output import GemmOutput
 from .ports import DmaRegion, executor_members
+from .tile_map import TileMap
 from .weight_source import BeatWeights, BufferWeights, _log2
 
 
 def param_bytes(acc: AcceleratorConfig, d) -> int:
-    """Bytes of a GEMM's parameter block before its ``weights`` part (its whole block without one)."""
+    """Bytes of a GEMM's parameter block before its ``bitmap`` / ``weights`` part (its whole
+    block without one)."""
     parts = isa.param_block(acc, d)
-    if "weights" in parts:
-        return parts["weights"][0]
+    for p in ("bitmap", "weights"):
+        if p in parts:
+            return parts[p][0]
     return isa.param_block_bytes(acc, d)
 
 
@@ -84,7 +94,14 @@ class GemmExecutor(wiring.Component):
         output = out_cls(acc)
         wbuf = BufferWeights(acc, self.fifo_depth)
         wddr = BeatWeights(acc)
-        for name, unit in (("engine", engine), ("output", output), ("wbuf", wbuf), ("wddr", wddr)):
+        tmap = TileMap(acc)
+        # The tile map's descriptors and the kts of its non-empty ones leave it together, into two
+        # FIFOs: the engine takes a descriptor only once its tile's weights are loaded, and those
+        # pass the activation gate only once their kt is known.
+        kts = SyncFIFOBuffered(width=17, depth=4)
+        descs = SyncFIFOBuffered(width=tmap.o.payload.shape().size, depth=4)
+        for name, unit in (("engine", engine), ("output", output), ("wbuf", wbuf), ("wddr", wddr),
+                           ("tmap", tmap), ("kts", kts), ("descs", descs)):
             m.submodules[name] = ResetInserter(flush)(unit)
         self.engine, self.output = engine, output
 
@@ -95,19 +112,26 @@ class GemmExecutor(wiring.Component):
 
         # -- derived sizes --------------------------------------------------------------------------
         ddr = d.wsrc == WSrc.DDR
+        sparse = Signal()
         kt_live = Signal(17)
         req = Signal(32)
         nl = Signal(8)
         p_beats = Signal(32)
+        b_beats = Signal(32)             # the bitmap part (sparse)
+        kt_full, nt_full = Signal(17), Signal(17)
+        grid = Signal(34)
         w_words = Signal(40)
         w_beats = Signal(40)
         m.d.comb += [
+            sparse.eq(ddr & d.sparse),
+            kt_full.eq((d.k + R - 1) >> lr), nt_full.eq((d.n + C - 1) >> lc), grid.eq(kt_full * nt_full),
+            b_beats.eq(Mux(sparse, ((((grid + 7) >> 3) + 63) >> 6) << (6 - ld), 0)),
             kt_live.eq((d.live_k + R - 1) >> lr),
             req.eq(Mux(Cat(*(d.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
                        ((d.n * isa.REQUANT_RECORD_BYTES + 63) >> 6) << 6, 0)),
             nl.eq(Mux(d.epilogue != Epilogue.REQ8, 64, 0)),
             p_beats.eq((req + nl) >> ld),
-            w_words.eq(((d.n + C - 1) >> lc) * ((d.k + R - 1) >> lr) * R),
+            w_words.eq(Mux(sparse, d.tiles, grid) * R),
             w_beats.eq(Mux(ddr, ((w_words << lc) + D - 1) >> ld, 0)),
         ]
 
@@ -130,7 +154,7 @@ class GemmExecutor(wiring.Component):
             m.d.sync += out_cmd_pend.eq(0)
 
         # -- parameter block (and DDR weights) ---------------------------------------------------------
-        total = p_beats + w_beats
+        total = p_beats + b_beats + w_beats
         m.d.comb += [
             self.dma_rd.req.payload.region.eq(DmaRegion.MODEL),
             self.dma_rd.req.payload.offset.eq(d.addr),
@@ -140,14 +164,19 @@ class GemmExecutor(wiring.Component):
         with m.If(self.dma_rd.req.valid & self.dma_rd.req.ready):
             m.d.sync += [dma_req_pend.eq(0), dma_left.eq(total)]
         in_params = beat < p_beats
+        in_bitmap = ~in_params & (beat < p_beats + b_beats)
         dat = self.dma_rd.data
         m.d.comb += [
             output.params.payload.eq(dat.payload),
             output.params.valid.eq(dat.valid & in_params & ~out_cmd_pend & ~draining),
+            tmap.i.payload.eq(dat.payload),
+            tmap.i.valid.eq(dat.valid & in_bitmap & ~draining),
             wddr.i.payload.eq(dat.payload),
-            wddr.i.valid.eq(dat.valid & ~in_params & ~draining),
+            wddr.i.valid.eq(dat.valid & ~in_params & ~in_bitmap & ~draining),
             dat.ready.eq(active & Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend,
-                                                         wddr.i.ready))),
+                                                         Mux(in_bitmap, tmap.i.ready, wddr.i.ready)))),
+            tmap.start.eq(start_units & sparse),
+            tmap.kt_n.eq(kt_full), tmap.nt_n.eq(nt_full), tmap.tiles.eq(d.tiles), tmap.beats.eq(b_beats),
             wddr.start.eq(start_units & ddr),
             wddr.words.eq(w_words),
         ]
@@ -211,9 +240,18 @@ class GemmExecutor(wiring.Component):
         # Weight tile t (words t*R ..) enters the engine only once activation tile t is in its
         # buffer (tiles t >= KT: once all are): the engine starts a tile's rows only after its
         # weights, so it never reads a word not yet loaded, and computes while the rest loads.
+        # A sparse GEMM's tiles are those the tile map walks: their kts come through a FIFO.
         w_count = Signal(40)
         all_loaded = ~start_units & ~a_issue & (a_inflight == 0) & (a_words == a_total)
-        gate = all_loaded | ((w_count >> lr) < r_kt)
+        gate = Signal()
+        m.d.comb += gate.eq(Mux(sparse, kts.r_rdy & (all_loaded | (kts.r_data < r_kt)),
+                                all_loaded | ((w_count >> lr) < r_kt)))
+        m.d.comb += [kts.w_data.eq(tmap.kts.payload), kts.w_en.eq(tmap.kts.valid), tmap.kts.ready.eq(kts.w_rdy),
+                     kts.r_en.eq(sparse & engine.weights.valid & engine.weights.ready
+                                 & ((w_count & (R - 1)) == R - 1))]
+        m.d.comb += [descs.w_data.eq(tmap.o.payload), descs.w_en.eq(tmap.o.valid), tmap.o.ready.eq(descs.w_rdy),
+                     engine.tiles.payload.eq(descs.r_data), engine.tiles.valid.eq(descs.r_rdy),
+                     descs.r_en.eq(engine.tiles.ready)]
         wsrc_o = [wddr.o, wbuf.o]
         for i, o in enumerate(wsrc_o):
             with m.If(ddr if i == 0 else ~ddr):
@@ -231,9 +269,9 @@ class GemmExecutor(wiring.Component):
             m.d.sync += eng_pend.eq(1)
         m.d.comb += [
             engine.cmd.payload.m.eq(d.live_m), engine.cmd.payload.k.eq(d.live_k),
-            engine.cmd.payload.n.eq(d.live_n), engine.cmd.payload.sparse.eq(0),
+            engine.cmd.payload.n.eq(d.live_n), engine.cmd.payload.sparse.eq(sparse),
+            engine.cmd.payload.tiles.eq(d.tiles),
             engine.cmd.valid.eq(eng_pend & ~start_units & ~draining),
-            engine.tiles.valid.eq(0),
         ]
         m.d.sync += eng_check.eq(engine.cmd.valid & engine.cmd.ready)
         with m.If(engine.cmd.valid & engine.cmd.ready):
@@ -255,6 +293,8 @@ class GemmExecutor(wiring.Component):
                 m.d.sync += [code.eq(self.dma_error), draining.eq(1), dma_req_pend.eq(0), dma_left.eq(0)]
             with m.Elif(eng_check & (engine.error != 0)):
                 m.d.sync += [code.eq(engine.error), draining.eq(1), dma_req_pend.eq(0)]
+            with m.Elif(tmap.checked & tmap.mismatch):
+                m.d.sync += [code.eq(ErrorCode.TILE_BITMAP_MISMATCH), draining.eq(1)]
         drained = (dma_left == 0) & (a_inflight == 0) & (wbuf.inflight == 0) & ~dma_req_pend
         finish = Signal()
         m.d.comb += finish.eq(active & ~start_units & Mux(draining, drained,

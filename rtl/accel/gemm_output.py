@@ -43,11 +43,12 @@ ACT_SIGNED = ("out_min", "out_max")
 
 def param_beats(acc: AcceleratorConfig, d: isa.Descriptor) -> int:
     """Beats of ``params`` GemmOutput takes for GEMM ``d``: the parameter block up to (not
-    including) its ``weights`` part, ``ceil(bytes / data_bytes)``."""
+    including) its ``weights`` part (a sparse GEMM: its ``bitmap`` part), ``ceil(bytes / data_bytes)``."""
     if d.opcode != isa.Op.GEMM:
         raise ValueError(f"param_beats: descriptor must be a GEMM, not {isa.Op(d.opcode).name}")
     parts = isa.param_block(acc, d)
-    end = parts["weights"][0] if "weights" in parts else isa.param_block_bytes(acc, d)
+    ends = [parts[p][0] for p in ("bitmap", "weights") if p in parts]
+    end = ends[0] if ends else isa.param_block_bytes(acc, d)
     return -(-end // acc.shell.data_bytes)
 
 
