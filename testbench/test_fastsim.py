@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from heatvit.sim.fast_top import TOP_NAME, ddr_depth_log2, export_fast
-from heatvit.sim.runner import compact_zero_inits, icarus_fixes, run_cocotb, simulator_available
+from heatvit.sim.runner import (compact_zero_inits, icarus_fixes, public_top_config, run_cocotb,
+                                simulator_available, top_ports)
 
 from test_shell import SHELL_CONFIGS
 
@@ -77,3 +78,18 @@ def test_icarus_fixes():
            "  always @*\n    x[3:0] = 4'hf;\n")
     assert icarus_fixes(src) == ("  initial \\d$1 [128] = 1'h0;\n  always @*\n    beat[131] = beat_last;\n"
                                  "  initial x[3:0] = 4'hf;\n")
+
+
+def test_top_ports_and_public_config():
+    """The fast profile's control file names exactly the top's ports (ANSI or not), not its
+    internal wires nor another module's ports; a missing module is an error."""
+    src = ("module sub(a, y);\n  input [3:0] a;\n  output y;\nendmodule\n"
+           "module top(input wire clk, input wire [7:0] \\d.x , output reg [1:0] q,\n"
+           "  output wire irq);\n  wire [3:0] inner;\n  sub s (.a(inner), .y(irq));\nendmodule\n")
+    assert top_ports(src, "top") == ["clk", "\\d.x", "q", "irq"]
+    assert top_ports(src, "sub") == ["a", "y"]
+    cfg = public_top_config(src, "top")
+    assert cfg.startswith("`verilator_config\n") and 'public_flat_rw -module "top" -var "irq"' in cfg
+    assert "inner" not in cfg and cfg.count("public_flat_rw") == 4
+    with pytest.raises(ValueError, match="nope"):
+        top_ports(src, "nope")

@@ -196,7 +196,7 @@ async def open_backend(dut, acc, *, ddr_bytes: int = DEFAULT_DDR_BYTES, period_n
     dut.aresetn.value = 0
     await ClockCycles(dut.aclk, 5)
     dut.aresetn.value = 1
-    await ClockCycles(dut.aclk, 2)
+    await ClockCycles(dut.aclk, 3)      # the tops register aresetn once (heatvit.sim.fast_top)
     return FastSimBackend(dut, acc.shell, ddr_bytes=ddr_bytes, period_ns=period_ns)
 
 

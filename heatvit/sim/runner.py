@@ -140,8 +140,8 @@ class SimResult:
 # Build profiles (Verilator; Icarus builds the same way under every profile):
 #   "default": cocotb's own flags, --public-flat-rw: every signal of the design is reachable from
 #              the test (dut.sub.signal) and writable, which stops most of Verilator's optimisations.
-#   "fast":    only the top module's signals (its ports and the wires between its instances) are
-#              public, through a Verilator control file; everything below is optimised freely.
+#   "fast":    only the top module's ports are public, through a Verilator control file;
+#              everything else is optimised freely.
 #              For whole-model tops whose tests touch only the top's pins (heatvit.driver.fastsim).
 PROFILES = ("default", "fast")
 _VERILATOR_WARNINGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL"]
@@ -178,10 +178,28 @@ def _verilator_runner(profile: str):
     return HeatvitVerilator()
 
 
-def public_top_config(toplevel: str) -> str:
-    """Verilator control file making every signal of module ``toplevel`` (not below) public and
-    writable over VPI: what cocotb needs to drive and sample the top's ports."""
-    return f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n'
+_PORT = re.compile(r"(?:^|[(,])\s*(?:input|output|inout)\b(?:\s+(?:wire|reg|signed))*\s*(?:\[[^\]]*\]\s*)?"
+                   r"(\\\S+|[A-Za-z_]\w*)", re.M)
+
+
+def top_ports(verilog: str, toplevel: str) -> list[str]:
+    """Names of module ``toplevel``'s ports, from their ``input``/``output`` declarations."""
+    m = re.search(rf"^module {re.escape(toplevel)}\b(.*?)^endmodule", verilog, re.M | re.S)
+    if not m:
+        raise ValueError(f"module {toplevel!r} not found in the Verilog")
+    names = list(dict.fromkeys(p.group(1) for p in _PORT.finditer(m.group(1))))
+    if not names:
+        raise ValueError(f"module {toplevel!r} has no input/output declarations")
+    return names
+
+
+def public_top_config(verilog: str, toplevel: str) -> str:
+    """Verilator control file making the ports of module ``toplevel`` (and nothing else) public
+    and writable over VPI: what cocotb needs to drive and sample them.  Only the ports: a
+    writable signal is one VPI may change at any time, so Verilator re-evaluates everything it
+    feeds combinationally at every step, as it does for inputs."""
+    lines = [f'public_flat_rw -module "{toplevel}" -var "{name}"' for name in top_ports(verilog, toplevel)]
+    return "`verilator_config\n" + "\n".join(lines) + "\n"
 
 
 def _children_cpu() -> float:
@@ -198,7 +216,7 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
 
     ``test_dir`` is the directory holding the module; ``env`` is passed to the test (e.g. the
     configuration as JSON); ``profile``: one of :data:`PROFILES` (``"fast"``: the test may touch
-    only the top module's signals).  Raises ``AssertionError`` naming the seed if any test fails.
+    only the top module's ports).  Raises ``AssertionError`` naming the seed if any test fails.
     """
     from cocotb_tools.runner import get_results, get_runner
 
@@ -234,8 +252,9 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
             build_args += ["--trace-fst", "--trace-structs"]
         if profile != "default":
             vlt = build_dir / "public.vlt"
-            if not vlt.exists() or vlt.read_text() != public_top_config(toplevel):
-                vlt.write_text(public_top_config(toplevel))
+            config = public_top_config(verilog, toplevel)
+            if not vlt.exists() or vlt.read_text() != config:
+                vlt.write_text(config)
             sources.insert(0, vlt)    # cocotb takes the last source's language: keep Verilog last
     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=build_args, waves=waves and sim == "icarus",
