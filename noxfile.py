@@ -26,7 +26,9 @@ def tests(session):
         # The float golden ViT vs PyTorch check; skipped when torch is absent.  CI sets this
         # (torch 2.13.0 resolves to a CPU wheel there; elsewhere it may pull CUDA packages).
         session.install("torch==2.13.0", "scikit-learn")   # + the training script's smoke run
-    session.run("pytest", *(session.posargs or ["testbench"]))
+    # One worker per core; a test file stays on one worker (its Verilator builds and fixtures),
+    # and workers sharing a simulator build take turns on it (heatvit.sim.runner.exclusive).
+    session.run("pytest", *(session.posargs or ["testbench", "-n", "auto", "--dist", "loadfile"]))
 
 
 @nox.session

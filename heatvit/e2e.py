@@ -211,20 +211,20 @@ def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
 
     import heatvit
     from heatvit.sim.accel_top import TOP_NAME, export_fast
-    from heatvit.sim.runner import build_root
+    from heatvit.sim.runner import build_root, exclusive
     pkg = Path(heatvit.__file__).parent
     h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
     for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
         h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
     path = build_root() / "sim" / "verilog" / f"{TOP_NAME}-{h.hexdigest()[:16]}.v"
-    if path.is_file():
-        return path.read_text()
-    text = export_fast(acc, ddr_bytes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{id(text)}")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return text
+    with exclusive(path.parent):            # concurrent callers elaborate once
+        if path.is_file():
+            return path.read_text()
+        text = export_fast(acc, ddr_bytes)
+        tmp = path.with_suffix(f".tmp{id(text)}")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return text
 
 
 def _child(workdir: str) -> None:

