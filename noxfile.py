@@ -31,9 +31,11 @@ def tests(session):
 
 @nox.session
 def demo(session):
-    """The main job on the built-in default: export Verilog, lint it, run one GEMM in RTL
-    simulation and check it bit-exactly against the golden model."""
-    _install(session, "sim")
+    """The main job: digits test images through the whole accelerator in RTL simulation
+    (Verilator), every stage checked bit-exactly against the golden model, a per-layer latency
+    plot (``nox -s demo -- --images N``, ``-- -v`` for the build output; ``-- gemm --shape M K N``:
+    the one-GEMM engine demo)."""
+    _install(session, "sim,plot")
     session.run("heatvit", "demo", *session.posargs)
 
 

@@ -2,9 +2,12 @@
 
 * ``heatvit export [--config NAME|file.json] [--out DIR]``: write the GEMM engine's Verilog and
   lint it with Verilator.
-* ``heatvit demo``: the main job on the built-in default: export + lint, then one GEMM
-  (197 x 192 x 576, DeiT-T's qkv) in RTL simulation, checked bit-exactly against the golden
-  model, with its exact cycle count and utilization.
+* ``heatvit demo [--images N] [-v]``: the main job: digits test images through the whole
+  accelerator in RTL simulation (Verilator, :mod:`heatvit.e2e`): predicted vs true class, cycles,
+  ms at the config's clock, logits and every stage checked bit-exactly against golden, a
+  per-layer latency plot (``build/demo_layers.png``); build and simulator output go to
+  ``build/demo.log``.  ``heatvit demo gemm [--shape M K N]``: export + lint the engine, then one
+  GEMM (default 197 x 192 x 576, DeiT-T's qkv) in RTL simulation against golden.
 * ``heatvit compile [--model M.npz] [--config C] [--out F] [--prune]``: a ViT -> one DDR model image
   (``heatvit.compiler``, docs/isa.md).
 * ``heatvit bench [NAME ...] [--quick] [--model PATH]``: benchmarks, JSON under build/bench/
@@ -24,8 +27,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .config import AcceleratorConfig
 from .presets import PRESETS, load_config
+
+DEMO_CONFIG = "default"
+"""The demo's config: the built-in default (16 x 16); README's quick start gives its wall time."""
 
 # Verilator -Wall warning classes waived on Amaranth-generated Verilog, and why.
 LINT_WAIVERS = {
@@ -102,14 +110,15 @@ def run_shapes(cfg: AcceleratorConfig, shapes: list, *, sim: str | None = None,
         return json.loads(result.read_text())
 
 
-def cmd_demo(args) -> int:
+def demo_gemm(args) -> int:
+    """``heatvit demo gemm``: export + lint the engine, one GEMM in RTL simulation vs golden."""
     cfg = load_config(args.config)
-    out = Path(args.out)
+    out = Path(args.out) / "verilog"
     path = export_gemm(cfg, out)
     print(f"[1/3] exported {path} ({path.stat().st_size} bytes)")
     lint(path, "gemm_engine")
     print(f"[2/3] verilator --lint-only -Wall: clean (waived: {', '.join(LINT_WAIVERS)})")
-    m, k, n = args.shape
+    m, k, n = args.shape or (197, 192, 576)
     print(f"[3/3] {m}x{k}x{n} GEMM in RTL simulation against the golden model ...", flush=True)
     (r,) = run_shapes(cfg, [[m, k, n]], sim=args.sim, tag="demo")
     g = cfg.gemm
@@ -119,6 +128,69 @@ def cmd_demo(args) -> int:
           f"(model {g.estimate_cycles(m, k, n)}), ideal {ideal:.0f}, utilization {ideal / r['cycles']:.3f}; "
           f"{r['cycles'] / cfg.clock_mhz:.1f} us at {cfg.clock_mhz:g} MHz")
     return 0 if r["bit_exact"] else 1
+
+
+def demo_digits(args) -> int:
+    """``heatvit demo``: digits test images through the whole accelerator in RTL simulation."""
+    from . import e2e
+    from .plot import draw_layers, new_figure, save
+    if args.shape is not None:
+        raise ValueError("--shape is an option of `heatvit demo gemm`")
+    cfg = load_config(args.config)
+    if args.images < 1:
+        raise ValueError(f"--images must be at least 1, not {args.images}")
+    sim = args.sim or "verilator"
+    out = Path(args.out)
+    stages = not args.no_stages
+    print(f"digits model, test images {args.start}..{args.start + args.images - 1}, whole accelerator "
+          f"({cfg.gemm.rows}x{cfg.gemm.cols} array, config {cfg.digest()}) in {sim}"
+          f"{', debug build (every stage checked)' if stages else ''}", flush=True)
+    case = e2e.digits_case(cfg, args.images, args.start, debug=stages)
+    log = out / "demo.log"
+    if not args.verbose:
+        print(f"build and simulator log: {log}", flush=True)
+    try:
+        res = e2e.simulate(case, out / "demo", log=log, verbose=args.verbose, sim=sim, desc="demo")
+    except RuntimeError as exc:
+        print(f"heatvit demo: {exc}", file=sys.stderr)
+        return 1
+    img = case.image
+    ok = True
+    print(f"\n{'image':>5} {'true':>4} {'RTL':>4} {'golden':>6}  {'logits':<10} {'stages':<12} {'cycles':>9} {'ms':>7}")
+    for b, r in enumerate(res["images"]):
+        pred, gold = int(np.argmax(r["logits"])), int(np.argmax(case.logits[b]))
+        st = "-"
+        if stages:
+            n, bad = e2e.check_stages(case, b, r["debug"])
+            st = f"{n}/{n} exact" if bad is None else f"DIFFER: {bad}"
+            ok &= bad is None
+        ok &= r["bit_exact"]
+        print(f"{args.start + b:>5} {int(case.labels[b]):>4} {pred:>4} {gold:>6}  "
+              f"{'bit-exact' if r['bit_exact'] else 'MISMATCH':<10} {st:<12} {r['cycles']:>9,} "
+              f"{r['cycles'] / (cfg.clock_mhz * 1e3):>7.3f}")
+    first = res["images"][0]
+    layers = e2e.layer_table(case, first)
+    dbg = sum(x["cycles_measured"] for x in layers if x["name"].endswith(":debug"))
+    cyc = [r["cycles"] for r in res["images"]]
+    correct = sum(int(np.argmax(r["logits"])) == int(y) for r, y in zip(res["images"], case.labels))
+    print(f"\n{correct}/{len(cyc)} classified right; {sum(r['bit_exact'] for r in res['images'])}/{len(cyc)} "
+          f"images bit-exact with golden forward_int; {np.mean(cyc):,.0f} cycles per image = "
+          f"{np.mean(cyc) / (cfg.clock_mhz * 1e3):.3f} ms at {cfg.clock_mhz:g} MHz")
+    if stages:
+        print(f"(debug build: its {sum(x['name'].endswith(':debug') for x in layers)} stores of every layer's "
+              f"result take {dbg:,} of those cycles; `--no-stages` runs the plain program)")
+    wall = [r["wall_s"] for r in res["images"]]
+    print(f"simulation: {sum(cyc) / sum(wall):,.0f} cycles/s, {np.mean(wall):.1f} s per image; "
+          f"{res['total_wall_s']:.0f} s in all (build included)")
+    fig = new_figure(figsize=(max(8.0, 0.12 * len(layers)), 4.5))
+    draw_layers(fig.subplots(), layers, f"digits test image {args.start}, {cfg.gemm.rows}x{cfg.gemm.cols} array")
+    png = save(fig, out / "demo_layers.png", dpi=120)
+    print(f"wrote {png}: per-layer cycles, measured vs the compiler's estimate")
+    return 0 if ok else 1
+
+
+def cmd_demo(args) -> int:
+    return demo_gemm(args) if args.job == "gemm" else demo_digits(args)
 
 
 def cmd_compile(args) -> int:
@@ -189,10 +261,18 @@ def main(argv=None) -> int:
     e.add_argument("--out", default="build/verilog")
     e.set_defaults(func=cmd_export)
 
-    d = sub.add_parser("demo", help="export + lint + one GEMM in RTL simulation vs golden")
-    d.add_argument("--config", default="default", help=cfg_help)
-    d.add_argument("--out", default="build/verilog")
-    d.add_argument("--shape", type=int, nargs=3, default=[197, 192, 576], metavar=("M", "K", "N"))
+    d = sub.add_parser("demo", help="digits images through the whole accelerator in RTL simulation vs golden "
+                       "(`demo gemm`: one GEMM on the engine)")
+    d.add_argument("job", nargs="?", choices=["digits", "gemm"], default="digits",
+                   help="digits (default): test images end to end; gemm: export + lint + one GEMM (--shape)")
+    d.add_argument("--config", default=DEMO_CONFIG, help=cfg_help)
+    d.add_argument("--out", default="build", help="directory of the log, the plot and the case files")
+    d.add_argument("--images", type=int, default=4, help="digits test images to classify (default 4)")
+    d.add_argument("--start", type=int, default=0, help="first test image")
+    d.add_argument("--no-stages", action="store_true", help="plain program: check the logits only (no debug stores)")
+    d.add_argument("-v", "--verbose", action="store_true", help="show the build and simulator output")
+    d.add_argument("--shape", type=int, nargs=3, default=None, metavar=("M", "K", "N"),
+                   help="demo gemm: the GEMM shape (default 197 192 576, DeiT-T's qkv)")
     d.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     d.set_defaults(func=cmd_demo)
 

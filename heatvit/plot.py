@@ -7,7 +7,7 @@ Every plot is registered with :func:`register` under a name, with the benchmark 
     def gemm(fig, data): ...          # draw into the matplotlib Figure
 
 Registered: ``gemm`` (``gemm.json``), ``nonlinear`` (``nonlinear.json``), ``training``
-(``training.json``), ``perf`` (``perf.json``).  ``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
+(``training.json``), ``perf`` (``perf.json``), ``e2e`` (``e2e.json``).  ``heatvit plot [NAME ...] [--bench DIR] [--out DIR]`` draws the named plots (default: every plot
 whose JSON exists) to ``DIR/NAME.png`` (default ``build/plots/``).  A new plot (per-layer
 latency of the whole accelerator, a performance table) is one more decorated function.  No
 pyplot state: figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas.
@@ -216,6 +216,36 @@ def perf(fig, data):
     ax2.set_title("pruning's saving by array size")
     ax2.legend(fontsize=6, loc="upper right")
 
+
+
+def draw_layers(ax, layers: list[dict], title: str) -> None:
+    """Per-layer cycles of one image on the whole accelerator: measured (CYCLES records) beside the
+    compiler's estimate (phases overlapped) as bars, GEMM-only (``estimate_cycles``) as ticks;
+    ``layers``: :func:`heatvit.e2e.layer_table` rows (a debug build's ``:debug`` stores left out)."""
+    rows = [r for r in layers if not r["name"].endswith(":debug")]
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["cycles_measured"] for r in rows], 0.4, label="measured (RTL, CYCLES records)")
+    ax.bar(x + 0.2, [r["cycles_estimated"] for r in rows], 0.4, label="estimate, phases overlapped")
+    ax.plot(x, [r["cycles_gemm_only"] or np.nan for r in rows], "k_", ms=8, label="GEMM-only (estimate_cycles)")
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=90, fontsize=5 if len(rows) > 40 else 7)
+    ax.set_xlim(-0.7, len(rows) - 0.3)
+    ax.set_yscale("log")
+    ax.set_ylabel("cycles")
+    tot = sum(r["cycles_measured"] for r in rows)
+    est = sum(r["cycles_estimated"] for r in rows)
+    ax.set_title(f"{title}: {tot:,} cycles measured over layers, estimate {est:,}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+
+
+@register("e2e", "e2e.json", "whole accelerator: per-layer cycles, measured vs estimated")
+def e2e(fig, data):
+    """One panel per run of ``heatvit bench e2e``: its image's per-layer cycles (:func:`draw_layers`)."""
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not runs:
+        raise ValueError("e2e.json: expected {'runs': [...], ...}")
+    fig.set_size_inches(max(8.0, 0.12 * max(len(r["layers"]) for r in runs)), 4.5 * len(runs))
+    for ax, r in zip(np.atleast_1d(fig.subplots(len(runs), 1)), runs):
+        draw_layers(ax, r["layers"], f"{r['model']} on {r['config']}")
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="heatvit plot", description=__doc__.split("\n")[0])

@@ -205,7 +205,7 @@ def run(acc, seed, jobs, *, n_live=None, max_heads=None, scores=None, abort_firs
             ctx.set(dut.n_tail, live_tail)
             n_ev, n_dma = len(h.events), len(h.dma)
             start = h.cycle
-            await send(ctx, dut.cmd, [fl], h.rng)
+            await send(ctx, dut.cmd, [fl], h.rng, gap=0.3 if gap else 0.0)   # gap 0: cmd offered at once
             for _ in range(200_000):
                 await ctx.tick()
                 if len(h.events) > n_ev:
@@ -350,3 +350,27 @@ def test_select_digits_program():
         if d.opcode == Op.END:
             break
     assert len(log) == 2 and all(e[1] != "error" for e in log), log
+
+
+@pytest.mark.parametrize("name,heads", [("4x4", 1), ("4x4", 3), ("4x4", 5), ("4x4", 12), ("8x4", 6), ("16x16", 12)])
+def test_select_cycles(name, heads):
+    """DeiT-B's 12 heads (``max_heads = DEIT_B_HEADS``), bit-exact; with no stalls and a
+    1-cycle buffer every descriptor (keep all, keep none, a threshold between) takes exactly
+    :func:`heatvit.compiler.cycles.select_cycles` cycles (the cycle model's SELECT estimate),
+    whether the combiner or the ``aux`` words bound the score phase."""
+    from heatvit.compiler import cycles as cyc_model
+    from heatvit.rtl.accel.select_exec import DEIT_B_HEADS
+    seed = pick_seed()
+    rc = (16, 16) if name == "16x16" else CONFIGS[name]
+    acc = config(rc)
+    rng = random.Random(seed)
+    n = acc.toksel.lanes * rng.randint(2, 3)
+    for thr in (0, 255, rng.randint(90, 160)):
+        live = rng.randint(5, 20)
+        got = []
+        log = run(acc, seed, [select(acc, heads=heads, m=24, n=n, threshold=thr, addr=0)], n_live=live, gap=0.0,
+                  latency=1, cycles=got, max_heads=DEIT_B_HEADS)
+        _, n_out, tail = log[0]
+        pruned = live - (n_out - 1) if tail else 0
+        want = cyc_model.select_cycles(acc, heads, live, n, pruned)
+        assert got == [want], f"seed {seed}: {heads} heads, {live} tokens x {n}, {pruned} pruned: {got} cycles, model {want}"

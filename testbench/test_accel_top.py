@@ -438,20 +438,23 @@ def test_accelerator_micro_vit(prune):
 
 @pytest.mark.slow
 def test_accel_fastsim_digits(tmp_path):
-    """The digits model (small preset: 4 x 4 array, row-chunked GEMMs) on one test image through
-    the whole accelerator in Verilator: logits equal golden forward_int bit for bit; a damaged
-    program reports its error code and index, writes no logits, and the next start is right."""
+    """The digits model (``heatvit.e2e.CONFIG``, the default 16 x 16 config) on one test image
+    through the whole accelerator in Verilator: logits equal golden forward_int bit for bit; a
+    damaged program reports its error code and index, writes no logits, and the next start is
+    right."""
+    from heatvit import e2e
     from heatvit.presets import PRESETS
-    acc = PRESETS["small"]
-    from heatvit.bench.accel import digits_case
-    blob, patches, logits, _ = digits_case(acc, 1, start=7)
+    acc = PRESETS[e2e.CONFIG]
+    case = e2e.digits_case(acc, 1, start=7)
     from heatvit.sim.accel_run import run
     from heatvit.sim.runner import simulator_available
     if not simulator_available("verilator"):
         pytest.skip("verilator not installed")
-    res = run(acc, blob, patches, logits, tmp_path, damage=True, tag="small")
+    # the build `heatvit bench e2e --quick` and testbench/test_e2e.py use too
+    res = run(acc, case.blob, case.patches, case.logits, tmp_path, damage=True, tag=e2e.TAG,
+              ddr_bytes=e2e.DDR_BYTES, verilog=e2e.fast_verilog(acc))
     im = res["images"][0]
-    assert im["bit_exact"], f"logits {im['logits']} != golden {logits[0].tolist()}"
+    assert im["bit_exact"], f"logits {im['logits']} != golden {case.logits[0].tolist()}"
     d = res["damaged"]
     assert (d["code"], d["index"]) == (d["want_code"], d["want_index"]) and d["output_zero"], d
     assert res["repaired_bit_exact"]

@@ -59,3 +59,29 @@ def test_heatmap_rejects_bad_arguments(tmp_path):
         heatmap.main(["--model", str(tmp_path / "none.npz"), "--out", str(tmp_path / "h.png")])
     with pytest.raises(ValueError, match="no token selectors"):
         heatmap.render(random_model(plan=PruningPlan()), np.zeros((1, 1, 32, 32), np.float32), [0])
+
+
+def test_heatmap_rtl_masks_drawn_and_differences_flagged():
+    """``render(rtl=...)`` (``heatvit heatmap --rtl``) draws the masks it is given (the RTL's), says
+    on how many images they equal golden's, and outlines and titles a differing panel in red.
+    The RTL run itself: testbench/test_accel_prune_digits.py."""
+    model = random_model()
+    sp = vit_data.load_splits()
+    images, labels = vit_data.upscale(sp["test_x"][:2]), sp["test_y"][:2]
+    logits, masks = heatmap.decisions(model, images, use_float=False)
+    rtl = {"logits": logits, "masks": [list(m) for m in masks], "golden_masks": masks, "equal": [True, True]}
+    t = texts(heatmap.render(model, images, labels, rtl=rtl))
+    assert any("TRACE region" in x and "equal to golden on 2/2 images" in x for x in t), t
+    assert not any("DIFFERS" in x for x in t)
+    bad = [m.copy() for m in masks[1]]
+    bad[0] = ~bad[0]
+    rtl = {**rtl, "masks": [masks[0], bad], "equal": [True, False]}
+    fig = heatmap.render(model, images, labels, rtl=rtl)
+    t = texts(fig)
+    assert any("equal to golden on 1/2 images" in x for x in t)
+    n_sel = len(model.plan.blocks)
+    flagged = [ax for ax in fig.axes if "DIFFERS" in ax.get_title()]
+    assert flagged == [fig.axes[(1 + n_sel) + 1]] and flagged[0].title.get_color() == "red"
+    assert f"kept {int(bad[0].sum())}/" in flagged[0].get_title()
+    with pytest.raises(ValueError, match="exclude"):
+        heatmap.render(model, images, labels, rtl=rtl, use_float=True)

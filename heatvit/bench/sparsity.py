@@ -28,7 +28,7 @@ committed block-pruned model (``vit_digits_sparse.npz``, trained by ``train/trai
 --block-prune``, its metadata says how) uses it, the others are the committed model pruned in
 one shot by tile norm without fine-tuning (``"source"`` says which).  The whole-model RTL run
 (``rtl_cycles_mean`` over 20 images in the issue) is not measured here: the accelerator top's
-Verilator build is ``heatvit bench accel``'s.
+Verilator build is ``heatvit bench e2e``'s.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     doc["rtl"] = rtl_rows(quick)
     doc["board"] = board_rows(quick)
     doc["not_measured"] = ["rtl_cycles_mean: whole-model RTL over 20 images (the accelerator top's Verilator build, "
-                           "heatvit bench accel) was not run for the block-sparse models"]
+                           "heatvit bench e2e) was not run for the block-sparse models"]
     doc["wall_s"] = time.perf_counter() - t0
     path = Path(out_dir) / "sparsity.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")

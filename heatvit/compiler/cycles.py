@@ -16,10 +16,11 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
-  per averaged column (an assumption: its unit is not built yet).  SELECT: the score combiner
-  (one token per ``max(heads + 2, 7)`` cycles, measured in its cocotb test) feeding the
-  token-selector control unit, whose cycles (:func:`toksel_cycles`) are its measured RTL counts
-  (docs/token_selector.md; ``testbench/test_compiler_prune.py`` pins the formula to RTL runs).
+  per averaged column (an assumption: its unit is not built yet).  SELECT: the executor's
+  measured cycles (:func:`select_cycles`: the score combiner, one token per
+  :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
+  (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
+  write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
   STORE rows, SELECT trace records.
 
@@ -103,11 +104,38 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + s + (chunks - 1) * max(s, v) + v + 3
 
 
+SELECT_FIXED_CYCLES = 26
+"""The SELECT executor's cycles beyond its score and token streams: command, the first token's
+reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
+measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
+
+
+SELECT_TOP_CYCLES = 3
+"""What a SELECT's cycle record in the whole accelerator adds to the executor's own cycles
+(dispatch, the token buffers' read pipeline, the trace write's path to DDR): measured on the
+pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, every stage)."""
+
+
+def select_score_rate(acc, heads: int) -> int:
+    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 7)``
+    or, when more, its ``aux`` words (``ceil(heads / A)`` head-weight words and ``heads``
+    keep-probability words, one per cycle) plus the cycle in which the full beat waits for the
+    combiner."""
+    words = ceil_div(heads, isa.column_align(acc)) + heads
+    return max(heads + 2, COMBINER_MIN_CYCLES, words + 1)
+
+
 def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
-    """SELECT: the combiner's score stream (``n * max(heads + 2, 7)`` cycles) replaces the control
-    unit's one-score-per-cycle phase."""
-    comb = n * max(heads + 2, COMBINER_MIN_CYCLES)
-    return toksel_cycles(acc.toksel, n, dim, pruned) - n + comb
+    """SELECT on ``n`` live tokens of ``dim`` channels, ``heads`` heads, ``pruned`` of them pruned
+    (command accepted to ``done``, trace record written, no stalls): the control unit's cycles
+    (:func:`toksel_cycles`) with its one-score-per-cycle phase replaced by the executor's score
+    phase: the first token's ``ceil(heads / A) + heads`` aux words and ``heads`` combiner cycles,
+    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES``.  Exact on the
+    executor (``testbench/test_accel_select.py``: 1-12 heads, 4 x 4 and 16 x 16) and in the whole
+    accelerator (the pruned digits model on Verilator) wherever :func:`toksel_cycles` is."""
+    words = ceil_div(heads, isa.column_align(acc)) + heads
+    return (toksel_cycles(acc.toksel, n, dim, pruned) - n + (n - 1) * select_score_rate(acc, heads)
+            + heads + words + SELECT_FIXED_CYCLES)
 
 
 def gemm_tiles(acc, d, model: bytes | None):
@@ -190,7 +218,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             else:
                 raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
             n_select += 1
-            unit = select_cycles(acc, d.heads, m, n, pruned)
+            unit = select_cycles(acc, d.heads, m, n, pruned) + SELECT_TOP_CYCLES
             ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
             out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
             live = n_out

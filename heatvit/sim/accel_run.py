@@ -2,11 +2,14 @@
 through :class:`heatvit.driver.accel.Accelerator` on the fast-simulation back end
 (:func:`run` is the Python side: build, run, result).
 
-The caller (testbench/test_accel_top.py, ``heatvit bench accel``) writes a case directory
+The caller (testbench/test_accel_top.py, ``heatvit bench e2e``, ``heatvit demo``: :mod:`heatvit.e2e`) writes a case directory
 (``HEATVIT_ACCEL_CASE``): ``image.bin`` (a ``heatvit compile`` image for ``HEATVIT_CONFIG``),
 ``case.npz`` (``patches`` (B, rows, cols) int8, ``logits`` (B, classes): the golden logits) and
 writes ``result.json`` there: per image the logits, cycles and per-descriptor records, the
-simulator's wall time, and (``HEATVIT_ACCEL_DAMAGE=1``) the damaged-program check.
+decoded SELECT trace records of a pruned program (``trace``: ``n_in, n_out, n_kept, n_tail,
+keep, stage, block`` per stage; ``trace_hex``: the TRACE region's bytes), a debug build's DEBUG
+region (``debug``, hex), the simulator's wall time, and (``HEATVIT_ACCEL_DAMAGE=1``) the
+damaged-program check.
 """
 
 import json
@@ -42,7 +45,11 @@ async def run_images(dut):
             "logits": logits[0].tolist(), "bit_exact": bool(np.array_equal(logits[0], data["logits"][b])),
             "cycles": st.cycles, "wall_s": wall, "cpu_s": cpu,
             "layers": [[lay.index, lay.name, lay.op, lay.start, lay.end] for lay in st.layers],
-            "tokens_per_block": list(st.tokens_per_block)})
+            "tokens_per_block": list(st.tokens_per_block),
+            "trace": [{k: (list(map(bool, v)) if k == "keep" else int(v)) for k, v in r.items()}
+                      for r in st.trace.records] if st.trace is not None else None,
+            "trace_hex": be.read_mem(drv.bases["TRACE"], drv.sizes["TRACE"]).hex() if drv.sizes["TRACE"] else "",
+            **({"debug": st.debug.hex()} if st.debug else {})})
         (case / "result.json").write_text(json.dumps(out))
     if os.environ.get("HEATVIT_ACCEL_DAMAGE"):
         # an unknown opcode in the first GEMM: its error code and index, nothing in OUTPUT; then
@@ -65,12 +72,13 @@ async def run_images(dut):
 
 
 def run(acc, blob: bytes, patches, logits, workdir, *, sim: str = "verilator", damage: bool = False,
-        ddr_bytes: int = 1 << 22, tag: str = "", profile: str = "fast") -> dict:
+        ddr_bytes: int = 1 << 22, tag: str = "", profile: str = "fast", verilog: str | None = None) -> dict:
     """Run images (int8 ``patches``, golden ``logits``) of model image ``blob`` through
     ``heatvit_accel_fastsim``; this module's ``result.json``, plus ``total_wall_s`` (build and
     run), ``build_wall_s`` and ``build_cpu_s``.  ``profile``: the
     :func:`heatvit.sim.runner.run_cocotb` build profile ("fast": only the top's pins are visible
-    to the test, which is all the driver uses)."""
+    to the test, which is all the driver uses).  ``verilog``: the top's Verilog
+    (``export_fast(acc, ddr_bytes)``, e.g. cached by the caller), exported here if None."""
     from heatvit.sim.accel_top import TOP_NAME, export_fast
     from heatvit.sim.runner import run_cocotb
     workdir = Path(workdir)
@@ -82,8 +90,9 @@ def run(acc, blob: bytes, patches, logits, workdir, *, sim: str = "verilator", d
     if damage:
         env["HEATVIT_ACCEL_DAMAGE"] = "1"
     t0 = time.perf_counter()
-    sim_res = run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME, test_module="accel_run",
-                         test_dir=Path(__file__).parent, sim=sim, env=env, tag=tag, profile=profile)
+    sim_res = run_cocotb(verilog=verilog or export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
+                         test_module="accel_run", test_dir=Path(__file__).parent, sim=sim, env=env, tag=tag,
+                         profile=profile)
     res = json.loads((workdir / "result.json").read_text())
     res["total_wall_s"] = time.perf_counter() - t0
     res["build_wall_s"], res["build_cpu_s"] = sim_res.build_s, sim_res.build_cpu_s

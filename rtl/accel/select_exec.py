@@ -58,9 +58,17 @@ from . import ports
 from .descriptor import fields_layout
 
 
+DEIT_B_HEADS = 12
+"""``max_heads`` for DeiT-S/B programs (6 / 12 heads): ``SelectExecutor(acc, max_heads=12)``
+(tested bit-exact and cycle-exact in ``testbench/test_accel_select.py``).  The default stays
+``acc.toksel.heads``; a descriptor's run-time head count sets its cycles
+(:func:`heatvit.compiler.cycles.select_cycles`), not this width."""
+
+
 class SelectExecutor(wiring.Component):
     """The ``SELECT`` descriptor (see the module docstring).  ``max_heads``: the most heads a
-    descriptor may name (the combiner's width; default ``acc.toksel.heads``)."""
+    descriptor may name (the combiner's width; default ``acc.toksel.heads``; ``DEIT_B_HEADS``
+    for DeiT-S/B)."""
 
     def __init__(self, acc: AcceleratorConfig, max_heads: int | None = None):
         self.acc = acc
