@@ -37,7 +37,7 @@ def run_fast(acc: AcceleratorConfig, shapes: list, *, sim: str | None = None,
                "HEATVIT_DDR_BYTES": str(ddr_bytes), "HEATVIT_RESULT": str(result)}
         run_cocotb(verilog=export_fast(acc, ddr_bytes), toplevel=TOP_NAME,
                    test_module="fastsim_measure", test_dir=Path(sim_pkg.__file__).parent, sim=sim,
-                   env=env, tag="bench")
+                   env=env, tag="bench", profile="fast")
         return json.loads(result.read_text())
 
 
