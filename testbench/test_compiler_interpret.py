@@ -16,27 +16,14 @@ from heatvit.errors import ErrorCode
 from heatvit.golden.vit import data as vit_data
 from heatvit.presets import PRESETS
 
+from compiler_checks import check_bit_exact
+
 SEED = int(os.environ.get("HEATVIT_SEED", "2026"))
 
 
 def digits_images(n, start=0):
     sp = vit_data.load_splits()
     return vit_data.upscale(sp["test_x"][start:start + n])
-
-
-def check_bit_exact(qm, acc, images):
-    """Compile, run every image through the interpreter, compare logits and all stages."""
-    img = compiler.read_image(compiler.compile_model(qm, acc), acc)
-    logits, dumps = models.dense_dumps(qm, images)
-    patches = models.patches(qm, images)
-    for b in range(len(images)):
-        res = interpret.run(img, acc, interpret.pack_input(img, patches[b]), trace=True)
-        assert np.array_equal(interpret.unpack_output(img, res.output), logits[b]), f"image {b}: logits differ"
-        st = interpret.stages(img, res.steps)
-        assert set(st) == set(dumps[b]), set(st) ^ set(dumps[b])
-        for name, want in dumps[b].items():
-            assert st[name].shape == want.shape and np.array_equal(st[name], want), f"image {b}: stage {name} differs"
-    return img, logits
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from heatvit.golden.gemm import apply_tile_mask, pack_weights, tile_bitmap, tile
 from heatvit.isa import Descriptor, Op, WSrc
 from heatvit.presets import PRESETS
 
+from compiler_checks import check_bit_exact
+
 SEED = int(os.environ.get("HEATVIT_SEED", "2026"))
 
 
@@ -111,16 +113,7 @@ def test_bitmap_bytes_round_trip(kt, nt):
 # -- compiler and interpreter --------------------------------------------------------------------
 
 def check_run(qm, acc, images, blob):
-    img = compiler.read_image(blob, acc)
-    logits, dumps = models.dense_dumps(qm, images)
-    patches = models.patches(qm, images)
-    for b in range(len(images)):
-        res = interpret.run(img, acc, interpret.pack_input(img, patches[b]), trace=True)
-        assert np.array_equal(interpret.unpack_output(img, res.output), logits[b]), f"image {b}: logits differ"
-        st = interpret.stages(img, res.steps)
-        for name, want in dumps[b].items():
-            assert np.array_equal(st[name], want), f"image {b}: stage {name} differs"
-    return img
+    return check_bit_exact(qm, acc, images, blob)[0]
 
 
 def test_compiler_emits_sparse_gemms_bit_exact(micro):
