@@ -71,7 +71,8 @@ def test_tile_map(gap):
             await ctx.tick()
             ctx.set(dut.start, 0)
             for b in beats:
-                while rng.random() < gap:
+                while rng.random() < gap:           # a gap: no beat offered
+                    ctx.set(dut.i.valid, 0)
                     await ctx.tick()
                 ctx.set(dut.i.valid, 1)
                 ctx.set(dut.i.payload, b)
