@@ -21,6 +21,7 @@ Every run at one config uses the same fast-sim build (tag :data:`TAG`, DDR model
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import subprocess
 import sys
@@ -56,8 +57,9 @@ class Case:
     labels: np.ndarray | None = None
     dumps: list | None = None
 
-    @property
+    @functools.cached_property
     def image(self):
+        """The parsed model image (parsed once: a DeiT-T image is ~6 MB)."""
         from heatvit.compiler import read_image
         return read_image(self.blob, self.acc)
 

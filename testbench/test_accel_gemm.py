@@ -430,6 +430,14 @@ def test_gemm_exec_cycles(name):
 EPILOGUES = list(Epilogue)
 
 
+def check_dst(bench, case: Case, where: str):
+    """The dst buffer after ``case`` equals heatvit.compiler.interpret's, window and outside alike."""
+    want = case.expected()
+    bad = np.argwhere(bench.dst_buf != want)
+    assert not len(bad), (f"{where} m,k,n={case.m},{case.k},{case.n}: {len(bad)} wrong bytes, first "
+                          f"{bad[0]}: {bench.dst_buf[tuple(bad[0])]} != {want[tuple(bad[0])]}")
+
+
 @pytest.mark.parametrize("name", list(ACC))
 @pytest.mark.parametrize("epilogue", EPILOGUES, ids=[e.name for e in EPILOGUES])
 def test_gemm_exec(name, epilogue):
@@ -447,11 +455,7 @@ def test_gemm_exec(name, epilogue):
             case = Case(acc, rng, np_rng, wsrc, epilogue, live=(i == 1 and wsrc != WSrc.DDR))
             _, err = await bench.run_one(ctx, case)
             assert err == 0, f"seed {seed}: error {err}"
-            want = case.expected()
-            bad = np.argwhere(bench.dst_buf != want)
-            assert not len(bad), (f"seed {seed}: {epilogue.name} {wsrc.name} m,k,n={case.m},{case.k},{case.n}: "
-                                  f"{len(bad)} wrong bytes, first {bad[0]}: {bench.dst_buf[tuple(bad[0])]} "
-                                  f"!= {want[tuple(bad[0])]}")
+            check_dst(bench, case, f"seed {seed}: {epilogue.name} {wsrc.name}")
 
     bench.simulate(tb, {})
 
@@ -587,8 +591,7 @@ def test_gemm_exec_sparse(name):
             case = Case(acc, rng, np_rng, WSrc.DDR, ep, density=rng.choice([0.3, 0.6]) if sparse else None)
             _, err = await bench.run_one(ctx, case)
             assert err == 0, f"seed {seed}: error {err}"
-            want = case.expected()
-            assert (bench.dst_buf == want).all(), f"seed {seed}: {ep.name} sparse={sparse} wrong result"
+            check_dst(bench, case, f"seed {seed}: {ep.name} sparse={sparse}")
 
     bench.simulate(tb, {})
 

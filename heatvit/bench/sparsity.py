@@ -203,36 +203,34 @@ def run_executor(acc, cases) -> list[int]:
     cur = {}
     res = []
 
-    async def src(ctx):
-        q = []
-        ctx.set(dut.src.cmd.ready, 1)
-        while True:
-            ctx.set(dut.src.data.valid, bool(q))
-            if q:
-                ctx.set(dut.src.data.payload, q[0])
-            _, _, cv, cp, dr = await ctx.tick().sample(dut.src.cmd.valid, dut.src.cmd.payload, dut.src.data.ready)
-            if q and dr:
-                q.pop(0)
-            if cv:
-                d, mach = cur["d"], cur["mach"]
-                row, word = int(cp.row), int(cp.word)
-                q.append(int.from_bytes(mach.bufs[d.src][row, word * A:word * A + A].astype(np.int8).tobytes(), "little"))
+    def responder(req, data, words):
+        """A background process: every request taken on ``req`` queues ``words(payload)`` on ``data``."""
+        async def process(ctx):
+            q = []
+            ctx.set(req.ready, 1)
+            while True:
+                ctx.set(data.valid, bool(q))
+                if q:
+                    ctx.set(data.payload, q[0])
+                _, _, rv, rp, dr = await ctx.tick().sample(req.valid, req.payload, data.ready)
+                if q and dr:
+                    q.pop(0)
+                if rv:
+                    q += words(rp)
+        return process
 
-    async def dma(ctx):
-        q = []
-        ctx.set(dut.dma_rd.req.ready, 1)
-        while True:
-            ctx.set(dut.dma_rd.data.valid, bool(q))
-            if q:
-                ctx.set(dut.dma_rd.data.payload, q[0])
-            _, _, rv, rp, dr = await ctx.tick().sample(dut.dma_rd.req.valid, dut.dma_rd.req.payload,
-                                                       dut.dma_rd.data.ready)
-            if q and dr:
-                q.pop(0)
-            if rv:
-                off, blob = int(rp.offset), cur["blob"]
-                q += [int.from_bytes(blob[off + b * D:off + b * D + D].ljust(D, b"\0"), "little")
-                      for b in range(int(rp.beats))]
+    def src_words(cp):                      # one activation word of the src buffer
+        d, mach = cur["d"], cur["mach"]
+        row, word = int(cp.row), int(cp.word)
+        return [int.from_bytes(mach.bufs[d.src][row, word * A:word * A + A].astype(np.int8).tobytes(), "little")]
+
+    def dma_words(rp):                      # the requested beats of the model image
+        off, blob = int(rp.offset), cur["blob"]
+        return [int.from_bytes(blob[off + b * D:off + b * D + D].ljust(D, b"\0"), "little")
+                for b in range(int(rp.beats))]
+
+    src = responder(dut.src.cmd, dut.src.data, src_words)
+    dma = responder(dut.dma_rd.req, dut.dma_rd.data, dma_words)
 
     async def sink(ctx):
         ctx.set(dut.dst.ready, 1)
