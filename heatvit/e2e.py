@@ -207,11 +207,18 @@ def check_stages(case: Case, b: int, debug_hex: str) -> tuple[int, str | None]:
     return len(got), None
 
 
+NOT_IN_VERILOG = ("bench", "compiler", "driver")
+"""Subpackages the accelerator's Verilog is not made from (nothing under ``rtl/`` or ``sim/``
+imports them): a change there keeps :func:`fast_verilog`'s cached text."""
+
+
 def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     """``heatvit_accel_fastsim``'s Verilog (:func:`heatvit.sim.accel_top.export_fast`), cached
     under ``build/sim/verilog/``: elaborating the 16 x 16 accelerator takes minutes, and every
     run needs the text (the build directory is chosen by its digest).  The key covers the config,
-    ``ddr_bytes`` and every source file of the installed package, so any change re-exports."""
+    ``ddr_bytes`` and every source file of the installed package but those of the compiler, the
+    driver and the benches (:data:`NOT_IN_VERILOG`), so any change to what the Verilog is made
+    from re-exports."""
     import hashlib
 
     import heatvit
@@ -220,7 +227,8 @@ def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     pkg = Path(heatvit.__file__).parent
     h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
     for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
-        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
+            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
     path = build_root() / "sim" / "verilog" / f"{TOP_NAME}-{h.hexdigest()[:16]}.v"
     with exclusive(path.parent):            # concurrent callers elaborate once
         if path.is_file():

@@ -148,6 +148,32 @@ def run(acc: AcceleratorConfig, workdir: Path, *, seed: int = 0, log: Path | Non
             **compare(case, im, acc)}
 
 
+def sources_digest(acc: AcceleratorConfig) -> str:
+    """Hash of ``acc`` and every source file of the installed package (RTL, compiler, golden,
+    simulation): a cached run is reused only for the same of all of them."""
+    import hashlib
+
+    import heatvit
+    pkg = Path(heatvit.__file__).parent
+    h = hashlib.sha256(json.dumps([acc.to_dict(), DDR_BYTES]).encode())
+    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_run(acc: AcceleratorConfig, out_dir: Path, log=print) -> dict:
+    """:func:`run` on ``acc``, its result cached in ``out_dir`` (``board_rtl_<digest>.json``, by
+    :func:`sources_digest`); the build and simulator output go to ``out_dir/board_rtl.log``."""
+    out_dir = Path(out_dir)
+    path = out_dir / f"board_rtl_{sources_digest(acc)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    log("  board-scale RTL run (DeiT-S blocks, whole accelerator, Verilator; first time: a long build) ...", flush=True)
+    res = run(acc, out_dir / "board_rtl", log=out_dir / "board_rtl.log")
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
 if __name__ == "__main__":      # python -m heatvit.bench._board_rtl WORKDIR [CONFIG]: one run, JSON on stdout
     import sys
 

@@ -456,6 +456,32 @@ def rtl_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def board_rtl(acc: AcceleratorConfig, out_dir: Path, quick: bool) -> dict:
+    """The board-scale RTL run (:mod:`._board_rtl`: a DeiT-S block at 197 tokens and one pruned to
+    ~69 on the whole accelerator at ``acc``, Verilator, cached by source digest), or why not:
+    quick mode (CI) never builds it, nor does ``HEATVIT_PERF_RTL=0``."""
+    import os
+
+    from heatvit.sim.runner import simulator_available
+
+    from . import _board_rtl
+    if quick:
+        return {"skipped": "quick mode: the board-scale RTL run is the full bench's (`heatvit bench perf`)"}
+    if os.environ.get("HEATVIT_PERF_RTL") == "0":
+        return {"skipped": "HEATVIT_PERF_RTL=0"}
+    if not simulator_available("verilator"):
+        return {"skipped": "verilator not installed"}
+    res = _board_rtl.cached_run(acc, out_dir)
+    print(f"  RTL {res['array']}: {res['model']}: bit-exact {res['bit_exact']}, tokens {res['tokens_per_block']}, "
+          f"{res['cycles']:,} cycles", flush=True)
+    def err(e):
+        return "" if e is None else f" ({e:+.2%})"
+    for name, p in res["parts"].items():
+        print(f"    {name:>12} ({p['tokens']} tokens): {p['span']:,} cycles; compiler model {p['compiler']:,}"
+              f"{err(p['compiler_error'])}, perf model (GEMMs, 1 port) {p['perf']:,}{err(p['perf_error'])}", flush=True)
+    return res
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     """Full: the ``zcu102`` preset synthesized (cached) and modelled.  Quick: the same model
     (pure arithmetic) without the synthesis (resources null, `board.skipped` says so)."""
@@ -519,6 +545,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     # What the shell's one HP port costs today, and what each further port buys back.
     by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"] for name, cfg in DEIT.items()}
                 for n in (1, 2, 3, 4)}
+    rtl = board_rtl(acc, out_dir, quick)
     by_array = pruning_by_array(quick)
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
@@ -536,7 +563,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
            "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
            "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},
            "logic_level_budget": LUT_LEVEL_BUDGET,
-           "pruning_by_array": by_array, "published": PUBLISHED,
+           "pruning_by_array": by_array, "published": PUBLISHED, "rtl_board": rtl,
            "source": "GemmConfig.estimate_cycles per GEMM (exact against RTL at one weight word per "
                      "cycle) + DdrModel; resources: yosys synth_xilinx -family xcup"}
     out = out_dir / "perf.json"

@@ -34,26 +34,37 @@ def export_fast(acc: AcceleratorConfig, ddr_bytes: int = DEFAULT_DDR_BYTES, *, e
 
 
 @contextlib.contextmanager
-def _no_zero_meminit():
-    """Amaranth's RTLIL back end without the initialiser cell of an all-zero memory.
+def _fast_convert(skip_comb_check: bool):
+    """Amaranth's RTLIL back end without the initialiser cell of an all-zero memory and (with
+    ``skip_comb_check``) without its combinational-loop check.
 
     ``ModuleEmitter.emit_memory`` writes a memory's initial contents as one ``$meminit_v2`` cell
     whose data it builds bit by bit in Python (a net object per bit, then a string per bit):
     about 10 s per Mbit, and the board configuration's memories hold ~25 Mbit (its Verilog
     export took more than 10 minutes, almost all of it there; Yosys then writes one line per
     word).  Every memory of the accelerator starts at zero, so the cell is left out for those
-    and :func:`_zero_init_loops` puts the same contents back in the Verilog."""
+    and :func:`_zero_init_loops` puts the same contents back in the Verilog.
+
+    ``Netlist.check_comb_cycles`` walks every combinational path from every net (recursively);
+    at the board configuration it took 291 of the 800 s of the export (cProfile).  It only
+    raises on a loop, it changes nothing in the text, and Verilator reports a loop too
+    (``UNOPTFLAT``); the same design is checked at small configurations by every test that
+    elaborates it."""
     from amaranth.back import rtlil
-    emit = rtlil.ModuleEmitter.emit_memory
+    from amaranth.hdl import _nir
+    emit, check = rtlil.ModuleEmitter.emit_memory, _nir.Netlist.check_comb_cycles
 
     def emit_memory(self, cell_idx, cell):
         if any(cell.init):
             return emit(self, cell_idx, cell)
     rtlil.ModuleEmitter.emit_memory = emit_memory
+    if skip_comb_check:
+        _nir.Netlist.check_comb_cycles = lambda self: None
     try:
         yield
     finally:
         rtlil.ModuleEmitter.emit_memory = emit
+        _nir.Netlist.check_comb_cycles = check
 
 
 _ARRAY = re.compile(r"^  reg (?:\[(\d+):0\] )?(\\\S+ |[A-Za-z_][\w$]*) \[(\d+):0\];\n", re.M)
@@ -78,11 +89,12 @@ def _zero_init_loops(verilog: str) -> str:
     return _ARRAY.sub(loop, verilog)
 
 
-def export_core(component, name: str) -> str:
+def export_core(component, name: str, *, skip_comb_check: bool = True) -> str:
     """The Verilog of ``component`` (module ``name``), its all-zero memory initialisers as loops:
     the text :func:`heatvit.sim.runner.export_verilog` and ``compact_zero_inits`` give, without
-    building the initialisers bit by bit (:func:`_no_zero_meminit`)."""
+    building the initialisers bit by bit and (``skip_comb_check``) without Amaranth's
+    combinational-loop check (:func:`_fast_convert`)."""
     from heatvit.sim.runner import compact_zero_inits, export_verilog
-    with _no_zero_meminit():
+    with _fast_convert(skip_comb_check):
         text = export_verilog(component, name)
     return compact_zero_inits(_zero_init_loops(text))
