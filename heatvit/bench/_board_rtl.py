@@ -80,7 +80,9 @@ def part_of(name: str) -> str:
 def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     """Measured cycles per part of the program beside the cycle models, from one image's
     ``accel_run`` result: per part (``blocks.0``, ``selectors.0``, ``blocks.1``, ``embed_head``)
-    ``tokens``, ``measured`` (its descriptors' CYCLES records summed), ``span`` (its records
+    ``tokens``, ``measured`` (its descriptors' CYCLES records summed), ``records`` (the compiler's
+    whole-accelerator record model, where it has one: each descriptor's modelled record plus the
+    gap before it), ``span`` (its records
     each with the gap before it, since the previous descriptor's end: the fetch and dispatch;
     the parts' spans add up to the run's, the first descriptor's start to the last one's end), ``compiler`` (the compiler model's
     overlapped estimate), ``gemm_only`` (``estimate_cycles``), ``perf`` (the perf model: GEMMs
@@ -100,7 +102,7 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     for e in est:
         name = part_of(e.name)
         p = parts.setdefault(name, {"descriptors": 0, "tokens": 0, "measured": 0, "span": 0, "compiler": 0,
-                                    "compiler_serial": 0, "gemm_only": 0, "perf": 0})
+                                    "compiler_serial": 0, "gemm_only": 0, "perf": 0, "records": 0})
         _, s, t = recs[e.index]
         p["span"] += t - (s if prev_end is None else prev_end)
         prev_end = t
@@ -108,12 +110,17 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
         p["measured"] += t - s
         p["compiler"] += e.overlapped
         p["compiler_serial"] += e.serial
+        # the whole-accelerator record model where the compiler has it: each descriptor's record
+        # and the gap before it (its fetch)
+        p["records"] += getattr(e, "cycles", 0) + getattr(cycles, "GAP_CYCLES", 0)
         p["gemm_only"] += e.engine
         if e.op == Op.GEMM.name:
             p["perf"] += gemm_cycles(acc.gemm, e.m, e.k, e.n, bpc) if not img.program[e.index].sparse else e.engine
             p["tokens"] = max(p["tokens"], e.m)
     for p in parts.values():
-        for k in ("compiler", "gemm_only", "perf"):
+        if not hasattr(est[0], "cycles"):
+            p["records"] = None
+        for k in ("records", "compiler", "gemm_only", "perf"):
             p[f"{k}_error"] = round(p["span"] / p[k] - 1, 4) if p[k] else None
     missing = sorted(set(recs) - {e.index for e in est})
     return {"parts": parts, "tokens_per_block": image_result["tokens_per_block"],
