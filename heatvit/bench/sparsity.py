@@ -136,7 +136,7 @@ def program_figures(img, acc, traces) -> dict:
 
 def digits_rows(acc, models: dict, n_images: int, quick: bool) -> list[dict]:
     from .. import compiler
-    from ..compiler import interpret, models, trace as trace_mod
+    from ..compiler import interpret, models as cmodels, trace as trace_mod
     from .accuracy import evaluate
     splits = vit_data.load_splits()
     images = vit_data.upscale(splits["test_x"][:n_images])
@@ -149,7 +149,7 @@ def digits_rows(acc, models: dict, n_images: int, quick: bool) -> list[dict]:
             img = compiler.read_image(compiler.compile_model(qm, acc, prune=prune), acc)
             traces = [None]
             if prune:
-                patches = models.patches(qm, images)
+                patches = cmodels.patches(qm, images)
                 traces = [trace_mod.read(img, interpret.run(img, acc, interpret.pack_input(img, p)).trace)
                           for p in patches]
             fig = program_figures(img, acc, traces)
