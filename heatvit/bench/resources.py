@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -132,14 +133,176 @@ def candidates(rows0: int, cols0: int):
     return [(r, c) for r, c in sizes if r * c > rows0 * cols0]
 
 
+# -- the whole accelerator (rtl/accel/top.py) ---------------------------------------------------------
+
+ACCEL_TOP = "heatvit_accel"
+SELECTOR_MODULES = ("exec_select", "exec_mean", "exec_gemm.output.router.sigmoid_unit")
+"""The selector hardware's own modules (instance paths under the top): the SELECT executor
+(score combiner + token-selector control unit), the MEAN executor, the epilogue's sigmoid
+unit.  ``AcceleratorConfig.selectors = False`` leaves exactly these out (and the muxing that
+selects them)."""
+
+
+def accelerator_verilog(acc: AcceleratorConfig) -> str:
+    """``rtl.accel.top.Accelerator(acc)`` as Verilog (top ``heatvit_accel``), DSP48E2 primitives
+    instantiated (as Vivado gets it), all-zero memory initialisers dropped
+    (:func:`._yosys.drop_zero_inits`)."""
+    from heatvit.rtl.accel.top import Accelerator
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
+    from heatvit.sim.runner import export_verilog
+    from ._yosys import drop_zero_inits
+    return drop_zero_inits(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
+
+
+def _unit(path: str) -> str:
+    """A module's instance path -> the unit it is counted under in ``units``."""
+    parts = path.lstrip("\\").split(".")[1:]
+    if not parts:
+        return "top (registers, dispatch, job control)"
+    if parts[0] == "exec_gemm" and len(parts) > 1:
+        if parts[1] == "output" and len(parts) > 2:
+            return ".".join(parts[:4] if parts[2] == "router" and len(parts) > 3 else parts[:3])
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def synthesize_accelerator(acc: AcceleratorConfig, name: str, *, jobs: int = 1, log=print,
+                           verilog: str | None = None, also: tuple = ()) -> dict:
+    """Hierarchical yosys (:func:`._yosys.hier_cell_counts`) of the whole accelerator: the four
+    resources, the device share, resources per unit and of the selector modules
+    (:data:`SELECTOR_MODULES`), the Verilog's SHA-256 and yosys' time.  ``verilog``: its
+    :func:`accelerator_verilog` if already exported; ``also``: other designs synthesized in
+    the same pool (:func:`._yosys.hier_cell_counts`)."""
+    import hashlib
+
+    from . import _yosys
+    t0 = time.monotonic()
+    verilog = accelerator_verilog(acc) if verilog is None else verilog
+    export_s = time.monotonic() - t0
+    r = _yosys.hier_cell_counts(verilog, ACCEL_TOP, jobs=jobs, log=log, also=also)
+    units: dict[str, dict[str, int]] = {}
+    selector: dict[str, dict[str, int]] = {}
+    for path, mod in r["per_module"].items():
+        for bucket, key in ((units, _unit(path)),
+                            (selector, next((s for s in SELECTOR_MODULES
+                                             if (p := path.lstrip("\\")) == f"{ACCEL_TOP}.{s}"
+                                             or p.startswith(f"{ACCEL_TOP}.{s}.")), None))):
+            if key is None:
+                continue
+            cells = bucket.setdefault(key, {})
+            for t, v in mod["cells"].items():
+                cells[t] = cells.get(t, 0) + mod["instances"] * v
+    res = count(r["cells"])
+    return {"name": name, "selectors": acc.selectors, "config": acc.to_dict(),
+            "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(), "verilog_bytes": len(verilog),
+            "resources": res, "utilization": utilization(res), "cells": r["cells"],
+            "units": {k: count(v) for k, v in sorted(units.items())},
+            "selector_modules": {k: count(v) for k, v in selector.items()},
+            "modules": r["modules"], "instances": r["instances"], "synthesized_now": r["synthesized_now"],
+            "export_s": round(export_s, 1), "synth_wall_s_now": r["wall_s_now"],
+            "synth_cpu_s_now": r["cpu_s_now"], "synth_cpu_s": r["cpu_s_all"]}
+
+
+def selector_share(with_sel: dict, without: dict) -> dict:
+    """What the selector hardware costs: the two builds' difference, its share of the whole
+    accelerator, and the selector modules' own cells (``own``: DSPs of their own)."""
+    a, b = with_sel["resources"], without["resources"]
+    own = {k: sum(m[k] for m in with_sel["selector_modules"].values()) for k in TOTALS}
+    return {"difference": {k: a[k] - b[k] for k in TOTALS},
+            "share_of_accelerator": {k: (a[k] - b[k]) / a[k] if a[k] else 0.0 for k in TOTALS},
+            "own_modules": own, "own_modules_share": {k: own[k] / a[k] if a[k] else 0.0 for k in TOTALS},
+            "targets": {"own_dsp": 0, "lut_share_max": 0.05},
+            "meets": {"own_dsp": own["DSP48E2"] == 0, "lut_share": (a["LUT"] - b["LUT"]) / a["LUT"] <= 0.05}}
+
+
+def flat_cell_counts(verilog: str, top: str, work: Path) -> dict:
+    """One yosys run of the whole design (``synth_xilinx`` does not flatten: the reference that
+    :func:`._yosys.hier_cell_counts` must equal): the design's cells by type and the time."""
+    from ._yosys import SYNTH
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{top}.v").write_text(verilog)
+    script = f"read_verilog {top}.v; {SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
+    t0 = time.monotonic()
+    res = subprocess.run(["nice", "-n", "5", "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
+    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", (work / "yosys.log").read_text())
+    return {"cells": _stat_cells(_load_stat(work / "stat.json")), "wall_s": round(time.monotonic() - t0, 1),
+            "cpu_s": round(sum(map(float, cpu[-1])), 1) if cpu else None}
+
+
+def check_config() -> AcceleratorConfig:
+    """The small accelerator the hierarchical count is checked on against one whole-design run:
+    a 4 x 4 array, 8 tokens of 16 channels, a 32-bit AXI master (testbench ``tiny_acc``)."""
+    from heatvit.accel_config import BufferConfig
+    acc = AcceleratorConfig().with_array(4, 4)
+    return dataclasses.replace(acc, buffers=BufferConfig(max_tokens=8, max_dim=16, max_hidden=16),
+                               shell=ShellConfig(data_width=32, burst_len=4))
+
+
+def hier_check(acc: AcceleratorConfig, work: Path) -> dict:
+    """:func:`._yosys.hier_cell_counts` vs :func:`flat_cell_counts` of the same Verilog: every
+    cell type's count (``equal``), and the four resources of each."""
+    from . import _yosys
+    verilog = accelerator_verilog(acc)
+    flat = flat_cell_counts(verilog, ACCEL_TOP, work)
+    hier = _yosys.hier_cell_counts(verilog, ACCEL_TOP, cache=work / "cache")
+    diff = {t: hier["cells"].get(t, 0) - flat["cells"].get(t, 0)
+            for t in sorted(set(hier["cells"]) | set(flat["cells"]))
+            if hier["cells"].get(t, 0) != flat["cells"].get(t, 0)}
+    return {"config": acc.to_dict(), "equal": not diff, "difference_hier_minus_flat": diff,
+            "flat": count(flat["cells"]), "hier": count(hier["cells"]),
+            "flat_cpu_s": flat["cpu_s"], "hier_cpu_s": hier["cpu_s_all"], "modules": hier["modules"],
+            "instances": hier["instances"]}
+
+
+def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
+    """The whole accelerator with and without the selector hardware at the default config
+    (full mode; the per-module cache makes a rerun of unchanged Verilog instant), and the
+    hierarchical-vs-whole-design check on :func:`check_config` (both modes)."""
+    out = {"flow": f"hierarchical {'synth_xilinx -family xcup -noiopad'}: each distinct module once, its "
+                   "children as blackboxes, counted per instance (heatvit.bench._yosys.hier_cell_counts)",
+           "check": hier_check(check_config(), work / "check")}
+    c = out["check"]
+    print(f"  hierarchical vs whole-design run at 4x4: {'equal' if c['equal'] else 'DIFFERENT ' + str(c['difference_hier_minus_flat'])}"
+          f" (whole {c['flat_cpu_s']} s CPU, hierarchical {c['hier_cpu_s']} s)", flush=True)
+    if quick:
+        out["skipped"] = "quick mode: the default config's accelerator is synthesized in full mode only"
+        return out
+    acc = AcceleratorConfig()
+    variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
+    verilogs = []
+    for name, a in variants:
+        t0 = time.monotonic()
+        verilogs.append(accelerator_verilog(a))
+        print(f"  exported the accelerator {name} (default config) in {time.monotonic() - t0:.0f} s", flush=True)
+    builds = []
+    for i, (name, a) in enumerate(variants):
+        print(f"  accelerator {name} (default config): yosys per module", flush=True)
+        b = synthesize_accelerator(a, name, jobs=jobs, verilog=verilogs[i],
+                                   also=tuple((v, ACCEL_TOP) for v in verilogs[i + 1:]))
+        print(f"  accelerator {name}: {b['resources']} ({b['synthesized_now']} of {b['modules']} modules "
+              f"synthesized now, {b['synth_cpu_s']} s CPU in all)", flush=True)
+        builds.append(b)
+    out["builds"] = builds
+    out["selector"] = selector_share(*builds)
+    return out
+
+
+def _yosys_version() -> str:
+    return subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
+
+
 def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
-          predicted_only: list[dict] | None = None) -> Path:
-    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
-    doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
+          predicted_only: list[dict] | None = None, accel: dict | None = None) -> Path:
+    doc = {"tool": _yosys_version(), "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
            "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "quick": quick,
            "configs": entries, "gemm_array": arrays or []}
     if predicted_only:
         doc["predicted_only"] = predicted_only
+    if accel is not None:
+        doc["accelerator"] = accel
     out = out_dir / "resources.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return out
@@ -155,11 +318,23 @@ def quick_config() -> AcceleratorConfig:
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
-    """Full: the default config, then the largest array that fits.  Quick: :func:`quick_config`
-    synthesized, and every larger array derived from it and predicted, none synthesized."""
+    """Full: the default config's shell, then the largest array that fits, the systolic arrays,
+    and the whole accelerator (:func:`accelerator`).  Quick: :func:`quick_config` synthesized,
+    every larger array derived from it and predicted, none synthesized, and the accelerator's
+    hierarchical-count check only.  ``HEATVIT_RESOURCES=accelerator``: the accelerator part
+    alone, written into an existing ``resources.json`` (its other parts kept)."""
+    work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
+    if os.environ.get("HEATVIT_RESOURCES") == "accelerator":
+        accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
+        out = out_dir / "resources.json"
+        doc = json.loads(out.read_text()) if out.exists() else {"tool": _yosys_version(), "part": PART,
+                                                                 "device_totals": TOTALS, "quick": quick}
+        doc["accelerator"] = accel
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        shutil.rmtree(work_root, ignore_errors=True)
+        return [out]
     acc = quick_config() if quick else AcceleratorConfig()
     name = "quick" if quick else "default"
-    work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
     entries, predicted_only = [], []
     print(f"yosys synth_xilinx of the {name} config (this takes minutes) in {work_root}", flush=True)
     base = synthesize(acc, work_root / name)
@@ -186,7 +361,9 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
             entries.append({**entry, "name": f"{rows}x{cols} (does not fit)"})
     print("systolic array alone (interior PE, arrays; 1 or 2 MACs per DSP48E2), flattened:", flush=True)
     arrays = gemm_array.main(quick=quick, log=lambda line: print(line, flush=True))
-    out = write(out_dir, entries, arrays, quick=quick, predicted_only=predicted_only)
+    print("the whole accelerator (rtl/accel/top.py), with and without the selector hardware:", flush=True)
+    accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
+    out = write(out_dir, entries, arrays, quick=quick, predicted_only=predicted_only, accel=accel)
     shutil.rmtree(work_root, ignore_errors=True)
     return [out]
 
