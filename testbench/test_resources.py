@@ -149,3 +149,16 @@ def test_selector_share_arithmetic():
     s = selector_share(a, b)
     assert s["difference"]["LUT"] == 40 and s["share_of_accelerator"]["LUT"] == pytest.approx(0.04)
     assert s["own_modules"]["LUT"] == 30 and s["meets"] == {"own_dsp": True, "lut_share": True}
+
+
+def test_accelerator_table():
+    from heatvit.bench.resources import TOTALS, accelerator_table, selector_share, table, utilization
+    res = lambda lut, dsp: {**{k: 10.0 for k in TOTALS}, "LUT": lut, "DSP48E2": dsp, "LUT_as_memory": 0}  # noqa: E731
+    a = {"name": "with selectors", "resources": res(1000.0, 20), "utilization": utilization(res(1000.0, 20)),
+         "selector_modules": {"exec_select": res(30, 0)}, "units": {"bufs": res(5, 0), "exec_gemm.engine": res(900, 20)}}
+    b = {"name": "without selectors", "resources": res(970.0, 20), "utilization": utilization(res(970.0, 20))}
+    doc = {"accelerator": {"builds": [a, b], "selector": selector_share(a, b)}}
+    out = table(doc)
+    assert "| accelerator with selectors | 1,000 (0.4 %) |" in out
+    assert "| selector hardware (difference) | 30 (3.00 %) |" in out and "| selector modules' own cells | 30 |" in out
+    assert out.index("exec_gemm.engine") < out.index("| bufs |") and accelerator_table(doc["accelerator"]) in out

@@ -32,6 +32,7 @@ from heatvit.presets import PRESETS
 from heatvit.shell_config import ShellConfig
 
 from . import _gemm_array as gemm_array
+from . import _yosys
 from ._yosys import LUTRAM_LUTS
 
 PART = "xczu9eg-ffvb1156-2-e"
@@ -150,8 +151,7 @@ def accelerator_verilog(acc: AcceleratorConfig) -> str:
     from heatvit.rtl.accel.top import Accelerator
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
-    from ._yosys import drop_zero_inits
-    return drop_zero_inits(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
+    return _yosys.drop_zero_inits(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
 
 
 def _unit(path: str) -> str:
@@ -175,7 +175,6 @@ def synthesize_accelerator(acc: AcceleratorConfig, name: str, *, jobs: int = 1, 
     the same pool (:func:`._yosys.hier_cell_counts`)."""
     import hashlib
 
-    from . import _yosys
     t0 = time.monotonic()
     verilog = accelerator_verilog(acc) if verilog is None else verilog
     export_s = time.monotonic() - t0
@@ -218,10 +217,9 @@ def selector_share(with_sel: dict, without: dict) -> dict:
 def flat_cell_counts(verilog: str, top: str, work: Path) -> dict:
     """One yosys run of the whole design (``synth_xilinx`` does not flatten: the reference that
     :func:`._yosys.hier_cell_counts` must equal): the design's cells by type and the time."""
-    from ._yosys import SYNTH
     work.mkdir(parents=True, exist_ok=True)
     (work / f"{top}.v").write_text(verilog)
-    script = f"read_verilog {top}.v; {SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
+    script = f"read_verilog {top}.v; {_yosys.SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
     t0 = time.monotonic()
     res = subprocess.run(["nice", "-n", "5", "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
                          capture_output=True, text=True)
@@ -244,7 +242,6 @@ def check_config() -> AcceleratorConfig:
 def hier_check(acc: AcceleratorConfig, work: Path) -> dict:
     """:func:`._yosys.hier_cell_counts` vs :func:`flat_cell_counts` of the same Verilog: every
     cell type's count (``equal``), and the four resources of each."""
-    from . import _yosys
     verilog = accelerator_verilog(acc)
     flat = flat_cell_counts(verilog, ACCEL_TOP, work)
     hier = _yosys.hier_cell_counts(verilog, ACCEL_TOP, cache=work / "cache")
@@ -257,19 +254,36 @@ def hier_check(acc: AcceleratorConfig, work: Path) -> dict:
             "instances": hier["instances"]}
 
 
+def module_census(acc: AcceleratorConfig) -> dict:
+    """No yosys: the accelerator's Verilog with and without selectors split into modules, and how
+    many distinct ones a hierarchical run would synthesize (quick mode's check of the export,
+    the selector switch and the module keys)."""
+    out = {}
+    for name, a in (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False))):
+        _, _, counts, todo, _ = _yosys._design(accelerator_verilog(a), ACCEL_TOP)
+        sel = [p for p in counts if any(p.lstrip("\\").startswith(f"{ACCEL_TOP}.{s}") for s in SELECTOR_MODULES)]
+        out[name] = {"instances": sum(counts.values()), "distinct_modules": len(todo), "selector_instances": len(sel)}
+    if out["without selectors"]["selector_instances"] or not out["with selectors"]["selector_instances"]:
+        raise RuntimeError(f"selector switch: module census {out}")
+    return out
+
+
 def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
-    """The whole accelerator with and without the selector hardware at the default config
-    (full mode; the per-module cache makes a rerun of unchanged Verilog instant), and the
-    hierarchical-vs-whole-design check on :func:`check_config` (both modes)."""
-    out = {"flow": f"hierarchical {'synth_xilinx -family xcup -noiopad'}: each distinct module once, its "
-                   "children as blackboxes, counted per instance (heatvit.bench._yosys.hier_cell_counts)",
-           "check": hier_check(check_config(), work / "check")}
-    c = out["check"]
+    """Full mode: the hierarchical-vs-whole-design check on :func:`check_config`, then the whole
+    accelerator with and without the selector hardware at the default config (the per-module
+    cache makes a rerun of unchanged Verilog cheap).  Quick mode (CI): no yosys run, the
+    :func:`module_census` of :func:`check_config`."""
+    out = {"flow": "hierarchical synth_xilinx -family xcup -noiopad: each distinct module once, its "
+                   "children as blackboxes, counted per instance (heatvit.bench._yosys.hier_cell_counts)"}
+    if quick:
+        out["census"] = module_census(check_config())
+        out["skipped"] = ("quick mode: no yosys run of the accelerator (the 4x4 check and the default "
+                          "config run in full mode)")
+        print(f"  accelerator module census at 4x4: {out['census']}", flush=True)
+        return out
+    out["check"] = c = hier_check(check_config(), work / "check")
     print(f"  hierarchical vs whole-design run at 4x4: {'equal' if c['equal'] else 'DIFFERENT ' + str(c['difference_hier_minus_flat'])}"
           f" (whole {c['flat_cpu_s']} s CPU, hierarchical {c['hier_cpu_s']} s)", flush=True)
-    if quick:
-        out["skipped"] = "quick mode: the default config's accelerator is synthesized in full mode only"
-        return out
     acc = AcceleratorConfig()
     variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
     verilogs = []
@@ -290,13 +304,9 @@ def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
     return out
 
 
-def _yosys_version() -> str:
-    return subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
-
-
 def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
           predicted_only: list[dict] | None = None, accel: dict | None = None) -> Path:
-    doc = {"tool": _yosys_version(), "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
+    doc = {"tool": _yosys.version(), "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
            "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "quick": quick,
            "configs": entries, "gemm_array": arrays or []}
     if predicted_only:
@@ -327,7 +337,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     if os.environ.get("HEATVIT_RESOURCES") == "accelerator":
         accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
         out = out_dir / "resources.json"
-        doc = json.loads(out.read_text()) if out.exists() else {"tool": _yosys_version(), "part": PART,
+        doc = json.loads(out.read_text()) if out.exists() else {"tool": _yosys.version(), "part": PART,
                                                                  "device_totals": TOTALS, "quick": quick}
         doc["accelerator"] = accel
         out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -368,15 +378,41 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     return [out]
 
 
+def accelerator_table(accel: dict) -> str:
+    """Markdown: the whole accelerator with and without selectors (``doc["accelerator"]``), the
+    selector hardware's difference and own modules, and the resources per unit."""
+    fmt = lambda v: f"{v:,.1f}" if v % 1 else f"{v:,.0f}"   # noqa: E731
+    keys = ("LUT", "FF", "DSP48E2", "BRAM36")
+    lines = ["| build | LUT | FF | DSP48E2 | BRAM36 |", "|---|---|---|---|---|",
+             "| XCZU9EG | " + " | ".join(fmt(TOTALS[k]) for k in keys) + " |"]
+    for b in accel.get("builds", []):
+        r, u = b["resources"], b["utilization"]
+        lines.append(f"| accelerator {b['name']} | " + " | ".join(f"{fmt(r[k])} ({100 * u[k]:.1f} %)" for k in keys) + " |")
+    sel = accel.get("selector")
+    if sel:
+        d, sh, own = sel["difference"], sel["share_of_accelerator"], sel["own_modules"]
+        lines.append("| selector hardware (difference) | " + " | ".join(f"{fmt(d[k])} ({100 * sh[k]:.2f} %)" for k in keys) + " |")
+        lines.append("| selector modules' own cells | " + " | ".join(fmt(own[k]) for k in keys) + " |")
+    if accel.get("builds"):
+        units = accel["builds"][0]["units"]
+        lines += ["", "Per unit (accelerator with selectors):", "", "| unit | LUT | FF | DSP48E2 | BRAM36 |",
+                  "|---|---|---|---|---|"]
+        for name, r in sorted(units.items(), key=lambda kv: -kv[1]["LUT"]):
+            lines.append(f"| {name} | " + " | ".join(fmt(r[k]) for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def table(doc: dict) -> str:
     """Markdown table of a resources.json document."""
     lines = ["| Config | Array | DSP48E2 | LUT | FF | BRAM36 | yosys wall / CPU |", "|---|---|---|---|---|---|---|"]
     lines.append(f"| XCZU9EG total | | {TOTALS['DSP48E2']} | {TOTALS['LUT']} | {TOTALS['FF']} | {TOTALS['BRAM36']} | |")
-    for e in doc["configs"]:
+    for e in doc.get("configs", []):
         r, u, g = e["resources"], e["utilization"], e["config"]["gemm"]
         cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
         lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']:.0f} s / {e['synth_cpu_seconds']} s |")
     if doc.get("gemm_array"):
         lines += ["", "Systolic array alone:", "", gemm_array.table(doc["gemm_array"])]
+    if doc.get("accelerator", {}).get("builds"):
+        lines += ["", "The whole accelerator:", "", accelerator_table(doc["accelerator"])]
     return "\n".join(lines)
