@@ -127,3 +127,31 @@ def test_export_core_is_the_plain_export():
     new = export_core(Mems(), "mems")
     assert new == compact_zero_inits(export_verilog(Mems(), "mems"))
     assert new.count("heatvit_zero_init_") == 6 and "rom[2] = 8'hff;" in new
+
+
+def test_zcu102_selects_every_deit():
+    """The board preset's SELECT executor takes the heads of every DeiT (its score combiner's
+    width): a DeiT-S SELECT on the 3-head default ended in CTRL_BAD_FIELD at board scale."""
+    from heatvit.bench.perf import DEIT
+    from heatvit.presets import PRESETS
+    from heatvit.rtl.accel.select_exec import SelectExecutor
+    acc = PRESETS["zcu102"]
+    ex = SelectExecutor(acc)
+    for name, vit in DEIT.items():
+        assert vit.heads <= ex.max_heads, name
+        assert vit.dim % acc.toksel.lanes == 0, name
+
+
+def test_perf_quick_mode_never_builds_the_board(tmp_path, monkeypatch):
+    """``heatvit bench perf --quick`` (CI) records why the board-scale run is missing and builds
+    nothing; so does ``HEATVIT_PERF_RTL=0`` in full mode."""
+    from heatvit.bench import perf
+    from heatvit.presets import PRESETS
+
+    def no_run(*a, **k):
+        raise AssertionError("the board-scale RTL run was started")
+    monkeypatch.setattr(board, "run", no_run)
+    assert "quick mode" in perf.board_rtl(PRESETS["zcu102"], tmp_path, quick=True)["skipped"]
+    monkeypatch.setenv("HEATVIT_PERF_RTL", "0")
+    assert perf.board_rtl(PRESETS["zcu102"], tmp_path, quick=False)["skipped"] == "HEATVIT_PERF_RTL=0"
+    assert not any(tmp_path.iterdir())

@@ -13,7 +13,8 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
   rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU ``m ceil(n / C) + 12``
+  (the epilogue's unit has a lane per column), sigmoid ``m n + 12`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
@@ -201,8 +202,11 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             tiles = gemm_tiles(acc, d, model)
             engine = g.estimate_cycles(m, k, n, tiles)
             act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
-            if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
-                unit = gelu_cycles(nl, m * n)
+            if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
+                # the epilogue's GELU unit has a lane per array column: a row of C per cycle
+                unit = gelu_cycles(replace(nl, lanes=g.cols), m * ceil_div(n, g.cols) * g.cols)
+            elif d.epilogue == Epilogue.REQ8_SIGMOID:
+                unit = gelu_cycles(nl, m * n)          # one lane (the epilogue's SerialAct)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
                 unit = softmax_cycles(sm_nl, m, n, acc.softmax_units)
             parts = isa.param_block(acc, d)
