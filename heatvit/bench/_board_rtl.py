@@ -14,8 +14,9 @@ descriptors) with
   engine, activation load, nonlinear unit and DMA phases, at the live token counts of the
   run's trace);
 * ``perf``: the perf bench's model (:func:`heatvit.bench.perf.gemm_cycles`: ``estimate_cycles``
-  per GEMM, each weight tile streamed no faster than the DDR allows) with the simulated DDR's
-  bandwidth (:data:`SIM_DDR`: one 128-bit port, a beat per cycle, no wait states).
+  per GEMM, each weight tile streamed no faster than the DDR and the executor's weight path
+  allow) with the simulated DDR's bandwidth (:func:`sim_ddr`: one 128-bit port, a beat per
+  cycle, no wait states) and :func:`.perf.weight_path_bytes_per_cycle`.
 
 Everything here is simulation only; the build (tag :data:`TAG`, DDR model of :data:`DDR_BYTES`)
 is its own, not the 16 x 16 e2e build.
@@ -82,27 +83,29 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     ``accel_run`` result: per part (``blocks.0``, ``selectors.0``, ``blocks.1``, ``embed_head``)
     ``tokens``, ``measured`` (its descriptors' CYCLES records summed), ``records`` (the compiler's
     whole-accelerator record model, where it has one: each descriptor's modelled record plus the
-    gap before it), ``span`` (its records
+    gap before it), ``weight_stream_extra`` (what the GEMMs whose weights stream from
+    DDR wait for them beyond ``estimate_cycles``: :func:`heatvit.compiler.cycles.weight_stream_extra`), ``span`` (its records
     each with the gap before it, since the previous descriptor's end: the fetch and dispatch;
     the parts' spans add up to the run's, the first descriptor's start to the last one's end), ``compiler`` (the compiler model's
     overlapped estimate), ``gemm_only`` (``estimate_cycles``), ``perf`` (the perf model: GEMMs
-    only, DDR-bound at :func:`sim_ddr`) and each model's error against ``span``."""
+    only, bound by :func:`sim_ddr` and the weight path) and each model's error against ``span``."""
     from heatvit.compiler import cycles
     from heatvit.compiler import trace as trace_mod
-    from heatvit.isa import Op
+    from heatvit.isa import Op, WSrc
 
-    from .perf import gemm_cycles
+    from .perf import gemm_cycles, weight_path_bytes_per_cycle
     img = case.image
     tr = trace_mod.read(img, bytes.fromhex(image_result["trace_hex"])) if image_result["trace_hex"] else None
     est = cycles.image_cycles(img, acc, tr)
-    bpc = sim_ddr().bytes_per_cycle(acc.clock_mhz)
+    bpc = min(sim_ddr().bytes_per_cycle(acc.clock_mhz), weight_path_bytes_per_cycle(acc))
     recs = {int(i): (name, int(s), int(e)) for i, name, _, s, e in image_result["layers"]}
     parts: dict[str, dict] = {}
     prev_end = None
     for e in est:
         name = part_of(e.name)
         p = parts.setdefault(name, {"descriptors": 0, "tokens": 0, "measured": 0, "span": 0, "compiler": 0,
-                                    "compiler_serial": 0, "gemm_only": 0, "perf": 0, "records": 0})
+                                    "compiler_serial": 0, "gemm_only": 0, "perf": 0, "records": 0,
+                                    "weight_stream_extra": 0})
         _, s, t = recs[e.index]
         p["span"] += t - (s if prev_end is None else prev_end)
         prev_end = t
@@ -117,6 +120,9 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
         if e.op == Op.GEMM.name:
             p["perf"] += gemm_cycles(acc.gemm, e.m, e.k, e.n, bpc) if not img.program[e.index].sparse else e.engine
             p["tokens"] = max(p["tokens"], e.m)
+            d = img.program[e.index]
+            if d.wsrc == WSrc.DDR:
+                p["weight_stream_extra"] += cycles.weight_stream_extra(acc, e.m, e.k, e.n, cycles.gemm_tiles(acc, d, img.blob))
     for p in parts.values():
         if not hasattr(est[0], "cycles"):
             p["records"] = None
@@ -129,16 +135,44 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
                       "gemm_only": sum(e.engine for e in est)}}
 
 
-def run(acc: AcceleratorConfig, workdir: Path, *, seed: int = 0, log: Path | None = None, desc: str = "board") -> dict:
+def measurement_key(case) -> str:
+    """Hash of what a run's measurement depends on: the config, the DDR size, every source file
+    the Verilog is made from (:data:`heatvit.e2e.NOT_IN_VERILOG` left out) and the case's model
+    image and input.  The cycle models are not in it: they are recomputed on a cached run."""
+    import hashlib
+
+    import heatvit
+    from heatvit.e2e import NOT_IN_VERILOG
+    pkg = Path(heatvit.__file__).parent
+    h = hashlib.sha256(json.dumps([case.acc.to_dict(), DDR_BYTES]).encode())
+    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
+        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
+            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    h.update(case.blob)
+    h.update(np.ascontiguousarray(case.patches, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def run(acc: AcceleratorConfig, workdir: Path, *, seed: int = 0, log: Path | None = None, desc: str = "board",
+        cache: Path | None = None) -> dict:
     """Build (cached) and run the two-block case on ``acc``: bit-exactness (logits, keep mask,
-    tokens per block against golden), the simulator's build and run times and :func:`compare`."""
+    tokens per block against golden), the simulator's build and run times and :func:`compare`.
+    ``cache``: a directory where the simulation's result is kept (``board_rtl_<key>.json``,
+    :func:`measurement_key`) and reused."""
     from heatvit import e2e
     from heatvit.bench import pruning
     workdir = Path(workdir)
     t0 = time.perf_counter()
     case, dumps = deit_case(acc, seed)
     t_case = time.perf_counter() - t0
-    res = e2e.simulate(case, workdir / "case", log=log or workdir / "board.log", desc=desc, ddr_bytes=DDR_BYTES, tag=TAG)
+    path = None if cache is None else Path(cache) / f"board_rtl_{measurement_key(case)}.json"
+    if path is not None and path.is_file():
+        res = json.loads(path.read_text())
+    else:
+        res = e2e.simulate(case, workdir / "case", log=log or workdir / "board.log", desc=desc, ddr_bytes=DDR_BYTES,
+                           tag=TAG)
+        if path is not None:
+            path.write_text(json.dumps(res) + "\n")
     (im,) = res["images"]
     tokens = pruning.golden_tokens(dumps, DEPTH)[0]
     masks = pruning.golden_masks(dumps, len(PLAN.blocks))[0]
@@ -155,35 +189,18 @@ def run(acc: AcceleratorConfig, workdir: Path, *, seed: int = 0, log: Path | Non
             **compare(case, im, acc)}
 
 
-def sources_digest(acc: AcceleratorConfig) -> str:
-    """Hash of ``acc`` and every source file of the installed package (RTL, compiler, golden,
-    simulation): a cached run is reused only for the same of all of them."""
-    import hashlib
-
-    import heatvit
-    pkg = Path(heatvit.__file__).parent
-    h = hashlib.sha256(json.dumps([acc.to_dict(), DDR_BYTES]).encode())
-    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
-        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def cached_run(acc: AcceleratorConfig, out_dir: Path, log=print) -> dict:
-    """:func:`run` on ``acc``, its result cached in ``out_dir`` (``board_rtl_<digest>.json``, by
-    :func:`sources_digest`); the build and simulator output go to ``out_dir/board_rtl.log``."""
+    """:func:`run` on ``acc`` with its simulation kept in ``out_dir`` (reused for the same RTL and
+    case); the build and simulator output go to ``out_dir/board_rtl.log``."""
     out_dir = Path(out_dir)
-    path = out_dir / f"board_rtl_{sources_digest(acc)}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    log("  board-scale RTL run (DeiT-S blocks, whole accelerator, Verilator; first time: a long build) ...", flush=True)
-    res = run(acc, out_dir / "board_rtl", log=out_dir / "board_rtl.log")
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    return res
+    log("  board-scale RTL run (DeiT-S blocks, whole accelerator, Verilator; without a cached run: a long "
+        "build) ...", flush=True)
+    return run(acc, out_dir / "board_rtl", log=out_dir / "board_rtl.log", cache=out_dir)
 
 
 if __name__ == "__main__":      # python -m heatvit.bench._board_rtl WORKDIR [CONFIG]: one run, JSON on stdout
     import sys
 
     from heatvit.presets import load_config
-    out = run(load_config(sys.argv[2] if len(sys.argv) > 2 else "zcu102"), Path(sys.argv[1]))
+    out = run(load_config(sys.argv[2] if len(sys.argv) > 2 else "zcu102"), Path(sys.argv[1]), cache=Path(sys.argv[1]))
     print(json.dumps(out, indent=1))

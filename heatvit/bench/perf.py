@@ -91,6 +91,16 @@ class DdrModel:
         return min(ports, self.ddr_peak_gbytes_per_s) * self.efficiency * 1e9 / (clock_mhz * 1e6)
 
 
+def weight_path_bytes_per_cycle(acc: AcceleratorConfig) -> float:
+    """What the GEMM executor's weight unpacker (``BeatWeights``) takes: a word of ``C`` int8 a
+    cycle when a DMA beat holds one or more; otherwise ``C / D + 1`` cycles a word (it takes no
+    beat in the cycle a word leaves): at 64 x 32 with 128-bit beats 32 bytes in 3 cycles,
+    10.7 B/cycle (3.2 GB/s at 300 MHz) whatever the ports give (measured: the board-scale RTL
+    run, :mod:`._board_rtl`; taking a beat in that cycle too would make it D per cycle)."""
+    c, d = acc.gemm.cols, acc.shell.data_bytes
+    return float(c) if c <= d else c / (ceil_div(c, d) + 1)
+
+
 def gemm_cycles(g: GemmConfig, m: int, k: int, n: int, bytes_per_cycle: float | None) -> int:
     """Engine cycles of one GEMM chunk (``estimate_cycles``), with every weight tile's
     ``rows * cols`` bytes streamed no faster than ``bytes_per_cycle`` (None: one word per cycle,
@@ -105,9 +115,13 @@ def gemm_cycles(g: GemmConfig, m: int, k: int, n: int, bytes_per_cycle: float | 
     return exact + max(0, stream - g.rows) + (tiles - 1) * max(0, stream - step)
 
 
-def model_run(g: GemmConfig, cfg, plan: PruningPlan, clock_mhz: float, ddr: DdrModel | None) -> dict:
+def model_run(g: GemmConfig, cfg, plan: PruningPlan, clock_mhz: float, ddr: DdrModel | None,
+              path_bpc: float | None = None) -> dict:
+    """``path_bpc``: the weight path's own limit (:func:`weight_path_bytes_per_cycle`), if any."""
     tokens, selectors = latency.plan_tokens(cfg, plan)
     bpc = ddr.bytes_per_cycle(clock_mhz) if ddr else None
+    if path_bpc is not None:
+        bpc = path_bpc if bpc is None else min(bpc, path_bpc)
     cycles = macs = weight_bytes = 0
     busiest = 0.0
     for shape in latency.model_gemms(cfg, tokens, selectors):
@@ -509,10 +523,11 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                   f"LUT {e['total']['LUT']} ({e['utilization']['LUT']:.1%}), FF {e['utilization']['FF']:.1%}, "
                   f"BRAM36 {e['total']['BRAM36']} ({e['utilization']['BRAM36']:.1%})"
                   f"{'' if e['supported'] else ' [not a power of two]'}{' fits' if e['fits'] else ''}", flush=True)
+    path = weight_path_bytes_per_cycle(acc)
     models = {}
     for name, cfg in DEIT.items():
-        dense = model_run(g, cfg, PruningPlan(), acc.clock_mhz, ddr)
-        pruned = model_run(g, cfg, PLAN, acc.clock_mhz, ddr)
+        dense = model_run(g, cfg, PruningPlan(), acc.clock_mhz, ddr, path)
+        pruned = model_run(g, cfg, PLAN, acc.clock_mhz, ddr, path)
         unbounded = {k: model_run(g, cfg, p, acc.clock_mhz, None)
                      for k, p in (("dense", PruningPlan()), ("pruned", PLAN))}
         for run, key in ((dense, "dense"), (pruned, "pruned")):
@@ -531,7 +546,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
-        d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
+        d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr, weight_path_bytes_per_cycle(acc.with_gemm(rows=64, cols=64)))
+                for plan in (PruningPlan(), PLAN))
         over_budget[name] = {"dense_ms": d["ms"], "dense_fps": d["fps"], "pruned_ms": p["ms"],
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
                              "dense_mac_utilization": d["mac_utilization"],
@@ -543,8 +559,10 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     average = max(r["ddr_gbytes_per_s"] for m in models.values() for r in m.values())
     busiest = max(r["ddr_gbytes_per_s_busiest_gemm_without_bound"] for m in models.values() for r in m.values())
     # What the shell's one HP port costs today, and what each further port buys back.
-    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"] for name, cfg in DEIT.items()}
+    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n), path)["ms"] for name, cfg in DEIT.items()}
                 for n in (1, 2, 3, 4)}
+    by_ports_unpacker_fixed = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"]
+                                   for name, cfg in DEIT.items()} for n in (1, 2, 3, 4)}
     rtl = board_rtl(acc, out_dir, quick)
     by_array = pruning_by_array(quick)
     for row in by_array:
@@ -558,7 +576,9 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
            "hp_ports_needed": {"average": math.ceil(average / port_gbps),
                                "busiest_gemm_unbounded": math.ceil(busiest / port_gbps),
                                "port_gbytes_per_s_at_efficiency": round(port_gbps, 3),
-                               "pruned_ms_by_ports": by_ports},
+                               "pruned_ms_by_ports": by_ports,
+                               "pruned_ms_by_ports_weight_path_unbounded": by_ports_unpacker_fixed},
+           "weight_path_bytes_per_cycle": round(path, 3),
            "board": {k: v for k, v in board.items() if k != "cells"}, "models": models,
            "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
            "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},

@@ -23,8 +23,9 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
   (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
   write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
-* ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
-  STORE rows, SELECT trace records.
+* ``ddr``: DMA beats (``beat_bytes`` per cycle): parameter blocks, LOAD and STORE rows, SELECT
+  trace records; a GEMM whose weights stream from DDR: its parameter beats, then the engine fed
+  at the weight path's rate (``engine +`` :func:`weight_stream_extra`).
 
 Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
 stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
@@ -141,6 +142,36 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
             + heads + words + SELECT_FIXED_CYCLES)
 
 
+def weight_stream_cycles(acc, beats: int) -> int:
+    """Cycles the GEMM executor takes ``beats`` DMA beats of weights in (``BeatWeights``,
+    rtl/accel/weight_source.py): a weight word of ``C`` int8 from ``C / D`` beats of ``D`` bytes
+    when ``C > D``, and the cycle it leaves in takes no beat, so ``C / D + 1`` cycles a word
+    (64 x 32 with 16-byte beats: 3 cycles per 2 beats, measured on the board-scale RTL run's
+    DDR-bound GEMMs, heatvit.bench._board_rtl); a beat a cycle otherwise."""
+    per = ceil_div(acc.gemm.cols, acc.shell.data_bytes)
+    return ceil_div(beats * (per + 1), per) if acc.gemm.cols > acc.shell.data_bytes else beats
+
+
+def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
+    """Cycles a dense GEMM whose weights stream from DDR takes beyond ``estimate_cycles`` (which
+    has a weight word a cycle): a word takes :func:`weight_stream_cycles` of its beats, ``s``
+    cycles, so a tile's ``R`` words ``S = R s``: the first tile waits ``S - R`` more, and each
+    later one ``S - max(M, min_tile_cycles)`` when its words come slower than the array uses
+    them.  At 64 x 32 (``s = 3``): +128 on every DDR GEMM and, at 69 tokens, the stream sets the
+    pace; exact on the board-scale RTL run's GEMMs (heatvit.bench._board_rtl: e.g. qkv at 69
+    tokens 42,264 cycles measured = the record model with this term).  0 when a word is a beat
+    or less, and for a block-sparse GEMM (``tiles``; not measured)."""
+    g = acc.gemm
+    if tiles is not None:
+        return 0
+    s = weight_stream_cycles(acc, ceil_div(g.cols, acc.shell.data_bytes))
+    if s <= 1:
+        return 0
+    stream = g.rows * s
+    n_tiles = ceil_div(k, g.rows) * ceil_div(n, g.cols)
+    return stream - g.rows + (n_tiles - 1) * max(0, stream - max(m, g.min_tile_cycles))
+
+
 def gemm_tiles(acc, d, model: bytes | None):
     """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
     bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
@@ -210,7 +241,10 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
                 unit = softmax_cycles(sm_nl, m, n, acc.softmax_units)
             parts = isa.param_block(acc, d)
-            ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights" or d.wsrc == WSrc.DDR), beat_bytes)
+            ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights"), beat_bytes)
+            if d.wsrc == WSrc.DDR and "weights" in parts:
+                # the engine fed at the weight path's rate (the parameter beats come first)
+                ddr += engine + weight_stream_extra(acc, m, k, n, tiles)
         elif op == Op.LAYERNORM:
             unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)
