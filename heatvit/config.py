@@ -254,7 +254,7 @@ class GemmConfig:
         words in the weight FIFO and first segment shifted, the array's drain, and the
         command/buffer-read/accumulate/requantize/output registers.  Measured in RTL simulation
         (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
-        return self.first_tile_lead_cycles + self.array_latency + 10
+        return self.first_tile_lead_cycles + self.array_latency + 12
 
     @property
     def first_tile_lead_cycles(self) -> int:

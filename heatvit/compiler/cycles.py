@@ -11,8 +11,8 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
-  ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
-  further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
+  ``B = ceil(n / row_lanes)`` beats, ``3B + 30`` for the first row and ``2B + 30`` for each
+  further one; LayerNorm ``2B + 21`` then ``B + 21`` per row; GELU ``ceil(m n / lanes) + 16``.
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
@@ -70,16 +70,16 @@ class Estimate:
 
 def softmax_cycles(nl, rows: int, n: int) -> int:
     b = ceil_div(n, nl.row_lanes)
-    return rows * (2 * b + 25) + b if rows else 0
+    return rows * (2 * b + 30) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
     b = ceil_div(n, nl.row_lanes)
-    return rows * (b + 18) + b if rows else 0
+    return rows * (b + 21) + b if rows else 0
 
 
 def gelu_cycles(nl, elements: int) -> int:
-    return ceil_div(elements, nl.lanes) + 12 if elements else 0
+    return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
 COMBINER_MIN_CYCLES = 7

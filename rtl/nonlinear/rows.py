@@ -20,8 +20,15 @@ from heatvit.golden.nonlinear.layernorm import moments_bits
 from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 
-from .pipe import Pipe, round_shift_var, saturate, table_rom
+from .pipe import Pipe, round_shift_pipe, table_rom
 from .units import SHIFT_BITS, pow2_core, recip_core, rsqrt_core
+
+
+OUT_ROUND_STAGES = 3
+"""Softmax output: registers after the product (rounding add, shift, clamp)."""
+LN_OUT_LATENCY = 1 + 1 + 1 + 2 + 1 + 3
+"""LayerNorm output: read, centre, times r, rounding add and shift of t, affine, rounding add,
+shift and saturation."""
 
 
 def row_beat(cfg: NonlinearConfig, shape) -> data.StructLayout:
@@ -102,10 +109,10 @@ class SoftmaxUnit(wiring.Component):
       elements ends there (the next beat starts a new row) and sets ``overflow`` (sticky until reset).
     * ``o``: :func:`row_beat` of uint8 probabilities in ``[0, out_max]``, same beat structure.
 
-    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 17), one
-    reciprocal (~12), normalise and stream out (B + 3, stalls on ``o.ready``).  The next row loads
+    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 20), one
+    reciprocal (~12), normalise and stream out (B + 5, stalls on ``o.ready``).  The next row loads
     while the current one streams out (into beats already read), so back-to-back rows take
-    2B + 25 cycles each (measured; docs/nonlinear.md).
+    2B + 30 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -165,11 +172,11 @@ class SoftmaxUnit(wiring.Component):
             x1 = rd.data[j][:ib].as_signed()
             d2 = pe.reg(mx - x1, signed(ib + 1), "d")
             p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
-            zr = round_shift_var(p3, p.shift)
-            z4 = pe.reg(Mux(zr > zmax, zmax, zr), unsigned(F.POW2_IN_BITS), "z")
-            e, lat = pow2_core(pe, z4, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
+            z, zlat = round_shift_pipe(pe, p3, p.shift, hi=zmax, shape=unsigned(F.POW2_IN_BITS), name="z")
+            e, lat = pow2_core(pe, z, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
             es.append(e)
-        v, a, full = ctl.delay(v, 3 + lat, "v"), ctl.delay(a, 3 + lat, "a"), ctl.delay(full, 3 + lat, "full")
+        lat += 2 + zlat
+        v, a, full = ctl.delay(v, lat, "v"), ctl.delay(a, lat, "a"), ctl.delay(full, lat, "full")
         # lanes past the row's end contribute 0 (and are written back as 0)
         es = [Mux(full | (j < tail), e, 0) for j, e in enumerate(es)]
         e_sum = _tree(lambda x, y: x + y, es)
@@ -181,13 +188,15 @@ class SoftmaxUnit(wiring.Component):
         wait = Signal(range(rlat + 3))
 
         # -- output pipeline (stalls on backpressure): read, multiply, round and clamp -------------
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=3)
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=2 + OUT_ROUND_STAGES)
         en_o, in_out, oidx = out.en, out.active, out.idx
         po = Pipe(m, en_o, "out")
         prods = [po.reg(rd.data[j][:ebits] * f, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
         for j in range(L):
-            y = round_shift_var(prods[j], big_e + F.RECIP_FRAC)
-            m.d.comb += self.o.payload.data[j].eq(po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), f"y{j}"))
+            # round by 16 + E (add, shift), clamp to out_max: OUT_ROUND_STAGES registers
+            y, _ = round_shift_pipe(po, prods[j], big_e, offset=F.RECIP_FRAC, hi=p.out_max,
+                                    shape=unsigned(8), name=f"y{j}")
+            m.d.comb += self.o.payload.data[j].eq(y)
 
         # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
         m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
@@ -270,8 +279,8 @@ class LayerNormUnit(wiring.Component):
       last beat are ignored); ``o``: :func:`row_beat` of int8 results.
 
     Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
-    affine and stream out (B + 6, stalls on ``o.ready``).  The next row loads while the current one
-    streams out, so back-to-back rows take B + 18 cycles each (measured; docs/nonlinear.md).
+    affine and stream out (B + 9, stalls on ``o.ready``).  The next row loads while the current one
+    streams out, so back-to-back rows take B + 21 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -334,7 +343,7 @@ class LayerNormUnit(wiring.Component):
         r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
         k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
 
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=6)
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=LN_OUT_LATENCY)
         en_o, in_out, oidx, olast = out.en, out.active, out.idx, out.last
         m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o)]
         m.d.comb += [ar.addr.eq(oidx) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
@@ -347,11 +356,11 @@ class LayerNormUnit(wiring.Component):
             g, b = po.reg(ars[j].data.gamma, name="g"), po.reg(ars[j].data.beta, name="b")
             cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
             g, b = po.reg(g, name="g"), po.reg(b, name="b")
-            t = po.reg(round_shift_var(cr, sh1), signed(tb), "t")
-            g, b = po.reg(g, name="g"), po.reg(b, name="b")
-            # stage 5: affine; 6: rounding shift and saturation (lanes past the row's end: 0)
+            t, tlat = round_shift_pipe(po, cr, sh1, shape=signed(tb), name="t")
+            g, b = po.delay(g, tlat, "g"), po.delay(b, tlat, "b")
+            # then: affine; rounding add, shift, saturation (lanes past the row's end: 0)
             acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
-            y = po.reg(saturate(round_shift_var(acc, p.out_shift), lo, hi), signed(self.out_bits), "y")
+            y, _ = round_shift_pipe(po, acc, p.out_shift, lo=lo, hi=hi, shape=signed(self.out_bits), name="y")
             m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
 
         # -- input beat: moments over the valid lanes ----------------------------------------------

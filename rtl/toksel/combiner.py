@@ -5,7 +5,7 @@ is the nonlinear path's reciprocal unit (:class:`heatvit.rtl.nonlinear.units.Rec
 the one implementation of ``golden.nonlinear.divide``) plus one multiply and a rounding shift.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -14,7 +14,6 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import TokSelConfig
 
-from ..nonlinear.pipe import round_shift_var
 from ..nonlinear.units import ReciprocalUnit
 from . import layouts
 
@@ -134,9 +133,15 @@ class ScoreCombiner(wiring.Component):
             recip.o.ready.eq(load),
             nums.r_en.eq(load),
         ]
+        # The rounding term 2**(s - 1) of q = round(prod / 2**s), s = e + off >= 1, is the
+        # product's initial value (a one-hot decode of e), so the adds of the multiply do the
+        # rounding add and the output stage only shifts and clamps.
+        off = F.RECIP_FRAC - b
+        e_in = recip.o.payload[0].e
+        half = Cat(*[(e_in == i + 1 - off) if i + 1 - off >= 0 else Const(0, 1) for i in range(len(prod))])
         with m.If(load):
-            m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(recip.o.payload[0].e), num2.eq(nums.r_data),
-                         prod.eq(0), dcount.eq(0), mul_busy.eq(1)]
+            m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(e_in), num2.eq(nums.r_data),
+                         prod.eq(half), dcount.eq(0), mul_busy.eq(1)]
         with m.If(mul_busy):
             m.d.sync += [prod.eq(prod + part), r.eq(r >> R_DIGIT_BITS), num2.eq(num2 << R_DIGIT_BITS),
                          dcount.eq(dcount + 1)]
@@ -144,7 +149,7 @@ class ScoreCombiner(wiring.Component):
                 m.d.sync += [mul_busy.eq(0), done.eq(1)]
         q = Signal(prod.shape())
         m.d.comb += [
-            q.eq(round_shift_var(prod, e + (F.RECIP_FRAC - b))),
+            q.eq((prod >> off) >> e),
             self.scores.valid.eq(done),
             self.scores.payload.score.eq(Mux(q > cfg.score_max, cfg.score_max, q)),
         ]
