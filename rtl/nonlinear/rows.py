@@ -48,6 +48,23 @@ def _tree(op, values):
     return values[0]
 
 
+def _max_flat(values):
+    """The largest of ``values`` (same signedness): every pair compared at once, then a one-hot
+    select (value ``i`` wins if it is above every earlier one and not below any later one), so
+    the depth is one comparator and an AND-OR, whatever the count."""
+    wins = []
+    for i, x in enumerate(values):
+        beats_all = Const(1, 1)
+        for j, y in enumerate(values):
+            if j != i:
+                beats_all = beats_all & ((x > y) if j < i else (x >= y))
+        wins.append(beats_all)
+    out = 0
+    for w, x in zip(wins, values):
+        out = out | Mux(w, x, 0).as_unsigned()
+    return out
+
+
 def _phase_flags(m, fsm, in_idle, in_out, in_exp=None):
     """State decodes as unconditional assignments.
 
@@ -207,7 +224,6 @@ class SoftmaxUnit(wiring.Component):
         nv = Signal(range(L + 1))
         m.d.comb += nv.eq(Mux(~self.i.payload.last | (cnt_in == 0) | (cnt_in > L), L, cnt_in))
         lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
-        beat_max = _tree(lambda x, y: Mux(x > y, x, y), lanes_in)
 
         # -- loader: may write a beat the output phase has already read, never one still needed --
         in_idle = Signal()
@@ -216,8 +232,8 @@ class SoftmaxUnit(wiring.Component):
         with m.If(self.i.valid & load_ok):
             m.d.comb += [wr.addr.eq(lcnt), wr.en.eq(1)]
             m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
-            with m.If((lcnt == 0) | (beat_max > lmx)):
-                m.d.sync += lmx.eq(beat_max)
+            # the row's running maximum: one compare deep (all pairs at once), not a tree
+            m.d.sync += lmx.eq(_max_flat(lanes_in + [Mux(lcnt == 0, lo, lmx)]))
             with m.If(self.i.payload.last | (lcnt == depth - 1)):
                 m.d.sync += [lbeats.eq(lcnt + 1), ltail.eq(nv), lcnt.eq(0), lfull.eq(1)]
                 with m.If(~self.i.payload.last):
@@ -270,7 +286,8 @@ def layernorm_affine_layout(cfg: NonlinearConfig):
 class LayerNormUnit(wiring.Component):
     """LayerNorm over rows of ``params.length`` (1 .. ``cfg.max_dim``) signed ``layernorm_in_bits`` inputs.
 
-    * ``params`` (hold stable): ``length`` = N, ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
+    * ``params`` (hold stable, from the cycle before a row's first beat on): ``length`` = N,
+      ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
       of :class:`heatvit.golden.nonlinear.LayerNormParams`; a length of 0 counts as 1, one above
       ``max_dim`` as ``max_dim``.
     * ``affine`` (always ready): ``(index, gamma G_i, beta B_i)`` writes channel ``index``'s affine
@@ -302,12 +319,16 @@ class LayerNormUnit(wiring.Component):
         mb = moments_bits(ib, db)
         depth = cfg.max_dim // L
         p = self.params
-        # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang)
-        n = Signal(range(cfg.max_dim + 1))
-        m.d.comb += n.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
-        beats = Signal(range(depth + 1))
-        tail = Signal(range(L + 1))
-        m.d.comb += [beats.eq((n + (L - 1)) >> log_l), tail.eq(n - ((beats - 1) << log_l))]
+        # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang); the
+        # row length, its beats and last-beat lanes are registered (params are held stable), so
+        # no datapath starts at the params port
+        n_in = Signal(range(cfg.max_dim + 1))
+        m.d.comb += n_in.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
+        n = Signal(range(cfg.max_dim + 1), init=1)
+        beats = Signal(range(depth + 1), init=1)
+        tail = Signal(range(L + 1), init=1)
+        beats_in = (n_in + (L - 1)) >> log_l
+        m.d.sync += [n.eq(n_in), beats.eq(beats_in), tail.eq(n_in - ((beats_in - 1) << log_l))]
 
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=depth, init=[])
         xw, xr = xbuf.write_port(), xbuf.read_port()
