@@ -31,11 +31,11 @@ resets every register (and the units) in the next cycle; memories keep their con
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured, ``testbench/test_accel_ln.py``
 checks it)::
 
-    P * max(1, 64 / data_width) + (M + 1) * B' + 18 M + 7,    B' = ceil(n / min(lanes, row_lanes))
+    P * max(1, 64 / data_width) + (M + 1) * B' + 21 M + 7,    B' = ceil(n / min(lanes, row_lanes))
 
 ``P = param_block_bytes / 8`` (64-bit chunks of the parameter block, one per cycle), ``B'`` the
 cycles a row takes to enter the LayerNorm unit (which overlaps a row's input with the previous
-row's output: ``B' + 18`` per row).  Default config, DeiT-T (n = 192, M = 197): 13,353 cycles.
+row's output: ``B' + 21`` per row).  Default config, DeiT-T (n = 192, M = 197): 13,944 cycles.
 """
 
 from __future__ import annotations
