@@ -10,7 +10,7 @@ docs/nonlinear.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -328,7 +328,11 @@ class LayerNormUnit(wiring.Component):
         beats = Signal(range(depth + 1), init=1)
         tail = Signal(range(L + 1), init=1)
         beats_in = (n_in + (L - 1)) >> log_l
-        m.d.sync += [n.eq(n_in), beats.eq(beats_in), tail.eq(n_in - ((beats_in - 1) << log_l))]
+        tail_in = n_in - ((beats_in - 1) << log_l)
+        beats_m1 = Signal(range(depth + 1))
+        tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
+        m.d.sync += [n.eq(n_in), beats.eq(beats_in), tail.eq(tail_in), beats_m1.eq(beats_in - 1),
+                     tail_mask.eq(Cat(*[tail_in > j for j in range(L)]))]
 
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=depth, init=[])
         xw, xr = xbuf.write_port(), xbuf.read_port()
@@ -385,8 +389,9 @@ class LayerNormUnit(wiring.Component):
             m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
 
         # -- input beat: moments over the valid lanes ----------------------------------------------
-        nv = Mux(cnt == beats - 1, tail, L)
-        xs = [Mux(j < nv, self.i.payload[j], 0) for j in range(L)]
+        # (the last beat's index and lane mask are registers: an equality and a mask before the sums)
+        last_beat = cnt == beats_m1
+        xs = [Mux(~last_beat | tail_mask[j], self.i.payload[j], 0) for j in range(L)]
         beat_s1 = _tree(lambda x, y: x + y, xs)
         beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
 
