@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatvit.golden import round_shift
-from heatvit.rtl.nonlinear.pipe import Pipe, round_shift_pipe, round_shift_var
+from heatvit.rtl.nonlinear.pipe import Pipe, round_shift_const, round_shift_pipe, round_shift_var
 
 
 GOLDEN_MAX_SHIFT = 62
@@ -149,3 +149,35 @@ def test_wide_random(values, seed):
     """Hypothesis-drawn 51-bit values at every shift 0..63, with the int8 clamp."""
     pairs = [(v, s) for v in values for s in range(64)]
     check(51, True, 6, pairs, lo=-128, hi=127, seed=seed)
+
+
+@pytest.mark.parametrize("width,is_signed", [(1, True), (1, False), (4, True), (7, False), (9, True)])
+def test_const_shift_exhaustive(width, is_signed):
+    """``round_shift_const`` (the Horner steps and the units' output stages): every value of the
+    width at every constant shift 0 .. width + 2."""
+    shape = signed(width) if is_signed else unsigned(width)
+    shifts = list(range(width + 3))
+    m = Module()
+    value = Signal(shape)
+    outs = []
+    for w in shifts:
+        q = round_shift_const(value, w)
+        o = Signal(signed(len(q) + 1), name=f"q{w}")
+        m.d.comb += o.eq(q)
+        outs.append(o)
+    lo, hi = (-(1 << (width - 1)), 1 << (width - 1)) if is_signed else (0, 1 << width)
+    got = {}
+
+    async def bench(ctx):
+        for v in range(lo, hi):
+            ctx.set(value, v)
+            got[v] = [ctx.get(o) for o in outs]
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for w_i, w in enumerate(shifts):
+        want = golden(list(range(lo, hi)), [w] * (hi - lo))
+        have = [got[v][w_i] for v in range(lo, hi)]
+        bad = [(v, h, x) for v, h, x in zip(range(lo, hi), have, want) if h != x]
+        assert not bad, f"round_shift_const W={width} signed={is_signed} w={w}: (value, got, want) {bad[:8]}"

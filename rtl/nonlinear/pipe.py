@@ -18,10 +18,14 @@ def round_shift_const(value, w: int):
     """``round_half_away(value / 2**w)`` for a constant ``w >= 0`` (value signed or unsigned)."""
     if w == 0:
         return value
-    half = Const(1 << (w - 1))
-    if value.shape().signed:
-        return (value + half - (value < 0)) >> w
-    return (value + half) >> w
+    # value + (2**(w-1) - 1) + [value >= 0]: the sign bit is the carry in of one carry chain
+    # (not a three-operand add), as in round_add
+    signed_in = value.shape().signed
+    a = Cat(~value[-1] if signed_in else Const(1, 1), value)
+    a = a.as_signed() if signed_in else a
+    total = a + Const((((1 << (w - 1)) - 1) << 1) | 1, w + 1)
+    total = total[1:]
+    return (total.as_signed() if signed_in else total) >> w
 
 
 def round_add(value, sh, offset: int = 0):
