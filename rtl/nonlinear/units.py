@@ -93,7 +93,12 @@ def normalize(pipe: Pipe, x, in_bits: int, odd_to_even: bool):
     top = Cat(Const(0, 1), e[1:]) if odd_to_even else e   # exponent of the kept leading bit
     left = (xs.as_unsigned() << mb)                        # x * 2**mb, then >> top
     mant = (left >> top)[:mb + 2]
-    u = pipe.reg(mant - (1 << mb), unsigned(mb + 2 if odd_to_even else mb), "u")
+    # u = mant - 2**mb without a carry chain: mant is in [2**mb, 2**(mb+1)) (reciprocal: drop the
+    # leading one) or [2**mb, 2**(mb+2)) (rsqrt: its top two bits are 1..3, minus one)
+    if odd_to_even:
+        u = pipe.reg(Cat(mant[:mb], (mant[mb:mb + 2] - 1)[:2]), unsigned(mb + 2), "u")
+    else:
+        u = pipe.reg(mant[:mb], unsigned(mb), "u")
     e = pipe.reg(e, name="e")
     return e, u, 2
 

@@ -81,27 +81,33 @@ class ScoreCombiner(wiring.Component):
         held = Signal(head_pairs(cfg))
         collecting = Signal()                  # held holds a token being summed
         pushing = Signal()                     # num and den are ready to go out
-        unit_a = Signal()
         hcount = Signal(range(H + 1))
         num = Signal(num_bits)
         den = Signal(DEN_BITS)
         den_a = Signal(DEN_BITS)
         n_h = self.n_heads if self.runtime_heads else H
         m.d.comb += den_a.eq(Mux(a_sum == 0, n_h, a_sum))
-        cur = held[0]
-        w = Signal(PROB_BITS)
-        m.d.comb += w.eq(Mux(unit_a, 1, cur.a))
-        terms = [Mux(w[i], cur.t << i, 0) for i in range(PROB_BITS)]
+        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a (3t
+        # computed when the token is taken, beside it), so the adder sees four terms, not eight.
+        # A token with all a = 0 is held with a = 1 (the plain mean).
+        t3_bits = PROB_BITS + 2
+        held3 = Signal(t3_bits * H)
+        cur, t3 = held[0], held3[:t3_bits]
+        terms = [Mux(cur.a[2 * k + 1], Mux(cur.a[2 * k], t3, cur.t << 1), Mux(cur.a[2 * k], cur.t, 0)) << (2 * k)
+                 for k in range(PROB_BITS // 2)]
         head_prod = Signal(2 * PROB_BITS)
         m.d.comb += head_prod.eq(sum(terms[1:], terms[0]))
 
         m.d.comb += self.heads.ready.eq(~collecting & ~pushing)
         with m.If(self.heads.valid & self.heads.ready):
-            m.d.sync += [held.eq(pairs), unit_a.eq(a_sum == 0), num.eq(0), hcount.eq(0),
+            for h, pr in enumerate(pairs):
+                m.d.sync += [held[h].a.eq(Mux(a_sum == 0, 1, pr.a)), held[h].t.eq(pr.t),
+                             held3[h * t3_bits:(h + 1) * t3_bits].eq((pr.t << 1) + pr.t)]
+            m.d.sync += [num.eq(0), hcount.eq(0),
                          den.eq((den_a << 8) - den_a), collecting.eq(1)]      # 255 * sum a
         with m.If(collecting):
             m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
-                         hcount.eq(hcount + 1)]
+                         held3.eq(held3 >> t3_bits), hcount.eq(hcount + 1)]
             with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
