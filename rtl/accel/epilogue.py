@@ -173,7 +173,7 @@ class EpilogueRouter(wiring.Component):
         m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=32)
         m.d.comb += [gelu.params.eq(self.gelu), tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
         if self.acc.selectors:     # REQ8_SIGMOID: only token selectors use it
-            m.submodules.sigmoid = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
+            m.submodules.sigmoid_unit = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
             m.d.comb += sig.params.eq(self.sigmoid)
             left2 = Signal(signed(g.n_bits + 2))
             m.d.comb += [left2.eq(self.n - t2.nt * C),
