@@ -374,6 +374,13 @@ class AcceleratorConfig:
     """Token buffers (:mod:`heatvit.accel_config`); default: derived from the other sections."""
     clock_mhz: float = 300.0
     shell: ShellConfig = field(default_factory=ShellConfig)
+    selectors: bool = True
+    """Build the token-pruning hardware: the SELECT executor (score combiner and token-selector
+    control unit, :mod:`heatvit.rtl.toksel`), the MEAN executor and the ``REQ8_SIGMOID``
+    epilogue (the sigmoid unit), which only selectors use.  ``False``: the dense-only
+    accelerator (the resources bench's "without selectors" build): a SELECT or MEAN descriptor
+    answers ``CTRL_UNSUPPORTED_OP``, as does a ``REQ8_SIGMOID`` GEMM, and the compiler refuses a
+    pruned program (``FitError``)."""
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
@@ -385,6 +392,8 @@ class AcceleratorConfig:
             if not isinstance(value, cls):
                 raise ValueError(f"AcceleratorConfig.{name} must be a {cls.__name__}, "
                                  f"got {type(value).__name__}")
+        if not isinstance(self.selectors, bool):
+            raise ValueError(f"AcceleratorConfig.selectors must be a bool, not {self.selectors!r}")
         if not (10.0 <= float(self.clock_mhz) <= 800.0):
             raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
         if self.toksel.lanes != self.gemm.rows:

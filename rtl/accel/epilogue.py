@@ -11,6 +11,7 @@ tile) go one of these ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epi
   :func:`heatvit.golden.nonlinear.gelu`) -> ``wr``;
 * ``REQ8_SIGMOID``: requantize to int8, then the sigmoid unit (``sigmoid`` parameters, [0, 255]
   out, :func:`heatvit.golden.nonlinear.sigmoid`) -> ``wr`` (the byte holds the uint8 pattern);
+  not built when ``acc.selectors`` is False (the descriptor check refuses the epilogue there);
 * ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw``;
   ``REQ8_SOFTMAX``: the int8 requantized values (sign-extended to ``acc_bits``) -> ``raw``.  The
   softmax needs whole rows: :class:`~heatvit.rtl.accel.softmax_rows.SoftmaxRows` takes ``raw``.
@@ -169,15 +170,16 @@ class EpilogueRouter(wiring.Component):
 
         # -- GELU and sigmoid paths (one tag FIFO: one mode per GEMM) -------------------------------
         m.submodules.gelu_unit = gelu = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
-        m.submodules.sigmoid = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
         m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=32)
-        m.d.comb += [gelu.params.eq(self.gelu), sig.params.eq(self.sigmoid), tags.w_data.eq(t2),
-                     gelu.i.payload.eq(y16)]
-        left2 = Signal(signed(g.n_bits + 2))
-        m.d.comb += [left2.eq(self.n - t2.nt * C),
-                     sig.i.payload.count.eq(Mux(left2 >= C, C, left2[:C.bit_length()]))]
-        for lane in range(C):
-            m.d.comb += sig.i.payload.data[lane].eq(y16[lane])
+        m.d.comb += [gelu.params.eq(self.gelu), tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
+        if self.acc.selectors:     # REQ8_SIGMOID: only token selectors use it
+            m.submodules.sigmoid_unit = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
+            m.d.comb += sig.params.eq(self.sigmoid)
+            left2 = Signal(signed(g.n_bits + 2))
+            m.d.comb += [left2.eq(self.n - t2.nt * C),
+                         sig.i.payload.count.eq(Mux(left2 >= C, C, left2[:C.bit_length()]))]
+            for lane in range(C):
+                m.d.comb += sig.i.payload.data[lane].eq(y16[lane])
         t_out = data.View(tag_l, tags.r_data)
 
         def via(unit, lanes_out):
@@ -193,8 +195,9 @@ class EpilogueRouter(wiring.Component):
                 drive_wr(t2, [y16[lane][:8] for lane in range(C)])
             with m.Case(Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
                 via(gelu, gelu.o.payload)
-            with m.Case(Epilogue.REQ8_SIGMOID):
-                via(sig, sig.o.payload)
+            if self.acc.selectors:
+                with m.Case(Epilogue.REQ8_SIGMOID):
+                    via(sig, sig.o.payload)
             with m.Default():
                 raw_mode = self.mode == Epilogue.RAW_SOFTMAX
                 m.d.comb += [self.raw.valid.eq(v2), out_ready.eq(self.raw.ready), self.raw.payload.tag.eq(t2)]
