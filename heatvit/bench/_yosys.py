@@ -230,7 +230,7 @@ def hier_cell_counts(verilog: str, top: str, *, cache: Path | None = None, jobs:
     cache.mkdir(parents=True, exist_ok=True)
     stamp = hashlib.sha256(f"{version()}\n{SYNTH}\nnoclkbuf below the top".encode()).hexdigest()[:8]
     designs = [_design(v, t) for v, t in ((verilog, top), *also)]
-    mods, keys, counts, todo = designs[0]
+    mods, keys, counts, todo, _ = designs[0]
     results: dict[str, dict] = {}
     missing: dict[str, tuple] = {}
     for d in designs:
