@@ -11,8 +11,9 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
-  ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
-  further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
+  ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
+  rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
@@ -36,7 +37,7 @@ controller's own decode are not counted.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .. import isa
 from ..isa import Epilogue, Op, WSrc
@@ -68,9 +69,10 @@ class Estimate:
         return {**asdict(self), "serial": self.serial, "overlapped": self.overlapped}
 
 
-def softmax_cycles(nl, rows: int, n: int) -> int:
+def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
+    """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
     b = ceil_div(n, nl.row_lanes)
-    return rows * (2 * b + 25) + b if rows else 0
+    return ceil_div(rows, units) * (2 * b + 25) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
@@ -177,6 +179,8 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
     of every SELECT in program order (default: each keeps every token); ``model``: the image's
     bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
     g, nl = acc.gemm, acc.nonlinear
+    # the accelerator's row units have lanes of their own, derived from the array
+    sm_nl, ln_nl = (replace(nl, row_lanes=lanes) for lanes in (acc.softmax_lanes, acc.layernorm_lanes))
     word = isa.column_align(acc)
     live = n_live
     selects = None if selects is None else list(selects)
@@ -200,11 +204,11 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
-                unit = softmax_cycles(nl, m, n)
+                unit = softmax_cycles(sm_nl, m, n, acc.softmax_units)
             parts = isa.param_block(acc, d)
             ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights" or d.wsrc == WSrc.DDR), beat_bytes)
         elif op == Op.LAYERNORM:
-            unit = layernorm_cycles(nl, m, n)
+            unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)
         elif op in (Op.ADD, Op.COPY):
             unit = m * ceil_div(n, word)
