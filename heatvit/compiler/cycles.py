@@ -12,9 +12,9 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU ``m ceil(n / C) + 12``
-  (the epilogue's unit has a lane per column), sigmoid ``m n + 12`` (one lane).
+  rows, each ``3B + 30`` for its first row and ``2B + 30`` for each further one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 21`` then ``B + 21`` per row; GELU ``m ceil(n / C) + 16``
+  (the epilogue's unit has a lane per column), sigmoid ``m n + 16`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
@@ -74,16 +74,16 @@ class Estimate:
 def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
     """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
     b = ceil_div(n, nl.row_lanes)
-    return ceil_div(rows, units) * (2 * b + 25) + b if rows else 0
+    return ceil_div(rows, units) * (2 * b + 30) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
     b = ceil_div(n, nl.row_lanes)
-    return rows * (b + 18) + b if rows else 0
+    return rows * (b + 21) + b if rows else 0
 
 
 def gelu_cycles(nl, elements: int) -> int:
-    return ceil_div(elements, nl.lanes) + 12 if elements else 0
+    return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
 COMBINER_MIN_CYCLES = 7
