@@ -126,7 +126,8 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     for p in parts.values():
         if not hasattr(est[0], "cycles"):
             p["records"] = None
-        for k in ("records", "compiler", "gemm_only", "perf"):
+        p["records_stream"] = None if p["records"] is None else p["records"] + p["weight_stream_extra"]
+        for k in ("records", "records_stream", "compiler", "gemm_only", "perf"):
             p[f"{k}_error"] = round(p["span"] / p[k] - 1, 4) if p[k] else None
     missing = sorted(set(recs) - {e.index for e in est})
     return {"parts": parts, "tokens_per_block": image_result["tokens_per_block"],
