@@ -27,6 +27,14 @@ Writes ``perf.json``:
   ``cycle_reduction`` and ``mac_reduction`` (pruned vs dense), ``ddr_gbytes_per_s`` (weight
   bytes / time, average and the busiest GEMM's), and the board's resources.
 * ``published``: the other ZCU102 ViT accelerators' reported figures, for comparison.
+* ``rtl_board`` (full mode only; quick mode says why not): the board-scale RTL run
+  (:mod:`._board_rtl`: a DeiT-S block at 197 tokens and one pruned to ~69 on the whole
+  accelerator at the preset, Verilator, bit-exact against golden), each part's measured cycles
+  beside the cycle models; the simulation is cached in the output directory by the Verilog's
+  sources and the case (a first run builds for ~15 CPU minutes).
+* ``weight_path_bytes_per_cycle``: the GEMM executor's weight unpacker's rate
+  (:func:`weight_path_bytes_per_cycle`), which caps the modelled weight stream with the DDR
+  model (``hp_ports_needed.pruned_ms_by_ports_weight_path_unbounded``: without that cap).
 
 What the cycles leave out: the nonlinear units (LayerNorm, Softmax, GELU) and the token selector's
 control, assumed to overlap the GEMM stream (issue 13 item 6 is not done), and the DMA of
