@@ -329,11 +329,13 @@ def target_bounds(models: dict, big_runs: dict, g: GemmConfig, big: GemmConfig, 
         {"target": "cycle_reduction >= 0.9 x mac_reduction (DeiT-S)",
          "value": round(s["pruned"]["cycle_reduction"] / s["pruned"]["mac_reduction"], 4),
          "met": s["pruned"]["cycle_reduction"] >= 0.9 * s["pruned"]["mac_reduction"],
-         "bound": "per-GEMM fill (pipeline_fill_cycles), partial tiles"},
+         "bound": "the GEMM executor's weight unpacker (weight_path_bytes_per_cycle): every pruned GEMM waits "
+                  "for its weight stream (hp_ports_needed.pruned_ms_by_ports_weight_path_unbounded: without it); "
+                  "then per-GEMM fill (pipeline_fill_cycles), partial tiles"},
         {"target": "DeiT-S pruned <= 2.7 ms", "value": s["pruned"]["ms"], "met": s["pruned"]["ms"] <= 2.7,
-         "bound": "DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
+         "bound": "the weight path (as above), then DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
         {"target": "DeiT-B pruned >= 100 FPS", "value": b["pruned"]["fps"], "met": b["pruned"]["fps"] >= 100,
-         "bound": "DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
+         "bound": "the weight path (as above), then DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
         {"target": "mac_utilization >= 0.9 dense",
          "value": {k: m["dense"]["mac_utilization"] for k, m in models.items()},
          "met": all(m["dense"]["mac_utilization"] >= 0.9 for m in models.values()), "bound": ""},
@@ -554,8 +556,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
-        d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr, weight_path_bytes_per_cycle(acc.with_gemm(rows=64, cols=64)))
-                for plan in (PruningPlan(), PLAN))
+        # (the weight path's limit left out: what the DSPs bound, once the unpacker keeps up)
+        d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
         over_budget[name] = {"dense_ms": d["ms"], "dense_fps": d["fps"], "pruned_ms": p["ms"],
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
                              "dense_mac_utilization": d["mac_utilization"],
