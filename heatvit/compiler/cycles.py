@@ -24,8 +24,8 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
   write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): parameter blocks, LOAD and STORE rows, SELECT
-  trace records; a GEMM whose weights stream from DDR: its parameter beats, then the engine fed
-  at the weight path's rate (``engine +`` :func:`weight_stream_extra`).
+  trace records, and streamed weights at the GEMM executor's weight path's rate
+  (:func:`weight_stream_cycles`; what the engine waits for them: :func:`weight_stream_extra`).
 
 Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
 stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
@@ -243,8 +243,8 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             parts = isa.param_block(acc, d)
             ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights"), beat_bytes)
             if d.wsrc == WSrc.DDR and "weights" in parts:
-                # the engine fed at the weight path's rate (the parameter beats come first)
-                ddr += engine + weight_stream_extra(acc, m, k, n, tiles)
+                # the weights at the executor's weight path's rate (a beat a cycle unless C > D)
+                ddr += weight_stream_cycles(acc, ceil_div(parts["weights"][1], beat_bytes))
         elif op == Op.LAYERNORM:
             unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)
