@@ -187,6 +187,9 @@ class BeatWeights(wiring.Component):
     * ``i``: the beats, exactly ``ceil(words * C / data_bytes)``; the bytes past the last word
       in the final beat are dropped.
     * ``o``: the weight words.
+
+    Without stalls it takes a beat a cycle when ``C > D`` (``C / D`` cycles a word, the next
+    word's first beat taken as the full word leaves) and emits a word a cycle when ``C <= D``.
     """
 
     def __init__(self, acc: AcceleratorConfig):
@@ -220,12 +223,16 @@ class BeatWeights(wiring.Component):
             acc = Signal(8 * C)
             got = Signal(range(per + 1))
             full = got == per
+            # A beat is taken in the cycle the full word leaves (it starts the next word: ``got``
+            # becomes 1), so a word costs C / D cycles; never past the last word, so the next
+            # GEMM's beats stay in the DMA until its ``start``.
             m.d.comb += [self.o.payload.eq(acc), self.o.valid.eq(full & (left != 0)),
-                         self.i.ready.eq(~full & (left != 0))]
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [acc.eq((acc >> (8 * D)) | (self.i.payload << (8 * (C - D)))), got.eq(got + 1)]
+                         self.i.ready.eq((left != 0) & (~full | (self.o.ready & (left != 1))))]
             with m.If(self.o.valid & self.o.ready):
                 m.d.sync += [left.eq(left - 1), got.eq(0)]
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [acc.eq((acc >> (8 * D)) | (self.i.payload << (8 * (C - D)))),
+                             got.eq(Mux(full, 1, got + 1))]
             with m.If(self.start):
                 m.d.sync += got.eq(0)
         return m
