@@ -144,32 +144,33 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
 
 def weight_stream_cycles(acc, beats: int) -> int:
     """Cycles the GEMM executor takes ``beats`` DMA beats of weights in (``BeatWeights``,
-    rtl/accel/weight_source.py): a weight word of ``C`` int8 from ``C / D`` beats of ``D`` bytes
-    when ``C > D``, and the cycle it leaves in takes no beat, so ``C / D + 1`` cycles a word
-    (64 x 32 with 16-byte beats: 3 cycles per 2 beats, measured on the board-scale RTL run's
-    DDR-bound GEMMs, heatvit.bench._board_rtl); a beat a cycle otherwise."""
-    per = ceil_div(acc.gemm.cols, acc.shell.data_bytes)
-    return ceil_div(beats * (per + 1), per) if acc.gemm.cols > acc.shell.data_bytes else beats
+    rtl/accel/weight_source.py): a beat a cycle.  When ``C > D`` a weight word of ``C`` int8
+    takes ``C / D`` beats of ``D`` bytes and the next word's first beat is taken in the cycle the
+    full word leaves, so a word costs ``C / D`` cycles, ``D`` bytes a cycle (64 x 32 with
+    16-byte beats: 2 cycles a word; ``testbench/test_accel_gemm.py::test_beat_weights_rate``)."""
+    return beats
 
 
 def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
     """Cycles a dense GEMM whose weights stream from DDR takes beyond ``estimate_cycles`` (which
-    has a weight word a cycle): a word takes :func:`weight_stream_cycles` of its beats, ``s``
-    cycles, so a tile's ``R`` words ``S = R s``: the first tile waits ``S - R`` more, and each
-    later one ``S - max(M, min_tile_cycles)`` when its words come slower than the array uses
-    them.  At 64 x 32 (``s = 3``): +128 on every DDR GEMM and, at 69 tokens, the stream sets the
-    pace; exact on the board-scale RTL run's GEMMs (heatvit.bench._board_rtl: e.g. qkv at 69
-    tokens 42,264 cycles measured = the record model with this term).  0 when a word is a beat
-    or less, and for a block-sparse GEMM (``tiles``; not measured)."""
+    has a weight word a cycle) when a word is more than a beat: word ``j`` leaves ``BeatWeights``
+    ``s j + 1`` cycles after its start (``s = C / D`` beats a word, :func:`weight_stream_cycles`)
+    where a one-beat word leaves at ``j``, so a tile's ``R`` words take ``S = R s``: the first
+    tile waits ``S - R + 1`` more, and each later one ``S - max(M, min_tile_cycles)`` when its
+    words come slower than the array uses them.  At 64 x 32 (``s = 2``): +65 on every DDR GEMM,
+    and at 69 tokens the stream sets the pace.  The old unpacker (a word in ``s + 1`` cycles) was
+    measured exact with this form (``S - R`` first) on the board-scale RTL run's GEMMs
+    (heatvit.bench._board_rtl).  0 when a word is a beat or less, and for a block-sparse GEMM
+    (``tiles``; not measured)."""
     g = acc.gemm
     if tiles is not None:
         return 0
-    s = weight_stream_cycles(acc, ceil_div(g.cols, acc.shell.data_bytes))
+    s = ceil_div(g.cols, acc.shell.data_bytes)
     if s <= 1:
         return 0
     stream = g.rows * s
     n_tiles = ceil_div(k, g.rows) * ceil_div(n, g.cols)
-    return stream - g.rows + (n_tiles - 1) * max(0, stream - max(m, g.min_tile_cycles))
+    return stream - g.rows + 1 + (n_tiles - 1) * max(0, stream - max(m, g.min_tile_cycles))
 
 
 def gemm_tiles(acc, d, model: bytes | None):
