@@ -55,6 +55,8 @@ class Estimate:
     act_load: int
     unit: int
     ddr: int
+    cycles: int = 0
+    """The modelled length of the descriptor's cycle record (:func:`descriptor_cycles`)."""
 
     @property
     def serial(self) -> int:
@@ -138,6 +140,162 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
             + heads + words + SELECT_FIXED_CYCLES)
 
 
+# -- the whole accelerator, descriptor by descriptor (measured against the RTL's cycle records) ----
+
+START_CYCLES = 9
+"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA)."""
+
+GAP_CYCLES = 11
+"""Between one descriptor's record end and the next one's start: the cycle record's hand-over,
+the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check; also from
+END's record to ``done`` (every write answered).  Skipped descriptors (live rows 0), BEGIN and END
+have records of length 0 and cost this gap too."""
+
+ROW_DMA_CYCLES = 7
+"""LOAD: the DMA's latency per row (one request per row, served in order)."""
+
+STORE_CYCLES = 3
+"""STORE: cycles after its beats (the write's hand-over to the DMA)."""
+
+ADD_CYCLES = 5
+"""ADD / COPY: cycles after one buffer word per cycle."""
+
+LN_CYCLES = 14
+"""LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
+DMA latency and dispatch (7)."""
+
+MEAN_CYCLES = 12
+"""MEAN: the executor's own ``10`` (rtl/accel/mean_exec.py) plus dispatch (2)."""
+
+GEMM_ACT_LEAD = 5
+"""GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
+
+GEMM_PARAM_LEAD = 9
+"""... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
+
+EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 12, Epilogue.REQ8_GELU: 12, Epilogue.REQ8_SIGMOID: 13}
+"""Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
+``GEMM_*_LEAD``)."""
+
+SOFTMAX_UNIT_CYCLES = 25
+"""A softmax unit spends ``2B + 25`` cycles per row of ``B`` beats, ``3B + 25`` on its last one
+(docs/nonlinear.md; rtl/nonlinear/rows.py ``SoftmaxUnit``)."""
+
+SOFTMAX_TAIL_CYCLES = 2
+"""A softmax GEMM of one N tile: cycles after its last row's unit (the last write, ``done``)."""
+
+SOFTMAX_TILED_CYCLES = 24
+"""A softmax GEMM of several N tiles: cycles more (the score memory's read-back), and
+``SOFTMAX_KT_CYCLES`` per K tile beyond the first (fitted: see :func:`softmax_gemm_tail`)."""
+
+SOFTMAX_KT_CYCLES = 16
+
+
+def param_beats(acc, d) -> int:
+    """Beats of a GEMM's parameter block before its ``bitmap`` / ``weights`` part (what
+    ``GemmOutput`` takes before the engine's first weight: ``rtl.accel.gemm_output.param_beats``)."""
+    parts = isa.param_block(acc, d)
+    ends = [parts[p][0] for p in ("bitmap", "weights") if p in parts]
+    end = ends[0] if ends else isa.param_block_bytes(acc, d)
+    return ceil_div(end, acc.shell.data_bytes)
+
+
+def softmax_lanes(acc) -> int:
+    """Scores per beat of the softmax GEMM's row units: ``acc.softmax_lanes`` where the config
+    derives it, else ``nonlinear.row_lanes`` reduced to a power of two dividing ``cols``
+    (``rtl.accel.softmax_rows.softmax_lanes``)."""
+    if hasattr(acc, "softmax_lanes"):
+        return acc.softmax_lanes
+    c = acc.gemm.cols
+    return min(acc.nonlinear.row_lanes, c & -c)
+
+
+def softmax_units(acc) -> int:
+    """Softmax row units of a softmax GEMM's output (rows taken in turn)."""
+    return getattr(acc, "softmax_units", 2)
+
+
+def layernorm_lanes(acc) -> int:
+    """Channels per beat of the LAYERNORM executor's unit (``acc.layernorm_lanes`` where derived,
+    else ``min(buffer word, nonlinear.row_lanes)``)."""
+    if hasattr(acc, "layernorm_lanes"):
+        return acc.layernorm_lanes
+    return min(isa.column_align(acc), acc.nonlinear.row_lanes)
+
+
+def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
+    """Cycles a softmax GEMM adds after its engine (``estimate_cycles``), with ``units`` row units
+    taking rows in turn from one score-memory reader: row ``j``'s beats start
+    ``floor(j / units) * (2B + 25) + (j % units) * B`` after the first row's (the reader gives
+    one beat per cycle, a unit takes its next row ``2B + 25`` after its last), the first row one
+    pass (``m`` rows) before the engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``;
+    :func:`descriptor_cycles`: the later of that and the parameter beats' lead),
+    the last row takes ``3B + 25``; plus ``SOFTMAX_TAIL_CYCLES`` (one N tile) or
+    ``SOFTMAX_TAIL_CYCLES + SOFTMAX_TILED_CYCLES + SOFTMAX_KT_CYCLES * (KT - 1)`` (several).
+    Exact on the digits model's softmax GEMMs of one N tile; within 8 cycles on those of several
+    (digits, M = 17 .. 65) and on DeiT-T's q k^T (M = N = 197, KT = 4)."""
+    b = ceil_div(n, softmax_lanes(acc))
+    u = softmax_units(acc)
+    last = m - 1
+    first_to_last = (last // u) * (2 * b + SOFTMAX_UNIT_CYCLES) + (last % u) * b
+    tail = SOFTMAX_TAIL_CYCLES
+    if n > acc.gemm.cols:
+        tail += SOFTMAX_TILED_CYCLES + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
+    lead = m + GEMM_ACT_LEAD if lead is None else lead
+    return lead - m + first_to_last + 3 * b + SOFTMAX_UNIT_CYCLES + tail
+
+
+def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
+    """The modelled length of descriptor ``d``'s cycle record in the whole accelerator
+    (``m, k, n`` live-clipped; ``engine``: the GEMM engine's cycles; ``select``: a SELECT's
+    executor cycles), from the executors' own cycle formulas plus the DMA and dispatch latency
+    measured on the whole accelerator in Verilator (``testbench/test_cycle_model.py`` compares
+    every descriptor of the digits model, dense and pruned):
+
+    * LOAD: ``m * (ceil(n / D) + ROW_DMA_CYCLES)`` (a DMA request per row, ``D`` bytes a beat);
+      STORE: ``m * ceil(n / D) + STORE_CYCLES``.
+    * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
+    * LAYERNORM: ``P + (m + 1) B' + 18 m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
+      block, ``B' = ceil(n / layernorm_lanes)``).
+    * MEAN: ``W (m + 2) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
+    * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
+      epilogue's latency; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+    * SELECT: ``select + SELECT_TOP_CYCLES``.
+    """
+    op = Op(d.opcode)
+    D = acc.shell.data_bytes
+    A = isa.column_align(acc)
+    if op == Op.LOAD:
+        return m * (ceil_div(n, D) + ROW_DMA_CYCLES)
+    if op == Op.STORE:
+        return m * ceil_div(n, D) + STORE_CYCLES
+    if op in (Op.ADD, Op.COPY):
+        return m * ceil_div(n, A) + ADD_CYCLES
+    if op == Op.LAYERNORM:
+        b = ceil_div(n, layernorm_lanes(acc))
+        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + 18 * m + LN_CYCLES
+    if op == Op.MEAN:
+        w = ceil_div(n, A)
+        w_mean = w - d.k // A
+        return w * (m + 2) + w_mean * (m + A + 1) + MEAN_CYCLES
+    if op == Op.GEMM:
+        lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+        if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
+            return engine + softmax_gemm_tail(acc, m, k, n, lead)
+        return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
+    if op == Op.SELECT:
+        return select + SELECT_TOP_CYCLES
+    raise ValueError(f"descriptor_cycles: {op.name} has no cycle record of its own")
+
+
+def total_cycles(program, estimates: list[Estimate]) -> int:
+    """The ``CYCLES`` register's count (start to done) of a run of ``program`` whose executed
+    descriptors are ``estimates`` (:func:`estimate`): their records, ``GAP_CYCLES`` per
+    descriptor up to END (skipped ones included) and ``START_CYCLES``."""
+    records = next((i + 1 for i, d in enumerate(program) if Op(d.opcode) == Op.END), len(program))
+    return START_CYCLES + sum(e.cycles for e in estimates) + GAP_CYCLES * records
+
+
 def gemm_tiles(acc, d, model: bytes | None):
     """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
     bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
@@ -197,6 +355,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             tiles = gemm_tiles(acc, d, model)
             engine = g.estimate_cycles(m, k, n, tiles)
             act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
+            cyc = descriptor_cycles(acc, d, m, k, n, engine=engine if tiles is None else max(engine, act))
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
@@ -218,14 +377,18 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             else:
                 raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
             n_select += 1
-            unit = select_cycles(acc, d.heads, m, n, pruned) + SELECT_TOP_CYCLES
+            sel = select_cycles(acc, d.heads, m, n, pruned)
+            unit = sel + SELECT_TOP_CYCLES
             ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
-            out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
+            out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr,
+                                descriptor_cycles(acc, d, m, k, n, select=sel)))
             live = n_out
             continue
         else:  # LOAD, STORE
             ddr = m * ceil_div(n, beat_bytes)
-        out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
+        if op != Op.GEMM:
+            cyc = descriptor_cycles(acc, d, m, k, n)
+        out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr, cyc))
     return out
 
 
