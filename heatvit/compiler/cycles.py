@@ -1,7 +1,22 @@
-"""Analytic per-descriptor cycle estimate of a program (no simulation), for the end-to-end bench
-to set beside the cycles the RTL measures.
+"""Analytic per-descriptor cycle model of a program on the whole accelerator (no simulation).
 
-Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
+**The model** (:func:`descriptor_cycles`, :func:`total_cycles`): each executed descriptor's
+``cycles`` is the length of its cycle record (dispatch to ``done``) in the whole accelerator: the
+executors' own cycle formulas (rtl/accel/*_exec.py, the GEMM engine's exact
+``GemmConfig.estimate_cycles``, the softmax row units' schedule) plus the DMA and dispatch
+latencies measured on the Verilator top; a run's ``CYCLES`` register adds ``START_CYCLES`` and
+``GAP_CYCLES`` per descriptor (the next descriptor's fetch through the DMA, the cycle record's
+hand-over).  Measured against the RTL's records descriptor by descriptor (docs/isa.md):
+the dense digits and DeiT-T programs exact, pruned runs within a few cycles per descriptor
+(``heatvit bench pruning``, ``testbench/test_accel_prune_digits.py``).
+
+Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
+stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
+and prices every later descriptor at the live count, :func:`image_cycles` does it from a trace,
+:func:`plan_cycles` from a pruning plan's target ratios (the training script's plan search).
+Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fraction`).
+
+**The phases** (older bounds, kept for comparison; ``m, k, n`` live-clipped):
 
 * ``engine``: GEMM engine cycles, ``GemmConfig.estimate_cycles(m, k, n)`` (exact for the engine
   with its operands on chip; docs/architecture.md); a block-sparse GEMM (``sparse = 1``) is
@@ -10,28 +25,18 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
   word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
-* ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
+* ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
-  further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
-  ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
-  model: their units are not built yet).
-  MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
-  per averaged column (an assumption: its unit is not built yet).  SELECT: the executor's
-  measured cycles (:func:`select_cycles`: the score combiner, one token per
-  :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
-  (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
-  write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
+  further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``);
+  ADD and COPY one buffer word per cycle; MEAN two passes plus a division per averaged column;
+  SELECT: the executor's measured cycles (:func:`select_cycles`: the score combiner, one token
+  per :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
+  (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace
+  record's write included) plus ``SELECT_TOP_CYCLES``.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
   STORE rows, SELECT trace records.
 
-Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
-stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
-and prices every later descriptor at the live count, :func:`image_cycles` does it from a trace.
-Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fraction`).
-
-``serial`` adds the phases (no overlap at all, an upper bound); ``overlapped`` is the longest
-phase (everything of one descriptor overlapped, a lower bound).  Descriptor fetch and the
-controller's own decode are not counted.
+``serial`` adds the phases, ``overlapped`` is the longest phase.
 """
 
 from __future__ import annotations
@@ -164,8 +169,10 @@ LN_CYCLES = 14
 """LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
 DMA latency and dispatch (7)."""
 
-MEAN_CYCLES = 12
-"""MEAN: the executor's own ``10`` (rtl/accel/mean_exec.py) plus dispatch (2)."""
+MEAN_CYCLES = 11
+"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``10``
+(rtl/accel/mean_exec.py) and ``W (M + 2)``: dispatch and the DMA-less hand-over (measured: W = 1
+digits, W = 4 DeiT-T)."""
 
 GEMM_ACT_LEAD = 5
 """GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
@@ -181,12 +188,13 @@ SOFTMAX_UNIT_CYCLES = 25
 """A softmax unit spends ``2B + 25`` cycles per row of ``B`` beats, ``3B + 25`` on its last one
 (docs/nonlinear.md; rtl/nonlinear/rows.py ``SoftmaxUnit``)."""
 
-SOFTMAX_TAIL_CYCLES = 2
-"""A softmax GEMM of one N tile: cycles after its last row's unit (the last write, ``done``)."""
+SOFTMAX_TAIL_CYCLES = {1: 2, 2: 33, 3: 26}
+"""A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
+memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
+a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
+Fitted on the RTL's records (:func:`softmax_gemm_tail`)."""
 
-SOFTMAX_TILED_CYCLES = 24
-"""A softmax GEMM of several N tiles: cycles more (the score memory's read-back), and
-``SOFTMAX_KT_CYCLES`` per K tile beyond the first (fitted: see :func:`softmax_gemm_tail`)."""
+SOFTMAX_BEAT_CYCLES = 6
 
 SOFTMAX_KT_CYCLES = 16
 
@@ -230,17 +238,20 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> i
     one beat per cycle, a unit takes its next row ``2B + 25`` after its last), the first row one
     pass (``m`` rows) before the engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``;
     :func:`descriptor_cycles`: the later of that and the parameter beats' lead),
-    the last row takes ``3B + 25``; plus ``SOFTMAX_TAIL_CYCLES`` (one N tile) or
-    ``SOFTMAX_TAIL_CYCLES + SOFTMAX_TILED_CYCLES + SOFTMAX_KT_CYCLES * (KT - 1)`` (several).
-    Exact on the digits model's softmax GEMMs of one N tile; within 8 cycles on those of several
-    (digits, M = 17 .. 65) and on DeiT-T's q k^T (M = N = 197, KT = 4)."""
+    the last row takes ``3B + 25``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
+    (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
+    The tail constants are fitted: on the RTL's records they are exact on every softmax GEMM of
+    the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
+    tokens, B = 4; two N tiles at 22 and 24 tokens, one cycle short at 17; three to five N tiles)
+    and of DeiT-T (q k^T at 197, 139, 99 and 71 tokens, K = 64; the selectors' 2-way softmax)."""
     b = ceil_div(n, softmax_lanes(acc))
     u = softmax_units(acc)
     last = m - 1
     first_to_last = (last // u) * (2 * b + SOFTMAX_UNIT_CYCLES) + (last % u) * b
-    tail = SOFTMAX_TAIL_CYCLES
-    if n > acc.gemm.cols:
-        tail += SOFTMAX_TILED_CYCLES + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
+    nt = ceil_div(n, acc.gemm.cols)
+    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
+    if nt == 1:
+        tail += SOFTMAX_BEAT_CYCLES * (b - 1)
     lead = m + GEMM_ACT_LEAD if lead is None else lead
     return lead - m + first_to_last + 3 * b + SOFTMAX_UNIT_CYCLES + tail
 
@@ -257,7 +268,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
     * LAYERNORM: ``P + (m + 1) B' + 18 m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / layernorm_lanes)``).
-    * MEAN: ``W (m + 2) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
+    * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
     * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
       epilogue's latency; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
@@ -277,7 +288,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     if op == Op.MEAN:
         w = ceil_div(n, A)
         w_mean = w - d.k // A
-        return w * (m + 2) + w_mean * (m + A + 1) + MEAN_CYCLES
+        return w * (m + 3) + w_mean * (m + A + 1) + MEAN_CYCLES
     if op == Op.GEMM:
         lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
@@ -406,30 +417,81 @@ def selector_fraction(estimates: list[Estimate], key: str = "overlapped") -> flo
     return sel / tot if tot else 0.0
 
 
-def summary(estimates: list[Estimate], acc) -> dict:
-    """Totals: GEMM-only (engine), serial and overlapped cycles, and MAC utilization of each."""
+def summary(estimates: list[Estimate], acc, program=None) -> dict:
+    """Totals: GEMM-only (engine), serial and overlapped cycles, the records' sum (``records``)
+    and, given the ``program``, the whole run (``cycles``: :func:`total_cycles`), and MAC
+    utilization of each."""
     g = acc.gemm
     macs = sum(e.m * e.k * e.n for e in estimates if e.op == "GEMM")
     tot = {"engine": sum(e.engine for e in estimates), "serial": sum(e.serial for e in estimates),
-           "overlapped": sum(e.overlapped for e in estimates), "macs": macs}
-    for key in ("engine", "serial", "overlapped"):
+           "overlapped": sum(e.overlapped for e in estimates), "records": sum(e.cycles for e in estimates),
+           "macs": macs}
+    keys = ["engine", "serial", "overlapped", "records"]
+    if program is not None:
+        tot["cycles"] = total_cycles(program, estimates)
+        keys.append("cycles")
+    for key in keys:
         tot[f"{key}_mac_utilization"] = macs / (tot[key] * g.rows * g.cols) if tot[key] else 0.0
-    tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in ("engine", "serial", "overlapped")}
-    tot["selector_fraction"] = {k: selector_fraction(estimates, k) for k in ("engine", "serial", "overlapped")}
+    tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in keys}
+    tot["selector_fraction"] = {k: selector_fraction(estimates, "cycles" if k == "records" else k)
+                                for k in ("engine", "serial", "overlapped", "records")}
     return tot
+
+
+PHASES = ("cycles", "engine", "act_load", "unit", "ddr", "serial", "overlapped")
 
 
 def by_layer(estimates: list[Estimate]) -> list[dict]:
     """Estimates summed over the descriptors of one layer (row chunks), in program order:
-    ``name, op, m`` (rows over all chunks), ``k, n, descriptors`` and every phase."""
+    ``name, op, m`` (rows over all chunks), ``k, n, descriptors``, ``cycles`` (the records) and
+    every phase."""
     out: dict[str, dict] = {}
     for e in estimates:
         r = out.get(e.name)
         if r is None:
             out[e.name] = r = {"name": e.name, "op": e.op, "m": 0, "k": e.k, "n": e.n, "descriptors": 0,
-                               **{p: 0 for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped")}}
+                               **{p: 0 for p in PHASES}}
         r["m"] += e.m
         r["descriptors"] += 1
-        for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped"):
+        for p in PHASES:
             r[p] += getattr(e, p)
     return list(out.values())
+
+
+# -- plans (the training script's latency-aware search) -----------------------------------------
+
+_PLAN_PROGRAMS: dict = {}
+
+
+def plan_program(acc, cfg, plan, *, seed: int = 0):
+    """The descriptors of a ViT of shape ``cfg`` with ``plan``'s token selectors (dense when the
+    plan is empty) compiled for ``acc``: a model of random weights (``models.random_model``,
+    calibrated on two images, every GEMM dense), since a program's shape does not depend on its
+    weights.  Cached per (config, shape, selector blocks): the keep ratios only change the live
+    token counts, not the program."""
+    from . import compile_program, models, quantize_for
+    key = (acc.digest(), cfg.to_json(), tuple(plan.blocks), seed)
+    if key not in _PLAN_PROGRAMS:
+        fm = models.random_model(cfg, seed, plan=plan if plan.blocks else None)
+        qm = quantize_for(fm, acc, calib_count=2, seed=seed)
+        _PLAN_PROGRAMS[key] = compile_program(qm, acc, prune=bool(plan.blocks), sparse=False).descs
+    return _PLAN_PROGRAMS[key]
+
+
+def plan_selects(cfg, plan) -> list[tuple[int, int]]:
+    """``(n_out, pruned)`` of every selector stage (the :func:`estimate` argument) when each keeps
+    exactly its target (``PruningPlan.planned_tokens``: class token, kept patches, package token)."""
+    tokens = plan.planned_tokens(cfg)
+    out = []
+    for b in plan.blocks:
+        n_in = tokens[b - 1] if b else cfg.num_tokens
+        out.append((tokens[b], n_in - (tokens[b] - 1)))
+    return out
+
+
+def plan_cycles(acc, cfg, plan, *, seed: int = 0) -> int:
+    """Whole-accelerator cycles (:func:`total_cycles`: every descriptor, the controller's fetch
+    gaps) of one forward pass of a ViT of shape ``cfg`` under ``plan`` (each selector keeping
+    exactly its target), on ``acc``: the cost ``train/``'s latency-aware plan search compares."""
+    prog = plan_program(acc, cfg, plan, seed=seed)
+    return total_cycles(prog, estimate(prog, acc, selects=plan_selects(cfg, plan) if plan.blocks else None))
