@@ -347,6 +347,9 @@ from .shell_config import ShellConfig  # noqa: E402
 from .toksel_config import TokSelConfig  # noqa: E402
 from .accel_config import BufferConfig, check_against as _check_buffers, derived as _derived_buffers  # noqa: E402
 
+MAX_ROW_LANES = 16
+"""The widest softmax / LayerNorm row unit (``NonlinearConfig.row_lanes``' limit)."""
+
 _SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
              "buffers": BufferConfig, "shell": ShellConfig}
 
@@ -371,6 +374,13 @@ class AcceleratorConfig:
     """Token buffers (:mod:`heatvit.accel_config`); default: derived from the other sections."""
     clock_mhz: float = 300.0
     shell: ShellConfig = field(default_factory=ShellConfig)
+    selectors: bool = True
+    """Build the token-pruning hardware: the SELECT executor (score combiner and token-selector
+    control unit, :mod:`heatvit.rtl.toksel`), the MEAN executor and the ``REQ8_SIGMOID``
+    epilogue (the sigmoid unit), which only selectors use.  ``False``: the dense-only
+    accelerator (the resources bench's "without selectors" build): a SELECT or MEAN descriptor
+    answers ``CTRL_UNSUPPORTED_OP``, as does a ``REQ8_SIGMOID`` GEMM, and the compiler refuses a
+    pruned program (``FitError``)."""
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
@@ -382,6 +392,8 @@ class AcceleratorConfig:
             if not isinstance(value, cls):
                 raise ValueError(f"AcceleratorConfig.{name} must be a {cls.__name__}, "
                                  f"got {type(value).__name__}")
+        if not isinstance(self.selectors, bool):
+            raise ValueError(f"AcceleratorConfig.selectors must be a bool, not {self.selectors!r}")
         if not (10.0 <= float(self.clock_mhz) <= 800.0):
             raise ValueError(f"AcceleratorConfig.clock_mhz = {self.clock_mhz} is out of range; allowed [10, 800]")
         if self.toksel.lanes != self.gemm.rows:
@@ -409,6 +421,40 @@ class AcceleratorConfig:
     def with_array(self, rows: int, cols: int) -> "AcceleratorConfig":
         """This config on a ``rows`` x ``cols`` PE array (see :meth:`with_gemm`)."""
         return self.with_gemm(rows=rows, cols=cols)
+
+    # -- the accelerator's row units, scaled with the array ---------------------------------------
+    # ``nonlinear.row_lanes`` sizes the stand-alone units (the nonlinear bank and its bench); inside
+    # the accelerator the softmax and LayerNorm units keep pace with the array instead.
+    def _row_lanes(self, want: int, length: int) -> int:
+        lanes = min(want, MAX_ROW_LANES)
+        while length % lanes:
+            lanes //= 2
+        return lanes
+
+    @property
+    def layernorm_lanes(self) -> int:
+        """Channels per cycle of the accelerator's LayerNorm unit: one token-buffer word
+        (``max(R, C)`` int8, the rate the LAYERNORM executor reads and writes its rows), at most
+        ``MAX_ROW_LANES``, halved until it divides ``nonlinear.max_dim``."""
+        return self._row_lanes(max(self.gemm.rows, self.gemm.cols), self.nonlinear.max_dim)
+
+    @property
+    def softmax_units(self) -> int:
+        """Softmax row units of a softmax GEMM's output: 2.  A unit makes two passes over a row (the
+        exponentials and sum, then the normalised output), each at one beat per cycle, while the
+        score memory feeds one beat per cycle: two units taking alternate rows keep the feed busy."""
+        return 2
+
+    @property
+    def softmax_lanes(self) -> int:
+        """Scores per beat of each softmax row unit: ``C / 2`` (the largest power of two dividing C,
+        halved; at least 1, at most ``MAX_ROW_LANES``), halved until it divides
+        ``nonlinear.max_tokens``.  A unit spends ``2B + 25`` cycles on a row of ``B = n / L``
+        beats, so the :attr:`softmax_units` units take about ``2n / C + 13`` cycles per row of
+        ``n`` scores, for the multipliers of ``C`` lanes in all (docs/accel.md measures ``C``
+        lanes per unit against this)."""
+        c = self.gemm.cols & -self.gemm.cols
+        return self._row_lanes(max(1, c // 2), self.nonlinear.max_tokens)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

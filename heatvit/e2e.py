@@ -177,19 +177,22 @@ def _watch(proc, log: Path, result: Path, total: int, desc: str) -> None:
             bar.close()
 
 
-def layer_table(case: Case, image_result: dict) -> list[dict]:
+def layer_table(case: Case, image_result: dict, estimates: list | None = None) -> list[dict]:
     """Per layer (program order): ``name, op, m, k, n, descriptors``, ``cycles_measured`` (the
     image's CYCLES records of the layer's descriptors, summed), ``cycles_estimated`` (the
     compiler's estimate with each descriptor's phases overlapped), ``cycles_gemm_only``
-    (``estimate_cycles``) and ``cycles_serial`` (phases added)."""
+    (``estimate_cycles``) and ``cycles_serial`` (phases added).  ``estimates``: the program's
+    :func:`heatvit.compiler.cycles.estimate` if the caller has it already."""
     from heatvit.compiler import cycles
+    if estimates is None:
+        estimates = cycles.estimate(case.image.program, case.acc, model=case.blob)
     measured: dict[str, int] = {}
     for _, name, _, start, end in image_result["layers"]:
         measured[name] = measured.get(name, 0) + end - start
     return [{"name": r["name"], "op": r["op"], "m": r["m"], "k": r["k"], "n": r["n"],
              "descriptors": r["descriptors"], "cycles_measured": measured.get(r["name"], 0),
              "cycles_estimated": r["overlapped"], "cycles_gemm_only": r["engine"], "cycles_serial": r["serial"]}
-            for r in cycles.by_layer(cycles.estimate(case.image.program, case.acc, model=case.blob))]
+            for r in cycles.by_layer(estimates)]
 
 
 def check_stages(case: Case, b: int, debug_hex: str) -> tuple[int, str | None]:

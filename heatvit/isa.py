@@ -105,6 +105,10 @@ UNSIGNED_EPILOGUES = (Epilogue.REQ8_SOFTMAX, Epilogue.REQ8_SIGMOID)
 REQUANT_EPILOGUES = (Epilogue.REQ8, Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SOFTMAX,
                      Epilogue.REQ8_SIGMOID)
 """Epilogues with per-channel requantization records."""
+SELECTOR_OPS = (Op.MEAN, Op.SELECT)
+SELECTOR_EPILOGUES = (Epilogue.REQ8_SIGMOID,)
+"""What only token selectors use: left out of a ``selectors = False`` build
+(:attr:`heatvit.config.AcceleratorConfig.selectors`), where they answer ``CTRL_UNSUPPORTED_OP``."""
 
 
 class WSrc(IntEnum):
@@ -613,6 +617,10 @@ def check(d: Descriptor, acc, n_live: int | None = None) -> None:
         return
     if op == Op.END:
         return
+    if not acc.selectors and (op in SELECTOR_OPS or (op == Op.GEMM and d.epilogue in SELECTOR_EPILOGUES)):
+        what = f"epilogue {Epilogue(d.epilogue).name}" if op == Op.GEMM else "this opcode"
+        bad(ErrorCode.CTRL_UNSUPPORTED_OP, f"{what} needs the token-selector hardware; this config has "
+            f"selectors = False")
     if op == Op.GEMM:
         for name, enum in (("epilogue", Epilogue), ("wsrc", WSrc)):
             if getattr(d, name) not in set(enum):

@@ -2,6 +2,7 @@
 the first failing check of heatvit.isa.decode + heatvit.isa.check (with the live token count),
 on valid descriptors, near-limit ones and random corruptions, every opcode.  Seeds: HEATVIT_SEED."""
 
+import dataclasses
 import random
 
 import pytest
@@ -19,6 +20,8 @@ ACC = {
     "4x4": AcceleratorConfig(gemm=GemmConfig(rows=4, cols=4, act_buffer_words=512, max_m=64, max_k=512,
                                              max_n=256, weight_fifo_depth=8, out_fifo_depth=4)),
 }
+ACC["4x4-noselect"] = dataclasses.replace(ACC["4x4"], selectors=False)
+"""No token-selector hardware: SELECT, MEAN and REQ8_SIGMOID answer CTRL_UNSUPPORTED_OP."""
 
 
 def golden_code(words, acc, n_live) -> int:
@@ -126,7 +129,11 @@ def test_descriptor_checker(name):
     codes = {c for c in want}
     assert len(codes) >= 8, f"seed {seed}: only codes {sorted(codes)} exercised"
     ops = {w[0] & 0xFF for (w, _), c in zip(cases, want) if c == 0}
-    assert ops >= {int(o) for o in isa.Op} - {int(isa.Op.SELECT)}, f"seed {seed}: runnable ops {sorted(ops)}"
+    absent = {int(isa.Op.SELECT)} | (set() if acc.selectors else {int(o) for o in isa.SELECTOR_OPS})
+    assert ops >= {int(o) for o in isa.Op} - absent, f"seed {seed}: runnable ops {sorted(ops)}"
+    if not acc.selectors:
+        assert not ops & {int(o) for o in isa.SELECTOR_OPS}, f"seed {seed}: runnable ops {sorted(ops)}"
+        assert isa.ErrorCode.CTRL_UNSUPPORTED_OP in codes, f"seed {seed}: codes {sorted(codes)}"
     for (words, nl), w, g in zip(cases, want, got):
         assert g == w, (f"seed {seed}: n_live {nl}, words {[hex(x) for x in words]}: code {g} != golden {w}"
                         f" ({isa.decode(words) if w not in (32, 33) else 'undecodable'})")

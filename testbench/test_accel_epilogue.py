@@ -13,7 +13,7 @@ from heatvit import golden, isa
 from heatvit.config import AcceleratorConfig
 from heatvit.golden.nonlinear import gelu, gelu_params, sigmoid, sigmoid_params
 from heatvit.isa import Epilogue
-from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter
+from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter, SerialAct
 from heatvit.sim.runner import pick_seed
 from heatvit.sim.streams import unpack_lanes
 
@@ -135,3 +135,51 @@ def test_epilogue(name, mode):
             got_lanes = [v & 0xFF for v in got_lanes]
         assert got_lanes == [int(x) for x in want[:k]], \
             f"seed {seed}: {mode.name} token {mm} tile {nt}: {got_lanes} != {list(want[:k])}"
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.3, 0.7])
+def test_serial_sigmoid(gap):
+    """The REQ8_SIGMOID path's one-lane unit (:class:`SerialAct`): rows of 1 .. C values (many
+    of one value, so more rows than its unit's latency are inside at once) with random gaps on
+    both sides (none at ``gap`` 0): every value bit-exact with golden, lanes past a row's count
+    0, and without gaps one value per cycle."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    acc = ACC["4x8"]
+    C = acc.gemm.cols
+    ap = act_record(Epilogue.REQ8_SIGMOID, rng)
+    counts = [1] * 40 + [rng.randint(1, C) for _ in range(40)] + [C] * 5
+    xs = np_rng.integers(-128, 128, (len(counts), C))
+    xs[0, 0], xs[1, 0] = -128, 127
+    dut = SerialAct(acc, "sigmoid", in_bits=8, out_bits=9)
+    got, span = [], {}
+
+    async def source(ctx):
+        for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
+            ctx.set(getattr(dut.params, f), getattr(ap, f))
+        await send(ctx, dut.i, [{"data": [int(x) for x in row], "count": c} for row, c in zip(xs, counts)], rng, gap)
+
+    async def sink(ctx):
+        got.extend(await recv(ctx, dut.o, len(counts), random.Random(seed + 1), gap))
+
+    async def clock(ctx):
+        n = 0
+        while len(got) < len(counts):
+            await ctx.tick()
+            n += 1
+        span["end"] = n
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.add_testbench(clock, background=True)
+    sim.run()
+    for r, (row, c, p) in enumerate(zip(xs, counts, got)):
+        want = sigmoid(row[:c], ap, acc.nonlinear)
+        assert [int(v) for v in p][:c] == [int(v) for v in want], f"seed {seed}: row {r} ({c} values)"
+        assert all(int(v) == 0 for v in list(p)[c:]), f"seed {seed}: row {r} lanes past {c}"
+    if gap == 0.0:
+        # one value per cycle, plus the unit's pipeline and the row registers (about 20 cycles)
+        assert span["end"] <= sum(counts) + 24, f"{span['end']} cycles for {sum(counts)} values"

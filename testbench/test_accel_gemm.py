@@ -1,24 +1,22 @@
 """Amaranth-simulator tests of rtl/accel/gemm_exec.py (GEMM executor) and rtl/accel/weight_source.py.
 
-The token buffers, the DMA and (until ``GemmOutput`` lands) the output stage are Python models
-with random valid/ready gaps on every stream.  The executor's raw accumulator rows (what it hands
-``GemmOutput.i``) are checked bit-exactly against ``golden.matmul_acc`` on the operands
-``heatvit.compiler.interpret`` takes (src window, DDR / BUF / BUF_T weights, live-clipped shape),
-and lanes past N must be 0; the parameter beats handed to ``GemmOutput.params`` against the
-parameter block's bytes.  Seeds: HEATVIT_SEED.
+The token buffers, the DMA and (``RawOutput``) the output stage are Python models (the harness
+:mod:`heatvit.sim.gemm_exec_bench`) with random valid/ready gaps on every stream.  The
+executor's raw accumulator rows (what it hands ``GemmOutput.i``) are checked bit-exactly against
+``golden.matmul_acc`` on the operands ``heatvit.compiler.interpret`` takes (src window, DDR /
+BUF / BUF_T weights, live-clipped shape), and lanes past N must be 0; the parameter beats handed
+to ``GemmOutput.params`` against the parameter block's bytes.  Seeds: HEATVIT_SEED.
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 
 import numpy as np
 import pytest
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.sim import Simulator
 
 from heatvit import golden, isa
 from heatvit.compiler import cycles as cycles_model
@@ -28,11 +26,11 @@ from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.errors import ErrorCode
 from heatvit.isa import Buf, Epilogue, Op, WSrc
 from heatvit.rtl.accel.descriptor import fields_layout
-from heatvit.rtl.accel.gemm_exec import GemmExecutor, param_bytes
-from heatvit.rtl.accel.ports import DmaRegion, buffer_write
+from heatvit.rtl.accel.gemm_exec import param_bytes
+from heatvit.rtl.accel.ports import buffer_write
 from heatvit.rtl.gemm import layouts
+from heatvit.sim.gemm_exec_bench import ExecutorBench
 from heatvit.sim.runner import pick_seed
-from heatvit.sim.streams import unpack_lanes
 
 from accel.streams import send
 
@@ -61,10 +59,6 @@ class RawOutput(wiring.Component):
 
     def elaborate(self, platform):
         return Module()
-
-
-def word_of(a: np.ndarray) -> int:
-    return int.from_bytes(np.asarray(a, dtype=np.int64).astype(np.int8).tobytes(), "little")
 
 
 # -- operands ------------------------------------------------------------------------------------
@@ -203,151 +197,6 @@ class Case:
         return out
 
 
-# -- bench ---------------------------------------------------------------------------------------
-
-class Bench:
-    """The executor with Python models of its buffers, its DMA and (``RawOutput``) its output."""
-
-    def __init__(self, acc, seed: int, gap: float = 0.3, real: bool = False):
-        self.acc, self.seed, self.gap, self.real = acc, seed, gap, real
-        self.rng = random.Random(seed)
-        self.dut = GemmExecutor(acc, output=None if real else RawOutput)
-        self.case = None
-        self.reads = {"src": 0, "aux": 0}
-        self.epoch = 0          # bumped when the top would flush the DMA and the read pipelines
-
-    def buffer_port(self, name):
-        dut, A = self.dut, isa.column_align(self.acc)
-        port = getattr(dut, name)
-        rng = random.Random(self.seed + hash(name) % 1000)
-
-        async def proc(ctx):
-            q, epoch = deque(), 0
-            while True:
-                if epoch != self.epoch:
-                    q.clear()
-                    epoch = self.epoch
-                ctx.set(port.cmd.ready, rng.random() >= self.gap)
-                have = bool(q) and rng.random() >= self.gap
-                ctx.set(port.data.valid, have)
-                if have:
-                    ctx.set(port.data.payload, q[0])
-                _, _, cv, cr, cp, dr = await ctx.tick().sample(port.cmd.valid, port.cmd.ready, port.cmd.payload,
-                                                               port.data.ready)
-                if have and dr:
-                    q.popleft()
-                if cv and cr:
-                    buf, rows, cols = self.case.windows()[name]
-                    row, word = int(cp.row), int(cp.word)
-                    assert row in rows and word * A < cols.stop and word * A + A > cols.start, \
-                        f"seed {self.seed}: {name} read (row {row}, word {word}) outside the window {rows}, {cols}"
-                    q.append(word_of(self.case.bufs[buf][row, word * A:word * A + A]))
-                    self.reads[name] += 1
-        return proc
-
-    def dma(self):
-        dut, D = self.dut, self.acc.shell.data_bytes
-        rng = random.Random(self.seed + 7)
-
-        async def proc(ctx):
-            q, epoch = deque(), 0
-            while True:
-                if epoch != self.epoch:
-                    q.clear()
-                    epoch = self.epoch
-                ctx.set(dut.dma_rd.req.ready, rng.random() >= self.gap)
-                have = bool(q) and rng.random() >= self.gap
-                ctx.set(dut.dma_rd.data.valid, have)
-                if have:
-                    ctx.set(dut.dma_rd.data.payload, q[0])
-                _, _, rv, rr, rp, dr = await ctx.tick().sample(dut.dma_rd.req.valid, dut.dma_rd.req.ready,
-                                                               dut.dma_rd.req.payload, dut.dma_rd.data.ready)
-                if have and dr:
-                    q.popleft()
-                if rv and rr:
-                    assert int(rp.region) == DmaRegion.MODEL
-                    off, beats = int(rp.offset), int(rp.beats)
-                    blob = self.case.blob
-                    for b in range(beats):
-                        q.append(int.from_bytes(blob[off + b * D:off + b * D + D].ljust(D, b"\0"), "little"))
-        return proc
-
-    def output(self, got: dict):
-        """The stand-in's side: cmd, the parameter beats, the raw rows, then ``done``."""
-        out = self.dut.output
-        rng = random.Random(self.seed + 11)
-
-        async def take(ctx, port):
-            while True:
-                ready = rng.random() >= self.gap
-                ctx.set(port.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
-                if ready and valid:
-                    ctx.set(port.ready, 0)
-                    return payload
-
-        async def proc(ctx):
-            while True:
-                got["cmd"] = await take(ctx, out.cmd)
-                c = self.case
-                D = self.acc.shell.data_bytes
-                got["params"] = [int(await take(ctx, out.params)) for _ in range(c.p_bytes // D)]
-                nt = -(-c.n // self.acc.gemm.cols)
-                got["rows"] = []
-                for _ in range(nt * c.m):
-                    p = await take(ctx, out.i)
-                    got["rows"].append(([int(x) for x in p.acc], int(p.tag.m), int(p.tag.nt), int(p.tag.last)))
-                ctx.set(out.done, 1)
-                await ctx.tick()
-                ctx.set(out.done, 0)
-        return proc
-
-    def dst_sink(self):
-        """The real GemmOutput's buffer writes, applied to ``self.dst_buf``."""
-        port, A = self.dut.dst, isa.column_align(self.acc)
-        rng = random.Random(self.seed + 13)
-
-        async def proc(ctx):
-            while True:
-                ready = rng.random() >= self.gap
-                ctx.set(port.ready, ready)
-                _, _, valid, p = await ctx.tick().sample(port.valid, port.payload)
-                if ready and valid:
-                    row, word, mask = int(p.row), int(p.word), int(p.mask)
-                    lanes = unpack_lanes(int(p.data), 8, A)
-                    for i in range(A):
-                        if mask >> i & 1:
-                            self.dst_buf[row, word * A + i] = lanes[i]
-        return proc
-
-    async def run_one(self, ctx, case: Case, limit: int = 20_000) -> tuple[int, int]:
-        """Send ``case``'s descriptor; (cycles from its acceptance to ``done``, error)."""
-        self.case = case
-        self.dst_buf = case.bufs[case.d.dst].copy()
-        dut = self.dut
-        await send(ctx, dut.cmd, [case.fields()], self.rng, self.gap)
-        cycles = 0
-        while True:
-            _, _, done, err = await ctx.tick().sample(dut.done, dut.error)
-            cycles += 1
-            if done:
-                return cycles, int(err)
-            assert cycles < limit, f"seed {self.seed}: no done after {limit} cycles"
-
-    def simulate(self, testbench, got):
-        sim = Simulator(self.dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(self.buffer_port("src"), background=True)
-        sim.add_testbench(self.buffer_port("aux"), background=True)
-        sim.add_testbench(self.dma(), background=True)
-        if self.real:
-            sim.add_testbench(self.dst_sink(), background=True)
-        else:
-            sim.add_testbench(self.output(got), background=True)
-        sim.add_testbench(testbench)
-        sim.run()
-
-
 def check_result(acc, case: Case, got: dict, seed: int):
     g, D = acc.gemm, acc.shell.data_bytes
     C = g.cols
@@ -379,7 +228,7 @@ def test_gemm_exec_raw(name, wsrc):
     print(f"HEATVIT_SEED={seed}")
     acc = ACC[name]
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed)
+    bench = ExecutorBench(acc, seed, output=RawOutput)
     got = {}
     eps = list(Epilogue)
 
@@ -400,7 +249,7 @@ def test_gemm_exec_cycles(name):
     acc = ACC[name]
     g = acc.gemm
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, gap=0.0)
+    bench = ExecutorBench(acc, seed, gap=0.0, output=RawOutput)
     got = {}
     shapes = [(16, 16, 16), (32, 32, 16), (8, 64, 8), (48, 24, 32)]
     rows = []
@@ -447,7 +296,7 @@ def test_gemm_exec(name, epilogue):
     print(f"HEATVIT_SEED={seed}")
     acc = ACC[name]
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, real=True)
+    bench = ExecutorBench(acc, seed)
 
     async def tb(ctx):
         for i in range(2):
@@ -474,7 +323,7 @@ def test_gemm_exec_faults(name, fault):
     acc = ACC[name]
     g = acc.gemm
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, real=True)
+    bench = ExecutorBench(acc, seed)
     dut = bench.dut
 
     async def tb(ctx):
@@ -539,7 +388,7 @@ def test_gemm_exec_default():
     print(f"HEATVIT_SEED={seed}")
     acc = AcceleratorConfig()
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, real=True)
+    bench = ExecutorBench(acc, seed)
 
     async def tb(ctx):
         for wsrc, live in ((WSrc.DDR, False), (WSrc.BUF_T, True), (WSrc.BUF, False)):
@@ -562,7 +411,7 @@ def test_gemm_exec_sparse_raw(name):
     print(f"HEATVIT_SEED={seed}")
     acc = ACC[name]
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed)
+    bench = ExecutorBench(acc, seed, output=RawOutput)
     got = {}
 
     async def tb(ctx):
@@ -583,7 +432,7 @@ def test_gemm_exec_sparse(name):
     print(f"HEATVIT_SEED={seed}")
     acc = ACC[name]
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, real=True)
+    bench = ExecutorBench(acc, seed)
 
     async def tb(ctx):
         for i, ep in enumerate(Epilogue):
@@ -604,7 +453,7 @@ def test_gemm_exec_sparse_cycles(name):
     acc = ACC[name]
     g = acc.gemm
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
-    bench = Bench(acc, seed, gap=0.0)
+    bench = ExecutorBench(acc, seed, gap=0.0, output=RawOutput)
     got = {}
     rows = []
 

@@ -8,7 +8,9 @@ valid/ready gaps on every stream; records out of range -> CTRL_BAD_PARAMS with n
 Seeds: HEATVIT_SEED."""
 
 import dataclasses
+import gc
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from heatvit.errors import ErrorCode
 from heatvit.golden import nonlinear as NL
 from heatvit.isa import Epilogue
 from heatvit.rtl.accel.gemm_output import GemmOutput, param_beats
-from heatvit.rtl.accel.softmax_rows import score_geometry
+from heatvit.rtl.accel.softmax_rows import SoftmaxRows, score_geometry
 from heatvit.sim.runner import pick_seed
 
 from accel.streams import send
@@ -113,13 +115,13 @@ def make_job(acc, mode, rng, np_rng, *, live_m=None, n=None, live_n=None, bad=No
     return Job(d, live_m, live_n, accs, bytes(blob), want, ErrorCode.CTRL_BAD_PARAMS if bad else 0)
 
 
-def run(acc, jobs, seed, gap=0.3, limit=20_000, units=2):
+def run(acc, jobs, seed, gap=0.3, limit=20_000, units=None, lanes=None):
     """Simulate ``jobs`` back to back; returns per job (writes, error code, cycles from the last
     accumulator row to ``done``)."""
     g = acc.gemm
     C = g.cols
     db = acc.shell.data_bytes
-    dut = GemmOutput(acc, softmax_units=units)
+    dut = GemmOutput(acc, softmax_units=units, softmax_lanes=lanes)
     rng = random.Random(seed)
     results = [{"writes": [], "code": None, "last_i": None, "done": None} for _ in jobs]
     state = {"job": 0, "cycle": 0}
@@ -267,19 +269,34 @@ def test_param_beats():
         param_beats(acc, isa.Descriptor(opcode=isa.Op.ADD))
 
 
-@pytest.mark.parametrize("units", [1, 3])
-def test_softmax_units(units):
-    """One softmax unit, and three (rows in turn, m not a multiple of the count)."""
+@pytest.mark.parametrize("units,lanes", [(1, None), (3, None), (2, 4), (2, 1)])
+def test_softmax_units(units, lanes):
+    """One softmax unit, and three (rows in turn, m not a multiple of the count); units of C
+    lanes (one score word a beat) and of 1 lane (C beats a word); the derived default (the other
+    tests): 2 units of C / 2 lanes."""
     seed = pick_seed()
     print(f"HEATVIT_SEED={seed}")
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
     acc = ACC["8x4"]
+    assert (acc.softmax_units, acc.softmax_lanes) == (2, 2)
     jobs = [make_job(acc, E.RAW_SOFTMAX, rng, np_rng, live_m=rng.choice([1, 4, 5]), n=rng.randint(5, 20)),
             make_job(acc, E.REQ8_SOFTMAX, rng, np_rng, live_m=7)]
-    check(acc, jobs, run(acc, jobs, seed, units=units), seed)
+    check(acc, jobs, run(acc, jobs, seed, units=units, lanes=lanes), seed)
 
 
-def measure_softmax(acc, m: int, n: int, seed: int = 1, units: int = 2) -> dict:
+def test_softmax_lanes_refused():
+    acc = ACC["8x4"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")              # the half-built component is never elaborated
+        for lanes in (3, 8, 0):
+            with pytest.raises(ValueError, match="lanes must be a power of two"):
+                SoftmaxRows(acc, 2, lanes)
+        with pytest.raises(ValueError, match="units must be 1 .. 4"):
+            SoftmaxRows(acc, 5)
+        gc.collect()
+
+
+def measure_softmax(acc, m: int, n: int, seed: int = 1, units: int | None = None, lanes: int | None = None) -> dict:
     """Cycles a softmax GEMM adds after its last accumulator row (no stalls: every stream
     always valid/ready): REQ8 and RAW_SOFTMAX of the same shape, from the last row's handshake
     to ``done``."""
@@ -287,21 +304,23 @@ def measure_softmax(acc, m: int, n: int, seed: int = 1, units: int = 2) -> dict:
     for mode in (E.REQ8, E.RAW_SOFTMAX):
         rng, np_rng = random.Random(seed), np.random.default_rng(seed)
         jobs = [make_job(acc, mode, rng, np_rng, live_m=m, n=n)]
-        r = run(acc, jobs, seed, gap=0.0, limit=400_000, units=units)
+        r = run(acc, jobs, seed, gap=0.0, limit=400_000, units=units, lanes=lanes)
         check(acc, jobs, r, seed)
         out[mode.name] = r[0]["done"] - r[0]["last_i"]
     out["added"] = out["RAW_SOFTMAX"] - out["REQ8"]
     return out
 
 
-if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG UNITS M N [M N ...]
+if __name__ == "__main__":    # python testbench/test_accel_gemm_output.py CONFIG UNITS[xLANES] M N [M N ...]
     import sys
 
     from heatvit.config import AcceleratorConfig
     cfg = ACC.get(sys.argv[1]) or AcceleratorConfig()
+    u, _, ln = sys.argv[2].partition("x")
     for i in range(3, len(sys.argv), 2):
-        print(sys.argv[1], "units", sys.argv[2],
-              measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1]), units=int(sys.argv[2])), flush=True)
+        print(sys.argv[1], "units x lanes", sys.argv[2],
+              measure_softmax(cfg, int(sys.argv[i]), int(sys.argv[i + 1]), units=int(u), lanes=int(ln) if ln else None),
+              flush=True)
 
 
 @pytest.mark.parametrize("width", [32, 64])

@@ -60,6 +60,13 @@ CONFIGS = {
 }
 
 
+def ln_executor(acc) -> LayerNormExecutor:
+    """The executor with the test config's ``nonlinear.row_lanes`` (equal to, wider or narrower
+    than a buffer word) instead of the derived ``acc.layernorm_lanes``, so Regroup's split and
+    gather both run."""
+    return LayerNormExecutor(acc, row_lanes=acc.nonlinear.row_lanes)
+
+
 def fields(d: isa.Descriptor, n_live: int) -> dict:
     m, k, n = isa.live_dims(d, n_live)
     return {**{f.name: int(getattr(d, f.name)) for f in isa.FIELDS}, "live_m": m, "live_k": k, "live_n": n}
@@ -476,7 +483,7 @@ def test_layernorm_executor(name):
     print(f"HEATVIT_SEED={seed}")
     rng, nrng = random.Random(seed), np.random.default_rng(seed + 1)
     jobs = ln_jobs(acc, rng, nrng, 16)
-    results = run_executor(acc, LayerNormExecutor(acc), jobs, seed, uses_dma=True)
+    results = run_executor(acc, ln_executor(acc), jobs, seed, uses_dma=True)
     check_results(acc, results, seed, uses_dma=True)
     assert any(r.get("err") == ErrorCode.CTRL_BAD_PARAMS for r in results)
     assert any(r.get("err") == 0 and r["writes"] for r in results)
@@ -505,19 +512,24 @@ def _fixed_ln_job(acc, m: int, n: int) -> dict:
                 special="random", abort=None)
 
 
+def ln_cycles(acc, m: int, n: int, row_lanes: int) -> int:
+    """The LAYERNORM cycle model of rtl/accel/layernorm_exec.py's docstring."""
+    p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
+    b = -(-n // min(isa.column_align(acc), row_lanes))
+    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 18 * m + 7
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_cycles_without_stalls(name):
     """The cycle models of the two executors' docstrings, exactly, with every stream at full rate."""
     acc = CONFIGS[name]
     L, RL, dw = isa.column_align(acc), acc.nonlinear.row_lanes, acc.shell.data_width
     shapes = [(1, 48), (12, 48), (5, 5), (3, L + 1)]
-    res = run_executor(acc, LayerNormExecutor(acc), [_fixed_ln_job(acc, m, n) for m, n in shapes], 1,
+    res = run_executor(acc, ln_executor(acc), [_fixed_ln_job(acc, m, n) for m, n in shapes], 1,
                        uses_dma=True, gap=0.0)
     check_results(acc, res, 1, uses_dma=True)
     for (m, n), r in zip(shapes, res):
-        p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
-        b = -(-n // min(L, RL))
-        assert r["cycles"] == p * max(1, 64 // dw) + (m + 1) * b + 18 * m + 7, f"LayerNorm {m} x {n}"
+        assert r["cycles"] == ln_cycles(acc, m, n, RL), f"LayerNorm {m} x {n}"
     shapes = [(12, 16, 8), (1, 16, 8), (7, 16, 0), (4, 13, 12), (3, 8, 4)]
     jobs = [dict(d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=m, n=n, k=k, name="mean"),
                  n_live=acc.buffers.max_tokens, blob=b"", brk=None, special="random", abort=None)
@@ -555,6 +567,21 @@ def test_default_config():
     check_results(acc, results, seed, uses_dma=False)
 
 
+def test_default_lanes_and_cycles():
+    """The shipped 16 x 16 config's derived LayerNorm unit (``acc.layernorm_lanes`` = one buffer
+    word, 16 channels) on a DeiT-T LayerNorm (197 x 192), full rate: bit-exact and the
+    docstring's 6,225 cycles; the lanes scale with the array."""
+    acc = DEFAULT
+    dut = LayerNormExecutor(acc)
+    assert acc.layernorm_lanes == dut.row_lanes == 16
+    assert CONFIGS["8x4-rl2-dw32"].layernorm_lanes == 8 and CONFIGS["4x4-rl4-dw128"].layernorm_lanes == 4
+    assert DEFAULT.with_array(64, 32).layernorm_lanes == 16 and DEFAULT.with_array(2, 2).layernorm_lanes == 2
+    m, n = 197, 192
+    res = run_executor(acc, dut, [_fixed_ln_job(acc, m, n)], 1, uses_dma=True, gap=0.0)
+    check_results(acc, res, 1, uses_dma=True)
+    assert res[0]["cycles"] == ln_cycles(acc, m, n, 16) == 6225
+
+
 def test_bad_shape_is_refused():
     """A descriptor the sequencer would have refused (n = 0, k >= n) still ends with
     CTRL_BAD_SHAPE and touches nothing, instead of hanging or writing outside its window."""
@@ -584,7 +611,9 @@ def test_constructor_rejects_wrong_config():
     bad = dataclasses.replace(acc, nonlinear=dataclasses.replace(acc.nonlinear, layernorm_in_bits=6))
     cases = [(LayerNormExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
              (MeanExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
-             (LayerNormExecutor, bad, ValueError, "layernorm_in_bits must be >= 8")]
+             (LayerNormExecutor, bad, ValueError, "layernorm_in_bits must be >= 8"),
+             (lambda a: LayerNormExecutor(a, row_lanes=3), acc, ValueError, "row_lanes must be a power of two"),
+             (lambda a: LayerNormExecutor(a, row_lanes=32), acc, ValueError, "row_lanes must be a power of two")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # the half-built component is never elaborated
         for cls, arg, exc, msg in cases:

@@ -129,6 +129,8 @@ def test_cycle_estimate(digits_qm):
     # LayerNorm 768 channels: 2B + 18 = 402, then 210 per row
     assert cycles.softmax_cycles(nl, 1, 197) == 175 and cycles.softmax_cycles(nl, 3, 197) == 175 + 2 * 125
     assert cycles.layernorm_cycles(nl, 1, 768) == 402 and cycles.layernorm_cycles(nl, 2, 768) == 402 + 210
+    # units taking alternate rows: 3 rows on 2 units cost the unit with 2 of them
+    assert cycles.softmax_cycles(nl, 3, 197, units=2) == 175 + 125
     for qm, acc in ((digits_qm, DEFAULT),
                     (compiler.quantize_for(models.load_model(), PRESETS["small"]), PRESETS["small"])):
         img = compiler.read_image(compiler.compile_model(qm, acc), acc)

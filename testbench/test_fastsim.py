@@ -78,6 +78,10 @@ def test_icarus_fixes():
            "  always @*\n    x[3:0] = 4'hf;\n")
     assert icarus_fixes(src) == ("  initial \\d$1 [128] = 1'h0;\n  always @*\n    beat[131] = beat_last;\n"
                                  "  initial x[3:0] = 4'hf;\n")
+    # yosys' time-0 trigger of every always @* block is toggled once (Icarus 11 gives its
+    # declaration no event)
+    trig = "  reg \\$auto$verilog_backend.cc:2355:dump_module$7  = 0;\n"
+    assert icarus_fixes(trig) == trig + "  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$7  = 1'h1;\n"
 
 
 def test_top_ports_and_public_config():

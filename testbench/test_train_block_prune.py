@@ -55,3 +55,50 @@ def test_block_pruned_model(smoke):
     for b in range(2):
         res = interpret.run(img, DEFAULT, interpret.pack_input(img, patches[b]))
         assert np.array_equal(interpret.unpack_output(img, res.output), logits[b])
+
+
+def _train_module():
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "train"))
+    try:
+        import train_digits
+    finally:
+        sys.path.pop(0)
+    return train_digits
+
+
+@pytest.mark.parametrize("density", [0.7, 0.5, 0.3])
+def test_latency_density_rule(density):
+    """The latency-aware per-layer rule on a random model: the kept tiles cost at most
+    ``density`` of the layers' dense cycles (the cycle model at the plan's token counts) and no
+    less than that minus one tile; every layer keeps its floor (half the target); with equal tile
+    norms in expectation, the blocks after the last selector (a third of the tokens) keep a larger
+    share than block 0 (all tokens)."""
+    import torch
+    t = _train_module()
+    from heatvit.golden.gemm import split_shape
+    from heatvit.golden.vit.config import ViTConfig
+    cfg = ViTConfig()
+    torch.manual_seed(0)
+    model = t.VisionTransformer(cfg)
+    plan = t.parse_plan("1,3:0.7,0.3")
+    g = DEFAULT.gemm
+    costs = t.tile_costs(DEFAULT, cfg, plan)
+    tokens = plan.planned_tokens(cfg)
+    assert costs["blocks.0.mlp.fc1"] == sum(g.estimate_cycles(*p) for p in split_shape(g, tokens[0], cfg.dim, cfg.hidden)) / (
+        -(-cfg.dim // g.rows) * -(-cfg.hidden // g.cols))
+    layers = t.block_layers(model)
+    masks = t.latency_masks(layers, g.rows, g.cols, density, costs)
+    kept = total = 0.0
+    share = {}
+    for name, lin in layers:
+        on = t.tile_norms(lin.weight * masks[name], g.rows, g.cols) > 0
+        assert torch.equal(masks[name], t.expand_tiles(on, lin.weight.shape, g.rows, g.cols).to(masks[name].dtype))
+        kept += int(on.sum()) * costs[name]
+        total += on.numel() * costs[name]
+        share[name] = float(on.float().mean())
+        assert int(on.sum()) >= max(1, round(density / 2 * on.numel())), name
+    assert density * total - max(costs.values()) <= kept <= density * total + 1e-6
+    late = np.mean([v for k, v in share.items() if int(k.split(".")[1]) >= plan.blocks[-1]])
+    assert late > np.mean([v for k, v in share.items() if k.startswith("blocks.0.")])

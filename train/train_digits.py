@@ -516,10 +516,15 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
 
 # -- optional: static block pruning of the weights (issue 14, Parikh et al. 2024) ---------------
 
-BLOCK_PRUNE = {"lr": 3e-4, "weight_decay": 0.05, "distill_weight": 1.0, "batch": 32, "final_epochs": 2,
+BLOCK_PRUNE = {"lr": 3e-4, "weight_decay": 0.05, "distill_weight": 1.0, "temperature": 1.0, "batch": 32,
+               "final_epochs": 2, "density_rule": "uniform",
                "layers": "blocks.*.attn.qkv, attn.proj, mlp.fc1, mlp.fc2 (patch embedding and head stay dense)",
                "criterion": "L2 norm of each R x C weight tile, per layer",
                "schedule": "cubic: density(e) = d + (1 - d) (1 - (e + 1) / ramp)^3, then d"}
+"""Block-pruning defaults (``--block-lr``, ``--block-distill``, ``--block-temp``,
+``--block-final-epochs``, ``--density-rule`` override them; the run's values are in the model's
+metadata, ``block_prune.recipe``)."""
+DENSITY_RULES = ("uniform", "latency")
 
 
 def block_layers(model: VisionTransformer) -> list[tuple[str, torch.nn.Linear]]:
@@ -531,19 +536,89 @@ def block_layers(model: VisionTransformer) -> list[tuple[str, torch.nn.Linear]]:
     return out
 
 
+def tile_norms(weight: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """Squared L2 norm of every ``R x C`` tile of ``W = weight.T`` (K x N), ``(NT * KT,)`` in
+    (nt, kt) order."""
+    n, k = weight.shape
+    kt, nt = -(-k // rows), -(-n // cols)
+    w = F.pad(weight.detach().abs(), (0, kt * rows - k, 0, nt * cols - n))
+    return w.pow(2).reshape(nt, cols, kt, rows).sum((1, 3)).flatten()
+
+
+def expand_tiles(keep: torch.Tensor, shape, rows: int, cols: int) -> torch.Tensor:
+    """A (NT * KT,) tile keep vector as the Linear weight's (N, K) mask."""
+    n, k = shape
+    kt, nt = -(-k // rows), -(-n // cols)
+    return keep.reshape(nt, kt).repeat_interleave(cols, 0).repeat_interleave(rows, 1)[:n, :k]
+
+
 def tile_mask(weight: torch.Tensor, rows: int, cols: int, density: float) -> torch.Tensor:
     """Keep mask of a Linear weight (N, K) (the GEMM's ``W = weight.T``, K x N) at the engine's
     tile granularity: the ``round(density * T)`` (at least 1) of its ``T = ceil(K/R) * ceil(N/C)``
     ``R x C`` tiles of largest L2 norm (ties: the lower tile index) stay."""
-    n, k = weight.shape
-    kt, nt = -(-k // rows), -(-n // cols)
-    w = F.pad(weight.detach().abs(), (0, kt * rows - k, 0, nt * cols - n))
-    norms = w.pow(2).reshape(nt, cols, kt, rows).sum((1, 3)).flatten()       # (nt, kt) order
+    norms = tile_norms(weight, rows, cols)
     keep = max(1, round(density * norms.numel()))
     idx = torch.argsort(-norms, stable=True)[:keep]
     m = torch.zeros(norms.numel(), dtype=torch.bool)
     m[idx] = True
-    return m.reshape(nt, kt).repeat_interleave(cols, 0).repeat_interleave(rows, 1)[:n, :k]
+    return expand_tiles(m, weight.shape, rows, cols)
+
+
+def tile_costs(acc, cfg: ViTConfig, plan: PruningPlan | None) -> dict[str, float]:
+    """Engine cycles per weight tile of every :func:`block_layers` GEMM (the cycle model,
+    ``GemmConfig.estimate_cycles`` of the dense GEMM over its ``split_shape`` pieces, divided by
+    its tile count) at the token counts ``plan`` leaves each block (None: every token)."""
+    from heatvit.golden.gemm import split_shape
+    from heatvit.golden.vit.latency import plan_tokens
+    g = acc.gemm
+    tokens = plan_tokens(cfg, plan)[0] if plan is not None and plan.blocks else [cfg.num_tokens] * cfg.depth
+    d, hd = cfg.dim, cfg.hidden
+    out = {}
+    for i, m in enumerate(tokens):
+        for lin, (k, n) in (("attn.qkv", (d, 3 * d)), ("attn.proj", (d, d)), ("mlp.fc1", (d, hd)), ("mlp.fc2", (hd, d))):
+            tiles = -(-k // g.rows) * -(-n // g.cols)
+            out[f"blocks.{i}.{lin}"] = sum(g.estimate_cycles(*p) for p in split_shape(g, m, k, n)) / tiles
+    return out
+
+
+def latency_masks(layers, rows: int, cols: int, density: float, costs: dict[str, float],
+                  floor: float | None = None) -> dict[str, torch.Tensor]:
+    """The latency-aware per-layer density rule: keep the tiles that buy the most weight per
+    engine cycle until the kept tiles cost ``density`` of the layers' dense cycles.  A tile's
+    value is its squared norm over its layer's mean (sum over all of the layer's tiles, pruned
+    ones count as 0, divided by their number: so a layer already cut deep has its survivors
+    valued higher), divided by its layer's cycles per tile (:func:`tile_costs`): a tile of a
+    block that sees fewer tokens saves fewer cycles when pruned.  Greedy on value (the knapsack
+    rule); every layer keeps at least its ``floor`` share of its tiles (default half the target,
+    at least one tile: without it the rule empties the first blocks, whose tiles cost ~3x those
+    after the last selector).  Returns the (N, K) masks by name."""
+    vals, owner, budget = [], [], 0.0
+    keep = {}
+    for li, (name, lin) in enumerate(layers):
+        nrm = tile_norms(lin.weight, rows, cols).double()
+        mean = nrm.mean().clamp_min(1e-30)
+        vals.append(nrm / mean / costs[name])
+        owner.append(torch.full((nrm.numel(),), li))
+        budget += density * nrm.numel() * costs[name]
+        keep[name] = torch.zeros(nrm.numel(), dtype=torch.bool)
+    v, o = torch.cat(vals), torch.cat(owner)
+    local = torch.cat([torch.arange(len(x)) for x in vals])
+    spent = 0.0
+    floor = density / 2 if floor is None else floor
+    for li, (name, _) in enumerate(layers):                # the floor: the strongest tiles
+        n_min = max(1, round(floor * len(vals[li])))
+        keep[name][torch.argsort(-vals[li], stable=True)[:n_min]] = True
+        spent += n_min * costs[name]
+    for idx in torch.argsort(-v, stable=True).tolist():
+        name = layers[int(o[idx])][0]
+        j = int(local[idx])
+        if keep[name][j] or v[idx] <= 0:
+            continue
+        if spent + costs[name] > budget + 1e-9:
+            continue                                       # a cheaper tile further down may still fit
+        keep[name][j] = True
+        spent += costs[name]
+    return {name: expand_tiles(keep[name], lin.weight.shape, rows, cols) for name, lin in layers}
 
 
 def mask_gradients(masks: dict, layers) -> list:
@@ -558,13 +633,23 @@ def apply_masks(masks: dict, layers) -> None:
             lin.weight.mul_(masks[name])
 
 
-def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int, work: Path):
+def distill_loss(logits, t_logits, temperature: float):
+    """KL(student || teacher) on temperature-softened logits, times T^2 (Hinton et al.)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(t_logits / t, -1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int, work: Path,
+                h: dict = BLOCK_PRUNE, plan: PruningPlan | None = None):
     """Gradual structured pruning of :func:`block_layers` to ``density`` of their ``R x C`` tiles
-    (``acc``'s array), fine-tuning the whole model with CE + KL distillation from the dense model;
-    the density falls on a cubic schedule over ``epochs - final_epochs`` epochs (tiles re-ranked by
-    norm each epoch; a pruned tile's norm is 0, so it stays pruned), then ``final_epochs`` at the
-    target.  Returns the masks (by layer name), their gradient hooks installed."""
-    h = BLOCK_PRUNE
+    (``acc``'s array), fine-tuning the whole model with CE + KL distillation from the dense model
+    (``h``: :data:`BLOCK_PRUNE` with overrides); the density falls on a cubic schedule over
+    ``epochs - final_epochs`` epochs (tiles re-ranked by norm each epoch; a pruned tile's norm is
+    0, so it stays pruned), then ``final_epochs`` at the target.  ``h["density_rule"]``:
+    ``uniform`` (every layer keeps the share) or ``latency`` (:func:`latency_masks` with
+    :func:`tile_costs` at ``plan``'s token counts: the share is of the layers' engine cycles).
+    Returns the masks (by layer name), their gradient hooks installed."""
     torch.manual_seed(seed + 3)
     gen = torch.Generator().manual_seed(seed + 3)
     teacher = VisionTransformer(cfg)
@@ -572,6 +657,7 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
     teacher.eval()
     layers = block_layers(model)
     R, C = acc.gemm.rows, acc.gemm.cols
+    costs = tile_costs(acc, cfg, plan) if h["density_rule"] == "latency" else None
     masks = {name: torch.ones_like(lin.weight) for name, lin in layers}
     mask_gradients(masks, layers)
     xtr, ytr = tensors(splits["train"], cfg.image_size)
@@ -583,8 +669,10 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
     t0 = time.time()
     for ep in range(epochs):
         dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
-        for name, lin in layers:
-            masks[name].copy_(tile_mask(lin.weight, R, C, dens).float())
+        new = (latency_masks(layers, R, C, dens, costs) if costs is not None
+               else {name: tile_mask(lin.weight, R, C, dens) for name, lin in layers})
+        for name, _ in layers:
+            masks[name].copy_(new[name].float())
         apply_masks(masks, layers)
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
@@ -596,20 +684,21 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
             with torch.no_grad():
                 t_logits = teacher(xb)
             logits = model(xb)
-            loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1) + h["distill_weight"] * F.kl_div(
-                F.log_softmax(logits, -1), F.log_softmax(t_logits, -1), log_target=True, reduction="batchmean"))
+            loss = (F.cross_entropy(logits, ytr[j], label_smoothing=0.1)
+                    + h["distill_weight"] * distill_loss(logits, t_logits, h["temperature"]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             apply_masks(masks, layers)            # the Adam moments of just-pruned weights
             step += 1
-        print(f"block-prune epoch {ep + 1}/{epochs}: density {dens:.3f}, loss {loss.item():.3f}, "
+        kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+        print(f"block-prune epoch {ep + 1}/{epochs}: density {dens:.3f} (weights kept {kept:.3f}), loss {loss.item():.3f}, "
               f"val {accuracy(model, xva, yva):.4f}, {time.time() - t0:.0f} s", flush=True)
     torch.save({"model": model.state_dict(), "masks": masks}, work / "blocked.pt")
     return masks
 
 
-def block_info(masks: dict, acc, density: float, epochs: int) -> dict:
+def block_info(masks: dict, acc, density: float, epochs: int, h: dict = BLOCK_PRUNE) -> dict:
     """The model metadata's ``block_prune`` entry: target, tile shape, kept / total tiles per layer."""
     R, C = acc.gemm.rows, acc.gemm.cols
     tiles = {}
@@ -618,7 +707,7 @@ def block_info(masks: dict, acc, density: float, epochs: int) -> dict:
         kt, nt = -(-k // R), -(-n // C)
         full = F.pad(m, (0, kt * R - k, 0, nt * C - n)).reshape(nt, C, kt, R).amax((1, 3))
         tiles[name] = [int(full.sum()), kt * nt]
-    return {"density": density, "epochs": epochs, "tile": [R, C], "recipe": BLOCK_PRUNE, "tiles": tiles}
+    return {"density": density, "epochs": epochs, "tile": [R, C], "recipe": h, "tiles": tiles}
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -731,6 +820,20 @@ def parse_args(argv):
                          "then train the selectors on the pruned backbone (pruned tiles stay 0)")
     ap.add_argument("--block-epochs", type=int, default=8,
                     help="block-pruning fine-tuning epochs (default 8; with --block-prune)")
+    ap.add_argument("--block-lr", type=float, default=BLOCK_PRUNE["lr"],
+                    help=f"block-pruning peak learning rate (AdamW, cosine; default {BLOCK_PRUNE['lr']})")
+    ap.add_argument("--block-distill", type=float, default=BLOCK_PRUNE["distill_weight"],
+                    help=f"weight of the distillation from the dense model while block pruning "
+                         f"(default {BLOCK_PRUNE['distill_weight']})")
+    ap.add_argument("--block-temp", type=float, default=BLOCK_PRUNE["temperature"],
+                    help=f"distillation temperature while block pruning (default {BLOCK_PRUNE['temperature']})")
+    ap.add_argument("--block-final-epochs", type=int, default=BLOCK_PRUNE["final_epochs"],
+                    help=f"block-pruning epochs at the target density after the schedule (default "
+                         f"{BLOCK_PRUNE['final_epochs']})")
+    ap.add_argument("--density-rule", choices=DENSITY_RULES, default=BLOCK_PRUNE["density_rule"],
+                    help="per-layer density: 'uniform' (every layer keeps DENSITY of its tiles) or 'latency' "
+                         "(tiles ranked by norm per engine cycle of the cycle model at the plan's token counts, kept "
+                         "until they cost DENSITY of the layers' dense cycles)")
     ap.add_argument("--limit", type=int, default=None,
                     help="use only the first N training and validation images (smoke runs)")
     ap.add_argument("--threads", type=int, default=1,
@@ -744,6 +847,14 @@ def parse_args(argv):
     args.fixed_plan = None if args.plan == "search" else parse_plan(args.plan)
     if args.block_prune is not None and not 0 < args.block_prune <= 1:
         ap.error(f"--block-prune must be a density in (0, 1], not {args.block_prune}")
+    if not (args.block_lr > 0 and args.block_distill >= 0 and args.block_temp > 0):
+        ap.error(f"--block-lr and --block-temp must be > 0 and --block-distill >= 0, not {args.block_lr}, "
+                 f"{args.block_temp}, {args.block_distill}")
+    if not 0 <= args.block_final_epochs < args.block_epochs:
+        ap.error(f"--block-final-epochs must be in [0, --block-epochs), not {args.block_final_epochs}")
+    args.block_recipe = {**BLOCK_PRUNE, "lr": args.block_lr, "distill_weight": args.block_distill,
+                         "temperature": args.block_temp, "final_epochs": args.block_final_epochs,
+                         "density_rule": args.density_rule}
     if args.limit is not None and args.limit < 16:
         ap.error(f"--limit must be >= 16, not {args.limit}")
     return args
@@ -781,14 +892,16 @@ def main(argv=None):
     if args.block_prune is not None:
         if start == 0:
             t0, c0 = time.time(), time.process_time()
-            masks = block_prune(cfg, model, splits, acc, args.block_prune, args.block_epochs, args.seed, args.work)
+            masks = block_prune(cfg, model, splits, acc, args.block_prune, args.block_epochs, args.seed, args.work,
+                                args.block_recipe, args.fixed_plan)
             times["block_prune"], cpu["block_prune"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
         else:
             saved = torch.load(args.work / "blocked.pt")
             model.load_state_dict(saved["model"])
             masks = saved["masks"]
             mask_gradients(masks, block_layers(model))
-        args.extra_meta = {"block_prune": block_info(masks, acc, args.block_prune, args.block_epochs)}
+        args.extra_meta = {"block_prune": block_info(masks, acc, args.block_prune, args.block_epochs,
+                                                         args.block_recipe)}
     t0, c0 = time.time(), time.process_time()
     if start <= 1:
         xs, _ = tensors(splits["val"], cfg.image_size)

@@ -50,7 +50,8 @@ def record(run: str, config: str, case: e2e.Case, res: dict) -> dict:
     acc = case.acc
     g = acc.gemm
     ims = res["images"]
-    summ = cyc_mod.summary(cyc_mod.estimate(case.image.program, acc, model=case.blob), acc)
+    est = cyc_mod.estimate(case.image.program, acc, model=case.blob)
+    summ = cyc_mod.summary(est, acc)
     cyc = [im["cycles"] for im in ims]
     rtl = [int(np.argmax(im["logits"])) for im in ims]
     gold = [int(x) for x in np.argmax(case.logits, 1)]
@@ -76,7 +77,7 @@ def record(run: str, config: str, case: e2e.Case, res: dict) -> dict:
         "sim_cycles_per_cpu_s": sum(cyc) / sum(im["cpu_s"] for im in ims),
         "sim_wall_s": float(np.mean(wall)),
         "build_and_run_wall_s": res["total_wall_s"],
-        "layers": e2e.layer_table(case, ims[0]),
+        "layers": e2e.layer_table(case, ims[0], est),
     }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from heatvit.presets import PRESETS
 from heatvit.shell_config import ShellConfig
 
 from . import _gemm_array as gemm_array
+from . import _yosys
 from ._yosys import LUTRAM_LUTS
 
 PART = "xczu9eg-ffvb1156-2-e"
@@ -132,14 +134,185 @@ def candidates(rows0: int, cols0: int):
     return [(r, c) for r, c in sizes if r * c > rows0 * cols0]
 
 
+# -- the whole accelerator (rtl/accel/top.py) ---------------------------------------------------------
+
+ACCEL_TOP = "heatvit_accel"
+SELECTOR_MODULES = ("exec_select", "exec_mean", "exec_gemm.output.router.sigmoid_unit")
+"""The selector hardware's own modules (instance paths under the top): the SELECT executor
+(score combiner + token-selector control unit), the MEAN executor, the epilogue's sigmoid
+unit.  ``AcceleratorConfig.selectors = False`` leaves exactly these out (and the muxing that
+selects them)."""
+
+
+def accelerator_verilog(acc: AcceleratorConfig) -> str:
+    """``rtl.accel.top.Accelerator(acc)`` as Verilog (top ``heatvit_accel``), DSP48E2 primitives
+    instantiated (as Vivado gets it), all-zero memory initialisers dropped
+    (:func:`._yosys.drop_zero_inits`)."""
+    from heatvit.rtl.accel.top import Accelerator
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
+    from heatvit.sim.runner import export_verilog
+    return _yosys.drop_zero_inits(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
+
+
+def _unit(path: str) -> str:
+    """A module's instance path -> the unit it is counted under in ``units``."""
+    parts = path.lstrip("\\").split(".")[1:]
+    if not parts:
+        return "top (registers, dispatch, job control)"
+    if parts[0] == "exec_gemm" and len(parts) > 1:
+        if parts[1] == "output" and len(parts) > 2:
+            return ".".join(parts[:4] if parts[2] == "router" and len(parts) > 3 else parts[:3])
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def synthesize_accelerator(acc: AcceleratorConfig, name: str, *, jobs: int = 1, log=print,
+                           verilog: str | None = None, also: tuple = ()) -> dict:
+    """Hierarchical yosys (:func:`._yosys.hier_cell_counts`) of the whole accelerator: the four
+    resources, the device share, resources per unit and of the selector modules
+    (:data:`SELECTOR_MODULES`), the Verilog's SHA-256 and yosys' time.  ``verilog``: its
+    :func:`accelerator_verilog` if already exported; ``also``: other designs synthesized in
+    the same pool (:func:`._yosys.hier_cell_counts`)."""
+    import hashlib
+
+    t0 = time.monotonic()
+    verilog = accelerator_verilog(acc) if verilog is None else verilog
+    export_s = time.monotonic() - t0
+    r = _yosys.hier_cell_counts(verilog, ACCEL_TOP, jobs=jobs, log=log, also=also)
+    units: dict[str, dict[str, int]] = {}
+    selector: dict[str, dict[str, int]] = {}
+    for path, mod in r["per_module"].items():
+        for bucket, key in ((units, _unit(path)),
+                            (selector, next((s for s in SELECTOR_MODULES
+                                             if (p := path.lstrip("\\")) == f"{ACCEL_TOP}.{s}"
+                                             or p.startswith(f"{ACCEL_TOP}.{s}.")), None))):
+            if key is None:
+                continue
+            cells = bucket.setdefault(key, {})
+            for t, v in mod["cells"].items():
+                cells[t] = cells.get(t, 0) + mod["instances"] * v
+    res = count(r["cells"])
+    return {"name": name, "selectors": acc.selectors, "config": acc.to_dict(),
+            "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(), "verilog_bytes": len(verilog),
+            "resources": res, "utilization": utilization(res), "cells": r["cells"],
+            "units": {k: count(v) for k, v in sorted(units.items())},
+            "selector_modules": {k: count(v) for k, v in selector.items()},
+            "modules": r["modules"], "instances": r["instances"], "synthesized_now": r["synthesized_now"],
+            "export_s": round(export_s, 1), "synth_wall_s_now": r["wall_s_now"],
+            "synth_cpu_s_now": r["cpu_s_now"], "synth_cpu_s": r["cpu_s_all"]}
+
+
+def selector_share(with_sel: dict, without: dict) -> dict:
+    """What the selector hardware costs: the two builds' difference, its share of the whole
+    accelerator, and the selector modules' own cells (``own``: DSPs of their own)."""
+    a, b = with_sel["resources"], without["resources"]
+    own = {k: sum(m[k] for m in with_sel["selector_modules"].values()) for k in TOTALS}
+    return {"difference": {k: a[k] - b[k] for k in TOTALS},
+            "share_of_accelerator": {k: (a[k] - b[k]) / a[k] if a[k] else 0.0 for k in TOTALS},
+            "own_modules": own, "own_modules_share": {k: own[k] / a[k] if a[k] else 0.0 for k in TOTALS},
+            "targets": {"own_dsp": 0, "lut_share_max": 0.05},
+            "meets": {"own_dsp": own["DSP48E2"] == 0, "lut_share": (a["LUT"] - b["LUT"]) / a["LUT"] <= 0.05}}
+
+
+def flat_cell_counts(verilog: str, top: str, work: Path) -> dict:
+    """One yosys run of the whole design (``synth_xilinx`` does not flatten: the reference that
+    :func:`._yosys.hier_cell_counts` must equal): the design's cells by type and the time."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / f"{top}.v").write_text(verilog)
+    script = f"read_verilog {top}.v; {_yosys.SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
+    t0 = time.monotonic()
+    res = subprocess.run(["nice", "-n", "5", "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
+    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", (work / "yosys.log").read_text())
+    return {"cells": _stat_cells(_load_stat(work / "stat.json")), "wall_s": round(time.monotonic() - t0, 1),
+            "cpu_s": round(sum(map(float, cpu[-1])), 1) if cpu else None}
+
+
+def check_config() -> AcceleratorConfig:
+    """The small accelerator the hierarchical count is checked on against one whole-design run:
+    a 4 x 4 array, 8 tokens of 16 channels, a 32-bit AXI master (testbench ``tiny_acc``)."""
+    from heatvit.accel_config import BufferConfig
+    acc = AcceleratorConfig().with_array(4, 4)
+    return dataclasses.replace(acc, buffers=BufferConfig(max_tokens=8, max_dim=16, max_hidden=16),
+                               shell=ShellConfig(data_width=32, burst_len=4))
+
+
+def hier_check(acc: AcceleratorConfig, work: Path) -> dict:
+    """:func:`._yosys.hier_cell_counts` vs :func:`flat_cell_counts` of the same Verilog: every
+    cell type's count (``equal``), and the four resources of each."""
+    verilog = accelerator_verilog(acc)
+    flat = flat_cell_counts(verilog, ACCEL_TOP, work)
+    hier = _yosys.hier_cell_counts(verilog, ACCEL_TOP, cache=work / "cache")
+    diff = {t: hier["cells"].get(t, 0) - flat["cells"].get(t, 0)
+            for t in sorted(set(hier["cells"]) | set(flat["cells"]))
+            if hier["cells"].get(t, 0) != flat["cells"].get(t, 0)}
+    return {"config": acc.to_dict(), "equal": not diff, "difference_hier_minus_flat": diff,
+            "flat": count(flat["cells"]), "hier": count(hier["cells"]),
+            "flat_cpu_s": flat["cpu_s"], "hier_cpu_s": hier["cpu_s_all"], "modules": hier["modules"],
+            "instances": hier["instances"]}
+
+
+def module_census(acc: AcceleratorConfig) -> dict:
+    """No yosys: the accelerator's Verilog with and without selectors split into modules, and how
+    many distinct ones a hierarchical run would synthesize (quick mode's check of the export,
+    the selector switch and the module keys)."""
+    out = {}
+    for name, a in (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False))):
+        _, _, counts, todo, _ = _yosys._design(accelerator_verilog(a), ACCEL_TOP)
+        sel = [p for p in counts if any(p.lstrip("\\").startswith(f"{ACCEL_TOP}.{s}") for s in SELECTOR_MODULES)]
+        out[name] = {"instances": sum(counts.values()), "distinct_modules": len(todo), "selector_instances": len(sel)}
+    if out["without selectors"]["selector_instances"] or not out["with selectors"]["selector_instances"]:
+        raise RuntimeError(f"selector switch: module census {out}")
+    return out
+
+
+def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
+    """Full mode: the hierarchical-vs-whole-design check on :func:`check_config`, then the whole
+    accelerator with and without the selector hardware at the default config (the per-module
+    cache makes a rerun of unchanged Verilog cheap).  Quick mode (CI): no yosys run, the
+    :func:`module_census` of :func:`check_config`."""
+    out = {"flow": "hierarchical synth_xilinx -family xcup -noiopad: each distinct module once, its "
+                   "children as blackboxes, counted per instance (heatvit.bench._yosys.hier_cell_counts)"}
+    if quick:
+        out["census"] = module_census(check_config())
+        out["skipped"] = ("quick mode: no yosys run of the accelerator (the 4x4 check and the default "
+                          "config run in full mode)")
+        print(f"  accelerator module census at 4x4: {out['census']}", flush=True)
+        return out
+    out["check"] = c = hier_check(check_config(), work / "check")
+    print(f"  hierarchical vs whole-design run at 4x4: {'equal' if c['equal'] else 'DIFFERENT ' + str(c['difference_hier_minus_flat'])}"
+          f" (whole {c['flat_cpu_s']} s CPU, hierarchical {c['hier_cpu_s']} s)", flush=True)
+    acc = AcceleratorConfig()
+    variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
+    verilogs = []
+    for name, a in variants:
+        t0 = time.monotonic()
+        verilogs.append(accelerator_verilog(a))
+        print(f"  exported the accelerator {name} (default config) in {time.monotonic() - t0:.0f} s", flush=True)
+    builds = []
+    for i, (name, a) in enumerate(variants):
+        print(f"  accelerator {name} (default config): yosys per module", flush=True)
+        b = synthesize_accelerator(a, name, jobs=jobs, verilog=verilogs[i],
+                                   also=tuple((v, ACCEL_TOP) for v in verilogs[i + 1:]))
+        print(f"  accelerator {name}: {b['resources']} ({b['synthesized_now']} of {b['modules']} modules "
+              f"synthesized now, {b['synth_cpu_s']} s CPU in all)", flush=True)
+        builds.append(b)
+    out["builds"] = builds
+    out["selector"] = selector_share(*builds)
+    return out
+
+
 def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
-          predicted_only: list[dict] | None = None) -> Path:
-    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
-    doc = {"tool": version, "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
+          predicted_only: list[dict] | None = None, accel: dict | None = None) -> Path:
+    doc = {"tool": _yosys.version(), "flow": "synth_xilinx -family xcup -noiopad", "part": PART,
            "device_totals": TOTALS, "max_utilization": MAX_UTILIZATION, "quick": quick,
            "configs": entries, "gemm_array": arrays or []}
     if predicted_only:
         doc["predicted_only"] = predicted_only
+    if accel is not None:
+        doc["accelerator"] = accel
     out = out_dir / "resources.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     return out
@@ -155,11 +328,23 @@ def quick_config() -> AcceleratorConfig:
 
 
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
-    """Full: the default config, then the largest array that fits.  Quick: :func:`quick_config`
-    synthesized, and every larger array derived from it and predicted, none synthesized."""
+    """Full: the default config's shell, then the largest array that fits, the systolic arrays,
+    and the whole accelerator (:func:`accelerator`).  Quick: :func:`quick_config` synthesized,
+    every larger array derived from it and predicted, none synthesized, and the accelerator's
+    hierarchical-count check only.  ``HEATVIT_RESOURCES=accelerator``: the accelerator part
+    alone, written into an existing ``resources.json`` (its other parts kept)."""
+    work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
+    if os.environ.get("HEATVIT_RESOURCES") == "accelerator":
+        accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
+        out = out_dir / "resources.json"
+        doc = json.loads(out.read_text()) if out.exists() else {"tool": _yosys.version(), "part": PART,
+                                                                 "device_totals": TOTALS, "quick": quick}
+        doc["accelerator"] = accel
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        shutil.rmtree(work_root, ignore_errors=True)
+        return [out]
     acc = quick_config() if quick else AcceleratorConfig()
     name = "quick" if quick else "default"
-    work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
     entries, predicted_only = [], []
     print(f"yosys synth_xilinx of the {name} config (this takes minutes) in {work_root}", flush=True)
     base = synthesize(acc, work_root / name)
@@ -186,20 +371,48 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
             entries.append({**entry, "name": f"{rows}x{cols} (does not fit)"})
     print("systolic array alone (interior PE, arrays; 1 or 2 MACs per DSP48E2), flattened:", flush=True)
     arrays = gemm_array.main(quick=quick, log=lambda line: print(line, flush=True))
-    out = write(out_dir, entries, arrays, quick=quick, predicted_only=predicted_only)
+    print("the whole accelerator (rtl/accel/top.py), with and without the selector hardware:", flush=True)
+    accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
+    out = write(out_dir, entries, arrays, quick=quick, predicted_only=predicted_only, accel=accel)
     shutil.rmtree(work_root, ignore_errors=True)
     return [out]
+
+
+def accelerator_table(accel: dict) -> str:
+    """Markdown: the whole accelerator with and without selectors (``doc["accelerator"]``), the
+    selector hardware's difference and own modules, and the resources per unit."""
+    fmt = lambda v: f"{v:,.1f}" if v % 1 else f"{v:,.0f}"   # noqa: E731
+    keys = ("LUT", "FF", "DSP48E2", "BRAM36")
+    lines = ["| build | LUT | FF | DSP48E2 | BRAM36 |", "|---|---|---|---|---|",
+             "| XCZU9EG | " + " | ".join(fmt(TOTALS[k]) for k in keys) + " |"]
+    for b in accel.get("builds", []):
+        r, u = b["resources"], b["utilization"]
+        lines.append(f"| accelerator {b['name']} | " + " | ".join(f"{fmt(r[k])} ({100 * u[k]:.1f} %)" for k in keys) + " |")
+    sel = accel.get("selector")
+    if sel:
+        d, sh, own = sel["difference"], sel["share_of_accelerator"], sel["own_modules"]
+        lines.append("| selector hardware (difference) | " + " | ".join(f"{fmt(d[k])} ({100 * sh[k]:.2f} %)" for k in keys) + " |")
+        lines.append("| selector modules' own cells | " + " | ".join(fmt(own[k]) for k in keys) + " |")
+    if accel.get("builds"):
+        units = accel["builds"][0]["units"]
+        lines += ["", "Per unit (accelerator with selectors):", "", "| unit | LUT | FF | DSP48E2 | BRAM36 |",
+                  "|---|---|---|---|---|"]
+        for name, r in sorted(units.items(), key=lambda kv: -kv[1]["LUT"]):
+            lines.append(f"| {name} | " + " | ".join(fmt(r[k]) for k in keys) + " |")
+    return "\n".join(lines)
 
 
 def table(doc: dict) -> str:
     """Markdown table of a resources.json document."""
     lines = ["| Config | Array | DSP48E2 | LUT | FF | BRAM36 | yosys wall / CPU |", "|---|---|---|---|---|---|---|"]
     lines.append(f"| XCZU9EG total | | {TOTALS['DSP48E2']} | {TOTALS['LUT']} | {TOTALS['FF']} | {TOTALS['BRAM36']} | |")
-    for e in doc["configs"]:
+    for e in doc.get("configs", []):
         r, u, g = e["resources"], e["utilization"], e["config"]["gemm"]
         cell = lambda k: f"{r[k]:g} ({100 * u[k]:.1f}%)"
         lines.append(f"| {e['name']} | {g['rows']}x{g['cols']} | {cell('DSP48E2')} | {cell('LUT')} | "
                      f"{cell('FF')} | {cell('BRAM36')} | {e['synth_seconds']:.0f} s / {e['synth_cpu_seconds']} s |")
     if doc.get("gemm_array"):
         lines += ["", "Systolic array alone:", "", gemm_array.table(doc["gemm_array"])]
+    if doc.get("accelerator", {}).get("builds"):
+        lines += ["", "The whole accelerator:", "", accelerator_table(doc["accelerator"])]
     return "\n".join(lines)

@@ -26,13 +26,14 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
-  ``B = ceil(n / row_lanes)`` beats, ``3B + 25`` for the first row and ``2B + 25`` for each
-  further one; LayerNorm ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``);
-  ADD and COPY one buffer word per cycle; MEAN two passes plus a division per averaged column;
-  SELECT: the executor's measured cycles (:func:`select_cycles`: the score combiner, one token
-  per :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
-  (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace
-  record's write included) plus ``SELECT_TOP_CYCLES``.
+  ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
+  rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU
+  ``ceil(m n / lanes) + 12``); ADD and COPY one buffer word per cycle; MEAN two passes plus a
+  division per averaged column; SELECT: the executor's measured cycles (:func:`select_cycles`:
+  the score combiner, one token per :func:`select_score_rate` cycles, feeding the
+  token-selector control unit, whose cycles (:func:`toksel_cycles`) are its measured RTL counts,
+  docs/token_selector.md; the trace record's write included) plus ``SELECT_TOP_CYCLES``.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
   STORE rows, SELECT trace records.
 
@@ -41,7 +42,7 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .. import isa
 from ..isa import Epilogue, Op, WSrc
@@ -75,9 +76,10 @@ class Estimate:
         return {**asdict(self), "serial": self.serial, "overlapped": self.overlapped}
 
 
-def softmax_cycles(nl, rows: int, n: int) -> int:
+def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
+    """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
     b = ceil_div(n, nl.row_lanes)
-    return rows * (2 * b + 25) + b if rows else 0
+    return ceil_div(rows, units) * (2 * b + 25) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
@@ -208,29 +210,6 @@ def param_beats(acc, d) -> int:
     return ceil_div(end, acc.shell.data_bytes)
 
 
-def softmax_lanes(acc) -> int:
-    """Scores per beat of the softmax GEMM's row units: ``acc.softmax_lanes`` where the config
-    derives it, else ``nonlinear.row_lanes`` reduced to a power of two dividing ``cols``
-    (``rtl.accel.softmax_rows.softmax_lanes``)."""
-    if hasattr(acc, "softmax_lanes"):
-        return acc.softmax_lanes
-    c = acc.gemm.cols
-    return min(acc.nonlinear.row_lanes, c & -c)
-
-
-def softmax_units(acc) -> int:
-    """Softmax row units of a softmax GEMM's output (rows taken in turn)."""
-    return getattr(acc, "softmax_units", 2)
-
-
-def layernorm_lanes(acc) -> int:
-    """Channels per beat of the LAYERNORM executor's unit (``acc.layernorm_lanes`` where derived,
-    else ``min(buffer word, nonlinear.row_lanes)``)."""
-    if hasattr(acc, "layernorm_lanes"):
-        return acc.layernorm_lanes
-    return min(isa.column_align(acc), acc.nonlinear.row_lanes)
-
-
 def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
     """Cycles a softmax GEMM adds after its engine (``estimate_cycles``), with ``units`` row units
     taking rows in turn from one score-memory reader: row ``j``'s beats start
@@ -244,8 +223,8 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> i
     the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
     tokens, B = 4; two N tiles at 22 and 24 tokens, one cycle short at 17; three to five N tiles)
     and of DeiT-T (q k^T at 197, 139, 99 and 71 tokens, K = 64; the selectors' 2-way softmax)."""
-    b = ceil_div(n, softmax_lanes(acc))
-    u = softmax_units(acc)
+    b = ceil_div(n, acc.softmax_lanes)
+    u = acc.softmax_units
     last = m - 1
     first_to_last = (last // u) * (2 * b + SOFTMAX_UNIT_CYCLES) + (last % u) * b
     nt = ceil_div(n, acc.gemm.cols)
@@ -267,7 +246,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       STORE: ``m * ceil(n / D) + STORE_CYCLES``.
     * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
     * LAYERNORM: ``P + (m + 1) B' + 18 m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
-      block, ``B' = ceil(n / layernorm_lanes)``).
+      block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
     * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
       epilogue's latency; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
@@ -283,7 +262,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     if op in (Op.ADD, Op.COPY):
         return m * ceil_div(n, A) + ADD_CYCLES
     if op == Op.LAYERNORM:
-        b = ceil_div(n, layernorm_lanes(acc))
+        b = ceil_div(n, acc.layernorm_lanes)
         return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + 18 * m + LN_CYCLES
     if op == Op.MEAN:
         w = ceil_div(n, A)
@@ -346,6 +325,8 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
     of every SELECT in program order (default: each keeps every token); ``model``: the image's
     bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
     g, nl = acc.gemm, acc.nonlinear
+    # the accelerator's row units have lanes of their own, derived from the array
+    sm_nl, ln_nl = (replace(nl, row_lanes=lanes) for lanes in (acc.softmax_lanes, acc.layernorm_lanes))
     word = isa.column_align(acc)
     live = n_live
     selects = None if selects is None else list(selects)
@@ -370,11 +351,11 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
                 unit = gelu_cycles(nl, m * n)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
-                unit = softmax_cycles(nl, m, n)
+                unit = softmax_cycles(sm_nl, m, n, acc.softmax_units)
             parts = isa.param_block(acc, d)
             ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights" or d.wsrc == WSrc.DDR), beat_bytes)
         elif op == Op.LAYERNORM:
-            unit = layernorm_cycles(nl, m, n)
+            unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)
         elif op in (Op.ADD, Op.COPY):
             unit = m * ceil_div(n, word)

@@ -208,6 +208,10 @@ class _Compiler:
 
     def check_fit_selectors(self) -> None:
         cfg, acc, ts = self.cfg, self.acc, self.qm.toksel
+        if self.qm.selectors and not acc.selectors:
+            raise FitError(f"selectors: the model has {len(self.qm.selectors)} token selector(s) but the "
+                           f"config has selectors = False (no SELECT / MEAN executors, no REQ8_SIGMOID "
+                           f"epilogue); compile it dense (prune = False) or for a config with selectors = True")
         al = isa.column_align(acc)
         if ts.score_bits != acc.toksel.score_bits:
             raise FitError(f"selectors: score_bits = {ts.score_bits} but toksel.score_bits = {acc.toksel.score_bits}")

@@ -114,15 +114,27 @@ def compact_zero_inits(verilog: str) -> str:
 _CONST_COMB = re.compile(r"^  always @\*\n    ([^\n;=]+) = (\d+'[bdh][0-9a-fA-F_]+);\n", re.M)
 
 
-def icarus_fixes(verilog: str) -> str:
-    """``verilog`` with each ``always @*`` block that only assigns a constant (Amaranth's Verilog
-    back end writes one for a constant field of a signal whose other fields a process drives,
-    e.g. the ``last`` bit of the accelerator DMA's write-data payload) written as ``initial``.
+_COMB_TRIGGER = re.compile(r"^  reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)  = 0;\n", re.M)
 
-    Such a block reads nothing, so by the standard its ``@*`` never fires and Icarus leaves those
-    bits X forever, where Verilator evaluates the block once.  Only the constant is set, so both
-    simulators see the same value.  (This does not cure the accelerator fast-sim top's Icarus
-    hang in its first GEMM: see docs/accel_top.md.)"""
+
+def icarus_fixes(verilog: str) -> str:
+    """``verilog`` with every ``always @*`` block evaluated once at time 0 on Icarus:
+
+    * yosys' Verilog writer (Amaranth's back end) puts a trigger register in each module
+      (``reg \\$auto$verilog_backend.cc:N:dump_module$K = 0;``) into the sensitivity of every
+      ``always @*`` block, expecting its initialisation to be an event at time 0.  Icarus 11
+      applies a declaration's initial value without an event, so a block whose real inputs
+      never change (e.g. ``cmd.ready = (state == IDLE)`` of an executor that stays idle, or a
+      sparse-tile flag of a dense GEMM) keeps its outputs X forever.  An X ``valid``/``ready``
+      or tile flag then stalls a stream: the accelerator top hung in its first GEMM until the
+      watchdog's TIMEOUT.  Here each trigger is toggled by ``initial #0`` (after every process
+      has reached its ``@*``), which runs every such block once, as Verilator does;
+    * each ``always @*`` block that only assigns a constant (Amaranth writes one for a constant
+      field of a signal whose other fields a process drives, e.g. the ``last`` bit of the
+      accelerator DMA's write-data payload) has no trigger; it is written as ``initial``.
+
+    Neither changes what the design computes, only that both simulators start from it."""
+    verilog = _COMB_TRIGGER.sub(lambda m: f"{m.group(0)}  initial #0 {m.group(1)}  = 1'h1;\n", verilog)
     return _CONST_COMB.sub(r"  initial \1 = \2;\n", verilog)
 
 

@@ -182,6 +182,11 @@ class DescriptorChecker(wiring.Component):
                 checks[o] = lst
             else:
                 checks[o] = [*[(c & (mm != 0), code) for c, code in zero(E.CTRL_BAD_SHAPE)], (mm == 0, 0), *lst]
+        if not acc.selectors:      # isa.check: no token-selector hardware in this build
+            checks[Op.GEMM].insert(1, (Cat(*(f.epilogue == e for e in isa.SELECTOR_EPILOGUES)).any(),
+                                       E.CTRL_UNSUPPORTED_OP))
+            for o in isa.SELECTOR_OPS:
+                checks[o].insert(0, (Const(1), E.CTRL_UNSUPPORTED_OP))
 
         code = Signal(8)
         with m.If(~known):

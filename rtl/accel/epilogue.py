@@ -11,6 +11,7 @@ tile) go one of these ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epi
   :func:`heatvit.golden.nonlinear.gelu`) -> ``wr``;
 * ``REQ8_SIGMOID``: requantize to int8, then the sigmoid unit (``sigmoid`` parameters, [0, 255]
   out, :func:`heatvit.golden.nonlinear.sigmoid`) -> ``wr`` (the byte holds the uint8 pattern);
+  not built when ``acc.selectors`` is False (the descriptor check refuses the epilogue there);
 * ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw``;
   ``REQ8_SOFTMAX``: the int8 requantized values (sign-extended to ``acc_bits``) -> ``raw``.  The
   softmax needs whole rows: :class:`~heatvit.rtl.accel.softmax_rows.SoftmaxRows` takes ``raw``.
@@ -45,6 +46,9 @@ FC1_BITS = 16
 SIGMOID_OUT_BITS = 9
 """The sigmoid unit's signed output width: [0, 255] results (``record_limits`` ``sigmoid``)."""
 MODE_BITS = 3
+ROWS_IN_FLIGHT = 32
+"""Rows a :class:`SerialAct` holds at once (input, inside its unit, output): more than its unit's
+latency, so rows of one value each still enter at one per cycle."""
 
 
 def row_tag(acc: AcceleratorConfig) -> data.StructLayout:
@@ -166,33 +170,101 @@ class EpilogueRouter(wiring.Component):
 
         # -- GELU and sigmoid paths (one tag FIFO: one mode per GEMM) -------------------------------
         m.submodules.gelu_unit = gelu = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
-        m.submodules.sigmoid_unit = sig = ActUnit(self.lanes_nl, "sigmoid", in_bits=8,
-                                                  out_bits=SIGMOID_OUT_BITS)
         m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=32)
-        m.d.comb += [gelu.params.eq(self.gelu), sig.params.eq(self.sigmoid), tags.w_data.eq(t2),
-                     gelu.i.payload.eq(y16)]
-        for lane in range(C):
-            m.d.comb += sig.i.payload[lane].eq(y16[lane])
+        m.d.comb += [gelu.params.eq(self.gelu), tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
+        if self.acc.selectors:     # REQ8_SIGMOID: only token selectors use it
+            m.submodules.sigmoid_unit = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
+            m.d.comb += sig.params.eq(self.sigmoid)
+            left2 = Signal(signed(g.n_bits + 2))
+            m.d.comb += [left2.eq(self.n - t2.nt * C),
+                         sig.i.payload.count.eq(Mux(left2 >= C, C, left2[:C.bit_length()]))]
+            for lane in range(C):
+                m.d.comb += sig.i.payload.data[lane].eq(y16[lane])
         t_out = data.View(tag_l, tags.r_data)
 
-        def via(unit):
+        def via(unit, lanes_out):
             m.d.comb += [unit.i.valid.eq(v2 & tags.w_rdy), out_ready.eq(unit.i.ready & tags.w_rdy),
                          tags.w_en.eq(v2 & unit.i.ready)]
             m.d.comb += [self.wr.valid.eq(unit.o.valid), unit.o.ready.eq(self.wr.ready),
                          tags.r_en.eq(unit.o.valid & self.wr.ready)]
-            drive_wr(t_out, [unit.o.payload[lane][:8] for lane in range(C)])
+            drive_wr(t_out, [lanes_out[lane][:8] for lane in range(C)])
 
         with m.Switch(self.mode):
             with m.Case(Epilogue.REQ8):
                 m.d.comb += [self.wr.valid.eq(v2), out_ready.eq(self.wr.ready)]
                 drive_wr(t2, [y16[lane][:8] for lane in range(C)])
             with m.Case(Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
-                via(gelu)
-            with m.Case(Epilogue.REQ8_SIGMOID):
-                via(sig)
+                via(gelu, gelu.o.payload)
+            if self.acc.selectors:
+                with m.Case(Epilogue.REQ8_SIGMOID):
+                    via(sig, sig.o.payload)
             with m.Default():
                 raw_mode = self.mode == Epilogue.RAW_SOFTMAX
                 m.d.comb += [self.raw.valid.eq(v2), out_ready.eq(self.raw.ready), self.raw.payload.tag.eq(t2)]
                 for lane in range(C):
                     m.d.comb += self.raw.payload.acc[lane].eq(Mux(raw_mode, raw2[lane], y16[lane]))
+        return m
+
+
+class SerialAct(wiring.Component):
+    """An :class:`~heatvit.rtl.nonlinear.units.ActUnit` of one lane behind rows of ``C = gemm.cols``
+    lanes: each row's first ``count`` values (1 .. C) enter the unit one per cycle and leave as
+    one row again (lanes at or past ``count``: 0).  For epilogues of few channels (REQ8_SIGMOID:
+    the selector's head weights, ``n = heads``), where ``C`` lanes of the unit would be
+    multipliers that are nearly always idle.
+
+    * ``params``: :func:`~heatvit.rtl.nonlinear.units.act_params_layout` (``out_bits``), held.
+    * ``i``: ``data`` (``C`` x signed ``in_bits``) and ``count``; ``o``: ``C`` x signed ``out_bits``.
+
+    A row of ``count`` values takes ``count`` cycles to enter; the next row may enter in the cycle
+    after its last value.  Backpressure on ``o`` stalls the unit (nothing lost).
+    """
+
+    def __init__(self, acc: AcceleratorConfig, kind: str, *, in_bits: int, out_bits: int):
+        self.C = acc.gemm.cols
+        self.unit = ActUnit(dataclasses.replace(acc.nonlinear, lanes=1), kind, in_bits=in_bits, out_bits=out_bits)
+        super().__init__({
+            "params": In(act_params_layout(out_bits)),
+            "i": In(stream.Signature(data.StructLayout({"data": data.ArrayLayout(signed(in_bits), self.C),
+                                                        "count": unsigned(self.C.bit_length())}))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(out_bits), self.C))),
+        })
+
+    def elaborate(self, platform):
+        C = self.C
+        m = Module()
+        m.submodules.unit = u = self.unit
+        m.d.comb += u.params.eq(self.params)
+        # input side: the row being fed, its count, the next lane
+        row = Signal.like(self.i.payload.data)
+        cnt_in = Signal(range(C + 1))
+        k = Signal(range(C + 1))
+        busy = Signal()
+        last_in = Signal()
+        # the counts of the rows accepted and not yet collected, in order
+        m.submodules.counts = counts = SyncFIFOBuffered(width=C.bit_length(), depth=ROWS_IN_FLIGHT)
+        m.d.comb += [u.i.valid.eq(busy), u.i.payload[0].eq(row[k[:max(1, (C - 1).bit_length())]]),
+                     last_in.eq(u.i.ready & (k + 1 >= cnt_in)),
+                     self.i.ready.eq((~busy | last_in) & counts.w_rdy)]
+        with m.If(busy & u.i.ready):
+            m.d.sync += k.eq(k + 1)
+            with m.If(last_in):
+                m.d.sync += busy.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            c = self.i.payload.count
+            m.d.sync += [row.eq(self.i.payload.data), cnt_in.eq(Mux(c == 0, 1, c)), k.eq(0), busy.eq(1)]
+        m.d.comb += [counts.w_data.eq(Mux(self.i.payload.count == 0, 1, self.i.payload.count)),
+                     counts.w_en.eq(self.i.valid & self.i.ready)]
+        # output side: collect a row's results, then hold it until taken
+        out = Signal.like(self.o.payload)
+        j = Signal(range(C + 1))
+        full = Signal()
+        m.d.comb += [u.o.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.eq(out)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [full.eq(0), out.eq(0)]
+        with m.If(u.o.valid & u.o.ready):            # after the take: a row may start in its cycle
+            m.d.sync += [out[j[:max(1, (C - 1).bit_length())]].eq(u.o.payload[0]), j.eq(j + 1)]
+            with m.If(j + 1 >= counts.r_data):
+                m.d.sync += [full.eq(1), j.eq(0)]
+                m.d.comb += counts.r_en.eq(1)
         return m

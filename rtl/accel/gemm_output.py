@@ -62,12 +62,14 @@ class GemmOutput(wiring.Component):
     * ``dst``: Out(:func:`.ports.buffer_write` (``lanes``)).
     * ``done`` (pulse), ``error`` (``ErrorCode``, valid with ``done``), ``abort`` (in, pulse).
 
-    ``softmax_units``: softmax row units working on alternate rows (:class:`.softmax_rows.SoftmaxRows`).
+    ``softmax_units``, ``softmax_lanes``: the softmax row units working on alternate rows and
+    their scores per beat (:class:`.softmax_rows.SoftmaxRows`; default: ``acc.softmax_units``,
+    ``acc.softmax_lanes``, derived from the array).
     """
 
-    def __init__(self, acc: AcceleratorConfig, softmax_units: int = 2):
+    def __init__(self, acc: AcceleratorConfig, softmax_units: int | None = None, softmax_lanes: int | None = None):
         self.acc, self.g = acc, acc.gemm
-        self.softmax_units = softmax_units
+        self.softmax_units, self.softmax_lanes = softmax_units, softmax_lanes
         self.lanes = isa.column_align(acc)
         dw = acc.shell.data_width
         self.records_per_group = max(1, dw // 64)
@@ -94,7 +96,7 @@ class GemmOutput(wiring.Component):
         rpg, bpg = self.records_per_group, self.beats_per_group
         m = Module()
         m.submodules.router = router = EpilogueRouter(acc)
-        m.submodules.softmax = sm = SoftmaxRows(acc, self.softmax_units)
+        m.submodules.softmax = sm = SoftmaxRows(acc, self.softmax_units, self.softmax_lanes)
 
         # -- the GEMM's fields, latched with cmd ------------------------------------------------------
         f = self.cmd.payload

@@ -42,12 +42,6 @@ def score_geometry(acc: AcceleratorConfig) -> tuple[int, int]:
     return rows, -(-cols // g.cols)
 
 
-def softmax_lanes(acc: AcceleratorConfig) -> int:
-    """Scores per softmax beat: ``nonlinear.row_lanes``, reduced to a power of two dividing ``cols``."""
-    c = acc.gemm.cols
-    return min(acc.nonlinear.row_lanes, c & -c)
-
-
 class SoftmaxRows(wiring.Component):
     """``start`` (pulse, before a GEMM's first row): rewind; ``m_rows`` (live M), ``n`` (live N,
     1 .. ``max_tiles * C``), ``dst_row``, ``dst_word`` and ``params`` (softmax record) are held
@@ -58,18 +52,28 @@ class SoftmaxRows(wiring.Component):
     * ``o`` (out): :func:`.epilogue.write_last_layout` writes of the probabilities (uint8
       pattern), ``last`` on the GEMM's final write.
 
-    ``units`` softmax units take the rows in turn (row ``r`` to unit ``r % units``): a unit
-    spends about ``2B + 25`` cycles on a row of ``B`` beats but takes its beats in ``B``, so two
-    units nearly halve a softmax GEMM's added cycles for the price of a second unit.
+    ``units`` softmax units of ``lanes`` scores per beat take the rows in turn (row ``r`` to unit
+    ``r % units``): a unit spends about ``2B + 25`` cycles on a row of ``B`` beats but takes its
+    beats in ``B``, so two units nearly halve a softmax GEMM's added cycles for the price of a
+    second unit.  Default: ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived
+    from the array, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power of two
+    dividing ``C`` and ``nonlinear.max_tokens``.
     """
 
-    def __init__(self, acc: AcceleratorConfig, units: int = 2, row_bits: int = ROW_BITS,
-                 word_bits: int = WORD_BITS):
-        if not 1 <= units <= 4:
+    def __init__(self, acc: AcceleratorConfig, units: int | None = None, lanes: int | None = None,
+                 row_bits: int = ROW_BITS, word_bits: int = WORD_BITS):
+        units = acc.softmax_units if units is None else units
+        lanes = acc.softmax_lanes if lanes is None else lanes
+        if not isinstance(units, int) or not 1 <= units <= 4:
             raise ValueError(f"SoftmaxRows: units must be 1 .. 4, not {units!r}")
+        c = acc.gemm.cols
+        if (not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) or c % lanes
+                or acc.nonlinear.max_tokens % lanes or lanes > 16):
+            raise ValueError(f"SoftmaxRows: lanes must be a power of two up to 16 dividing gemm.cols = {c} and "
+                             f"nonlinear.max_tokens = {acc.nonlinear.max_tokens}, not {lanes!r}")
         self.acc, self.g, self.units = acc, acc.gemm, units
         self.lanes = isa.column_align(acc)
-        self.L = softmax_lanes(acc)
+        self.L = lanes
         self.max_rows, self.max_tiles = score_geometry(acc)
         self.nl = dataclasses.replace(acc.nonlinear, row_lanes=self.L, softmax_in_bits=acc.gemm.acc_bits)
         super().__init__({

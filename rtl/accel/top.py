@@ -171,7 +171,7 @@ EXEC_PORTS = ("src", "aux", "dst", "dma_rd", "dma_wr")
 
 class Accelerator(wiring.Component):
     """See the module docstring.  ``executors``: an opcode -> (module, class) table replacing
-    :data:`EXECUTORS` (tests); ``watchdog_cycles``: cycles without any handshake (DMA, buffers, sequencer) before
+    :data:`EXECUTORS` (tests; ``acc.selectors = False`` leaves out :data:`heatvit.isa.SELECTOR_OPS`); ``watchdog_cycles``: cycles without any handshake (DMA, buffers, sequencer) before
     ``TIMEOUT`` (default ``acc.shell.watchdog_cycles``)."""
 
     def __init__(self, acc: AcceleratorConfig, *, executors: dict | None = None,
@@ -181,6 +181,10 @@ class Accelerator(wiring.Component):
         self.acc = acc
         self.watchdog_cycles = acc.shell.watchdog_cycles if watchdog_cycles is None else watchdog_cycles
         self.classes, self.missing = executor_classes(executors)
+        if not acc.selectors:       # the dense-only build: no token-selector executors
+            for op in isa.SELECTOR_OPS:
+                if self.classes.pop(op, None) is not None:
+                    self.missing[op] = "left out: AcceleratorConfig.selectors = False"
         super().__init__({
             "s_axi": In(axi_lite_signature()),
             "m_axi": Out(axi4_signature(acc.shell)),

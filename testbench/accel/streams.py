@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import random
 
-
-async def send(ctx, port, payloads, rng: random.Random, gap: float = 0.3):
-    for p in payloads:
-        while rng.random() < gap:
-            ctx.set(port.valid, 0)
-            await ctx.tick()
-        ctx.set(port.valid, 1)
-        ctx.set(port.payload, p)
-        await ctx.tick().until(port.ready)
-    ctx.set(port.valid, 0)
+from heatvit.sim.gemm_exec_bench import send  # noqa: F401  (one definition, shared with the harness)
 
 
 async def recv(ctx, port, n: int, rng: random.Random, gap: float = 0.3, limit: int = 100_000):
