@@ -52,6 +52,10 @@ def test_gemm_leads_and_epilogues():
     assert cycles.descriptor_cycles(ACC, d8, 65, 48, 16, engine=eng8) == eng8 + 65 + cycles.GEMM_ACT_LEAD
     gelu = dataclasses.replace(d8, epilogue=isa.Epilogue.REQ8_GELU)
     assert cycles.descriptor_cycles(ACC, gelu, 65, 48, 16, engine=eng8) == eng8 + 65 + cycles.GEMM_ACT_LEAD + 12
+    sig = dataclasses.replace(d8, epilogue=isa.Epilogue.REQ8_SIGMOID, n=3)
+    eng3 = g.estimate_cycles(65, 48, 3)
+    assert cycles.descriptor_cycles(ACC, sig, 65, 48, 3, engine=eng3) == \
+        eng3 + 65 + cycles.GEMM_ACT_LEAD + 65 * 2 + cycles.SIGMOID_CYCLES     # one value a cycle
     sm = dataclasses.replace(d, epilogue=isa.Epilogue.RAW_SOFTMAX, wsrc=isa.WSrc.BUF_T, k=16)
     tails = [cycles.softmax_gemm_tail(ACC, m, 16, m) for m in (17, 42, 43, 65, 197)]
     assert tails == sorted(tails) and len(set(tails)) == len(tails)

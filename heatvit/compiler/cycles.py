@@ -182,9 +182,13 @@ GEMM_ACT_LEAD = 5
 GEMM_PARAM_LEAD = 9
 """... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
 
-EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 12, Epilogue.REQ8_GELU: 12, Epilogue.REQ8_SIGMOID: 13}
+EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 12, Epilogue.REQ8_GELU: 12}
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
 ``GEMM_*_LEAD``)."""
+
+SIGMOID_CYCLES = 15
+"""REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
+cycle, plus this (fitted: the selectors' head weights, n = 3, m = 42 .. 65, exact)."""
 
 SOFTMAX_UNIT_CYCLES = 25
 """A softmax unit spends ``2B + 25`` cycles per row of ``B`` beats, ``3B + 25`` on its last one
@@ -249,7 +253,8 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
     * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
-      epilogue's latency; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+      epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
+      softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
     """
     op = Op(d.opcode)
@@ -272,6 +277,8 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
             return engine + softmax_gemm_tail(acc, m, k, n, lead)
+        if d.epilogue == Epilogue.REQ8_SIGMOID:
+            return engine + lead + m * (n - 1) + SIGMOID_CYCLES
         return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
     if op == Op.SELECT:
         return select + SELECT_TOP_CYCLES
