@@ -55,7 +55,7 @@ def test_with_gemm_checks_like_the_constructor():
 
 def test_sections_from_json(tmp_path):
     acc = AcceleratorConfig(gemm=GemmConfig(rows=8, cols=4), shell=ShellConfig(burst_len=8))
-    assert set(acc.to_dict()) == {"gemm", "nonlinear", "toksel", "buffers", "shell", "clock_mhz"}
+    assert set(acc.to_dict()) == {"gemm", "nonlinear", "toksel", "buffers", "shell", "clock_mhz", "selectors"}
     path = tmp_path / "acc.json"
     path.write_text(json.dumps(acc.to_dict()))
     assert load_config(path) == acc and load_config(path).digest() == acc.digest()

@@ -165,7 +165,7 @@ def _synth_module(name: str, mods: dict, work: Path, timeout: int, *, top: bool)
     script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {_yosys_name(plain)}; "
               f"tee -q -o stat.txt stat")
     t0 = time.monotonic()
-    res = subprocess.run(["nice", "-n", "5", "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
+    res = subprocess.run([*niced(), "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
                          capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"yosys failed on module {name} ({res.returncode}); see {work / 'yosys.log'}:\n"
@@ -176,6 +176,17 @@ def _synth_module(name: str, mods: dict, work: Path, timeout: int, *, top: bool)
              if k.lstrip("\\") not in child_types}
     cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", (work / "yosys.log").read_text())
     return {"cells": cells, "wall_s": round(wall, 2), "cpu_s": round(sum(map(float, cpu[-1])), 2) if cpu else None}
+
+
+NICE = 5
+"""Long yosys runs share the machine: they run at this niceness (not more, if the caller is
+already niced)."""
+
+
+def niced() -> list[str]:
+    """A ``nice`` prefix that brings a child process to :data:`NICE` (nothing if already there)."""
+    more = NICE - os.nice(0)
+    return ["nice", "-n", str(more)] if more > 0 else []
 
 
 def _yosys_name(name: str) -> str:
@@ -230,7 +241,7 @@ def hier_cell_counts(verilog: str, top: str, *, cache: Path | None = None, jobs:
     cache.mkdir(parents=True, exist_ok=True)
     stamp = hashlib.sha256(f"{version()}\n{SYNTH}\nnoclkbuf below the top".encode()).hexdigest()[:8]
     designs = [_design(v, t) for v, t in ((verilog, top), *also)]
-    mods, keys, counts, todo = designs[0]
+    mods, keys, counts, todo, _ = designs[0]
     results: dict[str, dict] = {}
     missing: dict[str, tuple] = {}
     for d in designs:

@@ -221,7 +221,7 @@ def flat_cell_counts(verilog: str, top: str, work: Path) -> dict:
     (work / f"{top}.v").write_text(verilog)
     script = f"read_verilog {top}.v; {_yosys.SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
     t0 = time.monotonic()
-    res = subprocess.run(["nice", "-n", "5", "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
+    res = subprocess.run([*_yosys.niced(), "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")

@@ -27,9 +27,9 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU
-  ``ceil(m n / lanes) + 12``); ADD and COPY one buffer word per cycle; MEAN two passes plus a
+  rows, each ``3B + 30`` for its first row and ``2B + 30`` for each further one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 21`` then ``B + 21`` per row; GELU
+  ``ceil(m n / lanes) + 16``); ADD and COPY one buffer word per cycle; MEAN two passes plus a
   division per averaged column; SELECT: the executor's measured cycles (:func:`select_cycles`:
   the score combiner, one token per :func:`select_score_rate` cycles, feeding the
   token-selector control unit, whose cycles (:func:`toksel_cycles`) are its measured RTL counts,
@@ -79,16 +79,16 @@ class Estimate:
 def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
     """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
     b = ceil_div(n, nl.row_lanes)
-    return ceil_div(rows, units) * (2 * b + 25) + b if rows else 0
+    return ceil_div(rows, units) * (2 * b + 30) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
     b = ceil_div(n, nl.row_lanes)
-    return rows * (b + 18) + b if rows else 0
+    return rows * (b + 21) + b if rows else 0
 
 
 def gelu_cycles(nl, elements: int) -> int:
-    return ceil_div(elements, nl.lanes) + 12 if elements else 0
+    return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
 COMBINER_MIN_CYCLES = 7
