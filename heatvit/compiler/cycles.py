@@ -167,6 +167,9 @@ STORE_CYCLES = 3
 ADD_CYCLES = 5
 """ADD / COPY: cycles after one buffer word per cycle."""
 
+LN_ROW_CYCLES = 21
+"""LAYERNORM: cycles per row beyond its beats (the unit's, with its rounding stages)."""
+
 LN_CYCLES = 14
 """LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
 DMA latency and dispatch (7)."""
@@ -182,7 +185,7 @@ GEMM_ACT_LEAD = 5
 GEMM_PARAM_LEAD = 9
 """... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
 
-EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 12, Epilogue.REQ8_GELU: 12}
+EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GELU: 16}
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
 ``GEMM_*_LEAD``)."""
 
@@ -190,8 +193,8 @@ SIGMOID_CYCLES = 15
 """REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
 cycle, plus this (fitted: the selectors' head weights, n = 3, m = 42 .. 65, exact)."""
 
-SOFTMAX_UNIT_CYCLES = 25
-"""A softmax unit spends ``2B + 25`` cycles per row of ``B`` beats, ``3B + 25`` on its last one
+SOFTMAX_UNIT_CYCLES = 30
+"""A softmax unit spends ``2B + 30`` cycles per row of ``B`` beats, ``3B + 30`` on its last one
 (docs/nonlinear.md; rtl/nonlinear/rows.py ``SoftmaxUnit``)."""
 
 SOFTMAX_TAIL_CYCLES = {1: 2, 2: 33, 3: 26}
@@ -217,11 +220,11 @@ def param_beats(acc, d) -> int:
 def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
     """Cycles a softmax GEMM adds after its engine (``estimate_cycles``), with ``units`` row units
     taking rows in turn from one score-memory reader: row ``j``'s beats start
-    ``floor(j / units) * (2B + 25) + (j % units) * B`` after the first row's (the reader gives
-    one beat per cycle, a unit takes its next row ``2B + 25`` after its last), the first row one
+    ``floor(j / units) * (2B + 30) + (j % units) * B`` after the first row's (the reader gives
+    one beat per cycle, a unit takes its next row ``2B + 30`` after its last), the first row one
     pass (``m`` rows) before the engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``;
     :func:`descriptor_cycles`: the later of that and the parameter beats' lead),
-    the last row takes ``3B + 25``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
+    the last row takes ``3B + 30``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
     (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
     The tail constants are fitted: on the RTL's records they are exact on every softmax GEMM of
     the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
@@ -249,7 +252,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * LOAD: ``m * (ceil(n / D) + ROW_DMA_CYCLES)`` (a DMA request per row, ``D`` bytes a beat);
       STORE: ``m * ceil(n / D) + STORE_CYCLES``.
     * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
-    * LAYERNORM: ``P + (m + 1) B' + 18 m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
+    * LAYERNORM: ``P + (m + 1) B' + LN_ROW_CYCLES m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
     * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
@@ -268,7 +271,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         return m * ceil_div(n, A) + ADD_CYCLES
     if op == Op.LAYERNORM:
         b = ceil_div(n, acc.layernorm_lanes)
-        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + 18 * m + LN_CYCLES
+        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_ROW_CYCLES * m + LN_CYCLES
     if op == Op.MEAN:
         w = ceil_div(n, A)
         w_mean = w - d.k // A
