@@ -189,9 +189,10 @@ EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GEL
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
 ``GEMM_*_LEAD``)."""
 
-SIGMOID_CYCLES = 15
+SIGMOID_CYCLES = 19
 """REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
-cycle, plus this (fitted: the selectors' head weights, n = 3, m = 42 .. 65, exact)."""
+cycle, plus this (fitted with the unit's rounding stages: the selectors' head weights, n = 3,
+m = 42 .. 65, exact)."""
 
 SOFTMAX_UNIT_CYCLES = 30
 """A softmax unit spends ``2B + 30`` cycles per row of ``B`` beats, ``3B + 30`` on its last one
