@@ -291,11 +291,14 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * LAYERNORM: ``P + (m + 1) B' + LN_ROW_CYCLES m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
-    * GEMM: ``engine`` (plus :func:`weight_stream_extra` for weights from DDR) ``+ max(m +
-      GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
+    * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
       epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
       softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
+
+    Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than one DMA beat,
+    ``C > D``: the board preset), which callers at such configs add per DDR GEMM
+    (``heatvit.bench._board_rtl``'s ``records_stream``).
     """
     op = Op(d.opcode)
     D = acc.shell.data_bytes
@@ -314,8 +317,6 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         w_mean = w - d.k // A
         return w * (m + 3) + w_mean * (m + A + 1) + MEAN_CYCLES
     if op == Op.GEMM:
-        if d.wsrc == WSrc.DDR and not d.sparse:
-            engine += weight_stream_extra(acc, m, k, n)        # 0 unless a weight word is > 1 beat
         lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
             return engine + softmax_gemm_tail(acc, m, k, n, lead)
