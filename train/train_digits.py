@@ -850,8 +850,8 @@ def parse_args(argv):
     if not (args.block_lr > 0 and args.block_distill >= 0 and args.block_temp > 0):
         ap.error(f"--block-lr and --block-temp must be > 0 and --block-distill >= 0, not {args.block_lr}, "
                  f"{args.block_temp}, {args.block_distill}")
-    if not 0 <= args.block_final_epochs < args.block_epochs:
-        ap.error(f"--block-final-epochs must be in [0, --block-epochs), not {args.block_final_epochs}")
+    if args.block_final_epochs < 0:
+        ap.error(f"--block-final-epochs must be >= 0, not {args.block_final_epochs}")
     args.block_recipe = {**BLOCK_PRUNE, "lr": args.block_lr, "distill_weight": args.block_distill,
                          "temperature": args.block_temp, "final_epochs": args.block_final_epochs,
                          "density_rule": args.density_rule}
