@@ -254,7 +254,7 @@ class GemmConfig:
         words in the weight FIFO and first segment shifted, the array's drain, and the
         command/buffer-read/accumulate/requantize/output registers.  Measured in RTL simulation
         (``testbench/test_gemm.py::test_cycle_model`` keeps it true)."""
-        return self.first_tile_lead_cycles + self.array_latency + 10
+        return self.first_tile_lead_cycles + self.array_latency + 12
 
     @property
     def first_tile_lead_cycles(self) -> int:
@@ -449,8 +449,8 @@ class AcceleratorConfig:
     def softmax_lanes(self) -> int:
         """Scores per beat of each softmax row unit: ``C / 2`` (the largest power of two dividing C,
         halved; at least 1, at most ``MAX_ROW_LANES``), halved until it divides
-        ``nonlinear.max_tokens``.  A unit spends ``2B + 25`` cycles on a row of ``B = n / L``
-        beats, so the :attr:`softmax_units` units take about ``2n / C + 13`` cycles per row of
+        ``nonlinear.max_tokens``.  A unit spends ``2B + 30`` cycles on a row of ``B = n / L``
+        beats, so the :attr:`softmax_units` units take about ``2n / C + 15`` cycles per row of
         ``n`` scores, for the multipliers of ``C`` lanes in all (docs/accel.md measures ``C``
         lanes per unit against this)."""
         c = self.gemm.cols & -self.gemm.cols

@@ -97,15 +97,18 @@ def deit_case(acc: AcceleratorConfig, depth: int = 12, seed: int = 0, *, calib: 
 
 
 def simulate(case: Case, workdir: Path, *, log: Path, verbose: bool = False, sim: str = "verilator",
-             desc: str = "e2e", damage: bool = False) -> dict:
+             desc: str = "e2e", damage: bool = False, ddr_bytes: int = DDR_BYTES, tag: str = TAG) -> dict:
     """Run ``case``'s images through ``heatvit_accel_fastsim``; :func:`heatvit.sim.accel_run.run`'s
     result (per image: logits, bit_exact, cycles, wall_s, cpu_s, layers, debug) plus
-    ``total_wall_s`` (build included).  ``verbose``: the child's output on our stdout, no log."""
+    ``total_wall_s`` (build included).  ``verbose``: the child's output on our stdout, no log.
+    ``ddr_bytes``, ``tag``: the DDR model's size and the build's tag (another build than the
+    shared one, e.g. the board-scale runs of :mod:`heatvit.bench.board_rtl`)."""
     workdir = Path(workdir).resolve()                 # the simulator runs in its build directory
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "image.bin").write_bytes(case.blob)
     np.savez(workdir / "case.npz", patches=np.asarray(case.patches, dtype=np.int64), logits=np.asarray(case.logits))
-    (workdir / "args.json").write_text(json.dumps({"config": case.acc.to_dict(), "sim": sim, "damage": damage}))
+    (workdir / "args.json").write_text(json.dumps({"config": case.acc.to_dict(), "sim": sim, "damage": damage,
+                                                      "ddr_bytes": ddr_bytes, "tag": tag}))
     for f in ("result.json", "run.json"):
         (workdir / f).unlink(missing_ok=True)
     # -P: not the working directory first on sys.path (a checkout's heatvit/ would shadow the
@@ -207,11 +210,18 @@ def check_stages(case: Case, b: int, debug_hex: str) -> tuple[int, str | None]:
     return len(got), None
 
 
+NOT_IN_VERILOG = ("bench", "compiler", "driver")
+"""Subpackages the accelerator's Verilog is not made from (nothing under ``rtl/`` or ``sim/``
+imports them): a change there keeps :func:`fast_verilog`'s cached text."""
+
+
 def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     """``heatvit_accel_fastsim``'s Verilog (:func:`heatvit.sim.accel_top.export_fast`), cached
     under ``build/sim/verilog/``: elaborating the 16 x 16 accelerator takes minutes, and every
     run needs the text (the build directory is chosen by its digest).  The key covers the config,
-    ``ddr_bytes`` and every source file of the installed package, so any change re-exports."""
+    ``ddr_bytes`` and every source file of the installed package but those of the compiler, the
+    driver and the benches (:data:`NOT_IN_VERILOG`), so any change to what the Verilog is made
+    from re-exports."""
     import hashlib
 
     import heatvit
@@ -220,7 +230,8 @@ def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     pkg = Path(heatvit.__file__).parent
     h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
     for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
-        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
+            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
     path = build_root() / "sim" / "verilog" / f"{TOP_NAME}-{h.hexdigest()[:16]}.v"
     with exclusive(path.parent):            # concurrent callers elaborate once
         if path.is_file():
@@ -239,8 +250,10 @@ def _child(workdir: str) -> None:
     args = json.loads((wd / "args.json").read_text())
     data = np.load(wd / "case.npz")
     acc = AcceleratorConfig.from_dict(args["config"])
+    ddr_bytes = args.get("ddr_bytes", DDR_BYTES)
     res = run(acc, (wd / "image.bin").read_bytes(), data["patches"], data["logits"], wd, sim=args["sim"],
-              damage=args["damage"], ddr_bytes=DDR_BYTES, tag=TAG, verilog=fast_verilog(acc))
+              damage=args["damage"], ddr_bytes=ddr_bytes, tag=args.get("tag", TAG),
+              verilog=fast_verilog(acc, ddr_bytes))
     (wd / "run.json").write_text(json.dumps(res))
 
 

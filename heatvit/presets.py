@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .config import AcceleratorConfig, GemmConfig
+from .toksel_config import TokSelConfig
 
 PRESETS: dict[str, AcceleratorConfig] = {
     # The shipped default: a 16 x 16 array whose activation buffer holds a 197-token, K = 768
@@ -25,10 +26,14 @@ PRESETS: dict[str, AcceleratorConfig] = {
     # lanes, and the epilogue's per-lane requantizer, GELU and sigmoid units then take ~93% of
     # the LUTs: docs/perf.md); buffers for every DeiT-T/S/B GEMM at 197 tokens with activations
     # on chip (fc2 of DeiT-B: ceil(3072/64) * 197 = 9456 words), and a weight FIFO of two tiles.
+    # The token selector takes up to 12 heads (DeiT-B; the SELECT executor's score combiner is
+    # that wide), so pruned DeiT-S and DeiT-B programs run (with the default 3 heads a DeiT-S
+    # SELECT ends in CTRL_BAD_FIELD: found by the board-scale RTL run, bench/_board_rtl.py).
     # Resources, logic depth and the latency table: `heatvit bench perf`.
     "zcu102": AcceleratorConfig(gemm=GemmConfig(rows=64, cols=32, dsp_packing=2, act_buffer_words=9456,
                                                 max_m=197, max_k=3072, max_n=3072, weight_fifo_depth=128,
-                                                out_fifo_depth=16)),
+                                                out_fifo_depth=16),
+                                toksel=TokSelConfig(dim=768, heads=12, lanes=64)),
 }
 
 

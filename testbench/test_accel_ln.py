@@ -516,7 +516,7 @@ def ln_cycles(acc, m: int, n: int, row_lanes: int) -> int:
     """The LAYERNORM cycle model of rtl/accel/layernorm_exec.py's docstring."""
     p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
     b = -(-n // min(isa.column_align(acc), row_lanes))
-    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 18 * m + 7
+    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 21 * m + 7
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

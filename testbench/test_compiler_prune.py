@@ -269,6 +269,9 @@ def test_compiler_refuses_selectors_that_do_not_fit(digits):
     q = dataclasses.replace(qm, toksel=dataclasses.replace(qm.toksel, score_bits=10))
     with pytest.raises(ValueError, match="score_bits = 10 but toksel.score_bits = 8"):
         compile_model(q, DEFAULT, prune=True)
+    few = dataclasses.replace(DEFAULT, toksel=dataclasses.replace(DEFAULT.toksel, heads=qm.cfg.heads - 1))
+    with pytest.raises(ValueError, match=rf"heads = {qm.cfg.heads} exceeds toksel.heads = {qm.cfg.heads - 1}"):
+        compile_model(qm, few, prune=True)
 
 
 # -- cycles ---------------------------------------------------------------------------------------

@@ -27,6 +27,14 @@ Writes ``perf.json``:
   ``cycle_reduction`` and ``mac_reduction`` (pruned vs dense), ``ddr_gbytes_per_s`` (weight
   bytes / time, average and the busiest GEMM's), and the board's resources.
 * ``published``: the other ZCU102 ViT accelerators' reported figures, for comparison.
+* ``rtl_board`` (full mode only; quick mode says why not): the board-scale RTL run
+  (:mod:`._board_rtl`: a DeiT-S block at 197 tokens and one pruned to ~69 on the whole
+  accelerator at the preset, Verilator, bit-exact against golden), each part's measured cycles
+  beside the cycle models; the simulation is cached in the output directory by the Verilog's
+  sources and the case (a first run builds for ~15 CPU minutes).
+* ``weight_path_bytes_per_cycle``: the GEMM executor's weight unpacker's rate
+  (:func:`weight_path_bytes_per_cycle`), which caps the modelled weight stream with the DDR
+  model (``hp_ports_needed.pruned_ms_by_ports_weight_path_unbounded``: without that cap).
 
 What the cycles leave out: the nonlinear units (LayerNorm, Softmax, GELU) and the token selector's
 control, assumed to overlap the GEMM stream (issue 13 item 6 is not done), and the DMA of
@@ -91,6 +99,16 @@ class DdrModel:
         return min(ports, self.ddr_peak_gbytes_per_s) * self.efficiency * 1e9 / (clock_mhz * 1e6)
 
 
+def weight_path_bytes_per_cycle(acc: AcceleratorConfig) -> float:
+    """What the GEMM executor's weight unpacker (``BeatWeights``) takes: a word of ``C`` int8 a
+    cycle when a DMA beat holds one or more; otherwise ``C / D + 1`` cycles a word (it takes no
+    beat in the cycle a word leaves): at 64 x 32 with 128-bit beats 32 bytes in 3 cycles,
+    10.7 B/cycle (3.2 GB/s at 300 MHz) whatever the ports give (measured: the board-scale RTL
+    run, :mod:`._board_rtl`; taking a beat in that cycle too would make it D per cycle)."""
+    c, d = acc.gemm.cols, acc.shell.data_bytes
+    return float(c) if c <= d else c / (ceil_div(c, d) + 1)
+
+
 def gemm_cycles(g: GemmConfig, m: int, k: int, n: int, bytes_per_cycle: float | None) -> int:
     """Engine cycles of one GEMM chunk (``estimate_cycles``), with every weight tile's
     ``rows * cols`` bytes streamed no faster than ``bytes_per_cycle`` (None: one word per cycle,
@@ -105,9 +123,13 @@ def gemm_cycles(g: GemmConfig, m: int, k: int, n: int, bytes_per_cycle: float | 
     return exact + max(0, stream - g.rows) + (tiles - 1) * max(0, stream - step)
 
 
-def model_run(g: GemmConfig, cfg, plan: PruningPlan, clock_mhz: float, ddr: DdrModel | None) -> dict:
+def model_run(g: GemmConfig, cfg, plan: PruningPlan, clock_mhz: float, ddr: DdrModel | None,
+              path_bpc: float | None = None) -> dict:
+    """``path_bpc``: the weight path's own limit (:func:`weight_path_bytes_per_cycle`), if any."""
     tokens, selectors = latency.plan_tokens(cfg, plan)
     bpc = ddr.bytes_per_cycle(clock_mhz) if ddr else None
+    if path_bpc is not None:
+        bpc = path_bpc if bpc is None else min(bpc, path_bpc)
     cycles = macs = weight_bytes = 0
     busiest = 0.0
     for shape in latency.model_gemms(cfg, tokens, selectors):
@@ -307,11 +329,13 @@ def target_bounds(models: dict, big_runs: dict, g: GemmConfig, big: GemmConfig, 
         {"target": "cycle_reduction >= 0.9 x mac_reduction (DeiT-S)",
          "value": round(s["pruned"]["cycle_reduction"] / s["pruned"]["mac_reduction"], 4),
          "met": s["pruned"]["cycle_reduction"] >= 0.9 * s["pruned"]["mac_reduction"],
-         "bound": "per-GEMM fill (pipeline_fill_cycles), partial tiles"},
+         "bound": "the GEMM executor's weight unpacker (weight_path_bytes_per_cycle): every pruned GEMM waits "
+                  "for its weight stream (hp_ports_needed.pruned_ms_by_ports_weight_path_unbounded: without it); "
+                  "then per-GEMM fill (pipeline_fill_cycles), partial tiles"},
         {"target": "DeiT-S pruned <= 2.7 ms", "value": s["pruned"]["ms"], "met": s["pruned"]["ms"] <= 2.7,
-         "bound": "DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
+         "bound": "the weight path (as above), then DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
         {"target": "DeiT-B pruned >= 100 FPS", "value": b["pruned"]["fps"], "met": b["pruned"]["fps"] >= 100,
-         "bound": "DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
+         "bound": "the weight path (as above), then DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
         {"target": "mac_utilization >= 0.9 dense",
          "value": {k: m["dense"]["mac_utilization"] for k, m in models.items()},
          "met": all(m["dense"]["mac_utilization"] >= 0.9 for m in models.values()), "bound": ""},
@@ -456,6 +480,32 @@ def rtl_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def board_rtl(acc: AcceleratorConfig, out_dir: Path, quick: bool) -> dict:
+    """The board-scale RTL run (:mod:`._board_rtl`: a DeiT-S block at 197 tokens and one pruned to
+    ~69 on the whole accelerator at ``acc``, Verilator, cached by source digest), or why not:
+    quick mode (CI) never builds it, nor does ``HEATVIT_PERF_RTL=0``."""
+    import os
+
+    from heatvit.sim.runner import simulator_available
+
+    from . import _board_rtl
+    if quick:
+        return {"skipped": "quick mode: the board-scale RTL run is the full bench's (`heatvit bench perf`)"}
+    if os.environ.get("HEATVIT_PERF_RTL") == "0":
+        return {"skipped": "HEATVIT_PERF_RTL=0"}
+    if not simulator_available("verilator"):
+        return {"skipped": "verilator not installed"}
+    res = _board_rtl.cached_run(acc, out_dir)
+    print(f"  RTL {res['array']}: {res['model']}: bit-exact {res['bit_exact']}, tokens {res['tokens_per_block']}, "
+          f"{res['cycles']:,} cycles", flush=True)
+    def err(e):
+        return "" if e is None else f" ({e:+.2%})"
+    for name, p in res["parts"].items():
+        print(f"    {name:>12} ({p['tokens']} tokens): {p['span']:,} cycles; compiler model {p['compiler']:,}"
+              f"{err(p['compiler_error'])}, perf model (GEMMs, 1 port) {p['perf']:,}{err(p['perf_error'])}", flush=True)
+    return res
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     """Full: the ``zcu102`` preset synthesized (cached) and modelled.  Quick: the same model
     (pure arithmetic) without the synthesis (resources null, `board.skipped` says so)."""
@@ -483,10 +533,11 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                   f"LUT {e['total']['LUT']} ({e['utilization']['LUT']:.1%}), FF {e['utilization']['FF']:.1%}, "
                   f"BRAM36 {e['total']['BRAM36']} ({e['utilization']['BRAM36']:.1%})"
                   f"{'' if e['supported'] else ' [not a power of two]'}{' fits' if e['fits'] else ''}", flush=True)
+    path = weight_path_bytes_per_cycle(acc)
     models = {}
     for name, cfg in DEIT.items():
-        dense = model_run(g, cfg, PruningPlan(), acc.clock_mhz, ddr)
-        pruned = model_run(g, cfg, PLAN, acc.clock_mhz, ddr)
+        dense = model_run(g, cfg, PruningPlan(), acc.clock_mhz, ddr, path)
+        pruned = model_run(g, cfg, PLAN, acc.clock_mhz, ddr, path)
         unbounded = {k: model_run(g, cfg, p, acc.clock_mhz, None)
                      for k, p in (("dense", PruningPlan()), ("pruned", PLAN))}
         for run, key in ((dense, "dense"), (pruned, "pruned")):
@@ -505,6 +556,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
+        # (the weight path's limit left out: what the DSPs bound, once the unpacker keeps up)
         d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
         over_budget[name] = {"dense_ms": d["ms"], "dense_fps": d["fps"], "pruned_ms": p["ms"],
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
@@ -517,8 +569,11 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     average = max(r["ddr_gbytes_per_s"] for m in models.values() for r in m.values())
     busiest = max(r["ddr_gbytes_per_s_busiest_gemm_without_bound"] for m in models.values() for r in m.values())
     # What the shell's one HP port costs today, and what each further port buys back.
-    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"] for name, cfg in DEIT.items()}
+    by_ports = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n), path)["ms"] for name, cfg in DEIT.items()}
                 for n in (1, 2, 3, 4)}
+    by_ports_unpacker_fixed = {n: {name: model_run(g, cfg, PLAN, acc.clock_mhz, DdrModel(ports=n))["ms"]
+                                   for name, cfg in DEIT.items()} for n in (1, 2, 3, 4)}
+    rtl = board_rtl(acc, out_dir, quick)
     by_array = pruning_by_array(quick)
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
@@ -531,12 +586,14 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
            "hp_ports_needed": {"average": math.ceil(average / port_gbps),
                                "busiest_gemm_unbounded": math.ceil(busiest / port_gbps),
                                "port_gbytes_per_s_at_efficiency": round(port_gbps, 3),
-                               "pruned_ms_by_ports": by_ports},
+                               "pruned_ms_by_ports": by_ports,
+                               "pruned_ms_by_ports_weight_path_unbounded": by_ports_unpacker_fixed},
+           "weight_path_bytes_per_cycle": round(path, 3),
            "board": {k: v for k, v in board.items() if k != "cells"}, "models": models,
            "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
            "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},
            "logic_level_budget": LUT_LEVEL_BUDGET,
-           "pruning_by_array": by_array, "published": PUBLISHED,
+           "pruning_by_array": by_array, "published": PUBLISHED, "rtl_board": rtl,
            "source": "GemmConfig.estimate_cycles per GEMM (exact against RTL at one weight word per "
                      "cycle) + DdrModel; resources: yosys synth_xilinx -family xcup"}
     out = out_dir / "perf.json"

@@ -14,7 +14,8 @@ build, one build for every run):
   sparse GEMM's bitmap, exact against the engine RTL) and ``executor_cycles`` (the larger of that
   and the executor's activation gate, ``cycles.sparse_act_bound``);
 * ``rtl_model`` (merged into the digits rows): the whole accelerator in Verilator via
-  :func:`heatvit.sim.accel_run.run` on the first 20 test images (quick: 2), every image's logits
+  :func:`heatvit.sim.accel_run.run` on the first 20 test images (quick: 2;
+  ``HEATVIT_SPARSITY_IMAGES`` for another count), every image's logits
   bit-exact against golden: ``rtl_cycles_mean`` (the CYCLES register), ``cycle_reduction``
   against the dense model without token pruning, and ``pruned_layer_cycle_ratio``: the per-layer
   trace records of the encoder Linear GEMMs summed, against the dense-weight model with the same
@@ -102,6 +103,34 @@ def models_by_density(acc, densities=DENSITIES) -> dict:
     return out
 
 
+def model_digest(model) -> str:
+    """sha256 of a model's arrays, plan and metadata (what its figures depend on)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        a = np.ascontiguousarray(np.asarray(v))
+        h.update(k.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    h.update(json.dumps([list(model.plan.blocks), list(model.plan.keep_ratios)]).encode())
+    return h.hexdigest()
+
+
+def cached(cache: Path | None, key: dict, make):
+    """``make()``'s JSON result, stored under ``cache`` by the digest of ``key`` (the model's
+    digest, the config's, the image counts and the heatvit version: a row is measured once per
+    input; delete the folder to measure again).  ``cache`` None: no cache."""
+    import hashlib
+    if cache is None:
+        return make()
+    path = Path(cache) / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24] + ".json")
+    if path.is_file():
+        print(f"sparsity: reusing {path} ({key.get('what')})", flush=True)
+        return json.loads(path.read_text())["value"]
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "value": value}) + "\n")
+    return value
+
+
 def program_figures(img, acc, traces) -> dict:
     """Mean per-image MACs, DDR weight bytes and cycles of ``img`` over its runs' traces (None:
     one dense-token run)."""
@@ -134,31 +163,17 @@ def program_figures(img, acc, traces) -> dict:
             "executor_cycles": float(a[3])}
 
 
-def digits_rows(acc, models: dict, n_images: int, quick: bool) -> list[dict]:
-    from .. import compiler
-    from ..compiler import interpret, models as cmodels, trace as trace_mod
-    from .accuracy import evaluate
+def digits_rows(acc, models: dict, n_images: int, quick: bool, cache: Path | None = None) -> list[dict]:
+    """Per model and token setting: accuracy (:func:`heatvit.bench.accuracy.evaluate`), MACs,
+    DDR weight bytes and modelled cycles over ``n_images`` images (:func:`program_figures`)."""
     splits = vit_data.load_splits()
     images = vit_data.upscale(splits["test_x"][:n_images])
     out = []
     for density, (model, source) in models.items():
-        t0 = time.perf_counter()
-        accr = evaluate(model, splits, limit=8 if quick else None, calib_limit=32 if quick else None)
-        qm = compiler.quantize_for(model, acc)
-        for prune in (False, True):
-            img = compiler.read_image(compiler.compile_model(qm, acc, prune=prune), acc)
-            traces = [None]
-            if prune:
-                patches = cmodels.patches(qm, images)
-                traces = [trace_mod.read(img, interpret.run(img, acc, interpret.pack_input(img, p)).trace)
-                          for p in patches]
-            fig = program_figures(img, acc, traces)
-            out.append({"density": density, "token_pruning": prune, "source": source,
-                        "float_top1": accr["pruned_float_top1" if prune else "float_top1"],
-                        "int8_top1": accr["pruned_int8_top1" if prune else "int8_top1"],
-                        "n_test": accr["n_test"], "images_for_cycles": len(traces),
-                        "sparse_gemms": sum(1 for d in img.program if d.sparse), **fig})
-        print(f"sparsity: density {density}: {time.perf_counter() - t0:.0f} s", flush=True)
+        key = {"what": f"digits rows, density {density}", "model": model_digest(model), "config": acc.digest(),
+               "images": n_images, "quick": quick, "version": _version()}
+        rows = cached(cache, key, lambda: _digits_model_rows(acc, model, images, quick, splits))
+        out += [{"density": density, "source": source, **r} for r in rows]
     base = next(r for r in out if r["density"] == 1.0 and not r["token_pruning"])
     for r in out:
         r["gemm_cycle_reduction"] = 1 - r["gemm_cycles"] / base["gemm_cycles"]
@@ -168,7 +183,38 @@ def digits_rows(acc, models: dict, n_images: int, quick: bool) -> list[dict]:
     return out
 
 
-def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path) -> list[dict]:
+def _version() -> str:
+    from importlib.metadata import version
+    return version("heatvit")
+
+
+def _digits_model_rows(acc, model, images, quick: bool, splits) -> list[dict]:
+    """One model's two rows (tokens all / pruned) of :func:`digits_rows`."""
+    from .. import compiler
+    from ..compiler import interpret, models as cmodels, trace as trace_mod
+    from .accuracy import evaluate
+    t0 = time.perf_counter()
+    out = []
+    accr = evaluate(model, splits, limit=8 if quick else None, calib_limit=32 if quick else None)
+    qm = compiler.quantize_for(model, acc)
+    for prune in (False, True):
+        img = compiler.read_image(compiler.compile_model(qm, acc, prune=prune), acc)
+        traces = [None]
+        if prune:
+            patches = cmodels.patches(qm, images)
+            traces = [trace_mod.read(img, interpret.run(img, acc, interpret.pack_input(img, p)).trace)
+                      for p in patches]
+        fig = program_figures(img, acc, traces)
+        out.append({"token_pruning": prune,
+                    "float_top1": accr["pruned_float_top1" if prune else "float_top1"],
+                    "int8_top1": accr["pruned_int8_top1" if prune else "int8_top1"],
+                    "n_test": accr["n_test"], "images_for_cycles": len(traces),
+                    "sparse_gemms": sum(1 for d in img.program if d.sparse), **fig})
+    print(f"sparsity: accuracy and cycle model of one model: {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path, cache: Path | None = None) -> list[dict]:
     """Every model of ``models`` (density -> (model, source)) with and without its token
     selectors on the whole accelerator in Verilator at ``acc`` (``heatvit_accel_fastsim``,
     :func:`heatvit.sim.accel_run.run` with the e2e build: one Verilator build for all), the first
@@ -176,10 +222,11 @@ def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path) -> list[dict
     ``forward_int`` (an image that is not: ``RuntimeError``).  Per row: ``rtl_cycles_mean`` (the
     CYCLES register: start to done), ``rtl_cycles`` per image, and ``rtl_pruned_layer_cycles_mean``:
     the per-layer trace records (CYCLES region) of the encoder Linear GEMMs (qkv, proj, fc1, fc2
-    of every block: the layers block pruning prunes), summed."""
+    of every block: the layers block pruning prunes), summed.  ``cache``: see :func:`cached`."""
+    import hashlib
+
     from .. import compiler
     from ..compiler import models as cmodels
-    from ..sim.accel_run import run
     from .pruning import _shared_build
     sp = vit_data.load_splits()
     images = vit_data.upscale(sp["test_x"][:n_images])
@@ -190,30 +237,42 @@ def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path) -> list[dict
         names = {f"blocks.{i}.{lin}" for i in range(model.cfg.depth) for lin in ENCODER_LINEARS}
         patches = cmodels.patches(qm, images)
         for prune in (False, True):
-            t0 = time.perf_counter()
-            blob = compiler.compile_model(qm, acc, prune=prune)
-            logits = cmodels.pruned_dumps(qm, images)[0] if prune else cmodels.forward_int(qm, images)
-            res = run(acc, blob, patches, logits, Path(workdir) / f"d{density}_{'tok' if prune else 'all'}", **build)
-            imgs = res["images"]
-            bad = [i for i, r in enumerate(imgs) if not r["bit_exact"]]
-            if len(imgs) != n_images or bad:
-                raise RuntimeError(f"sparsity bench: density {density}, token pruning {prune}: {len(imgs)} of {n_images} "
-                                   f"images run, not bit-exact: {bad}")
-            cyc = [r["cycles"] for r in imgs]
-            lay = [sum(end - start for _, name, _, start, end in r["layers"] if name in names) for r in imgs]
-            out.append({"density": density, "token_pruning": prune, "source": source, "images": n_images, "bit_exact_images": n_images,
-                        "rtl_cycles": cyc, "rtl_cycles_mean": float(np.mean(cyc)),
-                        "rtl_pruned_layer_cycles_mean": float(np.mean(lay)),
-                        "sparse_gemms": sum(1 for d in compiler.read_image(blob, acc).program if d.sparse),
-                        "wall_s": time.perf_counter() - t0})
-            print(f"sparsity: RTL density {density} tokens {'pruned' if prune else 'all'}: {np.mean(cyc):,.0f} cycles "
-                  f"({n_images} images bit-exact, {time.perf_counter() - t0:.0f} s)", flush=True)
+            key = {"what": f"RTL, density {density}, token pruning {prune}", "model": model_digest(model),
+                   "config": acc.digest(), "images": n_images, "version": _version(),
+                   "verilog": hashlib.sha256(build["verilog"].encode()).hexdigest()}
+            out.append({"density": density, "token_pruning": prune, "source": source, **cached(
+                cache, key, lambda: _rtl_row(acc, qm, names, images, patches, prune, build,
+                                             Path(workdir) / f"d{density}_{'tok' if prune else 'all'}"))})
     base = next(r for r in out if r["density"] == 1.0 and not r["token_pruning"])
     for r in out:
         same = next(b for b in out if b["density"] == 1.0 and b["token_pruning"] == r["token_pruning"])
         r["cycle_reduction"] = 1 - r["rtl_cycles_mean"] / base["rtl_cycles_mean"]
         r["pruned_layer_cycle_ratio"] = r["rtl_pruned_layer_cycles_mean"] / same["rtl_pruned_layer_cycles_mean"]
     return out
+
+
+def _rtl_row(acc, qm, names: set, images, patches, prune: bool, build: dict, workdir: Path) -> dict:
+    """One model and token setting of :func:`model_rtl_rows` through the accelerator."""
+    from .. import compiler
+    from ..compiler import models as cmodels
+    from ..sim.accel_run import run
+    t0 = time.perf_counter()
+    n = len(images)
+    blob = compiler.compile_model(qm, acc, prune=prune)
+    logits = cmodels.pruned_dumps(qm, images)[0] if prune else cmodels.forward_int(qm, images)
+    res = run(acc, blob, patches, logits, workdir, **build)
+    imgs = res["images"]
+    bad = [i for i, r in enumerate(imgs) if not r["bit_exact"]]
+    if len(imgs) != n or bad:
+        raise RuntimeError(f"sparsity bench: {workdir.name}: {len(imgs)} of {n} images run, not bit-exact: {bad}")
+    cyc = [r["cycles"] for r in imgs]
+    lay = [sum(end - start for _, name, _, start, end in r["layers"] if name in names) for r in imgs]
+    print(f"sparsity: RTL {workdir.name}: {np.mean(cyc):,.0f} cycles ({n} images bit-exact, "
+          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    return {"images": n, "bit_exact_images": n, "rtl_cycles": cyc, "rtl_cycles_mean": float(np.mean(cyc)),
+            "rtl_pruned_layer_cycles_mean": float(np.mean(lay)),
+            "sparse_gemms": sum(1 for d in compiler.read_image(blob, acc).program if d.sparse),
+            "wall_s": time.perf_counter() - t0}
 
 
 def rtl_rows(models: dict, quick: bool) -> list[dict]:
@@ -371,6 +430,22 @@ def check_targets(doc: dict) -> dict:
     return out
 
 
+def rtl_image_count(quick: bool) -> int:
+    """Test images per whole-model RTL row: 20 (quick: 2), or ``HEATVIT_SPARSITY_IMAGES`` (the
+    first N test images; the rows record how many)."""
+    import os
+    text = os.environ.get("HEATVIT_SPARSITY_IMAGES")
+    if not text:
+        return 2 if quick else 20
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 360:
+        raise ValueError(f"HEATVIT_SPARSITY_IMAGES must be an image count in 1..360, not {text!r}")
+    return n
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     from .. import e2e
     from ..presets import PRESETS
@@ -378,11 +453,13 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     acc = PRESETS[e2e.CONFIG]                 # the e2e Verilator build (16 x 16): no second build
     densities = QUICK_DENSITIES if quick else DENSITIES
     n_images = 2 if quick else 20
+    rtl_images = rtl_image_count(quick)
     t0 = time.perf_counter()
     models = models_by_density(acc, densities)
+    cache = build_root() / "sim" / "sparsity" / "cache"
     doc = {"quick": quick, "densities": list(densities), "config": e2e.CONFIG, "tile": [acc.gemm.rows, acc.gemm.cols],
-           "digits": digits_rows(acc, models, n_images, quick)}
-    doc["rtl_model"] = model_rtl_rows(acc, models, n_images, build_root() / "sim" / "sparsity")
+           "digits": digits_rows(acc, models, n_images, quick, cache)}
+    doc["rtl_model"] = model_rtl_rows(acc, models, rtl_images, build_root() / "sim" / "sparsity", cache)
     for r in doc["digits"]:
         m = next(x for x in doc["rtl_model"] if x["density"] == r["density"] and x["token_pruning"] == r["token_pruning"])
         r.update({k: m[k] for k in ("rtl_cycles_mean", "rtl_pruned_layer_cycles_mean", "pruned_layer_cycle_ratio",

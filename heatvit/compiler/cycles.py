@@ -12,8 +12,9 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, each ``3B + 25`` for its first row and ``2B + 25`` for each further one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 18`` then ``B + 18`` per row; GELU ``ceil(m n / lanes) + 12``.
+  rows, each ``3B + 30`` for its first row and ``2B + 30`` for each further one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 21`` then ``B + 21`` per row; GELU ``m ceil(n / C) + 16``
+  (the epilogue's unit has a lane per column), sigmoid ``m n + 16`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
   MEAN: two passes over its rows at one buffer word per cycle plus one reciprocal-unit division
@@ -22,8 +23,9 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
   (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
   write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
-* ``ddr``: DMA beats (``beat_bytes`` per cycle): streamed weights and parameter blocks, LOAD and
-  STORE rows, SELECT trace records.
+* ``ddr``: DMA beats (``beat_bytes`` per cycle): parameter blocks, LOAD and STORE rows, SELECT
+  trace records, and streamed weights at the GEMM executor's weight path's rate
+  (:func:`weight_stream_cycles`; what the engine waits for them: :func:`weight_stream_extra`).
 
 Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
 stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
@@ -72,16 +74,16 @@ class Estimate:
 def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
     """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
     b = ceil_div(n, nl.row_lanes)
-    return ceil_div(rows, units) * (2 * b + 25) + b if rows else 0
+    return ceil_div(rows, units) * (2 * b + 30) + b if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
     b = ceil_div(n, nl.row_lanes)
-    return rows * (b + 18) + b if rows else 0
+    return rows * (b + 21) + b if rows else 0
 
 
 def gelu_cycles(nl, elements: int) -> int:
-    return ceil_div(elements, nl.lanes) + 12 if elements else 0
+    return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
 COMBINER_MIN_CYCLES = 7
@@ -138,6 +140,36 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
     words = ceil_div(heads, isa.column_align(acc)) + heads
     return (toksel_cycles(acc.toksel, n, dim, pruned) - n + (n - 1) * select_score_rate(acc, heads)
             + heads + words + SELECT_FIXED_CYCLES)
+
+
+def weight_stream_cycles(acc, beats: int) -> int:
+    """Cycles the GEMM executor takes ``beats`` DMA beats of weights in (``BeatWeights``,
+    rtl/accel/weight_source.py): a weight word of ``C`` int8 from ``C / D`` beats of ``D`` bytes
+    when ``C > D``, and the cycle it leaves in takes no beat, so ``C / D + 1`` cycles a word
+    (64 x 32 with 16-byte beats: 3 cycles per 2 beats, measured on the board-scale RTL run's
+    DDR-bound GEMMs, heatvit.bench._board_rtl); a beat a cycle otherwise."""
+    per = ceil_div(acc.gemm.cols, acc.shell.data_bytes)
+    return ceil_div(beats * (per + 1), per) if acc.gemm.cols > acc.shell.data_bytes else beats
+
+
+def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
+    """Cycles a dense GEMM whose weights stream from DDR takes beyond ``estimate_cycles`` (which
+    has a weight word a cycle): a word takes :func:`weight_stream_cycles` of its beats, ``s``
+    cycles, so a tile's ``R`` words ``S = R s``: the first tile waits ``S - R`` more, and each
+    later one ``S - max(M, min_tile_cycles)`` when its words come slower than the array uses
+    them.  At 64 x 32 (``s = 3``): +128 on every DDR GEMM and, at 69 tokens, the stream sets the
+    pace; exact on the board-scale RTL run's GEMMs (heatvit.bench._board_rtl: e.g. qkv at 69
+    tokens 42,264 cycles measured = the record model with this term).  0 when a word is a beat
+    or less, and for a block-sparse GEMM (``tiles``; not measured)."""
+    g = acc.gemm
+    if tiles is not None:
+        return 0
+    s = weight_stream_cycles(acc, ceil_div(g.cols, acc.shell.data_bytes))
+    if s <= 1:
+        return 0
+    stream = g.rows * s
+    n_tiles = ceil_div(k, g.rows) * ceil_div(n, g.cols)
+    return stream - g.rows + (n_tiles - 1) * max(0, stream - max(m, g.min_tile_cycles))
 
 
 def gemm_tiles(acc, d, model: bytes | None):
@@ -201,12 +233,18 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             tiles = gemm_tiles(acc, d, model)
             engine = g.estimate_cycles(m, k, n, tiles)
             act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
-            if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU, Epilogue.REQ8_SIGMOID):
-                unit = gelu_cycles(nl, m * n)
+            if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
+                # the epilogue's GELU unit has a lane per array column: a row of C per cycle
+                unit = gelu_cycles(replace(nl, lanes=g.cols), m * ceil_div(n, g.cols) * g.cols)
+            elif d.epilogue == Epilogue.REQ8_SIGMOID:
+                unit = gelu_cycles(nl, m * n)          # one lane (the epilogue's SerialAct)
             elif d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
                 unit = softmax_cycles(sm_nl, m, n, acc.softmax_units)
             parts = isa.param_block(acc, d)
-            ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights" or d.wsrc == WSrc.DDR), beat_bytes)
+            ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights"), beat_bytes)
+            if d.wsrc == WSrc.DDR and "weights" in parts:
+                # the weights at the executor's weight path's rate (a beat a cycle unless C > D)
+                ddr += weight_stream_cycles(acc, ceil_div(parts["weights"][1], beat_bytes))
         elif op == Op.LAYERNORM:
             unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)

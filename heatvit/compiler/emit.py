@@ -217,6 +217,9 @@ class _Compiler:
             raise FitError(f"selectors: score_bits = {ts.score_bits} but toksel.score_bits = {acc.toksel.score_bits}")
         if self.tokens > acc.toksel.max_tokens:
             raise FitError(f"selectors: tokens = {self.tokens} exceeds toksel.max_tokens = {acc.toksel.max_tokens}")
+        if cfg.heads > acc.toksel.heads:
+            raise FitError(f"selectors: heads = {cfg.heads} exceeds toksel.heads = {acc.toksel.heads} "
+                           f"(the score combiner's width; the SELECT would end in CTRL_BAD_FIELD)")
         if cfg.dim % acc.toksel.lanes:
             raise FitError(f"selectors: dim = {cfg.dim} is not a multiple of toksel.lanes = {acc.toksel.lanes}")
         for s, q in enumerate(self.qm.selectors):

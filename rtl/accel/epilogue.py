@@ -37,7 +37,7 @@ from heatvit.config import AcceleratorConfig
 from heatvit.isa import Epilogue
 
 from ..gemm import layouts
-from ..nonlinear.pipe import round_shift_var, saturate
+from ..nonlinear.pipe import Pipe, round_shift_pipe, saturate
 from ..nonlinear.units import ActUnit, act_params_layout
 from .ports import buffer_write_layout
 from .token_buffer import ROW_BITS, WORD_BITS
@@ -46,6 +46,9 @@ FC1_BITS = 16
 SIGMOID_OUT_BITS = 9
 """The sigmoid unit's signed output width: [0, 255] results (``record_limits`` ``sigmoid``)."""
 MODE_BITS = 3
+ROUND_STAGES = 2
+"""The requantizer's rounding add and shift (:func:`..nonlinear.pipe.round_shift_pipe`), each
+registered; the saturation follows in a third stage."""
 ROWS_IN_FLIGHT = 32
 """Rows a :class:`SerialAct` holds at once (input, inside its unit, output): more than its unit's
 latency, so rows of one value each still enter at one per cycle."""
@@ -121,21 +124,20 @@ class EpilogueRouter(wiring.Component):
                      wp.data.eq(self.params.payload.data),
                      wp.en.eq(Mux(self.params.valid, self.params.payload.mask, 0))]
 
-        # -- requantizer pipeline: s0 (input + param read), s1 (product), s2 (round, saturate) ----
+        # -- requantizer pipeline: s0 (input + param read), s1 (product), s2 (rounding add),
+        # s3 (shift), s4 (saturate); "2" names the last stage's signals ----------------------------
         en = Signal()
         out_ready = Signal()
-        v0, v1, v2 = Signal(), Signal(), Signal()
+        ctl = Pipe(m, en, "req")
+        v0 = ctl.reg(self.i.valid, 1, "v")
+        a0 = ctl.reg(self.i.payload.acc, layouts.acc_word(g), "a")
+        t0 = ctl.reg(self.i.payload.tag, tag_l, "t")
+        stages = 1 + ROUND_STAGES + 1
+        v2, t2, raw2 = ctl.delay(v0, stages, "v"), ctl.delay(t0, stages, "t"), ctl.delay(a0, stages, "raw")
         m.d.comb += [en.eq(~v2 | out_ready), self.i.ready.eq(en), rp.en.eq(en),
                      rp.addr.eq(self.i.payload.tag.nt)]
-        a0 = Signal(layouts.acc_word(g))
-        t0, t1, t2 = Signal(tag_l), Signal(tag_l), Signal(tag_l)
-        raw1, raw2 = Signal(layouts.acc_word(g)), Signal(layouts.acc_word(g))
         prod_shape = signed(g.acc_bits + 1 + g.mult_bits + 1)
         y16 = Signal(data.ArrayLayout(signed(FC1_BITS), C))
-        with m.If(en):
-            m.d.sync += [v0.eq(self.i.valid), v1.eq(v0), v2.eq(v1),
-                         a0.eq(self.i.payload.acc), t0.eq(self.i.payload.tag), t1.eq(t0), t2.eq(t1),
-                         raw1.eq(a0), raw2.eq(raw1)]
         wide = self.mode == Epilogue.REQ16_GELU
         for lane in range(C):
             p = rp.data[lane]
@@ -143,7 +145,9 @@ class EpilogueRouter(wiring.Component):
             sh = Signal(g.shift_bits, name=f"shift{lane}")
             with m.If(en):
                 m.d.sync += [prod.eq((a0[lane] + p.bias) * p.mult), sh.eq(p.shift)]
-                q = round_shift_var(prod, sh)
+            q, lat = round_shift_pipe(Pipe(m, en, f"rq{lane}"), prod, sh)
+            assert lat == ROUND_STAGES
+            with m.If(en):
                 m.d.sync += y16[lane].eq(Mux(wide, saturate(q, -(1 << 15), (1 << 15) - 1),
                                              saturate(q, -128, 127)))
 

@@ -31,13 +31,13 @@ resets every register (and the units) in the next cycle; memories keep their con
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured, ``testbench/test_accel_ln.py``
 checks it)::
 
-    P * max(1, 64 / data_width) + (M + 1) * B' + 18 M + 7,    B' = ceil(n / min(lanes, row_lanes))
+    P * max(1, 64 / data_width) + (M + 1) * B' + 21 M + 7,    B' = ceil(n / min(lanes, row_lanes))
 
 ``P = param_block_bytes / 8`` (64-bit chunks of the parameter block, one per cycle), ``B'`` the
 cycles a row takes to enter the LayerNorm unit (which overlaps a row's input with the previous
-row's output: ``B' + 18`` per row), ``row_lanes`` the unit's (``acc.layernorm_lanes``: one
-buffer word).  Default config, DeiT-T (n = 192, M = 197): 6,225 cycles (13,353 with the
-4-lane unit it had before).
+row's output: ``B' + 21`` per row), ``row_lanes`` the unit's (``acc.layernorm_lanes``: one
+buffer word).  Default config, DeiT-T (n = 192, M = 197): 6,816 cycles (6,225 before the
+LayerNorm unit's rounding stages; 13,353 with the 4-lane unit it had before them).
 """
 
 from __future__ import annotations

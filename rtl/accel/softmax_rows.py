@@ -53,7 +53,7 @@ class SoftmaxRows(wiring.Component):
       pattern), ``last`` on the GEMM's final write.
 
     ``units`` softmax units of ``lanes`` scores per beat take the rows in turn (row ``r`` to unit
-    ``r % units``): a unit spends about ``2B + 25`` cycles on a row of ``B`` beats but takes its
+    ``r % units``): a unit spends about ``2B + 30`` cycles on a row of ``B`` beats but takes its
     beats in ``B``, so two units nearly halve a softmax GEMM's added cycles for the price of a
     second unit.  Default: ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived
     from the array, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power of two

@@ -1,11 +1,13 @@
 """Bias, integer multiplier, rounding shift and saturation: accumulators to int8."""
 
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from heatvit.config import GemmConfig
+
+from ..nonlinear.pipe import Pipe, round_shift_pipe, saturate
 
 from . import layouts
 
@@ -17,11 +19,12 @@ class Requantizer(wiring.Component):
     * ``params``: stream of ``(channel, bias int32, mult uint16, shift uint6)``; channel n is
       stored in lane ``n % cols`` at parameter word ``n // cols``.  Always ready.
     * ``acc``/``tag``: a row of ``cols`` signed ``acc_bits`` sums for N tile ``tag.nt``.
-    * ``out``/``out_tag``: the int8 row (lanes ``>= tag.lanes`` are zero), ``latency`` = 4
-      enabled cycles later.
+    * ``out``/``out_tag``: the int8 row (lanes ``>= tag.lanes`` are zero), ``latency`` = 6
+      enabled cycles later: sum, bias, product, rounding add, shift, saturation (one register
+      each, so no stage has more than one carry chain).
     """
 
-    latency = 4
+    latency = 6
 
     def __init__(self, cfg: GemmConfig):
         self.cfg = cfg
@@ -41,9 +44,9 @@ class Requantizer(wiring.Component):
         lane_bits = (C - 1).bit_length()
         m.d.comb += self.params.ready.eq(1)
 
-        tag1, tag2, tag3 = (Signal(layouts.row_tag(cfg), name=f"tag{i}") for i in (1, 2, 3))
+        tags = [self.tag] + [Signal(layouts.row_tag(cfg), name=f"tag{i}") for i in range(1, self.latency)]
         with m.If(self.en):
-            m.d.sync += [tag1.eq(self.tag), tag2.eq(tag1), tag3.eq(tag2), self.out_tag.eq(tag3)]
+            m.d.sync += [t.eq(prev) for t, prev in zip(tags[1:] + [self.out_tag], tags)]
 
         for c in range(C):
             mem = Memory(shape=layouts.channel_params(cfg), depth=cfg.max_n_tiles, init=[])
@@ -67,13 +70,6 @@ class Requantizer(wiring.Component):
             # Stage 3: multiply.
             p3 = Signal(signed(cfg.product_bits), name=f"p3_{c}")
             shift3 = Signal(unsigned(cfg.shift_bits), name=f"shift3_{c}")
-            # Stage 4: round half away from zero, shift, saturate.
-            half = Signal(unsigned(cfg.product_bits), name=f"half_{c}")
-            rounded = Signal(signed(cfg.product_bits + 1), name=f"rounded_{c}")
-            m.d.comb += [
-                half.eq((Const(1, 1) << shift3) >> 1),
-                rounded.eq((p3 + half - ((p3 < 0) & (shift3 != 0))) >> shift3),
-            ]
             with m.If(self.en):
                 m.d.sync += [
                     acc1.eq(self.acc[c]),
@@ -83,12 +79,12 @@ class Requantizer(wiring.Component):
                     p3.eq(x2 * mult2),
                     shift3.eq(shift2),
                 ]
-                with m.If(tag3.lanes <= c):
+            # Stages 4 and 5: the rounding add, the shift (``round_shift_pipe``, as wide as p3);
+            # stage 6: saturate, and zero the lanes past the row's width.
+            q, _ = round_shift_pipe(Pipe(m, self.en, f"rq{c}"), p3, shift3)
+            with m.If(self.en):
+                with m.If(tags[-1].lanes <= c):
                     m.d.sync += self.out[c].eq(0)
-                with m.Elif(rounded > cfg.act_max):
-                    m.d.sync += self.out[c].eq(cfg.act_max)
-                with m.Elif(rounded < cfg.act_min):
-                    m.d.sync += self.out[c].eq(cfg.act_min)
                 with m.Else():
-                    m.d.sync += self.out[c].eq(rounded)
+                    m.d.sync += self.out[c].eq(saturate(q, cfg.act_min, cfg.act_max))
         return m

@@ -8,7 +8,7 @@ The rounding helpers are the RTL twins of :func:`heatvit.golden.round_shift` (ha
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from heatvit.golden.nonlinear.ppoly import Table
@@ -18,23 +18,77 @@ def round_shift_const(value, w: int):
     """``round_half_away(value / 2**w)`` for a constant ``w >= 0`` (value signed or unsigned)."""
     if w == 0:
         return value
-    half = Const(1 << (w - 1))
-    if value.shape().signed:
-        return (value + half - (value < 0)) >> w
-    return (value + half) >> w
+    # value + (2**(w-1) - 1) + [value >= 0]: the sign bit is the carry in of one carry chain
+    # (not a three-operand add), as in round_add
+    signed_in = value.shape().signed
+    a = Cat(~value[-1] if signed_in else Const(1, 1), value)
+    a = a.as_signed() if signed_in else a
+    total = a + Const((((1 << (w - 1)) - 1) << 1) | 1, w + 1)
+    total = total[1:]
+    return (total.as_signed() if signed_in else total) >> w
 
 
-def round_shift_var(value, sh):
-    """``round_half_away(value / 2**sh)`` for a variable shift ``sh`` (unsigned signal)."""
-    half = (Const(1, 1) << sh) >> 1
-    if value.shape().signed:
-        return (value + half - ((value < 0) & (sh != 0))) >> sh
-    return (value + half) >> sh
+def round_add(value, sh, offset: int = 0):
+    """``value + 2**(s-1) - [value < 0]`` for ``s = sh + offset >= 1`` (``value`` for ``s = 0``):
+    the rounding add of :func:`heatvit.golden.round_shift`, as wide as ``value`` plus two bits.
+
+    ``sh`` is an unsigned signal, ``offset >= 0`` a constant.  ``2**(s-1)`` is never built: its
+    ``W`` low bits ``2**(s-1) - 1`` (a thermometer code, one LUT per bit from ``sh``) are added
+    with ``[s >= 1] & [value >= 0]`` as the carry in, a single carry chain.  The mask stops at
+    ``W`` bits (``W`` = ``value``'s width): for ``s > W`` that adds less than ``2**(s-1)``, but
+    the shifted result is then exactly what golden gives (0 for every value, the shift having
+    moved past the sum's sign; ``-1`` only for ``s = W``, whose mask is exact).  Shift the result
+    right by ``s`` for the rounded quotient (:func:`round_shift_var`)."""
+    width = len(value)
+    signed_in = value.shape().signed
+    if isinstance(sh, int):
+        raise TypeError(f"sh must be a signal (use round_shift_const for a constant), not {sh!r}")
+    max_s = (1 << len(sh)) - 1 + offset
+    mask_bits = max(0, min(width, max_s - 1))
+    mask = Cat(*[(sh >= i + 2 - offset) if i + 2 - offset > 0 else Const(1, 1)
+                 for i in range(mask_bits)]) if mask_bits else Const(0, 1)
+    nonzero = Const(1, 1) if offset > 0 else (sh != 0)
+    cin = nonzero & ~value[-1] if signed_in else nonzero
+    # (2 value + cin) + (2 mask + 1): bit 0 carries cin into the chain, bits 1.. are the sum
+    a = Cat(cin, value)
+    a = a.as_signed() if signed_in else a
+    total = a + Cat(Const(1, 1), mask)
+    out_w = width + 2 if signed_in else width + 1
+    total = total[1:out_w + 1]
+    return total.as_signed() if signed_in else total
 
 
-def saturate(value, lo: int | object, hi: int | object):
-    """Clamp ``value`` to ``[lo, hi]`` (constants or signals)."""
-    return Mux(value > hi, hi, Mux(value < lo, lo, value))
+def round_shift_var(value, sh, offset: int = 0):
+    """``round_half_away(value / 2**(sh + offset))`` for a variable shift ``sh`` (unsigned signal)
+    and a constant ``offset >= 0``, in one cycle (bit-exact with :func:`heatvit.golden.round_shift`
+    for every ``sh``, also past the width).  A pipeline splits it: :func:`round_shift_pipe`."""
+    return (round_add(value, sh, offset) >> offset) >> sh
+
+
+def round_shift_pipe(pipe: "Pipe", value, sh, *, offset: int = 0, lo=None, hi=None, shape=None,
+                     name: str = "rs"):
+    """:func:`round_shift_var` of ``value`` by ``sh + offset``, then clamped to ``[lo, hi]``
+    (either may be None: no bound), over registered stages of ``pipe``: the rounding add, the
+    variable shift, the clamp (only when there is a bound).  ``sh`` is read with ``value`` (and
+    carried along); ``lo``/``hi`` (constants or signals held stable) in the clamp stage.  Returns
+    ``(result, latency)``, ``latency`` = 2, or 3 with a clamp; the result has ``shape`` (default:
+    the shifted value's)."""
+    total = pipe.reg(round_add(value, sh, offset), name=f"{name}_add")
+    sh_r = pipe.reg(sh, name=f"{name}_sh")
+    q = (total >> offset) >> sh_r
+    if lo is None and hi is None:
+        return pipe.reg(q, shape, name=f"{name}_q"), 2
+    q = pipe.reg(q, name=f"{name}_q")
+    return pipe.reg(saturate(q, lo, hi), shape, name=f"{name}_y"), 3
+
+
+def saturate(value, lo, hi):
+    """Clamp ``value`` to ``[lo, hi]`` (constants or signals; None: no bound on that side)."""
+    if hi is not None:
+        value = Mux(value > hi, hi, value) if lo is None else Mux(value > hi, hi, Mux(value < lo, lo, value))
+    elif lo is not None:
+        value = Mux(value < lo, lo, value)
+    return value
 
 
 class Pipe:

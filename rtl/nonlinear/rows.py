@@ -10,7 +10,7 @@ docs/nonlinear.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,8 +20,15 @@ from heatvit.golden.nonlinear.layernorm import moments_bits
 from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 
-from .pipe import Pipe, round_shift_var, saturate, table_rom
+from .pipe import Pipe, round_shift_pipe, table_rom
 from .units import SHIFT_BITS, pow2_core, recip_core, rsqrt_core
+
+
+OUT_ROUND_STAGES = 3
+"""Softmax output: registers after the product (rounding add, shift, clamp)."""
+LN_OUT_LATENCY = 1 + 1 + 1 + 2 + 1 + 3
+"""LayerNorm output: read, centre, times r, rounding add and shift of t, affine, rounding add,
+shift and saturation."""
 
 
 def row_beat(cfg: NonlinearConfig, shape) -> data.StructLayout:
@@ -39,6 +46,23 @@ def _tree(op, values):
         values = [op(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def _max_flat(values):
+    """The largest of ``values`` (same signedness): every pair compared at once, then a one-hot
+    select (value ``i`` wins if it is above every earlier one and not below any later one), so
+    the depth is one comparator and an AND-OR, whatever the count."""
+    wins = []
+    for i, x in enumerate(values):
+        beats_all = Const(1, 1)
+        for j, y in enumerate(values):
+            if j != i:
+                beats_all = beats_all & ((x > y) if j < i else (x >= y))
+        wins.append(beats_all)
+    out = 0
+    for w, x in zip(wins, values):
+        out = out | Mux(w, x, 0).as_unsigned()
+    return out
 
 
 def _phase_flags(m, fsm, in_idle, in_out, in_exp=None):
@@ -102,10 +126,10 @@ class SoftmaxUnit(wiring.Component):
       elements ends there (the next beat starts a new row) and sets ``overflow`` (sticky until reset).
     * ``o``: :func:`row_beat` of uint8 probabilities in ``[0, out_max]``, same beat structure.
 
-    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 17), one
-    reciprocal (~12), normalise and stream out (B + 3, stalls on ``o.ready``).  The next row loads
+    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 20), one
+    reciprocal (~12), normalise and stream out (B + 5, stalls on ``o.ready``).  The next row loads
     while the current one streams out (into beats already read), so back-to-back rows take
-    2B + 25 cycles each (measured; docs/nonlinear.md).
+    2B + 30 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -165,11 +189,11 @@ class SoftmaxUnit(wiring.Component):
             x1 = rd.data[j][:ib].as_signed()
             d2 = pe.reg(mx - x1, signed(ib + 1), "d")
             p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
-            zr = round_shift_var(p3, p.shift)
-            z4 = pe.reg(Mux(zr > zmax, zmax, zr), unsigned(F.POW2_IN_BITS), "z")
-            e, lat = pow2_core(pe, z4, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
+            z, zlat = round_shift_pipe(pe, p3, p.shift, hi=zmax, shape=unsigned(F.POW2_IN_BITS), name="z")
+            e, lat = pow2_core(pe, z, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
             es.append(e)
-        v, a, full = ctl.delay(v, 3 + lat, "v"), ctl.delay(a, 3 + lat, "a"), ctl.delay(full, 3 + lat, "full")
+        lat += 2 + zlat
+        v, a, full = ctl.delay(v, lat, "v"), ctl.delay(a, lat, "a"), ctl.delay(full, lat, "full")
         # lanes past the row's end contribute 0 (and are written back as 0)
         es = [Mux(full | (j < tail), e, 0) for j, e in enumerate(es)]
         e_sum = _tree(lambda x, y: x + y, es)
@@ -181,13 +205,15 @@ class SoftmaxUnit(wiring.Component):
         wait = Signal(range(rlat + 3))
 
         # -- output pipeline (stalls on backpressure): read, multiply, round and clamp -------------
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=3)
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=2 + OUT_ROUND_STAGES)
         en_o, in_out, oidx = out.en, out.active, out.idx
         po = Pipe(m, en_o, "out")
         prods = [po.reg(rd.data[j][:ebits] * f, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
         for j in range(L):
-            y = round_shift_var(prods[j], big_e + F.RECIP_FRAC)
-            m.d.comb += self.o.payload.data[j].eq(po.reg(Mux(y > p.out_max, p.out_max, y), unsigned(8), f"y{j}"))
+            # round by 16 + E (add, shift), clamp to out_max: OUT_ROUND_STAGES registers
+            y, _ = round_shift_pipe(po, prods[j], big_e, offset=F.RECIP_FRAC, hi=p.out_max,
+                                    shape=unsigned(8), name=f"y{j}")
+            m.d.comb += self.o.payload.data[j].eq(y)
 
         # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
         m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
@@ -198,7 +224,6 @@ class SoftmaxUnit(wiring.Component):
         nv = Signal(range(L + 1))
         m.d.comb += nv.eq(Mux(~self.i.payload.last | (cnt_in == 0) | (cnt_in > L), L, cnt_in))
         lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
-        beat_max = _tree(lambda x, y: Mux(x > y, x, y), lanes_in)
 
         # -- loader: may write a beat the output phase has already read, never one still needed --
         in_idle = Signal()
@@ -207,8 +232,8 @@ class SoftmaxUnit(wiring.Component):
         with m.If(self.i.valid & load_ok):
             m.d.comb += [wr.addr.eq(lcnt), wr.en.eq(1)]
             m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
-            with m.If((lcnt == 0) | (beat_max > lmx)):
-                m.d.sync += lmx.eq(beat_max)
+            # the row's running maximum: one compare deep (all pairs at once), not a tree
+            m.d.sync += lmx.eq(_max_flat(lanes_in + [Mux(lcnt == 0, lo, lmx)]))
             with m.If(self.i.payload.last | (lcnt == depth - 1)):
                 m.d.sync += [lbeats.eq(lcnt + 1), ltail.eq(nv), lcnt.eq(0), lfull.eq(1)]
                 with m.If(~self.i.payload.last):
@@ -261,7 +286,8 @@ def layernorm_affine_layout(cfg: NonlinearConfig):
 class LayerNormUnit(wiring.Component):
     """LayerNorm over rows of ``params.length`` (1 .. ``cfg.max_dim``) signed ``layernorm_in_bits`` inputs.
 
-    * ``params`` (hold stable): ``length`` = N, ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
+    * ``params`` (hold stable, from the cycle before a row's first beat on): ``length`` = N,
+      ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
       of :class:`heatvit.golden.nonlinear.LayerNormParams`; a length of 0 counts as 1, one above
       ``max_dim`` as ``max_dim``.
     * ``affine`` (always ready): ``(index, gamma G_i, beta B_i)`` writes channel ``index``'s affine
@@ -270,8 +296,8 @@ class LayerNormUnit(wiring.Component):
       last beat are ignored); ``o``: :func:`row_beat` of int8 results.
 
     Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
-    affine and stream out (B + 6, stalls on ``o.ready``).  The next row loads while the current one
-    streams out, so back-to-back rows take B + 18 cycles each (measured; docs/nonlinear.md).
+    affine and stream out (B + 9, stalls on ``o.ready``).  The next row loads while the current one
+    streams out, so back-to-back rows take B + 21 cycles each (measured; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -293,12 +319,20 @@ class LayerNormUnit(wiring.Component):
         mb = moments_bits(ib, db)
         depth = cfg.max_dim // L
         p = self.params
-        # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang)
-        n = Signal(range(cfg.max_dim + 1))
-        m.d.comb += n.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
-        beats = Signal(range(depth + 1))
-        tail = Signal(range(L + 1))
-        m.d.comb += [beats.eq((n + (L - 1)) >> log_l), tail.eq(n - ((beats - 1) << log_l))]
+        # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang); the
+        # row length, its beats and last-beat lanes are registered (params are held stable), so
+        # no datapath starts at the params port
+        n_in = Signal(range(cfg.max_dim + 1))
+        m.d.comb += n_in.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
+        n = Signal(range(cfg.max_dim + 1), init=1)
+        beats = Signal(range(depth + 1), init=1)
+        tail = Signal(range(L + 1), init=1)
+        beats_in = (n_in + (L - 1)) >> log_l
+        tail_in = n_in - ((beats_in - 1) << log_l)
+        beats_m1 = Signal(range(depth + 1))
+        tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
+        m.d.sync += [n.eq(n_in), beats.eq(beats_in), tail.eq(tail_in), beats_m1.eq(beats_in - 1),
+                     tail_mask.eq(Cat(*[tail_in > j for j in range(L)]))]
 
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=depth, init=[])
         xw, xr = xbuf.write_port(), xbuf.read_port()
@@ -334,7 +368,7 @@ class LayerNormUnit(wiring.Component):
         r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
         k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
 
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=6)
+        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=LN_OUT_LATENCY)
         en_o, in_out, oidx, olast = out.en, out.active, out.idx, out.last
         m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o)]
         m.d.comb += [ar.addr.eq(oidx) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
@@ -347,16 +381,17 @@ class LayerNormUnit(wiring.Component):
             g, b = po.reg(ars[j].data.gamma, name="g"), po.reg(ars[j].data.beta, name="b")
             cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
             g, b = po.reg(g, name="g"), po.reg(b, name="b")
-            t = po.reg(round_shift_var(cr, sh1), signed(tb), "t")
-            g, b = po.reg(g, name="g"), po.reg(b, name="b")
-            # stage 5: affine; 6: rounding shift and saturation (lanes past the row's end: 0)
+            t, tlat = round_shift_pipe(po, cr, sh1, shape=signed(tb), name="t")
+            g, b = po.delay(g, tlat, "g"), po.delay(b, tlat, "b")
+            # then: affine; rounding add, shift, saturation (lanes past the row's end: 0)
             acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
-            y = po.reg(saturate(round_shift_var(acc, p.out_shift), lo, hi), signed(self.out_bits), "y")
+            y, _ = round_shift_pipe(po, acc, p.out_shift, lo=lo, hi=hi, shape=signed(self.out_bits), name="y")
             m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
 
         # -- input beat: moments over the valid lanes ----------------------------------------------
-        nv = Mux(cnt == beats - 1, tail, L)
-        xs = [Mux(j < nv, self.i.payload[j], 0) for j in range(L)]
+        # (the last beat's index and lane mask are registers: an equality and a mask before the sums)
+        last_beat = cnt == beats_m1
+        xs = [Mux(~last_beat | tail_mask[j], self.i.payload[j], 0) for j in range(L)]
         beat_s1 = _tree(lambda x, y: x + y, xs)
         beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
 

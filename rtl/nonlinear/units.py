@@ -15,7 +15,7 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 
-from .pipe import Pipe, ppoly, round_shift_const, round_shift_var, saturate, table_rom
+from .pipe import Pipe, ppoly, round_shift_const, round_shift_pipe, table_rom
 
 SHIFT_BITS = 6
 
@@ -55,12 +55,12 @@ def pow2_core(pipe: Pipe, z, out_frac: int, tbl, mem):
     acc, lat = ppoly(pipe, tbl, f, mem)
     k = pipe.delay(k, lat, "k")
     ab = tbl.acc_bits
-    sh = k + (F.GUARD + F.POW2_FRAC - out_frac)
-    # p < 2**ab, so any shift > ab rounds to 0 exactly like the shift itself would
-    sh_c = Mux(sh > ab + 1, ab + 1, sh)
     acc_u = acc.as_unsigned()[:ab - 1]          # 2**-f is positive: the sign bit is 0
-    out = pipe.reg(round_shift_var(acc_u, sh_c), unsigned(out_frac + 1), "pow2")
-    return out, lat + 1
+    # round by k + (guard + 22 - out_frac): exact for every k (past the width too), add and shift
+    # in two stages
+    out, rlat = round_shift_pipe(pipe, acc_u, k, offset=F.GUARD + F.POW2_FRAC - out_frac,
+                                 shape=unsigned(out_frac + 1), name="pow2")
+    return out, lat + rlat
 
 
 def exp_core(pipe: Pipe, x, tbl, mem):
@@ -93,7 +93,12 @@ def normalize(pipe: Pipe, x, in_bits: int, odd_to_even: bool):
     top = Cat(Const(0, 1), e[1:]) if odd_to_even else e   # exponent of the kept leading bit
     left = (xs.as_unsigned() << mb)                        # x * 2**mb, then >> top
     mant = (left >> top)[:mb + 2]
-    u = pipe.reg(mant - (1 << mb), unsigned(mb + 2 if odd_to_even else mb), "u")
+    # u = mant - 2**mb without a carry chain: mant is in [2**mb, 2**(mb+1)) (reciprocal: drop the
+    # leading one) or [2**mb, 2**(mb+2)) (rsqrt: its top two bits are 1..3, minus one)
+    if odd_to_even:
+        u = pipe.reg(Cat(mant[:mb], (mant[mb:mb + 2] - 1)[:2]), unsigned(mb + 2), "u")
+    else:
+        u = pipe.reg(mant[:mb], unsigned(mb), "u")
     e = pipe.reg(e, name="e")
     return e, u, 2
 
@@ -197,15 +202,15 @@ class ActUnit(_Elementwise):
         p = self.params
         lo, hi = -(1 << (F.ACT_BITS - 1)), (1 << (F.ACT_BITS - 1)) - 1
         prod = pipe.reg(x * p.in_mult, signed(self.in_bits + F.MULT_BITS + 1), "pin")
-        xq = pipe.reg(saturate(round_shift_var(prod, p.in_shift), lo, hi), signed(F.ACT_BITS), "xq")
+        xq, lat_in = round_shift_pipe(pipe, prod, p.in_shift, lo=lo, hi=hi, shape=signed(F.ACT_BITS), name="xq")
         if self.kind == "gelu":
             g, lat = gelu_core(pipe, xq, self.tables["gelu"], mems["gelu"])
         else:
             g, lat = sigmoid_core(pipe, xq, self.tables["sigmoid"], mems["sigmoid"])
         prod = pipe.reg(g * p.out_mult, signed(F.ACT_BITS + F.MULT_BITS + 2), "pout")
-        y = pipe.reg(saturate(round_shift_var(prod, p.out_shift), p.out_min, p.out_max),
-                     signed(self.out_bits), "y")
-        return y, lat + 4
+        y, lat_out = round_shift_pipe(pipe, prod, p.out_shift, lo=p.out_min, hi=p.out_max,
+                                      shape=signed(self.out_bits), name="y")
+        return y, 1 + lat_in + lat + 1 + lat_out
 
 
 class ExpUnit(_Elementwise):

@@ -5,7 +5,7 @@ is the nonlinear path's reciprocal unit (:class:`heatvit.rtl.nonlinear.units.Rec
 the one implementation of ``golden.nonlinear.divide``) plus one multiply and a rounding shift.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -14,7 +14,6 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import TokSelConfig
 
-from ..nonlinear.pipe import round_shift_var
 from ..nonlinear.units import ReciprocalUnit
 from . import layouts
 
@@ -82,27 +81,33 @@ class ScoreCombiner(wiring.Component):
         held = Signal(head_pairs(cfg))
         collecting = Signal()                  # held holds a token being summed
         pushing = Signal()                     # num and den are ready to go out
-        unit_a = Signal()
         hcount = Signal(range(H + 1))
         num = Signal(num_bits)
         den = Signal(DEN_BITS)
         den_a = Signal(DEN_BITS)
         n_h = self.n_heads if self.runtime_heads else H
         m.d.comb += den_a.eq(Mux(a_sum == 0, n_h, a_sum))
-        cur = held[0]
-        w = Signal(PROB_BITS)
-        m.d.comb += w.eq(Mux(unit_a, 1, cur.a))
-        terms = [Mux(w[i], cur.t << i, 0) for i in range(PROB_BITS)]
+        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a (3t
+        # computed when the token is taken, beside it), so the adder sees four terms, not eight.
+        # A token with all a = 0 is held with a = 1 (the plain mean).
+        t3_bits = PROB_BITS + 2
+        held3 = Signal(t3_bits * H)
+        cur, t3 = held[0], held3[:t3_bits]
+        terms = [Mux(cur.a[2 * k + 1], Mux(cur.a[2 * k], t3, cur.t << 1), Mux(cur.a[2 * k], cur.t, 0)) << (2 * k)
+                 for k in range(PROB_BITS // 2)]
         head_prod = Signal(2 * PROB_BITS)
         m.d.comb += head_prod.eq(sum(terms[1:], terms[0]))
 
         m.d.comb += self.heads.ready.eq(~collecting & ~pushing)
         with m.If(self.heads.valid & self.heads.ready):
-            m.d.sync += [held.eq(pairs), unit_a.eq(a_sum == 0), num.eq(0), hcount.eq(0),
+            for h, pr in enumerate(pairs):
+                m.d.sync += [held[h].a.eq(Mux(a_sum == 0, 1, pr.a)), held[h].t.eq(pr.t),
+                             held3[h * t3_bits:(h + 1) * t3_bits].eq((pr.t << 1) + pr.t)]
+            m.d.sync += [num.eq(0), hcount.eq(0),
                          den.eq((den_a << 8) - den_a), collecting.eq(1)]      # 255 * sum a
         with m.If(collecting):
             m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
-                         hcount.eq(hcount + 1)]
+                         held3.eq(held3 >> t3_bits), hcount.eq(hcount + 1)]
             with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
@@ -134,9 +139,15 @@ class ScoreCombiner(wiring.Component):
             recip.o.ready.eq(load),
             nums.r_en.eq(load),
         ]
+        # The rounding term 2**(s - 1) of q = round(prod / 2**s), s = e + off >= 1, is the
+        # product's initial value (a one-hot decode of e), so the adds of the multiply do the
+        # rounding add and the output stage only shifts and clamps.
+        off = F.RECIP_FRAC - b
+        e_in = recip.o.payload[0].e
+        half = Cat(*[(e_in == i + 1 - off) if i + 1 - off >= 0 else Const(0, 1) for i in range(len(prod))])
         with m.If(load):
-            m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(recip.o.payload[0].e), num2.eq(nums.r_data),
-                         prod.eq(0), dcount.eq(0), mul_busy.eq(1)]
+            m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(e_in), num2.eq(nums.r_data),
+                         prod.eq(half), dcount.eq(0), mul_busy.eq(1)]
         with m.If(mul_busy):
             m.d.sync += [prod.eq(prod + part), r.eq(r >> R_DIGIT_BITS), num2.eq(num2 << R_DIGIT_BITS),
                          dcount.eq(dcount + 1)]
@@ -144,7 +155,7 @@ class ScoreCombiner(wiring.Component):
                 m.d.sync += [mul_busy.eq(0), done.eq(1)]
         q = Signal(prod.shape())
         m.d.comb += [
-            q.eq(round_shift_var(prod, e + (F.RECIP_FRAC - b))),
+            q.eq((prod >> off) >> e),
             self.scores.valid.eq(done),
             self.scores.payload.score.eq(Mux(q > cfg.score_max, cfg.score_max, q)),
         ]
