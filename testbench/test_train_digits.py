@@ -126,11 +126,15 @@ def test_plan_search_names_binding_budget():
                                          r"within the MAC budget .*selectors before blocks \[1, 3, 4\]"):
         td.check_budgets(acc, "default", cfg, pair, budget, m2)
     assert td.check_budgets(acc, "default", cfg, plans, 0.8, 0.55)
-    big = AcceleratorConfig(gemm=GemmConfig(rows=32, cols=32))
-    # without the per-tile floor (main: weight-tile double buffering) pruning pays on 32 x 32 too
-    assert td.check_budgets(big, "32", cfg, plans, 0.8, 0.55)
-    with pytest.raises(ValueError, match=r"on config '32' \(32 x 32 array\)"):
-        td.check_budgets(big, "32", cfg, plans, 0.1, 0.55)
+    # plans are priced on the compiled program (compiler.cycles.plan_cycles): pruning pays on an
+    # 8 x 8 array too; a config the model does not fit on (32 x 32: a 32-lane buffer word against
+    # 16-channel heads) is refused by name
+    small = AcceleratorConfig(gemm=GemmConfig(rows=8, cols=8))
+    assert td.check_budgets(small, "8", cfg, plans, 0.8, 0.55)
+    with pytest.raises(ValueError, match=r"on config '8' \(8 x 8 array\)"):
+        td.check_budgets(small, "8", cfg, plans, 0.1, 0.55)
+    with pytest.raises(ValueError, match=r"head_dim = 16 is not a multiple of 32"):
+        td.check_budgets(AcceleratorConfig(gemm=GemmConfig(rows=32, cols=32)), "32", cfg, plans, 0.8, 0.55)
 
 
 def test_recorded_command_and_reuse(smoke):

@@ -459,13 +459,13 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     cache = build_root() / "sim" / "sparsity" / "cache"
     doc = {"quick": quick, "densities": list(densities), "config": e2e.CONFIG, "tile": [acc.gemm.rows, acc.gemm.cols],
            "digits": digits_rows(acc, models, n_images, quick, cache)}
+    doc["rtl_executor"] = rtl_rows(models, quick)
+    doc["board"] = board_rows(quick)
     doc["rtl_model"] = model_rtl_rows(acc, models, rtl_images, build_root() / "sim" / "sparsity", cache)
     for r in doc["digits"]:
         m = next(x for x in doc["rtl_model"] if x["density"] == r["density"] and x["token_pruning"] == r["token_pruning"])
         r.update({k: m[k] for k in ("rtl_cycles_mean", "rtl_pruned_layer_cycles_mean", "pruned_layer_cycle_ratio",
                                     "cycle_reduction")}, rtl_images=m["images"], rtl_bit_exact_images=m["bit_exact_images"])
-    doc["rtl_executor"] = rtl_rows(models, quick)
-    doc["board"] = board_rows(quick)
     doc["targets"] = check_targets(doc)
     doc["wall_s"] = time.perf_counter() - t0
     path = Path(out_dir) / "sparsity.json"

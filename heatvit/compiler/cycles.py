@@ -1,7 +1,22 @@
-"""Analytic per-descriptor cycle estimate of a program (no simulation), for the end-to-end bench
-to set beside the cycles the RTL measures.
+"""Analytic per-descriptor cycle model of a program on the whole accelerator (no simulation).
 
-Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
+**The model** (:func:`descriptor_cycles`, :func:`total_cycles`): each executed descriptor's
+``cycles`` is the length of its cycle record (dispatch to ``done``) in the whole accelerator: the
+executors' own cycle formulas (rtl/accel/*_exec.py, the GEMM engine's exact
+``GemmConfig.estimate_cycles``, the softmax row units' schedule) plus the DMA and dispatch
+latencies measured on the Verilator top; a run's ``CYCLES`` register adds ``START_CYCLES`` and
+``GAP_CYCLES`` per descriptor (the next descriptor's fetch through the DMA, the cycle record's
+hand-over).  Measured against the RTL's records descriptor by descriptor (docs/isa.md):
+the dense digits and DeiT-T programs exact, pruned runs within a few cycles per descriptor
+(``heatvit bench pruning``, ``testbench/test_accel_prune_digits.py``).
+
+Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
+stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
+and prices every later descriptor at the live count, :func:`image_cycles` does it from a trace,
+:func:`plan_cycles` from a pruning plan's target ratios (the training script's plan search).
+Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fraction`).
+
+**The phases** (older bounds, kept for comparison; ``m, k, n`` live-clipped):
 
 * ``engine``: GEMM engine cycles, ``GemmConfig.estimate_cycles(m, k, n)`` (exact for the engine
   with its operands on chip; docs/architecture.md); a block-sparse GEMM (``sparse = 1``) is
@@ -10,7 +25,7 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
   word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
-* ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md: softmax rows of
+* ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
   rows, each ``3B + 30`` for its first row and ``2B + 30`` for each further one; LayerNorm
   (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 21`` then ``B + 21`` per row; GELU ``m ceil(n / C) + 16``
@@ -22,19 +37,12 @@ Phases of one descriptor (``m, k, n`` live-clipped as the controller sees them):
   measured cycles (:func:`select_cycles`: the score combiner, one token per
   :func:`select_score_rate` cycles, feeding the token-selector control unit, whose cycles
   (:func:`toksel_cycles`) are its measured RTL counts, docs/token_selector.md; the trace record's
-  write included) plus ``SELECT_TOP_CYCLES``: exact against the whole accelerator's cycle records.
+  write included) plus ``SELECT_TOP_CYCLES``.
 * ``ddr``: DMA beats (``beat_bytes`` per cycle): parameter blocks, LOAD and STORE rows, SELECT
   trace records, and streamed weights at the GEMM executor's weight path's rate
   (:func:`weight_stream_cycles`; what the engine waits for them: :func:`weight_stream_extra`).
 
-Pruned programs: the live token count changes at every SELECT; :func:`estimate` takes each
-stage's outcome (``selects``, from a run's trace: :meth:`heatvit.compiler.trace.Trace.selects`)
-and prices every later descriptor at the live count, :func:`image_cycles` does it from a trace.
-Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fraction`).
-
-``serial`` adds the phases (no overlap at all, an upper bound); ``overlapped`` is the longest
-phase (everything of one descriptor overlapped, a lower bound).  Descriptor fetch and the
-controller's own decode are not counted.
+``serial`` adds the phases, ``overlapped`` is the longest phase.
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ class Estimate:
     act_load: int
     unit: int
     ddr: int
+    cycles: int = 0
+    """The modelled length of the descriptor's cycle record (:func:`descriptor_cycles`)."""
 
     @property
     def serial(self) -> int:
@@ -173,6 +183,160 @@ def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
     return stream - g.rows + 1 + (n_tiles - 1) * max(0, stream - max(m, g.min_tile_cycles))
 
 
+# -- the whole accelerator, descriptor by descriptor (measured against the RTL's cycle records) ----
+
+START_CYCLES = 9
+"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA)."""
+
+GAP_CYCLES = 11
+"""Between one descriptor's record end and the next one's start: the cycle record's hand-over,
+the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check; also from
+END's record to ``done`` (every write answered).  Skipped descriptors (live rows 0), BEGIN and END
+have records of length 0 and cost this gap too."""
+
+ROW_DMA_CYCLES = 7
+"""LOAD: the DMA's latency per row (one request per row, served in order)."""
+
+STORE_CYCLES = 3
+"""STORE: cycles after its beats (the write's hand-over to the DMA)."""
+
+ADD_CYCLES = 5
+"""ADD / COPY: cycles after one buffer word per cycle."""
+
+LN_ROW_CYCLES = 21
+"""LAYERNORM: cycles per row beyond its beats (the unit's, with its rounding stages)."""
+
+LN_CYCLES = 14
+"""LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
+DMA latency and dispatch (7)."""
+
+MEAN_CYCLES = 11
+"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``10``
+(rtl/accel/mean_exec.py) and ``W (M + 2)``: dispatch and the DMA-less hand-over (measured: W = 1
+digits, W = 4 DeiT-T)."""
+
+GEMM_ACT_LEAD = 5
+"""GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
+
+GEMM_PARAM_LEAD = 9
+"""... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
+
+EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GELU: 16}
+"""Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
+``GEMM_*_LEAD``)."""
+
+SIGMOID_CYCLES = 19
+"""REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
+cycle, plus this (fitted with the unit's rounding stages: the selectors' head weights, n = 3,
+m = 42 .. 65, exact)."""
+
+SOFTMAX_UNIT_CYCLES = 30
+"""A softmax unit spends ``2B + 30`` cycles per row of ``B`` beats, ``3B + 30`` on its last one
+(docs/nonlinear.md; rtl/nonlinear/rows.py ``SoftmaxUnit``)."""
+
+SOFTMAX_TAIL_CYCLES = {1: 2, 2: 33, 3: 26}
+"""A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
+memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
+a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
+Fitted on the RTL's records (:func:`softmax_gemm_tail`)."""
+
+SOFTMAX_BEAT_CYCLES = 6
+
+SOFTMAX_KT_CYCLES = 16
+
+
+def param_beats(acc, d) -> int:
+    """Beats of a GEMM's parameter block before its ``bitmap`` / ``weights`` part (what
+    ``GemmOutput`` takes before the engine's first weight: ``rtl.accel.gemm_output.param_beats``)."""
+    parts = isa.param_block(acc, d)
+    ends = [parts[p][0] for p in ("bitmap", "weights") if p in parts]
+    end = ends[0] if ends else isa.param_block_bytes(acc, d)
+    return ceil_div(end, acc.shell.data_bytes)
+
+
+def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
+    """Cycles a softmax GEMM adds after its engine (``estimate_cycles``), with ``units`` row units
+    taking rows in turn from one score-memory reader: row ``j``'s beats start
+    ``floor(j / units) * (2B + 30) + (j % units) * B`` after the first row's (the reader gives
+    one beat per cycle, a unit takes its next row ``2B + 30`` after its last), the first row one
+    pass (``m`` rows) before the engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``;
+    :func:`descriptor_cycles`: the later of that and the parameter beats' lead),
+    the last row takes ``3B + 30``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
+    (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
+    The tail constants are fitted: on the RTL's records they are exact on every softmax GEMM of
+    the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
+    tokens, B = 4; two N tiles at 22 and 24 tokens, one cycle short at 17; three to five N tiles)
+    and of DeiT-T (q k^T at 197, 139, 99 and 71 tokens, K = 64; the selectors' 2-way softmax)."""
+    b = ceil_div(n, acc.softmax_lanes)
+    u = acc.softmax_units
+    last = m - 1
+    first_to_last = (last // u) * (2 * b + SOFTMAX_UNIT_CYCLES) + (last % u) * b
+    nt = ceil_div(n, acc.gemm.cols)
+    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
+    if nt == 1:
+        tail += SOFTMAX_BEAT_CYCLES * (b - 1)
+    lead = m + GEMM_ACT_LEAD if lead is None else lead
+    return lead - m + first_to_last + 3 * b + SOFTMAX_UNIT_CYCLES + tail
+
+
+def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
+    """The modelled length of descriptor ``d``'s cycle record in the whole accelerator
+    (``m, k, n`` live-clipped; ``engine``: the GEMM engine's cycles; ``select``: a SELECT's
+    executor cycles), from the executors' own cycle formulas plus the DMA and dispatch latency
+    measured on the whole accelerator in Verilator (``testbench/test_cycle_model.py`` compares
+    every descriptor of the digits model, dense and pruned):
+
+    * LOAD: ``m * (ceil(n / D) + ROW_DMA_CYCLES)`` (a DMA request per row, ``D`` bytes a beat);
+      STORE: ``m * ceil(n / D) + STORE_CYCLES``.
+    * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
+    * LAYERNORM: ``P + (m + 1) B' + LN_ROW_CYCLES m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
+      block, ``B' = ceil(n / acc.layernorm_lanes)``).
+    * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
+    * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
+      epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
+      softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+    * SELECT: ``select + SELECT_TOP_CYCLES``.
+
+    Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than one DMA beat,
+    ``C > D``: the board preset), which callers at such configs add per DDR GEMM
+    (``heatvit.bench._board_rtl``'s ``records_stream``).
+    """
+    op = Op(d.opcode)
+    D = acc.shell.data_bytes
+    A = isa.column_align(acc)
+    if op == Op.LOAD:
+        return m * (ceil_div(n, D) + ROW_DMA_CYCLES)
+    if op == Op.STORE:
+        return m * ceil_div(n, D) + STORE_CYCLES
+    if op in (Op.ADD, Op.COPY):
+        return m * ceil_div(n, A) + ADD_CYCLES
+    if op == Op.LAYERNORM:
+        b = ceil_div(n, acc.layernorm_lanes)
+        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_ROW_CYCLES * m + LN_CYCLES
+    if op == Op.MEAN:
+        w = ceil_div(n, A)
+        w_mean = w - d.k // A
+        return w * (m + 3) + w_mean * (m + A + 1) + MEAN_CYCLES
+    if op == Op.GEMM:
+        lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+        if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
+            return engine + softmax_gemm_tail(acc, m, k, n, lead)
+        if d.epilogue == Epilogue.REQ8_SIGMOID:
+            return engine + lead + m * (n - 1) + SIGMOID_CYCLES
+        return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
+    if op == Op.SELECT:
+        return select + SELECT_TOP_CYCLES
+    raise ValueError(f"descriptor_cycles: {op.name} has no cycle record of its own")
+
+
+def total_cycles(program, estimates: list[Estimate]) -> int:
+    """The ``CYCLES`` register's count (start to done) of a run of ``program`` whose executed
+    descriptors are ``estimates`` (:func:`estimate`): their records, ``GAP_CYCLES`` per
+    descriptor up to END (skipped ones included) and ``START_CYCLES``."""
+    records = next((i + 1 for i, d in enumerate(program) if Op(d.opcode) == Op.END), len(program))
+    return START_CYCLES + sum(e.cycles for e in estimates) + GAP_CYCLES * records
+
+
 def gemm_tiles(acc, d, model: bytes | None):
     """The ``tiles`` argument of ``estimate_cycles`` for GEMM ``d``: None (dense) or its tile
     bitmap from ``model`` (the image bytes; needed for a sparse GEMM)."""
@@ -234,6 +398,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             tiles = gemm_tiles(acc, d, model)
             engine = g.estimate_cycles(m, k, n, tiles)
             act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
+            cyc = descriptor_cycles(acc, d, m, k, n, engine=engine if tiles is None else max(engine, act))
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
                 # the epilogue's GELU unit has a lane per array column: a row of C per cycle
                 unit = gelu_cycles(replace(nl, lanes=g.cols), m * ceil_div(n, g.cols) * g.cols)
@@ -261,14 +426,18 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             else:
                 raise ValueError(f"selects has {len(selects)} entries; the program has more SELECT descriptors")
             n_select += 1
-            unit = select_cycles(acc, d.heads, m, n, pruned) + SELECT_TOP_CYCLES
+            sel = select_cycles(acc, d.heads, m, n, pruned)
+            unit = sel + SELECT_TOP_CYCLES
             ddr = ceil_div(isa.trace_record_bytes(d.m), beat_bytes)
-            out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
+            out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr,
+                                descriptor_cycles(acc, d, m, k, n, select=sel)))
             live = n_out
             continue
         else:  # LOAD, STORE
             ddr = m * ceil_div(n, beat_bytes)
-        out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr))
+        if op != Op.GEMM:
+            cyc = descriptor_cycles(acc, d, m, k, n)
+        out.append(Estimate(i, d.name, op.name, m, k, n, engine, act, unit, ddr, cyc))
     return out
 
 
@@ -286,30 +455,81 @@ def selector_fraction(estimates: list[Estimate], key: str = "overlapped") -> flo
     return sel / tot if tot else 0.0
 
 
-def summary(estimates: list[Estimate], acc) -> dict:
-    """Totals: GEMM-only (engine), serial and overlapped cycles, and MAC utilization of each."""
+def summary(estimates: list[Estimate], acc, program=None) -> dict:
+    """Totals: GEMM-only (engine), serial and overlapped cycles, the records' sum (``records``)
+    and, given the ``program``, the whole run (``cycles``: :func:`total_cycles`), and MAC
+    utilization of each."""
     g = acc.gemm
     macs = sum(e.m * e.k * e.n for e in estimates if e.op == "GEMM")
     tot = {"engine": sum(e.engine for e in estimates), "serial": sum(e.serial for e in estimates),
-           "overlapped": sum(e.overlapped for e in estimates), "macs": macs}
-    for key in ("engine", "serial", "overlapped"):
+           "overlapped": sum(e.overlapped for e in estimates), "records": sum(e.cycles for e in estimates),
+           "macs": macs}
+    keys = ["engine", "serial", "overlapped", "records"]
+    if program is not None:
+        tot["cycles"] = total_cycles(program, estimates)
+        keys.append("cycles")
+    for key in keys:
         tot[f"{key}_mac_utilization"] = macs / (tot[key] * g.rows * g.cols) if tot[key] else 0.0
-    tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in ("engine", "serial", "overlapped")}
-    tot["selector_fraction"] = {k: selector_fraction(estimates, k) for k in ("engine", "serial", "overlapped")}
+    tot["ms_at_clock"] = {k: tot[k] / (acc.clock_mhz * 1e3) for k in keys}
+    tot["selector_fraction"] = {k: selector_fraction(estimates, "cycles" if k == "records" else k)
+                                for k in ("engine", "serial", "overlapped", "records")}
     return tot
+
+
+PHASES = ("cycles", "engine", "act_load", "unit", "ddr", "serial", "overlapped")
 
 
 def by_layer(estimates: list[Estimate]) -> list[dict]:
     """Estimates summed over the descriptors of one layer (row chunks), in program order:
-    ``name, op, m`` (rows over all chunks), ``k, n, descriptors`` and every phase."""
+    ``name, op, m`` (rows over all chunks), ``k, n, descriptors``, ``cycles`` (the records) and
+    every phase."""
     out: dict[str, dict] = {}
     for e in estimates:
         r = out.get(e.name)
         if r is None:
             out[e.name] = r = {"name": e.name, "op": e.op, "m": 0, "k": e.k, "n": e.n, "descriptors": 0,
-                               **{p: 0 for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped")}}
+                               **{p: 0 for p in PHASES}}
         r["m"] += e.m
         r["descriptors"] += 1
-        for p in ("engine", "act_load", "unit", "ddr", "serial", "overlapped"):
+        for p in PHASES:
             r[p] += getattr(e, p)
     return list(out.values())
+
+
+# -- plans (the training script's latency-aware search) -----------------------------------------
+
+_PLAN_PROGRAMS: dict = {}
+
+
+def plan_program(acc, cfg, plan, *, seed: int = 0):
+    """The descriptors of a ViT of shape ``cfg`` with ``plan``'s token selectors (dense when the
+    plan is empty) compiled for ``acc``: a model of random weights (``models.random_model``,
+    calibrated on two images, every GEMM dense), since a program's shape does not depend on its
+    weights.  Cached per (config, shape, selector blocks): the keep ratios only change the live
+    token counts, not the program."""
+    from . import compile_program, models, quantize_for
+    key = (acc.digest(), cfg.to_json(), tuple(plan.blocks), seed)
+    if key not in _PLAN_PROGRAMS:
+        fm = models.random_model(cfg, seed, plan=plan if plan.blocks else None)
+        qm = quantize_for(fm, acc, calib_count=2, seed=seed)
+        _PLAN_PROGRAMS[key] = compile_program(qm, acc, prune=bool(plan.blocks), sparse=False).descs
+    return _PLAN_PROGRAMS[key]
+
+
+def plan_selects(cfg, plan) -> list[tuple[int, int]]:
+    """``(n_out, pruned)`` of every selector stage (the :func:`estimate` argument) when each keeps
+    exactly its target (``PruningPlan.planned_tokens``: class token, kept patches, package token)."""
+    tokens = plan.planned_tokens(cfg)
+    out = []
+    for b in plan.blocks:
+        n_in = tokens[b - 1] if b else cfg.num_tokens
+        out.append((tokens[b], n_in - (tokens[b] - 1)))
+    return out
+
+
+def plan_cycles(acc, cfg, plan, *, seed: int = 0) -> int:
+    """Whole-accelerator cycles (:func:`total_cycles`: every descriptor, the controller's fetch
+    gaps) of one forward pass of a ViT of shape ``cfg`` under ``plan`` (each selector keeping
+    exactly its target), on ``acc``: the cost ``train/``'s latency-aware plan search compares."""
+    prog = plan_program(acc, cfg, plan, seed=seed)
+    return total_cycles(prog, estimate(prog, acc, selects=plan_selects(cfg, plan) if plan.blocks else None))
