@@ -6,6 +6,7 @@ descriptor at the live token count, and its token-selector unit cost matches the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -195,12 +196,16 @@ def tiny_pruned(seed: int, **shape):
 def test_random_timm_models_with_random_selectors(seed, shape):
     _, qm, rng = tiny_pruned(SEED * 100 + seed, **shape)
     cfg = qm.cfg
+    # a score combiner as wide as the model's heads (DEFAULT's takes 3: more is refused, see
+    # test_compiler_refuses_selectors_that_do_not_fit)
+    acc = DEFAULT if cfg.heads <= DEFAULT.toksel.heads else dataclasses.replace(
+        DEFAULT, toksel=dataclasses.replace(DEFAULT.toksel, dim=4 * cfg.heads * DEFAULT.toksel.lanes, heads=cfg.heads))
     images = rng.random((3, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
     # thresholds around the score distribution so that some stages prune and some do not
     for thr in (0.3, 0.5, 0.7):
         q = models.with_threshold(qm, thr)
-        img = read_image(compile_model(q, DEFAULT, prune=True), DEFAULT)
-        run_checked(q, img, images)
+        img = read_image(compile_model(q, acc, prune=True), acc)
+        run_checked(q, img, images, acc)
 
 
 def test_threshold_keeps_none_and_all():
