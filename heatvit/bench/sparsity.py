@@ -227,10 +227,10 @@ def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path, cache: Path 
 
     from .. import compiler
     from ..compiler import models as cmodels
-    from .pruning import _shared_build
+    from .pruning import shared_build
     sp = vit_data.load_splits()
     images = vit_data.upscale(sp["test_x"][:n_images])
-    build = _shared_build(acc)
+    build = shared_build(acc)
     out = []
     for density, (model, source) in models.items():
         qm = compiler.quantize_for(model, acc)
