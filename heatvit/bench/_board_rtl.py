@@ -82,8 +82,7 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     """Measured cycles per part of the program beside the cycle models, from one image's
     ``accel_run`` result: per part (``blocks.0``, ``selectors.0``, ``blocks.1``, ``embed_head``)
     ``tokens``, ``measured`` (its descriptors' CYCLES records summed), ``records`` (the compiler's
-    whole-accelerator record model, where it has one: each descriptor's modelled record plus the
-    gap before it), ``weight_stream_extra`` (what the GEMMs whose weights stream from
+    whole-accelerator record model: each descriptor's modelled record plus the gap before it), ``weight_stream_extra`` (what the GEMMs whose weights stream from
     DDR wait for them beyond ``estimate_cycles``: :func:`heatvit.compiler.cycles.weight_stream_extra`), ``span`` (its records
     each with the gap before it, since the previous descriptor's end: the fetch and dispatch;
     the parts' spans add up to the run's, the first descriptor's start to the last one's end), ``compiler`` (the compiler model's
@@ -113,9 +112,8 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
         p["measured"] += t - s
         p["compiler"] += e.overlapped
         p["compiler_serial"] += e.serial
-        # the whole-accelerator record model where the compiler has it: each descriptor's record
-        # and the gap before it (its fetch)
-        p["records"] += getattr(e, "cycles", 0) + getattr(cycles, "GAP_CYCLES", 0)
+        # the whole-accelerator record model: each descriptor's record and the gap before it (its fetch)
+        p["records"] += e.cycles + cycles.GAP_CYCLES
         p["gemm_only"] += e.engine
         if e.op == Op.GEMM.name:
             p["perf"] += gemm_cycles(acc.gemm, e.m, e.k, e.n, bpc) if not img.program[e.index].sparse else e.engine
@@ -124,9 +122,7 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
             if d.wsrc == WSrc.DDR:
                 p["weight_stream_extra"] += cycles.weight_stream_extra(acc, e.m, e.k, e.n, cycles.gemm_tiles(acc, d, img.blob))
     for p in parts.values():
-        if not hasattr(est[0], "cycles"):
-            p["records"] = None
-        p["records_stream"] = None if p["records"] is None else p["records"] + p["weight_stream_extra"]
+        p["records_stream"] = p["records"] + p["weight_stream_extra"]
         for k in ("records", "records_stream", "compiler", "gemm_only", "perf"):
             p[f"{k}_error"] = round(p["span"] / p[k] - 1, 4) if p[k] else None
     missing = sorted(set(recs) - {e.index for e in est})
