@@ -215,6 +215,21 @@ NOT_IN_VERILOG = ("bench", "compiler", "driver")
 imports them): a change there keeps :func:`fast_verilog`'s cached text."""
 
 
+def verilog_sources_hash(acc: AcceleratorConfig, ddr_bytes: int):
+    """A SHA-256 object over ``acc``, ``ddr_bytes`` and every source file of the installed package
+    the accelerator's Verilog is made from (all but :data:`NOT_IN_VERILOG`): the key of
+    :func:`fast_verilog`'s cache, and the start of any measurement key that depends on the RTL."""
+    import hashlib
+
+    import heatvit
+    pkg = Path(heatvit.__file__).parent
+    h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
+    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
+        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
+            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    return h
+
+
 def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     """``heatvit_accel_fastsim``'s Verilog (:func:`heatvit.sim.accel_top.export_fast`), cached
     under ``build/sim/verilog/``: elaborating the 16 x 16 accelerator takes minutes, and every
@@ -222,16 +237,9 @@ def fast_verilog(acc: AcceleratorConfig, ddr_bytes: int = DDR_BYTES) -> str:
     ``ddr_bytes`` and every source file of the installed package but those of the compiler, the
     driver and the benches (:data:`NOT_IN_VERILOG`), so any change to what the Verilog is made
     from re-exports."""
-    import hashlib
-
-    import heatvit
     from heatvit.sim.accel_top import TOP_NAME, export_fast
     from heatvit.sim.runner import build_root, exclusive
-    pkg = Path(heatvit.__file__).parent
-    h = hashlib.sha256(json.dumps([acc.to_dict(), ddr_bytes]).encode())
-    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
-        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
-            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    h = verilog_sources_hash(acc, ddr_bytes)
     path = build_root() / "sim" / "verilog" / f"{TOP_NAME}-{h.hexdigest()[:16]}.v"
     with exclusive(path.parent):            # concurrent callers elaborate once
         if path.is_file():

@@ -136,15 +136,8 @@ def measurement_key(case) -> str:
     """Hash of what a run's measurement depends on: the config, the DDR size, every source file
     the Verilog is made from (:data:`heatvit.e2e.NOT_IN_VERILOG` left out) and the case's model
     image and input.  The cycle models are not in it: they are recomputed on a cached run."""
-    import hashlib
-
-    import heatvit
-    from heatvit.e2e import NOT_IN_VERILOG
-    pkg = Path(heatvit.__file__).parent
-    h = hashlib.sha256(json.dumps([case.acc.to_dict(), DDR_BYTES]).encode())
-    for f in sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".v") and p.is_file()):
-        if f.relative_to(pkg).parts[0] not in NOT_IN_VERILOG:
-            h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    from heatvit.e2e import verilog_sources_hash
+    h = verilog_sources_hash(case.acc, DDR_BYTES)
     h.update(case.blob)
     h.update(np.ascontiguousarray(case.patches, dtype=np.int64).tobytes())
     return h.hexdigest()[:16]
