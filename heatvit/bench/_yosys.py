@@ -89,16 +89,14 @@ def longest_path(ltp: str, luts: str) -> dict:
 
 # -- hierarchical synthesis --------------------------------------------------------------------------
 
-_ZERO_INIT_BLOCK = re.compile(r"^  initial begin\n((?:    [^\n]+\[\d+\] = \d+'[bdh]0+;\n)+)  end\n", re.M)
-
-
 def drop_zero_inits(verilog: str) -> str:
     """``verilog`` without its all-zero memory initialisers (``initial`` blocks of ``mem[i] =
     0;`` lines, one per word, as Amaranth writes ``init=[]`` memories).  On the FPGA every block
     RAM, LUT-RAM and flip-flop starts at 0 unless told otherwise, so the netlist is the same
     device; yosys' front end, though, turns each line into a cell (126,772 of them, 11.4 MB of
     Verilog at the default config: the front end alone ran for minutes)."""
-    return _ZERO_INIT_BLOCK.sub("", verilog)
+    from heatvit.sim.runner import ZERO_INIT_BLOCK
+    return ZERO_INIT_BLOCK.sub("", verilog)
 
 
 _MODULE = re.compile(r"^module (\\?\S+?)\s*\((.*?)^endmodule\n?", re.S | re.M)

@@ -75,6 +75,7 @@ def _zero_init_loops(verilog: str) -> str:
     """``verilog`` with a zero-initialising loop after every memory (array) declaration that has no
     initial contents: what Amaranth's all-zero initialiser, written as a loop
     (:func:`heatvit.sim.runner.compact_zero_inits`), gives."""
+    from heatvit.sim.runner import zero_init_loop
     initialised = set(_INIT_WORD.findall(verilog))
     count = 0
 
@@ -84,8 +85,7 @@ def _zero_init_loops(verilog: str) -> str:
         if name in initialised:
             return m.group(0)
         count += 1
-        return (m.group(0) + f"  initial begin : heatvit_zero_init_{count}\n    integer i;\n"
-                f"    for (i = 0; i < {int(top) + 1}; i = i + 1) {name}[i] = {int(width or 0) + 1}'d0;\n  end\n")
+        return m.group(0) + zero_init_loop(name, int(top) + 1, int(width or 0) + 1, count)
     return _ARRAY.sub(loop, verilog)
 
 

@@ -86,7 +86,9 @@ def export_verilog(component, name: str, *, platform=None) -> str:
     return verilog.convert(component, name=name, emit_src=False, platform=platform)
 
 
-_ZERO_INIT = re.compile(r"^  initial begin\n((?:    [^\n]+\[\d+\] = \d+'[bdh]0+;\n)+)  end\n", re.M)
+ZERO_INIT_BLOCK = re.compile(r"^  initial begin\n((?:    [^\n]+\[\d+\] = \d+'[bdh]0+;\n)+)  end\n", re.M)
+"""An all-zero memory initialiser as Amaranth's Verilog back end writes it: one ``mem[i] = 0;``
+line per word in an ``initial`` block (group 1: the lines)."""
 _ZERO_ENTRY = re.compile(r"^    ([^\n]+)\[(\d+)\] = (\d+)'[bdh]0+;$")
 
 
@@ -105,10 +107,16 @@ def compact_zero_inits(verilog: str) -> str:
         if any((e[0], int(e[1]), e[2]) != (name, i, width) for i, e in enumerate(entries)):
             return m.group(0)
         count += 1
-        return (f"  initial begin : heatvit_zero_init_{count}\n    integer i;\n"
-                f"    for (i = 0; i < {len(entries)}; i = i + 1) {name}[i] = {width}'d0;\n  end\n")
+        return zero_init_loop(name, len(entries), int(width), count)
 
-    return _ZERO_INIT.sub(loop, verilog)
+    return ZERO_INIT_BLOCK.sub(loop, verilog)
+
+
+def zero_init_loop(name: str, words: int, width: int, index: int) -> str:
+    """An ``initial`` loop setting ``words`` words of ``width`` bits of memory ``name`` to 0, in a
+    block named ``heatvit_zero_init_<index>``."""
+    return (f"  initial begin : heatvit_zero_init_{index}\n    integer i;\n"
+            f"    for (i = 0; i < {words}; i = i + 1) {name}[i] = {width}'d0;\n  end\n")
 
 
 _CONST_COMB = re.compile(r"^  always @\*\n    ([^\n;=]+) = (\d+'[bdh][0-9a-fA-F_]+);\n", re.M)
