@@ -162,18 +162,29 @@ def _synth_module(name: str, mods: dict, work: Path, timeout: int, *, top: bool)
     plain = name[1:] if name.startswith("\\") else name
     script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {_yosys_name(plain)}; "
               f"tee -q -o stat.txt stat")
+    wall, cpu = run_logged(script, work, f"module {name}", timeout=timeout)
+    child_types = {c[1:] if c.startswith("\\") else c for c in children}
+    cells = {k: int(v) for k, v in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)
+             if k.lstrip("\\") not in child_types}
+    return {"cells": cells, "wall_s": round(wall, 2), "cpu_s": None if cpu is None else round(cpu, 2)}
+
+
+def log_cpu_seconds(log: str) -> float | None:
+    """yosys' CPU seconds (user + system) from its log's last ``CPU:`` line, None if it has none."""
+    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", log)
+    return sum(map(float, cpu[-1])) if cpu else None
+
+
+def run_logged(script: str, work: Path, what: str, timeout: int | None = None) -> tuple[float, float | None]:
+    """yosys ``-p script`` in ``work`` at :data:`NICE`, its log in ``work/yosys.log``: the wall
+    and CPU seconds (:func:`log_cpu_seconds`); a failure raises with the log's path and stderr's end."""
     t0 = time.monotonic()
     res = subprocess.run([*niced(), "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
                          capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
-        raise RuntimeError(f"yosys failed on module {name} ({res.returncode}); see {work / 'yosys.log'}:\n"
+        raise RuntimeError(f"yosys failed on {what} ({res.returncode}); see {work / 'yosys.log'}:\n"
                            f"{res.stderr[-2000:]}")
-    wall = time.monotonic() - t0
-    child_types = {c[1:] if c.startswith("\\") else c for c in children}
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)
-             if k.lstrip("\\") not in child_types}
-    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", (work / "yosys.log").read_text())
-    return {"cells": cells, "wall_s": round(wall, 2), "cpu_s": round(sum(map(float, cpu[-1])), 2) if cpu else None}
+    return time.monotonic() - t0, log_cpu_seconds((work / "yosys.log").read_text())
 
 
 NICE = 5

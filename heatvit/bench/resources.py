@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -79,12 +78,7 @@ def synthesize(acc: AcceleratorConfig, work: Path) -> dict:
     (work / f"{CORE_NAME}.v").write_text(core)
     script = (f"read_verilog {CORE_NAME}.v; synth_xilinx -family xcup -noiopad -top {CORE_NAME}; "
               f"tee -q -o stat.json stat -json -top {CORE_NAME}")
-    t0 = time.monotonic()
-    res = subprocess.run(["yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
-                         capture_output=True, text=True)
-    seconds = time.monotonic() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
+    seconds, _ = _yosys.run_logged(script, work, f"the {CORE_NAME} core")
     return summarize(work, seconds)
 
 
@@ -105,11 +99,10 @@ def summarize(work: Path, seconds: float) -> dict:
             pe_res = count(cells_pe)
             break
     out = count(cells)
-    log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", log)
+    cpu = _yosys.log_cpu_seconds((work / "yosys.log").read_text()) if (work / "yosys.log").exists() else None
     return {"resources": out, "utilization": utilization(out), "per_pe": pe_res,
             "cells": cells, "synth_seconds": round(seconds, 1),
-            "synth_cpu_seconds": round(sum(map(float, cpu[-1])), 1) if cpu else None,
+            "synth_cpu_seconds": None if cpu is None else round(cpu, 1),
             "fits": all(u <= MAX_UTILIZATION for u in utilization(out).values())}
 
 
@@ -220,14 +213,9 @@ def flat_cell_counts(verilog: str, top: str, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / f"{top}.v").write_text(verilog)
     script = f"read_verilog {top}.v; {_yosys.SYNTH} -top {top}; tee -q -o stat.json stat -json -top {top}"
-    t0 = time.monotonic()
-    res = subprocess.run([*_yosys.niced(), "yosys", "-q", "-l", "yosys.log", "-p", script], cwd=work,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"yosys failed ({res.returncode}); see {work / 'yosys.log'}:\n{res.stderr[-2000:]}")
-    cpu = re.findall(r"CPU: user ([\d.]+)s system ([\d.]+)s", (work / "yosys.log").read_text())
-    return {"cells": _stat_cells(_load_stat(work / "stat.json")), "wall_s": round(time.monotonic() - t0, 1),
-            "cpu_s": round(sum(map(float, cpu[-1])), 1) if cpu else None}
+    wall, cpu = _yosys.run_logged(script, work, f"the whole design {top}")
+    return {"cells": _stat_cells(_load_stat(work / "stat.json")), "wall_s": round(wall, 1),
+            "cpu_s": None if cpu is None else round(cpu, 1)}
 
 
 def check_config() -> AcceleratorConfig:
