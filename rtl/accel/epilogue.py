@@ -245,9 +245,12 @@ class SerialAct(wiring.Component):
         k = Signal(range(C + 1))
         busy = Signal()
         last_in = Signal()
+        lane_bits = max(1, (C - 1).bit_length())
+        count = Signal(range(C + 1))                 # the input row's count, 0 meaning 1
+        m.d.comb += count.eq(Mux(self.i.payload.count == 0, 1, self.i.payload.count))
         # the counts of the rows accepted and not yet collected, in order
         m.submodules.counts = counts = SyncFIFOBuffered(width=C.bit_length(), depth=ROWS_IN_FLIGHT)
-        m.d.comb += [u.i.valid.eq(busy), u.i.payload[0].eq(row[k[:max(1, (C - 1).bit_length())]]),
+        m.d.comb += [u.i.valid.eq(busy), u.i.payload[0].eq(row[k[:lane_bits]]),
                      last_in.eq(u.i.ready & (k + 1 >= cnt_in)),
                      self.i.ready.eq((~busy | last_in) & counts.w_rdy)]
         with m.If(busy & u.i.ready):
@@ -255,10 +258,8 @@ class SerialAct(wiring.Component):
             with m.If(last_in):
                 m.d.sync += busy.eq(0)
         with m.If(self.i.valid & self.i.ready):
-            c = self.i.payload.count
-            m.d.sync += [row.eq(self.i.payload.data), cnt_in.eq(Mux(c == 0, 1, c)), k.eq(0), busy.eq(1)]
-        m.d.comb += [counts.w_data.eq(Mux(self.i.payload.count == 0, 1, self.i.payload.count)),
-                     counts.w_en.eq(self.i.valid & self.i.ready)]
+            m.d.sync += [row.eq(self.i.payload.data), cnt_in.eq(count), k.eq(0), busy.eq(1)]
+        m.d.comb += [counts.w_data.eq(count), counts.w_en.eq(self.i.valid & self.i.ready)]
         # output side: collect a row's results, then hold it until taken
         out = Signal.like(self.o.payload)
         j = Signal(range(C + 1))
@@ -267,7 +268,7 @@ class SerialAct(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [full.eq(0), out.eq(0)]
         with m.If(u.o.valid & u.o.ready):            # after the take: a row may start in its cycle
-            m.d.sync += [out[j[:max(1, (C - 1).bit_length())]].eq(u.o.payload[0]), j.eq(j + 1)]
+            m.d.sync += [out[j[:lane_bits]].eq(u.o.payload[0]), j.eq(j + 1)]
             with m.If(j + 1 >= counts.r_data):
                 m.d.sync += [full.eq(1), j.eq(0)]
                 m.d.comb += counts.r_en.eq(1)
