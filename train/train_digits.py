@@ -67,7 +67,7 @@ from torch.nn import functional as F
 
 from heatvit.golden.vit import data as vit_data, model as model_io
 from heatvit.golden.vit.config import PruningPlan, ViTConfig
-from heatvit.golden.vit.torch_ref import PrunedViT, VisionTransformer
+from heatvit.golden.vit.torch_ref import FakeQuant, PrunedViT, VisionTransformer, set_fake_quant
 
 SPLIT_SEED = 0
 N_TEST, N_VAL, N_CALIB = 360, 144, 128
@@ -710,6 +710,57 @@ def block_info(masks: dict, acc, density: float, epochs: int, h: dict = BLOCK_PR
     return {"density": density, "epochs": epochs, "tile": [R, C], "recipe": h, "tiles": tiles}
 
 
+# -- optional: quantization-aware fine-tuning (issue 14) ----------------------------------------
+
+QAT = {"lrs": (1e-4, 2e-4), "distill_weight": 0.5, "dense_distill_weight": 0.5, "decision": "threshold",
+       "teacher": "the dense backbone (before block pruning), float",
+       "scales": "golden post-training quantization (quantize_model) on the 128 calibration images, "
+                 "before every epoch and after the last",
+       "fake_quant": "weights int8 per output channel; every integer-forward tensor at its golden scale "
+                     "(round half away, straight-through gradient)"}
+"""Quantization-aware fine-tuning defaults (``--qat-lr`` sets both learning rates)."""
+
+
+def golden_scales(cfg, student, plan, splits) -> dict:
+    """The activation scales the golden post-training quantization gives the current weights
+    (:func:`heatvit.golden.vit.quantize.quantize_model` on the calibration split: what the
+    accuracy bench and the compiler quantize with)."""
+    from heatvit.golden.vit.quantize import quantize_model
+    calib = vit_data.upscale(splits["calib"][0], cfg.image_size)
+    return quantize_model(numpy_model(cfg, student, plan), calib).scales
+
+
+def train_qat(cfg, student, splits, work: Path, epochs: int, seed: int, h: dict = QAT):
+    """The joint phase: backbone and selectors fine-tuned together under fake quantization
+    (:class:`~heatvit.golden.vit.torch_ref.FakeQuant`: the golden int8 scheme, scales from the
+    golden quantization of the current weights, re-derived before every epoch), on the inference
+    rule's token sets (straight-through), with distillation from the dense float backbone
+    (``work/backbone.pt``) of the pruned and of the dense-token forward pass; the selector cut is
+    re-calibrated under fake quantization before every epoch and after the last.  Pruned weights
+    stay 0 (the block-pruning gradient hooks).  Returns the student, fake quantization off."""
+    teacher = VisionTransformer(cfg)
+    teacher.load_state_dict(torch.load(work / "backbone.pt"))
+    teacher.eval()
+    bb = student.backbone
+
+    def requantize(ep):
+        set_fake_quant(bb, None)
+        set_fake_quant(bb, FakeQuant(golden_scales(cfg, student, student.plan, splits)))
+        recalibrate(student, splits, cfg)
+
+    fit_pruned(student, teacher, splits, cfg, epochs, decision=h["decision"], lrs=h["lrs"], seed=seed + 4,
+               distill_weight=h["distill_weight"], dense_weight=h["dense_distill_weight"], before_epoch=requantize,
+               tag="qat")
+    requantize(epochs)
+    xva, yva = tensors(splits["val"], cfg.image_size)
+    print(f"qat: val fake-quant dense {accuracy(bb, xva, yva):.4f}", flush=True)
+    set_fake_quant(bb, None)
+    print(f"qat: val float (top-1, keep) {evaluate_pruned(student, xva, yva)}, dense {accuracy(bb, xva, yva):.4f}",
+          flush=True)
+    torch.save(student.state_dict(), work / "qat.pt")
+    return student.eval()
+
+
 # -- export ----------------------------------------------------------------------------------
 
 def versions() -> dict:
@@ -724,14 +775,21 @@ def recipe(args) -> dict:
     in its ``plan_search`` entry)."""
     return {"backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
             "keep_bias_init": args.keep_bias_init,
-            "limit": args.limit, "backbone": BACKBONE, "selectors": SELECTORS, "plan_grid": PLAN_GRID}
+            "limit": args.limit, "backbone": BACKBONE, "selectors": SELECTORS, "plan_grid": PLAN_GRID,
+            **({"qat_epochs": args.qat_epochs, "qat": args.qat_recipe} if args.qat_epochs else {})}
+
+
+def numpy_model(cfg, student, plan, meta=None):
+    """The golden :class:`~heatvit.golden.vit.model.ViTModel` of a trained :class:`PrunedViT`
+    (timm-named backbone + ``selectors.I.*``)."""
+    sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v.detach().numpy().copy()
+          for k, v in student.state_dict().items()}
+    return model_io.from_state_dict(cfg, sd, plan, meta)
 
 
 def export(cfg, student, plan, plan_info, args, splits, acc, commands) -> Path:
     """Write ``args.out``: timm-named backbone + ``selectors.I.*`` + provenance metadata (no
     timings, so the same command gives the same arrays and metadata)."""
-    sd = {k[len("backbone."):] if k.startswith("backbone.") else k: v.detach().numpy()
-          for k, v in student.state_dict().items()}
     xte, yte = tensors(splits["test"], cfg.image_size)
     student.eval()
     with torch.no_grad():
@@ -744,7 +802,7 @@ def export(cfg, student, plan, plan_info, args, splits, acc, commands) -> Path:
             "plan_search": plan_info,
             "torch_test_top1": {"dense": accuracy(student.backbone, xte, yte), "pruned": pruned_acc},
             **getattr(args, "extra_meta", {})}
-    model = model_io.from_state_dict(cfg, sd, plan, meta)
+    model = numpy_model(cfg, student, plan, meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model_io.save_npz(model, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes): torch test top-1 {meta['torch_test_top1']}",
@@ -789,9 +847,10 @@ def parse_plan(text: str) -> PruningPlan:
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors", "cut"], default="all",
+    ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors", "cut", "qat"], default="all",
                     help="start at this phase (earlier phases are loaded from --work); 'cut': only re-calibrate "
-                         "the trained selectors (work/pruned.pt) to the --keep targets, check the budgets, export")
+                         "the trained selectors (work/pruned.pt) to the --keep targets, check the budgets, export; "
+                         "'qat': only the quantization-aware phase (--qat-epochs) from work/pruned.pt, then export")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed: initialization, batch order, augmentation, Gumbel noise (the data "
                          "splits are fixed); default 0 (the committed model)")
@@ -834,6 +893,13 @@ def parse_args(argv):
                     help="per-layer density: 'uniform' (every layer keeps DENSITY of its tiles) or 'latency' "
                          "(tiles ranked by norm per engine cycle of the cycle model at the plan's token counts, kept "
                          "until they cost DENSITY of the layers' dense cycles)")
+    ap.add_argument("--qat-epochs", type=int, default=0,
+                    help="quantization-aware fine-tuning epochs after the selectors (default 0: none): backbone and "
+                         "selectors together under the golden int8 scheme's fake quantization, distilled from the "
+                         "dense backbone")
+    ap.add_argument("--qat-lr", type=float, default=None,
+                    help=f"peak learning rate of the quantization-aware phase, selectors and backbone (cosine; "
+                         f"default {QAT['lrs'][0]} / {QAT['lrs'][1]})")
     ap.add_argument("--limit", type=int, default=None,
                     help="use only the first N training and validation images (smoke runs)")
     ap.add_argument("--threads", type=int, default=1,
@@ -855,6 +921,11 @@ def parse_args(argv):
     args.block_recipe = {**BLOCK_PRUNE, "lr": args.block_lr, "distill_weight": args.block_distill,
                          "temperature": args.block_temp, "final_epochs": args.block_final_epochs,
                          "density_rule": args.density_rule}
+    if args.qat_epochs < 0 or (args.qat_lr is not None and not args.qat_lr > 0):
+        ap.error(f"--qat-epochs must be >= 0 and --qat-lr > 0, not {args.qat_epochs}, {args.qat_lr}")
+    if args.phase == "qat" and not args.qat_epochs:
+        ap.error("--phase qat needs --qat-epochs N (N >= 1)")
+    args.qat_recipe = {**QAT, **({"lrs": (args.qat_lr, args.qat_lr)} if args.qat_lr is not None else {})}
     if args.limit is not None and args.limit < 16:
         ap.error(f"--limit must be >= 16, not {args.limit}")
     return args
@@ -868,7 +939,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "run.json"
-    order = ["backbone", "plan", "selectors", "cut"]
+    order = ["backbone", "plan", "selectors", "cut", "qat"]
     start = 0 if args.phase == "all" else order.index(args.phase)
     command = canonical_command(argv)
     # provenance across resumed runs: the commands that made the checkpoints this run loads
@@ -927,14 +998,19 @@ def main(argv=None):
         plan_info["cycle_ratio"], plan_info["mac_ratio"] = plan_cost(acc, cfg, plan)
     print(f"plan: {describe(plan)}: {plan_info}", flush=True)
     t0, c0 = time.time(), time.process_time()
-    if args.phase == "cut":
+    if args.phase in ("cut", "qat"):
         student = PrunedViT(model, plan)
         student.load_state_dict(torch.load(args.work / "pruned.pt"))
-        recalibrate(student, splits, cfg)
+        if args.phase == "cut":
+            recalibrate(student, splits, cfg)
     else:
         student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs, args.seed,
                                   args.keep_bias_init)
         times["selectors"], cpu["selectors"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+    if args.qat_epochs:
+        t0, c0 = time.time(), time.process_time()
+        student = train_qat(cfg, student, splits, args.work, args.qat_epochs, args.seed, args.qat_recipe)
+        times["qat"], cpu["qat"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
     if masks is not None:
         layers = block_layers(student.backbone)
         if any(bool((lin.weight * (1 - masks[name])).any()) for name, lin in layers):

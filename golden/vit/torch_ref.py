@@ -15,13 +15,67 @@ from torch.nn import functional as F
 from .config import ViTConfig
 
 
+# -- fake quantization (quantization-aware training) --------------------------------------------
+
+def fake_quant(x, scale: float, bits: int = 8):
+    """``x`` rounded to the signed ``bits`` grid of ``scale`` the way the golden model's host and
+    requantizer round (half away from zero, saturating), with a straight-through gradient."""
+    v = x / scale
+    lim = (1 << (bits - 1)) - 1
+    q = torch.clamp(torch.trunc(v + torch.copysign(torch.full_like(v, 0.5), v)), -lim - 1, lim)
+    return x + (q * scale - x).detach()
+
+
+class FakeQuant:
+    """The golden int8 scheme (:mod:`heatvit.golden.vit.quantize`) as fake quantization of the
+    torch twin, for quantization-aware training: every Linear's weight rounded to int8 with one
+    scale per output channel (``max |w_row| / 127``); every tensor the integer forward holds
+    (the float forward's stage names: ``patches``, ``embed``, ``blocks.I.norm1``,
+    ``blocks.I.attn.q`` .. ``ctx``, ``proj``, ``res1``, ``norm2``, ``mlp.fc1`` (16 bits),
+    ``mlp.gelu``, ``mlp.fc2``, ``out``, ``norm``, ``logits``; the softmax probabilities at their
+    fixed scale) rounded at its scale in ``scales`` (``QuantizedViT.scales`` of the model's
+    post-training quantization).  Not modelled: the integer LayerNorm / softmax / GELU
+    approximations, the bias rounding, the token selectors' own quantization.  Set it with
+    :func:`set_fake_quant`."""
+
+    def __init__(self, scales: dict):
+        self.scales = scales
+
+    def act(self, name: str, x, bits: int = 8):
+        return fake_quant(x, self.scales[name], bits)
+
+    @staticmethod
+    def weight(w):
+        flat = w.reshape(w.shape[0], -1)
+        s = flat.detach().abs().amax(1).clamp_min(1e-12) / 127
+        return fake_quant(flat, s[:, None]).reshape(w.shape)
+
+
+def set_fake_quant(model, fq: FakeQuant | None) -> None:
+    """Switch the fake quantization of a :class:`VisionTransformer` (and its blocks) on (``fq``)
+    or off (None)."""
+    model.fq = fq
+    for i, blk in enumerate(model.blocks):
+        blk.fq = blk.attn.fq = fq
+        blk.prefix = blk.attn.prefix = f"blocks.{i}."
+
+
+def _act(fq, name: str, x, bits: int = 8):
+    return x if fq is None else fq.act(name, x, bits)
+
+
+def _linear(lin: nn.Linear, x, fq):
+    return lin(x) if fq is None else F.linear(x, fq.weight(lin.weight), lin.bias)
+
+
 class PatchEmbed(nn.Module):
     def __init__(self, cfg: ViTConfig):
         super().__init__()
         self.proj = nn.Conv2d(cfg.in_chans, cfg.dim, cfg.patch_size, stride=cfg.patch_size)
 
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)          # (B, N, D)
+    def forward(self, x, fq=None):
+        w = self.proj.weight if fq is None else fq.weight(self.proj.weight)
+        return F.conv2d(x, w, self.proj.bias, stride=self.proj.stride).flatten(2).transpose(1, 2)   # (B, N, D)
 
 
 class Attention(nn.Module):
@@ -30,13 +84,15 @@ class Attention(nn.Module):
         self.heads, self.head_dim = cfg.heads, cfg.head_dim
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.fq, self.prefix = None, ""
 
     def forward(self, x, key_mask=None):
         """``key_mask`` (B, N), 1 = token present: masked keys get no attention (training with
         soft-pruned tokens, as SPViT/DynamicViT do)."""
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
+        fq, p = self.fq, self.prefix + "attn."
+        qkv = _linear(self.qkv, x, fq).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = _act(fq, p + "q", qkv[0]), _act(fq, p + "k", qkv[1]), _act(fq, p + "v", qkv[2])
         scores = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5
         if key_mask is None:
             attn = scores.softmax(-1)
@@ -45,8 +101,9 @@ class Attention(nn.Module):
             m = key_mask[:, None, None, :]
             e = torch.exp(scores - scores.max(-1, keepdim=True).values) * m
             attn = e / (e.sum(-1, keepdim=True) + 1e-6)
-        ctx = (attn @ v).transpose(1, 2).reshape(b, n, d)
-        return self.proj(ctx), attn
+        attn = _act(fq, p + "softmax", attn)
+        ctx = _act(fq, p + "ctx", (attn @ v).transpose(1, 2).reshape(b, n, d))
+        return _act(fq, p + "proj", _linear(self.proj, ctx, fq)), attn
 
 
 class Mlp(nn.Module):
@@ -66,11 +123,15 @@ class Block(nn.Module):
         self.attn = Attention(cfg)
         self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.eps)
         self.mlp = Mlp(cfg)
+        self.fq, self.prefix = None, ""
 
     def forward(self, x, key_mask=None):
-        a, attn = self.attn(self.norm1(x), key_mask)
-        x = x + a
-        return x + self.mlp(self.norm2(x)), attn
+        fq, p, mlp = self.fq, self.prefix, self.mlp
+        a, attn = self.attn(_act(fq, p + "norm1", self.norm1(x)), key_mask)
+        x = _act(fq, p + "res1", x + a)
+        h = _act(fq, p + "mlp.fc1", _linear(mlp.fc1, _act(fq, p + "norm2", self.norm2(x)), fq), 16)
+        m = _act(fq, p + "mlp.fc2", _linear(mlp.fc2, _act(fq, p + "mlp.gelu", F.gelu(h)), fq))
+        return _act(fq, p + "out", x + m), attn
 
 
 class VisionTransformer(nn.Module):
@@ -87,6 +148,8 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(cfg.dim, cfg.num_classes)
         self.apply(self._init)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.fq = None
+        """:class:`FakeQuant` when quantization-aware (:func:`set_fake_quant`), else None."""
 
     @staticmethod
     def _init(m):
@@ -95,12 +158,18 @@ class VisionTransformer(nn.Module):
             nn.init.zeros_(m.bias)
 
     def embed(self, x):
-        x = self.patch_embed(x)
+        fq = self.fq
+        x = self.patch_embed(_act(fq, "patches", x), fq)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
-        return torch.cat([cls, x], dim=1) + self.pos_embed
+        if fq is None:
+            return torch.cat([cls, x], dim=1) + self.pos_embed
+        # the integer model: patch embedding and position rounded apart, the class row at once
+        pos = self.pos_embed
+        x = fq.act("embed", fq.act("patch_embed", x) + fq.act("pos", pos[:, 1:]))
+        return torch.cat([fq.act("embed", cls + pos[:, :1]), x], dim=1)
 
     def head_logits(self, x):
-        return self.head(self.norm(x)[:, 0])
+        return _act(self.fq, "logits", _linear(self.head, _act(self.fq, "norm", self.norm(x))[:, 0], self.fq))
 
     def forward(self, x):
         x = self.embed(x)

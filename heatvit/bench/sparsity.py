@@ -49,6 +49,8 @@ QUICK_DENSITIES = (1.0, 0.5)
 """``--quick`` (CI): the same code paths on two densities, 8 test images, DeiT-S only, an 8-row GEMM."""
 SPARSE_MODEL = Path(model_io.DEFAULT_MODEL).with_name("vit_digits_sparse.npz")
 ENCODER_LINEARS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+SCHEMA = 2
+"""Version of the cached rows' fields (:func:`cached`; 2: the pruned layers' cycles split)."""
 
 
 def tile_mask(w: np.ndarray, rows: int, cols: int, density: float) -> np.ndarray:
@@ -143,10 +145,11 @@ def program_figures(img, acc, traces) -> dict:
         if d.opcode == isa.Op.GEMM and d.sparse:
             bm = gemm_bitmap(acc, d, img.blob)
             share[i] = (bm.sum() / bm.size, bm)
+    names = pruned_layer_names(img.program)
     rows = []
     for tr in traces:
         est = cycles.image_cycles(img, acc, tr)
-        macs = wbytes = gemm = execu = 0
+        macs = wbytes = gemm = execu = lay_engine = lay_exec = lay_record = 0
         for e in est:
             if e.op != "GEMM":
                 continue
@@ -155,12 +158,21 @@ def program_figures(img, acc, traces) -> dict:
             macs += e.m * e.k * e.n * s
             if d.wsrc == isa.WSrc.DDR:
                 wbytes += isa.param_block(acc, d)["weights"][1]
+            ex = max(e.engine, e.act_load) if bm is not None else e.engine
             gemm += e.engine
-            execu += max(e.engine, e.act_load) if bm is not None else e.engine
-        rows.append((macs, wbytes, gemm, execu))
+            execu += ex
+            if e.name in names:
+                lay_engine, lay_exec, lay_record = lay_engine + e.engine, lay_exec + ex, lay_record + e.cycles
+        rows.append((macs, wbytes, gemm, execu, lay_engine, lay_exec, lay_record))
     a = np.array(rows, dtype=np.float64).mean(0)
     return {"macs": float(a[0]), "weight_bytes": float(a[1]), "gemm_cycles": float(a[2]),
-            "executor_cycles": float(a[3])}
+            "executor_cycles": float(a[3]), "pruned_layer_engine_cycles": float(a[4]),
+            "pruned_layer_executor_cycles": float(a[5]), "pruned_layer_record_cycles": float(a[6])}
+
+
+def pruned_layer_names(program) -> set:
+    """Names of the descriptors of the layers block pruning prunes (every block's qkv, proj, fc1, fc2)."""
+    return {d.name for d in program if d.name.startswith("blocks.") and d.name.endswith(ENCODER_LINEARS)}
 
 
 def digits_rows(acc, models: dict, n_images: int, quick: bool, cache: Path | None = None) -> list[dict]:
@@ -171,11 +183,14 @@ def digits_rows(acc, models: dict, n_images: int, quick: bool, cache: Path | Non
     out = []
     for density, (model, source) in models.items():
         key = {"what": f"digits rows, density {density}", "model": model_digest(model), "config": acc.digest(),
-               "images": n_images, "quick": quick, "version": _version()}
+               "images": n_images, "quick": quick, "version": _version(), "schema": SCHEMA}
         rows = cached(cache, key, lambda: _digits_model_rows(acc, model, images, quick, splits))
         out += [{"density": density, "source": source, **r} for r in rows]
     base = next(r for r in out if r["density"] == 1.0 and not r["token_pruning"])
     for r in out:
+        same = next(b for b in out if b["density"] == 1.0 and b["token_pruning"] == r["token_pruning"])
+        for part in ("engine", "executor", "record"):
+            r[f"pruned_layer_{part}_cycle_ratio"] = r[f"pruned_layer_{part}_cycles"] / same[f"pruned_layer_{part}_cycles"]
         r["gemm_cycle_reduction"] = 1 - r["gemm_cycles"] / base["gemm_cycles"]
         r["executor_cycle_reduction"] = 1 - r["executor_cycles"] / base["executor_cycles"]
         r["mac_reduction"] = 1 - r["macs"] / base["macs"]
@@ -238,7 +253,7 @@ def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path, cache: Path 
         patches = cmodels.patches(qm, images)
         for prune in (False, True):
             key = {"what": f"RTL, density {density}, token pruning {prune}", "model": model_digest(model),
-                   "config": acc.digest(), "images": n_images, "version": _version(),
+                   "config": acc.digest(), "images": n_images, "version": _version(), "schema": SCHEMA,
                    "verilog": hashlib.sha256(build["verilog"].encode()).hexdigest()}
             out.append({"density": density, "token_pruning": prune, "source": source, **cached(
                 cache, key, lambda: _rtl_row(acc, qm, names, images, patches, prune, build,
@@ -248,6 +263,8 @@ def model_rtl_rows(acc, models: dict, n_images: int, workdir: Path, cache: Path 
         same = next(b for b in out if b["density"] == 1.0 and b["token_pruning"] == r["token_pruning"])
         r["cycle_reduction"] = 1 - r["rtl_cycles_mean"] / base["rtl_cycles_mean"]
         r["pruned_layer_cycle_ratio"] = r["rtl_pruned_layer_cycles_mean"] / same["rtl_pruned_layer_cycles_mean"]
+        r["pruned_layer_work_cycle_ratio"] = (r["rtl_pruned_layer_work_cycles_mean"]
+                                              / same["rtl_pruned_layer_work_cycles_mean"])
     return out
 
 
@@ -259,6 +276,7 @@ def _rtl_row(acc, qm, names: set, images, patches, prune: bool, build: dict, wor
     t0 = time.perf_counter()
     n = len(images)
     blob = compiler.compile_model(qm, acc, prune=prune)
+    program = compiler.read_image(blob, acc).program
     logits = cmodels.pruned_dumps(qm, images)[0] if prune else cmodels.forward_int(qm, images)
     res = run(acc, blob, patches, logits, workdir, **build)
     imgs = res["images"]
@@ -267,12 +285,33 @@ def _rtl_row(acc, qm, names: set, images, patches, prune: bool, build: dict, wor
         raise RuntimeError(f"sparsity bench: {workdir.name}: {len(imgs)} of {n} images run, not bit-exact: {bad}")
     cyc = [r["cycles"] for r in imgs]
     lay = [sum(end - start for _, name, _, start, end in r["layers"] if name in names) for r in imgs]
+    fixed = [layer_fixed_cycles(acc, program, names, r) for r in imgs]
     print(f"sparsity: RTL {workdir.name}: {np.mean(cyc):,.0f} cycles ({n} images bit-exact, "
           f"{time.perf_counter() - t0:.0f} s)", flush=True)
     return {"images": n, "bit_exact_images": n, "rtl_cycles": cyc, "rtl_cycles_mean": float(np.mean(cyc)),
             "rtl_pruned_layer_cycles_mean": float(np.mean(lay)),
-            "sparse_gemms": sum(1 for d in compiler.read_image(blob, acc).program if d.sparse),
+            "rtl_pruned_layer_fixed_cycles_mean": float(np.mean(fixed)),
+            "rtl_pruned_layer_work_cycles_mean": float(np.mean(lay) - np.mean(fixed)),
+            "sparse_gemms": sum(1 for d in program if d.sparse),
             "wall_s": time.perf_counter() - t0}
+
+
+def layer_fixed_cycles(acc, program, names: set, image: dict) -> int:
+    """The fixed part of one RTL image's records of the ``names`` GEMMs, summed: each
+    descriptor's modelled record without its engine (``cycles.descriptor_cycles(engine=0)``:
+    the later of the first activation tile's and the parameter beats' lead, plus the epilogue's
+    latency), at the live token count of its block (the image's ``tokens_per_block``).  What
+    the density cannot shrink; the record minus it is the executor's work (the engine's passes
+    and the activation gate a skipped tile exposes)."""
+    from .. import isa
+    from ..compiler import cycles
+    total = 0
+    for idx, name, _, _, _ in image["layers"]:
+        if name in names:
+            d = program[idx]
+            m, k, n = isa.live_dims(d, image["tokens_per_block"][int(name.split(".")[1])])
+            total += cycles.descriptor_cycles(acc, d, m, k, n, engine=0)
+    return total
 
 
 def rtl_rows(models: dict, quick: bool) -> list[dict]:
@@ -430,6 +469,29 @@ def check_targets(doc: dict) -> dict:
     return out
 
 
+def cycle_split(doc: dict) -> dict:
+    """Where the pruned layers' cycles go at density 0.5 (dense tokens), against the dense-weight
+    model: the issue's figure (the RTL records, ``targets``) beside the same records less each
+    descriptor's fixed part (``rtl_pruned_layer_work_cycles_mean``) and the cycle model's engine
+    tile passes alone and with the executor's activation gate.  Not a target: the target stays
+    the records' ratio."""
+    rows = {(r["density"], r["token_pruning"]): r for r in doc["digits"]}
+    if (0.5, False) not in rows:
+        return {}
+    r, b = rows[(0.5, False)], rows[(1.0, False)]
+    return {"rtl_records": r["pruned_layer_cycle_ratio"],
+            "rtl_records_less_fixed": r["pruned_layer_work_cycle_ratio"],
+            "fixed_cycles_per_image": r["rtl_pruned_layer_fixed_cycles_mean"],
+            "dense_rtl_records_cycles_per_image": b["rtl_pruned_layer_cycles_mean"],
+            "model_engine": r["pruned_layer_engine_cycle_ratio"],
+            "model_executor": r["pruned_layer_executor_cycle_ratio"],
+            "model_records": r["pruned_layer_record_cycle_ratio"],
+            "note": "informational: the target is rtl_records (the per-layer RTL cycle records summed); "
+                    "rtl_records_less_fixed removes each descriptor's modelled fixed part (parameter/activation "
+                    "lead, epilogue latency); model_engine is the engine's tile passes alone "
+                    "(GemmConfig.estimate_cycles), model_executor adds the activation gate"}
+
+
 def rtl_image_count(quick: bool) -> int:
     """Test images per whole-model RTL row: 20 (quick: 2), or ``HEATVIT_SPARSITY_IMAGES`` (the
     first N test images; the rows record how many)."""
@@ -465,8 +527,11 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     for r in doc["digits"]:
         m = next(x for x in doc["rtl_model"] if x["density"] == r["density"] and x["token_pruning"] == r["token_pruning"])
         r.update({k: m[k] for k in ("rtl_cycles_mean", "rtl_pruned_layer_cycles_mean", "pruned_layer_cycle_ratio",
-                                    "cycle_reduction")}, rtl_images=m["images"], rtl_bit_exact_images=m["bit_exact_images"])
+                                    "rtl_pruned_layer_fixed_cycles_mean", "rtl_pruned_layer_work_cycles_mean",
+                                    "pruned_layer_work_cycle_ratio", "cycle_reduction")},
+                 rtl_images=m["images"], rtl_bit_exact_images=m["bit_exact_images"])
     doc["targets"] = check_targets(doc)
+    doc["pruned_layer_cycle_split"] = cycle_split(doc)
     doc["wall_s"] = time.perf_counter() - t0
     path = Path(out_dir) / "sparsity.json"
     path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -480,4 +545,6 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
               f"({r['rtl_cycle_ratio']:.3f} of dense), estimate {r['estimate_executor']}")
     for k, v in doc["targets"].items():
         print(f"target {k}: {v['value']:.4f} ({v['bound']}): {'met' if v['met'] else 'NOT MET'}")
+    print("pruned layers at 0.5 vs dense (informational):",
+          {k: v for k, v in doc["pruned_layer_cycle_split"].items() if k != "note"})
     return [path]
