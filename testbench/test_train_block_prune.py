@@ -1,6 +1,6 @@
-"""Smoke run of ``train/train_digits.py --block-prune`` (issue 14): one epoch per phase on a slice.
-The pruned tiles of every encoder Linear are exactly zero in the written model at the config's
-tile shape (they stayed 0 through the selector training), the metadata says what was kept, and
+"""Smoke run of ``train/train_digits.py --block-prune --qat-epochs 1`` (issue 14): one epoch per
+phase on a slice.  The pruned tiles of every encoder Linear are exactly zero in the written model at
+the config's tile shape (they stayed 0 through the selector and quantization-aware training), the metadata says what was kept, and
 the compiler turns those layers into block-sparse GEMMs that the interpreter runs bit-exactly
 against the golden integer forward.  Needs torch and scikit-learn (skipped without)."""
 
@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
     work = tmp_path_factory.mktemp("train_block")
     res = subprocess.run([sys.executable, "train/train_digits.py", "--seed", "3", "--epochs", "1", "--sel-epochs", "1",
                           "--adapt-epochs", "0", "--limit", "64", "--block-prune", "0.5", "--block-epochs", "2",
-                          "--work", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          "--qat-epochs", "1", "--work", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return model_io.load_npz(work / "vit_digits.npz")
 
@@ -35,7 +35,8 @@ def smoke(tmp_path_factory):
 def test_block_pruned_model(smoke):
     info = smoke.meta["block_prune"]
     assert info["density"] == 0.5 and info["tile"] == [16, 16]
-    assert smoke.meta["commands"][0].endswith("--block-prune 0.5 --block-epochs 2")
+    assert smoke.meta["commands"][0].endswith("--block-prune 0.5 --block-epochs 2 --qat-epochs 1")
+    assert smoke.meta["recipe"]["qat_epochs"] == 1 and smoke.meta["recipe"]["qat"]["decision"] == "threshold"
     assert len(info["tiles"]) == 4 * smoke.cfg.depth
     qm = compiler.quantize_for(smoke, DEFAULT)
     layers = {}

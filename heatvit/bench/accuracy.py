@@ -109,10 +109,12 @@ def main(out_dir: Path, quick: bool, model: Path | None = None) -> list[Path]:
         s["mac_reduction"] = 1.0 - s["macs_pruned"] / s["macs_dense"]
         info = sm.meta.get("block_prune", {})
         s.update(model=str(sparse), provenance=provenance(sm), block_prune={k: v for k, v in info.items() if k != "tiles"},
+                 qat_epochs=sm.meta.get("recipe", {}).get("qat_epochs", 0),
                  tiles_kept=sum(v[0] for v in info.get("tiles", {}).values()),
                  tiles_total=sum(v[1] for v in info.get("tiles", {}).values()))
         res["block_sparse"] = s
-        print(f"block-sparse model {sparse}: int8 {s['int8_top1']:.4f}, with selectors {s['pruned_int8_top1']:.4f} "
+        print(f"block-sparse model {sparse} (density {info.get('density')}, {s['qat_epochs']} quantization-aware "
+              f"epochs): int8 {s['int8_top1']:.4f}, with selectors {s['pruned_int8_top1']:.4f} "
               f"(dense-weight model: {res['int8_top1']:.4f}, {res['pruned_int8_top1']:.4f})", flush=True)
     path = Path(out_dir) / "accuracy.json"
     path.write_text(json.dumps(res, indent=1) + "\n")
