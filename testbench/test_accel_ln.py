@@ -542,7 +542,7 @@ def test_cycles_without_stalls(name):
     for (m, n, k), r in zip(shapes, res):
         w = -(-n // L)
         w_mean = w - k // L
-        assert r["cycles"] == 12 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
+        assert r["cycles"] == 34 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
 
 
 def test_default_config():

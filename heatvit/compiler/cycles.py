@@ -214,14 +214,14 @@ LN_CYCLES = 14
 """LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
 DMA latency and dispatch (7)."""
 
-MEAN_CYCLES = 13
-"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``12``
+MEAN_CYCLES = 35
+"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``34``
 (rtl/accel/mean_exec.py) and ``W (M + 2)``: dispatch and the DMA-less hand-over (measured: W = 1
 digits, W = 4 DeiT-T)."""
 
-MEAN_LANE_CYCLES = 4
-"""MEAN: cycles per lane of an averaged word's division (rtl/accel/mean_exec.py: the load and three
-6-bit digits of the shift-add ``sum * r``)."""
+MEAN_LANE_CYCLES = 10
+"""MEAN: cycles per lane of an averaged word's division (rtl/accel/mean_exec.py: the load and nine
+2-bit digits of the shift-add ``sum * r``)."""
 
 GEMM_ACT_LEAD = 5
 """GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
@@ -233,10 +233,11 @@ EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GEL
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
 ``GEMM_*_LEAD``)."""
 
-SIGMOID_CYCLES = 19
-"""REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
-cycle, plus this (fitted with the unit's rounding stages: the selectors' head weights, n = 3,
-m = 42 .. 65, exact)."""
+SIGMOID_CYCLES = 18
+"""REQ8_SIGMOID runs on one lane (``SerialAct`` feeding the GELU unit's lane 0): ``m (n - 1)``
+cycles more than one row a cycle, plus this (fitted with the unit's rounding stages: the
+selectors' head weights, n = 3, m = 42 .. 65, exact; one less than on the former sigmoid unit of
+its own, whose pipeline was a stage longer than the GELU's)."""
 
 SOFTMAX_UNIT_CYCLES = 30
 """A softmax unit spends ``2B + 30`` cycles per row of ``B`` beats, ``3B + 30`` on its last one

@@ -22,9 +22,9 @@ out.  ``dst`` may be the ``src`` window (in place: the column is read whole befo
 written) or disjoint from it; a partial overlap is undefined.
 
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
-checks it): ``12 + W (M + 2) + W' (M + 4 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
-``W'`` have mean lanes (one divider, 4 cycles a lane: the load and 3 digits; default config,
-M = 197, n = 32, k = 16: 673).
+checks it): ``34 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
+``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 34 include the
+reciprocal's 32; default config, M = 197, n = 32, k = 16: 791).
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
@@ -49,8 +49,12 @@ from . import ports
 
 RECIP_BITS = 32
 """The divisor's width in ``golden.nonlinear.divide`` (``den_bits``)."""
-MUL_DIGIT_BITS = 6
-"""Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 3 cycles a lane)."""
+MUL_DIGIT_BITS = 2
+"""Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
+MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
+RECIP_DIGIT_BITS = 1
+"""The reciprocal's Horner steps one offset bit a cycle (:class:`SerialReciprocal`: one adder; it
+runs once per MEAN)."""
 
 
 class MeanExecutor(wiring.Component):
@@ -69,7 +73,7 @@ class MeanExecutor(wiring.Component):
         sum_bits = 8 + 17                              # up to 2**16 rows of int8
         m = Module()
         # golden divide() uses the default NonlinearConfig's reciprocal table
-        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS)
+        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS, RECIP_DIGIT_BITS)
 
         f = Signal(ports.fields_layout())
         code = Signal(8)

@@ -15,7 +15,7 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import TokSelConfig
 
-from ..nonlinear.serial_recip import SerialReciprocal
+from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import layouts
 
 PROB_BITS = 8
@@ -131,9 +131,8 @@ class ScoreCombiner(wiring.Component):
         num2 = Signal(num_bits + digits * R_DIGIT_BITS)
         prod = Signal(num_bits + r_bits + 1)
         dcount = Signal(range(digits + 1))
-        dterms = [Mux(r[i], num2 << i, 0) for i in range(R_DIGIT_BITS)]
         part = Signal(num2.shape().width + R_DIGIT_BITS)
-        m.d.comb += part.eq(sum(dterms[1:], dterms[0]))
+        m.d.comb += part.eq(digit_product(num2, r, R_DIGIT_BITS))
         load = Signal()
         m.d.comb += [
             load.eq(~mul_busy & ~done & recip.o.valid & nums.r_rdy),
