@@ -202,3 +202,52 @@ def test_weight_ports_error():
         assert ctx.get(b.ports.error) == E.AXI_READ_ERROR
 
     b.run([tb])
+
+
+# -- the whole accelerator with the wide weight path (Verilator) ------------------------------------
+
+def wide_top_acc() -> AcceleratorConfig:
+    """A 32 x 32 array with 16-byte beats and 2 weight ports (a word of 32 int8 a cycle, as the
+    board's 64 x 32), buffers for the small ViT of :func:`test_accel_wide_weights_cycles`."""
+    from heatvit.accel_config import BufferConfig
+    acc = DEFAULT.with_gemm(rows=32, cols=32, act_buffer_words=512, max_m=65, max_k=128, max_n=192,
+                            weight_fifo_depth=64, out_fifo_depth=8)
+    return dataclasses.replace(acc, buffers=BufferConfig(max_tokens=65, max_dim=64, max_hidden=128),
+                               weight_beats_per_cycle=2)
+
+
+@pytest.mark.slow
+def test_accel_wide_weights_cycles(tmp_path):
+    """A two-block ViT (65 tokens, dim 64, MLP 128; a selector before block 1 keeping 0.25: ~17
+    tokens, fewer than the 32 rows of a weight tile, so the weight stream sets the pace) on the
+    whole accelerator with 2 weight ports, Verilator: logits, keep mask and tokens bit-exact
+    with golden, and every descriptor's cycle record equal to the compiler's cycle model
+    (``cycles.image_cycles``; the DDR GEMMs at a weight word a cycle), the CYCLES register too."""
+    from heatvit import e2e
+    from heatvit.bench import _board_rtl, pruning
+    from heatvit.compiler import cycles
+    from heatvit.compiler import trace as trace_mod
+    from heatvit.golden.vit.config import PruningPlan, ViTConfig
+    from heatvit.isa import Op, WSrc
+    from heatvit.sim.runner import simulator_available
+    if not simulator_available("verilator"):
+        pytest.skip("verilator not installed")
+    acc = wide_top_acc()
+    plan = PruningPlan(blocks=(1,), keep_ratios=(0.25,))
+    cfg = ViTConfig(image_size=32, patch_size=4, in_chans=1, dim=64, depth=2, heads=2, mlp_ratio=2.0, num_classes=10)
+    case, dumps = _board_rtl.deit_case(acc, 0, calib=2, model=cfg, depth=2, plan=plan)
+    res = e2e.simulate(case, tmp_path / "case", log=tmp_path / "wide.log", desc="wide", ddr_bytes=1 << 22, tag="wide")
+    (im,) = res["images"]
+    check = pruning.check_image(im, case.logits[0], pruning.golden_tokens(dumps, 2)[0],
+                                pruning.golden_masks(dumps, 1)[0])
+    assert check["logits"] and check["tokens"] and check["masks"], check["why"]
+    tr = trace_mod.read(case.image, bytes.fromhex(im["trace_hex"]))
+    mc = pruning.model_check(case.image.program, im["layers"], cycles.image_cycles(case.image, acc, tr))
+    prog = case.image.program
+    ddr = [r for r in mc["descriptors"] if Op[r[2]] == Op.GEMM and prog[r[0]].wsrc == WSrc.DDR]
+    print(f"tokens {im['tokens_per_block']}, CYCLES {im['cycles']:,}, model {mc['total']:,}; "
+          f"{mc['exact']}/{mc['count']} descriptors exact; DDR GEMMs (index, name, op, RTL, model): {ddr}")
+    off = [r for r in mc["descriptors"] if r[3] != r[4]]
+    assert len(ddr) >= 8 and all(r[3] == r[4] for r in ddr), [r for r in ddr if r[3] != r[4]]
+    assert not off, f"off the cycle model: {off}"
+    assert mc["total"] == im["cycles"]

@@ -1,6 +1,8 @@
 """The cycle model of the overlapped weight loading, the ``zcu102`` preset and the perf bench's
 model (no RTL: the engine's cycle counts are checked against RTL in test_gemm/test_tileskip)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -149,8 +151,9 @@ def test_targets_say_what_bounds_them():
     assert targets["mac_utilization >= 0.9 dense"]["met"]
     assert "weight path" not in speed["bound"]      # no stream term in these runs
     # with the weight path's rate and the unbounded cycles beside them, the numbers name it first
-    path = perf.weight_path_bytes_per_cycle(PRESETS["zcu102"])
-    assert path == 16.0
+    assert perf.weight_path_bytes_per_cycle(PRESETS["zcu102"]) == 32.0    # 2 weight ports: a word a cycle
+    path = perf.weight_path_bytes_per_cycle(dataclasses.replace(PRESETS["zcu102"], weight_beats_per_cycle=1))
+    assert path == 16.0                                                    # one port: half a word a cycle
     for name, vit in perf.DEIT.items():
         p = perf.model_run(g, vit, perf.PLAN, 300.0, perf.DdrModel(), path)
         p["cycles_without_ddr_bound"] = perf.model_run(g, vit, perf.PLAN, 300.0, None)["cycles"]
