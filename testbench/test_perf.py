@@ -149,7 +149,8 @@ def test_targets_say_what_bounds_them():
     assert speed["met"] == (models["DeiT-B"]["pruned"]["fps"] >= 100)
     assert "DSP48E2" in speed["bound"] and "2,016" in speed["bound"] and "~156" in speed["bound"]
     assert targets["mac_utilization >= 0.9 dense"]["met"]
-    assert "weight path" not in speed["bound"]      # no stream term in these runs
+    assert "weight stream" not in speed["bound"]    # no stream term in these runs
+    assert "MACs / (2,048 MACs/cycle x 300 MHz) = " in speed["bound"]      # the DSP floor's arithmetic
     # with the weight path's rate and the unbounded cycles beside them, the numbers name it first
     assert perf.weight_path_bytes_per_cycle(PRESETS["zcu102"]) == 32.0    # 2 weight ports: a word a cycle
     path = perf.weight_path_bytes_per_cycle(dataclasses.replace(PRESETS["zcu102"], weight_beats_per_cycle=1))
@@ -159,7 +160,7 @@ def test_targets_say_what_bounds_them():
         p["cycles_without_ddr_bound"] = perf.model_run(g, vit, perf.PLAN, 300.0, None)["cycles"]
         models[name]["pruned"].update(p)
     targets = {t["target"]: t for t in perf.target_bounds(models, big_runs, g, big, 1180)}
-    assert targets["DeiT-B pruned >= 100 FPS"]["bound"].startswith("the weight path")
+    assert targets["DeiT-B pruned >= 100 FPS"]["bound"].startswith("the weight stream")
 
 
 def test_board_estimate_scales_units_by_lanes():
