@@ -71,6 +71,29 @@ def test_ddr_model_prices_bandwidth_bound_tiles():
     slow = perf.gemm_cycles(g, m, k, n, 8.0)          # 2048-byte tiles at 8 B/cycle: 256 cycles each
     tiles = (k // g.rows) * (n // g.cols)
     assert slow == exact + (256 - g.rows) + (tiles - 1) * (256 - m)
+    # the preset's two weight ports at the assumed 0.8: 25.6 B/cycle, a 2,048-byte tile in 80 cycles,
+    # so at 69 tokens each tile after the first waits 11; at efficiency 1 (32 B/cycle) none does
+    acc = PRESETS["zcu102"]
+    ports = perf.DdrModel(ports=acc.weight_beats_per_cycle)
+    assert ports.bytes_per_cycle(300) == pytest.approx(25.6)
+    bpc = min(ports.bytes_per_cycle(300), perf.weight_path_bytes_per_cycle(acc))
+    assert perf.gemm_cycles(g, m, k, n, bpc) == exact + (80 - g.rows) + (tiles - 1) * (80 - m)
+    full = perf.DdrModel(ports=2, efficiency=1.0).bytes_per_cycle(300)
+    assert perf.gemm_cycles(g, m, k, n, min(full, perf.weight_path_bytes_per_cycle(acc))) == exact
+
+
+def test_weight_stream_term_at_the_weight_path_width():
+    """``cycles.weight_stream_extra``: 0 when a beat of the weight path holds a word (the preset's two
+    ports), ``S - R + 1`` more on the first tile and ``S - max(M, R)`` on each later one when it
+    does not (one port: ``S = 2R``)."""
+    import dataclasses
+    from heatvit.compiler import cycles
+    acc = PRESETS["zcu102"]
+    assert cycles.weight_stream_extra(acc, 69, 384, 1536) == 0
+    one = dataclasses.replace(acc, weight_beats_per_cycle=1)
+    tiles = (384 // 64) * (1536 // 32)
+    assert cycles.weight_stream_extra(one, 69, 384, 1536) == 128 - 64 + 1 + (tiles - 1) * (128 - 69)
+    assert cycles.weight_stream_extra(one, 197, 384, 1536) == 65
 
 
 def test_floor_model_is_the_previous_engine():
