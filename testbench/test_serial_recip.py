@@ -74,6 +74,7 @@ def test_serial_reciprocal(in_bits, digit_bits, gap):
             f"{ticks['end']} cycles for {len(xs)} values (interval {dut.interval})"
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects():
     with pytest.raises(ValueError, match="digit_bits"):
         SerialReciprocal(NonlinearConfig(), 32, 0)
