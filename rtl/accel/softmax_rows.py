@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from heatvit import isa
-from heatvit.config import AcceleratorConfig
+from heatvit.config import AcceleratorConfig, check_row_lanes
 
 from ..gemm import layouts
 from ..nonlinear.rows import SoftmaxUnit, softmax_params_layout
@@ -66,11 +66,8 @@ class SoftmaxRows(wiring.Component):
         lanes = acc.softmax_lanes if lanes is None else lanes
         if not isinstance(units, int) or not 1 <= units <= 4:
             raise ValueError(f"SoftmaxRows: units must be 1 .. 4, not {units!r}")
-        c = acc.gemm.cols
-        if (not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) or c % lanes
-                or acc.nonlinear.max_tokens % lanes or lanes > 16):
-            raise ValueError(f"SoftmaxRows: lanes must be a power of two up to 16 dividing gemm.cols = {c} and "
-                             f"nonlinear.max_tokens = {acc.nonlinear.max_tokens}, not {lanes!r}")
+        check_row_lanes("SoftmaxRows", "lanes", lanes, gemm__cols=acc.gemm.cols,
+                        nonlinear__max_tokens=acc.nonlinear.max_tokens)
         self.acc, self.g, self.units = acc, acc.gemm, units
         self.lanes = isa.column_align(acc)
         self.L = lanes
