@@ -53,11 +53,12 @@ class SoftmaxRows(wiring.Component):
       pattern), ``last`` on the GEMM's final write.
 
     ``units`` softmax units of ``lanes`` scores per beat take the rows in turn (row ``r`` to unit
-    ``r % units``): a unit spends about ``2B + 30`` cycles on a row of ``B`` beats but takes its
-    beats in ``B``, so two units nearly halve a softmax GEMM's added cycles for the price of a
-    second unit.  Default: ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived
-    from the array, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power of two
-    dividing ``C`` and ``nonlinear.max_tokens``.
+    ``r % units``).  A unit overlaps consecutive rows and takes a beat every cycle, as fast as this
+    stage's reader gives them, so one unit of ``C`` lanes (a score word a beat) is the fastest
+    (rows ``ceil(n / C)`` cycles apart); more units only help narrower ones.  Default:
+    ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived from the array, one unit
+    of ``C`` lanes up to 16, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power
+    of two up to 16 dividing ``C`` and ``nonlinear.max_tokens``.
     """
 
     def __init__(self, acc: AcceleratorConfig, units: int | None = None, lanes: int | None = None,

@@ -1,8 +1,9 @@
 """Row units: Softmax (attention rows) and LayerNorm, ``row_lanes`` elements per cycle, streaming.
 
-Both buffer one row (they need a whole-row statistic before the first output), then stream the
-result out under backpressure; a loader fills the next row into the beats the output phase has
-already read, so loading overlaps the previous row's output.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
+Both need a whole-row statistic before a row's first output, so a row is buffered (a ring of
+beats) while its statistic is computed.  Their stages (load, statistics, output) work on
+different rows at once: each row's statistics travel with its beats through the pipelines, so
+back-to-back rows of B beats take B cycles each, whatever the stages' latencies.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
 ``j`` in lane ``j mod L`` of beat ``j // L``; only a row's last beat may be partial.  Bit-exact
 with :mod:`heatvit.golden.nonlinear.softmax` and ``.layernorm``; formats and cycle counts in
 docs/nonlinear.md.
@@ -187,7 +188,9 @@ class SoftmaxUnit(wiring.Component):
     exponentials; the row's sum, then its reciprocal) and the output (normalise, round, clamp:
     one beat a cycle, stalls on ``o.ready``).  A row's maximum and reciprocal travel with its
     beats, so back-to-back rows take B cycles each (B = beats a row), one row alone
-    ``3B +`` a constant (docs/nonlinear.md).
+    ``3B +`` :func:`softmax_row_latency` (first input beat to last output beat; docs/nonlinear.md).
+    Queues between the stages (:func:`softmax_row_queue` rows) keep rows of one beat at a beat a
+    cycle.
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -359,11 +362,12 @@ class LayerNormUnit(wiring.Component):
 
     Three stages overlap, each on a different row: the loader (one beat a cycle into a ring of
     :func:`layernorm_ring_depth` beats; the row's moments on the fly), the statistics pipeline
-    (variance, rsqrt: :data:`LN_STATS_LATENCY` cycles after the row's last beat, one row a cycle)
-    and the output (normalise, affine: one beat a cycle, :data:`LN_OUT_LATENCY` deep, stalls on
-    ``o.ready``).  A row's statistics travel with its beats, so the next row's beats follow the
-    last one's without a gap: back-to-back rows take B cycles each, one row alone
-    ``2B +`` :data:`LN_ROW_LATENCY` (first input beat to last output beat; docs/nonlinear.md).
+    (variance, rsqrt: :func:`layernorm_stats_latency` cycles, a row a cycle, into a queue of
+    :func:`layernorm_row_queue` rows) and the output (normalise, affine: one beat a cycle,
+    :data:`LN_OUT_LATENCY` deep, stalls on ``o.ready``).  A row's statistics travel with its
+    beats, so the next row's beats follow the last one's without a gap: back-to-back rows take B
+    cycles each, one row alone ``2B +`` :func:`layernorm_row_latency` (first input beat to last
+    output beat; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
