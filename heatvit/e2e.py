@@ -20,7 +20,6 @@ Every run at one config uses the same fast-sim build (tag :data:`TAG`, DDR model
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import subprocess
@@ -84,13 +83,11 @@ def digits_case(acc: AcceleratorConfig, n: int, start: int = 0, *, debug: bool =
 
 
 def deit_case(acc: AcceleratorConfig, depth: int = 12, seed: int = 0, *, calib: int = 4) -> Case:
-    """A DeiT-T-shaped model (``depth`` blocks) of random weights (``models.random_model``,
-    ``seed``), quantized on ``calib`` random images, on one more random image."""
+    """A DeiT-T-shaped model (``depth`` blocks) of random weights, quantized on ``calib`` random
+    images, on one more random image (:func:`heatvit.compiler.models.random_quantized`)."""
     from heatvit import compiler
     from heatvit.compiler import models
-    cfg = dataclasses.replace(models.vit_config("deit_tiny"), depth=depth)
-    qm = compiler.quantize_for(models.random_model(cfg, seed), acc, calib_count=calib, seed=seed)
-    image = np.random.default_rng(seed + 1).random((1, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
+    qm, image = models.random_quantized(acc, "deit_tiny", depth, seed, calib=calib)
     name = "deit_tiny" if depth == 12 else f"deit_tiny ({depth} block{'s' * (depth > 1)})"
     return Case(f"{name}, random weights (seed {seed})", acc, compiler.compile_model(qm, acc),
                 models.patches(qm, image), models.forward_int(qm, image))

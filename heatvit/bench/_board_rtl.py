@@ -59,12 +59,7 @@ def deit_case(acc: AcceleratorConfig, seed: int = 0, *, calib: int = 4, model: s
     from heatvit import compiler
     from heatvit.compiler import models
     from heatvit.e2e import Case
-    cfg = dataclasses.replace(models.vit_config(model), depth=depth)
-    fm = models.random_model(cfg, seed, plan=plan)
-    image = np.random.default_rng(seed + 1).random((1, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
-    qm = compiler.quantize_for(fm, acc, calib_count=calib, seed=seed)
-    if plan.blocks:
-        qm = models.set_keep_ratios(qm, image[0], plan.keep_ratios)
+    qm, image = models.random_quantized(acc, model, depth, seed, calib=calib, plan=plan)
     logits, dumps = models.pruned_dumps(qm, image)
     name = f"{model} ({depth} blocks, selectors before {list(plan.blocks)} keeping {list(plan.keep_ratios)}), " \
            f"random weights (seed {seed})"

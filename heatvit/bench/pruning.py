@@ -222,21 +222,12 @@ def run_digits(acc: AcceleratorConfig, n: int, dense_images: int, workdir: Path,
 
 
 def deit_model(acc: AcceleratorConfig, seed: int = DEIT_SEED, calib: int = 4):
-    """DeiT-T of random weights (:func:`heatvit.compiler.models.random_model`, ``seed``) with
-    random-init selectors before the blocks of :data:`DEIT_PLAN`, quantized on ``calib`` random
-    images, and one more random image; the selectors' keep logits shifted so that they keep about
-    the plan's fractions of the patches on that image (:func:`~heatvit.compiler.models.set_keep_ratios`).
-    Returns ``(qm, image)``."""
-    from heatvit import compiler
+    """DeiT-T of random weights with random-init selectors before the blocks of :data:`DEIT_PLAN`,
+    quantized on ``calib`` random images, and one more random image, the selectors' keep logits
+    shifted to keep about the plan's fractions of the patches on it
+    (:func:`heatvit.compiler.models.random_quantized`).  Returns ``(qm, image)``."""
     from heatvit.compiler import models
-    cfg = models.vit_config("deit_tiny")
-    plan = models.PruningPlan(*DEIT_PLAN)
-    rng = np.random.default_rng(seed)
-    size = cfg.image_size
-    qm = compiler.quantize_for(models.random_model(cfg, seed, plan=plan), acc,
-                               rng.random((calib, cfg.in_chans, size, size)).astype(np.float32))
-    image = rng.random((1, cfg.in_chans, size, size)).astype(np.float32)
-    return models.set_keep_ratios(qm, image[0], plan.keep_ratios), image
+    return models.random_quantized(acc, "deit_tiny", None, seed, calib=calib, plan=models.PruningPlan(*DEIT_PLAN))
 
 
 def run_deit(acc: AcceleratorConfig, workdir: Path, build: dict) -> dict:

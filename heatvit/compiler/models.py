@@ -72,6 +72,25 @@ def random_model(cfg: ViTConfig, seed: int, std: float = 0.05, plan: PruningPlan
     return model_io.from_state_dict(cfg, sd, plan, meta={"random_weights_seed": seed, "std": std})
 
 
+def random_quantized(acc, name: str = "deit_tiny", depth: int | None = None, seed: int = 0, *, calib: int = 4,
+                     plan: PruningPlan | None = None):
+    """The shape-only case of the benches and tests: :func:`random_model` of the timm-key ViT
+    ``name`` (``depth`` blocks, all by default; ``seed``) quantized for ``acc`` on ``calib``
+    random images (``calibration_images(.., seed)``), and one more random image (float, drawn
+    from ``seed + 1``).  With ``plan``: its random-init selectors' keep logits shifted to keep
+    about ``plan.keep_ratios`` of the patches on that image (:func:`set_keep_ratios`).
+    Returns ``(qm, image)``, ``image`` of shape (1, C, H, W)."""
+    from . import quantize_for
+    cfg = vit_config(name)
+    if depth is not None:
+        cfg = dataclasses.replace(cfg, depth=depth)
+    qm = quantize_for(random_model(cfg, seed, plan=plan), acc, calib_count=calib, seed=seed)
+    image = np.random.default_rng(seed + 1).random((1, cfg.in_chans, cfg.image_size, cfg.image_size)).astype(np.float32)
+    if plan is not None and plan.blocks:
+        qm = set_keep_ratios(qm, image[0], plan.keep_ratios)
+    return qm, image
+
+
 def set_keep_ratios(qm: QuantizedViT, image, ratios) -> QuantizedViT:
     """``qm`` with selector ``s`` keeping about ``ratios[s]`` of the original patch tokens on
     ``image`` (C, H, W): every stage's keep logit (``fc[3]`` bias of channel 0, every head's MLP)
