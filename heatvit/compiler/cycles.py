@@ -240,7 +240,7 @@ SOFTMAX_ROW_LATENCY = 29
 follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_latency`` at
 the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
-SOFTMAX_TAIL_CYCLES = {1: 2, 2: 33, 3: 25}
+SOFTMAX_TAIL_CYCLES = {1: 1, 2: 33, 3: 25}
 """A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
 memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
 a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
