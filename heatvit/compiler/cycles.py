@@ -244,7 +244,8 @@ SOFTMAX_TAIL_CYCLES = {1: 1, 2: 33, 3: 25}
 """A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
 memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
 a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
-Fitted on the RTL's records (:func:`softmax_gemm_tail`)."""
+Fitted on the RTL's records (:func:`softmax_gemm_tail`; refitted when the row unit began to
+overlap consecutive rows: 2 / 33 / 26 before)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -267,10 +268,12 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> i
     engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``; :func:`descriptor_cycles`: the
     later of that and the parameter beats' lead), the last row takes ``3B + SOFTMAX_ROW_LATENCY``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
     (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
-    The tail constants are fitted: on the RTL's records they are exact on every softmax GEMM of
-    the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
-    tokens, B = 4; two N tiles at 22 and 24 tokens, one cycle short at 17; three to five N tiles)
-    and of DeiT-T (q k^T at 197, 139, 99 and 71 tokens, K = 64; the selectors' 2-way softmax)."""
+    The tail constants are fitted on the RTL's records (the row unit overlapping consecutive
+    rows, one unit of 16 lanes at 16 x 16): exact on every softmax GEMM of the dense digits model
+    (five N tiles) and of DeiT-T dense and pruned (q k^T at 197, 139, 99 and 71 tokens, K = 64),
+    on the pruned digits model's 2-way softmax (one N tile, B = 1, at 46 and 65 tokens) and two
+    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens) and on some of the
+    digits' q k^T at 15 tokens (one N tile: one cycle either way with the data)."""
     b = ceil_div(n, acc.softmax_lanes)
     first_to_last = (m - 1) * b
     nt = ceil_div(n, acc.gemm.cols)
