@@ -394,6 +394,13 @@ class AcceleratorConfig:
     accelerator (the resources bench's "without selectors" build): a SELECT or MEAN descriptor
     answers ``CTRL_UNSUPPORTED_OP``, as does a ``REQ8_SIGMOID`` GEMM, and the compiler refuses a
     pruned program (``FitError``)."""
+    weight_beats_per_cycle: int = 1
+    """DMA beats (``shell.data_bytes`` each) a cycle on the GEMM executor's weight stream from DDR
+    (``WSrc.DDR``): 1 = the weights share the shell's one AXI master with everything else; ``P``
+    = 2 or 4: ``P`` further AXI4 read masters (``m_axi_w``, one AXI HP port each) read the weights
+    part, striped port-major (:func:`heatvit.isa.stripe_weights`), ``P`` beats a cycle together
+    (:mod:`heatvit.rtl.accel.weight_ports`).  The array loads one weight word of ``C`` int8 a
+    cycle, so ``P * data_bytes`` may not exceed ``gemm.cols`` (more would never be taken)."""
 
     def __post_init__(self):
         if self.toksel is None and isinstance(self.gemm, GemmConfig):
@@ -414,6 +421,19 @@ class AcceleratorConfig:
                              f"gemm.rows = {self.gemm.rows} (the selector writes activation-buffer words); "
                              f"resize the array with AcceleratorConfig.with_array")
         _check_buffers(self.buffers, self.gemm, self.nonlinear, self.toksel)
+        p = self.weight_beats_per_cycle
+        if type(p) is not int or p not in (1, 2, 4):
+            raise ValueError(f"AcceleratorConfig.weight_beats_per_cycle must be 1, 2 or 4, not {p!r}")
+        if p > 1 and p * self.shell.data_bytes > self.gemm.cols:
+            raise ValueError(f"AcceleratorConfig.weight_beats_per_cycle = {p}: {p} beats of "
+                             f"{self.shell.data_bytes} bytes exceed the array's weight word of gemm.cols = "
+                             f"{self.gemm.cols} int8 a cycle; allowed 1 or up to "
+                             f"{max(1, self.gemm.cols // self.shell.data_bytes)}")
+
+    @property
+    def weight_path_bytes(self) -> int:
+        """Bytes a cycle the weight stream from DDR carries: ``weight_beats_per_cycle`` beats."""
+        return self.weight_beats_per_cycle * self.shell.data_bytes
 
     # -- consistent changes ------------------------------------------------------------------
     def with_gemm(self, **changes) -> "AcceleratorConfig":
@@ -469,7 +489,10 @@ class AcceleratorConfig:
         return self._row_lanes(c, self.nonlinear.max_tokens)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["weight_beats_per_cycle"] == 1:
+            del d["weight_beats_per_cycle"]   # the default: configs (and digests) from before it stay the same
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AcceleratorConfig":

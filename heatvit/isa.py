@@ -429,7 +429,9 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
     ``sigmoid`` (one record),
     ``weights`` (WSrc.DDR: NT*KT*R words of C int8, golden ``pack_weights`` order); a sparse
     GEMM (``sparse`` = 1) has ``bitmap`` (:func:`pack_bitmap`) before ``weights``, which then
-    holds only its ``tiles`` set tiles (``tiles * R`` words, same order).
+    holds only its ``tiles`` set tiles (``tiles * R`` words, same order).  With
+    ``acc.weight_beats_per_cycle = P > 1`` the ``weights`` part is striped over the ``P`` weight
+    ports (:func:`stripe_weights`; its size rounded up to ``P`` beats).
     LAYERNORM: ``ln`` (header record), ``gamma`` (N x int32), ``beta`` (N x int64).
     """
     g = acc.gemm
@@ -445,9 +447,9 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
             parts.append(("sigmoid", NL_RECORD_BYTES))
         if d.wsrc == WSrc.DDR and d.sparse:
             parts.append(("bitmap", bitmap_bytes(acc, d)))
-            parts.append(("weights", d.tiles * g.rows * g.cols))
+            parts.append(("weights", stripe_bytes(acc, d.tiles * g.rows * g.cols)))
         elif d.wsrc == WSrc.DDR:
-            parts.append(("weights", _ceil(d.n, g.cols) * _ceil(d.k, g.rows) * g.rows * g.cols))
+            parts.append(("weights", stripe_bytes(acc, _ceil(d.n, g.cols) * _ceil(d.k, g.rows) * g.rows * g.cols)))
     elif d.opcode == Op.LAYERNORM:
         parts += [("ln", NL_RECORD_BYTES), ("gamma", 4 * d.n), ("beta", 8 * d.n)]
     else:
@@ -457,6 +459,41 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
         out[name] = (off, size)
         off = _align(off + size)
     return out
+
+
+def stripe_bytes(acc, size: int) -> int:
+    """Bytes of a ``weights`` part holding ``size`` bytes of weight stream: ``size`` when
+    ``acc.weight_beats_per_cycle`` is 1, else rounded up to whole rows of ``P`` beats."""
+    row = acc.weight_beats_per_cycle * acc.shell.data_bytes
+    return size if acc.weight_beats_per_cycle == 1 else _ceil(size, row) * row
+
+
+def stripe_weights(acc, stream: bytes) -> bytes:
+    """The ``weights`` part's bytes for the weight stream ``stream`` (:func:`heatvit.golden.pack_weights`
+    order).  ``P = acc.weight_beats_per_cycle`` weight ports each read one contiguous share of
+    the part, so the stream is cut into beats of ``D = shell.data_bytes`` and beat ``j`` is stored
+    in share ``j % P`` at position ``j // P`` (shares one after another, each ``B / P`` beats of the
+    zero-padded stream's ``B``): the ports' ``j``-th beats, side by side, are the stream's ``j``-th
+    ``P D`` bytes (:class:`heatvit.rtl.accel.weight_ports.WeightPorts`).  ``P = 1``: ``stream``."""
+    import numpy as np
+    p, d = acc.weight_beats_per_cycle, acc.shell.data_bytes
+    if p == 1:
+        return bytes(stream)
+    a = np.zeros(stripe_bytes(acc, len(stream)), np.uint8)
+    a[:len(stream)] = np.frombuffer(bytes(stream), np.uint8)
+    return a.reshape(-1, p, d).transpose(1, 0, 2).tobytes()
+
+
+def unstripe_weights(acc, part: bytes, size: int) -> bytes:
+    """Inverse of :func:`stripe_weights`: the first ``size`` bytes of the weight stream."""
+    import numpy as np
+    p, d = acc.weight_beats_per_cycle, acc.shell.data_bytes
+    if p == 1:
+        return bytes(part[:size])
+    if len(part) % (p * d):
+        raise ValueError(f"unstripe_weights: a part of {len(part)} bytes is not whole rows of {p} x {d} bytes")
+    a = np.frombuffer(bytes(part), np.uint8).reshape(p, -1, d).transpose(1, 0, 2)
+    return a.tobytes()[:size]
 
 
 def tile_grid_size(acc, d: Descriptor) -> int:

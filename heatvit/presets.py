@@ -29,11 +29,14 @@ PRESETS: dict[str, AcceleratorConfig] = {
     # The token selector takes up to 12 heads (DeiT-B; the SELECT executor's score combiner is
     # that wide), so pruned DeiT-S and DeiT-B programs run (with the default 3 heads a DeiT-S
     # SELECT ends in CTRL_BAD_FIELD: found by the board-scale RTL run, bench/_board_rtl.py).
+    # The weights stream from DDR through two AXI HP ports of their own (weight_beats_per_cycle = 2:
+    # 2 x 16 bytes a cycle, the array's 32-lane weight word a cycle; one port left a 64-row tile
+    # 128 cycles of weights, more than the 69 tokens of the last pruned stage take).
     # Resources, logic depth and the latency table: `heatvit bench perf`.
     "zcu102": AcceleratorConfig(gemm=GemmConfig(rows=64, cols=32, dsp_packing=2, act_buffer_words=9456,
                                                 max_m=197, max_k=3072, max_n=3072, weight_fifo_depth=128,
                                                 out_fifo_depth=16),
-                                toksel=TokSelConfig(dim=768, heads=12, lanes=64)),
+                                toksel=TokSelConfig(dim=768, heads=12, lanes=64), weight_beats_per_cycle=2),
 }
 
 

@@ -10,6 +10,7 @@ to ``GemmOutput.params`` against the parameter block's bytes.  Seeds: HEATVIT_SE
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -24,6 +25,7 @@ from heatvit.compiler.interpret import Machine, Step, unpack_weights
 from heatvit.golden import nonlinear as NL
 from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.errors import ErrorCode
+from heatvit.shell_config import ShellConfig
 from heatvit.isa import Buf, Epilogue, Op, WSrc
 from heatvit.rtl.accel.descriptor import fields_layout
 from heatvit.rtl.accel.gemm_exec import param_bytes
@@ -40,7 +42,9 @@ def _acc(rows, cols):
                                              max_n=256, weight_fifo_depth=8, out_fifo_depth=4))
 
 
-ACC = {"4x4": _acc(4, 4), "8x4": _acc(8, 4), "4x8": _acc(4, 8)}
+ACC = {"4x4": _acc(4, 4), "8x4": _acc(8, 4), "4x8": _acc(4, 8),
+       # the wide weight path: 2 weight ports of 4-byte beats, a word of 8 int8 a cycle
+       "8x8p2": dataclasses.replace(_acc(8, 8), shell=ShellConfig(data_width=32), weight_beats_per_cycle=2)}
 
 
 class RawOutput(wiring.Component):
@@ -136,10 +140,12 @@ class Case:
                 w_full = golden.apply_tile_mask(g, w_full, self.bitmap)
                 boff, bsize = isa.param_block(acc, d)["bitmap"]
                 blob[d.addr + boff:d.addr + boff + bsize] = isa.pack_bitmap(self.bitmap)
-            packed = golden.pack_weights(g, w_full, self.bitmap).astype(np.int8).tobytes()
+            stream = golden.pack_weights(g, w_full, self.bitmap).astype(np.int8).tobytes()
+            packed = isa.stripe_weights(acc, stream)          # the weight ports' shares (P > 1)
             assert len(packed) == size
             blob[d.addr + off:d.addr + off + size] = packed
-            w = unpack_weights(g, bytes(blob[d.addr + off:]), d.k, d.n, self.bitmap)   # as interpret reads it
+            w = unpack_weights(g, isa.unstripe_weights(acc, bytes(blob[d.addr + off:d.addr + off + size]), len(stream)),
+                               d.k, d.n, self.bitmap)   # as interpret reads it
             assert np.array_equal(w, w_full)
         elif wsrc == WSrc.BUF:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + self.k, d.aux_col:d.aux_col + self.n]
@@ -312,7 +318,7 @@ def test_gemm_exec(name, epilogue):
 FAULTS = ["abort", "dma_error", "engine", "params"]
 
 
-@pytest.mark.parametrize("name", ["4x4", "4x8"])
+@pytest.mark.parametrize("name", ["4x4", "4x8", "8x8p2"])
 @pytest.mark.parametrize("fault", FAULTS)
 def test_gemm_exec_faults(name, fault):
     """abort at a random cycle (no done), a DMA error, an engine error (M > max_m, a descriptor

@@ -1,6 +1,8 @@
 """The cycle model of the overlapped weight loading, the ``zcu102`` preset and the perf bench's
 model (no RTL: the engine's cycle counts are checked against RTL in test_gemm/test_tileskip)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,29 @@ def test_ddr_model_prices_bandwidth_bound_tiles():
     slow = perf.gemm_cycles(g, m, k, n, 8.0)          # 2048-byte tiles at 8 B/cycle: 256 cycles each
     tiles = (k // g.rows) * (n // g.cols)
     assert slow == exact + (256 - g.rows) + (tiles - 1) * (256 - m)
+    # the preset's two weight ports at the assumed 0.8: 25.6 B/cycle, a 2,048-byte tile in 80 cycles,
+    # so at 69 tokens each tile after the first waits 11; at efficiency 1 (32 B/cycle) none does
+    acc = PRESETS["zcu102"]
+    ports = perf.DdrModel(ports=acc.weight_beats_per_cycle)
+    assert ports.bytes_per_cycle(300) == pytest.approx(25.6)
+    bpc = min(ports.bytes_per_cycle(300), perf.weight_path_bytes_per_cycle(acc))
+    assert perf.gemm_cycles(g, m, k, n, bpc) == exact + (80 - g.rows) + (tiles - 1) * (80 - m)
+    full = perf.DdrModel(ports=2, efficiency=1.0).bytes_per_cycle(300)
+    assert perf.gemm_cycles(g, m, k, n, min(full, perf.weight_path_bytes_per_cycle(acc))) == exact
+
+
+def test_weight_stream_term_at_the_weight_path_width():
+    """``cycles.weight_stream_extra``: 0 when a beat of the weight path holds a word (the preset's two
+    ports), ``S - R + 1`` more on the first tile and ``S - max(M, R)`` on each later one when it
+    does not (one port: ``S = 2R``)."""
+    import dataclasses
+    from heatvit.compiler import cycles
+    acc = PRESETS["zcu102"]
+    assert cycles.weight_stream_extra(acc, 69, 384, 1536) == 0
+    one = dataclasses.replace(acc, weight_beats_per_cycle=1)
+    tiles = (384 // 64) * (1536 // 32)
+    assert cycles.weight_stream_extra(one, 69, 384, 1536) == 128 - 64 + 1 + (tiles - 1) * (128 - 69)
+    assert cycles.weight_stream_extra(one, 197, 384, 1536) == 65
 
 
 def test_floor_model_is_the_previous_engine():
@@ -147,16 +172,18 @@ def test_targets_say_what_bounds_them():
     assert speed["met"] == (models["DeiT-B"]["pruned"]["fps"] >= 100)
     assert "DSP48E2" in speed["bound"] and "2,016" in speed["bound"] and "~156" in speed["bound"]
     assert targets["mac_utilization >= 0.9 dense"]["met"]
-    assert "weight path" not in speed["bound"]      # no stream term in these runs
+    assert "weight stream" not in speed["bound"]    # no stream term in these runs
+    assert "MACs / (2,048 MACs/cycle x 300 MHz) = " in speed["bound"]      # the DSP floor's arithmetic
     # with the weight path's rate and the unbounded cycles beside them, the numbers name it first
-    path = perf.weight_path_bytes_per_cycle(PRESETS["zcu102"])
-    assert path == 16.0
+    assert perf.weight_path_bytes_per_cycle(PRESETS["zcu102"]) == 32.0    # 2 weight ports: a word a cycle
+    path = perf.weight_path_bytes_per_cycle(dataclasses.replace(PRESETS["zcu102"], weight_beats_per_cycle=1))
+    assert path == 16.0                                                    # one port: half a word a cycle
     for name, vit in perf.DEIT.items():
         p = perf.model_run(g, vit, perf.PLAN, 300.0, perf.DdrModel(), path)
         p["cycles_without_ddr_bound"] = perf.model_run(g, vit, perf.PLAN, 300.0, None)["cycles"]
         models[name]["pruned"].update(p)
     targets = {t["target"]: t for t in perf.target_bounds(models, big_runs, g, big, 1180)}
-    assert targets["DeiT-B pruned >= 100 FPS"]["bound"].startswith("the weight path")
+    assert targets["DeiT-B pruned >= 100 FPS"]["bound"].startswith("the weight stream")
 
 
 def test_board_estimate_scales_units_by_lanes():

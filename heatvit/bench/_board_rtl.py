@@ -15,8 +15,8 @@ descriptors) with
   run's trace);
 * ``perf``: the perf bench's model (:func:`heatvit.bench.perf.gemm_cycles`: ``estimate_cycles``
   per GEMM, each weight tile streamed no faster than the DDR and the executor's weight path
-  allow) with the simulated DDR's bandwidth (:func:`sim_ddr`: one 128-bit port, a beat per
-  cycle, no wait states) and :func:`.perf.weight_path_bytes_per_cycle`.
+  allow) with the simulated DDR's bandwidth (:func:`sim_ddr`: the weight stream's 128-bit ports,
+  each a beat per cycle, no wait states) and :func:`.perf.weight_path_bytes_per_cycle`.
 
 Everything here is simulation only; the build (tag :data:`TAG`, DDR model of :data:`DDR_BYTES`)
 is its own, not the 16 x 16 e2e build.
@@ -44,16 +44,17 @@ MODEL = "deit_small"
 DEPTH = 2
 
 
-def sim_ddr():
-    """The perf model's DDR term set to the simulated DDR (``heatvit/sim/axi_ddr.v``): one port of
-    the shell's data width, a beat per cycle, no wait states (efficiency 1)."""
+def sim_ddr(ports: int = 1):
+    """The perf model's DDR term set to the simulated DDR (``heatvit/sim/axi_ddr.v``) of the weight
+    stream: ``ports`` ports (``AcceleratorConfig.weight_beats_per_cycle``) of 128 bits, each a beat
+    per cycle, no wait states (efficiency 1)."""
     from .perf import DdrModel
-    return DdrModel(ports=1, port_bits=128, ddr_peak_gbytes_per_s=1e9, efficiency=1.0)
+    return DdrModel(ports=ports, port_bits=128, ddr_peak_gbytes_per_s=1e9, efficiency=1.0)
 
 
-def deit_case(acc: AcceleratorConfig, seed: int = 0, *, calib: int = 4, model: str = MODEL, depth: int = DEPTH,
+def deit_case(acc: AcceleratorConfig, seed: int = 0, *, calib: int = 4, model=MODEL, depth: int = DEPTH,
               plan: PruningPlan = PLAN):
-    """The pruned ``model`` of ``depth`` blocks (random weights, ``seed``), quantized for ``acc``
+    """The pruned ``model`` (a ``models.vit_config`` name or a ``ViTConfig``) of ``depth`` blocks (random weights, ``seed``), quantized for ``acc``
     on ``calib`` random images, its selectors set to ``plan``'s keep ratios on one more random
     image: (``heatvit.e2e.Case`` with golden ``forward_int(prune=True)`` logits, golden dumps)."""
     from heatvit import compiler
@@ -91,7 +92,7 @@ def compare(case, image_result: dict, acc: AcceleratorConfig) -> dict:
     img = case.image
     tr = trace_mod.read(img, bytes.fromhex(image_result["trace_hex"])) if image_result["trace_hex"] else None
     est = cycles.image_cycles(img, acc, tr)
-    bpc = min(sim_ddr().bytes_per_cycle(acc.clock_mhz), weight_path_bytes_per_cycle(acc))
+    bpc = min(sim_ddr(acc.weight_beats_per_cycle).bytes_per_cycle(acc.clock_mhz), weight_path_bytes_per_cycle(acc))
     recs = {int(i): (name, int(s), int(e)) for i, name, _, s, e in image_result["layers"]}
     parts: dict[str, dict] = {}
     prev_end = None
@@ -165,7 +166,7 @@ def run(acc: AcceleratorConfig, workdir: Path, *, seed: int = 0, log: Path | Non
     g = acc.gemm
     return {"model": case.model, "array": f"{g.rows}x{g.cols}", "dsp_packing": g.dsp_packing,
             "config_digest": acc.digest(), "seed": seed, "simulator": "verilator", "ddr_bytes": DDR_BYTES,
-            "sim_ddr": dataclasses.asdict(sim_ddr()),
+            "sim_ddr": dataclasses.asdict(sim_ddr(acc.weight_beats_per_cycle)),
             "bit_exact": check["logits"], "tokens_equal": check["tokens"], "masks_equal": check["masks"],
             "why": check["why"], "golden_tokens_per_block": tokens, "cycles": im["cycles"],
             "sim_wall_s": im["wall_s"], "sim_cpu_s": im["cpu_s"], "sim_cycles_per_cpu_s": im["cycles"] / im["cpu_s"],

@@ -85,9 +85,11 @@ PUBLISHED = [
 @dataclass(frozen=True)
 class DdrModel:
     """DDR bandwidth for the weight stream: ``ports`` AXI HP ports of ``port_bits`` at the
-    fabric clock, capped by the PS DDR4 controller's peak (ZCU102: 64-bit DDR4-2400, 19.2 GB/s),
-    times ``efficiency`` (the fraction of the peak that long sequential read bursts sustain: an
-    assumption, 0.8, not a measurement)."""
+    fabric clock (the board preset: its ``weight_beats_per_cycle = 2`` weight ports, 2 x 128 bits
+    x 300 MHz = 9.6 GB/s), capped by the PS DDR4 controller's peak (ZCU102: 64-bit DDR4-2400,
+    19.2 GB/s), times ``efficiency``: the fraction of that which long sequential read bursts
+    sustain, an assumption (0.8), not a measurement; the simulated DDR (heatvit/sim/axi_ddr.v)
+    has no wait states, efficiency 1 (``heatvit.bench._board_rtl.sim_ddr``)."""
 
     ports: int = 4
     port_bits: int = 128
@@ -101,13 +103,12 @@ class DdrModel:
 
 def weight_path_bytes_per_cycle(acc: AcceleratorConfig) -> float:
     """What the GEMM executor's weight unpacker (``BeatWeights``) takes: a word of ``C`` int8 a
-    cycle when a DMA beat holds one or more; otherwise a beat of ``D`` bytes a cycle (``C / D``
-    cycles a word, the next word's first beat taken as a word leaves): at 64 x 32 with 128-bit
-    beats 16 B/cycle (4.8 GB/s at 300 MHz) whatever the ports give (the unpacker's rate test,
-    ``testbench/test_accel_gemm.py::test_beat_weights_rate``; before that fix it took no beat as
-    a word left, 10.7 B/cycle, measured on the board-scale RTL run, :mod:`._board_rtl`)."""
-    c, d = acc.gemm.cols, acc.shell.data_bytes
-    return float(min(c, d))
+    cycle when a beat of the weight path (``acc.weight_path_bytes``: ``weight_beats_per_cycle``
+    DMA beats of ``D`` bytes side by side, one AXI HP port each) holds one or more; otherwise a
+    beat a cycle (``C / (P D)`` cycles a word).  The board preset: 2 ports of 16 bytes, 32 B/cycle
+    = its 32-lane word a cycle (``testbench/test_accel_weight_ports.py::test_weight_ports_rate``;
+    one port gave 16 B/cycle, ``test_accel_gemm.py::test_beat_weights_rate``)."""
+    return float(min(acc.gemm.cols, acc.weight_path_bytes))
 
 
 def gemm_cycles(g: GemmConfig, m: int, k: int, n: int, bytes_per_cycle: float | None) -> int:
@@ -146,6 +147,8 @@ def model_run(g: GemmConfig, cfg, plan: PruningPlan, clock_mhz: float, ddr: DdrM
             "ms_at_300mhz": round(cycles / 300e3, 4) if clock_mhz == 300 else None,
             "ms": round(seconds * 1e3, 4), "fps": round(1 / seconds, 2),
             "mac_utilization": round(macs / (cycles * g.rows * g.cols), 4),
+            # the DSP floor: every MAC of the array busy every cycle, MACs / (MACs per cycle x clock)
+            "dsp_floor_ms": round(macs / (g.rows * g.cols * clock_mhz * 1e3), 4),
             "weight_mbytes": round(weight_bytes / 1e6, 3),
             "ddr_gbytes_per_s": round(weight_bytes / seconds / 1e9, 3),
             "ddr_gbytes_per_s_busiest_gemm": round(busiest * clock_mhz * 1e6 / 1e9, 3)}
@@ -320,6 +323,10 @@ def target_bounds(models: dict, big_runs: dict, g: GemmConfig, big: GemmConfig, 
     line = MAX_UTILIZATION * TOTALS["DSP48E2"]
     rest = None if dsp is None else dsp - g.rows * g.cols // g.dsp_packing
 
+    def floor(run: dict) -> str:
+        return (f"{run['macs']:,} MACs / ({g.rows * g.cols:,} MACs/cycle x 300 MHz) = {run['dsp_floor_ms']} ms "
+                f"at 100% MAC utilization; ")
+
     def need(achieved_64: float, target: float, higher_better: bool) -> str:
         factor = target / achieved_64 if higher_better else achieved_64 / target
         macs = big.rows * big.cols * factor
@@ -329,19 +336,19 @@ def target_bounds(models: dict, big_runs: dict, g: GemmConfig, big: GemmConfig, 
     # the weight stream is the first bound where it lengthens the pruned runs (the numbers decide)
     streamed = all(m["pruned"]["cycles"] > m["pruned"].get("cycles_without_ddr_bound", m["pruned"]["cycles"])
                    for m in (s, b))
-    first = "the weight path (as above), then " if streamed else ""
+    first = "the weight stream (as above), then " if streamed else ""
     fill = "per-GEMM fill (pipeline_fill_cycles), partial tiles"
     return [
         {"target": "cycle_reduction >= 0.9 x mac_reduction (DeiT-S)",
          "value": round(s["pruned"]["cycle_reduction"] / s["pruned"]["mac_reduction"], 4),
          "met": s["pruned"]["cycle_reduction"] >= 0.9 * s["pruned"]["mac_reduction"],
-         "bound": ("the GEMM executor's weight path (weight_path_bytes_per_cycle: a DMA beat a cycle): every pruned "
-                   "GEMM waits for its weight stream (hp_ports_needed.pruned_ms_by_ports_weight_path_unbounded: "
-                   "without it); then " + fill) if streamed else fill},
+         "bound": ("the weight stream (the weight path's weight_path_bytes_per_cycle and the DDR model's "
+                   "ports x width x clock x efficiency): the pruned GEMMs wait for their weight tiles "
+                   "(cycles_without_ddr_bound: without it); then " + fill) if streamed else fill},
         {"target": "DeiT-S pruned <= 2.7 ms", "value": s["pruned"]["ms"], "met": s["pruned"]["ms"] <= 2.7,
-         "bound": first + "DSPs: " + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
+         "bound": first + "DSPs: " + floor(s["pruned"]) + need(big_runs["DeiT-S"]["pruned_ms"], 2.7, False)},
         {"target": "DeiT-B pruned >= 100 FPS", "value": b["pruned"]["fps"], "met": b["pruned"]["fps"] >= 100,
-         "bound": first + "DSPs: " + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
+         "bound": first + "DSPs: " + floor(b["pruned"]) + need(big_runs["DeiT-B"]["pruned_fps"], 100, True)},
         {"target": "mac_utilization >= 0.9 dense",
          "value": {k: m["dense"]["mac_utilization"] for k, m in models.items()},
          "met": all(m["dense"]["mac_utilization"] >= 0.9 for m in models.values()), "bound": ""},
@@ -517,7 +524,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     (pure arithmetic) without the synthesis (resources null, `board.skipped` says so)."""
     acc = PRESETS["zcu102"]
     g = acc.gemm
-    ddr = DdrModel()
+    ddr = DdrModel(ports=acc.weight_beats_per_cycle)      # the weight stream's own HP ports
     have_yosys = shutil.which("yosys") is not None
     levels = logic_levels(acc, out_dir, quick) if have_yosys else {}
     if quick:
@@ -546,8 +553,12 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         pruned = model_run(g, cfg, PLAN, acc.clock_mhz, ddr, path)
         unbounded = {k: model_run(g, cfg, p, acc.clock_mhz, None)
                      for k, p in (("dense", PruningPlan()), ("pruned", PLAN))}
+        # the simulated DDR (no wait states: efficiency 1), what the RTL runs see
+        sim = {k: model_run(g, cfg, p, acc.clock_mhz, DdrModel(ports=ddr.ports, efficiency=1.0), path)
+               for k, p in (("dense", PruningPlan()), ("pruned", PLAN))}
         for run, key in ((dense, "dense"), (pruned, "pruned")):
             run["cycles_without_ddr_bound"] = unbounded[key]["cycles"]
+            run.update({f"{k}_at_ddr_efficiency_1": sim[key][k] for k in ("cycles", "ms", "fps")})
             run["ddr_gbytes_per_s_busiest_gemm_without_bound"] = unbounded[key]["ddr_gbytes_per_s_busiest_gemm"]
             run.update({"dsp": res["DSP48E2"], "lut": res["LUT"], "ff": res["FF"], "bram36": res["BRAM36"]})
         pruned["cycle_reduction"] = round(1 - pruned["cycles"] / dense["cycles"], 4)
@@ -555,15 +566,19 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         models[name] = {"dense": dense, "pruned": pruned}
         print(f"  {name}: dense {dense['cycles']} cycles ({dense['ms']} ms, {dense['fps']} FPS, "
               f"util {dense['mac_utilization']}), pruned {pruned['cycles']} ({pruned['ms']} ms, "
-              f"{pruned['fps']} FPS); cycles -{pruned['cycle_reduction']:.1%}, MACs -{pruned['mac_reduction']:.1%}; "
-              f"DDR {pruned['ddr_gbytes_per_s']} GB/s", flush=True)
+              f"{pruned['fps']} FPS); cycles -{pruned['cycle_reduction']:.1%}, MACs -{pruned['mac_reduction']:.1%} "
+              f"(ratio {pruned['cycle_reduction'] / pruned['mac_reduction']:.3f}); DDR {dense['ddr_gbytes_per_s']} / "
+              f"{pruned['ddr_gbytes_per_s']} GB/s; at DDR efficiency 1: {dense['ms_at_ddr_efficiency_1']} / "
+              f"{pruned['ms_at_ddr_efficiency_1']} ms; DSP floor {dense['dsp_floor_ms']} / {pruned['dsp_floor_ms']} ms",
+              flush=True)
     # What the 80% DSP rule leaves out: the same model on a 64 x 64 packed array (2048 DSP48E2
     # for the array alone, 81% of the device; cycles only, not synthesized).
     big = PRESETS["zcu102"].with_gemm(rows=64, cols=64).gemm
     over_budget = {}
     for name, cfg in DEIT.items():
-        # (the weight path's limit left out: what the DSPs bound, once the unpacker keeps up)
-        d, p = (model_run(big, cfg, plan, acc.clock_mhz, ddr) for plan in (PruningPlan(), PLAN))
+        # (the weight path's limit left out: what the DSPs bound, once the weights keep up; a
+        # 64-int8 word a cycle would take 4 weight ports, capped by the DDR)
+        d, p = (model_run(big, cfg, plan, acc.clock_mhz, DdrModel(ports=4)) for plan in (PruningPlan(), PLAN))
         over_budget[name] = {"dense_ms": d["ms"], "dense_fps": d["fps"], "pruned_ms": p["ms"],
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
                              "dense_mac_utilization": d["mac_utilization"],
@@ -587,6 +602,10 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     doc = {"config": "zcu102", "resources_of": None if quick else "zcu102", "quick": quick, "array": f"{g.rows}x{g.cols}",
            "dsp_packing": g.dsp_packing, "macs_per_cycle": g.rows * g.cols, "clock_mhz": acc.clock_mhz,
            "plan": {"blocks": list(PLAN.blocks), "keep_ratios": list(PLAN.keep_ratios)},
+           "weight_beats_per_cycle": acc.weight_beats_per_cycle,
+           "hp_ports": {"weights": acc.weight_beats_per_cycle, "shell": 1,
+                        "note": "the GEMM weight stream on its own AXI HP ports (m_axi_w); parameters, "
+                                "LOAD/STORE, descriptors and records on the shell's one (m_axi)"},
            "ddr": {**asdict(ddr), "bytes_per_cycle": round(ddr.bytes_per_cycle(acc.clock_mhz), 3),
                    "gbytes_per_s": round(ddr.bytes_per_cycle(acc.clock_mhz) * acc.clock_mhz / 1e3, 3)},
            "hp_ports_needed": {"average": math.ceil(average / port_gbps),

@@ -156,8 +156,9 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
 
 
 def weight_stream_cycles(acc, beats: int) -> int:
-    """Cycles the GEMM executor takes ``beats`` DMA beats of weights in (``BeatWeights``,
-    rtl/accel/weight_source.py): a beat a cycle.  When ``C > D`` a weight word of ``C`` int8
+    """Cycles the GEMM executor takes ``beats`` beats of weights in (``BeatWeights``,
+    rtl/accel/weight_source.py): a beat a cycle (a beat of the weight path: ``acc.weight_path_bytes``,
+    ``weight_beats_per_cycle`` DMA beats side by side).  When ``C > D`` a weight word of ``C`` int8
     takes ``C / D`` beats of ``D`` bytes and the next word's first beat is taken in the cycle the
     full word leaves, so a word costs ``C / D`` cycles, ``D`` bytes a cycle (64 x 32 with
     16-byte beats: 2 cycles a word; ``testbench/test_accel_gemm.py::test_beat_weights_rate``)."""
@@ -178,7 +179,7 @@ def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
     g = acc.gemm
     if tiles is not None:
         return 0
-    s = ceil_div(g.cols, acc.shell.data_bytes)
+    s = ceil_div(g.cols, acc.weight_path_bytes)    # weight_beats_per_cycle beats at once
     if s <= 1:
         return 0
     stream = g.rows * s
@@ -302,8 +303,8 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
 
-    Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than one DMA beat,
-    ``C > D``: the board preset), which callers at such configs add per DDR GEMM
+    Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than a beat of the
+    weight path, ``C > weight_beats_per_cycle * D``), which callers at such configs add per DDR GEMM
     (``heatvit.bench._board_rtl``'s ``records_stream``).
     """
     op = Op(d.opcode)
@@ -415,7 +416,7 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
             ddr = ceil_div(sum(s for p, (_, s) in parts.items() if p != "weights"), beat_bytes)
             if d.wsrc == WSrc.DDR and "weights" in parts:
                 # the weights at the executor's weight path's rate (a beat a cycle unless C > D)
-                ddr += weight_stream_cycles(acc, ceil_div(parts["weights"][1], beat_bytes))
+                ddr += weight_stream_cycles(acc, ceil_div(parts["weights"][1], beat_bytes * acc.weight_beats_per_cycle))
         elif op == Op.LAYERNORM:
             unit = layernorm_cycles(ln_nl, m, n)
             ddr = ceil_div(isa.param_block_bytes(acc, d), beat_bytes)

@@ -88,9 +88,9 @@ def _gemm_block(acc, d: Descriptor, layer: str, *, requant=None, gelu=None, soft
     if "bitmap" in parts:
         bitmap = tile_bitmap(acc.gemm, weights)
         put("bitmap", isa.pack_bitmap(bitmap))
-        put("weights", pack_weights(acc.gemm, weights, bitmap).astype(np.int8).tobytes())
+        put("weights", isa.stripe_weights(acc, pack_weights(acc.gemm, weights, bitmap).astype(np.int8).tobytes()))
     elif "weights" in parts:
-        put("weights", pack_weights(acc.gemm, weights).astype(np.int8).tobytes())
+        put("weights", isa.stripe_weights(acc, pack_weights(acc.gemm, weights).astype(np.int8).tobytes()))
     return bytes(blob)
 
 

@@ -109,7 +109,8 @@ class Machine:
         a = self.bufs[d.src][d.src_row:d.src_row + m, d.src_col:d.src_col + k]
         if d.wsrc == WSrc.DDR:
             bitmap = gemm_bitmap(self.acc, d, self.model) if d.sparse else None
-            w = unpack_weights(g, self._block(d, "weights"), d.k, d.n, bitmap)
+            stream = g.rows * g.cols * (d.tiles if d.sparse else isa.tile_grid_size(self.acc, d))
+            w = unpack_weights(g, isa.unstripe_weights(self.acc, self._block(d, "weights"), stream), d.k, d.n, bitmap)
         elif d.wsrc == WSrc.BUF:
             w = self.bufs[d.aux][d.aux_row:d.aux_row + k, d.aux_col:d.aux_col + n]
         else:

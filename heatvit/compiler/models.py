@@ -75,13 +75,13 @@ def random_model(cfg: ViTConfig, seed: int, std: float = 0.05, plan: PruningPlan
 def random_quantized(acc, name: str = "deit_tiny", depth: int | None = None, seed: int = 0, *, calib: int = 4,
                      plan: PruningPlan | None = None):
     """The shape-only case of the benches and tests: :func:`random_model` of the timm-key ViT
-    ``name`` (``depth`` blocks, all by default; ``seed``) quantized for ``acc`` on ``calib``
+    ``name`` (or a ``ViTConfig``; ``depth`` blocks, all by default; ``seed``) quantized for ``acc`` on ``calib``
     random images (``calibration_images(.., seed)``), and one more random image (float, drawn
     from ``seed + 1``).  With ``plan``: its random-init selectors' keep logits shifted to keep
     about ``plan.keep_ratios`` of the patches on that image (:func:`set_keep_ratios`).
     Returns ``(qm, image)``, ``image`` of shape (1, C, H, W)."""
     from . import quantize_for
-    cfg = vit_config(name)
+    cfg = vit_config(name) if isinstance(name, str) else name      # or a ViTConfig
     if depth is not None:
         cfg = dataclasses.replace(cfg, depth=depth)
     qm = quantize_for(random_model(cfg, seed, plan=plan), acc, calib_count=calib, seed=seed)

@@ -119,6 +119,19 @@ class ExecutorBench:
                     for b in range(int(rp.beats))]
         return self.responder(rd.req, rd.data, self.seed + 7, words)
 
+    def wdma(self):
+        """The weight ports' client (``wdma``, ``acc.weight_beats_per_cycle = P > 1``): a request
+        ``(offset, B)`` returns, per beat ``j``, the ``j``-th beats of the ``P`` shares at
+        ``offset + p B D`` side by side (what ``WeightPorts`` gives)."""
+        rd, D, P = self.dut.wdma, self.acc.shell.data_bytes, self.acc.weight_beats_per_cycle
+
+        def words(rp):
+            assert int(rp.region) == DmaRegion.MODEL, f"seed {self.seed}: weight read of region {int(rp.region)}"
+            off, beats, blob = int(rp.offset), int(rp.beats), self.case.blob
+            return [int.from_bytes(b"".join(blob[off + (p * beats + j) * D:][:D].ljust(D, b"\0") for p in range(P)),
+                                   "little") for j in range(beats)]
+        return self.responder(rd.req, rd.data, self.seed + 5, words)
+
     def output(self, got: dict):
         """The stand-in output's side: ``cmd``, the ``p_bytes`` parameter beats, the raw rows
         (N-tile major), then a ``done`` pulse; all into ``got``."""
@@ -191,6 +204,8 @@ class ExecutorBench:
         sim.add_testbench(self.buffer_port("src"), background=True)
         sim.add_testbench(self.buffer_port("aux"), background=True)
         sim.add_testbench(self.dma(), background=True)
+        if "wdma" in self.dut.signature.members:
+            sim.add_testbench(self.wdma(), background=True)
         if self.real:
             sim.add_testbench(self.dst_sink(), background=True)
         else:

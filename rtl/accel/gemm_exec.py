@@ -7,7 +7,11 @@ at once:
 * the parameter block: one ``dma_rd`` request (region ``MODEL``, offset ``addr``) for its
   epilogue parts and, with ``WSrc.DDR``, its ``weights`` part; the first :func:`param_beats`
   beats go to ``GemmOutput.params``, the rest are the engine's weight stream
-  (:class:`.weight_source.BeatWeights`), taken while the engine computes;
+  (:class:`.weight_source.BeatWeights`), taken while the engine computes.  With
+  ``acc.weight_beats_per_cycle = P > 1`` the ``weights`` part comes instead through the extra
+  port ``wdma`` (:class:`.weight_ports.WeightPorts`, ``P`` beats a cycle, the part striped by
+  :func:`heatvit.isa.stripe_weights`), requested with the parameter block and taken once the
+  parameter (and bitmap) beats are in;
 * the activations: ``src`` reads of the window ``src[src_row + m, src_col + k]``, column tile
   major, into the engine's activation buffer (word ``kt * M + m``: ``R`` lanes of the buffer
   word, lanes past ``live_k`` zero);
@@ -41,7 +45,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In
+from amaranth.lib.wiring import In, Out
 
 from heatvit import isa
 from heatvit.config import AcceleratorConfig
@@ -51,7 +55,7 @@ from heatvit.isa import Epilogue, WSrc
 from ..gemm.engine import GemmEngine
 from .descriptor import fields_layout
 from .gemm_output import GemmOutput
-from .ports import DmaRegion, executor_members
+from .ports import DmaRegion, dma_read, executor_members
 from .tile_map import TileMap
 from .weight_source import BeatWeights, BufferWeights, _log2
 
@@ -75,7 +79,9 @@ class GemmExecutor(wiring.Component):
         self.acc = acc
         self.output_cls = output
         self.fifo_depth = fifo_depth
-        super().__init__({**executor_members(acc), "dma_error": In(8)})
+        wide = {} if acc.weight_beats_per_cycle == 1 else {
+            "wdma": Out(dma_read(acc.weight_beats_per_cycle * acc.shell.data_width))}
+        super().__init__({**executor_members(acc), "dma_error": In(8), **wide})
 
     def elaborate(self, platform):
         acc, g = self.acc, self.acc.gemm
@@ -86,6 +92,8 @@ class GemmExecutor(wiring.Component):
         if 64 % D:
             raise ValueError(f"shell.data_bytes = {D} must divide the parameter alignment 64")
         ld = _log2(D)
+        P = acc.weight_beats_per_cycle
+        lw = _log2(P * D)                # the weight stream's beat: P DMA beats (wdma when P > 1)
         m = Module()
 
         flush = Signal()
@@ -93,7 +101,7 @@ class GemmExecutor(wiring.Component):
         engine = GemmEngine(g, raw=True)
         output = out_cls(acc)
         wbuf = BufferWeights(acc, self.fifo_depth)
-        wddr = BeatWeights(acc)
+        wddr = BeatWeights(acc, P * acc.shell.data_width)
         tmap = TileMap(acc)
         # The tile map's descriptors and the kts of its non-empty ones leave it together, into two
         # FIFOs: the engine takes a descriptor only once its tile's weights are loaded, and those
@@ -132,7 +140,7 @@ class GemmExecutor(wiring.Component):
             nl.eq(Mux(d.epilogue != Epilogue.REQ8, 64, 0)),
             p_beats.eq((req + nl) >> ld),
             w_words.eq(Mux(sparse, d.tiles, grid) * R),
-            w_beats.eq(Mux(ddr, ((w_words << lc) + D - 1) >> ld, 0)),
+            w_beats.eq(Mux(ddr, ((w_words << lc) + P * D - 1) >> lw, 0)),
         ]
 
         # -- start ----------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ class GemmExecutor(wiring.Component):
             m.d.sync += out_cmd_pend.eq(0)
 
         # -- parameter block (and DDR weights) ---------------------------------------------------------
-        total = p_beats + b_beats + w_beats
+        total = p_beats + b_beats + (w_beats if P == 1 else 0)
         m.d.comb += [
             self.dma_rd.req.payload.region.eq(DmaRegion.MODEL),
             self.dma_rd.req.payload.offset.eq(d.addr),
@@ -166,13 +174,35 @@ class GemmExecutor(wiring.Component):
         in_params = beat < p_beats
         in_bitmap = ~in_params & (beat < p_beats + b_beats)
         dat = self.dma_rd.data
+        if P == 1:
+            w_in = dat
+        else:
+            # P > 1: the weights part through the weight ports (wdma, striped: isa.stripe_weights),
+            # requested with the parameter block and taken once its params (and bitmap) are in, as
+            # they would follow them on one stream.
+            w_in = self.wdma.data
+            wreq_pend = Signal()
+            w_left = Signal(40)
+            with m.If(start_units):
+                m.d.sync += wreq_pend.eq(ddr)
+            m.d.comb += [
+                self.wdma.req.payload.region.eq(DmaRegion.MODEL),
+                self.wdma.req.payload.offset.eq(d.addr + ((p_beats + b_beats) << ld)),
+                self.wdma.req.payload.beats.eq(w_beats),
+                self.wdma.req.valid.eq(wreq_pend & ~draining),
+                w_in.ready.eq(active & (draining | (~in_params & ~in_bitmap & wddr.i.ready))),
+            ]
+            with m.If(self.wdma.req.valid & self.wdma.req.ready):
+                m.d.sync += [wreq_pend.eq(0), w_left.eq(w_beats)]
+            with m.If(w_in.valid & w_in.ready & (w_left != 0)):
+                m.d.sync += w_left.eq(w_left - 1)
         m.d.comb += [
             output.params.payload.eq(dat.payload),
             output.params.valid.eq(dat.valid & in_params & ~out_cmd_pend & ~draining),
             tmap.i.payload.eq(dat.payload),
             tmap.i.valid.eq(dat.valid & in_bitmap & ~draining),
-            wddr.i.payload.eq(dat.payload),
-            wddr.i.valid.eq(dat.valid & ~in_params & ~in_bitmap & ~draining),
+            wddr.i.payload.eq(w_in.payload),
+            wddr.i.valid.eq(w_in.valid & ~in_params & ~in_bitmap & ~draining),
             dat.ready.eq(active & Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend,
                                                          Mux(in_bitmap, tmap.i.ready, wddr.i.ready)))),
             tmap.start.eq(start_units & sparse),
@@ -291,23 +321,31 @@ class GemmExecutor(wiring.Component):
         with m.If(active & ~draining):
             with m.If(self.dma_error != 0):
                 m.d.sync += [code.eq(self.dma_error), draining.eq(1), dma_req_pend.eq(0), dma_left.eq(0)]
+                if P > 1:     # the top flushes the weight ports too
+                    m.d.sync += [wreq_pend.eq(0), w_left.eq(0)]
             with m.Elif(eng_check & (engine.error != 0)):
                 m.d.sync += [code.eq(engine.error), draining.eq(1), dma_req_pend.eq(0)]
             with m.Elif(tmap.checked & tmap.mismatch):
                 m.d.sync += [code.eq(ErrorCode.TILE_BITMAP_MISMATCH), draining.eq(1)]
-        drained = (dma_left == 0) & (a_inflight == 0) & (wbuf.inflight == 0) & ~dma_req_pend
+        reads_in = (dma_left == 0) & ~dma_req_pend
+        if P > 1:
+            reads_in &= (w_left == 0) & ~wreq_pend
+        drained = reads_in & (a_inflight == 0) & (wbuf.inflight == 0)
         finish = Signal()
-        m.d.comb += finish.eq(active & ~start_units & Mux(draining, drained,
-                                                           out_done & (dma_left == 0) & ~dma_req_pend))
+        m.d.comb += finish.eq(active & ~start_units & Mux(draining, drained, out_done & reads_in))
         with m.If(finish):
             m.d.sync += [active.eq(0), draining.eq(0)]
         m.d.comb += [self.done.eq(finish), self.error.eq(Mux(finish, code, 0)),
                      flush.eq(self.abort | (finish & draining))]
         with m.If(draining):
             m.d.sync += [a_issue.eq(0), eng_pend.eq(0), out_cmd_pend.eq(0)]
+            if P > 1:         # a weight request not yet issued is dropped
+                m.d.sync += wreq_pend.eq(0)
 
         with m.If(self.abort):
             m.d.sync += [active.eq(0), draining.eq(0), dma_req_pend.eq(0), out_cmd_pend.eq(0), a_issue.eq(0),
                          eng_pend.eq(0), dma_left.eq(0), a_inflight.eq(0), out_done.eq(0)]
+            if P > 1:
+                m.d.sync += [wreq_pend.eq(0), w_left.eq(0)]
         # dma_wr is never used
         return m

@@ -11,6 +11,9 @@ done).  Inside:
   :class:`.crossbar.BufferCrossbar` to the :class:`.token_buffer.TokenBuffers` the descriptor
   names, its ``dma_rd``/``dma_wr`` to :class:`.dma_ports.DmaPorts` (region bases from the
   registers).  An opcode whose executor is not built in answers ``CTRL_UNSUPPORTED_OP``;
+* with ``acc.weight_beats_per_cycle = P > 1``: ``m_axi_w[0 .. P-1]`` (AXI4 masters, reads only,
+  one AXI HP port each), :class:`.weight_ports.WeightPorts`, the GEMM executor's ``wdma``: its
+  DDR weights at ``P`` beats a cycle.  Their errors, idle and progress count as the DMA's;
 * per-descriptor cycle records (sequencer ``trace``) go to the ``CYCLES`` region through
   :class:`.cycle_trace.CycleTrace`, 16 bytes at ``16 i``: index, opcode, start, end (uint32 LE;
   cycles since start);
@@ -44,6 +47,7 @@ from .dma_ports import DmaPorts
 from .ports import DmaRegion
 from .sequencer import Sequencer
 from .token_buffer import TokenBuffers
+from .weight_ports import WeightPorts
 
 EXECUTORS: dict[isa.Op, tuple[str, str]] = {
     isa.Op.ADD: ("heatvit.rtl.accel.top", "AddOp"),
@@ -188,6 +192,9 @@ class Accelerator(wiring.Component):
         super().__init__({
             "s_axi": In(axi_lite_signature()),
             "m_axi": Out(axi4_signature(acc.shell)),
+            # the GEMM weight stream's own AXI HP ports (acc.weight_beats_per_cycle > 1)
+            **({} if acc.weight_beats_per_cycle == 1 else
+               {"m_axi_w": Out(axi4_signature(acc.shell)).array(acc.weight_beats_per_cycle)}),
             "irq": Out(1),
         })
 
@@ -207,6 +214,18 @@ class Accelerator(wiring.Component):
         for r in DmaRegion:
             lo, hi = regmap.base_registers(r.name)
             m.d.comb += dma.base[r].eq(Cat(getattr(regs.regs, lo), getattr(regs.regs, hi)))
+        # The DMA's error code, idle and progress: the shell's master and the weight ports together.
+        dma_error, dma_idle, dma_progress = Signal(8), Signal(), Signal()
+        wports = None
+        if acc.weight_beats_per_cycle > 1:
+            m.submodules.wports = wports = WeightPorts(acc)
+            for i in range(acc.weight_beats_per_cycle):
+                wiring.connect(m, wiring.flipped(self.m_axi_w[i]), wports.m_axi[i])
+            m.d.comb += [wports.base.eq(dma.base), wports.abort.eq(dma.abort), wports.clear.eq(dma.clear),
+                         dma_error.eq(Mux(dma.error != 0, dma.error, wports.error)),
+                         dma_idle.eq(dma.idle & wports.idle), dma_progress.eq(dma.progress | wports.progress)]
+        else:
+            m.d.comb += [dma_error.eq(dma.error), dma_idle.eq(dma.idle), dma_progress.eq(dma.progress)]
         # cleanup: the program ended with an error (any state, e.g. a fetch that timed out):
         # executors, crossbar, DMA and the fetch / cycle-record units drop what is left.
         cleanup = Signal()
@@ -285,7 +304,9 @@ class Accelerator(wiring.Component):
         for i, inst in enumerate(instances):
             members = inst.signature.members
             if "dma_error" in members:
-                m.d.comb += inst.dma_error.eq(Mux(active == i, dma.error, 0))
+                m.d.comb += inst.dma_error.eq(Mux(active == i, dma_error, 0))
+            if "wdma" in members:
+                wiring.connect(m, inst.wdma, wports.rd)
             if "n_tail" in members:
                 m.d.comb += inst.n_tail.eq(seq.n_tail)
             if "set_live" in members:
@@ -301,7 +322,7 @@ class Accelerator(wiring.Component):
         dispatch = seq.exec.valid & seq.exec.ready
         m.d.comb += [xbar.flush.eq(abort | failed | cleanup | dispatch), dma.abort.eq(abort | failed | cleanup)]
         # The watchdog counts cycles without any datapath handshake (a long GEMM keeps moving).
-        m.d.comb += seq.progress.eq(dma.progress | Cat(*(p.valid & p.ready for p in (
+        m.d.comb += seq.progress.eq(dma_progress | Cat(*(p.valid & p.ready for p in (
             xbar.src.cmd, xbar.src.data, xbar.aux.cmd, xbar.aux.data, xbar.dst))).any())
 
         # -- job control -----------------------------------------------------------------------------
@@ -324,9 +345,9 @@ class Accelerator(wiring.Component):
         ]
         with m.If(ctw.trace.valid & ctw.trace.ready):
             m.d.sync += n_desc.eq(n_desc + 1)
-        with m.If(dma.error != 0):
+        with m.If(dma_error != 0):
             with m.If(dma_err == 0):
-                m.d.sync += dma_err.eq(dma.error)
+                m.d.sync += dma_err.eq(dma_error)
         with m.FSM(name="job") as fsm:
             m.d.comb += busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
@@ -341,7 +362,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += cleanup.eq(seq.error != 0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):                 # every cycle record written, every write answered
-                with m.If(ctw.idle & dma.idle & ~ctw.trace.valid):
+                with m.If(ctw.idle & dma_idle & ~ctw.trace.valid):
                     m.d.sync += done.eq(1)
                     m.next = "IDLE"
         with m.If(busy):

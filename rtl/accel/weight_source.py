@@ -180,8 +180,10 @@ class BufferWeights(wiring.Component):
 
 
 class BeatWeights(wiring.Component):
-    """Weight words unpacked from DMA beats (``data_width`` bits, byte ``i`` at bits ``8i``):
-    the ``weights`` part of a parameter block, ``C`` int8 per word in byte order.
+    """Weight words unpacked from DMA beats (``width`` bits, default ``shell.data_width``; byte
+    ``i`` at bits ``8i``): the ``weights`` part of a parameter block, ``C`` int8 per word in byte
+    order.  The wide weight path (:mod:`.weight_ports`) gives ``weight_beats_per_cycle`` beats at
+    once: ``width = weight_beats_per_cycle * data_width``.
 
     * ``start`` (pulse) with ``words`` (count of weight words to emit, ``NT * KT * R``).
     * ``i``: the beats, exactly ``ceil(words * C / data_bytes)``; the bytes past the last word
@@ -192,9 +194,9 @@ class BeatWeights(wiring.Component):
     word's first beat taken as the full word leaves) and emits a word a cycle when ``C <= D``.
     """
 
-    def __init__(self, acc: AcceleratorConfig):
+    def __init__(self, acc: AcceleratorConfig, width: int | None = None):
         self.acc, self.g = acc, acc.gemm
-        self.width = acc.shell.data_width
+        self.width = acc.shell.data_width if width is None else width
         super().__init__({
             "start": In(1), "words": In(32),
             "i": In(stream.Signature(self.width)),

@@ -39,9 +39,11 @@ def thin_top(component, *, core_name: str = CORE_NAME, top_name: str = TOP_NAME)
     e.g. 299.997 MHz for 300), and a fixed value would fail ``validate_bd_design``.
     """
     ports = top_ports(component)
+    # the weight ports (AcceleratorConfig.weight_beats_per_cycle > 1): m_axi_w_0, m_axi_w_1, ...
+    busif = ["s_axi", "m_axi"] + sorted({t[:len("m_axi_w_0")] for t, _, _, _ in ports if t.startswith("m_axi_w_")})
     decl = [
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)\n'
-        '  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF s_axi:m_axi, ASSOCIATED_RESET aresetn" *)\n'
+        f'  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF {":".join(busif)}, ASSOCIATED_RESET aresetn" *)\n'
         '  input wire aclk',
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:reset:1.0 aresetn RST" *)\n'
         '  (* X_INTERFACE_PARAMETER = "POLARITY ACTIVE_LOW" *)\n  input wire aresetn',
