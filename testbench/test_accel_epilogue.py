@@ -3,10 +3,12 @@
 port) bit-exact against golden, random gaps on every stream, configs with C == lanes and C <
 lanes.  Seeds: HEATVIT_SEED."""
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable, Module
 from amaranth.sim import Simulator
 
 from heatvit import golden, isa
@@ -14,6 +16,7 @@ from heatvit.config import AcceleratorConfig
 from heatvit.golden.nonlinear import gelu, gelu_params, sigmoid, sigmoid_params
 from heatvit.isa import Epilogue
 from heatvit.rtl.accel.epilogue import FC1_BITS, EpilogueRouter, SerialAct
+from heatvit.rtl.nonlinear.dual_act import GeluSigmoidUnit
 from heatvit.sim.runner import pick_seed
 from heatvit.sim.streams import unpack_lanes
 
@@ -82,9 +85,8 @@ def test_epilogue(name, mode):
         ctx.set(dut.dst_row, dst_row)
         ctx.set(dut.dst_word, dst_word)
         if ap is not None:
-            unit = dut.sigmoid if mode == Epilogue.REQ8_SIGMOID else dut.gelu
             for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
-                ctx.set(getattr(unit, f), getattr(ap, f))
+                ctx.set(getattr(dut.act, f), getattr(ap, f))
         writes = []
         for c in range(nt_count * C):
             data = [{"bias": 0, "mult": 0, "shift": 0}] * C
@@ -137,9 +139,26 @@ def test_epilogue(name, mode):
             f"seed {seed}: {mode.name} token {mm} tile {nt}: {got_lanes} != {list(want[:k])}"
 
 
+class SerialSigmoid(Elaboratable):
+    """:class:`SerialAct` on lane 0 of a two-lane :class:`GeluSigmoidUnit` (as the router wires it)."""
+
+    def __init__(self, acc):
+        self.ser = SerialAct(acc, in_bits=8, out_bits=9)
+        self.unit = GeluSigmoidUnit(dataclasses.replace(acc.nonlinear, lanes=2), in_bits=FC1_BITS, out_bits=9)
+        self.i, self.o = self.ser.i, self.ser.o
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ser, m.submodules.unit = ser, u = self.ser, self.unit
+        m.d.comb += [u.i.valid.eq(ser.unit_i.valid), u.i.payload[0].eq(ser.unit_i.payload),
+                     ser.unit_i.ready.eq(u.i.ready), ser.unit_o.valid.eq(u.o.valid),
+                     ser.unit_o.payload.eq(u.o.payload[0]), u.o.ready.eq(ser.unit_o.ready)]
+        return m
+
+
 @pytest.mark.parametrize("gap", [0.0, 0.3, 0.7])
 def test_serial_sigmoid(gap):
-    """The REQ8_SIGMOID path's one-lane unit (:class:`SerialAct`): rows of 1 .. C values (many
+    """The REQ8_SIGMOID path (:class:`SerialAct` on the GELU unit's lane 0): rows of 1 .. C values (many
     of one value, so more rows than its unit's latency are inside at once) with random gaps on
     both sides (none at ``gap`` 0): every value bit-exact with golden, lanes past a row's count
     0, and without gaps one value per cycle."""
@@ -152,12 +171,13 @@ def test_serial_sigmoid(gap):
     counts = [1] * 40 + [rng.randint(1, C) for _ in range(40)] + [C] * 5
     xs = np_rng.integers(-128, 128, (len(counts), C))
     xs[0, 0], xs[1, 0] = -128, 127
-    dut = SerialAct(acc, "sigmoid", in_bits=8, out_bits=9)
+    dut = SerialSigmoid(acc)
     got, span = [], {}
 
     async def source(ctx):
+        ctx.set(dut.unit.sigmoid, 1)
         for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
-            ctx.set(getattr(dut.params, f), getattr(ap, f))
+            ctx.set(getattr(dut.unit.params, f), getattr(ap, f))
         await send(ctx, dut.i, [{"data": [int(x) for x in row], "count": c} for row, c in zip(xs, counts)], rng, gap)
 
     async def sink(ctx):
@@ -183,3 +203,47 @@ def test_serial_sigmoid(gap):
     if gap == 0.0:
         # one value per cycle, plus the unit's pipeline and the row registers (about 20 cycles)
         assert span["end"] <= sum(counts) + 24, f"{span['end']} cycles for {sum(counts)} values"
+
+
+@pytest.mark.parametrize("kind", ["gelu", "sigmoid"])
+def test_gelu_sigmoid_unit(kind):
+    """:class:`GeluSigmoidUnit` (3 lanes, the first 2 also the sigmoid) at its full output width:
+    int16 inputs over the whole range (every 11th value, the extremes and 0) at a fine and a coarse
+    input scale (the coarse one saturates the core's input and passes ``|x| >= 16`` for the
+    sigmoid), random gaps on both streams: bit-exact with golden ``gelu`` / ``sigmoid``; the
+    sigmoid lanes' latency equals the GELU lanes' (one ``o`` beat carries both)."""
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    rng = random.Random(seed)
+    lanes, sig_lanes = 3, 2
+    cfg = dataclasses.replace(AcceleratorConfig().nonlinear, lanes=lanes)
+    xs = np.concatenate([np.arange(-(1 << 15), 1 << 15, 11), [-(1 << 15), (1 << 15) - 1, 0, 1, -1]])
+    xs = np.concatenate([xs, np.zeros((-len(xs)) % lanes, np.int64)]).reshape(-1, lanes)
+    for s_in in (2.0 ** -9 * 1.37, 12.5):
+        if kind == "gelu":
+            ap = gelu_params(s_in, 2.0 ** -12, out_bits=20, in_bits=16)
+        else:
+            ap = sigmoid_params(s_in, 2.0 ** -15, out_bits=16, in_bits=16)
+        dut = GeluSigmoidUnit(cfg, in_bits=16, out_bits=20, sigmoid_lanes=sig_lanes)
+        got = []
+
+        async def source(ctx):
+            ctx.set(dut.sigmoid, int(kind == "sigmoid"))
+            for f in ("in_mult", "in_shift", "out_mult", "out_shift", "out_min", "out_max"):
+                ctx.set(getattr(dut.params, f), getattr(ap, f))
+            await send(ctx, dut.i, [[int(v) for v in row] for row in xs], rng, 0.2)
+
+        async def sink(ctx):
+            got.extend(await recv(ctx, dut.o, len(xs), random.Random(seed + 1), 0.2))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(source)
+        sim.add_testbench(sink)
+        sim.run()
+        y = np.array([[int(v) for v in p] for p in got])
+        check = slice(0, sig_lanes) if kind == "sigmoid" else slice(0, lanes)
+        want = (sigmoid if kind == "sigmoid" else gelu)(xs[:, check], ap, cfg)
+        bad = np.argwhere(y[:, check] != want)
+        assert not len(bad), (f"seed {seed}, s_in {s_in}: {kind} of {xs[:, check][tuple(bad[0])]} = "
+                              f"{y[:, check][tuple(bad[0])]}, golden {want[tuple(bad[0])]} ({len(bad)} differ)")

@@ -34,7 +34,9 @@ from heatvit.golden.nonlinear import layernorm_params
 from heatvit.golden.nonlinear.layernorm import moments_bits
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.rtl.accel.layernorm_exec import LayerNormExecutor, param_beats
-from heatvit.rtl.accel.mean_exec import MeanExecutor
+from heatvit.compiler.cycles import MEAN_LANE_CYCLES
+from heatvit.golden.nonlinear import formats as F
+from heatvit.rtl.accel.mean_exec import MUL_DIGIT_BITS, MeanExecutor
 from heatvit.rtl.accel.ports import DmaRegion
 from heatvit.shell_config import ShellConfig
 from heatvit.sim.runner import pick_seed
@@ -549,10 +551,11 @@ def test_cycles_without_stalls(name):
             for m, n, k in shapes]
     res = run_executor(acc, MeanExecutor(acc), jobs, 1, uses_dma=False, gap=0.0)
     check_results(acc, res, 1, uses_dma=False)
+    assert MEAN_LANE_CYCLES == 1 + -(-(F.RECIP_FRAC + 1) // MUL_DIGIT_BITS)   # a lane: load + digits
     for (m, n, k), r in zip(shapes, res):
         w = -(-n // L)
         w_mean = w - k // L
-        assert r["cycles"] == 10 + w * (m + 2) + w_mean * (m + L + 1), f"MEAN {m} x {n}, k = {k}"
+        assert r["cycles"] == 34 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
 
 
 def test_default_config():

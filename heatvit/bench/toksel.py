@@ -119,13 +119,13 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         print(f"{model}: unit {worst} cycles = {100 * row['fraction_of_block']:.2f}% of a block's "
               f"{block} GEMM cycles; resources {row['resources']}", flush=True)
     from heatvit.nonlinear_config import NonlinearConfig
-    from heatvit.rtl.nonlinear.units import ReciprocalUnit
+    from heatvit.rtl.nonlinear.serial_recip import SerialReciprocal
     from heatvit.rtl.toksel.combiner import DEN_BITS
     out = {
         "unit": "heatvit.rtl.toksel.TokenSelectorUnit",
-        "combiner": "heatvit.rtl.toksel.ScoreCombiner (its DSPs are those of the nonlinear ReciprocalUnit it embeds)",
+        "combiner": "heatvit.rtl.toksel.ScoreCombiner (no DSP: its reciprocal is the shift-add SerialReciprocal)",
         "quick": quick,
-        "reciprocal_unit_resources": synth(ReciprocalUnit(NonlinearConfig(), DEN_BITS), "recip"),
+        "reciprocal_unit_resources": synth(SerialReciprocal(NonlinearConfig(), DEN_BITS), "recip"),
         "gemm_array": f"{PRESETS[preset].gemm.rows}x{PRESETS[preset].gemm.cols}",
         "cycle_source": "RTL simulation (Icarus), command accepted -> result taken, no stalls; "
                         "block GEMM cycles from GemmConfig.estimate_cycles",

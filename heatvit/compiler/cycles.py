@@ -121,7 +121,7 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + s + (chunks - 1) * max(s, v) + v + 3
 
 
-SELECT_FIXED_CYCLES = 26
+SELECT_FIXED_CYCLES = 28
 """The SELECT executor's cycles beyond its score and token streams: command, the first token's
 reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
 measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
@@ -204,8 +204,12 @@ ROW_DMA_CYCLES = 7
 STORE_CYCLES = 3
 """STORE: cycles after its beats (the write's hand-over to the DMA)."""
 
-ADD_CYCLES = 5
-"""ADD / COPY: cycles after one buffer word per cycle."""
+COPY_CYCLES = 5
+"""COPY: cycles after one buffer word per cycle."""
+
+ADD_CYCLES = COPY_CYCLES + 2
+"""ADD: the same walk plus the residual add's two rounding stages (rtl/accel/residual_add.py,
+``ResidualAdd.latency`` = 4: the products' sum, the rounding add, the shift, the clamp)."""
 
 LN_ROW_LATENCY = 21
 """LayerNorm unit: one row of ``B`` beats takes ``2B +`` this (first beat in to last beat out;
@@ -216,10 +220,14 @@ LN_CYCLES = 6 + LN_ROW_LATENCY + 7
 """LAYERNORM beyond ``P + (M + 1) B'``: the executor's own ``6 + LN_ROW_LATENCY``
 (rtl/accel/layernorm_exec.py ``cycles``) plus the parameter read's DMA latency and dispatch (7)."""
 
-MEAN_CYCLES = 11
-"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``10``
+MEAN_CYCLES = 35
+"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``34``
 (rtl/accel/mean_exec.py) and ``W (M + 2)``: dispatch and the DMA-less hand-over (measured: W = 1
 digits, W = 4 DeiT-T)."""
+
+MEAN_LANE_CYCLES = 10
+"""MEAN: cycles per lane of an averaged word's division (rtl/accel/mean_exec.py: the load and nine
+2-bit digits of the shift-add ``sum * r``)."""
 
 GEMM_ACT_LEAD = 5
 """GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
@@ -231,10 +239,11 @@ EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GEL
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
 ``GEMM_*_LEAD``)."""
 
-SIGMOID_CYCLES = 19
-"""REQ8_SIGMOID runs on a one-lane unit (``SerialAct``): ``m (n - 1)`` cycles more than one row a
-cycle, plus this (fitted with the unit's rounding stages: the selectors' head weights, n = 3,
-m = 42 .. 65, exact)."""
+SIGMOID_CYCLES = 18
+"""REQ8_SIGMOID runs on one lane (``SerialAct`` feeding the GELU unit's lane 0): ``m (n - 1)``
+cycles more than one row a cycle, plus this (fitted with the unit's rounding stages: the
+selectors' head weights, n = 3, m = 42 .. 65, exact; one less than on the former sigmoid unit of
+its own, whose pipeline was a stage longer than the GELU's)."""
 
 SOFTMAX_ROW_LATENCY = 29
 """Softmax unit: one row of ``B`` beats takes ``3B +`` this (first beat in to last beat out; rows
@@ -294,10 +303,11 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
 
     * LOAD: ``m * (ceil(n / D) + ROW_DMA_CYCLES)`` (a DMA request per row, ``D`` bytes a beat);
       STORE: ``m * ceil(n / D) + STORE_CYCLES``.
-    * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` (``A = isa.column_align``).
+    * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` / ``COPY_CYCLES`` (``A = isa.column_align``).
     * LAYERNORM: ``P + (m + 1) B' + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
-    * MEAN: ``W (m + 3) + W' (m + A + 1) + MEAN_CYCLES`` (``W`` words, ``W'`` of them averaged).
+    * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
+      them averaged).
     * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
       epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
       softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
@@ -315,14 +325,14 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     if op == Op.STORE:
         return m * ceil_div(n, D) + STORE_CYCLES
     if op in (Op.ADD, Op.COPY):
-        return m * ceil_div(n, A) + ADD_CYCLES
+        return m * ceil_div(n, A) + (ADD_CYCLES if op == Op.ADD else COPY_CYCLES)
     if op == Op.LAYERNORM:
         b = ceil_div(n, acc.layernorm_lanes)
         return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_CYCLES
     if op == Op.MEAN:
         w = ceil_div(n, A)
         w_mean = w - d.k // A
-        return w * (m + 3) + w_mean * (m + A + 1) + MEAN_CYCLES
+        return w * (m + 3) + w_mean * (m + MEAN_LANE_CYCLES * A + 2) + MEAN_CYCLES
     if op == Op.GEMM:
         lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):

@@ -9,8 +9,10 @@ tile) go one of these ways, chosen per GEMM by ``mode`` (:class:`heatvit.isa.Epi
 * ``REQ16_GELU`` / ``REQ8_GELU``: the same requantizer saturating to 16 / 8 bits, then the GELU
   unit (:class:`heatvit.rtl.nonlinear.units.ActUnit`, per-tensor ``gelu`` parameters, int8 out,
   :func:`heatvit.golden.nonlinear.gelu`) -> ``wr``;
-* ``REQ8_SIGMOID``: requantize to int8, then the sigmoid unit (``sigmoid`` parameters, [0, 255]
-  out, :func:`heatvit.golden.nonlinear.sigmoid`) -> ``wr`` (the byte holds the uint8 pattern);
+* ``REQ8_SIGMOID``: requantize to int8, then the sigmoid (``sigmoid`` parameters, [0, 255]
+  out, :func:`heatvit.golden.nonlinear.sigmoid`) on lane 0 of the GELU unit, one value a cycle
+  (:class:`SerialAct`; the selectors' head weights, a few channels: no multiplier of its own)
+  -> ``wr`` (the byte holds the uint8 pattern);
   not built when ``acc.selectors`` is False (the descriptor check refuses the epilogue there);
 * ``RAW_SOFTMAX``: the raw accumulators (no bias, no requantization) -> ``raw``;
   ``REQ8_SOFTMAX``: the int8 requantized values (sign-extended to ``acc_bits``) -> ``raw``.  The
@@ -38,6 +40,7 @@ from heatvit.isa import Epilogue
 
 from ..gemm import layouts
 from ..nonlinear.pipe import Pipe, round_shift_pipe, saturate
+from ..nonlinear.dual_act import GeluSigmoidUnit
 from ..nonlinear.units import ActUnit, act_params_layout
 from .ports import buffer_write_layout
 from .token_buffer import ROW_BITS, WORD_BITS
@@ -87,8 +90,8 @@ class EpilogueRouter(wiring.Component):
     * ``i`` (in): ``acc`` (``cols`` x signed ``acc_bits``) and ``tag`` (``m``: token, ``nt``:
       N tile, ``last``).
     * ``mode`` (:class:`~heatvit.isa.Epilogue`), ``n`` (channels), ``dst_row``, ``dst_word``,
-      ``gelu`` (GELU parameters, int8 out), ``sigmoid`` (sigmoid parameters, signed 9-bit out):
-      held constant while a GEMM streams.
+      ``act`` (the GELU's parameters, int8 out, or the sigmoid's, signed 9-bit out: the
+      epilogue's nonlinear record): held constant while a GEMM streams.
     * ``wr`` (out): :func:`write_last_layout` (REQ8, REQ16_GELU, REQ8_GELU, REQ8_SIGMOID);
       ``raw`` (out): :func:`acc_row` (RAW_SOFTMAX: the accumulators unchanged; REQ8_SOFTMAX:
       the int8 requantized values, sign-extended).
@@ -104,7 +107,7 @@ class EpilogueRouter(wiring.Component):
             "params": In(stream.Signature(param_word(acc))),
             "i": In(stream.Signature(acc_row(acc))),
             "mode": In(MODE_BITS), "n": In(g.n_bits), "dst_row": In(row_bits), "dst_word": In(word_bits),
-            "gelu": In(act_params_layout(8)), "sigmoid": In(act_params_layout(SIGMOID_OUT_BITS)),
+            "act": In(act_params_layout(SIGMOID_OUT_BITS)),
             "wr": Out(stream.Signature(write_last_layout(self.lanes))),
             "raw": Out(stream.Signature(acc_row(acc))),
         })
@@ -172,18 +175,29 @@ class EpilogueRouter(wiring.Component):
                 m.d.comb += [w.data.eq(row_data << (off * 8)), w.mask.eq(mask << off)]
             m.d.comb += [w.row.eq(self.dst_row + tag.m), w.word.eq(word), w.last.eq(tag.last)]
 
-        # -- GELU and sigmoid paths (one tag FIFO: one mode per GEMM) -------------------------------
-        m.submodules.gelu_unit = gelu = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
+        # -- GELU and sigmoid paths (one tag FIFO: one mode per GEMM).  With selectors the GELU
+        # unit's lane 0 also computes the sigmoid (REQ8_SIGMOID), fed one value a cycle by SerialAct
+        sig_mode = self.mode == Epilogue.REQ8_SIGMOID
+        if self.acc.selectors:
+            m.submodules.gelu_unit = gelu = GeluSigmoidUnit(self.lanes_nl, in_bits=FC1_BITS, out_bits=SIGMOID_OUT_BITS)
+            m.d.comb += gelu.sigmoid.eq(sig_mode)
+        else:
+            m.submodules.gelu_unit = gelu = ActUnit(self.lanes_nl, "gelu", in_bits=FC1_BITS, out_bits=8)
+        m.d.comb += [getattr(gelu.params, f).eq(getattr(self.act, f)) for f in act_params_layout(8).members]
         m.submodules.tags = tags = SyncFIFOBuffered(width=tag_l.size, depth=32)
-        m.d.comb += [gelu.params.eq(self.gelu), tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
+        m.d.comb += [tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
         if self.acc.selectors:     # REQ8_SIGMOID: only token selectors use it
-            m.submodules.sigmoid_unit = sig = SerialAct(self.acc, "sigmoid", in_bits=8, out_bits=SIGMOID_OUT_BITS)
-            m.d.comb += sig.params.eq(self.sigmoid)
+            m.submodules.sigmoid_unit = sig = SerialAct(self.acc, in_bits=8, out_bits=SIGMOID_OUT_BITS)
             left2 = Signal(signed(g.n_bits + 2))
             m.d.comb += [left2.eq(self.n - t2.nt * C),
                          sig.i.payload.count.eq(Mux(left2 >= C, C, left2[:C.bit_length()]))]
             for lane in range(C):
                 m.d.comb += sig.i.payload.data[lane].eq(y16[lane])
+            m.d.comb += [sig.unit_o.payload.eq(gelu.o.payload[0]), sig.unit_o.valid.eq(gelu.o.valid & sig_mode),
+                         sig.unit_i.ready.eq(gelu.i.ready & sig_mode)]
+            with m.If(sig_mode):
+                m.d.comb += [gelu.i.valid.eq(sig.unit_i.valid), gelu.i.payload[0].eq(sig.unit_i.payload),
+                             gelu.o.ready.eq(sig.unit_o.ready)]
         t_out = data.View(tag_l, tags.r_data)
 
         def via(unit, lanes_out):
@@ -211,34 +225,35 @@ class EpilogueRouter(wiring.Component):
 
 
 class SerialAct(wiring.Component):
-    """An :class:`~heatvit.rtl.nonlinear.units.ActUnit` of one lane behind rows of ``C = gemm.cols``
-    lanes: each row's first ``count`` values (1 .. C) enter the unit one per cycle and leave as
-    one row again (lanes at or past ``count``: 0).  For epilogues of few channels (REQ8_SIGMOID:
-    the selector's head weights, ``n = heads``), where ``C`` lanes of the unit would be
-    multipliers that are nearly always idle.
+    """Rows of ``C = gemm.cols`` lanes through one lane of an elementwise unit: each row's first
+    ``count`` values (1 .. C) go to the unit one per cycle (``unit_i``) and its results
+    (``unit_o``, in order) leave as one row again (lanes at or past ``count``: 0).  For
+    epilogues of few channels (REQ8_SIGMOID: the selector's head weights, ``n = heads``), where
+    ``C`` lanes of a unit of their own would be multipliers that are nearly always idle: the
+    router lends it lane 0 of the GELU unit (:class:`~heatvit.rtl.nonlinear.dual_act.GeluSigmoidUnit`).
 
-    * ``params``: :func:`~heatvit.rtl.nonlinear.units.act_params_layout` (``out_bits``), held.
     * ``i``: ``data`` (``C`` x signed ``in_bits``) and ``count``; ``o``: ``C`` x signed ``out_bits``.
+    * ``unit_i`` (out): one signed ``in_bits`` value; ``unit_o`` (in): its result, signed
+      ``out_bits``, in the same order (the unit may hold up to ``ROWS_IN_FLIGHT - 2`` rows).
 
     A row of ``count`` values takes ``count`` cycles to enter; the next row may enter in the cycle
     after its last value.  Backpressure on ``o`` stalls the unit (nothing lost).
     """
 
-    def __init__(self, acc: AcceleratorConfig, kind: str, *, in_bits: int, out_bits: int):
+    def __init__(self, acc: AcceleratorConfig, *, in_bits: int, out_bits: int):
         self.C = acc.gemm.cols
-        self.unit = ActUnit(dataclasses.replace(acc.nonlinear, lanes=1), kind, in_bits=in_bits, out_bits=out_bits)
         super().__init__({
-            "params": In(act_params_layout(out_bits)),
             "i": In(stream.Signature(data.StructLayout({"data": data.ArrayLayout(signed(in_bits), self.C),
                                                         "count": unsigned(self.C.bit_length())}))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(out_bits), self.C))),
+            "unit_i": Out(stream.Signature(signed(in_bits))),
+            "unit_o": In(stream.Signature(signed(out_bits))),
         })
 
     def elaborate(self, platform):
         C = self.C
         m = Module()
-        m.submodules.unit = u = self.unit
-        m.d.comb += u.params.eq(self.params)
+        ui, uo = self.unit_i, self.unit_o
         # input side: the row being fed, its count, the next lane
         row = Signal.like(self.i.payload.data)
         cnt_in = Signal(range(C + 1))
@@ -250,10 +265,10 @@ class SerialAct(wiring.Component):
         m.d.comb += count.eq(Mux(self.i.payload.count == 0, 1, self.i.payload.count))
         # the counts of the rows accepted and not yet collected, in order
         m.submodules.counts = counts = SyncFIFOBuffered(width=C.bit_length(), depth=ROWS_IN_FLIGHT)
-        m.d.comb += [u.i.valid.eq(busy), u.i.payload[0].eq(row[k[:lane_bits]]),
-                     last_in.eq(u.i.ready & (k + 1 >= cnt_in)),
+        m.d.comb += [ui.valid.eq(busy), ui.payload.eq(row[k[:lane_bits]]),
+                     last_in.eq(ui.ready & (k + 1 >= cnt_in)),
                      self.i.ready.eq((~busy | last_in) & counts.w_rdy)]
-        with m.If(busy & u.i.ready):
+        with m.If(busy & ui.ready):
             m.d.sync += k.eq(k + 1)
             with m.If(last_in):
                 m.d.sync += busy.eq(0)
@@ -264,11 +279,11 @@ class SerialAct(wiring.Component):
         out = Signal.like(self.o.payload)
         j = Signal(range(C + 1))
         full = Signal()
-        m.d.comb += [u.o.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.eq(out)]
+        m.d.comb += [uo.ready.eq(~full | self.o.ready), self.o.valid.eq(full), self.o.payload.eq(out)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += [full.eq(0), out.eq(0)]
-        with m.If(u.o.valid & u.o.ready):            # after the take: a row may start in its cycle
-            m.d.sync += [out[j[:lane_bits]].eq(u.o.payload[0]), j.eq(j + 1)]
+        with m.If(uo.valid & uo.ready):              # after the take: a row may start in its cycle
+            m.d.sync += [out[j[:lane_bits]].eq(uo.payload), j.eq(j + 1)]
             with m.If(j + 1 >= counts.r_data):
                 m.d.sync += [full.eq(1), j.eq(0)]
                 m.d.comb += counts.r_en.eq(1)

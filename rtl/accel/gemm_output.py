@@ -168,9 +168,9 @@ class GemmOutput(wiring.Component):
         m.d.comb += [router.mode.eq(ep), router.n.eq(live_n), router.dst_row.eq(dst_row),
                      router.dst_word.eq(dst_word), sm.m_rows.eq(live_m), sm.n.eq(live_n),
                      sm.dst_row.eq(dst_row), sm.dst_word.eq(dst_word)]
-        for act in (router.gelu, router.sigmoid):
-            m.d.comb += [act.in_mult.eq(recs[0]), act.in_shift.eq(recs[1]), act.out_mult.eq(recs[2]),
-                         act.out_shift.eq(recs[3]), act.out_min.eq(recs[4]), act.out_max.eq(recs[5])]
+        act = router.act
+        m.d.comb += [act.in_mult.eq(recs[0]), act.in_shift.eq(recs[1]), act.out_mult.eq(recs[2]),
+                     act.out_shift.eq(recs[3]), act.out_min.eq(recs[4]), act.out_max.eq(recs[5])]
         m.d.comb += [sm.params.mult.eq(recs[0]), sm.params.shift.eq(recs[1]), sm.params.out_max.eq(recs[2])]
         wiring.connect(m, router.raw, sm.i)
         is_sm = Signal()

@@ -7,9 +7,12 @@ sequencer)::
     dst[r, c] = divide(sum_i src[i, c], M)         k <= c < n     (the same for every row)
 
 ``divide`` is :func:`heatvit.golden.nonlinear.divide` (``round_half_away(sum * r / 2**(16 + e))``
-with ``(r, e)`` = the reciprocal unit's ``1/M``, :class:`heatvit.rtl.nonlinear.units.ReciprocalUnit`
-with the golden model's default table, as ``heatvit.compiler.interpret`` calls it).  Bit-exact
-with ``Machine._mean``.
+with ``(r, e)`` = ``1/M`` from the golden model's default reciprocal table, as
+``heatvit.compiler.interpret`` calls it).  No multiplier: ``1/M`` comes from
+:class:`heatvit.rtl.nonlinear.serial_recip.SerialReciprocal` (shift-add Horner steps) and each
+lane's ``sum * r`` is a shift-add of ``MUL_DIGIT_BITS`` bits of ``r`` a cycle whose start value is
+the rounding add, then the shift by ``16 + e`` and the int8 clamp, each in a register of its own.
+Bit-exact with ``Machine._mean``.
 
 Order: ``1/M`` once, then word column by word column (``lanes`` =
 :func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
@@ -19,9 +22,9 @@ out.  ``dst`` may be the ``src`` window (in place: the column is read whole befo
 written) or disjoint from it; a partial overlap is undefined.
 
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
-checks it): ``10 + W (M + 2) + W' (M + lanes + 1)``, ``W = ceil(n / lanes)`` columns of which
-``W'`` have mean lanes (one divider, a lane per cycle; default config, M = 197, n = 32, k = 16:
-622).
+checks it): ``34 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
+``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 34 include the
+reciprocal's 32; default config, M = 197, n = 32, k = 16: 791).
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
@@ -31,7 +34,7 @@ cannot write outside its window).  ``abort`` resets every register in the next c
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 
 from heatvit import isa
@@ -40,12 +43,18 @@ from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 
-from ..nonlinear.pipe import round_shift_var, saturate
-from ..nonlinear.units import ReciprocalUnit
+from ..nonlinear.pipe import saturate
+from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import ports
 
 RECIP_BITS = 32
 """The divisor's width in ``golden.nonlinear.divide`` (``den_bits``)."""
+MUL_DIGIT_BITS = 2
+"""Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
+MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
+RECIP_DIGIT_BITS = 1
+"""The reciprocal's Horner steps one offset bit a cycle (:class:`SerialReciprocal`: one adder; it
+runs once per MEAN)."""
 
 
 class MeanExecutor(wiring.Component):
@@ -64,7 +73,7 @@ class MeanExecutor(wiring.Component):
         sum_bits = 8 + 17                              # up to 2**16 rows of int8
         m = Module()
         # golden divide() uses the default NonlinearConfig's reciprocal table
-        m.submodules.recip = recip = ReciprocalUnit(NonlinearConfig(lanes=1), RECIP_BITS)
+        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS, RECIP_DIGIT_BITS)
 
         f = Signal(ports.fields_layout())
         code = Signal(8)
@@ -77,9 +86,18 @@ class MeanExecutor(wiring.Component):
         issuing = Signal()
         sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
         q = [Signal(signed(8), name=f"q{j}") for j in range(L)]
-        # one divider, lane by lane: multiply (li), then round and store (pli)
-        li, pli, pv = Signal(range(L + 1)), Signal(range(L)), Signal()
-        prod = Signal(signed(sum_bits + F.RECIP_FRAC + 2))
+        # one divider, lane by lane: sum * r shift-add (D bits of r a cycle, the rounding term as
+        # the product's start), then the shift by sh (registered), then the int8 clamp
+        D = MUL_DIGIT_BITS
+        k_dig = -(-(F.RECIP_FRAC + 1) // D)
+        pw = sum_bits + k_dig * D + 2
+        li, pli, shl = Signal(range(L + 1)), Signal(range(L)), Signal(range(L))
+        dg = Signal(range(k_dig + 1))
+        pend, sv = Signal(), Signal()              # a product is complete / shv holds a quotient
+        prod, mc = Signal(signed(pw)), Signal(signed(pw))
+        rr = Signal(F.RECIP_FRAC + 1)
+        half, half_m1 = Signal(pw), Signal(pw)     # 2**(sh-1) and 2**(sh-1) - 1: the rounding add
+        shv = Signal(signed(pw - 16))
         col = [Signal(17, name=f"col{j}") for j in range(L)]
         copy_mask, mean_mask = Signal(L), Signal(L)
         m.d.comb += [c.eq((w << log_l) + j) for j, c in enumerate(col)]
@@ -97,6 +115,8 @@ class MeanExecutor(wiring.Component):
 
         data = self.src.data.payload
         dst = self.dst.payload
+        with m.If(sv):                                 # the clamp stage of the divider (any state)
+            m.d.sync += [Array(q)[shl].eq(saturate(shv, -128, 127)), sv.eq(0)]
         with m.FSM(name="mean_exec"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -116,7 +136,10 @@ class MeanExecutor(wiring.Component):
                     m.next = "RECIP_WAIT"
             with m.State("RECIP_WAIT"):
                 with m.If(recip.o.valid):
-                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(recip.o.payload[0].e + F.RECIP_FRAC),
+                    e_r = recip.o.payload[0].e
+                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(e_r + F.RECIP_FRAC),   # sh >= 16
+                                 half.eq(Const(1 << (F.RECIP_FRAC - 1), pw) << e_r),
+                                 half_m1.eq((Const(1 << (F.RECIP_FRAC - 1), pw) << e_r) - 1),
                                  rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
                     m.next = "READ"
             with m.State("READ"):
@@ -132,19 +155,29 @@ class MeanExecutor(wiring.Component):
                     m.d.sync += dc.eq(dc + 1)
                     m.d.sync += [s.eq(s + data[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
                     with m.If(dc + 1 == rows):
-                        m.d.sync += [li.eq(0), pv.eq(0), wc.eq(0)]
+                        m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), wc.eq(0)]
                         with m.If(mean_mask != 0):
                             m.next = "DIV"
                         with m.Else():
                             m.next = "NEXT"
             with m.State("DIV"):
-                m.d.sync += pv.eq(li < L)
-                with m.If(li < L):
-                    m.d.sync += [prod.eq(Array(sums)[li] * r), pli.eq(li), li.eq(li + 1)]
-                with m.If(pv):
-                    m.d.sync += Array(q)[pli].eq(saturate(round_shift_var(prod, sh), -128, 127))
-                    with m.If(pli == L - 1):
-                        m.next = "WRITE"
+                with m.If(dg == 0):                    # load the next lane; the finished product is shifted
+                    m.d.sync += pend.eq(0)
+                    with m.If(pend):
+                        m.d.sync += [shv.eq(prod >> sh), shl.eq(pli), sv.eq(1)]
+                    with m.If(li < L):
+                        cur = Array(sums)[li]
+                        m.d.sync += [prod.eq(Mux(cur < 0, half_m1, half)), mc.eq(cur), rr.eq(r), pli.eq(li),
+                                     li.eq(li + 1), dg.eq(1)]
+                    with m.Else():
+                        m.next = "DIV_END"
+                with m.Else():
+                    m.d.sync += [prod.eq(prod + digit_product(mc, rr, D)), mc.eq(mc << D), rr.eq(rr >> D),
+                                 dg.eq(dg + 1)]
+                    with m.If(dg == k_dig):
+                        m.d.sync += [dg.eq(0), pend.eq(1)]
+            with m.State("DIV_END"):                    # the last lane's clamp (below)
+                m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
                              dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*q)), dst.mask.eq(mean_mask)]

@@ -13,13 +13,15 @@ from amaranth.lib.wiring import In, Out
 
 from heatvit.validate import check_int
 
-from ..nonlinear.pipe import round_shift_var, saturate
+from ..nonlinear.pipe import Pipe, round_shift_pipe
 
 SHIFT_BITS = 6
 
 
 class ResidualAdd(wiring.Component):
-    """Two-stage, enable-gated pipeline (a stalled ``out`` freezes it; nothing is lost).
+    """Enable-gated pipeline of ``latency`` stages (a stalled ``out`` freezes it; nothing is lost):
+    the two products' sum, then :func:`~..nonlinear.pipe.round_shift_pipe`'s rounding add, shift
+    and clamp, each registered.
 
     * ``i`` (in): ``a``, ``b``: ``lanes`` x int8 each (``a`` at scale s_a, ``b`` at s_b).
     * ``out`` (out): ``lanes`` x int8 at the output scale s_y.
@@ -27,7 +29,7 @@ class ResidualAdd(wiring.Component):
       add's parameters, held constant while a job streams.
     """
 
-    latency = 2
+    latency = 4
 
     def __init__(self, lanes: int, mult_bits: int = 16):
         check_int("ResidualAdd", "lanes", lanes, 1, 256)
@@ -43,16 +45,15 @@ class ResidualAdd(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         en = Signal()
-        v1, v2 = Signal(), Signal()
-        m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(en),
-                     self.out.valid.eq(v2)]
+        ctl = Pipe(m, en, "v")
+        valid = ctl.delay(self.i.valid, self.latency, "v")
+        m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(en), self.out.valid.eq(valid)]
         sum_shape = signed(8 + self.mult_bits + 2)
-        with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), v2.eq(v1)]
         for lane in range(self.lanes):
-            s = Signal(sum_shape, name=f"sum{lane}")
+            pipe = Pipe(m, en, f"l{lane}")
             a, b = self.i.payload.a[lane], self.i.payload.b[lane]
-            with m.If(en):
-                m.d.sync += s.eq(a * self.mult_a + b * self.mult_b)
-                m.d.sync += self.out.payload[lane].eq(saturate(round_shift_var(s, self.shift), -128, 127))
+            s = pipe.reg(a * self.mult_a + b * self.mult_b, sum_shape, "sum")
+            y, lat = round_shift_pipe(pipe, s, self.shift, lo=-128, hi=127, shape=signed(8), name="y")
+            assert 1 + lat == self.latency
+            m.d.comb += self.out.payload[lane].eq(y)
         return m

@@ -1,8 +1,9 @@
 """Score combiner: per-head keep probabilities and head weights -> one keep score per token.
 
 Bit-exact with :func:`heatvit.golden.token_selector.int_selector.combine_scores`; the division
-is the nonlinear path's reciprocal unit (:class:`heatvit.rtl.nonlinear.units.ReciprocalUnit`,
-the one implementation of ``golden.nonlinear.divide``) plus one multiply and a rounding shift.
+is the reciprocal of ``golden.nonlinear.divide`` (:class:`heatvit.rtl.nonlinear.serial_recip.SerialReciprocal`:
+the nonlinear path's table with shift-add Horner steps) plus one shift-add multiply and a
+rounding shift: no DSP.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
@@ -14,7 +15,7 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import TokSelConfig
 
-from ..nonlinear.units import ReciprocalUnit
+from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import layouts
 
 PROB_BITS = 8
@@ -41,9 +42,9 @@ class ScoreCombiner(wiring.Component):
 
     Two stages, each with one token at a time: ``heads`` cycles (one shift-add product per
     cycle), then 5 cycles for ``num * r`` (shift-add, 4 bits per cycle) after the pipelined
-    reciprocal; throughput one token per ``max(heads + 2, 7)`` cycles (a selector of 197 tokens:
-    ~1.4k cycles for DeiT-T, ~2.8k for DeiT-B, while its GEMMs take 20k-77k).  No DSP of its own (the
-    embedded reciprocal unit is the nonlinear path's).
+    reciprocal (shift-add, one token per ``SerialReciprocal.interval`` = 6 cycles); throughput one
+    token per ``max(heads + 2, 7)`` cycles (a selector of 197 tokens: ~1.4k cycles for DeiT-T,
+    ~2.8k for DeiT-B, while its GEMMs take 20k-77k).  No DSP.
 
     ``runtime_heads=True`` (the accelerator's SELECT executor, whose head count is a descriptor
     field): ``n_heads`` (in, 1 .. ``cfg.heads``, held while tokens flow) is the head count; the
@@ -65,7 +66,7 @@ class ScoreCombiner(wiring.Component):
         cfg = self.cfg
         H, b = cfg.heads, cfg.score_bits
         m = Module()
-        m.submodules.recip = recip = ReciprocalUnit(self.nl_cfg, DEN_BITS)
+        m.submodules.recip = recip = SerialReciprocal(self.nl_cfg, DEN_BITS)
         num_bits = (H * 255 * 255).bit_length()
         r_bits = F.RECIP_FRAC + 1
         digits = -(-r_bits // R_DIGIT_BITS)
@@ -130,9 +131,8 @@ class ScoreCombiner(wiring.Component):
         num2 = Signal(num_bits + digits * R_DIGIT_BITS)
         prod = Signal(num_bits + r_bits + 1)
         dcount = Signal(range(digits + 1))
-        dterms = [Mux(r[i], num2 << i, 0) for i in range(R_DIGIT_BITS)]
         part = Signal(num2.shape().width + R_DIGIT_BITS)
-        m.d.comb += part.eq(sum(dterms[1:], dterms[0]))
+        m.d.comb += part.eq(digit_product(num2, r, R_DIGIT_BITS))
         load = Signal()
         m.d.comb += [
             load.eq(~mul_busy & ~done & recip.o.valid & nums.r_rdy),
