@@ -350,6 +350,19 @@ from .accel_config import BufferConfig, check_against as _check_buffers, derived
 MAX_ROW_LANES = 16
 """The widest softmax / LayerNorm row unit (``NonlinearConfig.row_lanes``' limit)."""
 
+
+def check_row_lanes(owner: str, name: str, lanes, **divides: int) -> None:
+    """The lane rule of the accelerator's row units (what :meth:`AcceleratorConfig._row_lanes`
+    derives): ``lanes`` a power of two up to ``MAX_ROW_LANES`` dividing every ``divides`` value
+    (keyword ``section__field`` names the config field, e.g. ``nonlinear__max_dim=768``).
+    Raises ``ValueError`` naming ``owner.name`` and the fields."""
+    ok = (isinstance(lanes, int) and not isinstance(lanes, bool) and 1 <= lanes <= MAX_ROW_LANES
+          and not lanes & (lanes - 1) and all(v % lanes == 0 for v in divides.values()))
+    if not ok:
+        what = " and ".join(f"{k.replace('__', '.')} = {v}" for k, v in divides.items())
+        raise ValueError(f"{owner}: {name} must be a power of two up to {MAX_ROW_LANES} dividing {what}, "
+                         f"not {lanes!r}")
+
 _SECTIONS = {"gemm": GemmConfig, "nonlinear": NonlinearConfig, "toksel": TokSelConfig,
              "buffers": BufferConfig, "shell": ShellConfig}
 
@@ -446,6 +459,7 @@ class AcceleratorConfig:
     # ``nonlinear.row_lanes`` sizes the stand-alone units (the nonlinear bank and its bench); inside
     # the accelerator the softmax and LayerNorm units keep pace with the array instead.
     def _row_lanes(self, want: int, length: int) -> int:
+        """The largest lane count :func:`check_row_lanes` accepts up to ``want`` for rows of ``length``."""
         lanes = min(want, MAX_ROW_LANES)
         while length % lanes:
             lanes //= 2
@@ -460,21 +474,19 @@ class AcceleratorConfig:
 
     @property
     def softmax_units(self) -> int:
-        """Softmax row units of a softmax GEMM's output: 2.  A unit makes two passes over a row (the
-        exponentials and sum, then the normalised output), each at one beat per cycle, while the
-        score memory feeds one beat per cycle: two units taking alternate rows keep the feed busy."""
-        return 2
+        """Softmax row units of a softmax GEMM's output: 1.  The unit overlaps consecutive rows
+        (a row's exponentials and sum while the previous row's outputs leave), so it takes a beat
+        every cycle, as fast as the score memory feeds it (two units taking alternate rows were
+        needed while a unit made its two passes over a row one after the other)."""
+        return 1
 
     @property
     def softmax_lanes(self) -> int:
-        """Scores per beat of each softmax row unit: ``C / 2`` (the largest power of two dividing C,
-        halved; at least 1, at most ``MAX_ROW_LANES``), halved until it divides
-        ``nonlinear.max_tokens``.  A unit spends ``2B + 30`` cycles on a row of ``B = n / L``
-        beats, so the :attr:`softmax_units` units take about ``2n / C + 15`` cycles per row of
-        ``n`` scores, for the multipliers of ``C`` lanes in all (docs/accel.md measures ``C``
-        lanes per unit against this)."""
+        """Scores per beat of the softmax row unit: ``C`` (the largest power of two dividing C, at
+        most ``MAX_ROW_LANES``), halved until it divides ``nonlinear.max_tokens``: one score-memory
+        word a cycle.  Back-to-back rows of ``n`` scores take ``B = ceil(n / L)`` cycles each."""
         c = self.gemm.cols & -self.gemm.cols
-        return self._row_lanes(max(1, c // 2), self.nonlinear.max_tokens)
+        return self._row_lanes(c, self.nonlinear.max_tokens)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -516,9 +516,17 @@ def _fixed_ln_job(acc, m: int, n: int) -> dict:
 
 def ln_cycles(acc, m: int, n: int, row_lanes: int) -> int:
     """The LAYERNORM cycle model of rtl/accel/layernorm_exec.py's docstring."""
+    from heatvit.rtl.accel.layernorm_exec import cycles
+    assert cycles(acc, m, n, row_lanes) == layernorm_cycles_formula(acc, m, n, row_lanes)
+    return cycles(acc, m, n, row_lanes)
+
+
+def layernorm_cycles_formula(acc, m: int, n: int, row_lanes: int) -> int:
+    """The docstring's formula written out: ``P max(1, 64 / dw) + (M + 1) B' + 27`` (the
+    LayerNorm unit's one-row latency ``2B + 21`` at these tables)."""
     p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
     b = -(-n // min(isa.column_align(acc), row_lanes))
-    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 21 * m + 7
+    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 27
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -531,7 +539,12 @@ def test_cycles_without_stalls(name):
                        uses_dma=True, gap=0.0)
     check_results(acc, res, 1, uses_dma=True)
     for (m, n), r in zip(shapes, res):
-        assert r["cycles"] == ln_cycles(acc, m, n, RL), f"LayerNorm {m} x {n}"
+        if RL <= L:
+            assert r["cycles"] == ln_cycles(acc, m, n, RL), f"LayerNorm {m} x {n}"
+        else:
+            # a unit beat of two buffer words: it waits for both on the way in and leaves in two
+            # cycles, a stall the output pipeline sees (docstring: at most one cycle a row more)
+            assert ln_cycles(acc, m, n, RL) <= r["cycles"] <= ln_cycles(acc, m, n, RL) + m - 1, f"LayerNorm {m} x {n}"
     shapes = [(12, 16, 8), (1, 16, 8), (7, 16, 0), (4, 13, 12), (3, 8, 4)]
     jobs = [dict(d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=m, n=n, k=k, name="mean"),
                  n_live=acc.buffers.max_tokens, blob=b"", brk=None, special="random", abort=None)
@@ -573,7 +586,7 @@ def test_default_config():
 def test_default_lanes_and_cycles():
     """The shipped 16 x 16 config's derived LayerNorm unit (``acc.layernorm_lanes`` = one buffer
     word, 16 channels) on a DeiT-T LayerNorm (197 x 192), full rate: bit-exact and the
-    docstring's 6,816 cycles; the lanes scale with the array."""
+    docstring's 2,699 cycles; the lanes scale with the array."""
     acc = DEFAULT
     dut = LayerNormExecutor(acc)
     assert acc.layernorm_lanes == dut.row_lanes == 16
@@ -582,7 +595,7 @@ def test_default_lanes_and_cycles():
     m, n = 197, 192
     res = run_executor(acc, dut, [_fixed_ln_job(acc, m, n)], 1, uses_dma=True, gap=0.0)
     check_results(acc, res, 1, uses_dma=True)
-    assert res[0]["cycles"] == ln_cycles(acc, m, n, 16) == 6816
+    assert res[0]["cycles"] == ln_cycles(acc, m, n, 16) == 2699
 
 
 def test_bad_shape_is_refused():

@@ -66,3 +66,21 @@ def test_sections_from_json(tmp_path):
         path.write_text(json.dumps(d))
         got = load_config(path)
         assert getattr(got, missing) == getattr(AcceleratorConfig(gemm=acc.gemm), missing)
+
+
+def test_row_lanes_rule():
+    """The row units' lane rule in one place (``config.check_row_lanes``): what the derived
+    ``layernorm_lanes`` / ``softmax_lanes`` pick passes it, anything else is refused naming the
+    fields it must divide."""
+    from heatvit.config import DEFAULT, MAX_ROW_LANES, check_row_lanes
+    for acc in (DEFAULT, DEFAULT.with_array(64, 32), DEFAULT.with_array(2, 2), DEFAULT.with_array(8, 4)):
+        check_row_lanes("t", "lanes", acc.layernorm_lanes, nonlinear__max_dim=acc.nonlinear.max_dim)
+        check_row_lanes("t", "lanes", acc.softmax_lanes, gemm__cols=acc.gemm.cols,
+                        nonlinear__max_tokens=acc.nonlinear.max_tokens)
+        assert acc.softmax_units == 1 and acc.softmax_lanes == min(acc.gemm.cols, MAX_ROW_LANES)
+    for bad in (0, 3, 2 * MAX_ROW_LANES, 1.0, True, 64):
+        with pytest.raises(ValueError, match=r"X: lanes must be a power of two up to 16 dividing nonlinear.max_dim = 48"):
+            check_row_lanes("X", "lanes", bad, nonlinear__max_dim=48)
+    check_row_lanes("X", "lanes", 16, nonlinear__max_dim=48)
+    with pytest.raises(ValueError, match="gemm.cols = 8"):
+        check_row_lanes("X", "lanes", 16, gemm__cols=8)

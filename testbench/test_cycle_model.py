@@ -80,6 +80,19 @@ def test_plan_cycles_prices_pruning():
     assert sel[0][1] == cfg.num_tokens - (tokens[1] - 1)
 
 
+def test_row_unit_latencies_match_rtl():
+    """The model's row-unit constants are the RTL's (the units' one-row latencies at the tables
+    of every preset; rows ``B`` cycles apart: testbench/nonlinear/tb_nonlinear.py ``row_cycles``)."""
+    from heatvit.rtl.accel.layernorm_exec import cycles as ln_exec_cycles
+    from heatvit.rtl.nonlinear.rows import layernorm_row_latency, softmax_row_latency
+    for name, acc in PRESETS.items():
+        nl = acc.nonlinear
+        assert layernorm_row_latency(nl) == cycles.LN_ROW_LATENCY, name
+        assert softmax_row_latency(nl) == cycles.SOFTMAX_ROW_LATENCY, name
+    d = isa.Descriptor(opcode=isa.Op.LAYERNORM, m=197, n=192)
+    assert cycles.descriptor_cycles(ACC, d, 197, 0, 192) == ln_exec_cycles(ACC, 197, 192) + 7
+
+
 def test_refuses():
     d = isa.Descriptor(opcode=isa.Op.BEGIN, m=65)
     with pytest.raises(ValueError, match="BEGIN has no cycle record"):

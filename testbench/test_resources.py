@@ -9,6 +9,8 @@
 """
 
 import dataclasses
+import json
+import re
 
 import pytest
 from amaranth.hdl import Module, Signal
@@ -74,15 +76,25 @@ def test_split_keys_and_stubs():
     # a changed module (another width) has another key, and so does its parent
     v2 = v.replace("input [15:0] a;", "input [14:0] a;", 1)
     assert _yosys.module_keys(_yosys.split_modules(v2)) != keys
+    # the writer's order of one-line assignments (it differs between exports) does not matter
+    lines = v.splitlines()
+    run = next(i for i in range(len(lines) - 2)
+               if all(ln.startswith("  assign ") and ln.endswith(";") for ln in lines[i:i + 3]))
+    lines[run:run + 3] = lines[run:run + 3][::-1]
+    assert "\n".join(lines) != v and _yosys.module_keys(_yosys.split_modules("\n".join(lines) + "\n")) == keys
     stub = _yosys._stub(r"\pair.l0", mods[r"\pair.l0"][0])
     assert stub.startswith("(* blackbox *)\nmodule \\pair.l0 (") and "input [9:0] addr;" in stub
     assert "always" not in stub and stub.endswith("endmodule\n")
 
 
 @yosys
-def test_hierarchical_equals_whole_design(tmp_path):
-    """Per-module synthesis counted per instance = one run of the whole (unflattened) design;
-    the second call is answered from the cache."""
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "one-per-run"])
+def test_hierarchical_equals_whole_design(tmp_path, monkeypatch, batch):
+    """Per-module synthesis counted per instance = one run of the whole (unflattened) design,
+    small modules batched several to a run or each alone; the second call is answered from the
+    cache."""
+    if not batch:
+        monkeypatch.setattr(_yosys, "BATCH_BYTES", 1)
     from heatvit.bench.resources import _load_stat, _stat_cells
     v = _yosys.drop_zero_inits(export_verilog(Pair(), "pair"))
     (tmp_path / "pair.v").write_text(v)
@@ -94,10 +106,59 @@ def test_hierarchical_equals_whole_design(tmp_path):
     assert hier["cells"] == flat, (hier["cells"], flat)
     assert hier["cells"]["RAMB36E2"] == 3 and hier["cells"]["BUFG"] == 1
     assert (hier["instances"], hier["modules"], hier["synthesized_now"]) == (4, 3, 3)
+    batch_sizes = sorted(json.loads(f.read_text())["batch"] for f in (tmp_path / "cache").glob("*.json"))
+    assert batch_sizes == ([1, 2, 2] if batch else [1, 1, 1])
     again = _yosys.hier_cell_counts(v, "pair", cache=tmp_path / "cache")
     assert again["cells"] == hier["cells"] and again["synthesized_now"] == 0
     with pytest.raises(ValueError, match="top module 'nope'"):
         _yosys.hier_cell_counts(v, "nope", cache=tmp_path / "cache")
+
+
+class Rom(wiring.Component):
+    """A 32 x 16-bit ROM with ``ports`` synchronous read ports (as the nonlinear units share one
+    coefficient ROM between their lanes) and a RAM with as many read ports."""
+
+    def __init__(self, ports: int):
+        self.ports = ports
+        super().__init__({"addr": In(5).array(ports), "we": In(1), "q": Out(16).array(ports),
+                          "r": Out(16).array(ports)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rom = rom = Memory(shape=16, depth=32, init=[(i * 40503) & 0xFFFF for i in range(32)])
+        m.submodules.ram = ram = Memory(shape=16, depth=32, init=[])
+        wp = ram.write_port()
+        m.d.comb += [wp.addr.eq(self.addr[0]), wp.data.eq(self.addr[0] * 3), wp.en.eq(self.we)]
+        for i in range(self.ports):
+            rp, rr = rom.read_port(), ram.read_port()
+            m.d.comb += [rp.addr.eq(self.addr[i]), self.q[i].eq(rp.data), rr.addr.eq(self.addr[i]),
+                         self.r[i].eq(rr.data)]
+        return m
+
+
+@pytest.mark.parametrize("ports", [_yosys.ROM_LOGIC_PORTS, _yosys.ROM_LOGIC_PORTS + 1, 16])
+def test_many_port_roms_as_logic(ports):
+    """Only a ROM (initialised, never written) with more than ROM_LOGIC_PORTS read ports is
+    marked; the RAM beside it never; marking twice changes nothing."""
+    v = _yosys.prepare(export_verilog(Rom(ports), "rom"))
+    marked = ports > _yosys.ROM_LOGIC_PORTS
+    assert v.count('(* rom_style = "logic" *)') == marked
+    if marked:
+        assert re.search(r'\(\* rom_style = "logic" \*\)\n  reg \[15:0\] rom \[31:0\];', v)
+    assert _yosys.prepare(v) == v
+
+
+@yosys
+def test_rom_as_logic_same_cells(tmp_path):
+    """The attribute gives the cells yosys' memory_libmap chooses itself at a port count it
+    still finishes (ROM_LOGIC_PORTS + 2)."""
+    from heatvit.bench.resources import flat_cell_counts
+    v = export_verilog(Rom(_yosys.ROM_LOGIC_PORTS + 2), "rom")
+    plain, marked = _yosys.drop_zero_inits(v), _yosys.prepare(v)
+    assert plain != marked
+    a = flat_cell_counts(plain, "rom", tmp_path / "plain")["cells"]
+    b = flat_cell_counts(marked, "rom", tmp_path / "marked")["cells"]
+    assert a == b, (a, b)
 
 
 def test_selectors_switch_config_and_checks():

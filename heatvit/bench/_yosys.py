@@ -99,6 +99,46 @@ def drop_zero_inits(verilog: str) -> str:
     return ZERO_INIT_BLOCK.sub("", verilog)
 
 
+ROM_LOGIC_PORTS = 8
+"""A ROM (an initialised memory never written) with more read ports than this is marked
+``rom_style = "logic"``, see :func:`many_port_roms_as_logic`."""
+
+_MEM_DECL = re.compile(r"^(  )(reg (?:\[\d+:0\] )?(\\?\S+) \[\d+:0\];)$", re.M)
+
+
+def many_port_roms_as_logic(verilog: str) -> str:
+    """``verilog`` with ``(* rom_style = "logic" *)`` on every ROM of more than
+    :data:`ROM_LOGIC_PORTS` read ports (the nonlinear units share one coefficient ROM between
+    their lanes: GELU's has 16).  yosys 0.23's ``memory_libmap`` tries every assignment of a
+    memory's read ports to its RAM kinds, time and memory doubling per port: on a 32 x 88-bit
+    ROM 7.5 s of CPU at 4 ports, 9.0 s at 8, 15.4 s and 291 MB at 10, and at GELU's 16 ports
+    > 11 GB before it was stopped.  At 4, 8 and 10 ports it chose logic (a LUT5 and a
+    flip-flop per bit and port) for these ROMs; the attribute takes that choice directly (the
+    same cells at 10 ports, checked in the tests) and 16 ports take 12 s."""
+    def module(m: re.Match) -> str:
+        text = m.group(0)
+
+        def decl(d: re.Match) -> str:
+            name = re.escape(d.group(3))
+            reads = len(re.findall(rf"<= {name}\[", text))
+            writes = len(re.findall(rf"^\s*{name}\[[^\]]*\](?:\[[^\]]*\])? <=", text, re.M))
+            marked = text[:d.start()].rstrip().endswith('(* rom_style = "logic" *)')
+            rom = not marked and writes == 0 and re.search(rf"^\s*{name}\[\d+\] = ", text, re.M)
+            if rom and reads > ROM_LOGIC_PORTS:
+                return f'{d.group(1)}(* rom_style = "logic" *)\n{d.group(1)}{d.group(2)}'
+            return d.group(0)
+
+        return _MEM_DECL.sub(decl, text)
+
+    return _MODULE.sub(module, verilog)
+
+
+def prepare(verilog: str) -> str:
+    """Exported Verilog as every resource run reads it: :func:`drop_zero_inits`, then
+    :func:`many_port_roms_as_logic`."""
+    return many_port_roms_as_logic(drop_zero_inits(verilog))
+
+
 _MODULE = re.compile(r"^module (\\?\S+?)\s*\((.*?)^endmodule\n?", re.S | re.M)
 _INSTANCE = re.compile(r"^  (\\?\S+)\s+(\\?\S+)\s*\($", re.M)
 _PORT_DECL = re.compile(r"^  (?:input|output|inout)\b[^\n]*;$", re.M)
@@ -114,11 +154,34 @@ def split_modules(verilog: str) -> dict[str, tuple[str, list[str]]]:
             for name, text in bodies.items()}
 
 
+_ONE_LINE = re.compile(r"^  (?:assign|wire|reg) [^\n]*;$")
+
+
+def _canonical_order(text: str) -> str:
+    """``text`` with every run of consecutive one-line ``assign``/``wire``/``reg`` statements
+    sorted (by the line with its generated names made neutral, then the line): the Verilog
+    writer orders these by its internal hashes, which differ between exports of designs that
+    differ elsewhere (the same softmax unit came out with its assignments in another order with
+    and without the selectors).  Their order means nothing; always blocks and instances keep
+    theirs."""
+    out: list[str] = []
+    run: list[str] = []
+    for line in text.splitlines() + [None]:
+        if line is not None and _ONE_LINE.match(line):
+            run.append(line)
+            continue
+        out += sorted(run, key=lambda ln: (_NUMBERED.sub("\\$", ln), ln))
+        run = []
+        if line is not None:
+            out.append(line)
+    return "\n".join(out)
+
+
 def module_keys(mods: dict[str, tuple[str, list[str]]]) -> dict[str, str]:
     """A key per module: the SHA-256 of its text with its own name, the order of its port list
     (connections are by name), its children's names (as their keys) and Amaranth's generated
     names (escaped identifiers with a number: ``\\$12``, ``\\port$18530$0``; renamed in order of
-    appearance) made neutral.  Modules with the same key have the same logic (Amaranth writes one module
+    appearance, after :func:`_canonical_order`) made neutral.  Modules with the same key have the same logic (Amaranth writes one module
     per instance: 256 identical PEs, identical token buffers), so each key is synthesized once."""
     keys: dict[str, str] = {}
 
@@ -131,7 +194,7 @@ def module_keys(mods: dict[str, tuple[str, list[str]]]) -> dict[str, str]:
             for child in sorted(set(children), key=len, reverse=True):
                 text = text.replace(child + " ", f"CHILD_{key(child)} ")
             seen: dict[str, int] = {}
-            text = _NUMBERED.sub(lambda m: f"\\${seen.setdefault(m.group(0), len(seen))}", text)
+            text = _NUMBERED.sub(lambda m: f"\\${seen.setdefault(m.group(0), len(seen))}", _canonical_order(text))
             keys[name] = hashlib.sha256(text.encode()).hexdigest()[:24]
         return keys[name]
 
@@ -155,18 +218,83 @@ def _synth_module(name: str, mods: dict, work: Path, timeout: int, *, top: bool)
     """``SYNTH`` of module ``name`` alone, its children as blackboxes: its own cells by type
     (children excluded) and yosys' wall and CPU seconds.  ``top``: the design's top module (the
     only one whose clock input gets a BUFG, as in a run of the whole design)."""
-    text, children = mods[name]
+    return _synth_batch([name], mods, work, timeout, top=top)[name]
+
+
+BATCH_BYTES = 120_000
+"""Modules smaller than this are synthesized several to a yosys run (up to this much Verilog
+per run): each run spends about 4 s of CPU reading the Xilinx cell library before its first
+module, more than most of the accelerator's ~100 small modules take themselves."""
+
+_STAT_MODULE = re.compile(r"^=== (.+?) ===$", re.M)
+
+
+def batches(names: list[str], mods: dict, limit: int | None = None) -> list[list[str]]:
+    """``names`` (one design's modules) grouped for :func:`_synth_batch`: a module of ``limit``
+    bytes or more alone, the others together up to ``limit`` bytes of Verilog a group; largest
+    first (the long runs start early).  ``limit``: :data:`BATCH_BYTES` if None."""
+    limit = BATCH_BYTES if limit is None else limit
+    size = lambda n: len(mods[n][0])       # noqa: E731
+    out: list[list[str]] = []
+    small: list[str] = []
+    total = 0
+    for n in sorted(names, key=size, reverse=True):
+        if size(n) >= limit:
+            out.append([n])
+            continue
+        if small and total + size(n) > limit:
+            out.append(small)
+            small, total = [], 0
+        small.append(n)
+        total += size(n)
+    return out + ([small] if small else [])
+
+
+def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, *, top: bool) -> dict:
+    """``SYNTH`` of the modules ``names`` in one yosys run, every child not among them a
+    blackbox, under a wrapper top that instantiates each once (synthesis does not flatten, so
+    each module is synthesized on its own exactly as in a run of the whole design): per module
+    its own cells by type (children excluded); the run's wall and CPU seconds are split over
+    the modules by Verilog size.  ``top``: ``names`` is the design's top alone (only its clock
+    input gets a BUFG)."""
+    if top and len(names) != 1:
+        raise ValueError(f"the design's top is synthesized alone, not with {len(names) - 1} other modules")
     work.mkdir(parents=True, exist_ok=True)
-    src = work / "m.v"
-    src.write_text(text + "".join(_stub(c, mods[c][0]) for c in dict.fromkeys(children)))
-    plain = name[1:] if name.startswith("\\") else name
-    script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {_yosys_name(plain)}; "
+    inside = set(names)
+    stubs = dict.fromkeys(c for n in names for c in mods[n][1] if c not in inside)
+    text = "".join(mods[n][0] for n in names) + "".join(_stub(c, mods[c][0]) for c in stubs)
+    if top:
+        plain = names[0][1:] if names[0].startswith("\\") else names[0]
+        head = _yosys_name(plain)
+    else:
+        head = "heatvit_batch_top"
+        text += (f"module {head} ();\n" + "".join(f"  (* keep *) {n} u{i} ();\n" for i, n in enumerate(names))
+                 + "endmodule\n")
+    (work / "m.v").write_text(text)
+    script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {head}; "
               f"tee -q -o stat.txt stat")
-    wall, cpu = run_logged(script, work, f"module {name}", timeout=timeout)
-    child_types = {c[1:] if c.startswith("\\") else c for c in children}
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)
-             if k.lstrip("\\") not in child_types}
-    return {"cells": cells, "wall_s": round(wall, 2), "cpu_s": None if cpu is None else round(cpu, 2)}
+    what = f"module {names[0]}" if len(names) == 1 else f"{len(names)} modules ({', '.join(names)})"
+    try:
+        wall, cpu = run_logged(script, work, what, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"yosys did not finish {what} in {timeout} s (see {work / 'yosys.log'}); "
+                           "the resource count is incomplete") from e
+    stat = (work / "stat.txt").read_text()
+    sections = _STAT_MODULE.split(stat)
+    found = {sections[i].strip().lstrip("\\"): sections[i + 1] for i in range(1, len(sections) - 1, 2)}
+    total = sum(len(mods[n][0]) for n in names)
+    out = {}
+    for n in names:
+        plain = n.lstrip("\\")
+        if plain not in found:
+            raise RuntimeError(f"yosys' stat has no module {plain!r} (run: {what}; see {work / 'yosys.log'})")
+        child_types = {c.lstrip("\\") for c in mods[n][1]}
+        cells = {k: int(v) for k, v in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", found[plain], re.M)
+                 if k.lstrip("\\") not in child_types}
+        share = len(mods[n][0]) / total
+        out[n] = {"cells": cells, "wall_s": round(wall * share, 2),
+                  "cpu_s": None if cpu is None else round(cpu * share, 2), "batch": len(names)}
+    return out
 
 
 def log_cpu_seconds(log: str) -> float | None:
@@ -214,7 +342,7 @@ def cache_dir() -> Path:
 def _design(verilog: str, top: str):
     """``(modules, keys, instances per module, key -> first module of that key, top)`` of a
     design; the top's key is its own (only the top's clock gets a BUFG)."""
-    mods = split_modules(drop_zero_inits(verilog))
+    mods = split_modules(prepare(verilog))
     if top not in mods:
         raise ValueError(f"top module {top!r} is not in the Verilog (modules: {len(mods)})")
     keys = module_keys(mods)
@@ -253,30 +381,47 @@ def hier_cell_counts(verilog: str, top: str, *, cache: Path | None = None, jobs:
     mods, keys, counts, todo, _ = designs[0]
     results: dict[str, dict] = {}
     missing: dict[str, tuple] = {}
-    for d in designs:
+    for i, d in enumerate(designs):
         for k, name in d[3].items():
             f = cache / f"{k}-{stamp}.json"
             if f.exists():
                 results[k] = json.loads(f.read_text())
             elif k not in missing:
-                missing[k] = (k, name, d[0], name == d[4])
-    # largest first so the long ones start early
-    order = sorted(missing.values(), key=lambda x: -len(x[2][x[1]][0]))
+                missing[k] = (i, name)
+    # one design's modules to a run (names are unique within a design); the top alone
+    jobs_list = []
+    for i, d in enumerate(designs):
+        names = [name for k, (j, name) in missing.items() if j == i]
+        jobs_list += [(i, [d[4]], True)] * (d[4] in names)
+        jobs_list += [(i, group, False) for group in batches([n for n in names if n != d[4]], d[0])]
+    jobs_list.sort(key=lambda job: -sum(len(designs[job[0]][0][n][0]) for n in job[1]))
 
-    def run(item):
-        k, name, ms, is_top = item
+    def run(job):
+        i, names, is_top = job
+        ms, ks = designs[i][0], designs[i][1]
         with tempfile.TemporaryDirectory(prefix="heatvit-yosys-") as tmp:
-            r = _synth_module(name, ms, Path(tmp), timeout, top=is_top)
-        r["module"] = name
-        (cache / f"{k}-{stamp}.json").write_text(json.dumps(r))
+            rs = _synth_batch(names, ms, Path(tmp), timeout, top=is_top)
+        for n, r in rs.items():
+            r["module"] = n
+            (cache / f"{ks[n]}-{stamp}.json").write_text(json.dumps(r))
         if log:
-            log(f"  {name}: {r['wall_s']:.0f} s wall, {r['cpu_s']} s CPU")
-        return k, r
+            wall = sum(r["wall_s"] for r in rs.values())
+            cpu = sum(r["cpu_s"] or 0 for r in rs.values())
+            log(f"  {names[0] if len(names) == 1 else f'{len(names)} modules'}: {wall:.0f} s wall, {cpu:.1f} s CPU")
+        return rs
 
     t0 = time.monotonic()
+    failed = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for k, r in pool.map(run, order):
-            results[k] = r
+        for job, fut in [(job, pool.submit(run, job)) for job in jobs_list]:
+            try:
+                for n, r in fut.result().items():
+                    results[designs[job[0]][1][n]] = r
+            except Exception as e:          # the others still finish (and are cached)
+                failed.append(f"{', '.join(job[1])}: {e}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} yosys run(s) failed, the resource count is incomplete:\n"
+                           + "\n".join(failed))
     missing_here = [k for k in todo if k in missing]
     cells: dict[str, int] = {}
     for name, n in counts.items():

@@ -141,12 +141,12 @@ them, and builds the plain GELU unit)."""
 
 def accelerator_verilog(acc: AcceleratorConfig) -> str:
     """``rtl.accel.top.Accelerator(acc)`` as Verilog (top ``heatvit_accel``), DSP48E2 primitives
-    instantiated (as Vivado gets it), all-zero memory initialisers dropped
-    (:func:`._yosys.drop_zero_inits`)."""
+    instantiated (as Vivado gets it), prepared for yosys (:func:`._yosys.prepare`: all-zero
+    memory initialisers dropped, many-port ROMs marked as logic)."""
     from heatvit.rtl.accel.top import Accelerator
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
-    return _yosys.drop_zero_inits(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
+    return _yosys.prepare(export_verilog(Accelerator(acc), ACCEL_TOP, platform=PRIMITIVES))
 
 
 def _unit(path: str) -> str:

@@ -27,8 +27,8 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, each ``3B + 30`` for its first row and ``2B + 30`` for each further one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``2B + 21`` then ``B + 21`` per row; GELU ``m ceil(n / C) + 16``
+  rows, ``B`` cycles a row and ``3B + 29`` for the last one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``B`` a row and ``2B + 21`` for the last; GELU ``m ceil(n / C) + 16``
   (the epilogue's unit has a lane per column), sigmoid ``m n + 16`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
@@ -82,14 +82,17 @@ class Estimate:
 
 
 def softmax_cycles(nl, rows: int, n: int, units: int = 1) -> int:
-    """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows."""
+    """``units`` softmax units of ``nl.row_lanes`` lanes taking alternate rows: back-to-back rows
+    of ``B`` beats ``B`` cycles apart, the last ``3B + SOFTMAX_ROW_LATENCY`` after its first beat."""
     b = ceil_div(n, nl.row_lanes)
-    return ceil_div(rows, units) * (2 * b + 30) + b if rows else 0
+    return (ceil_div(rows, units) - 1) * b + 3 * b + SOFTMAX_ROW_LATENCY if rows else 0
 
 
 def layernorm_cycles(nl, rows: int, n: int) -> int:
+    """Back-to-back LayerNorm rows of ``B`` beats ``B`` cycles apart, the last ``2B +
+    LN_ROW_LATENCY`` after its first beat."""
     b = ceil_div(n, nl.row_lanes)
-    return rows * (b + 21) + b if rows else 0
+    return (rows + 1) * b + LN_ROW_LATENCY if rows else 0
 
 
 def gelu_cycles(nl, elements: int) -> int:
@@ -208,12 +211,14 @@ ADD_CYCLES = COPY_CYCLES + 2
 """ADD: the same walk plus the residual add's two rounding stages (rtl/accel/residual_add.py,
 ``ResidualAdd.latency`` = 4: the products' sum, the rounding add, the shift, the clamp)."""
 
-LN_ROW_CYCLES = 21
-"""LAYERNORM: cycles per row beyond its beats (the unit's, with its rounding stages)."""
+LN_ROW_LATENCY = 21
+"""LayerNorm unit: one row of ``B`` beats takes ``2B +`` this (first beat in to last beat out;
+rows follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.layernorm_row_latency``
+at the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
-LN_CYCLES = 14
-"""LAYERNORM: the executor's own ``+ 7`` (rtl/accel/layernorm_exec.py) plus the parameter read's
-DMA latency and dispatch (7)."""
+LN_CYCLES = 6 + LN_ROW_LATENCY + 7
+"""LAYERNORM beyond ``P + (M + 1) B'``: the executor's own ``6 + LN_ROW_LATENCY``
+(rtl/accel/layernorm_exec.py ``cycles``) plus the parameter read's DMA latency and dispatch (7)."""
 
 MEAN_CYCLES = 35
 """MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``34``
@@ -240,15 +245,17 @@ cycles more than one row a cycle, plus this (fitted with the unit's rounding sta
 selectors' head weights, n = 3, m = 42 .. 65, exact; one less than on the former sigmoid unit of
 its own, whose pipeline was a stage longer than the GELU's)."""
 
-SOFTMAX_UNIT_CYCLES = 30
-"""A softmax unit spends ``2B + 30`` cycles per row of ``B`` beats, ``3B + 30`` on its last one
-(docs/nonlinear.md; rtl/nonlinear/rows.py ``SoftmaxUnit``)."""
+SOFTMAX_ROW_LATENCY = 29
+"""Softmax unit: one row of ``B`` beats takes ``3B +`` this (first beat in to last beat out; rows
+follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_latency`` at
+the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
-SOFTMAX_TAIL_CYCLES = {1: 2, 2: 33, 3: 26}
+SOFTMAX_TAIL_CYCLES = {1: 1, 2: 33, 3: 25}
 """A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
 memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
 a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
-Fitted on the RTL's records (:func:`softmax_gemm_tail`)."""
+Fitted on the RTL's records (:func:`softmax_gemm_tail`; refitted when the row unit began to
+overlap consecutive rows: 2 / 33 / 26 before)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -265,28 +272,26 @@ def param_beats(acc, d) -> int:
 
 
 def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
-    """Cycles a softmax GEMM adds after its engine (``estimate_cycles``), with ``units`` row units
-    taking rows in turn from one score-memory reader: row ``j``'s beats start
-    ``floor(j / units) * (2B + 30) + (j % units) * B`` after the first row's (the reader gives
-    one beat per cycle, a unit takes its next row ``2B + 30`` after its last), the first row one
-    pass (``m`` rows) before the engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``;
-    :func:`descriptor_cycles`: the later of that and the parameter beats' lead),
-    the last row takes ``3B + 30``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
+    """Cycles a softmax GEMM adds after its engine (``estimate_cycles``): the score-memory reader
+    gives one beat a cycle and the row unit takes one a cycle (rows overlap in it), so row ``j``'s
+    beats start ``j B`` after the first row's, the first row one pass (``m`` rows) before the
+    engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``; :func:`descriptor_cycles`: the
+    later of that and the parameter beats' lead), the last row takes ``3B + SOFTMAX_ROW_LATENCY``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
     (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
-    The tail constants are fitted: on the RTL's records they are exact on every softmax GEMM of
-    the digits model (one N tile: the selectors' 2-way softmax, B = 1, and q k^T at 15 / 16
-    tokens, B = 4; two N tiles at 22 and 24 tokens, one cycle short at 17; three to five N tiles)
-    and of DeiT-T (q k^T at 197, 139, 99 and 71 tokens, K = 64; the selectors' 2-way softmax)."""
+    The tail constants are fitted on the RTL's records (the row unit overlapping consecutive
+    rows, one unit of 16 lanes at 16 x 16): exact on every softmax GEMM of the dense digits model
+    (five N tiles) and of DeiT-T dense and pruned (q k^T at 197, 139, 99 and 71 tokens, K = 64),
+    on the pruned digits model's 2-way softmax (one N tile, B = 1, at 46 and 65 tokens) and two
+    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens) and on some of the
+    digits' q k^T at 15 tokens (one N tile: one cycle either way with the data)."""
     b = ceil_div(n, acc.softmax_lanes)
-    u = acc.softmax_units
-    last = m - 1
-    first_to_last = (last // u) * (2 * b + SOFTMAX_UNIT_CYCLES) + (last % u) * b
+    first_to_last = (m - 1) * b
     nt = ceil_div(n, acc.gemm.cols)
     tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
     if nt == 1:
         tail += SOFTMAX_BEAT_CYCLES * (b - 1)
     lead = m + GEMM_ACT_LEAD if lead is None else lead
-    return lead - m + first_to_last + 3 * b + SOFTMAX_UNIT_CYCLES + tail
+    return lead - m + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY + tail
 
 
 def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
@@ -299,7 +304,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * LOAD: ``m * (ceil(n / D) + ROW_DMA_CYCLES)`` (a DMA request per row, ``D`` bytes a beat);
       STORE: ``m * ceil(n / D) + STORE_CYCLES``.
     * ADD / COPY: ``m * ceil(n / A) + ADD_CYCLES`` / ``COPY_CYCLES`` (``A = isa.column_align``).
-    * LAYERNORM: ``P + (m + 1) B' + LN_ROW_CYCLES m + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
+    * LAYERNORM: ``P + (m + 1) B' + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
       them averaged).
@@ -323,7 +328,7 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         return m * ceil_div(n, A) + (ADD_CYCLES if op == Op.ADD else COPY_CYCLES)
     if op == Op.LAYERNORM:
         b = ceil_div(n, acc.layernorm_lanes)
-        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_ROW_CYCLES * m + LN_CYCLES
+        return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_CYCLES
     if op == Op.MEAN:
         w = ceil_div(n, A)
         w_mean = w - d.k // A

@@ -62,7 +62,7 @@ class GemmOutput(wiring.Component):
     * ``dst``: Out(:func:`.ports.buffer_write` (``lanes``)).
     * ``done`` (pulse), ``error`` (``ErrorCode``, valid with ``done``), ``abort`` (in, pulse).
 
-    ``softmax_units``, ``softmax_lanes``: the softmax row units working on alternate rows and
+    ``softmax_units``, ``softmax_lanes``: the softmax row units (taking rows in turn) and
     their scores per beat (:class:`.softmax_rows.SoftmaxRows`; default: ``acc.softmax_units``,
     ``acc.softmax_lanes``, derived from the array).
     """

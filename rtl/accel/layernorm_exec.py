@@ -31,13 +31,18 @@ resets every register (and the units) in the next cycle; memories keep their con
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured, ``testbench/test_accel_ln.py``
 checks it)::
 
-    P * max(1, 64 / data_width) + (M + 1) * B' + 21 M + 7,    B' = ceil(n / min(lanes, row_lanes))
+    P * max(1, 64 / data_width) + (M + 1) * B' + 6 + layernorm_row_latency,
+    B' = ceil(n / min(lanes, row_lanes))
 
-``P = param_block_bytes / 8`` (64-bit chunks of the parameter block, one per cycle), ``B'`` the
-cycles a row takes to enter the LayerNorm unit (which overlaps a row's input with the previous
-row's output: ``B' + 21`` per row), ``row_lanes`` the unit's (``acc.layernorm_lanes``: one
-buffer word).  Default config, DeiT-T (n = 192, M = 197): 6,816 cycles (6,225 before the
-LayerNorm unit's rounding stages; 13,353 with the 4-lane unit it had before them).
+(:func:`cycles`).  ``P = param_block_bytes / 8`` (64-bit chunks of the parameter block, one per
+cycle), ``B'`` the cycles a row takes to enter the LayerNorm unit, whose rows follow each other
+``B'`` cycles apart (it overlaps a row's statistics with the previous row's output), and
+``layernorm_row_latency`` the unit's one-row latency beyond ``2B``
+(:func:`heatvit.rtl.nonlinear.rows.layernorm_row_latency`, 21 at the shipped tables).
+``row_lanes`` is the unit's (``acc.layernorm_lanes``: at most one buffer word).  With
+``row_lanes > lanes`` (a unit beat of several words: only by an explicit ``row_lanes``) a row can
+take up to one cycle more.  Default config, DeiT-T (n = 192, M = 197): 2,699 cycles (6,816 when
+the unit took ``B' + 21`` a row; 13,353 with the 4-lane unit it had before that).
 """
 
 from __future__ import annotations
@@ -50,12 +55,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from heatvit import isa
-from heatvit.config import AcceleratorConfig
+from heatvit.config import AcceleratorConfig, check_row_lanes
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
 from heatvit.golden.nonlinear.layernorm import moments_bits
 
-from ..nonlinear.rows import LayerNormUnit
+from ..nonlinear.rows import LayerNormUnit, layernorm_row_latency
 from . import ports
 from .ports import DmaRegion
 
@@ -65,6 +70,16 @@ CHUNK_BITS = 64
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def cycles(acc: AcceleratorConfig, m: int, n: int, row_lanes: int | None = None) -> int:
+    """The executor's cycles on ``m`` rows of ``n`` channels, no stalls (the module docstring's
+    formula; ``row_lanes`` default ``acc.layernorm_lanes``)."""
+    row_lanes = acc.layernorm_lanes if row_lanes is None else row_lanes
+    p = isa.param_block_bytes(acc, isa.Descriptor(isa.Op.LAYERNORM, n=n)) // 8
+    b = _ceil(n, min(isa.column_align(acc), row_lanes))
+    nl = dataclasses.replace(acc.nonlinear, row_lanes=row_lanes)
+    return p * max(1, CHUNK_BITS // acc.shell.data_width) + (m + 1) * b + 6 + layernorm_row_latency(nl)
 
 
 def param_beats(acc: AcceleratorConfig, n: int) -> int:
@@ -157,10 +172,7 @@ class LayerNormExecutor(wiring.Component):
             raise ValueError(f"acc.nonlinear.layernorm_in_bits must be >= 8 (int8 token buffers), "
                              f"not {acc.nonlinear.layernorm_in_bits!r}")
         row_lanes = acc.layernorm_lanes if row_lanes is None else row_lanes
-        if (not isinstance(row_lanes, int) or row_lanes < 1 or row_lanes & (row_lanes - 1) or row_lanes > 16
-                or acc.nonlinear.max_dim % row_lanes):
-            raise ValueError(f"LayerNormExecutor: row_lanes must be a power of two up to 16 dividing "
-                             f"nonlinear.max_dim = {acc.nonlinear.max_dim}, not {row_lanes!r}")
+        check_row_lanes("LayerNormExecutor", "row_lanes", row_lanes, nonlinear__max_dim=acc.nonlinear.max_dim)
         self.acc, self.row_lanes = acc, row_lanes
         super().__init__(ports.executor_members(acc))
 

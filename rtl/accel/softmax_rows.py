@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from heatvit import isa
-from heatvit.config import AcceleratorConfig
+from heatvit.config import AcceleratorConfig, check_row_lanes
 
 from ..gemm import layouts
 from ..nonlinear.rows import SoftmaxUnit, softmax_params_layout
@@ -53,11 +53,12 @@ class SoftmaxRows(wiring.Component):
       pattern), ``last`` on the GEMM's final write.
 
     ``units`` softmax units of ``lanes`` scores per beat take the rows in turn (row ``r`` to unit
-    ``r % units``): a unit spends about ``2B + 30`` cycles on a row of ``B`` beats but takes its
-    beats in ``B``, so two units nearly halve a softmax GEMM's added cycles for the price of a
-    second unit.  Default: ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived
-    from the array, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power of two
-    dividing ``C`` and ``nonlinear.max_tokens``.
+    ``r % units``).  A unit overlaps consecutive rows and takes a beat every cycle, as fast as this
+    stage's reader gives them, so one unit of ``C`` lanes (a score word a beat) is the fastest
+    (rows ``ceil(n / C)`` cycles apart); more units only help narrower ones.  Default:
+    ``acc.softmax_units`` units of ``acc.softmax_lanes`` lanes (derived from the array, one unit
+    of ``C`` lanes up to 16, :class:`heatvit.config.AcceleratorConfig`); ``lanes`` must be a power
+    of two up to 16 dividing ``C`` and ``nonlinear.max_tokens``.
     """
 
     def __init__(self, acc: AcceleratorConfig, units: int | None = None, lanes: int | None = None,
@@ -66,11 +67,8 @@ class SoftmaxRows(wiring.Component):
         lanes = acc.softmax_lanes if lanes is None else lanes
         if not isinstance(units, int) or not 1 <= units <= 4:
             raise ValueError(f"SoftmaxRows: units must be 1 .. 4, not {units!r}")
-        c = acc.gemm.cols
-        if (not isinstance(lanes, int) or lanes < 1 or lanes & (lanes - 1) or c % lanes
-                or acc.nonlinear.max_tokens % lanes or lanes > 16):
-            raise ValueError(f"SoftmaxRows: lanes must be a power of two up to 16 dividing gemm.cols = {c} and "
-                             f"nonlinear.max_tokens = {acc.nonlinear.max_tokens}, not {lanes!r}")
+        check_row_lanes("SoftmaxRows", "lanes", lanes, gemm__cols=acc.gemm.cols,
+                        nonlinear__max_tokens=acc.nonlinear.max_tokens)
         self.acc, self.g, self.units = acc, acc.gemm, units
         self.lanes = isa.column_align(acc)
         self.L = lanes

@@ -1,8 +1,9 @@
 """Row units: Softmax (attention rows) and LayerNorm, ``row_lanes`` elements per cycle, streaming.
 
-Both buffer one row (they need a whole-row statistic before the first output), then stream the
-result out under backpressure; a loader fills the next row into the beats the output phase has
-already read, so loading overlaps the previous row's output.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
+Both need a whole-row statistic before a row's first output, so a row is buffered (a ring of
+beats) while its statistic is computed.  Their stages (load, statistics, output) work on
+different rows at once: each row's statistics travel with its beats through the pipelines, so
+back-to-back rows of B beats take B cycles each, whatever the stages' latencies.  A row travels as beats of ``L = cfg.row_lanes`` elements, element
 ``j`` in lane ``j mod L`` of beat ``j // L``; only a row's last beat may be partial.  Bit-exact
 with :mod:`heatvit.golden.nonlinear.softmax` and ``.layernorm``; formats and cycle counts in
 docs/nonlinear.md.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +31,32 @@ OUT_ROUND_STAGES = 3
 LN_OUT_LATENCY = 1 + 1 + 1 + 2 + 1 + 3
 """LayerNorm output: read, centre, times r, rounding add and shift of t, affine, rounding add,
 shift and saturation."""
+
+
+def layernorm_stats_latency(cfg: NonlinearConfig) -> int:
+    """LayerNorm statistics pipeline: ``N S2`` and ``S1**2``, the variance, then the rsqrt core
+    (normalise 2, the table's Horner evaluator ``1 + 2 degree``, the mantissa 1)."""
+    return 2 + 2 + 1 + 2 * table("rsqrt", cfg).degree + 1
+
+
+def layernorm_row_queue(cfg: NonlinearConfig) -> int:
+    """Rows whose statistics are in flight or queued for the output: enough for rows of one beat
+    to follow each other every cycle."""
+    return layernorm_stats_latency(cfg) + 4
+
+
+def layernorm_ring_depth(cfg: NonlinearConfig) -> int:
+    """Beats of the LayerNorm input ring: a whole row (the output needs its statistics first)
+    plus the beats the loader takes while the statistics are computed."""
+    return cfg.max_dim // cfg.row_lanes + layernorm_stats_latency(cfg) + 4
+
+
+def layernorm_row_latency(cfg: NonlinearConfig) -> int:
+    """One LayerNorm row of B beats alone takes ``2B +`` this many cycles, its first input
+    beat's handshake to its last output beat's (measured, ``row_cycles`` of
+    testbench/nonlinear/tb_nonlinear.py): the last beat's moments register, the statistics, the
+    row queue, the output pipeline."""
+    return 1 + layernorm_stats_latency(cfg) + 1 + LN_OUT_LATENCY
 
 
 def row_beat(cfg: NonlinearConfig, shape) -> data.StructLayout:
@@ -65,56 +93,85 @@ def _max_flat(values):
     return out
 
 
-def _phase_flags(m, fsm, in_idle, in_out, in_exp=None):
-    """State decodes as unconditional assignments.
-
-    Icarus evaluates an ``always @*`` block only when one of its inputs changes; a flag assigned
-    inside an FSM state whose register never leaves its initial value would stay X.
-    """
-    m.d.comb += [in_idle.eq(fsm.ongoing("IDLE")), in_out.eq(fsm.ongoing("OUT"))]
-    if in_exp is not None:
-        m.d.comb += in_exp.eq(fsm.ongoing("EXP"))
-
-
 class RowOutput:
-    """The output side both row units share: streams a buffered row out beat by beat.
+    """The output side both row units share: beats issued back to back, rows one after another.
 
-    While ``active`` (the unit's output phase), beat ``idx`` of the row buffer is read whenever
-    the pipeline advances (``en = ~o.valid | o.ready``: backpressure freezes every stage, the
-    unit's datapath included); its valid and ``last`` flag travel ``latency`` enable-gated stages
-    beside the unit's datapath and drive ``o.valid``, ``o.payload.last`` and
-    ``o.payload.count`` (``tail`` on the last beat, ``lanes`` before).  Call :meth:`start` when
-    the row is ready to go out (``idx`` back to 0) and :meth:`run` inside the output state.
+    The unit drives ``issue`` (a beat is read from its buffer this cycle), ``last`` (it is its
+    row's last beat) and ``count`` (its valid lanes) combinationally; they travel ``latency``
+    stages gated by ``en = ~o.valid | o.ready`` (backpressure freezes every stage, the unit's
+    datapath included) beside the unit's datapath and drive ``o.valid``, ``o.payload.last`` and
+    ``o.payload.count``.  ``fire`` = ``issue & en``: the beat is taken.  ``pending``: a beat is
+    somewhere in the output pipeline (for ``busy``).
     """
 
-    def __init__(self, m, o, *, beats, tail, depth: int, lanes: int, latency: int):
+    def __init__(self, m, o, *, lanes: int, latency: int):
         self.o = o
-        self.en = Signal()
-        self.active = Signal()
-        self.idx = Signal(range(depth + 1))        # next beat to read
-        self.issue = Signal()
-        m.d.comb += [self.en.eq(~o.valid | o.ready), self.issue.eq(self.active & (self.idx < beats))]
+        self.en, self.issue, self.last, self.fire, self.pending = Signal(), Signal(), Signal(), Signal(), Signal()
+        self.count = Signal(range(lanes + 1))
+        m.d.comb += [self.en.eq(~o.valid | o.ready), self.fire.eq(self.issue & self.en)]
         ctl = Pipe(m, self.en, "octl")
-        valid = ctl.delay(self.issue, latency, "v")
-        self.last = ctl.delay(self.idx == beats - 1, latency, "last")
-        m.d.comb += [o.valid.eq(valid), o.payload.last.eq(self.last),
-                     o.payload.count.eq(Mux(self.last, tail, lanes))]
+        valids = [self.issue]
+        for _ in range(latency):
+            valids.append(ctl.reg(valids[-1], 1, "v"))
+        last = ctl.delay(self.last, latency, "last")
+        count = ctl.delay(self.count, latency, "count")
+        m.d.comb += [o.valid.eq(valids[-1]), o.payload.last.eq(last), o.payload.count.eq(count),
+                     self.pending.eq(Cat(*valids[1:]).any())]
 
-    def start(self):
-        """Statements that rewind the output to the row's first beat."""
-        return [self.idx.eq(0)]
 
-    def run(self, m, then: str):
-        """Inside the output state: advance ``idx``; go to state ``then`` after the last beat."""
-        with m.If(self.issue & self.en):
-            m.d.sync += self.idx.eq(self.idx + 1)
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-            m.next = then
+class Ring:
+    """A ring of ``depth`` beats in a memory: ``wa`` (next write), ``ra`` (next read) and ``used``
+    (written, not yet read).  Call :meth:`update` once with the write and read strobes."""
+
+    def __init__(self, depth: int, name: str):
+        self.depth = depth
+        self.wa = Signal(range(depth), name=f"{name}_wa")
+        self.ra = Signal(range(depth), name=f"{name}_ra")
+        self.used = Signal(range(depth + 1), name=f"{name}_used")
+        self.room = Signal(name=f"{name}_room")
+
+    def _next(self, a):
+        return Mux(a == self.depth - 1, 0, a + 1)
+
+    def update(self, m, write, read):
+        m.d.comb += self.room.eq(self.used != self.depth)
+        with m.If(write):
+            m.d.sync += self.wa.eq(self._next(self.wa))
+        with m.If(read):
+            m.d.sync += self.ra.eq(self._next(self.ra))
+        m.d.sync += self.used.eq(self.used + write - read)
 
 
 def softmax_params_layout():
     return data.StructLayout({"mult": unsigned(F.SOFTMAX_MULT_BITS), "shift": unsigned(SHIFT_BITS),
                               "out_max": unsigned(8)})
+
+
+def softmax_exp_latency(cfg: NonlinearConfig) -> int:
+    """Softmax exponential pipeline, read to write-back: the buffer read, ``mx - x``, the product,
+    the rounding add, shift and clamp of ``z``, then ``2**-z`` (the table's ``1 + 2 degree`` and
+    the rounding add and shift)."""
+    return 1 + 1 + 1 + 3 + 1 + 2 * table("pow2", cfg).degree + 2
+
+
+def softmax_recip_latency(cfg: NonlinearConfig) -> int:
+    """Softmax row sum to ``f = r out_max``: the sum's register, the reciprocal core (normalise 2,
+    the table's ``1 + 2 degree``, the mantissa 1), then the product."""
+    return 1 + 2 + 1 + 2 * table("reciprocal", cfg).degree + 1 + 1
+
+
+def softmax_row_queue(cfg: NonlinearConfig) -> int:
+    """Rows between the exponential pass and the output (in the exponential and reciprocal
+    pipelines or queued): enough for rows of one beat to follow each other every cycle."""
+    return softmax_exp_latency(cfg) + softmax_recip_latency(cfg) + 4
+
+
+def softmax_row_latency(cfg: NonlinearConfig) -> int:
+    """One Softmax row of B beats alone takes ``3B +`` this many cycles, its first input beat's
+    handshake to its last output beat's: the row queue to the exponentials, their pipeline, the
+    reciprocal, the row queue to the output, the output pipeline (measured, ``row_cycles`` of
+    testbench/nonlinear/tb_nonlinear.py)."""
+    return 1 + softmax_exp_latency(cfg) + softmax_recip_latency(cfg) + 1 + 2 + OUT_ROUND_STAGES - 1
 
 
 class SoftmaxUnit(wiring.Component):
@@ -126,10 +183,14 @@ class SoftmaxUnit(wiring.Component):
       elements ends there (the next beat starts a new row) and sets ``overflow`` (sticky until reset).
     * ``o``: :func:`row_beat` of uint8 probabilities in ``[0, out_max]``, same beat structure.
 
-    Phases per row of B beats: load and max (B cycles), exponentials and sum (B + 20), one
-    reciprocal (~12), normalise and stream out (B + 5, stalls on ``o.ready``).  The next row loads
-    while the current one streams out (into beats already read), so back-to-back rows take
-    2B + 30 cycles each (measured; docs/nonlinear.md).
+    Three stages overlap, each on a different row: the loader (one beat a cycle into a ring of
+    scores; the row's maximum on the fly), the exponentials (one beat a cycle into a ring of
+    exponentials; the row's sum, then its reciprocal) and the output (normalise, round, clamp:
+    one beat a cycle, stalls on ``o.ready``).  A row's maximum and reciprocal travel with its
+    beats, so back-to-back rows take B cycles each (B = beats a row), one row alone
+    ``3B +`` :func:`softmax_row_latency` (first input beat to last output beat; docs/nonlinear.md).
+    Queues between the stages (:func:`softmax_row_queue` rows) keep rows of one beat at a beat a
+    cycle.
     """
 
     def __init__(self, cfg: NonlinearConfig):
@@ -152,123 +213,127 @@ class SoftmaxUnit(wiring.Component):
         ebits = F.SOFTMAX_EXP_FRAC + 1
         sum_bits = ebits + tb
         depth = cfg.max_tokens // L
-        m.submodules.buf = buf = Memory(shape=data.ArrayLayout(unsigned(max(ib, ebits)), L), depth=depth, init=[])
-        wr, rd = buf.write_port(), buf.read_port()
+        queue = softmax_row_queue(cfg)
         p = self.params
-
-        beats = Signal(range(depth + 1))               # beats of the row being processed
-        tail = Signal(range(L + 1))                    # valid lanes of its last beat
-        mx = Signal(signed(ib))
-        # loader: fills the buffer with the next row while the previous one is streamed out
-        lcnt = Signal(range(depth + 1))
-        lmx = Signal(signed(ib))
-        lfull = Signal()                               # a complete row waits for the processor
-        lbeats = Signal(range(depth + 1))
-        ltail = Signal(range(L + 1))
-        total = Signal(unsigned(sum_bits))
-        idx = Signal(range(depth + 1))
-        done = Signal(range(depth + 1))
-        r = Signal(unsigned(F.RECIP_FRAC + 1))
-        big_e = Signal(unsigned(6))
-        f = Signal(unsigned(F.RECIP_FRAC + 1 + 8))
-
-        # -- exponential pipelines (free running while in EXP) ----------------------------------
         one = Const(1)
-        ctl = Pipe(m, one, "ctl")
-        in_exp = Signal()
-        issue = Signal()
-        m.d.comb += issue.eq(in_exp & (idx < beats))
-        v = ctl.reg(issue, 1, "v")                     # rd.data valid from here
-        a = ctl.reg(idx, idx.shape(), "a")
-        full = ctl.reg(idx != beats - 1, 1, "full")
-        m.submodules.pow2_rom = pow2_rom = table_rom(self.pow2_table)
-        zmax = (1 << F.POW2_IN_BITS) - 1
-        es = []
-        for j in range(L):
-            pe = Pipe(m, one, f"exp{j}")
-            x1 = rd.data[j][:ib].as_signed()
-            d2 = pe.reg(mx - x1, signed(ib + 1), "d")
-            p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
-            z, zlat = round_shift_pipe(pe, p3, p.shift, hi=zmax, shape=unsigned(F.POW2_IN_BITS), name="z")
-            e, lat = pow2_core(pe, z, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
-            es.append(e)
-        lat += 2 + zlat
-        v, a, full = ctl.delay(v, lat, "v"), ctl.delay(a, lat, "a"), ctl.delay(full, lat, "full")
-        # lanes past the row's end contribute 0 (and are written back as 0)
-        es = [Mux(full | (j < tail), e, 0) for j, e in enumerate(es)]
-        e_sum = _tree(lambda x, y: x + y, es)
+        row = data.StructLayout({"beats": unsigned(depth.bit_length()), "tail": unsigned(L.bit_length())})
 
-        # -- reciprocal of the row sum -------------------------------------------------------------
-        pr = Pipe(m, one, "rcp")
-        m.submodules.recip_rom = recip_rom = table_rom(self.recip_table)
-        r_out, e_out, rlat = recip_core(pr, total, sum_bits, self.recip_table, recip_rom)
-        wait = Signal(range(rlat + 3))
+        xring = Ring(depth + 4, "x")
+        m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=xring.depth, init=[])
+        xw, xr = xbuf.write_port(), xbuf.read_port()
+        ering = Ring(depth + queue + 4, "e")
+        m.submodules.ebuf = ebuf = Memory(shape=data.ArrayLayout(unsigned(ebits), L), depth=ering.depth, init=[])
+        ew, er = ebuf.write_port(), ebuf.read_port()
 
-        # -- output pipeline (stalls on backpressure): read, multiply, round and clamp -------------
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=2 + OUT_ROUND_STAGES)
-        en_o, in_out, oidx = out.en, out.active, out.idx
-        po = Pipe(m, en_o, "out")
-        prods = [po.reg(rd.data[j][:ebits] * f, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
-        for j in range(L):
-            # round by 16 + E (add, shift), clamp to out_max: OUT_ROUND_STAGES registers
-            y, _ = round_shift_pipe(po, prods[j], big_e, offset=F.RECIP_FRAC, hi=p.out_max,
-                                    shape=unsigned(8), name=f"y{j}")
-            m.d.comb += self.o.payload.data[j].eq(y)
-
-        # -- memory port sharing (unconditional assignments: see _phase_flags) ---------------------
-        m.d.comb += [rd.addr.eq(Mux(in_out, oidx, idx)), rd.en.eq(Mux(in_out, en_o, 1))]
-
-        # -- input beat: valid lanes and their maximum ---------------------------------------------
+        # -- loader: beats into the score ring, the row's maximum on the fly -----------------------
         lo = -(1 << (ib - 1))
         cnt_in = self.i.payload.count
         nv = Signal(range(L + 1))
         m.d.comb += nv.eq(Mux(~self.i.payload.last | (cnt_in == 0) | (cnt_in > L), L, cnt_in))
         lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
-
-        # -- loader: may write a beat the output phase has already read, never one still needed --
-        in_idle = Signal()
-        load_ok = Signal()
-        m.d.comb += [load_ok.eq(~lfull & (in_idle | (in_out & (lcnt < oidx)))), self.i.ready.eq(load_ok)]
-        with m.If(self.i.valid & load_ok):
-            m.d.comb += [wr.addr.eq(lcnt), wr.en.eq(1)]
-            m.d.comb += [wr.data[j].eq(self.i.payload.data[j].as_unsigned()) for j in range(L)]
-            # the row's running maximum: one compare deep (all pairs at once), not a tree
-            m.d.sync += lmx.eq(_max_flat(lanes_in + [Mux(lcnt == 0, lo, lmx)]))
-            with m.If(self.i.payload.last | (lcnt == depth - 1)):
-                m.d.sync += [lbeats.eq(lcnt + 1), ltail.eq(nv), lcnt.eq(0), lfull.eq(1)]
+        lcnt = Signal(range(depth + 1))
+        lmx = Signal(signed(ib))
+        new_mx = Signal(signed(ib))
+        # the row's running maximum: one compare deep (all pairs at once), not a tree
+        m.d.comb += new_mx.eq(_max_flat(lanes_in + [Mux(lcnt == 0, lo, lmx)]))
+        rec1 = data.StructLayout({"mx": signed(ib), "row": row})
+        m.submodules.q1 = q1 = SyncFIFO(width=rec1.size, depth=2)
+        load, row_end = Signal(), Signal()
+        m.d.comb += [self.i.ready.eq(xring.room & q1.w_rdy), load.eq(self.i.valid & self.i.ready),
+                     row_end.eq(self.i.payload.last | (lcnt == depth - 1)),
+                     xw.addr.eq(xring.wa), xw.en.eq(load),
+                     q1.w_en.eq(load & row_end), q1.w_data.eq(Cat(new_mx, (lcnt + 1)[:len(lcnt)], nv))]
+        m.d.comb += [xw.data[j].eq(self.i.payload.data[j]) for j in range(L)]
+        with m.If(load):
+            m.d.sync += lmx.eq(new_mx)
+            with m.If(row_end):
+                m.d.sync += lcnt.eq(0)
                 with m.If(~self.i.payload.last):
                     m.d.sync += self.overflow.eq(1)
             with m.Else():
                 m.d.sync += lcnt.eq(lcnt + 1)
 
-        # -- processor: exponentials and sum, reciprocal, normalise and output ---------------------
-        with m.FSM(name="softmax") as fsm:
-            with m.State("IDLE"):
-                with m.If(lfull):
-                    m.d.sync += [beats.eq(lbeats), tail.eq(ltail), mx.eq(lmx), lfull.eq(0), idx.eq(0),
-                                 done.eq(0), total.eq(0)]
-                    m.next = "EXP"
-            with m.State("EXP"):
-                with m.If(issue):
-                    m.d.sync += idx.eq(idx + 1)
-                with m.If(v):
-                    m.d.comb += [wr.addr.eq(a), wr.en.eq(1)]
-                    m.d.comb += [wr.data[j].eq(es[j]) for j in range(L)]
-                    m.d.sync += [total.eq(total + e_sum), done.eq(done + 1)]
-                with m.If(done == beats):
-                    m.d.sync += wait.eq(0)
-                    m.next = "RECIP"
-            with m.State("RECIP"):
-                m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == rlat):
-                    m.d.sync += [r.eq(r_out), big_e.eq(e_out)]
-                with m.If(wait == rlat + 1):
-                    m.d.sync += [f.eq(r * p.out_max), *out.start()]
-                    m.next = "OUT"
-            with m.State("OUT"):
-                out.run(m, "IDLE")
-        _phase_flags(m, fsm, in_idle, in_out, in_exp)
-        m.d.comb += self.busy.eq(~in_idle | lfull | (lcnt != 0))
+        # -- exponentials (free running): a beat a cycle while the exponential ring has room -------
+        h1 = data.View(rec1, q1.r_data)
+        reserved = Signal(range(ering.depth + 1))      # exponential slots issued, not yet output
+        inflight = Signal(range(queue + 1))            # rows past the exponentials, not yet output
+        ei = Signal(range(depth + 1))                  # beat of the row being issued
+        issue, elast = Signal(), Signal()
+        m.d.comb += [issue.eq(q1.r_rdy & (reserved != ering.depth) & (inflight != queue)),
+                     elast.eq(ei == h1.row.beats - 1), q1.r_en.eq(issue & elast),
+                     xr.addr.eq(xring.ra), xr.en.eq(1)]
+        with m.If(issue):
+            m.d.sync += ei.eq(Mux(elast, 0, ei + 1))
+        xring.update(m, load, issue)
+        # the row's length and last-beat lanes wait for the output beside its reciprocal
+        m.submodules.qrow = qrow = SyncFIFO(width=row.size, depth=queue)
+        m.d.comb += [qrow.w_en.eq(issue & elast), qrow.w_data.eq(h1.row.as_value())]
+        ctl = Pipe(m, one, "ctl")
+        v = ctl.reg(issue, 1, "v")                     # xr.data valid from here
+        mx = ctl.reg(h1.mx, name="mx")
+        first = ctl.reg(ei == 0, 1, "first")
+        last = ctl.reg(elast, 1, "last")
+        cnt = ctl.reg(Mux(elast, h1.row.tail, L), unsigned(L.bit_length()), "cnt")
+        m.submodules.pow2_rom = pow2_rom = table_rom(self.pow2_table)
+        zmax = (1 << F.POW2_IN_BITS) - 1
+        es = []
+        for j in range(L):
+            pe = Pipe(m, one, f"exp{j}")
+            d2 = pe.reg(mx - xr.data[j], signed(ib + 1), "d")
+            p3 = pe.reg(d2.as_unsigned()[:ib] * p.mult, unsigned(ib + F.SOFTMAX_MULT_BITS), "p")
+            z, zlat = round_shift_pipe(pe, p3, p.shift, hi=zmax, shape=unsigned(F.POW2_IN_BITS), name="z")
+            e, lat = pow2_core(pe, z, F.SOFTMAX_EXP_FRAC, self.pow2_table, pow2_rom)
+            es.append(e)
+        lat += 2 + zlat
+        assert 1 + lat == softmax_exp_latency(cfg)
+        v, first, last, cnt = (ctl.delay(x, lat, nm) for x, nm in ((v, "v"), (first, "first"), (last, "last"),
+                                                                   (cnt, "cnt")))
+        # lanes past the row's end contribute 0 (and are written as 0)
+        es = [Mux(cnt > j, e, 0) for j, e in enumerate(es)]
+        total = Signal(unsigned(sum_bits))
+        row_sum = Signal(unsigned(sum_bits))
+        m.d.comb += [row_sum.eq(Mux(first, 0, total) + _tree(lambda x, y: x + y, es)),
+                     ew.addr.eq(ering.wa), ew.en.eq(v)]
+        m.d.comb += [ew.data[j].eq(es[j]) for j in range(L)]
+        with m.If(v):
+            m.d.sync += total.eq(row_sum)
+
+        # -- reciprocal of the row sum (free running), f = r out_max -------------------------------
+        pr = Pipe(m, one, "rcp")
+        sv = pr.reg(v & last, 1, "sv")
+        ssum = pr.reg(row_sum, name="sum")
+        m.submodules.recip_rom = recip_rom = table_rom(self.recip_table)
+        r_out, e_out, rlat = recip_core(pr, ssum, sum_bits, self.recip_table, recip_rom)
+        f = pr.reg(r_out * p.out_max, unsigned(F.RECIP_FRAC + 1 + 8), "f")
+        big_e = pr.reg(e_out, unsigned(6), "bige")
+        sv = pr.delay(sv, rlat + 1, "sv")
+        assert rlat + 2 == softmax_recip_latency(cfg)
+        rec2 = data.StructLayout({"f": f.shape(), "e": unsigned(6)})
+        m.submodules.q2 = q2 = SyncFIFO(width=rec2.size, depth=queue)
+        m.d.comb += [q2.w_en.eq(sv), q2.w_data.eq(Cat(f, big_e))]
+
+        # -- output: the rows' beats back to back, each with its row's reciprocal ------------------
+        h2, hr = data.View(rec2, q2.r_data), data.View(row, qrow.r_data)
+        out = RowOutput(m, self.o, lanes=L, latency=2 + OUT_ROUND_STAGES)
+        en_o = out.en
+        bo = Signal(range(depth + 1))
+        m.d.comb += [out.issue.eq(q2.r_rdy), out.last.eq(bo == hr.beats - 1), out.count.eq(Mux(out.last, hr.tail, L)),
+                     q2.r_en.eq(out.fire & out.last), qrow.r_en.eq(out.fire & out.last),
+                     er.addr.eq(ering.ra), er.en.eq(en_o)]
+        with m.If(out.fire):
+            m.d.sync += bo.eq(Mux(out.last, 0, bo + 1))
+        ering.update(m, v, out.fire)
+        m.d.sync += [reserved.eq(reserved + issue - out.fire), inflight.eq(inflight + (issue & elast) - q2.r_en)]
+        po = Pipe(m, en_o, "out")
+        f_1 = po.reg(h2.f, name="f")
+        e_2 = po.reg(po.reg(h2.e, name="e"), name="e")
+        prods = [po.reg(er.data[j] * f_1, unsigned(ebits + f.shape().width), f"prod{j}") for j in range(L)]
+        for j in range(L):
+            # round by 16 + E (add, shift), clamp to out_max: OUT_ROUND_STAGES registers
+            y, _ = round_shift_pipe(po, prods[j], e_2, offset=F.RECIP_FRAC, hi=p.out_max,
+                                    shape=unsigned(8), name=f"y{j}")
+            m.d.comb += self.o.payload.data[j].eq(y)
+        m.d.comb += self.busy.eq((lcnt != 0) | q1.r_rdy | (inflight != 0) | out.pending)
         return m
 
 
@@ -286,8 +351,8 @@ def layernorm_affine_layout(cfg: NonlinearConfig):
 class LayerNormUnit(wiring.Component):
     """LayerNorm over rows of ``params.length`` (1 .. ``cfg.max_dim``) signed ``layernorm_in_bits`` inputs.
 
-    * ``params`` (hold stable, from the cycle before a row's first beat on): ``length`` = N,
-      ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
+    * ``params`` (hold stable while a row is in the unit, ``busy``, and from the cycle before a
+      row's first beat on): ``length`` = N, ``eps`` = ``eps_q``, ``out_shift`` = ``12 + g_shift``
       of :class:`heatvit.golden.nonlinear.LayerNormParams`; a length of 0 counts as 1, one above
       ``max_dim`` as ``max_dim``.
     * ``affine`` (always ready): ``(index, gamma G_i, beta B_i)`` writes channel ``index``'s affine
@@ -295,9 +360,14 @@ class LayerNormUnit(wiring.Component):
     * ``i``: beats of ``row_lanes`` inputs, ``ceil(N / row_lanes)`` per row (lanes past N in the
       last beat are ignored); ``o``: :func:`row_beat` of int8 results.
 
-    Phases per row of B beats: load and moments (B cycles), variance (2), rsqrt (~10), normalise,
-    affine and stream out (B + 9, stalls on ``o.ready``).  The next row loads while the current one
-    streams out, so back-to-back rows take B + 21 cycles each (measured; docs/nonlinear.md).
+    Three stages overlap, each on a different row: the loader (one beat a cycle into a ring of
+    :func:`layernorm_ring_depth` beats; the row's moments on the fly), the statistics pipeline
+    (variance, rsqrt: :func:`layernorm_stats_latency` cycles, a row a cycle, into a queue of
+    :func:`layernorm_row_queue` rows) and the output (normalise, affine: one beat a cycle,
+    :data:`LN_OUT_LATENCY` deep, stalls on ``o.ready``).  A row's statistics travel with its
+    beats, so the next row's beats follow the last one's without a gap: back-to-back rows take B
+    cycles each, one row alone ``2B +`` :func:`layernorm_row_latency` (first input beat to last
+    output beat; docs/nonlinear.md).
     """
 
     def __init__(self, cfg: NonlinearConfig, out_bits: int = 8):
@@ -325,16 +395,16 @@ class LayerNormUnit(wiring.Component):
         n_in = Signal(range(cfg.max_dim + 1))
         m.d.comb += n_in.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
         n = Signal(range(cfg.max_dim + 1), init=1)
-        beats = Signal(range(depth + 1), init=1)
         tail = Signal(range(L + 1), init=1)
         beats_in = (n_in + (L - 1)) >> log_l
         tail_in = n_in - ((beats_in - 1) << log_l)
         beats_m1 = Signal(range(depth + 1))
         tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
-        m.d.sync += [n.eq(n_in), beats.eq(beats_in), tail.eq(tail_in), beats_m1.eq(beats_in - 1),
+        m.d.sync += [n.eq(n_in), tail.eq(tail_in), beats_m1.eq(beats_in - 1),
                      tail_mask.eq(Cat(*[tail_in > j for j in range(L)]))]
 
-        m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=depth, init=[])
+        ring = Ring(layernorm_ring_depth(cfg), "x")
+        m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=ring.depth, init=[])
         xw, xr = xbuf.write_port(), xbuf.read_port()
         affine = data.StructLayout({"gamma": signed(F.LN_GAMMA_BITS), "beta": signed(F.LN_BETA_BITS)})
         m.d.comb += self.affine.ready.eq(1)
@@ -348,84 +418,85 @@ class LayerNormUnit(wiring.Component):
                          aw.en.eq(self.affine.valid & ((index & (L - 1)) == j))]
             ars.append(ar)
 
-        s1 = Signal(signed(ib + db + 1))               # moments of the row being processed
-        s2 = Signal(unsigned(2 * ib + db))
-        # loader: fills the buffer with the next row while the previous one is streamed out
-        cnt = Signal(range(depth + 1))
+        # -- loader: beats into the ring, the row's moments S1, S2 on the fly ----------------------
+        cnt = Signal(range(depth + 1))             # beat of the row being loaded
         ls1 = Signal(signed(ib + db + 1))
         ls2 = Signal(unsigned(2 * ib + db))
-        lfull = Signal()
-        ns2 = Signal(unsigned(2 * ib + 2 * db))
-        s1sq = Signal(unsigned(2 * (ib + db)))
-        dval = Signal(unsigned(mb))
-        r = Signal(unsigned(F.RSQRT_FRAC + 1))
-        sh1 = Signal(unsigned(6))
-        wait = Signal(range(64))
+        last_beat = Signal()
+        m.d.comb += last_beat.eq(cnt == beats_m1)
+        xs = [Mux(~last_beat | tail_mask[j], self.i.payload[j], 0) for j in range(L)]
+        beat_s1 = _tree(lambda x, y: x + y, xs)
+        beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
+        new_s1, new_s2 = Mux(cnt == 0, 0, ls1) + beat_s1, Mux(cnt == 0, 0, ls2) + beat_s2
+        # rows whose moments are in the statistics pipeline or its queue (at most LN_ROW_QUEUE)
+        queue = layernorm_row_queue(cfg)
+        queued = Signal(range(queue + 1))
+        load = Signal()
+        m.d.comb += [self.i.ready.eq(ring.room & (~last_beat | (queued != queue))),
+                     load.eq(self.i.valid & self.i.ready),
+                     xw.addr.eq(ring.wa), xw.data.eq(self.i.payload), xw.en.eq(load)]
+        sv = Signal()                              # a row's moments enter the statistics pipeline
+        ss1, ss2 = Signal.like(ls1), Signal.like(ls2)
+        m.d.sync += sv.eq(0)
+        with m.If(load):
+            m.d.sync += [ls1.eq(new_s1), ls2.eq(new_s2)]
+            with m.If(last_beat):
+                m.d.sync += [cnt.eq(0), sv.eq(1), ss1.eq(new_s1), ss2.eq(new_s2)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
 
+        # -- statistics (free running, a row a cycle): variance, rsqrt -----------------------------
         one = Const(1)
-        pr = Pipe(m, one, "rsq")
+        ps = Pipe(m, one, "st")
+        v = ps.reg(sv, 1, "v")
+        s1 = ps.reg(ss1, name="s1")
+        ns2 = ps.reg(n * ss2, unsigned(2 * ib + 2 * db), "ns2")
+        s1sq = ps.reg(ss1 * ss1, unsigned(2 * (ib + db)), "s1sq")
+        var = ((ns2 - s1sq) << F.LN_EPS_FRAC) + p.eps          # eps_q has LN_EPS_FRAC fraction bits
+        dval = ps.reg(Mux(var == 0, 1, var), unsigned(mb), "dval")
+        v, s1 = ps.reg(v, name="v"), ps.reg(s1, name="s1")
         m.submodules.rsqrt_rom = rom = table_rom(self.rsqrt_table)
-        r_out, k_out, rlat = rsqrt_core(pr, dval, mb, self.rsqrt_table, rom)
-        k_out = k_out - F.LN_EPS_FRAC // 2        # D carries eps's fraction bits: 2**LN_EPS_FRAC too large
+        r_out, k_out, rlat = rsqrt_core(Pipe(m, one, "rsq"), dval, mb, self.rsqrt_table, rom)
+        v, s1 = ps.delay(v, rlat, "v"), ps.delay(s1, rlat, "s1")
+        # D carries eps's fraction bits (2**LN_EPS_FRAC too large): k - LN_EPS_FRAC / 2
+        sh1 = (k_out - F.LN_EPS_FRAC // 2 + (F.RSQRT_FRAC - F.LN_NORM_FRAC))[:SHIFT_BITS]
+        assert 2 + rlat == layernorm_stats_latency(cfg)
+        stats = data.StructLayout({"s1": s1.shape(), "r": unsigned(F.RSQRT_FRAC + 1), "sh1": unsigned(SHIFT_BITS)})
+        m.submodules.rowq = rowq = SyncFIFO(width=stats.size, depth=queue)
+        head = data.View(stats, rowq.r_data)
+        m.d.comb += [rowq.w_en.eq(v), rowq.w_data.eq(Cat(s1, r_out, sh1))]
 
-        out = RowOutput(m, self.o, beats=beats, tail=tail, depth=depth, lanes=L, latency=LN_OUT_LATENCY)
-        en_o, in_out, oidx, olast = out.en, out.active, out.idx, out.last
-        m.d.comb += [xr.addr.eq(oidx), xr.en.eq(en_o)]
-        m.d.comb += [ar.addr.eq(oidx) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
+        # -- output: the queued rows' beats back to back, each with its row's statistics -----------
+        out = RowOutput(m, self.o, lanes=L, latency=LN_OUT_LATENCY)
+        en_o = out.en
+        bi = Signal(range(depth))                  # beat of the row being issued
+        m.d.comb += [out.issue.eq(rowq.r_rdy), out.last.eq(bi == beats_m1), out.count.eq(Mux(out.last, tail, L)),
+                     rowq.r_en.eq(out.fire & out.last),
+                     xr.addr.eq(ring.ra), xr.en.eq(en_o)]
+        with m.If(out.fire):
+            m.d.sync += bi.eq(Mux(out.last, 0, bi + 1))
+        ring.update(m, load, out.fire)
+        m.d.sync += queued.eq(queued + (load & last_beat) - rowq.r_en)
+        m.d.comb += [ar.addr.eq(bi) for ar in ars] + [ar.en.eq(en_o) for ar in ars]
+        pc = Pipe(m, en_o, "row")
+        s1_1, r_1, sh_1 = pc.reg(head.s1, name="s1"), pc.reg(head.r, name="r"), pc.reg(head.sh1, name="sh")
+        r_2, sh_2 = pc.reg(r_1, name="r"), pc.reg(sh_1, name="sh")
+        sh_3 = pc.reg(sh_2, name="sh")
+        olast = self.o.payload.last
         lo, hi = -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
         tb = F.LN_NORM_FRAC + (db + 1) // 2 + 3
         for j in range(L):
             po = Pipe(m, en_o, f"out{j}")
             # stage 2: centred value c = N x - S1 (exact); 3: c * r; 4: t = round(c r / 2**sh1)
-            c = po.reg(n * xr.data[j] - s1, signed(ib + db + 2), "c")
+            c = po.reg(n * xr.data[j] - s1_1, signed(ib + db + 2), "c")
             g, b = po.reg(ars[j].data.gamma, name="g"), po.reg(ars[j].data.beta, name="b")
-            cr = po.reg(c * r, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
+            cr = po.reg(c * r_2, signed(ib + db + 2 + F.RSQRT_FRAC + 2), "cr")
             g, b = po.reg(g, name="g"), po.reg(b, name="b")
-            t, tlat = round_shift_pipe(po, cr, sh1, shape=signed(tb), name="t")
+            t, tlat = round_shift_pipe(po, cr, sh_3, shape=signed(tb), name="t")
             g, b = po.delay(g, tlat, "g"), po.delay(b, tlat, "b")
             # then: affine; rounding add, shift, saturation (lanes past the row's end: 0)
             acc = po.reg(t * g + b, signed(F.LN_BETA_BITS + 1), "acc")
             y, _ = round_shift_pipe(po, acc, p.out_shift, lo=lo, hi=hi, shape=signed(self.out_bits), name="y")
             m.d.comb += self.o.payload.data[j].eq(Mux(~olast | (j < tail), y, 0))
-
-        # -- input beat: moments over the valid lanes ----------------------------------------------
-        # (the last beat's index and lane mask are registers: an equality and a mask before the sums)
-        last_beat = cnt == beats_m1
-        xs = [Mux(~last_beat | tail_mask[j], self.i.payload[j], 0) for j in range(L)]
-        beat_s1 = _tree(lambda x, y: x + y, xs)
-        beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
-
-        in_idle = Signal()
-        load_ok = Signal()
-        m.d.comb += [load_ok.eq(~lfull & (in_idle | (in_out & (cnt < oidx)))), self.i.ready.eq(load_ok)]
-        with m.If(self.i.valid & load_ok):
-            m.d.comb += [xw.addr.eq(cnt), xw.data.eq(self.i.payload), xw.en.eq(1)]
-            first = cnt == 0
-            m.d.sync += [ls1.eq(Mux(first, 0, ls1) + beat_s1), ls2.eq(Mux(first, 0, ls2) + beat_s2)]
-            with m.If(cnt + 1 >= beats):
-                m.d.sync += [cnt.eq(0), lfull.eq(1)]
-            with m.Else():
-                m.d.sync += cnt.eq(cnt + 1)
-
-        with m.FSM(name="layernorm") as fsm:
-            with m.State("IDLE"):
-                with m.If(lfull):
-                    m.d.sync += [s1.eq(ls1), s2.eq(ls2), lfull.eq(0)]
-                    m.next = "STATS"
-            with m.State("STATS"):
-                m.d.sync += [ns2.eq(n * s2), s1sq.eq(s1 * s1), wait.eq(0)]
-                m.next = "VAR"
-            with m.State("VAR"):
-                v = ((ns2 - s1sq) << F.LN_EPS_FRAC) + p.eps          # eps_q has LN_EPS_FRAC fraction bits
-                m.d.sync += dval.eq(Mux(v == 0, 1, v))
-                m.next = "RSQRT"
-            with m.State("RSQRT"):
-                m.d.sync += wait.eq(wait + 1)
-                with m.If(wait == rlat):
-                    m.d.sync += [r.eq(r_out), sh1.eq(k_out + (F.RSQRT_FRAC - F.LN_NORM_FRAC)), *out.start()]
-                    m.next = "OUT"
-            with m.State("OUT"):
-                out.run(m, "IDLE")
-        _phase_flags(m, fsm, in_idle, in_out)
-        m.d.comb += self.busy.eq(~in_idle | lfull | (cnt != 0))
+        m.d.comb += self.busy.eq((cnt != 0) | (queued != 0) | out.pending)
         return m
