@@ -282,8 +282,9 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> i
     rows, one unit of 16 lanes at 16 x 16): exact on every softmax GEMM of the dense digits model
     (five N tiles) and of DeiT-T dense and pruned (q k^T at 197, 139, 99 and 71 tokens, K = 64),
     on the pruned digits model's 2-way softmax (one N tile, B = 1, at 46 and 65 tokens) and two
-    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens) and on some of the
-    digits' q k^T at 15 tokens (one N tile: one cycle either way with the data)."""
+    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens).  Known gap: the
+    digits' q k^T at 15 or 16 live tokens (one N tile, ``m`` under the array's 16 rows) is 17-18
+    cycles short of its ~153-cycle record (bench pruning on main de3c60e: 4 of 50 test images)."""
     b = ceil_div(n, acc.softmax_lanes)
     first_to_last = (m - 1) * b
     nt = ceil_div(n, acc.gemm.cols)
