@@ -24,7 +24,7 @@ from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.validate import check_int
 
-from .pipe import Pipe, round_shift_const, round_shift_pipe, saturate
+from .pipe import Pipe, horner, round_shift_const, round_shift_pipe, saturate
 from .units import ActUnit, _Elementwise, act_params_layout
 
 
@@ -49,28 +49,6 @@ def dual_rom(tables) -> tuple[Memory, list[int], int, int, int, int]:
             init.append(word)
     rom = Memory(shape=unsigned(cb * (degree + 1)), depth=len(init), init=init)
     return rom, base, degree, cb, ab, w
-
-
-def horner(pipe: Pipe, addr, t, mem: Memory, degree: int, cb: int, ab: int, w: int):
-    """:func:`.pipe.ppoly` with the ROM word ``addr`` and the offset ``t`` (``w`` bits) given:
-    stage 1 reads the coefficients and registers ``t``, each Horner step two stages.  Returns
-    ``(acc, 1 + 2 degree)``."""
-    m = pipe.m
-    rd = mem.read_port()
-    m.d.comb += [rd.addr.eq(addr), rd.en.eq(pipe.en)]
-    t = pipe.reg(t, unsigned(w), "t")
-    coefs = [rd.data[j * cb:(j + 1) * cb].as_signed() for j in range(degree + 1)]
-    acc = coefs[degree]
-    later = {j: coefs[j] for j in range(degree)}
-    for step in range(degree):
-        j = degree - 1 - step
-        prod = pipe.reg(acc * t, signed(ab + w + 1), "prod")
-        t = pipe.reg(t, name="t")
-        later = {k: pipe.reg(v, signed(cb), f"c{k}_") for k, v in later.items()}
-        acc = pipe.reg(round_shift_const(prod, w) + later.pop(j), signed(ab), "acc")
-        t = pipe.reg(t, name="t")
-        later = {k: pipe.reg(v, signed(cb), f"c{k}_") for k, v in later.items()}
-    return acc, 1 + 2 * degree
 
 
 class GeluSigmoidUnit(ActUnit):

@@ -124,23 +124,30 @@ def ppoly(pipe: Pipe, table: Table, u, mem: Memory | None = None):
     if mem is None:
         mem = table_rom(table)
         m.submodules[f"{pipe.prefix}_rom"] = mem
-    w, d, cb, ab = table.w, table.degree, table.coef_bits, table.acc_bits
+    return horner(pipe, u >> table.w, u[:table.w], mem, table.degree, table.coef_bits, table.acc_bits, table.w)
+
+
+def horner(pipe: Pipe, addr, t, mem: Memory, degree: int, cb: int, ab: int, w: int):
+    """:func:`ppoly` with the ROM word ``addr`` and the offset ``t`` (``w`` bits) given: stage 1
+    reads the coefficients (``cb`` bits each) and registers ``t``, each Horner step two stages
+    (``ab``-bit accumulator).  Returns ``(acc, 1 + 2 degree)``."""
+    m = pipe.m
     rd = mem.read_port()
-    m.d.comb += [rd.addr.eq(u >> w), rd.en.eq(pipe.en)]
-    t = pipe.reg(u[:w], unsigned(w), "t")
-    coefs = [rd.data[j * cb:(j + 1) * cb].as_signed() for j in range(d + 1)]
-    acc = coefs[d]
+    m.d.comb += [rd.addr.eq(addr), rd.en.eq(pipe.en)]
+    t = pipe.reg(t, unsigned(w), "t")
+    coefs = [rd.data[j * cb:(j + 1) * cb].as_signed() for j in range(degree + 1)]
+    acc = coefs[degree]
     # the coefficients used by later steps travel beside the accumulator
-    later = {j: coefs[j] for j in range(d)}
-    for step in range(d):
-        j = d - 1 - step
+    later = {j: coefs[j] for j in range(degree)}
+    for step in range(degree):
+        j = degree - 1 - step
         prod = pipe.reg(acc * t, signed(ab + w + 1), "prod")
         t = pipe.reg(t, name="t")
         later = {k: pipe.reg(v, signed(cb), f"c{k}_") for k, v in later.items()}
         acc = pipe.reg(round_shift_const(prod, w) + later.pop(j), signed(ab), "acc")
         t = pipe.reg(t, name="t")
         later = {k: pipe.reg(v, signed(cb), f"c{k}_") for k, v in later.items()}
-    return acc, 1 + 2 * d
+    return acc, 1 + 2 * degree
 
 
 def table_rom(table: Table) -> Memory:
