@@ -108,10 +108,32 @@ def test_hierarchical_equals_whole_design(tmp_path, monkeypatch, batch):
     assert (hier["instances"], hier["modules"], hier["synthesized_now"]) == (4, 3, 3)
     batch_sizes = sorted(json.loads(f.read_text())["batch"] for f in (tmp_path / "cache").glob("*.json"))
     assert batch_sizes == ([1, 2, 2] if batch else [1, 1, 1])
+    # every module's longest combinational path measured in the same runs, deepest first: the
+    # top's three-way 32-bit sum to its output port, then the lanes' adders (a LUT and a carry
+    # chain from the ports to the result register)
+    paths = hier["longest_paths"]
+    assert paths["modules_measured"] == 3 and paths["modules_not_measured"] == []
+    assert [p["module"] for p in paths["deepest"]][0] == "pair"
+    assert [p["levels"] for p in paths["deepest"]] == sorted((p["levels"] for p in paths["deepest"]), reverse=True)
+    for p in paths["deepest"]:
+        assert p["luts"] >= 1 and p["carry"] >= 3
+        assert p["levels"] == p["luts"] + p["other"] + p["carry"] / 4
     again = _yosys.hier_cell_counts(v, "pair", cache=tmp_path / "cache")
     assert again["cells"] == hier["cells"] and again["synthesized_now"] == 0
+    assert again["longest_paths"] == paths
     with pytest.raises(ValueError, match="top module 'nope'"):
         _yosys.hier_cell_counts(v, "nope", cache=tmp_path / "cache")
+
+
+def test_module_paths_parsed():
+    """``ltp`` per module: the cells on each path classified by the select lists (LUT, MUXF and
+    LUT-RAM reads, carry), a module without a combinational cell has length -1 (0 levels)."""
+    ltp = ("Longest topological path in a.b (length=4):\n    0: \\x [0]\n"
+           "    1: $1.Y (via $abc$1)\n    2: $2.O (via $f7)\n    3: $c.CO [3] (via $c0.carry4)\n"
+           "    4: $c.CO [7] (via $c1.carry4)\n\nLongest topological path in top (length=-1):\n")
+    got = _yosys.module_paths(ltp, "a.b/$abc$1\n", "a.b/$f7\n", "a.b/$c0.carry4\na.b/$c1.carry4\n")
+    assert got == {"a.b": {"cells": 4, "luts": 1, "other": 1, "carry": 2, "levels": 2.5},
+                   "top": {"cells": 0, "luts": 0, "other": 0, "carry": 0, "levels": 0}}
 
 
 class Rom(wiring.Component):

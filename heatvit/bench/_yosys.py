@@ -272,7 +272,7 @@ def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, 
                  + "endmodule\n")
     (work / "m.v").write_text(text)
     script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {head}; "
-              f"tee -q -o stat.txt stat")
+              f"tee -q -o stat.txt stat; {LTP_SCRIPT}")
     what = f"module {names[0]}" if len(names) == 1 else f"{len(names)} modules ({', '.join(names)})"
     try:
         wall, cpu = run_logged(script, work, what, timeout=timeout)
@@ -280,6 +280,7 @@ def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, 
         raise RuntimeError(f"yosys did not finish {what} in {timeout} s (see {work / 'yosys.log'}); "
                            "the resource count is incomplete") from e
     stat = (work / "stat.txt").read_text()
+    paths = module_paths(*((work / f).read_text() for f in ("ltp.txt", "luts.txt", "muxf.txt", "carry.txt")))
     sections = _STAT_MODULE.split(stat)
     found = {sections[i].strip().lstrip("\\"): sections[i + 1] for i in range(1, len(sections) - 1, 2)}
     total = sum(len(mods[n][0]) for n in names)
@@ -293,7 +294,38 @@ def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, 
                  if k.lstrip("\\") not in child_types}
         share = len(mods[n][0]) / total
         out[n] = {"cells": cells, "wall_s": round(wall * share, 2),
-                  "cpu_s": None if cpu is None else round(cpu * share, 2), "batch": len(names)}
+                  "cpu_s": None if cpu is None else round(cpu * share, 2), "batch": len(names),
+                  "ltp": paths.get(plain)}
+    return out
+
+
+LTP_SCRIPT = ("select -set comb t:LUT* t:CARRY* t:MUXF* t:RAM* t:INV; delete t:RAMB*; delete t:* @comb %d; "
+              "tee -q -o luts.txt select -list t:LUT*; tee -q -o muxf.txt select -list t:MUXF* t:RAM*; "
+              "tee -q -o carry.txt select -list t:CARRY*; tee -q -o ltp.txt ltp -noff")
+"""After the count: every cell but the combinational ones (LUTs, carry chains, MUXF, LUT-RAM
+reads, inverters) deleted -- flip-flops, SRLs, block RAMs, DSP48E2s, clock buffers and the
+children's blackbox instances -- so ``ltp -noff`` finds each module's longest register-to-register
+(or port-to-register) path; the lists name the LUT, MUXF/LUT-RAM and carry cells on it."""
+
+_LTP_MODULE = re.compile(r"^Longest topological path in (.+?) \(length=(-?\d+)\):$", re.M)
+
+
+def module_paths(ltp: str, luts: str, muxf: str, carry: str) -> dict[str, dict]:
+    """:data:`LTP_SCRIPT`'s reports -> per module (plain name) its longest combinational path:
+    ``cells``, ``luts``, ``carry`` (CARRY4/8 cells), ``other`` (MUXF7/8/9, LUT-RAM reads) and
+    ``levels`` (LUTs + others + carry cells / 4, as :func:`heatvit.bench.perf.levels_of`).  A
+    module's ports count as registers (a path through a child module is cut at its pins)."""
+    def names(text: str) -> set[str]:
+        return {ln.strip() for ln in text.splitlines() if ln.strip()}
+    lut_set, muxf_set, carry_set = names(luts), names(muxf), names(carry)
+    parts = _LTP_MODULE.split(ltp)
+    out = {}
+    for i in range(1, len(parts) - 2, 3):
+        module, length, body = parts[i], int(parts[i + 1]), parts[i + 2]
+        via = [f"{module}/{v}" for v in re.findall(r"\(via (\S+)\)", body)]
+        n = {"luts": sum(v in lut_set for v in via), "other": sum(v in muxf_set for v in via),
+             "carry": sum(v in carry_set for v in via)}
+        out[module] = {"cells": max(length, 0), **n, "levels": n["luts"] + n["other"] + n["carry"] / 4}
     return out
 
 
@@ -427,7 +459,12 @@ def hier_cell_counts(verilog: str, top: str, *, cache: Path | None = None, jobs:
     for name, n in counts.items():
         for t, v in results[keys[name]]["cells"].items():
             cells[t] = cells.get(t, 0) + n * v
+    paths = {name: results[keys[name]].get("ltp") for name in todo.values()}
+    known = sorted(((n, p) for n, p in paths.items() if p), key=lambda np: -np[1]["levels"])
     return {"cells": dict(sorted(cells.items())), "instances": sum(counts.values()), "modules": len(todo),
+            "longest_paths": {"deepest": [{"module": n.lstrip("\\"), **p} for n, p in known[:10]],
+                              "modules_measured": len(known),
+                              "modules_not_measured": sorted(n.lstrip("\\") for n, p in paths.items() if not p)},
             "synthesized_now": len(missing_here), "wall_s_now": round(time.monotonic() - t0, 1),
             "cpu_s_now": round(sum(results[k]["cpu_s"] or 0 for k in missing_here), 1),
             "cpu_s_all": round(sum(results[k]["cpu_s"] or 0 for k in todo), 1),

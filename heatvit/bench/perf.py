@@ -519,6 +519,55 @@ def board_rtl(acc: AcceleratorConfig, out_dir: Path, quick: bool) -> dict:
     return res
 
 
+def measured_board(acc: AcceleratorConfig, out_dir: Path, log=print) -> dict | None:
+    """The board preset's whole accelerator synthesized with and without selectors
+    (:func:`.resources.board`: hierarchical yosys, cached per module): taken from
+    ``out_dir/resources.json`` (``board``, written by ``HEATVIT_RESOURCES=board heatvit bench
+    resources``) when it is of this config and RTL (:func:`rtl_digest`), else synthesized now
+    and written there; None with ``HEATVIT_PERF_SYNTH=0`` (the estimate is then reported)."""
+    import os
+
+    from . import resources
+    path = out_dir / "resources.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    b = doc.get("board")
+    if (b and b.get("rtl_digest") == rtl_digest()
+            and b["builds"][0]["config"] == json.loads(json.dumps(acc.to_dict()))):
+        log(f"  the board's whole accelerator: synthesized, from {path}", flush=True)
+        return b
+    if os.environ.get("HEATVIT_PERF_SYNTH") == "0":
+        return None
+    log("  synthesizing the board's whole accelerator (hierarchical yosys; hours of CPU when nothing "
+        "is cached) ...", flush=True)
+    b = resources.board(jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")), log=log)
+    doc = json.loads(path.read_text()) if path.exists() else {"tool": None, "part": resources.PART,
+                                                               "device_totals": TOTALS}
+    doc["board"] = b
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return b
+
+
+def board_resources(b: dict) -> dict:
+    """perf.json's ``board_measured``: the synthesized board accelerator (:func:`measured_board`)
+    with selectors (what the models' ``dsp``/``lut``/``ff``/``bram36`` are), its device share,
+    whether it fits at :data:`.resources.MAX_UTILIZATION`, its deepest module's longest
+    combinational path, the build without selectors and the selector hardware's share."""
+    w, wo = b["builds"]
+    util = {k: round(v, 4) for k, v in w["utilization"].items()}
+    return {"how": "measured: yosys 0.23 synth_xilinx -family xcup -noiopad of the whole accelerator "
+                   "(rtl/accel/top.py) at the preset, hierarchically (each distinct module once, "
+                   "heatvit.bench._yosys.hier_cell_counts; HEATVIT_RESOURCES=board heatvit bench resources)",
+            "resources": {k: w["resources"][k] for k in (*TOTALS, "LUT_as_memory")}, "utilization": util,
+            "fits": all(u <= MAX_UTILIZATION for u in util.values()),
+            "over": [k for k, u in util.items() if u > MAX_UTILIZATION],
+            "headroom_to_80_percent": {k: round(MAX_UTILIZATION * TOTALS[k] - w["resources"][k], 1) for k in TOTALS},
+            "logic_levels": w["logic_levels"], "logic_level_budget": LUT_LEVEL_BUDGET,
+            "without_selectors": {"resources": {k: wo["resources"][k] for k in TOTALS},
+                                  "utilization": {k: round(v, 4) for k, v in wo["utilization"].items()}},
+            "selector": b["selector"], "units": w["units"], "modules": w["modules"], "instances": w["instances"],
+            "synth_cpu_s": w["synth_cpu_s"], "verilog_sha256": w["verilog_sha256"], "rtl_digest": b["rtl_digest"]}
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     """Full: the ``zcu102`` preset synthesized (cached) and modelled.  Quick: the same model
     (pure arithmetic) without the synthesis (resources null, `board.skipped` says so)."""
@@ -533,14 +582,22 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         board = {"skipped": "quick mode: no resource estimate; run `heatvit bench perf`"}
         search = None
         res = dict.fromkeys(("DSP48E2", "LUT", "FF", "BRAM36"))
+        measured = None
     else:
         print("  elaborating the whole accelerator for its memories ...", flush=True)
         mems = memories(acc)
         scaling = {c[0]: _yosys_cached(out_dir, *c) for c in _scaling_components()} if have_yosys else {}
+        measured = board_resources(b) if have_yosys and (b := measured_board(acc, out_dir)) else None
         board = board_estimate(g.rows, g.cols, mems, levels, scaling)
         board["memories"] = [{"path": p, "width": w, "depth": d, "bram36": bram36(w, d)} for p, w, d in mems]
         search = board_search(mems, levels, scaling)
-        res = board["total"]
+        res = measured["resources"] if measured else board["total"]
+        if measured:
+            u = measured["utilization"]
+            print(f"  measured (yosys, whole accelerator): " + ", ".join(
+                f"{k} {measured['resources'][k]:,.1f} ({u[k]:.1%})" for k in TOTALS)
+                + f"; fits at 80%: {measured['fits']}; longest path {measured['logic_levels']['levels']} "
+                f"LUT levels ({measured['logic_levels']['module']})", flush=True)
         for e in search["candidates"]:
             print(f"  {e['array']:>6} p2: DSP {e['total']['DSP48E2']} ({e['utilization']['DSP48E2']:.1%}), "
                   f"LUT {e['total']['LUT']} ({e['utilization']['LUT']:.1%}), FF {e['utilization']['FF']:.1%}, "
@@ -561,6 +618,8 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
             run.update({f"{k}_at_ddr_efficiency_1": sim[key][k] for k in ("cycles", "ms", "fps")})
             run["ddr_gbytes_per_s_busiest_gemm_without_bound"] = unbounded[key]["ddr_gbytes_per_s_busiest_gemm"]
             run.update({"dsp": res["DSP48E2"], "lut": res["LUT"], "ff": res["FF"], "bram36": res["BRAM36"]})
+            run["device_share"] = None if res["DSP48E2"] is None else {
+                k: round(res[k] / TOTALS[k], 4) for k in TOTALS}
         pruned["cycle_reduction"] = round(1 - pruned["cycles"] / dense["cycles"], 4)
         pruned["mac_reduction"] = round(1 - pruned["macs"] / dense["macs"], 4)
         models[name] = {"dense": dense, "pruned": pruned}
@@ -599,7 +658,10 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
               f"-{row['floor_model_cycle_reduction']:.1%}), MACs -{row['mac_reduction']:.1%}", flush=True)
-    doc = {"config": "zcu102", "resources_of": None if quick else "zcu102", "quick": quick, "array": f"{g.rows}x{g.cols}",
+    source = None if quick else ("measured: " + measured["how"] if measured else
+                                 "estimated (board_estimate: no synthesis of the whole accelerator found)")
+    doc = {"config": "zcu102", "resources_of": None if quick else "zcu102", "resources_source": source,
+           "board_measured": measured, "quick": quick, "array": f"{g.rows}x{g.cols}",
            "dsp_packing": g.dsp_packing, "macs_per_cycle": g.rows * g.cols, "clock_mhz": acc.clock_mhz,
            "plan": {"blocks": list(PLAN.blocks), "keep_ratios": list(PLAN.keep_ratios)},
            "weight_beats_per_cycle": acc.weight_beats_per_cycle,

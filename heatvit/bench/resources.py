@@ -187,7 +187,10 @@ def synthesize_accelerator(acc: AcceleratorConfig, name: str, *, jobs: int = 1, 
             for t, v in mod["cells"].items():
                 cells[t] = cells.get(t, 0) + mod["instances"] * v
     res = count(r["cells"])
+    deepest = r["longest_paths"]["deepest"]
     return {"name": name, "selectors": acc.selectors, "config": acc.to_dict(),
+            "logic_levels": {"levels": deepest[0]["levels"] if deepest else None,
+                             "module": deepest[0]["module"] if deepest else None, **r["longest_paths"]},
             "verilog_sha256": hashlib.sha256(verilog.encode()).hexdigest(), "verilog_bytes": len(verilog),
             "resources": res, "utilization": utilization(res), "cells": r["cells"],
             "units": {k: count(v) for k, v in sorted(units.items())},
@@ -258,6 +261,30 @@ def module_census(acc: AcceleratorConfig) -> dict:
     return out
 
 
+def accelerator_builds(acc: AcceleratorConfig, preset: str, *, jobs: int = 1, log=print) -> dict:
+    """The whole accelerator at ``acc`` with and without the selector hardware, hierarchical
+    yosys per module (cached, :func:`._yosys.hier_cell_counts`): ``builds`` (two
+    :func:`synthesize_accelerator` results) and ``selector`` (:func:`selector_share`)."""
+    variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
+    verilogs = []
+    for name, a in variants:
+        t0 = time.monotonic()
+        verilogs.append(accelerator_verilog(a))
+        log(f"  exported the accelerator {name} ({preset} config) in {time.monotonic() - t0:.0f} s", flush=True)
+    builds = []
+    for i, (name, a) in enumerate(variants):
+        log(f"  accelerator {name} ({preset} config): yosys per module", flush=True)
+        b = synthesize_accelerator(a, name, jobs=jobs, verilog=verilogs[i],
+                                   also=tuple((v, ACCEL_TOP) for v in verilogs[i + 1:]),
+                                   log=lambda line: log(line, flush=True))
+        log(f"  accelerator {name}: {b['resources']} ({b['synthesized_now']} of {b['modules']} modules "
+            f"synthesized now, {b['synth_cpu_s']} s CPU in all); longest path {b['logic_levels']['levels']} "
+            f"LUT levels in {b['logic_levels']['module']}", flush=True)
+        builds.append(b)
+    from .perf import rtl_digest
+    return {"preset": preset, "rtl_digest": rtl_digest(), "builds": builds, "selector": selector_share(*builds)}
+
+
 def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
     """Full mode: the hierarchical-vs-whole-design check on :func:`check_config`, then the whole
     accelerator with and without the selector hardware at the default config (the per-module
@@ -274,24 +301,20 @@ def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
     out["check"] = c = hier_check(check_config(), work / "check")
     print(f"  hierarchical vs whole-design run at 4x4: {'equal' if c['equal'] else 'DIFFERENT ' + str(c['difference_hier_minus_flat'])}"
           f" (whole {c['flat_cpu_s']} s CPU, hierarchical {c['hier_cpu_s']} s)", flush=True)
-    acc = AcceleratorConfig()
-    variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
-    verilogs = []
-    for name, a in variants:
-        t0 = time.monotonic()
-        verilogs.append(accelerator_verilog(a))
-        print(f"  exported the accelerator {name} (default config) in {time.monotonic() - t0:.0f} s", flush=True)
-    builds = []
-    for i, (name, a) in enumerate(variants):
-        print(f"  accelerator {name} (default config): yosys per module", flush=True)
-        b = synthesize_accelerator(a, name, jobs=jobs, verilog=verilogs[i],
-                                   also=tuple((v, ACCEL_TOP) for v in verilogs[i + 1:]))
-        print(f"  accelerator {name}: {b['resources']} ({b['synthesized_now']} of {b['modules']} modules "
-              f"synthesized now, {b['synth_cpu_s']} s CPU in all)", flush=True)
-        builds.append(b)
-    out["builds"] = builds
-    out["selector"] = selector_share(*builds)
+    r = accelerator_builds(AcceleratorConfig(), "default", jobs=jobs)
+    out["builds"], out["selector"] = r["builds"], r["selector"]
     return out
+
+
+BOARD_PRESET = "zcu102"
+"""The board configuration whose whole accelerator ``HEATVIT_RESOURCES=board`` synthesizes
+(written to ``resources.json`` as ``board``; the perf bench reads it from there)."""
+
+
+def board(jobs: int = 1, log=print) -> dict:
+    """The :data:`BOARD_PRESET` preset's whole accelerator with and without selectors
+    (:func:`accelerator_builds`; hours of CPU the first time, cached per module after)."""
+    return accelerator_builds(PRESETS[BOARD_PRESET], BOARD_PRESET, jobs=jobs, log=log)
 
 
 def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
@@ -322,14 +345,21 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     and the whole accelerator (:func:`accelerator`).  Quick: :func:`quick_config` synthesized,
     every larger array derived from it and predicted, none synthesized, and the accelerator's
     hierarchical-count check only.  ``HEATVIT_RESOURCES=accelerator``: the accelerator part
-    alone, written into an existing ``resources.json`` (its other parts kept)."""
+    alone, written into an existing ``resources.json`` (its other parts kept);
+    ``HEATVIT_RESOURCES=board``: the board preset's whole accelerator (:func:`board`) alone,
+    written there as ``board`` (what the perf bench reports).  ``HEATVIT_YOSYS_JOBS``: yosys
+    runs at once (default 1)."""
     work_root = Path(tempfile.mkdtemp(prefix="heatvit-yosys-"))
-    if os.environ.get("HEATVIT_RESOURCES") == "accelerator":
-        accel = accelerator(quick, work_root / "accel", jobs=int(os.environ.get("HEATVIT_YOSYS_JOBS", "1")))
+    part = os.environ.get("HEATVIT_RESOURCES")
+    if part in ("accelerator", "board"):
+        jobs = int(os.environ.get("HEATVIT_YOSYS_JOBS", "1"))
+        if part == "board" and quick:
+            raise ValueError("HEATVIT_RESOURCES=board synthesizes the board preset: not in quick mode")
+        result = accelerator(quick, work_root / "accel", jobs=jobs) if part == "accelerator" else board(jobs)
         out = out_dir / "resources.json"
         doc = json.loads(out.read_text()) if out.exists() else {"tool": _yosys.version(), "part": PART,
                                                                  "device_totals": TOTALS, "quick": quick}
-        doc["accelerator"] = accel
+        doc[part] = result
         out.write_text(json.dumps(doc, indent=1) + "\n")
         shutil.rmtree(work_root, ignore_errors=True)
         return [out]
