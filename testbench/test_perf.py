@@ -195,3 +195,26 @@ def test_board_estimate_scales_units_by_lanes():
     assert (two["DSP48E2"], two["LUT"], two["FF"]) == (8 + 8 * 32, 20 + 40 * 32, 10)    # fixed + per lane
     assert "fixed + per lane" in two["how"]
     assert "memories" not in perf.board_estimate(64, 32)["parts"]
+
+
+def test_candidate_arrays_scaled_from_measured_units():
+    """The candidates' resources: the engine by MACs, the output path's per-column units by
+    columns, the softmax row unit and the rest kept, BRAM kept; the models' figures improve with
+    MACs and the odd shapes say the RTL does not build them."""
+    units = {"exec_gemm.engine": {"DSP48E2": 1030, "LUT": 10000, "FF": 20000, "BRAM36": 20},
+             "exec_gemm.output.router.gelu_unit": {"DSP48E2": 160, "LUT": 30000, "FF": 30000, "BRAM36": 0},
+             "exec_gemm.output.softmax.unit0": {"DSP48E2": 160, "LUT": 25000, "FF": 10000, "BRAM36": 40},
+             "buf_x0": {"DSP48E2": 0, "LUT": 100, "FF": 10, "BRAM36": 40}}
+    got = perf.scale_units(units, 64, 32, 64, 48)
+    assert got == {"DSP48E2": 1030 * 1.5 + 160 * 1.5 + 160, "LUT": 10000 * 1.5 + 30000 * 1.5 + 25000 + 100,
+                   "FF": 20000 * 1.5 + 30000 * 1.5 + 10000 + 10, "BRAM36": 100}
+    assert perf.scale_units(units, 64, 32, 64, 32) == {k: sum(u[k] for u in units.values()) for k in perf.TOTALS}
+    cands = {e["array"]: e for e in perf.candidate_arrays(PRESETS["zcu102"], {"units": units})}
+    assert set(cands) == {"64x48", "96x32", "64x64"}
+    assert not cands["64x48"]["supported_by_rtl"] and cands["64x64"]["supported_by_rtl"]
+    assert cands["64x48"]["weight_ports"] == 3 and cands["64x64"]["weight_ports"] == 4
+    assert cands["64x64"]["over"] == ["DSP48E2"] and cands["64x64"]["non_array_dsp48e2"] == 2060 + 320 + 160 - 2048
+    assert cands["64x64"]["DeiT-S"]["pruned_ms"] < cands["64x48"]["DeiT-S"]["pruned_ms"]
+    assert "resources" not in perf.candidate_arrays(PRESETS["zcu102"], None)[0]
+    with pytest.raises(ValueError, match="power of two"):
+        GemmConfig(rows=64, cols=48)

@@ -568,6 +568,74 @@ def board_resources(b: dict) -> dict:
             "synth_cpu_s": w["synth_cpu_s"], "verilog_sha256": w["verilog_sha256"], "rtl_digest": b["rtl_digest"]}
 
 
+CANDIDATES = [(64, 48), (96, 32), (64, 64)]
+"""Packed arrays larger than the preset that the board question needs (issue 13 deliverable 3:
+the largest that fits): 3,072 MACs two ways (DeiT's 192/384/768 divide 48 and 32) and the next
+power of two.  ``GemmConfig`` refuses the first two (rows and columns are powers of two: tile
+indices are bit fields of K and N), so they are modelled with :func:`unchecked_gemm`."""
+
+
+def unchecked_gemm(base: GemmConfig, rows: int, cols: int) -> GemmConfig:
+    """``base`` on a ``rows`` x ``cols`` array without ``GemmConfig``'s power-of-two check: only
+    for pricing shapes the RTL does not build (``estimate_cycles`` is arithmetic in R and C)."""
+    import copy
+    g = copy.copy(base)
+    object.__setattr__(g, "rows", rows)
+    object.__setattr__(g, "cols", cols)
+    return g
+
+
+def scale_units(units: dict, rows0: int, cols0: int, rows: int, cols: int) -> dict:
+    """The measured per-unit resources (:func:`.resources.synthesize_accelerator` ``units``) of a
+    ``rows0`` x ``cols0`` accelerator scaled to ``rows`` x ``cols``: the GEMM engine (the array,
+    its accumulators and skew) by MACs, the GEMM output path's per-column units (requantizer,
+    GELU/sigmoid lanes, router) by columns, the softmax row unit and everything else kept (its
+    lanes are capped at ``MAX_ROW_LANES``; the token buffers' words are ``max(R, C)`` wide, the
+    same for these shapes).  BRAM36 is kept (the buffers are sized by the models)."""
+    out = dict.fromkeys(TOTALS, 0.0)
+    for name, u in units.items():
+        if name == "exec_gemm.engine":
+            f = rows * cols / (rows0 * cols0)
+        elif name.startswith("exec_gemm.output") and not name.startswith("exec_gemm.output.softmax"):
+            f = cols / cols0
+        else:
+            f = 1.0
+        for k in TOTALS:
+            out[k] += u[k] * (1.0 if k == "BRAM36" else f)
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def candidate_arrays(acc: AcceleratorConfig, measured: dict | None) -> list[dict]:
+    """Each of :data:`CANDIDATES`: the models' DeiT-S/B dense and pruned figures (as the preset's,
+    with ``ceil(C / 16)`` weight ports so its weight word keeps up, capped by the DDR model), and,
+    with the preset's measured resources, its resources scaled from them (:func:`scale_units`)
+    and whether that fits at 80%."""
+    g0 = acc.gemm
+    rows = []
+    for r, c in CANDIDATES:
+        supported = not (r & (r - 1) or c & (c - 1)) and max(r, c) <= 64
+        g = unchecked_gemm(g0, r, c)
+        ports = ceil_div(c, acc.shell.data_width // 8)
+        ddr = DdrModel(ports=ports)
+        entry = {"array": f"{r}x{c}", "macs_per_cycle": r * c, "array_dsp48e2": r * c // 2,
+                 "supported_by_rtl": supported, "weight_ports": ports}
+        for name in ("DeiT-S", "DeiT-B"):
+            d, p = (model_run(g, DEIT[name], plan, acc.clock_mhz, ddr, float(min(c, ports * acc.shell.data_width // 8)))
+                    for plan in (PruningPlan(), PLAN))
+            entry[name] = {"dense_ms": d["ms"], "dense_fps": d["fps"], "pruned_ms": p["ms"], "pruned_fps": p["fps"],
+                           "dense_mac_utilization": d["mac_utilization"],
+                           "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
+                           "ddr_gbytes_per_s_pruned": p["ddr_gbytes_per_s"]}
+        if measured:
+            res = scale_units(measured["units"], g0.rows, g0.cols, r, c)
+            util = {k: round(res[k] / TOTALS[k], 4) for k in TOTALS}
+            entry.update(resources=res, utilization=util, fits=all(u <= MAX_UTILIZATION for u in util.values()),
+                         over=[k for k, u in util.items() if u > MAX_UTILIZATION],
+                         non_array_dsp48e2=round(res["DSP48E2"] - r * c // 2, 1))
+        rows.append(entry)
+    return rows
+
+
 def main(out_dir: Path, quick: bool = False) -> list[Path]:
     """Full: the ``zcu102`` preset synthesized (cached) and modelled.  Quick: the same model
     (pure arithmetic) without the synthesis (resources null, `board.skipped` says so)."""
@@ -642,6 +710,14 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                              "pruned_fps": p["fps"], "cycle_reduction": round(1 - p["cycles"] / d["cycles"], 4),
                              "dense_mac_utilization": d["mac_utilization"],
                              "ddr_gbytes_per_s_busiest_gemm": p["ddr_gbytes_per_s_busiest_gemm"]}
+    cands = candidate_arrays(acc, measured)
+    for e in cands:
+        print(f"  candidate {e['array']} ({e['macs_per_cycle']:,} MACs, {e['weight_ports']} weight ports"
+              f"{'' if e['supported_by_rtl'] else ', not built by the RTL'}): DeiT-S pruned {e['DeiT-S']['pruned_ms']} ms, "
+              f"DeiT-B pruned {e['DeiT-B']['pruned_fps']} FPS"
+              + (f"; scaled from the measured units: DSP {e['utilization']['DSP48E2']:.1%}, LUT {e['utilization']['LUT']:.1%}"
+                 f", BRAM {e['utilization']['BRAM36']:.1%}: {'fits' if e['fits'] else 'over ' + ', '.join(e['over'])}"
+                 if 'resources' in e else ""), flush=True)
     targets = target_bounds(models, over_budget, g, big, res["DSP48E2"])
     for t in targets:
         print(f"  target {t['target']}: {'met' if t['met'] else 'missed'} ({t['value']}); {t['bound']}", flush=True)
@@ -677,7 +753,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
                                "pruned_ms_by_ports_weight_path_unbounded": by_ports_unpacker_fixed},
            "weight_path_bytes_per_cycle": round(path, 3),
            "board": {k: v for k, v in board.items() if k != "cells"}, "models": models,
-           "over_dsp_budget_64x64_packed": over_budget, "targets": targets,
+           "over_dsp_budget_64x64_packed": over_budget, "candidate_arrays": cands, "targets": targets,
            "board_search": search, "logic_levels": levels or {"skipped": "yosys not found"},
            "logic_level_budget": LUT_LEVEL_BUDGET,
            "pruning_by_array": by_array, "published": PUBLISHED, "rtl_board": rtl,
