@@ -261,16 +261,20 @@ def module_census(acc: AcceleratorConfig) -> dict:
     return out
 
 
-def accelerator_builds(acc: AcceleratorConfig, preset: str, *, jobs: int = 1, log=print) -> dict:
+def accelerator_builds(acc: AcceleratorConfig, preset: str, *, jobs: int = 1, log=print,
+                       verilogs: tuple[str, str] | None = None) -> dict:
     """The whole accelerator at ``acc`` with and without the selector hardware, hierarchical
     yosys per module (cached, :func:`._yosys.hier_cell_counts`): ``builds`` (two
-    :func:`synthesize_accelerator` results) and ``selector`` (:func:`selector_share`)."""
+    :func:`synthesize_accelerator` results) and ``selector`` (:func:`selector_share`).
+    ``verilogs``: the two builds' :func:`accelerator_verilog`, if already exported (at the board
+    size each export takes minutes)."""
     variants = (("with selectors", acc), ("without selectors", dataclasses.replace(acc, selectors=False)))
-    verilogs = []
-    for name, a in variants:
-        t0 = time.monotonic()
-        verilogs.append(accelerator_verilog(a))
-        log(f"  exported the accelerator {name} ({preset} config) in {time.monotonic() - t0:.0f} s", flush=True)
+    if verilogs is None:
+        verilogs = []
+        for name, a in variants:
+            t0 = time.monotonic()
+            verilogs.append(accelerator_verilog(a))
+            log(f"  exported the accelerator {name} ({preset} config) in {time.monotonic() - t0:.0f} s", flush=True)
     builds = []
     for i, (name, a) in enumerate(variants):
         log(f"  accelerator {name} ({preset} config): yosys per module", flush=True)
@@ -311,10 +315,10 @@ BOARD_PRESET = "zcu102"
 (written to ``resources.json`` as ``board``; the perf bench reads it from there)."""
 
 
-def board(jobs: int = 1, log=print) -> dict:
+def board(jobs: int = 1, log=print, verilogs: tuple[str, str] | None = None) -> dict:
     """The :data:`BOARD_PRESET` preset's whole accelerator with and without selectors
     (:func:`accelerator_builds`; hours of CPU the first time, cached per module after)."""
-    return accelerator_builds(PRESETS[BOARD_PRESET], BOARD_PRESET, jobs=jobs, log=log)
+    return accelerator_builds(PRESETS[BOARD_PRESET], BOARD_PRESET, jobs=jobs, log=log, verilogs=verilogs)
 
 
 def write(out_dir: Path, entries: list[dict], arrays: list[dict] | None = None, *, quick: bool = False,
