@@ -202,7 +202,10 @@ def perf(fig, data):
                     ls="", label=f"{row['work']} {row.get('precision', '')}".strip())
     ax.set_xticks(x, names)
     ax.set_ylabel(f"ms per image at {data['clock_mhz']:g} MHz")
-    ax.set_title(f"{data['array']} array, {data['dsp_packing']} MACs/DSP48E2, GEMM cycles + DDR model")
+    res = (data.get("board_measured") or {}).get("resources")
+    used = (f"\n{res['DSP48E2']:,.0f} DSP48E2, {res['LUT']:,.0f} LUT, {res['BRAM36']:,.1f} BRAM36 (yosys, whole accelerator)"
+            if res else "")
+    ax.set_title(f"{data['array']} array, {data['dsp_packing']} MACs/DSP48E2, GEMM cycles + DDR model{used}", fontsize=9)
     ax.legend(fontsize=6, loc="upper left")
     rows = data.get("pruning_by_array", [])
     xa = np.arange(len(rows))

@@ -118,6 +118,9 @@ def test_perf_plot_labelled():
     assert {"DeiT-T", "DeiT-S", "DeiT-B", "16x16", "32x32", "pruning's saving by array size"} <= texts
     with pytest.raises(ValueError, match="perf.json"):
         plot.render("perf", {})
+    data["board_measured"] = {"resources": {"DSP48E2": 1700, "LUT": 150000.0, "FF": 1, "BRAM36": 650.5}}
+    fig = plot.render("perf", data)
+    assert any("1,700 DSP48E2, 150,000 LUT, 650.5 BRAM36" in ax.get_title() for ax in fig.axes)
 
 
 def test_bram36_tiles_by_the_cheapest_aspect_ratio():
