@@ -235,6 +235,18 @@ def memories(acc: AcceleratorConfig) -> list[tuple[str, int, int]]:
     return list(walk(Fragment.get(Accelerator(acc), None), "top"))
 
 
+def cached_memories(acc: AcceleratorConfig, cache: Path, log=print) -> list[tuple[str, int, int]]:
+    """:func:`memories` of ``acc``, kept in ``cache`` by the config's digest and the RTL's
+    (:func:`rtl_digest`): the elaboration takes minutes at the board size."""
+    path = cache / f"perf_memories_{acc.digest()}_{rtl_digest()}.json"
+    if path.exists():
+        return [tuple(m) for m in json.loads(path.read_text())]
+    log("  elaborating the whole accelerator for its memories ...", flush=True)
+    mems = memories(acc)
+    path.write_text(json.dumps(mems) + "\n")
+    return mems
+
+
 def board_array(rows: int, cols: int) -> dict:
     """A packed ``rows`` x ``cols`` array's yosys figures: DSP48E2 = rows x cols / 2 (the
     packing maps exactly so, ``test_pe.py``), LUT and FF scaled from the recorded 32 x 64
@@ -652,8 +664,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         res = dict.fromkeys(("DSP48E2", "LUT", "FF", "BRAM36"))
         measured = None
     else:
-        print("  elaborating the whole accelerator for its memories ...", flush=True)
-        mems = memories(acc)
+        mems = cached_memories(acc, out_dir)
         scaling = {c[0]: _yosys_cached(out_dir, *c) for c in _scaling_components()} if have_yosys else {}
         measured = board_resources(b) if have_yosys and (b := measured_board(acc, out_dir)) else None
         board = board_estimate(g.rows, g.cols, mems, levels, scaling)
