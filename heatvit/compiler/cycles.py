@@ -233,7 +233,25 @@ GEMM_ACT_LEAD = 5
 """GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
 
 GEMM_PARAM_LEAD = 9
-"""... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
+"""... or, weights from DDR, after the parameter beats (:func:`param_beats`) plus this (the DMA's
+latency: the weights follow the parameters in one stream), later of the two."""
+
+GEMM_BUF_MIN_LEAD = 7
+"""... or, weights from a token buffer (``WSrc.BUF``), at least this: the parameter beats do not
+hold the engine back (its weights do not follow them), so at a handful of rows the activations
+alone set the lead (measured: attention's ``p v`` on the whole accelerator at 1 to 40 live
+tokens, digits and DeiT-T, exact; the parameter lead made it up to 34 cycles long)."""
+
+BUF_T_COLLECT_LEAD = 8
+"""``WSrc.BUF_T`` (the transposing weight source, ``rtl/accel/weight_source.py``
+``BufferWeights``): its first weight word enters the engine this many cycles after it has walked
+the ``C`` output channels of the first tile (one cycle each, a read when the channel is live)
+and the reads that waited for activation reads on a shared buffer port (:func:`buffer_t_lead`)."""
+
+BUF_T_PREFETCH = 9
+"""``WSrc.BUF_T``: reads of the next weight tile the source issues while its full block waits for
+the activation gate (its FIFO of 8 words and the one the crossbar is returning), so they too
+share the buffer port with the activation reads (:func:`buffer_t_lead`)."""
 
 EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GELU: 16}
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
@@ -251,11 +269,15 @@ follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_
 the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
 SOFTMAX_TAIL_CYCLES = {1: 1, 2: 33, 3: 25}
-"""A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
-memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
-a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
-Fitted on the RTL's records (:func:`softmax_gemm_tail`; refitted when the row unit began to
-overlap consecutive rows: 2 / 33 / 26 before)."""
+"""A softmax GEMM with weights from DDR (the selectors' 2-way softmax): its cycles after its last
+row's unit (the last write, ``done``, the score memory's read-back) by its N tiles (1, 2, 3 or
+more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of a row beyond the first (one N tile) and
+``SOFTMAX_KT_CYCLES`` per K tile beyond the first.  Fitted on the RTL's records
+(:func:`softmax_gemm_tail`; refitted when the row unit began to overlap consecutive rows: 2 /
+33 / 26 before).  ``q k^T`` (``WSrc.BUF_T``) no longer uses them: :func:`buffer_t_lead` and
+:func:`buffer_t_extra` derive what they stood for (at three N tiles and up the same figures:
+25 = a weight tile's 16 reads and 9 of the next on the shared read port, 16 a K tile = those
+16 reads again)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -271,28 +293,97 @@ def param_beats(acc, d) -> int:
     return ceil_div(end, acc.shell.data_bytes)
 
 
-def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
+def buffer_t_lead(acc, m: int, k: int, n: int, shared: bool = True) -> int:
+    """Cycles from a ``WSrc.BUF_T`` GEMM's start to its engine's first weight word (the ``lead``
+    of :func:`descriptor_cycles`), the later of two paths through ``BufferWeights`` and the buffer
+    crossbar (``rtl/accel/weight_source.py``, ``rtl/accel/crossbar.py``):
+
+    * the activations: weight tile 0 enters only once activation tile 0 (``m`` reads) is in, and
+      when ``src`` and ``aux`` read one buffer (``shared``; ``q k^T`` reads both from QKV) its
+      one read port alternates between them, so the aux reads issued meanwhile delay it: tile 0's
+      ``r0 = min(n, C)`` (a read per live output channel) and up to ``BUF_T_PREFETCH`` of the
+      next tile's (``(0, 1)``, or ``(1, 0)`` when ``KT = 1``): ``m + min(m, r0 + min(P, r1)) +
+      GEMM_ACT_LEAD``;
+    * the transposer: it walks tile 0's ``C`` output channels one a cycle, its ``r0`` reads each
+      waiting behind an activation read on a shared port: ``C + min(m, r0) + BUF_T_COLLECT_LEAD``.
+
+    With ``m`` under ``C`` rows the second path sets the lead: ``C + m + 8`` at ``m = n``, where
+    the DDR form's ``m + GEMM_ACT_LEAD`` was 18 cycles short at 15 or 16 tokens."""
+    g = acc.gemm
+    kt, nt = ceil_div(k, g.rows), ceil_div(n, g.cols)
+    r0 = min(n, g.cols)
+    r1 = r0 if kt > 1 else min(max(n - g.cols, 0), g.cols) if nt > 1 else 0
+    act = m + (min(m, r0 + min(BUF_T_PREFETCH, r1)) if shared else 0) + GEMM_ACT_LEAD
+    collect = g.cols + (min(m, r0) if shared else 0) + BUF_T_COLLECT_LEAD
+    return max(act, collect)
+
+
+def buffer_t_extra(acc, m: int, k: int, n: int, shared: bool = True) -> int:
+    """Cycles a ``WSrc.BUF_T`` GEMM's engine takes beyond ``estimate_cycles`` (whose passes are
+    ``max(m, min_tile_cycles)`` apart, the weights always ready): ``BufferWeights`` collects a
+    tile's ``C`` channels and then emits its ``R`` words, so tiles come ``C + R`` apart at best;
+    in the first N tile each pass after the first also waits for the next activation tile, whose
+    ``m`` reads share the port with that weight tile's ``min(n, C)`` reads (``shared``).  So the
+    ``KT - 1`` later passes of the first N tile are ``max(m + min(n, C), C + R)`` apart and every
+    pass of a later N tile ``max(m, C + R)`` (at ``m >= C + R``, no more than the DDR weights'
+    pass, and in the first N tile ``C`` more: the fitted ``16 (KT - 1)`` this replaces)."""
+    g = acc.gemm
+    kt, nt = ceil_div(k, g.rows), ceil_div(n, g.cols)
+    base = max(m, g.min_tile_cycles)
+    first = max(m + (min(n, g.cols) if shared else 0), g.cols + g.rows)
+    later = max(m, g.cols + g.rows)
+    return (kt - 1) * (max(first, base) - base) + kt * (nt - 1) * (max(later, base) - base)
+
+
+def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc: WSrc = WSrc.DDR,
+                      shared: bool = True) -> int:
     """Cycles a softmax GEMM adds after its engine (``estimate_cycles``): the score-memory reader
     gives one beat a cycle and the row unit takes one a cycle (rows overlap in it), so row ``j``'s
     beats start ``j B`` after the first row's, the first row one pass (``m`` rows) before the
-    engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``; :func:`descriptor_cycles`: the
-    later of that and the parameter beats' lead), the last row takes ``3B + SOFTMAX_ROW_LATENCY``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
-    (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
-    The tail constants are fitted on the RTL's records (the row unit overlapping consecutive
-    rows, one unit of 16 lanes at 16 x 16): exact on every softmax GEMM of the dense digits model
-    (five N tiles) and of DeiT-T dense and pruned (q k^T at 197, 139, 99 and 71 tokens, K = 64),
-    on the pruned digits model's 2-way softmax (one N tile, B = 1, at 46 and 65 tokens) and two
-    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens).  Known gap: the
-    digits' q k^T at 15 or 16 live tokens (one N tile, ``m`` under the array's 16 rows) is 17-18
-    cycles short of its ~153-cycle record (bench pruning on main de3c60e: 4 of 50 test images)."""
+    engine's end plus its ``lead``, and the last row takes ``3B + SOFTMAX_ROW_LATENCY``.
+
+    ``WSrc.BUF_T`` (``q k^T``; ``shared``: ``src`` and ``aux`` in one buffer, as the compiler
+    emits it): the ``lead`` is :func:`buffer_t_lead` and the engine's passes wait for the
+    transposing weight source (:func:`buffer_t_extra`); nothing else is added (one N tile:
+    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).  Derived from the RTL's structure, not fitted per shape:
+    against the whole accelerator's records (Verilator, the dense digits and one-block DeiT-T
+    programs at BEGIN's live token count ``m = n``) within one cycle at every ``m`` from 1 to 48
+    at the digits shape (K = 16; the one: the buffer crossbar's round-robin state, which the
+    previous ``q k^T`` leaves, so consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``)
+    and at the DeiT-T shape (K = 64) up to 12 tokens and from 36 (71 too); at K = 64 from 13 to
+    33 tokens up to 10 cycles off (16 tokens: 10 short; 17 to 32: -7 .. +7; the activation gate
+    of each K tile and the transposer's pace both bind there; the fitted form it replaces was
+    18 to 45 cycles off).  From 33 tokens (three N tiles) up it equals that fitted form
+    (``SOFTMAX_TAIL_CYCLES[3]``, ``SOFTMAX_KT_CYCLES``) at every ``m`` and K = 16 or 64, so
+    DeiT-T's records at 71 to 197 tokens, exact with it, are unchanged.
+
+    Weights from DDR (the selectors' 2-way softmax): the ``lead`` (default ``m + GEMM_ACT_LEAD``;
+    :func:`descriptor_cycles`: the later of that and the parameter beats' lead) plus the fitted
+    ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)`` (one N tile:
+    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``): exact on the pruned digits model's 2-way softmax (one N
+    tile, B = 1, at 46 and 65 tokens) and one cycle long on DeiT-T's (99 to 197 tokens)."""
     b = ceil_div(n, acc.softmax_lanes)
     first_to_last = (m - 1) * b
     nt = ceil_div(n, acc.gemm.cols)
-    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
-    if nt == 1:
-        tail += SOFTMAX_BEAT_CYCLES * (b - 1)
+    beats = SOFTMAX_BEAT_CYCLES * (b - 1) if nt == 1 else 0
+    if wsrc == WSrc.BUF_T:
+        return (buffer_t_extra(acc, m, k, n, shared) + buffer_t_lead(acc, m, k, n, shared) - m + first_to_last
+                + 3 * b + SOFTMAX_ROW_LATENCY + beats)
+    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1) + beats
     lead = m + GEMM_ACT_LEAD if lead is None else lead
     return lead - m + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY + tail
+
+
+def gemm_lead(acc, d, m: int, k: int, n: int) -> int:
+    """Cycles from GEMM ``d``'s start to its engine's start (what ``estimate_cycles`` leaves out):
+    weights from DDR ``max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)``, from a token
+    buffer ``max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)``, transposed from one
+    :func:`buffer_t_lead`."""
+    if d.wsrc == WSrc.DDR:
+        return max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+    if d.wsrc == WSrc.BUF:
+        return max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)
+    return buffer_t_lead(acc, m, k, n, d.src == d.aux)
 
 
 def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
@@ -309,9 +400,10 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
       them averaged).
-    * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
-      epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
-      softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+    * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
+      param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
+      cycle: ``m (n - 1) + SIGMOID_CYCLES``), transposed weights (``WSrc.BUF_T``) plus
+      :func:`buffer_t_extra`; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
 
     Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than a beat of the
@@ -335,9 +427,12 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         w_mean = w - d.k // A
         return w * (m + 3) + w_mean * (m + MEAN_LANE_CYCLES * A + 2) + MEAN_CYCLES
     if op == Op.GEMM:
-        lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+        shared = d.src == d.aux
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
-            return engine + softmax_gemm_tail(acc, m, k, n, lead)
+            return engine + softmax_gemm_tail(acc, m, k, n, gemm_lead(acc, d, m, k, n), WSrc(d.wsrc), shared)
+        lead = gemm_lead(acc, d, m, k, n)
+        if d.wsrc == WSrc.BUF_T:
+            engine += buffer_t_extra(acc, m, k, n, shared)
         if d.epilogue == Epilogue.REQ8_SIGMOID:
             return engine + lead + m * (n - 1) + SIGMOID_CYCLES
         return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
