@@ -7,11 +7,11 @@ dense digits program with BEGIN's live token count set to ``m`` (every live-clip
 
 Token counts: 1 and 8 (one N tile, fewer rows than the array's 16), 15 and 16 (the gap the
 fitted tail had: 18 cycles short), 17, 20 and 26 (two N tiles: the transposing weight source
-sets the pace, and its reads of the next tile delay the activation load up to
-``BUF_T_PREFETCH``), 33 (three N tiles, the form fitted on DeiT-T).  Measured on every count
-from 1 to 48 (digits) and on the DeiT-T shape (K = 64): within one cycle, the one being the
-buffer crossbar's round-robin state, which the previous ``q k^T`` leaves (consecutive heads
-alternate)."""
+sets the pace, and its reads share the QKV port with the activation reads), 33 (three N tiles,
+where the fitted form was fitted).  The model (``cycles.buffer_t_tiles`` / ``buffer_t_rows``)
+was measured on every count from 1 to 48 here and on the DeiT-T shape (K = 64; 1 to 8, 12 to
+40, 71): within one cycle, the one being the buffer crossbar's round-robin state, which the
+previous ``q k^T`` leaves (here consecutive heads alternate)."""
 
 from __future__ import annotations
 

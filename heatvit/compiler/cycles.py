@@ -242,16 +242,37 @@ hold the engine back (its weights do not follow them), so at a handful of rows t
 alone set the lead (measured: attention's ``p v`` on the whole accelerator at 1 to 40 live
 tokens, digits and DeiT-T, exact; the parameter lead made it up to 34 cycles long)."""
 
-BUF_T_COLLECT_LEAD = 8
-"""``WSrc.BUF_T`` (the transposing weight source, ``rtl/accel/weight_source.py``
-``BufferWeights``): its first weight word enters the engine this many cycles after it has walked
-the ``C`` output channels of the first tile (one cycle each, a read when the channel is live)
-and the reads that waited for activation reads on a shared buffer port (:func:`buffer_t_lead`)."""
+BUF_T_FIFO_DEPTH = 8
+"""``WSrc.BUF_T``: reads ``BufferWeights`` may have issued and not yet taken from its FIFO (the
+GEMM executor's ``fifo_depth``); it keeps issuing the next tile's reads, up to this many, while
+its full block waits to be emitted (:func:`buffer_t_tiles`)."""
 
-BUF_T_PREFETCH = 9
-"""``WSrc.BUF_T``: reads of the next weight tile the source issues while its full block waits for
-the activation gate (its FIFO of 8 words and the one the crossbar is returning), so they too
-share the buffer port with the activation reads (:func:`buffer_t_lead`)."""
+BUF_T_PORT_START = 1
+"""``WSrc.BUF_T`` schedule (:func:`buffer_t_tiles`; cycles counted from the descriptor's start):
+the first cycle the executor's ``src`` (activations) and ``BufferWeights``' ``aux`` reads are
+issued (both start on the executor's ``start_units``)."""
+
+BUF_T_ACT_LATENCY = 3
+"""... from an activation read's grant to its word counted in the engine's buffer (the buffer's
+read register, the crossbar's return FIFO, the executor's ``a_words``/``r_kt`` registers) ..."""
+
+BUF_T_AUX_LATENCY = 4
+"""... from a weight read's grant to its word at the head of ``BufferWeights``' FIFO (the
+crossbar's two cycles, then the source's buffered FIFO's two) ..."""
+
+BUF_T_GATE_LATENCY = 1
+"""... from an activation tile's last word to the gate letting its weight tile into the engine
+(the executor's ``gate`` compares the registered ``r_kt``)."""
+
+BUF_T_FILL = 47
+"""``WSrc.BUF_T``: cycles from a tile's last weight word to the first output row of the pass it
+loads (the pass starts the cycle after, ``R`` columns of the array and the accumulator drain
+behind it): the engine's pipeline fill, measured on the executor."""
+
+BUF_T_SOFTMAX_CYCLES = 8
+"""``WSrc.BUF_T`` softmax GEMM: cycles beyond its last N tile's first output row, the rows'
+``(m - 1) B`` and the last row's ``3B + SOFTMAX_ROW_LATENCY`` (the score memory's write and
+read-back, the buffer write, ``done`` and the record's hand-over)."""
 
 EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GELU: 16}
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
@@ -274,10 +295,8 @@ row's unit (the last write, ``done``, the score memory's read-back) by its N til
 more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of a row beyond the first (one N tile) and
 ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.  Fitted on the RTL's records
 (:func:`softmax_gemm_tail`; refitted when the row unit began to overlap consecutive rows: 2 /
-33 / 26 before).  ``q k^T`` (``WSrc.BUF_T``) no longer uses them: :func:`buffer_t_lead` and
-:func:`buffer_t_extra` derive what they stood for (at three N tiles and up the same figures:
-25 = a weight tile's 16 reads and 9 of the next on the shared read port, 16 a K tile = those
-16 reads again)."""
+33 / 26 before).  ``q k^T`` (``WSrc.BUF_T``) no longer uses them: :func:`buffer_t_tiles`
+walks what they stood for (from 37 tokens up it gives the same records, at K = 16 and 64)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -293,46 +312,100 @@ def param_beats(acc, d) -> int:
     return ceil_div(end, acc.shell.data_bytes)
 
 
-def buffer_t_lead(acc, m: int, k: int, n: int, shared: bool = True) -> int:
-    """Cycles from a ``WSrc.BUF_T`` GEMM's start to its engine's first weight word (the ``lead``
-    of :func:`descriptor_cycles`), the later of two paths through ``BufferWeights`` and the buffer
-    crossbar (``rtl/accel/weight_source.py``, ``rtl/accel/crossbar.py``):
+_BUF_T_TILES: dict = {}
 
-    * the activations: weight tile 0 enters only once activation tile 0 (``m`` reads) is in, and
-      when ``src`` and ``aux`` read one buffer (``shared``; ``q k^T`` reads both from QKV) its
-      one read port alternates between them, so the aux reads issued meanwhile delay it: tile 0's
-      ``r0 = min(n, C)`` (a read per live output channel) and up to ``BUF_T_PREFETCH`` of the
-      next tile's (``(0, 1)``, or ``(1, 0)`` when ``KT = 1``): ``m + min(m, r0 + min(P, r1)) +
-      GEMM_ACT_LEAD``;
-    * the transposer: it walks tile 0's ``C`` output channels one a cycle, its ``r0`` reads each
-      waiting behind an activation read on a shared port: ``C + min(m, r0) + BUF_T_COLLECT_LEAD``.
 
-    With ``m`` under ``C`` rows the second path sets the lead: ``C + m + 8`` at ``m = n``, where
-    the DDR form's ``m + GEMM_ACT_LEAD`` was 18 cycles short at 15 or 16 tokens."""
+def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[int, ...]:
+    """The cycle (from the descriptor's start) of each weight tile's last word into the engine,
+    tiles in the engine's order (N tile major), for a ``WSrc.BUF_T`` GEMM: a cycle-by-cycle walk
+    of the three parts that set it (``rtl/accel/gemm_exec.py``, ``weight_source.py``,
+    ``crossbar.py``), cached per shape:
+
+    * the activation reads, ``KT m`` of them, one a cycle from ``BUF_T_PORT_START``;
+    * ``BufferWeights``: per tile it walks the ``C`` output channels, a read for each live one
+      (``nt C + j < n``; the others one cycle each), at most ``BUF_T_FIFO_DEPTH`` reads not yet
+      taken; it collects the tile's channels from its FIFO (one a cycle, a read's word
+      ``BUF_T_AUX_LATENCY`` after its grant), then emits the tile's ``R`` words, one a cycle, and
+      only then collects the next tile;
+    * the gate: weight tile ``t`` of the first N tile enters only once activation tile ``t`` is
+      in (``BUF_T_ACT_LATENCY`` after the last read's grant, plus ``BUF_T_GATE_LATENCY``); later
+      tiles once all activations are;
+    * ``shared`` (``src`` and ``aux`` in one buffer, as ``q k^T`` reads QKV): one read a cycle
+      between them, round robin when both ask; else each port reads a word a cycle.
+
+    The engine takes each weight word when it comes (its passes, :func:`buffer_t_rows`, do not
+    hold the source back at these shapes)."""
     g = acc.gemm
-    kt, nt = ceil_div(k, g.rows), ceil_div(n, g.cols)
-    r0 = min(n, g.cols)
-    r1 = r0 if kt > 1 else min(max(n - g.cols, 0), g.cols) if nt > 1 else 0
-    act = m + (min(m, r0 + min(BUF_T_PREFETCH, r1)) if shared else 0) + GEMM_ACT_LEAD
-    collect = g.cols + (min(m, r0) if shared else 0) + BUF_T_COLLECT_LEAD
-    return max(act, collect)
+    R, C = g.rows, g.cols
+    key = (R, C, m, k, n, shared)
+    if key in _BUF_T_TILES:
+        return _BUF_T_TILES[key]
+    from collections import deque
+    kt_n, nt_n = ceil_div(k, R), ceil_div(n, C)
+    acts = kt_n * m
+    reads = [nt * C + j < n for nt in range(nt_n) for _ in range(kt_n) for j in range(C)]
+    issue = act_issued = act_in = pending = 0
+    act_tile_in = []                       # cycle each activation tile is complete (gate open)
+    act_words = deque()                    # cycles the granted activation words arrive
+    fifo = deque()                         # cycles the granted weight words reach the FIFO's head
+    prefer_aux = False
+    tile, j, emitting, word, ends = 0, 0, False, 0, []
+    c = 0
+    while tile < kt_n * nt_n:
+        src = c >= BUF_T_PORT_START and act_issued < acts
+        aux = False
+        if c >= BUF_T_PORT_START and issue < len(reads):
+            if not reads[issue]:
+                issue += 1                 # a dead channel: a cycle, no read
+            elif pending < BUF_T_FIFO_DEPTH:
+                aux = True
+        if shared and src and aux:
+            src, aux = not prefer_aux, prefer_aux
+            prefer_aux = not prefer_aux
+        if src:
+            act_issued += 1
+            act_words.append(c + BUF_T_ACT_LATENCY)
+        if aux:
+            pending += 1
+            issue += 1
+            fifo.append(c + BUF_T_AUX_LATENCY)
+        while act_words and act_words[0] <= c:
+            act_words.popleft()
+            act_in += 1
+            if act_in % m == 0:
+                act_tile_in.append(c + BUF_T_GATE_LATENCY)
+        if not emitting:
+            if (tile // kt_n) * C + j >= n:
+                j += 1
+            elif fifo and fifo[0] <= c:
+                fifo.popleft()
+                pending -= 1
+                j += 1
+            if j == C:
+                emitting, j, word = True, 0, 0
+        else:
+            loaded = sum(1 for x in act_tile_in if x <= c)
+            if tile < loaded or loaded == kt_n:
+                word += 1
+                if word == R:
+                    ends.append(c)
+                    tile += 1
+                    emitting = False
+        c += 1
+    _BUF_T_TILES[key] = tuple(ends)
+    return _BUF_T_TILES[key]
 
 
-def buffer_t_extra(acc, m: int, k: int, n: int, shared: bool = True) -> int:
-    """Cycles a ``WSrc.BUF_T`` GEMM's engine takes beyond ``estimate_cycles`` (whose passes are
-    ``max(m, min_tile_cycles)`` apart, the weights always ready): ``BufferWeights`` collects a
-    tile's ``C`` channels and then emits its ``R`` words, so tiles come ``C + R`` apart at best;
-    in the first N tile each pass after the first also waits for the next activation tile, whose
-    ``m`` reads share the port with that weight tile's ``min(n, C)`` reads (``shared``).  So the
-    ``KT - 1`` later passes of the first N tile are ``max(m + min(n, C), C + R)`` apart and every
-    pass of a later N tile ``max(m, C + R)`` (at ``m >= C + R``, no more than the DDR weights'
-    pass, and in the first N tile ``C`` more: the fitted ``16 (KT - 1)`` this replaces)."""
+def buffer_t_rows(acc, m: int, k: int, n: int, shared: bool = True) -> int:
+    """The cycle (from the descriptor's start) of a ``WSrc.BUF_T`` GEMM's last N tile's first
+    output row: the engine starts a tile's pass the cycle after its last weight word
+    (:func:`buffer_t_tiles`) and once the previous pass (``max(m, min_tile_cycles)`` cycles) has
+    ended; the pass's first row leaves ``BUF_T_FILL`` after that last word."""
     g = acc.gemm
-    kt, nt = ceil_div(k, g.rows), ceil_div(n, g.cols)
-    base = max(m, g.min_tile_cycles)
-    first = max(m + (min(n, g.cols) if shared else 0), g.cols + g.rows)
-    later = max(m, g.cols + g.rows)
-    return (kt - 1) * (max(first, base) - base) + kt * (nt - 1) * (max(later, base) - base)
+    start = None
+    for end in buffer_t_tiles(acc, m, k, n, shared):
+        start = end + 1 if start is None else max(end + 1, start + max(m, g.min_tile_cycles))
+    return start - 1 + BUF_T_FILL
 
 
 def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc: WSrc = WSrc.DDR,
@@ -343,19 +416,18 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc
     engine's end plus its ``lead``, and the last row takes ``3B + SOFTMAX_ROW_LATENCY``.
 
     ``WSrc.BUF_T`` (``q k^T``; ``shared``: ``src`` and ``aux`` in one buffer, as the compiler
-    emits it): the ``lead`` is :func:`buffer_t_lead` and the engine's passes wait for the
-    transposing weight source (:func:`buffer_t_extra`); nothing else is added (one N tile:
-    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).  Derived from the RTL's structure, not fitted per shape:
-    against the whole accelerator's records (Verilator, the dense digits and one-block DeiT-T
-    programs at BEGIN's live token count ``m = n``) within one cycle at every ``m`` from 1 to 48
-    at the digits shape (K = 16; the one: the buffer crossbar's round-robin state, which the
-    previous ``q k^T`` leaves, so consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``)
-    and at the DeiT-T shape (K = 64) up to 12 tokens and from 36 (71 too); at K = 64 from 13 to
-    33 tokens up to 10 cycles off (16 tokens: 10 short; 17 to 32: -7 .. +7; the activation gate
-    of each K tile and the transposer's pace both bind there; the fitted form it replaces was
-    18 to 45 cycles off).  From 33 tokens (three N tiles) up it equals that fitted form
-    (``SOFTMAX_TAIL_CYCLES[3]``, ``SOFTMAX_KT_CYCLES``) at every ``m`` and K = 16 or 64, so
-    DeiT-T's records at 71 to 197 tokens, exact with it, are unchanged.
+    emits it): the transposing weight source and the read port it shares with the activations
+    set the engine's pace, so the record is :func:`buffer_t_rows` (the last N tile's first
+    output row) ``+ (m - 1) B + 3B + SOFTMAX_ROW_LATENCY + BUF_T_SOFTMAX_CYCLES`` (one N tile:
+    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``), returned less ``estimate_cycles``.  Against the whole
+    accelerator's records (Verilator; the dense digits and one-block DeiT-T programs with BEGIN's
+    live token count set to ``m = n``): within one cycle at every ``m`` from 1 to 48 at the
+    digits shape (K = 16) and at DeiT-T's (K = 64: 1 to 8, 12, 16 to 26 even, 28 to 40 by 2 and 4,
+    71); the one is the buffer crossbar's round-robin state, which the previous ``q k^T``
+    leaves (consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``).  From 37 tokens
+    up it gives exactly what the fitted form it replaces gave (DeiT-T dense and pruned, 71 to
+    197 tokens, exact), which was 11 to 18 cycles short at 1 to 16 tokens and up to 45 off at
+    K = 64 and 17 to 32.
 
     Weights from DDR (the selectors' 2-way softmax): the ``lead`` (default ``m + GEMM_ACT_LEAD``;
     :func:`descriptor_cycles`: the later of that and the parameter beats' lead) plus the fitted
@@ -367,23 +439,21 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc
     nt = ceil_div(n, acc.gemm.cols)
     beats = SOFTMAX_BEAT_CYCLES * (b - 1) if nt == 1 else 0
     if wsrc == WSrc.BUF_T:
-        return (buffer_t_extra(acc, m, k, n, shared) + buffer_t_lead(acc, m, k, n, shared) - m + first_to_last
-                + 3 * b + SOFTMAX_ROW_LATENCY + beats)
+        return (buffer_t_rows(acc, m, k, n, shared) + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY
+                + BUF_T_SOFTMAX_CYCLES + beats - acc.gemm.estimate_cycles(m, k, n))
     tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1) + beats
     lead = m + GEMM_ACT_LEAD if lead is None else lead
     return lead - m + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY + tail
 
 
-def gemm_lead(acc, d, m: int, k: int, n: int) -> int:
+def gemm_lead(acc, d, m: int) -> int:
     """Cycles from GEMM ``d``'s start to its engine's start (what ``estimate_cycles`` leaves out):
     weights from DDR ``max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)``, from a token
-    buffer ``max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)``, transposed from one
-    :func:`buffer_t_lead`."""
+    buffer ``max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)`` (transposed ones: :func:`buffer_t_rows`
+    instead)."""
     if d.wsrc == WSrc.DDR:
         return max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
-    if d.wsrc == WSrc.BUF:
-        return max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)
-    return buffer_t_lead(acc, m, k, n, d.src == d.aux)
+    return max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)
 
 
 def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
@@ -402,8 +472,10 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       them averaged).
     * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
       param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
-      cycle: ``m (n - 1) + SIGMOID_CYCLES``), transposed weights (``WSrc.BUF_T``) plus
-      :func:`buffer_t_extra`; a softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+      cycle: ``m (n - 1) + SIGMOID_CYCLES``); a softmax GEMM: ``engine +``
+      :func:`softmax_gemm_tail`.  Transposed weights (``WSrc.BUF_T``) with another epilogue
+      (the compiler emits none; not measured): the last row :func:`buffer_t_rows` ``+ m - 1``,
+      plus one and the epilogue's latency.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
 
     Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than a beat of the
@@ -429,10 +501,11 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     if op == Op.GEMM:
         shared = d.src == d.aux
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
-            return engine + softmax_gemm_tail(acc, m, k, n, gemm_lead(acc, d, m, k, n), WSrc(d.wsrc), shared)
-        lead = gemm_lead(acc, d, m, k, n)
+            return engine + softmax_gemm_tail(acc, m, k, n, gemm_lead(acc, d, m), WSrc(d.wsrc), shared)
         if d.wsrc == WSrc.BUF_T:
-            engine += buffer_t_extra(acc, m, k, n, shared)
+            engine, lead = buffer_t_rows(acc, m, k, n, shared) + m, 0
+        else:
+            lead = gemm_lead(acc, d, m)
         if d.epilogue == Epilogue.REQ8_SIGMOID:
             return engine + lead + m * (n - 1) + SIGMOID_CYCLES
         return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
