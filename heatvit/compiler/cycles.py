@@ -247,14 +247,15 @@ BUF_T_FIFO_DEPTH = 8
 GEMM executor's ``fifo_depth``); it keeps issuing the next tile's reads, up to this many, while
 its full block waits to be emitted (:func:`buffer_t_tiles`)."""
 
-BUF_T_PORT_START = 1
-"""``WSrc.BUF_T`` schedule (:func:`buffer_t_tiles`; cycles counted from the descriptor's start):
-the first cycle the executor's ``src`` (activations) and ``BufferWeights``' ``aux`` reads are
-issued (both start on the executor's ``start_units``)."""
+BUF_T_PORT_START = 2
+"""``WSrc.BUF_T`` schedule (:func:`buffer_t_tiles`; cycles counted from the descriptor's
+acceptance): the first cycle the executor's ``src`` (activations) and ``BufferWeights``' ``aux``
+reads are issued (``start`` latches the fields, ``start_units`` the next cycle sets ``a_issue``
+and the source's ``issuing``) ..."""
 
-BUF_T_ACT_LATENCY = 3
-"""... from an activation read's grant to its word counted in the engine's buffer (the buffer's
-read register, the crossbar's return FIFO, the executor's ``a_words``/``r_kt`` registers) ..."""
+BUF_T_ACT_LATENCY = 2
+"""... from an activation read's grant to its word in the engine's buffer (the buffer's read
+register, the crossbar's return FIFO) ..."""
 
 BUF_T_AUX_LATENCY = 4
 """... from a weight read's grant to its word at the head of ``BufferWeights``' FIFO (the
@@ -264,10 +265,12 @@ BUF_T_GATE_LATENCY = 1
 """... from an activation tile's last word to the gate letting its weight tile into the engine
 (the executor's ``gate`` compares the registered ``r_kt``)."""
 
-BUF_T_FILL = 47
-"""``WSrc.BUF_T``: cycles from a tile's last weight word to the first output row of the pass it
-loads (the pass starts the cycle after, ``R`` columns of the array and the accumulator drain
-behind it): the engine's pipeline fill, measured on the executor."""
+BUF_T_FILL_OVERLAP = 5
+"""``WSrc.BUF_T``: a tile's pass starts the cycle after its last weight word, and its first output
+row leaves ``pipeline_fill_cycles - rows - BUF_T_FILL_OVERLAP`` after that word: the engine's
+fill without the first tile's ``R`` words (the source's emission) and the command and
+activation-read registers that ran meanwhile (47 cycles at 16 x 16, measured on the executor
+and the whole accelerator; the other arrays scale with the fill, not measured)."""
 
 BUF_T_SOFTMAX_CYCLES = 8
 """``WSrc.BUF_T`` softmax GEMM: cycles beyond its last N tile's first output row, the rows'
@@ -296,7 +299,7 @@ more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of a row beyond the first (one N ti
 ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.  Fitted on the RTL's records
 (:func:`softmax_gemm_tail`; refitted when the row unit began to overlap consecutive rows: 2 /
 33 / 26 before).  ``q k^T`` (``WSrc.BUF_T``) no longer uses them: :func:`buffer_t_tiles`
-walks what they stood for (from 37 tokens up it gives the same records, at K = 16 and 64)."""
+walks what they stood for (from 36 tokens up it gives the same records, at K = 16 and 64)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -400,12 +403,13 @@ def buffer_t_rows(acc, m: int, k: int, n: int, shared: bool = True) -> int:
     """The cycle (from the descriptor's start) of a ``WSrc.BUF_T`` GEMM's last N tile's first
     output row: the engine starts a tile's pass the cycle after its last weight word
     (:func:`buffer_t_tiles`) and once the previous pass (``max(m, min_tile_cycles)`` cycles) has
-    ended; the pass's first row leaves ``BUF_T_FILL`` after that last word."""
+    ended; the pass's first row leaves ``pipeline_fill_cycles - rows - BUF_T_FILL_OVERLAP``
+    after that last word."""
     g = acc.gemm
     start = None
     for end in buffer_t_tiles(acc, m, k, n, shared):
         start = end + 1 if start is None else max(end + 1, start + max(m, g.min_tile_cycles))
-    return start - 1 + BUF_T_FILL
+    return start - 1 + g.pipeline_fill_cycles - g.rows - BUF_T_FILL_OVERLAP
 
 
 def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc: WSrc = WSrc.DDR,
@@ -422,9 +426,9 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc
     ``+ SOFTMAX_BEAT_CYCLES (B - 1)``), returned less ``estimate_cycles``.  Against the whole
     accelerator's records (Verilator; the dense digits and one-block DeiT-T programs with BEGIN's
     live token count set to ``m = n``): within one cycle at every ``m`` from 1 to 48 at the
-    digits shape (K = 16) and at DeiT-T's (K = 64: 1 to 8, 12, 16 to 26 even, 28 to 40 by 2 and 4,
+    digits shape (K = 16) and at DeiT-T's (K = 64: 1 to 8 and 16 counts from 12 to
     71); the one is the buffer crossbar's round-robin state, which the previous ``q k^T``
-    leaves (consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``).  From 37 tokens
+    leaves (consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``).  From 36 tokens
     up it gives exactly what the fitted form it replaces gave (DeiT-T dense and pruned, 71 to
     197 tokens, exact), which was 11 to 18 cycles short at 1 to 16 tokens and up to 45 off at
     K = 64 and 17 to 32.
