@@ -47,6 +47,7 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, replace
 
 from .. import isa
@@ -343,7 +344,6 @@ def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[in
     key = (R, C, m, k, n, shared)
     if key in _BUF_T_TILES:
         return _BUF_T_TILES[key]
-    from collections import deque
     kt_n, nt_n = ceil_div(k, R), ceil_div(n, C)
     acts = kt_n * m
     reads = [nt * C + j < n for nt in range(nt_n) for _ in range(kt_n) for j in range(C)]
@@ -355,6 +355,8 @@ def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[in
     tile, j, emitting, word, ends = 0, 0, False, 0, []
     c = 0
     while tile < kt_n * nt_n:
+        if c > 4 * (acts + len(reads) + kt_n * nt_n * R) + 100:      # every step moves at least every few cycles
+            raise RuntimeError(f"buffer_t_tiles: no progress at cycle {c} (m, k, n = {m}, {k}, {n})")
         src = c >= BUF_T_PORT_START and act_issued < acts
         aux = False
         if c >= BUF_T_PORT_START and issue < len(reads):
