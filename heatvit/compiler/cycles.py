@@ -100,8 +100,9 @@ def gelu_cycles(nl, elements: int) -> int:
     return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
-COMBINER_MIN_CYCLES = 7
-"""The score combiner takes one token per ``max(heads + 2, 7)`` cycles (rtl/toksel/combiner.py)."""
+COMBINER_MIN_CYCLES = 12
+"""The score combiner takes one token per ``max(heads + 2, 12)`` cycles (rtl/toksel/combiner.py:
+its shift-add reciprocal's interval, ``RECIP_DIGIT_BITS = 3``)."""
 
 
 def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
@@ -121,7 +122,7 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + 3 + chunks * (n + pruned * (steps - 1) + 9 * ts.lanes + 1)
 
 
-SELECT_FIXED_CYCLES = 28
+SELECT_FIXED_CYCLES = 34
 """The SELECT executor's cycles beyond its score and token streams: command, the first token's
 reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
 measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
@@ -134,7 +135,7 @@ pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, ever
 
 
 def select_score_rate(acc, heads: int) -> int:
-    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 7)``
+    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 12)``
     or, when more, its ``aux`` words (``ceil(heads / A)`` head-weight words and ``heads``
     keep-probability words, one per cycle) plus the cycle in which the full beat waits for the
     combiner."""
