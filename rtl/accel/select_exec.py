@@ -65,10 +65,6 @@ DEIT_B_HEADS = 12
 (:func:`heatvit.compiler.cycles.select_cycles`), not this width."""
 
 
-KEEP_GROUP = 16
-"""Tokens whose keep bits the executor gathers before storing them as one word of the mask."""
-
-
 class SelectExecutor(wiring.Component):
     """The ``SELECT`` descriptor (see the module docstring).  ``max_heads``: the most heads a
     descriptor may name (the combiner's width; default ``acc.toksel.heads``; ``DEIT_B_HEADS``
@@ -121,9 +117,7 @@ class SelectExecutor(wiring.Component):
         res_n = Signal(16)
         res_tail = Signal(16)
         res_kept = Signal(16)
-        keep_words = [Signal(KEEP_GROUP, name=f"keep{j}") for j in range(-(-self.max_m // KEEP_GROUP))]
-        keep = Cat(*keep_words)[:self.max_m]
-        group = Signal(KEEP_GROUP)
+        keep = Signal(self.max_m)
         m.d.comb += comb.n_heads.eq(heads)
 
         # -- scores: aux reads (issuer) and the combiner beat they fill (collector) --------------
@@ -219,24 +213,10 @@ class SelectExecutor(wiring.Component):
         ]
         lane_mask = Const((1 << U) - 1, A)
         m.d.comb += dst.payload.mask.eq(lane_mask << (U * (w.payload.chunk % ratio)) if ratio > 1 else lane_mask)
-        # A kept token's chunk-0 word goes to ``writes`` in the cycle the unit takes it (a package
-        # word is never written in a cycle that takes a token): that write is the token's keep
-        # bit.  The bits of KEEP_GROUP tokens gather in ``group``, which then goes to its word of
-        # ``keep`` whole (two small decoders instead of one per token).
-        taken0 = Signal()
-        m.d.comb += taken0.eq(unit.tokens.valid & unit.tokens.ready & (tc_k == 0))
-        sub = tc_n[:KEEP_GROUP.bit_length() - 1]
-        group_next = Signal(KEEP_GROUP)
-        m.d.comb += group_next.eq(group | Mux(w.valid & w.ready, Const(1, KEEP_GROUP) << sub, 0))
-        with m.If(taken0):
-            with m.If((sub == KEEP_GROUP - 1) | (tc_n == n_tok - 1)):
-                m.d.sync += group.eq(0)
-                with m.Switch(tc_n >> (KEEP_GROUP.bit_length() - 1)):
-                    for j, kw in enumerate(keep_words):
-                        with m.Case(j):
-                            m.d.sync += kw.eq(group_next)
-            with m.Else():
-                m.d.sync += group.eq(group_next)
+        # A kept token's chunk-0 word goes to ``writes`` in the cycle the unit takes it (chunk 0
+        # never carries a package write): that write is the token's keep bit.
+        with m.If(w.valid & w.ready & (tc_k == 0)):
+            m.d.sync += keep.bit_select(tc_n, 1).eq(1)
 
         # -- the trace record -------------------------------------------------------------------
         record = Signal(self.record_beats * width)
@@ -263,7 +243,7 @@ class SelectExecutor(wiring.Component):
                     m.d.sync += [
                         f.eq(p), n_tok.eq(p.live_m), n_tail.eq(self.n_tail), heads.eq(p.heads),
                         n_awords.eq((p.heads + A - 1) // A), chunks.eq(p.live_n // U),
-                        err.eq(0), group.eq(0), *[kw.eq(0) for kw in keep_words], pairs.eq(0), full.eq(0), scored.eq(0),
+                        err.eq(0), keep.eq(0), pairs.eq(0), full.eq(0), scored.eq(0),
                         si_n.eq(0), si_j.eq(0), sc_j.eq(0), ti_n.eq(0), ti_k.eq(0), ti_w.eq(0), ti_s.eq(0),
                         tc_n.eq(0), tc_k.eq(0), tc_s.eq(0), beat.eq(0),
                     ]
