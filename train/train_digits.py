@@ -907,7 +907,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors", "cut", "qat"], default="all",
                     help="start at this phase (earlier phases are loaded from --work); 'cut': only re-calibrate "
-                         "the trained selectors (work/pruned.pt) to the --keep targets, check the budgets, export; "
+                         "the trained selectors (work/qat.pt after a quantization-aware phase, else work/pruned.pt) to "
+                         "the --keep targets, check the budgets, export; "
                          "'qat': only the quantization-aware phase (--qat-epochs) from work/pruned.pt, then export")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed: initialization, batch order, augmentation, Gumbel noise (the data "
@@ -1065,7 +1066,9 @@ def main(argv=None):
     t0, c0 = time.time(), time.process_time()
     if args.phase in ("cut", "qat"):
         student = PrunedViT(model, plan)
-        student.load_state_dict(torch.load(args.work / "pruned.pt"))
+        # 'cut' re-calibrates the last trained state: after a quantization-aware phase, its qat.pt
+        last = "qat.pt" if args.phase == "cut" and (args.work / "qat.pt").is_file() else "pruned.pt"
+        student.load_state_dict(torch.load(args.work / last))
         if args.phase == "cut":
             recalibrate(student, splits, cfg)
     else:
