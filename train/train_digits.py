@@ -834,7 +834,8 @@ def recipe(args) -> dict:
     return {"backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
             "keep_bias_init": args.keep_bias_init,
             "limit": args.limit, "backbone": BACKBONE, "selectors": SELECTORS, "plan_grid": PLAN_GRID,
-            **({"qat_epochs": args.qat_epochs, "qat": args.qat_recipe} if args.qat_epochs else {})}
+            **({"qat_epochs": args.qat_epochs, "qat": args.qat_recipe} if args.qat_epochs else {}),
+            **getattr(args, "qat_recipe_of_cut", {})}
 
 
 def numpy_model(cfg, student, plan, meta=None):
@@ -1069,6 +1070,11 @@ def main(argv=None):
         # 'cut' re-calibrates the last trained state: after a quantization-aware phase, its qat.pt
         last = "qat.pt" if args.phase == "cut" and (args.work / "qat.pt").is_file() else "pruned.pt"
         student.load_state_dict(torch.load(args.work / last))
+        if last == "qat.pt" and not args.qat_epochs and len(runs) > 1:
+            # the recipe of the state re-calibrated here: the quantization-aware phase of the run
+            # that wrote qat.pt (its command), recorded without running it again
+            made = parse_args(shlex.split(runs[-2]["command"])[2:])
+            args.qat_recipe_of_cut = {"qat_epochs": made.qat_epochs, "qat": made.qat_recipe}
         if args.phase == "cut":
             recalibrate(student, splits, cfg)
     else:

@@ -26,7 +26,9 @@ build, one build for every run):
 * ``board``: the same densities for DeiT-S and DeiT-B on the ``zcu102`` preset with the DDR
   model of ``heatvit bench perf`` (random tile masks of each density; with and without that
   bench's token-pruning plan): cycles, ms, weight MB and DDR traffic per image;
-* ``targets``: the issue's targets on these rows.
+* ``targets``: the issue's targets on these rows: MACs and int8 top-1 with token pruning on the
+  default sparse model ``vit_digits_sparse.npz`` (its density is benched too, beside
+  :data:`DENSITIES`; ``default_sparse_density``), the pruned layers' RTL cycles at 0.5.
 
 Where the models come from: density 1.0 is the committed ``vit_digits.npz``; a density with a
 committed block-sparse model at the preset's tile shape (``vit_digits_sparse*.npz``, trained by
