@@ -17,18 +17,26 @@ def _install(session, extras="test"):
     session.install(f".[{extras}]")
 
 
-@nox.session
-def tests(session):
-    """The whole test suite: golden-model properties and cocotb testbenches (Verilator and,
-    where installed, Icarus Verilog)."""
+PYTEST_ARGS = ["testbench", "-n", "auto", "--dist", "loadfile", "--durations=30"]
+"""One worker per core; a test file stays on one worker (its Verilator builds and fixtures), and
+workers sharing a simulator build take turns on it (heatvit.sim.runner.exclusive); the 30
+slowest tests listed (also pyproject's addopts), so every CI log shows where the time goes."""
+
+
+def _run_tests(session, args):
     _install(session, "test,plot")          # plot: the heat-map and bench-plot tests draw
     if os.environ.get("HEATVIT_TEST_TORCH") == "1":
         # The float golden ViT vs PyTorch check; skipped when torch is absent.  CI sets this
         # (torch 2.13.0 resolves to a CPU wheel there; elsewhere it may pull CUDA packages).
         session.install("torch==2.13.0", "scikit-learn")   # + the training script's smoke run
-    # One worker per core; a test file stays on one worker (its Verilator builds and fixtures),
-    # and workers sharing a simulator build take turns on it (heatvit.sim.runner.exclusive).
-    session.run("pytest", *(session.posargs or ["testbench", "-n", "auto", "--dist", "loadfile"]))
+    session.run("pytest", *(args or PYTEST_ARGS))
+
+
+@nox.session
+def tests(session):
+    """The whole test suite: golden-model properties and cocotb testbenches (Verilator and,
+    where installed, Icarus Verilog)."""
+    _run_tests(session, session.posargs)
 
 
 @nox.session

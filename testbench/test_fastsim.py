@@ -97,3 +97,14 @@ def test_top_ports_and_public_config():
     assert "inner" not in cfg and cfg.count("public_flat_rw") == 4
     with pytest.raises(ValueError, match="nope"):
         top_ports(src, "nope")
+
+
+def test_quick_bench_shares_the_builds():
+    """``heatvit bench fastsim --quick`` runs on this suite's ``8x4-w128`` shell config, DDR size
+    and tag, so its two Verilator builds (the fast-sim top here, the shell top of test_shell.py)
+    are the tests' when they run in one environment (`.ci/run` runs the benches in the tests
+    session's virtualenv)."""
+    from heatvit.bench import fastsim
+    assert fastsim.quick_config() == SHELL_CONFIGS[fastsim.QUICK_TAG]
+    assert fastsim.QUICK_DDR_BYTES == DDR_BYTES
+    assert ("8x4-w128", "verilator") in RUNS

@@ -17,3 +17,10 @@ def test_tileskip_engine(name, sim):
     cfg = GEMM_CONFIGS[name]
     run_testbench(GemmEngine(cfg), toplevel="gemm_engine", test_module="tb_tileskip",
                   test_dir=Path(__file__).parent / "gemm", sim=sim, env=config_env(cfg), tag=name)
+
+
+def test_quick_bench_shares_the_16x16_build():
+    """``heatvit bench tileskip --quick`` runs its digits GEMMs on this suite's ``16x16`` engine
+    under the same tag, so CI builds that Verilator model once (test_gemm.py) and the bench reuses it."""
+    from heatvit.bench import tileskip
+    assert tileskip.QUICK_RTL_GEMM == GEMM_CONFIGS[tileskip.QUICK_RTL_TAG]

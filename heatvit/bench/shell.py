@@ -44,7 +44,7 @@ def preload_cycles(acc: AcceleratorConfig, m: int, k: int, n: int) -> int:
     return n + ceil_div(k, acc.gemm.rows) * m
 
 
-def run_shell(acc: AcceleratorConfig, shapes: list, *, sim: str | None = None) -> list[dict]:
+def run_shell(acc: AcceleratorConfig, shapes: list, *, sim: str | None = None, tag: str = "bench") -> list[dict]:
     import heatvit.driver as drv_pkg
     from heatvit.rtl.shell.wrapper import TOP_NAME, export
     from heatvit.sim.runner import run_cocotb
@@ -54,7 +54,7 @@ def run_shell(acc: AcceleratorConfig, shapes: list, *, sim: str | None = None) -
         env = {"HEATVIT_CONFIG": json.dumps(acc.to_dict()), "HEATVIT_SHAPES": json.dumps(shapes),
                "HEATVIT_RESULT": str(result)}
         run_cocotb(verilog=core + "\n" + top, toplevel=TOP_NAME, test_module="measure",
-                   test_dir=Path(drv_pkg.__file__).parent, sim=sim, env=env, tag="bench")
+                   test_dir=Path(drv_pkg.__file__).parent, sim=sim, env=env, tag=tag)
         return json.loads(result.read_text())
 
 

@@ -17,7 +17,12 @@ controller's row chunks (``golden.gemm.split_shape``; each chunk re-streams the 
 * ``rtl`` (digits): every weight GEMM of one forward pass (41 GEMMs, one mask draw, each layer
   instance its own mask) run in RTL simulation (Verilator, bit-exact against the golden model,
   no stalls) at every density; ``rtl_ratio`` = RTL cycles / dense RTL cycles, and every GEMM's
-  RTL cycle count is checked equal to the model's.
+  RTL cycle count is checked equal to the model's.  Quick mode (CI) runs them on
+  :data:`QUICK_RTL_GEMM`, the same 16 x 16 array with the small buffers of the test suite's
+  ``16x16`` engine (``testbench/gemm_configs.py``, tag ``16x16``), so it reuses that Verilator
+  build instead of compiling the ``bench`` preset's (a 37,824-word activation buffer: ~200 s of
+  C++ on CI); every digits GEMM fits those buffers unchunked, so the GEMMs, their cycles and
+  the ratios are the full run's.
 * ``uneven_ratio``: cycles with the same tile count spread unevenly over the N tiles (per-column
   densities drawn uniformly from [0, 1], rescaled to the count) over the uniform masks' cycles:
   the balance measure (1.0 = the engine does not care how the non-zero tiles are spread).
@@ -30,11 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
+from heatvit.config import AcceleratorConfig, GemmConfig
 from heatvit.golden.gemm import split_shape, weight_stream_bytes
 from heatvit.presets import PRESETS
 
 DENSITIES = (1.0, 0.7, 0.5, 0.3)
 TARGET_RATIO_AT_HALF = 0.55
+QUICK_RTL_GEMM = GemmConfig(rows=16, cols=16, act_buffer_words=1024, max_m=256, max_k=3072, max_n=1024,
+                            weight_fifo_depth=32, out_fifo_depth=16)
+"""Quick mode's RTL engine: ``testbench/gemm_configs.py``'s ``16x16`` (checked equal by
+``testbench/test_tileskip.py``), run under its tag :data:`QUICK_RTL_TAG`, so the build is shared."""
+QUICK_RTL_TAG = "16x16"
 
 
 def weight_layers(vit) -> list[tuple[str, int, int, int, int]]:
@@ -85,10 +96,10 @@ def model_figures(g, vit, density, seeds, uneven=False) -> dict:
             "layers": per_layer}
 
 
-def rtl_digits(cfg, vit) -> list[dict]:
+def rtl_digits(cfg, vit, tag: str = "bench") -> list[dict]:
     """The digits model's weight GEMMs of one forward pass, every instance with its own mask
     (mask draw seed 0 of :func:`model_figures`), in RTL simulation at every density; each RTL
-    cycle count must equal the model's."""
+    cycle count must equal the model's.  ``tag``: the Verilator build's tag."""
     from heatvit.cli import run_shapes
 
     g = cfg.gemm
@@ -98,7 +109,7 @@ def rtl_digits(cfg, vit) -> list[dict]:
             for mi, _, _ in split_shape(g, m, k, n):
                 shapes.append({"m": mi, "k": k, "n": n, "bitmap": bitmap.astype(int).tolist()})
                 meta.append((d, layer, bitmap))
-    measured = run_shapes(cfg, shapes, sim="verilator", tag="bench")
+    measured = run_shapes(cfg, shapes, sim="verilator", tag=tag)
     by_density = {d: 0 for d in DENSITIES}
     for s, (d, layer, bitmap), r in zip(shapes, meta, measured):
         if not r["bit_exact"]:
@@ -118,7 +129,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     g = PRESETS["bench"].gemm
     seeds = 2 if quick else 8
     models = {"digits": load_npz().cfg, "DeiT-S": DEIT["DeiT-S"]}
-    result = {"array": f"{g.rows}x{g.cols}", "seeds": seeds, "source": "GemmConfig.estimate_cycles "
+    result = {"array": f"{g.rows}x{g.cols}", "seeds": seeds, "quick": quick, "source": "GemmConfig.estimate_cycles "
               "(exact vs RTL: testbench/test_tileskip.py)", "models": {}}
     for name, vit in models.items():
         dense = model_figures(g, vit, 1.0, 1)
@@ -140,7 +151,13 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         result["models"][name] = {"tokens": vit.num_tokens, "densities": rows,
                                   "ratio_at_0.5": half["ratio"],
                                   "meets_target": bool(half["ratio"] <= TARGET_RATIO_AT_HALF)}
-    rtl = rtl_digits(PRESETS["bench"], models["digits"])
+    if quick:
+        rtl_cfg, tag = AcceleratorConfig(gemm=QUICK_RTL_GEMM), QUICK_RTL_TAG
+        if (rtl_cfg.gemm.rows, rtl_cfg.gemm.cols) != (g.rows, g.cols):
+            raise ValueError(f"QUICK_RTL_GEMM must have the bench preset's {g.rows} x {g.cols} array")
+    else:
+        rtl_cfg, tag = PRESETS["bench"], "bench"
+    rtl = rtl_digits(rtl_cfg, models["digits"], tag)
     for r in rtl:
         print(f"digits RTL density {r['density']:.1f}: {r['rtl_cycles']} cycles, {r['rtl_ratio']:.3f}x dense", flush=True)
     result["models"]["digits"]["rtl"] = rtl

@@ -47,6 +47,7 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import asdict, dataclass, replace
 
 from .. import isa
@@ -233,7 +234,49 @@ GEMM_ACT_LEAD = 5
 """GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
 
 GEMM_PARAM_LEAD = 9
-"""... or after the parameter beats (:func:`param_beats`) plus this (the DMA's latency), later of the two."""
+"""... or, weights from DDR, after the parameter beats (:func:`param_beats`) plus this (the DMA's
+latency: the weights follow the parameters in one stream), later of the two."""
+
+GEMM_BUF_MIN_LEAD = 7
+"""... or, weights from a token buffer (``WSrc.BUF``), at least this: the parameter beats do not
+hold the engine back (its weights do not follow them), so at a handful of rows the activations
+alone set the lead (measured: attention's ``p v`` on the whole accelerator at 1 to 40 live
+tokens, digits and DeiT-T, exact; the parameter lead made it up to 34 cycles long)."""
+
+BUF_T_FIFO_DEPTH = 8
+"""``WSrc.BUF_T``: reads ``BufferWeights`` may have issued and not yet taken from its FIFO (the
+GEMM executor's ``fifo_depth``); it keeps issuing the next tile's reads, up to this many, while
+its full block waits to be emitted (:func:`buffer_t_tiles`)."""
+
+BUF_T_PORT_START = 2
+"""``WSrc.BUF_T`` schedule (:func:`buffer_t_tiles`; cycles counted from the descriptor's
+acceptance): the first cycle the executor's ``src`` (activations) and ``BufferWeights``' ``aux``
+reads are issued (``start`` latches the fields, ``start_units`` the next cycle sets ``a_issue``
+and the source's ``issuing``) ..."""
+
+BUF_T_ACT_LATENCY = 2
+"""... from an activation read's grant to its word in the engine's buffer (the buffer's read
+register, the crossbar's return FIFO) ..."""
+
+BUF_T_AUX_LATENCY = 4
+"""... from a weight read's grant to its word at the head of ``BufferWeights``' FIFO (the
+crossbar's two cycles, then the source's buffered FIFO's two) ..."""
+
+BUF_T_GATE_LATENCY = 1
+"""... from an activation tile's last word to the gate letting its weight tile into the engine
+(the executor's ``gate`` compares the registered ``r_kt``)."""
+
+BUF_T_FILL_OVERLAP = 5
+"""``WSrc.BUF_T``: a tile's pass starts the cycle after its last weight word, and its first output
+row leaves ``pipeline_fill_cycles - rows - BUF_T_FILL_OVERLAP`` after that word: the engine's
+fill without the first tile's ``R`` words (the source's emission) and the command and
+activation-read registers that ran meanwhile (47 cycles at 16 x 16, measured on the executor
+and the whole accelerator; the other arrays scale with the fill, not measured)."""
+
+BUF_T_SOFTMAX_CYCLES = 8
+"""``WSrc.BUF_T`` softmax GEMM: cycles beyond its last N tile's first output row, the rows'
+``(m - 1) B`` and the last row's ``3B + SOFTMAX_ROW_LATENCY`` (the score memory's write and
+read-back, the buffer write, ``done`` and the record's hand-over)."""
 
 EPILOGUE_LATENCY = {Epilogue.REQ8: 0, Epilogue.REQ16_GELU: 16, Epilogue.REQ8_GELU: 16}
 """Cycles an epilogue's unit adds after the engine's last row (REQ8: the requantizer's, counted in
@@ -251,11 +294,13 @@ follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_
 the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
 SOFTMAX_TAIL_CYCLES = {1: 1, 2: 33, 3: 25}
-"""A softmax GEMM's cycles after its last row's unit (the last write, ``done``, the score
-memory's read-back) by its N tiles (1, 2, 3 or more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of
-a row beyond the first (one N tile) and ``SOFTMAX_KT_CYCLES`` per K tile beyond the first.
-Fitted on the RTL's records (:func:`softmax_gemm_tail`; refitted when the row unit began to
-overlap consecutive rows: 2 / 33 / 26 before)."""
+"""A softmax GEMM with weights from DDR (the selectors' 2-way softmax): its cycles after its last
+row's unit (the last write, ``done``, the score memory's read-back) by its N tiles (1, 2, 3 or
+more), plus ``SOFTMAX_BEAT_CYCLES`` per beat of a row beyond the first (one N tile) and
+``SOFTMAX_KT_CYCLES`` per K tile beyond the first.  Fitted on the RTL's records
+(:func:`softmax_gemm_tail`; refitted when the row unit began to overlap consecutive rows: 2 /
+33 / 26 before).  ``q k^T`` (``WSrc.BUF_T``) no longer uses them: :func:`buffer_t_tiles`
+walks what they stood for (from 36 tokens up it gives the same records, at K = 16 and 64)."""
 
 SOFTMAX_BEAT_CYCLES = 6
 
@@ -271,28 +316,150 @@ def param_beats(acc, d) -> int:
     return ceil_div(end, acc.shell.data_bytes)
 
 
-def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None) -> int:
+_BUF_T_TILES: dict = {}
+
+
+def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[int, ...]:
+    """The cycle (from the descriptor's start) of each weight tile's last word into the engine,
+    tiles in the engine's order (N tile major), for a ``WSrc.BUF_T`` GEMM: a cycle-by-cycle walk
+    of the three parts that set it (``rtl/accel/gemm_exec.py``, ``weight_source.py``,
+    ``crossbar.py``), cached per shape:
+
+    * the activation reads, ``KT m`` of them, one a cycle from ``BUF_T_PORT_START``;
+    * ``BufferWeights``: per tile it walks the ``C`` output channels, a read for each live one
+      (``nt C + j < n``; the others one cycle each), at most ``BUF_T_FIFO_DEPTH`` reads not yet
+      taken; it collects the tile's channels from its FIFO (one a cycle, a read's word
+      ``BUF_T_AUX_LATENCY`` after its grant), then emits the tile's ``R`` words, one a cycle, and
+      only then collects the next tile;
+    * the gate: weight tile ``t`` of the first N tile enters only once activation tile ``t`` is
+      in (``BUF_T_ACT_LATENCY`` after the last read's grant, plus ``BUF_T_GATE_LATENCY``); later
+      tiles once all activations are;
+    * ``shared`` (``src`` and ``aux`` in one buffer, as ``q k^T`` reads QKV): one read a cycle
+      between them, round robin when both ask; else each port reads a word a cycle.
+
+    The engine takes each weight word when it comes (its passes, :func:`buffer_t_rows`, do not
+    hold the source back at these shapes)."""
+    g = acc.gemm
+    R, C = g.rows, g.cols
+    key = (R, C, m, k, n, shared)
+    if key in _BUF_T_TILES:
+        return _BUF_T_TILES[key]
+    kt_n, nt_n = ceil_div(k, R), ceil_div(n, C)
+    acts = kt_n * m
+    reads = [nt * C + j < n for nt in range(nt_n) for _ in range(kt_n) for j in range(C)]
+    issue = act_issued = act_in = pending = 0
+    act_tile_in = []                       # cycle each activation tile is complete (gate open)
+    act_words = deque()                    # cycles the granted activation words arrive
+    fifo = deque()                         # cycles the granted weight words reach the FIFO's head
+    prefer_aux = False
+    tile, j, emitting, word, ends = 0, 0, False, 0, []
+    c = 0
+    while tile < kt_n * nt_n:
+        if c > 4 * (acts + len(reads) + kt_n * nt_n * R) + 100:      # every step moves at least every few cycles
+            raise RuntimeError(f"buffer_t_tiles: no progress at cycle {c} (m, k, n = {m}, {k}, {n})")
+        src = c >= BUF_T_PORT_START and act_issued < acts
+        aux = False
+        if c >= BUF_T_PORT_START and issue < len(reads):
+            if not reads[issue]:
+                issue += 1                 # a dead channel: a cycle, no read
+            elif pending < BUF_T_FIFO_DEPTH:
+                aux = True
+        if shared and src and aux:
+            src, aux = not prefer_aux, prefer_aux
+            prefer_aux = not prefer_aux
+        if src:
+            act_issued += 1
+            act_words.append(c + BUF_T_ACT_LATENCY)
+        if aux:
+            pending += 1
+            issue += 1
+            fifo.append(c + BUF_T_AUX_LATENCY)
+        while act_words and act_words[0] <= c:
+            act_words.popleft()
+            act_in += 1
+            if act_in % m == 0:
+                act_tile_in.append(c + BUF_T_GATE_LATENCY)
+        if not emitting:
+            if (tile // kt_n) * C + j >= n:
+                j += 1
+            elif fifo and fifo[0] <= c:
+                fifo.popleft()
+                pending -= 1
+                j += 1
+            if j == C:
+                emitting, j, word = True, 0, 0
+        else:
+            loaded = sum(1 for x in act_tile_in if x <= c)
+            if tile < loaded or loaded == kt_n:
+                word += 1
+                if word == R:
+                    ends.append(c)
+                    tile += 1
+                    emitting = False
+        c += 1
+    _BUF_T_TILES[key] = tuple(ends)
+    return _BUF_T_TILES[key]
+
+
+def buffer_t_rows(acc, m: int, k: int, n: int, shared: bool = True) -> int:
+    """The cycle (from the descriptor's start) of a ``WSrc.BUF_T`` GEMM's last N tile's first
+    output row: the engine starts a tile's pass the cycle after its last weight word
+    (:func:`buffer_t_tiles`) and once the previous pass (``max(m, min_tile_cycles)`` cycles) has
+    ended; the pass's first row leaves ``pipeline_fill_cycles - rows - BUF_T_FILL_OVERLAP``
+    after that last word."""
+    g = acc.gemm
+    start = None
+    for end in buffer_t_tiles(acc, m, k, n, shared):
+        start = end + 1 if start is None else max(end + 1, start + max(m, g.min_tile_cycles))
+    return start - 1 + g.pipeline_fill_cycles - g.rows - BUF_T_FILL_OVERLAP
+
+
+def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc: WSrc = WSrc.DDR,
+                      shared: bool = True) -> int:
     """Cycles a softmax GEMM adds after its engine (``estimate_cycles``): the score-memory reader
     gives one beat a cycle and the row unit takes one a cycle (rows overlap in it), so row ``j``'s
     beats start ``j B`` after the first row's, the first row one pass (``m`` rows) before the
-    engine's end plus its ``lead`` (default ``m + GEMM_ACT_LEAD``; :func:`descriptor_cycles`: the
-    later of that and the parameter beats' lead), the last row takes ``3B + SOFTMAX_ROW_LATENCY``; plus ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)``
-    (one N tile: ``+ SOFTMAX_BEAT_CYCLES (B - 1)``).
-    The tail constants are fitted on the RTL's records (the row unit overlapping consecutive
-    rows, one unit of 16 lanes at 16 x 16): exact on every softmax GEMM of the dense digits model
-    (five N tiles) and of DeiT-T dense and pruned (q k^T at 197, 139, 99 and 71 tokens, K = 64),
-    on the pruned digits model's 2-way softmax (one N tile, B = 1, at 46 and 65 tokens) and two
-    N tiles; one cycle long on DeiT-T's 2-way softmax (99 to 197 tokens).  Known gap: the
-    digits' q k^T at 15 or 16 live tokens (one N tile, ``m`` under the array's 16 rows) is 17-18
-    cycles short of its ~153-cycle record (bench pruning on main de3c60e: 4 of 50 test images)."""
+    engine's end plus its ``lead``, and the last row takes ``3B + SOFTMAX_ROW_LATENCY``.
+
+    ``WSrc.BUF_T`` (``q k^T``; ``shared``: ``src`` and ``aux`` in one buffer, as the compiler
+    emits it): the transposing weight source and the read port it shares with the activations
+    set the engine's pace, so the record is :func:`buffer_t_rows` (the last N tile's first
+    output row) ``+ (m - 1) B + 3B + SOFTMAX_ROW_LATENCY + BUF_T_SOFTMAX_CYCLES`` (one N tile:
+    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``), returned less ``estimate_cycles``.  Against the whole
+    accelerator's records (Verilator; the dense digits and one-block DeiT-T programs with BEGIN's
+    live token count set to ``m = n``): within one cycle at every ``m`` from 1 to 48 at the
+    digits shape (K = 16) and at DeiT-T's (K = 64: 1 to 8 and 16 counts from 12 to
+    71); the one is the buffer crossbar's round-robin state, which the previous ``q k^T``
+    leaves (consecutive heads alternate; ``testbench/test_cycle_model_rtl.py``).  From 36 tokens
+    up it gives exactly what the fitted form it replaces gave (DeiT-T dense and pruned, 71 to
+    197 tokens, exact), which was 11 to 18 cycles short at 1 to 16 tokens and up to 45 off at
+    K = 64 and 17 to 32.
+
+    Weights from DDR (the selectors' 2-way softmax): the ``lead`` (default ``m + GEMM_ACT_LEAD``;
+    :func:`descriptor_cycles`: the later of that and the parameter beats' lead) plus the fitted
+    ``SOFTMAX_TAIL_CYCLES[NT]`` ``+ SOFTMAX_KT_CYCLES (KT - 1)`` (one N tile:
+    ``+ SOFTMAX_BEAT_CYCLES (B - 1)``): exact on the pruned digits model's 2-way softmax (one N
+    tile, B = 1, at 46 and 65 tokens) and one cycle long on DeiT-T's (99 to 197 tokens)."""
     b = ceil_div(n, acc.softmax_lanes)
     first_to_last = (m - 1) * b
     nt = ceil_div(n, acc.gemm.cols)
-    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1)
-    if nt == 1:
-        tail += SOFTMAX_BEAT_CYCLES * (b - 1)
+    beats = SOFTMAX_BEAT_CYCLES * (b - 1) if nt == 1 else 0
+    if wsrc == WSrc.BUF_T:
+        return (buffer_t_rows(acc, m, k, n, shared) + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY
+                + BUF_T_SOFTMAX_CYCLES + beats - acc.gemm.estimate_cycles(m, k, n))
+    tail = SOFTMAX_TAIL_CYCLES[min(nt, 3)] + SOFTMAX_KT_CYCLES * (ceil_div(k, acc.gemm.rows) - 1) + beats
     lead = m + GEMM_ACT_LEAD if lead is None else lead
     return lead - m + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY + tail
+
+
+def gemm_lead(acc, d, m: int) -> int:
+    """Cycles from GEMM ``d``'s start to its engine's start (what ``estimate_cycles`` leaves out):
+    weights from DDR ``max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)``, from a token
+    buffer ``max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)`` (transposed ones: :func:`buffer_t_rows`
+    instead)."""
+    if d.wsrc == WSrc.DDR:
+        return max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+    return max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)
 
 
 def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select: int = 0) -> int:
@@ -309,9 +476,12 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
       them averaged).
-    * GEMM: ``engine + max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)`` plus the
-      epilogue's latency (REQ8_SIGMOID, one value a cycle: ``m (n - 1) + SIGMOID_CYCLES``); a
-      softmax GEMM: ``engine +`` :func:`softmax_gemm_tail`.
+    * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
+      param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
+      cycle: ``m (n - 1) + SIGMOID_CYCLES``); a softmax GEMM: ``engine +``
+      :func:`softmax_gemm_tail`.  Transposed weights (``WSrc.BUF_T``) with another epilogue
+      (the compiler emits none; not measured): the last row :func:`buffer_t_rows` ``+ m - 1``,
+      plus one and the epilogue's latency.
     * SELECT: ``select + SELECT_TOP_CYCLES``.
 
     Not in it: :func:`weight_stream_extra` (0 unless a weight word is more than a beat of the
@@ -335,9 +505,13 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         w_mean = w - d.k // A
         return w * (m + 3) + w_mean * (m + MEAN_LANE_CYCLES * A + 2) + MEAN_CYCLES
     if op == Op.GEMM:
-        lead = max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+        shared = d.src == d.aux
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):
-            return engine + softmax_gemm_tail(acc, m, k, n, lead)
+            return engine + softmax_gemm_tail(acc, m, k, n, gemm_lead(acc, d, m), WSrc(d.wsrc), shared)
+        if d.wsrc == WSrc.BUF_T:
+            engine, lead = buffer_t_rows(acc, m, k, n, shared) + m, 0
+        else:
+            lead = gemm_lead(acc, d, m)
         if d.epilogue == Epilogue.REQ8_SIGMOID:
             return engine + lead + m * (n - 1) + SIGMOID_CYCLES
         return engine + lead + EPILOGUE_LATENCY[Epilogue(d.epilogue)]
