@@ -17,6 +17,16 @@ from .validate import check_int as _check_int
 TOKEN_BITS = 8
 """Tokens are signed int8 (one per-tensor scale per selector stage)."""
 
+PACKAGE_LANES = 2
+"""The control unit's package token: lanes of a pruned token's word weighted and summed per
+cycle (at most; :func:`package_lanes`).  A pruned word takes ``lanes / G`` cycles; it happens once
+per pruned word and selector, so LUTs matter more than cycles (docs/token_selector.md)."""
+
+
+def package_lanes(lanes: int) -> int:
+    """``G`` of a unit with ``lanes`` lanes: the largest divisor of ``lanes`` <= :data:`PACKAGE_LANES`."""
+    return max(g for g in range(1, PACKAGE_LANES + 1) if lanes % g == 0)
+
 
 @dataclass(frozen=True)
 class TokSelConfig:

@@ -560,7 +560,8 @@ def test_cycles_without_stalls(name):
 
 def test_default_config():
     """The shipped 16 x 16 config (lanes 16, row_lanes 4, 128-bit DMA, rows up to 768): a few
-    descriptors of each executor, random gaps."""
+    descriptors of each executor, random gaps; MEAN over all 197 rows of -128 and of +-extremes
+    (its column sums are as wide as the tallest buffer needs)."""
     acc = DEFAULT
     seed = pick_seed()
     print(f"HEATVIT_SEED={seed}")
@@ -577,8 +578,9 @@ def test_default_config():
     check_results(acc, results, seed, uses_dma=True)
     rows = acc.buffers.max_tokens
     jobs = [dict(d=isa.Descriptor(Op.MEAN, m_live=1, src=Buf.H, dst=Buf.H, src_col=c, dst_col=c, m=rows, k=k, n=n,
-                                  name=f"mean{i}"), n_live=nl, blob=b"", brk=None, special="random", abort=None)
-            for i, (c, k, n, nl) in enumerate([(0, 8, 16, rows), (32, 24, 64, 50), (16, 0, 33, 1)])]
+                                  name=f"mean{i}"), n_live=nl, blob=b"", brk=None, special=sp, abort=None)
+            for i, (c, k, n, nl, sp) in enumerate([(0, 8, 16, rows, "min"), (32, 24, 64, 50, "random"),
+                                                   (16, 0, 33, 1, "random"), (48, 3, 40, rows, "extreme")])]
     results = run_executor(acc, MeanExecutor(acc), jobs, seed, uses_dma=False)
     check_results(acc, results, seed, uses_dma=False)
 

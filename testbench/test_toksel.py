@@ -31,6 +31,23 @@ def test_toksel_unit(name, sim):
                   test_dir=Path(__file__).parent / "toksel", sim=sim, env=config_env(cfg), tag=name)
 
 
+@pytest.mark.parametrize("name,lanes", [("small", 1), ("wide-score", 4), ("wide-score", 8)])
+def test_toksel_unit_package_lanes(name, lanes):
+    """The package token's ring with other lanes-per-cycle counts than the default (one lane a
+    cycle; half; all 8 at once): the same testbench (stalls, keep none / all, chained stages)."""
+    cfg = TOKSEL_CONFIGS[name]
+    run_testbench(TokenSelectorUnit(cfg, package_lanes=lanes), toplevel="toksel", test_module="tb_toksel",
+                  test_dir=Path(__file__).parent / "toksel", sim="icarus", env=config_env(cfg),
+                  tag=f"{name}-g{lanes}")
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("lanes", [0, 3, 17, 2.0])
+def test_toksel_unit_rejects_package_lanes(lanes):
+    with pytest.raises(ValueError, match="package_lanes"):
+        TokenSelectorUnit(TOKSEL_CONFIGS["deit"], package_lanes=lanes)
+
+
 @pytest.mark.parametrize("name,sim", [("small", "icarus"), ("deit", "icarus")])
 def test_score_combiner(name, sim):
     cfg = TOKSEL_CONFIGS[name]

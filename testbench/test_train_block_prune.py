@@ -103,3 +103,59 @@ def test_latency_density_rule(density):
     assert density * total - max(costs.values()) <= kept <= density * total + 1e-6
     late = np.mean([v for k, v in share.items() if int(k.split(".")[1]) >= plan.blocks[-1]])
     assert late > np.mean([v for k, v in share.items() if k.startswith("blocks.0.")])
+
+
+@pytest.mark.parametrize("density", [0.7, 0.5, 0.35, 0.1])
+def test_covered_density_rule(density):
+    """The ``covered`` rule keeps the uniform rule's count of tiles per layer, but every N-tile
+    column keeps at least its strongest tile whenever the count allows one per column (an empty
+    column costs the engine a pass anyway: ``GemmConfig.estimate_cycles``), the rest by norm."""
+    import torch
+    t = _train_module()
+    g = DEFAULT.gemm
+    torch.manual_seed(1)
+    for n, k in ((144, 48), (48, 48), (96, 48), (48, 96)):
+        w = torch.randn(n, k) * torch.rand(n, 1) ** 3        # uneven rows: some columns weak
+        kt, nt = -(-k // g.rows), -(-n // g.cols)
+        norms = t.tile_norms(w, g.rows, g.cols).reshape(nt, kt)
+        plain = t.tile_mask(w, g.rows, g.cols, density)
+        m = t.tile_mask(w, g.rows, g.cols, density, cover=True)
+        on = m.reshape(nt, g.cols, kt, g.rows)[:, 0, :, 0].bool()
+        count = max(1, round(density * kt * nt))
+        assert int(on.sum()) == count == int(plain.reshape(nt, g.cols, kt, g.rows)[:, 0, :, 0].sum())
+        if count >= nt:
+            assert bool(on.any(1).all())
+            assert bool(on[torch.arange(nt), norms.argmax(1)].all())
+            extra = on.clone()
+            extra[torch.arange(nt), norms.argmax(1)] = False
+            if bool(extra.any()) and bool((~on).any()):    # the rest by norm
+                assert float(norms[extra].min()) >= float(norms[~on].max())
+        else:
+            assert torch.equal(m, plain)
+        g_cycles = [g.estimate_cycles(65, k, n, on.T.numpy()), g.estimate_cycles(
+            65, k, n, plain.reshape(nt, g.cols, kt, g.rows)[:, 0, :, 0].bool().T.numpy())]
+        assert g_cycles[0] <= g_cycles[1]
+
+
+def test_tokens_first_smoke(tmp_path):
+    """``--block-order tokens-first --density-rule covered``: the selectors train on the dense
+    weights, then the token-pruned model is block pruned; the written model's encoder Linears
+    keep the covered rule's tiles (every N-tile column non-empty), exactly zero elsewhere, and the
+    metadata records the order."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    res = subprocess.run([sys.executable, "train/train_digits.py", "--seed", "2", "--epochs", "1", "--sel-epochs", "1",
+                          "--adapt-epochs", "0", "--limit", "32", "--block-prune", "0.5", "--block-epochs", "2",
+                          "--block-order", "tokens-first", "--density-rule", "covered", "--work", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    model = model_io.load_npz(tmp_path / "vit_digits.npz")
+    info = model.meta["block_prune"]
+    assert info["recipe"]["order"] == "tokens-first" and info["recipe"]["density_rule"] == "covered"
+    qm = compiler.quantize_for(model, DEFAULT)
+    for i, b in enumerate(qm.blocks):
+        for lin, layer in (("attn.qkv", b.qkv), ("attn.proj", b.proj), ("mlp.fc1", b.fc1), ("mlp.fc2", b.fc2)):
+            bitmap = tile_bitmap(DEFAULT.gemm, layer.w)                    # (KT, NT)
+            kept, total = info["tiles"][f"blocks.{i}.{lin}"]
+            assert int(bitmap.sum()) == kept == max(1, round(0.5 * total))
+            assert bitmap.any(0).all(), f"blocks.{i}.{lin}: an empty N-tile column"

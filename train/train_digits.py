@@ -344,14 +344,15 @@ which keeps the exported backbone a good dense model while it adapts to the cut.
 def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs: tuple[float, float],
                seed: int, ratio_weight: float = SELECTORS["ratio_weight"],
                distill_weight: float = SELECTORS["distill_weight"], dense_weight: float = 0.0,
-               before_epoch=None, tag: str = ""):
+               before_epoch=None, after_step=None, tag: str = ""):
     """Fine-tune the pruned model: loss = CE + distill_weight * KL(student || dense teacher)
     + ratio_weight * sum_stage mean_image (decided kept fraction - target)^2 (with Gumbel
     decisions also the expected fraction, from the keep probabilities).
     ``lrs``: (selector lr, backbone lr), cosine decay; a zero lr freezes that part.
     ``dense_weight``: adds dense_weight * KL(backbone alone, no selectors || teacher).
     ``before_epoch(epoch)``: called before every epoch (e.g. to re-calibrate the cut); must draw
-    no random numbers."""
+    no random numbers.  ``after_step()``: called after every optimizer step (e.g. to re-apply
+    block masks)."""
     gen = torch.Generator().manual_seed(seed)
     student.decision = decision
     xtr, ytr = tensors(splits["train"], cfg.image_size)
@@ -398,6 +399,8 @@ def fit_pruned(student, teacher, splits, cfg, epochs: int, *, decision: str, lrs
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step()
             step += 1
         if True:                          # every epoch (cheap: 144 images; no random numbers drawn)
             acc, keep = evaluate_pruned(student, xva, yva)
@@ -517,14 +520,15 @@ def train_selectors(cfg, backbone, plan, splits, work: Path, epochs: int, adapt_
 # -- optional: static block pruning of the weights (issue 14, Parikh et al. 2024) ---------------
 
 BLOCK_PRUNE = {"lr": 3e-4, "weight_decay": 0.05, "distill_weight": 1.0, "temperature": 1.0, "batch": 32,
-               "final_epochs": 2, "density_rule": "uniform",
+               "final_epochs": 2, "density_rule": "uniform", "order": "weights-first",
                "layers": "blocks.*.attn.qkv, attn.proj, mlp.fc1, mlp.fc2 (patch embedding and head stay dense)",
                "criterion": "L2 norm of each R x C weight tile, per layer",
                "schedule": "cubic: density(e) = d + (1 - d) (1 - (e + 1) / ramp)^3, then d"}
 """Block-pruning defaults (``--block-lr``, ``--block-distill``, ``--block-temp``,
 ``--block-final-epochs``, ``--density-rule`` override them; the run's values are in the model's
 metadata, ``block_prune.recipe``)."""
-DENSITY_RULES = ("uniform", "latency")
+DENSITY_RULES = ("uniform", "covered", "latency")
+BLOCK_ORDERS = ("weights-first", "tokens-first")
 
 
 def block_layers(model: VisionTransformer) -> list[tuple[str, torch.nn.Linear]]:
@@ -552,15 +556,24 @@ def expand_tiles(keep: torch.Tensor, shape, rows: int, cols: int) -> torch.Tenso
     return keep.reshape(nt, kt).repeat_interleave(cols, 0).repeat_interleave(rows, 1)[:n, :k]
 
 
-def tile_mask(weight: torch.Tensor, rows: int, cols: int, density: float) -> torch.Tensor:
+def tile_mask(weight: torch.Tensor, rows: int, cols: int, density: float, cover: bool = False) -> torch.Tensor:
     """Keep mask of a Linear weight (N, K) (the GEMM's ``W = weight.T``, K x N) at the engine's
     tile granularity: the ``round(density * T)`` (at least 1) of its ``T = ceil(K/R) * ceil(N/C)``
-    ``R x C`` tiles of largest L2 norm (ties: the lower tile index) stay."""
+    ``R x C`` tiles of largest L2 norm (ties: the lower tile index) stay.  ``cover`` (the
+    ``covered`` density rule): every N-tile column keeps its strongest tile first (when the count
+    allows one per column), the rest by norm: an all-zero column of tiles still costs the engine
+    one pass of M rows for its bias and requantization, as much as a column with one tile, so its
+    last tile is not worth pruning."""
     norms = tile_norms(weight, rows, cols)
+    n, k = weight.shape
+    kt, nt = -(-k // rows), -(-n // cols)
     keep = max(1, round(density * norms.numel()))
-    idx = torch.argsort(-norms, stable=True)[:keep]
     m = torch.zeros(norms.numel(), dtype=torch.bool)
-    m[idx] = True
+    if cover and keep >= nt:
+        m[torch.arange(nt) * kt + torch.argmax(norms.reshape(nt, kt), 1)] = True
+        keep -= nt
+    rest = torch.argsort(-norms.masked_fill(m, -1.0), stable=True)[:keep]
+    m[rest] = True
     return expand_tiles(m, weight.shape, rows, cols)
 
 
@@ -670,7 +683,7 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
     for ep in range(epochs):
         dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
         new = (latency_masks(layers, R, C, dens, costs) if costs is not None
-               else {name: tile_mask(lin.weight, R, C, dens) for name, lin in layers})
+               else {name: tile_mask(lin.weight, R, C, dens, h["density_rule"] == "covered") for name, lin in layers})
         for name, _ in layers:
             masks[name].copy_(new[name].float())
         apply_masks(masks, layers)
@@ -695,6 +708,51 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
         print(f"block-prune epoch {ep + 1}/{epochs}: density {dens:.3f} (weights kept {kept:.3f}), loss {loss.item():.3f}, "
               f"val {accuracy(model, xva, yva):.4f}, {time.time() - t0:.0f} s", flush=True)
     torch.save({"model": model.state_dict(), "masks": masks}, work / "blocked.pt")
+    return masks
+
+
+def block_prune_tokens(cfg, student, splits, acc, density: float, epochs: int, seed: int, work: Path,
+                       h: dict = BLOCK_PRUNE):
+    """The tokens-first order (``--block-order tokens-first``): block pruning of the trained
+    token-pruned model (:class:`PrunedViT`, selectors trained on the dense weights), on the
+    inference rule's token sets: :func:`fit_pruned` with threshold decisions (straight-through),
+    backbone at ``h["lr"]`` and selectors at a tenth of it (cosine), loss CE + ratio term
+    + ``h["distill_weight"]`` KL(pruned pass || dense float backbone ``work/backbone.pt``)
+    + the adaptation phase's dense-pass distillation; before every epoch the density steps down
+    the cubic schedule (:data:`BLOCK_PRUNE`, tiles re-ranked by norm, uniform or latency rule as in
+    :func:`block_prune`) and the cut is re-calibrated, and once more after the last epoch.
+    So the weights are pruned for the metric that counts, the token-pruned model's.  Saves
+    ``work/blocked.pt`` (backbone and masks) and returns the masks, gradient hooks installed."""
+    torch.manual_seed(seed + 3)
+    teacher = VisionTransformer(cfg)
+    teacher.load_state_dict(torch.load(work / "backbone.pt"))
+    teacher.eval()
+    layers = block_layers(student.backbone)
+    R, C = acc.gemm.rows, acc.gemm.cols
+    costs = tile_costs(acc, cfg, student.plan) if h["density_rule"] == "latency" else None
+    masks = {name: torch.ones_like(lin.weight) for name, lin in layers}
+    mask_gradients(masks, layers)
+    ramp = max(1, epochs - h["final_epochs"])
+
+    def step_down(ep):
+        dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
+        new = (latency_masks(layers, R, C, dens, costs) if costs is not None
+               else {name: tile_mask(lin.weight, R, C, dens, h["density_rule"] == "covered") for name, lin in layers})
+        for name, _ in layers:
+            masks[name].copy_(new[name].float())
+        apply_masks(masks, layers)
+        kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+        print(f"block-prune (tokens first) epoch {ep + 1}/{epochs}: density {dens:.3f} (weights kept {kept:.3f})",
+              flush=True)
+        recalibrate(student, splits, cfg)
+
+    fit_pruned(student, teacher, splits, cfg, epochs, decision="threshold", lrs=(h["lr"] / 10, h["lr"]),
+               seed=seed + 3, distill_weight=h["distill_weight"],
+               dense_weight=SELECTORS["adapt_dense_distill_weight"], before_epoch=step_down,
+               after_step=lambda: apply_masks(masks, layers), tag="block-prune")
+    recalibrate(student, splits, cfg)
+    torch.save({"model": student.backbone.state_dict(), "masks": masks}, work / "blocked.pt")
+    torch.save(student.state_dict(), work / "pruned.pt")
     return masks
 
 
@@ -776,7 +834,8 @@ def recipe(args) -> dict:
     return {"backbone_epochs": args.epochs, "selector_epochs": args.sel_epochs, "adapt_epochs": args.adapt_epochs,
             "keep_bias_init": args.keep_bias_init,
             "limit": args.limit, "backbone": BACKBONE, "selectors": SELECTORS, "plan_grid": PLAN_GRID,
-            **({"qat_epochs": args.qat_epochs, "qat": args.qat_recipe} if args.qat_epochs else {})}
+            **({"qat_epochs": args.qat_epochs, "qat": args.qat_recipe} if args.qat_epochs else {}),
+            **getattr(args, "qat_recipe_of_cut", {})}
 
 
 def numpy_model(cfg, student, plan, meta=None):
@@ -849,7 +908,8 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", choices=["all", "backbone", "plan", "selectors", "cut", "qat"], default="all",
                     help="start at this phase (earlier phases are loaded from --work); 'cut': only re-calibrate "
-                         "the trained selectors (work/pruned.pt) to the --keep targets, check the budgets, export; "
+                         "the trained selectors (work/qat.pt after a quantization-aware phase, else work/pruned.pt) to "
+                         "the --keep targets, check the budgets, export; "
                          "'qat': only the quantization-aware phase (--qat-epochs) from work/pruned.pt, then export")
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed: initialization, batch order, augmentation, Gumbel noise (the data "
@@ -890,9 +950,15 @@ def parse_args(argv):
                     help=f"block-pruning epochs at the target density after the schedule (default "
                          f"{BLOCK_PRUNE['final_epochs']})")
     ap.add_argument("--density-rule", choices=DENSITY_RULES, default=BLOCK_PRUNE["density_rule"],
-                    help="per-layer density: 'uniform' (every layer keeps DENSITY of its tiles) or 'latency' "
+                    help="per-layer density: 'uniform' (every layer keeps DENSITY of its tiles), 'covered' (the "
+                         "same count, every N-tile column keeping at least its strongest tile: an all-zero column still "
+                         "costs the engine a pass for its bias) or 'latency' "
                          "(tiles ranked by norm per engine cycle of the cycle model at the plan's token counts, kept "
                          "until they cost DENSITY of the layers' dense cycles)")
+    ap.add_argument("--block-order", choices=BLOCK_ORDERS, default=BLOCK_PRUNE["order"],
+                    help="'weights-first' (default: block pruning of the dense backbone, then the selectors) or "
+                         "'tokens-first' (selectors on the dense weights, then block pruning of the token-pruned "
+                         "model on the inference rule's token sets, distillation at temperature 1)")
     ap.add_argument("--qat-epochs", type=int, default=0,
                     help="quantization-aware fine-tuning epochs after the selectors (default 0: none): backbone and "
                          "selectors together under the golden int8 scheme's fake quantization, distilled from the "
@@ -920,7 +986,7 @@ def parse_args(argv):
         ap.error(f"--block-final-epochs must be >= 0, not {args.block_final_epochs}")
     args.block_recipe = {**BLOCK_PRUNE, "lr": args.block_lr, "distill_weight": args.block_distill,
                          "temperature": args.block_temp, "final_epochs": args.block_final_epochs,
-                         "density_rule": args.density_rule}
+                         "density_rule": args.density_rule, "order": args.block_order}
     if args.qat_epochs < 0 or (args.qat_lr is not None and not args.qat_lr > 0):
         ap.error(f"--qat-epochs must be >= 0 and --qat-lr > 0, not {args.qat_epochs}, {args.qat_lr}")
     if args.phase == "qat" and not args.qat_epochs:
@@ -960,7 +1026,8 @@ def main(argv=None):
         model.load_state_dict(torch.load(args.work / "backbone.pt"))
         model.eval()
     masks = None
-    if args.block_prune is not None:
+    tokens_first = args.block_prune is not None and args.block_order == "tokens-first"
+    if args.block_prune is not None and not (tokens_first and args.phase not in ("cut", "qat")):
         if start == 0:
             t0, c0 = time.time(), time.process_time()
             masks = block_prune(cfg, model, splits, acc, args.block_prune, args.block_epochs, args.seed, args.work,
@@ -1000,13 +1067,27 @@ def main(argv=None):
     t0, c0 = time.time(), time.process_time()
     if args.phase in ("cut", "qat"):
         student = PrunedViT(model, plan)
-        student.load_state_dict(torch.load(args.work / "pruned.pt"))
+        # 'cut' re-calibrates the last trained state: after a quantization-aware phase, its qat.pt
+        last = "qat.pt" if args.phase == "cut" and (args.work / "qat.pt").is_file() else "pruned.pt"
+        student.load_state_dict(torch.load(args.work / last))
+        if last == "qat.pt" and not args.qat_epochs and len(runs) > 1:
+            # the recipe of the state re-calibrated here: the quantization-aware phase of the run
+            # that wrote qat.pt (its command), recorded without running it again
+            made = parse_args(shlex.split(runs[-2]["command"])[2:])
+            args.qat_recipe_of_cut = {"qat_epochs": made.qat_epochs, "qat": made.qat_recipe}
         if args.phase == "cut":
             recalibrate(student, splits, cfg)
     else:
         student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs, args.seed,
                                   args.keep_bias_init)
         times["selectors"], cpu["selectors"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+        if tokens_first:
+            t0, c0 = time.time(), time.process_time()
+            masks = block_prune_tokens(cfg, student, splits, acc, args.block_prune, args.block_epochs, args.seed,
+                                       args.work, args.block_recipe)
+            times["block_prune"], cpu["block_prune"] = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+            args.extra_meta = {"block_prune": block_info(masks, acc, args.block_prune, args.block_epochs,
+                                                             args.block_recipe)}
     if args.qat_epochs:
         t0, c0 = time.time(), time.process_time()
         student = train_qat(cfg, student, splits, args.work, args.qat_epochs, args.seed, args.qat_recipe)

@@ -52,6 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .. import isa
 from ..isa import Epilogue, Op, WSrc
+from ..toksel_config import package_lanes
 from ..validate import ceil_div
 
 
@@ -100,29 +101,29 @@ def gelu_cycles(nl, elements: int) -> int:
     return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
-COMBINER_MIN_CYCLES = 7
-"""The score combiner takes one token per ``max(heads + 2, 7)`` cycles (rtl/toksel/combiner.py)."""
+COMBINER_MIN_CYCLES = 12
+"""The score combiner takes one token per ``max(heads + 2, 12)`` cycles (rtl/toksel/combiner.py:
+its shift-add reciprocal's interval, ``RECIP_DIGIT_BITS = 3``)."""
 
 
 def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     """Cycles of the token-selector control unit (command accepted to result taken) on ``n``
     tokens of ``dim`` channels of which ``pruned`` are pruned, its scores arriving one per cycle.
 
-    Nothing pruned: ``n`` (scores) + ``chunks * n`` (gather, one word per cycle) + 4.  Otherwise
-    each chunk streams ``S = n + pruned * (digits - 1) + 1`` cycles (a kept word per cycle, a
-    pruned word per 4 weight bits, the package word) and its package division takes
-    ``V = 9 * lanes + 2`` cycles while the next chunk streams, so:
-    ``n + S + (chunks - 1) * max(S, V) + V + 3`` (``digits = ceil(score_bits / 4)``).  Exact on
-    12 of the 13 RTL runs ``testbench/test_compiler_prune.py`` measures (the 13th: +0.3 %)."""
+    ``n`` (scores) + 3 + per chunk: one cycle per kept word and ``lanes / G`` per pruned word
+    (``G`` = :func:`heatvit.toksel_config.package_lanes` lanes weighted a cycle) and, when
+    anything was pruned, ``9 * lanes`` for the package division and one for its write:
+    ``n + 3 + chunks * (n + pruned * (lanes / G - 1) + [pruned > 0] (9 lanes + 1))``.  Exact on
+    the RTL runs of ``testbench/test_compiler_prune.py`` (the unit does one thing at a time: no
+    data-dependent overlap)."""
     chunks = ceil_div(dim, ts.lanes)
     if pruned == 0:
-        return n + chunks * n + 4
-    s = n + pruned * (ceil_div(ts.score_bits, 4) - 1) + 1
-    v = 9 * ts.lanes + 2
-    return n + s + (chunks - 1) * max(s, v) + v + 3
+        return n + 3 + chunks * n
+    steps = ts.lanes // package_lanes(ts.lanes)
+    return n + 3 + chunks * (n + pruned * (steps - 1) + 9 * ts.lanes + 1)
 
 
-SELECT_FIXED_CYCLES = 28
+SELECT_FIXED_CYCLES = 34
 """The SELECT executor's cycles beyond its score and token streams: command, the first token's
 reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
 measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
@@ -135,7 +136,7 @@ pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, ever
 
 
 def select_score_rate(acc, heads: int) -> int:
-    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 7)``
+    """Cycles per token of the SELECT executor's score phase: the combiner's ``max(heads + 2, 12)``
     or, when more, its ``aux`` words (``ceil(heads / A)`` head-weight words and ``heads``
     keep-probability words, one per cycle) plus the cycle in which the full beat waits for the
     combiner."""

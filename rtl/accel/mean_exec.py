@@ -60,6 +60,9 @@ runs once per MEAN)."""
 class MeanExecutor(wiring.Component):
     """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only."""
 
+    IDLE_PORTS = ("aux", "dma_rd", "dma_wr")
+    """Ports it never uses (always idle): the top does not route them."""
+
     def __init__(self, acc: AcceleratorConfig):
         if not isinstance(acc, AcceleratorConfig):
             raise TypeError(f"acc must be an AcceleratorConfig, not {acc!r}")
@@ -70,7 +73,10 @@ class MeanExecutor(wiring.Component):
         acc = self.acc
         L = isa.column_align(acc)
         log_l = L.bit_length() - 1
-        sum_bits = 8 + 17                              # up to 2**16 rows of int8
+        # a column sum of at most the tallest buffer's rows of int8 (the sequencer checks every
+        # window against its buffer: live_m never exceeds it)
+        max_rows = max(spec.rows for spec in isa.token_buffers(acc).values())
+        sum_bits = (max_rows << 7).bit_length() + 1
         m = Module()
         # golden divide() uses the default NonlinearConfig's reciprocal table
         m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS, RECIP_DIGIT_BITS)
@@ -98,10 +104,15 @@ class MeanExecutor(wiring.Component):
         rr = Signal(F.RECIP_FRAC + 1)
         half, half_m1 = Signal(pw), Signal(pw)     # 2**(sh-1) and 2**(sh-1) - 1: the rounding add
         shv = Signal(signed(pw - 16))
-        col = [Signal(17, name=f"col{j}") for j in range(L)]
+        # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
+        # As thermometer codes of how many of the column's lanes lie below k and below n.
         copy_mask, mean_mask = Signal(L), Signal(L)
-        m.d.comb += [c.eq((w << log_l) + j) for j, c in enumerate(col)]
-        m.d.comb += [copy_mask.eq(Cat(c < k for c in col)), mean_mask.eq(Cat((c >= k) & (c < n) for c in col))]
+        below_k, below_n = Signal(range(L + 1)), Signal(range(L + 1))
+        for below, edge in ((below_k, k), (below_n, n)):
+            t = Signal(signed(18), name=f"{below.name}_t")
+            m.d.comb += [t.eq(edge - (w << log_l)), below.eq(Mux(t < 0, 0, Mux(t > L, L, t)))]
+        m.d.comb += [copy_mask.eq(Cat(below_k > j for j in range(L))),
+                     mean_mask.eq(Cat((below_k <= j) & (below_n > j) for j in range(L)))]
 
         m.d.comb += [recip.i.payload[0].eq(rows), recip.o.ready.eq(1)]
 

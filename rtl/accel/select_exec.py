@@ -70,6 +70,9 @@ class SelectExecutor(wiring.Component):
     descriptor may name (the combiner's width; default ``acc.toksel.heads``; ``DEIT_B_HEADS``
     for DeiT-S/B)."""
 
+    IDLE_PORTS = ("dma_rd",)
+    """Ports it never uses (always idle): the top does not route them."""
+
     def __init__(self, acc: AcceleratorConfig, max_heads: int | None = None):
         self.acc = acc
         self.lanes = isa.column_align(acc)

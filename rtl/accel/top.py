@@ -293,9 +293,13 @@ class Accelerator(wiring.Component):
         flat_bus = [(p, mem, v) for p, mem, v in bus.signature.flatten(bus) if p[0] in EXEC_PORTS]
         for i, inst in enumerate(instances):
             flat = [(p, mem, v) for p, mem, v in inst.signature.flatten(inst) if p[0] in EXEC_PORTS]
+            # Ports an executor never uses (its ``IDLE_PORTS``) are not routed: it holds them idle,
+            # and the bus then reads 0 from it (as it would), without a multiplexer input.
+            idle = getattr(inst, "IDLE_PORTS", ())
             with m.If(active == i):
-                for (_, mem, bv), (_, _, iv) in zip(flat_bus, flat, strict=True):
-                    m.d.comb += (bv.eq(iv) if mem.flow == Out else iv.eq(bv))
+                for (p, mem, bv), (_, _, iv) in zip(flat_bus, flat, strict=True):
+                    if p[0] not in idle:
+                        m.d.comb += (bv.eq(iv) if mem.flow == Out else iv.eq(bv))
             with m.If((active == i) & inst.done):
                 m.d.comb += [seq.exec_done.eq(1), seq.exec_error.eq(inst.error)]
         with m.If(unsupported):

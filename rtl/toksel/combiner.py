@@ -26,6 +26,10 @@ FIFO_DEPTH = 16
 """Tokens in flight between the two stages (more than the reciprocal's latency)."""
 R_DIGIT_BITS = 4
 """Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (5 cycles for 17 bits)."""
+RECIP_DIGIT_BITS = 3
+"""Bits of the reciprocal's Horner steps multiplied per cycle (:class:`SerialReciprocal`): one
+token per ``2 * (ceil(13 / 3) + 1) = 12`` cycles, 449 LUTs (7 bits: 6 cycles, 719 LUTs; yosys at
+the default config).  A selector's 197 tokens then take ~2.6k cycles, where its GEMMs take ~30k."""
 
 
 def head_pairs(cfg: TokSelConfig) -> data.ArrayLayout:
@@ -42,13 +46,13 @@ class ScoreCombiner(wiring.Component):
 
     Two stages, each with one token at a time: ``heads`` cycles (one shift-add product per
     cycle), then 5 cycles for ``num * r`` (shift-add, 4 bits per cycle) after the pipelined
-    reciprocal (shift-add, one token per ``SerialReciprocal.interval`` = 6 cycles); throughput one
-    token per ``max(heads + 2, 7)`` cycles (a selector of 197 tokens: ~1.4k cycles for DeiT-T,
-    ~2.8k for DeiT-B, while its GEMMs take 20k-77k).  No DSP.
+    reciprocal (shift-add, one token per ``SerialReciprocal.interval`` = 12 cycles); throughput one
+    token per ``max(heads + 2, 12)`` cycles (a selector of 197 tokens: ~2.4k cycles for DeiT-T,
+    ~2.8k for DeiT-B (12 heads: 14 a token), while its GEMMs take 20k-77k).  No DSP.
 
     ``runtime_heads=True`` (the accelerator's SELECT executor, whose head count is a descriptor
     field): ``n_heads`` (in, 1 .. ``cfg.heads``, held while tokens flow) is the head count; the
-    pairs of heads ``n_heads ..`` must be 0, a token takes ``max(n_heads + 2, 7)`` cycles.
+    pairs of heads ``n_heads ..`` must be 0, a token takes ``max(n_heads + 2, 12)`` cycles.
     """
 
     def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None, runtime_heads: bool = False):
@@ -66,7 +70,7 @@ class ScoreCombiner(wiring.Component):
         cfg = self.cfg
         H, b = cfg.heads, cfg.score_bits
         m = Module()
-        m.submodules.recip = recip = SerialReciprocal(self.nl_cfg, DEN_BITS)
+        m.submodules.recip = recip = SerialReciprocal(self.nl_cfg, DEN_BITS, RECIP_DIGIT_BITS)
         num_bits = (H * 255 * 255).bit_length()
         r_bits = F.RECIP_FRAC + 1
         digits = -(-r_bits // R_DIGIT_BITS)

@@ -7,16 +7,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from heatvit.errors import ErrorCode
-from heatvit.toksel_config import TOKEN_BITS, TokSelConfig
+from heatvit.toksel_config import TOKEN_BITS, TokSelConfig, package_lanes as default_package_lanes
+from heatvit.validate import check_int
 
+from ..nonlinear.serial_recip import digit_product
 from . import layouts
 
 # Error codes (heatvit.errors.ErrorCode): n_tokens 0 or above max_tokens; n_tail >= n_tokens.
 TOKSEL_BAD_TOKENS = int(ErrorCode.TOKSEL_BAD_TOKENS)
 TOKSEL_BAD_TAIL = int(ErrorCode.TOKSEL_BAD_TAIL)
 
-MAC_BITS = 4
-"""Weight bits multiplied per cycle: a pruned token's beat takes ceil(score_bits / MAC_BITS) cycles."""
 QUOTIENT_BITS = TOKEN_BITS
 """Quotient bits of the package divider: |average| <= 128 < 2**8."""
 
@@ -37,19 +37,21 @@ class TokenSelectorUnit(wiring.Component):
       major (word ``k * N + n``: the GEMM activation-buffer order).
     * ``writes`` (out): the compacted sequence of N' tokens, per chunk k: each kept token at
       ``addr = k * N' + position`` (original order), and, if anything was pruned, the package
-      token at ``k * N' + N' - 1``; that word is written while chunk k + 1 streams (slotted
-      between its kept-token writes), the last chunk's before ``result``.  ``last`` marks the
-      final write.  Every address is written once and never exceeds the word being read, so
-      the gather may run in place.  A word on offer stays on offer, unchanged, until taken: a
-      package word that is ready while a kept-token word waits for ``ready`` waits behind it.
+      token at ``k * N' + N' - 1``, written after chunk k's last token word was taken and its
+      division finished, before chunk k + 1 streams.  ``last`` marks the final write.  Every
+      address is written once and never exceeds the word being read, so the gather may run in
+      place.  A word on offer stays on offer, unchanged, until taken.
     * ``result`` (out): one beat per command after the last write: ``n_tokens = N'`` (kept +
       package), ``n_tail`` (+1 if a package token was added), ``n_kept``, ``error``.
 
     Package token per channel: ``acc = sum q_n x_n`` over pruned tokens (shift-add, no
-    multiplier, ``MAC_BITS`` weight bits per cycle), ``S = sum q_n`` (plain mean if S = 0); at
-    the end of each chunk the sums move to a shadow bank, where a shared bit-serial restoring
-    divider computes ``sign(acc) * floor((2|acc| + S) / 2S)`` lane by lane (9 cycles per lane)
-    while the next chunk streams.  No DSPs.
+    multiplier, ``package_lanes`` = ``G`` lanes a cycle (default
+    :func:`heatvit.toksel_config.package_lanes`) with the whole weight: a pruned word
+    takes ``lanes / G`` cycles), ``S = sum q_n`` (plain mean if S = 0); after each chunk's last
+    token word one bit-serial restoring divider computes ``sign(acc) * floor((2|acc| + S) / 2S)``
+    lane by lane (9 cycles per lane), then the package word is written (one cycle), and the
+    next chunk streams.  The lane sums are a ring of registers the adders and the divider read
+    at its head (no per-lane multiplexers).  No DSPs.
 
     ``busy`` is high from an accepted command until its ``result`` has been taken.
 
@@ -59,8 +61,14 @@ class TokenSelectorUnit(wiring.Component):
     (:func:`.layouts.command`, :func:`.layouts.write_beat`).  Otherwise ``chunks = cfg.chunks``.
     """
 
-    def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False):
-        self.cfg, self.runtime_chunks = cfg, runtime_chunks
+    def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None):
+        if package_lanes is None:
+            package_lanes = default_package_lanes(cfg.lanes)
+        check_int("TokenSelectorUnit", "package_lanes", package_lanes, 1, cfg.lanes)
+        if cfg.lanes % package_lanes:
+            raise ValueError(f"TokenSelectorUnit: package_lanes must divide lanes = {cfg.lanes}, "
+                             f"not {package_lanes!r}")
+        self.cfg, self.runtime_chunks, self.package_lanes = cfg, runtime_chunks, package_lanes
         super().__init__({
             "cmd": In(stream.Signature(layouts.command(cfg, chunks=runtime_chunks))),
             "scores": In(stream.Signature(layouts.score(cfg))),
@@ -103,105 +111,64 @@ class TokenSelectorUnit(wiring.Component):
         m.d.comb += rd.addr.eq(idx)
         ent = rd.data
 
-        # -- package accumulators and divider ----------------------------------------------------
-        acc = Array(Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L))
-        pkg = Array(Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L))
-        digits = -(-cfg.score_bits // MAC_BITS)
-        digit = Signal(range(max(2, digits)))  # which MAC_BITS-bit digit of the weight this cycle
-        last_digit = Signal()
-        m.d.comb += last_digit.eq(digit == digits - 1)
-        weight = Signal(digits * MAC_BITS)
+        # -- package accumulators (a ring) and the divider -------------------------------------
+        # The L lane sums are a ring of registers: a pruned token's word takes L / G steps, each
+        # adding G lanes' products to the ring's first G registers and rotating the ring by G
+        # (a register's input is its neighbour's output: no multiplexer).  After the word the
+        # ring is back in lane order.  The divider reads the ring's head the same way (lane by
+        # lane, G at a time) and rotates zeros in, and its quotients go into the ``pkg`` ring.
+        G = self.package_lanes
+        steps = L // G
+        acc = [Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L)]
+        pkg = [Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L)]
+        step = Signal(range(max(2, steps)))    # which G lanes of the pruned word this cycle
+        last_step = Signal()
+        m.d.comb += last_step.eq(step == steps - 1)
+        weight = Signal(cfg.score_bits)
         m.d.comb += weight.eq(Mux(unit_w, 1, ent.weight))
-        w_digit = Signal(MAC_BITS)
-        m.d.comb += w_digit.eq(weight.word_select(digit, MAC_BITS))
-        products = []
-        for lane in range(L):
-            x = self.tokens.payload[lane]
-            # w_digit * x as a sum of shifted copies of x (LUT adders, never a DSP), placed at
-            # digit * MAC_BITS: one pruned beat takes ``digits`` cycles.
-            terms = [Mux(w_digit[i], x << i, 0) for i in range(MAC_BITS)]
-            part = Signal(signed(TOKEN_BITS + MAC_BITS + 1), name=f"part{lane}")
-            m.d.comb += part.eq(sum(terms[1:], terms[0]))
-            prod = Signal(signed(TOKEN_BITS + digits * MAC_BITS + 1), name=f"prod{lane}")
-            with m.Switch(digit):
-                for d in range(digits):
-                    with m.Case(d):
-                        m.d.comb += prod.eq(part << (d * MAC_BITS))
-            products.append(prod)
+        x_sel = self.tokens.payload.as_value().word_select(step, TOKEN_BITS * G) if steps > 1 \
+            else self.tokens.payload.as_value()
+        rotate = Signal()                      # the acc ring moves by G
+        acc_in = [Signal(signed(cfg.package_acc_bits), name=f"acc_in{j}") for j in range(G)]
+        clear = Signal()
+        with m.If(clear):
+            m.d.sync += [a.eq(0) for a in acc]
+        with m.Elif(rotate):
+            m.d.sync += [acc[i].eq(acc[i + G]) for i in range(L - G)]
+            m.d.sync += [acc[L - G + j].eq(acc_in[j]) for j in range(G)]
+        sums = []
+        for j in range(G):
+            # weight * x as shift-add (LUT adders, never a DSP), the whole weight in one cycle
+            x = x_sel[TOKEN_BITS * j:TOKEN_BITS * (j + 1)].as_signed()
+            prod = Signal(signed(TOKEN_BITS + cfg.score_bits + 1), name=f"prod{j}")
+            m.d.comb += prod.eq(digit_product(x, weight, cfg.score_bits))
+            sums.append(acc[j] + prod)
 
-        # The divider works on a shadow copy of the accumulators, so chunk k's package token is
-        # normalized while chunk k + 1 streams; its write is slotted between kept-token writes.
-        shadow = Array(Signal(signed(cfg.package_acc_bits), name=f"shadow{i}") for i in range(L))
         rem = Signal(cfg.package_acc_bits + 2)
         dsh = Signal(cfg.weight_sum_bits + 1 + QUOTIENT_BITS)
         quo = Signal(QUOTIENT_BITS)
         neg = Signal()
-        step = Signal(range(QUOTIENT_BITS + 1))
+        qbit = Signal(range(QUOTIENT_BITS + 1))
         lane_i = Signal(range(L + 1))
-        pkg_addr = Signal(cfg.addr_bits)
-        pkg_chunk = Signal.like(chunk)
-        pkg_pos = Signal.like(pos)
-        pkg_last = Signal()
+        sub = Signal(range(max(2, G)))         # which of the ring's first G registers
         head = Signal(signed(cfg.package_acc_bits))
-        m.d.comb += head.eq(shadow[lane_i])
+        m.d.comb += head.eq(Array(acc[:G])[sub] if G > 1 else acc[0])
         mag = Signal(cfg.package_acc_bits)
         m.d.comb += mag.eq(Mux(head < 0, -head, head))
         ge = Signal()
         m.d.comb += ge.eq(rem >= dsh)
         quo_next = Signal(QUOTIENT_BITS)
         m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
-        div_start = Signal()
-        div_idle = Signal()
-        pkg_pending = Signal()
-        kept_held = Signal()          # a kept-token word was on offer and not taken at the last edge
-        m.d.sync += kept_held.eq(self.writes.valid & ~self.writes.ready & ~pkg_pending)
-
-        with m.FSM(name="divider"):
-            with m.State("START"):         # see the main FSM's START
-                m.next = "IDLE"
-            with m.State("IDLE"):
-                m.d.comb += div_idle.eq(1)
-                with m.If(div_start):
-                    m.d.sync += lane_i.eq(0)
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                # rem = 2|acc| + S, divided by 2S << 7 .. 2S << 0 (restoring, MSB first).
-                m.d.sync += [rem.eq((mag << 1) + divisor), dsh.eq(divisor << QUOTIENT_BITS),
-                             neg.eq(head < 0), quo.eq(0), step.eq(0)]
-                m.next = "STEP"
-            with m.State("STEP"):
-                with m.If(ge):
-                    m.d.sync += rem.eq(rem - dsh)
-                m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), step.eq(step + 1)]
-                with m.If(step == QUOTIENT_BITS - 1):
-                    m.d.sync += [pkg[lane_i].eq(Mux(neg, -quo_next, quo_next)), lane_i.eq(lane_i + 1)]
-                    with m.If(lane_i == L - 1):
-                        m.next = "WRITE"
-                    with m.Else():
-                        m.next = "LOAD"
-            with m.State("WRITE"):
-                # The package word takes the writes port only when no kept-token word is on
-                # offer there: a word offered and not taken stays until its handshake.
-                m.d.comb += pkg_pending.eq(~kept_held)
-                with m.If(self.writes.ready & ~kept_held):
-                    m.next = "IDLE"
 
         def finish_chunk():
             m.d.sync += [pos.eq(0), base.eq(base + n_out), idx.eq(0)]
             with m.If(last_chunk):
-                m.next = "DRAIN"
+                m.next = "RESULT"
             with m.Else():
                 m.d.sync += chunk.eq(chunk + 1)
                 m.next = "GATHER"
 
-        # The writes port: a pending package word has priority over kept tokens.
         wp = self.writes.payload
-        with m.If(pkg_pending):
-            m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(pkg_addr), wp.last.eq(pkg_last)]
-            m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
-            if self.runtime_chunks:
-                m.d.comb += [wp.chunk.eq(pkg_chunk), wp.pos.eq(pkg_pos)]
-
         m.d.comb += self.busy.eq(1)
         with m.FSM():
             with m.State("START"):
@@ -213,6 +180,8 @@ class TokenSelectorUnit(wiring.Component):
                 m.d.comb += [self.busy.eq(0), self.cmd.ready.eq(1)]
                 c = self.cmd.payload
                 with m.If(self.cmd.valid):
+                    m.d.comb += clear.eq(1)
+                    m.d.sync += step.eq(0)
                     m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
                                  idx.eq(0), n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
                                  base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0),
@@ -260,51 +229,65 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                with m.If(~pkg_pending):
-                    m.d.comb += [
-                        wp.addr.eq(base + pos),
-                        wp.data.eq(self.tokens.payload),
-                        wp.last.eq(last_chunk & last_token & ~has_pkg),
-                    ]
-                    if self.runtime_chunks:
-                        m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                m.d.comb += [
+                    wp.addr.eq(base + pos),
+                    wp.data.eq(self.tokens.payload),
+                    wp.last.eq(last_chunk & last_token & ~has_pkg),
+                ]
+                if self.runtime_chunks:
+                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
                 taken = Signal()
                 with m.If(ent.keep):
-                    with m.If(~pkg_pending):
-                        m.d.comb += [self.writes.valid.eq(self.tokens.valid),
-                                     self.tokens.ready.eq(self.writes.ready)]
-                    m.d.comb += taken.eq(self.tokens.valid & self.writes.ready & ~pkg_pending)
+                    m.d.comb += [self.writes.valid.eq(self.tokens.valid),
+                                 self.tokens.ready.eq(self.writes.ready),
+                                 taken.eq(self.tokens.valid & self.writes.ready)]
                     with m.If(taken):
                         m.d.sync += pos.eq(pos + 1)
                 with m.Else():
-                    m.d.comb += [self.tokens.ready.eq(last_digit),
-                                 taken.eq(self.tokens.valid & last_digit)]
+                    m.d.comb += [self.tokens.ready.eq(last_step),
+                                 taken.eq(self.tokens.valid & last_step)]
                     with m.If(self.tokens.valid):
-                        m.d.sync += [acc[i].eq(acc[i] + products[i]) for i in range(L)]
-                        m.d.sync += digit.eq(Mux(last_digit, 0, digit + 1))
+                        m.d.comb += [rotate.eq(1), *[a.eq(v) for a, v in zip(acc_in, sums)]]
+                        m.d.sync += step.eq(Mux(last_step, 0, step + 1))
                 with m.If(taken):
                     with m.If(last_token):
                         with m.If(has_pkg):
-                            m.next = "HANDOFF"
+                            m.d.sync += [lane_i.eq(0), sub.eq(0)]
+                            m.next = "DIV_LOAD"
                         with m.Else():
                             finish_chunk()
                     with m.Else():
                         m.d.sync += idx.eq(idx + 1)
 
-            with m.State("HANDOFF"):
-                # Hand the chunk's sums to the divider once it is free (it normally is: a chunk
-                # streams for N cycles, the divider needs 9 * lanes + 1).
-                with m.If(div_idle):
-                    m.d.comb += div_start.eq(1)
-                    m.d.sync += [shadow[i].eq(acc[i]) for i in range(L)]
-                    m.d.sync += [acc[i].eq(0) for i in range(L)]
-                    m.d.sync += [pkg_addr.eq(base + pos), pkg_last.eq(last_chunk), pkg_chunk.eq(chunk),
-                                 pkg_pos.eq(pos)]
+            # The chunk's package word: rem = 2|acc| + S divided by 2S << 7 .. 2S << 0
+            # (restoring, MSB first), lane by lane (9 cycles a lane), then written.
+            with m.State("DIV_LOAD"):
+                m.d.sync += [rem.eq((mag << 1) + divisor), dsh.eq(divisor << QUOTIENT_BITS),
+                             neg.eq(head < 0), quo.eq(0), qbit.eq(0)]
+                m.next = "DIV_STEP"
+            with m.State("DIV_STEP"):
+                with m.If(ge):
+                    m.d.sync += rem.eq(rem - dsh)
+                m.d.sync += [quo.eq(quo_next), dsh.eq(dsh >> 1), qbit.eq(qbit + 1)]
+                with m.If(qbit == QUOTIENT_BITS - 1):
+                    m.d.sync += [pkg[i].eq(pkg[i + 1]) for i in range(L - 1)]
+                    m.d.sync += [pkg[L - 1].eq(Mux(neg, -quo_next, quo_next)), lane_i.eq(lane_i + 1)]
+                    if G > 1:
+                        m.d.sync += sub.eq(Mux(sub == G - 1, 0, sub + 1))
+                        m.d.comb += rotate.eq(sub == G - 1)     # acc_in = 0: the ring empties
+                    else:
+                        m.d.comb += rotate.eq(1)
+                    with m.If(lane_i == L - 1):
+                        m.next = "PKG_WRITE"
+                    with m.Else():
+                        m.next = "DIV_LOAD"
+            with m.State("PKG_WRITE"):
+                m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(base + pos), wp.last.eq(last_chunk)]
+                m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
+                if self.runtime_chunks:
+                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                with m.If(self.writes.ready):
                     finish_chunk()
-
-            with m.State("DRAIN"):
-                with m.If(div_idle):
-                    m.next = "RESULT"
 
             with m.State("RESULT"):
                 rp = self.result.payload

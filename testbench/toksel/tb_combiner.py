@@ -60,16 +60,22 @@ async def _random_tokens(tb, np_rng, n):
 
 @checked_test
 async def throughput(dut):
-    """Without gaps or stalls a token takes max(heads + 2, 7) cycles (plus the latency once)."""
+    """Without gaps or stalls a token takes max(heads + 2, 12) cycles (plus the latency once):
+    the cycle model's ``COMBINER_MIN_CYCLES`` is the reciprocal's interval."""
+    from heatvit.compiler.cycles import COMBINER_MIN_CYCLES
+    from heatvit.nonlinear_config import NonlinearConfig
+    from heatvit.rtl.nonlinear.serial_recip import SerialReciprocal
+    from heatvit.rtl.toksel.combiner import DEN_BITS, RECIP_DIGIT_BITS
+    assert SerialReciprocal(NonlinearConfig(lanes=1), DEN_BITS, RECIP_DIGIT_BITS).interval == COMBINER_MIN_CYCLES
     tb, np_rng = await _start(dut, "none")
     src, sink = tb.heads, tb.scores
     n = 100
     a = np_rng.integers(0, 256, size=(n, CFG.heads))
     t = np_rng.integers(0, 256, size=(n, CFG.heads))
     src.send(_beats(a, t))
-    got = await sink.recv(n, timeout_cycles=10 * n)
+    got = await sink.recv(n, timeout_cycles=20 * n)
     cycles = sink.handshake_cycles[-1] - sink.handshake_cycles[0] + 1
-    per = max(CFG.heads + 2, 7)
+    per = max(CFG.heads + 2, COMBINER_MIN_CYCLES)
     assert cycles <= (n - 1) * per + 1, f"{n} scores took {cycles} cycles from first to last (want {per} per token)"
     cocotb.log.info(f"{n} scores in {cycles} cycles ({cycles / n:.2f} per token)")
     assert np.array_equal(np.array(got, dtype=np.int64), combine_scores(a, t, CFG.score_bits))
