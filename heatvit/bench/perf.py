@@ -745,7 +745,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
     for row in by_array:
         print(f"  DeiT-S on {row['array']}: cycles -{row['cycle_reduction']:.1%} (floor model "
               f"-{row['floor_model_cycle_reduction']:.1%}), MACs -{row['mac_reduction']:.1%}", flush=True)
-    source = None if quick else ("measured: " + measured["how"] if measured else
+    source = None if quick else (measured["how"] if measured else
                                  "estimated (board_estimate: no synthesis of the whole accelerator found)")
     doc = {"config": "zcu102", "resources_of": None if quick else "zcu102", "resources_source": source,
            "board_measured": measured, "quick": quick, "array": f"{g.rows}x{g.cols}",
