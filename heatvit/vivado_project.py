@@ -5,8 +5,8 @@
 
 The shell is the config's ``shell`` section; ``--data-width`` / ``--burst-len`` override it (the
 written ``heatvit_config.json`` holds the result, so the driver and CONFIG_ID agree).  Every
-top module written (``heatvit_shell``, ``heatvit_top``) is linted with Verilator ``-Wall``
-(``heatvit.cli.LINT_WAIVERS``) unless ``--no-lint``.
+top module written (``heatvit_accel``, ``heatvit_top``: the whole accelerator) is linted with Verilator ``-Wall``
+(``heatvit.cli.ACCEL_LINT_WAIVERS``) unless ``--no-lint``.
 
 Then copy the directory to a machine with Vivado and run ``vivado -mode batch -source build.tcl``.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from heatvit.cli import LINT_WAIVERS, lint
+    from heatvit.cli import ACCEL_LINT_WAIVERS, lint
     from heatvit.platform.vivado import VERILOG_TOPS, write_project
     from heatvit.presets import load_config
 
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {f} ({f.stat().st_size} bytes)")
     if not args.no_lint:
         for top, rel in VERILOG_TOPS.items():
-            lint([Path(args.out) / r for r in rel], top)
-            print(f"verilator --lint-only -Wall {top}: clean (waived: {', '.join(LINT_WAIVERS)})")
+            lint([Path(args.out) / r for r in rel], top, ACCEL_LINT_WAIVERS)
+            print(f"verilator --lint-only -Wall {top}: clean (waived: {', '.join(ACCEL_LINT_WAIVERS)})")
     print(f"build on a Vivado machine: cd {args.out} && vivado -mode batch -source build.tcl")
     return 0
 

@@ -2,8 +2,9 @@
 
 ``build.tcl`` runs under ``tclsh`` with every Vivado command stubbed (Tcl's ``unknown`` records
 each call and returns a plausible value), so the script must parse and run to its end; the
-recorded calls are checked for the part, the IP, the PS settings, the address map, and pins
-that exist on the thin Verilog top.  The thin top and the core also pass a Verilator lint.
+recorded calls are checked for the part, the IP, the PS settings, the address map (every AXI
+master, weight masters included, on its own HP port), and pins that exist on the thin Verilog
+top of the whole accelerator.  The thin top and the core also pass a Verilator lint.
 """
 
 import dataclasses
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from heatvit.config import AcceleratorConfig
-from heatvit.platform.vivado import ACCEL_CELL, BD_NAME, PS_CELL, write_project
+from heatvit.platform.vivado import (ACCEL_CELL, BD_NAME, HP_ORDER, MAX_WEIGHT_PORTS, PS_CELL, masters,
+                                     write_project)
 from heatvit.platform.zcu102 import BOARD_PART, LED_PINS, PART, ZCU102Platform
 from heatvit.presets import PRESETS, load_config
 from heatvit.shell_config import ShellConfig
@@ -50,8 +52,12 @@ source [lindex $argv 0]
 """
 
 # The small array keeps the Verilog export quick; the shells differ in what the script uses.
+# "small-w2": two weight masters (weight_beats_per_cycle = 2, as the zcu102 preset; 2 beats of
+# 4 bytes fit the 8-column array's weight word).
 CONFIGS = {"small-64": dataclasses.replace(PRESETS["small"], shell=ShellConfig(data_width=64)),
-           "small-128-250MHz": AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0)}
+           "small-128-250MHz": AcceleratorConfig(gemm=PRESETS["small"].gemm, clock_mhz=250.0),
+           "small-w2": dataclasses.replace(PRESETS["small"].with_array(4, 8), shell=ShellConfig(data_width=32),
+                                           weight_beats_per_cycle=2)}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +104,7 @@ def test_build_tcl_stubbed(name, projects, tmp_path):
     src, files = projects[name]
     project = copy_project(projects, name, tmp_path)
     assert sorted(str(f.relative_to(src)) for f in files) == sorted(
-        ["rtl/heatvit_shell.v", "rtl/heatvit_top.v", "constraints/heatvit.xdc", "build.tcl",
+        ["rtl/heatvit_accel.v", "rtl/heatvit_top.v", "constraints/heatvit.xdc", "build.tcl",
          "heatvit_config.json", "README.md"])
     # One config file: the whole AcceleratorConfig, shell section included.
     assert load_config(src / "heatvit_config.json") == acc
@@ -135,14 +141,42 @@ def test_build_tcl_stubbed(name, projects, tmp_path):
     for pin in ("aclk", "aresetn", "irq", "s_axi_awaddr", "s_axi_rdata", "m_axi_awaddr", "m_axi_wstrb",
                 "m_axi_arlen", "m_axi_rlast"):
         assert pin in ports
+    # The weight masters: Vivado-inferable AXI4 names, one set per beat a cycle, and none more.
+    p = acc.weight_beats_per_cycle
+    weights = [f"m_axi_w{i}" for i in range(p)] if p > 1 else []
+    assert {q.rpartition("_")[0] for q in ports if q.startswith("m_axi_w") and not q.startswith("m_axi_w_")
+            and q.rpartition("_")[0] != "m_axi"} == set(weights)
+    for w in weights:
+        for sig in ("araddr", "arlen", "arsize", "arburst", "arvalid", "arready", "rdata", "rresp",
+                    "rlast", "rvalid", "rready", "awvalid", "wvalid", "bready"):
+            assert f"{w}_{sig}" in ports, f"{w}_{sig}"
+    top = (project / "rtl/heatvit_top.v").read_text()
+    busif = re.search(r"ASSOCIATED_BUSIF ([\w:]+)", top).group(1).split(":")
+    assert sorted(busif) == sorted(["s_axi", "m_axi", *weights])
     # The interfaces go where the issue says.
     intf = [" ".join(c) for c in calls_named(calls, "connect_bd_intf_net")]
     assert any(f"{PS_CELL}/M_AXI_HPM0_FPD" in f for f in intf)
-    assert any(f"{PS_CELL}/S_AXI_HP0_FPD" in f for f in intf)
-    assert any(f"{ACCEL_CELL}/m_axi" in f for f in intf) and any(f"{ACCEL_CELL}/s_axi" in f for f in intf)
+    assert any(f"{ACCEL_CELL}/s_axi" in f for f in intf)
+    # Every AXI4 master -> its SmartConnect -> its own HP port, clocked; DDR mapped through it.
+    segs = [c for c in calls_named(calls, "get_bd_addr_segs") if "-of_objects" not in c]
+    spaces = [c[-1] for c in calls_named(calls, "get_bd_addr_spaces")]
+    assert HP_ORDER == (0, 3, 1, 2)   # DMA on HP0; weights on HP3 first (HP1 and HP2 share a DDR port)
+    for k, master in enumerate(["m_axi", *weights]):
+        smc, n = "smc_dma" if k == 0 else f"smc_w{k - 1}", HP_ORDER[k]
+        assert f"connect_bd_intf_net {ACCEL_CELL}/{master} {smc}/S00_AXI" in intf, (master, intf)
+        assert f"connect_bd_intf_net {smc}/M00_AXI {PS_CELL}/S_AXI_HP{n}_FPD" in intf, (master, intf)
+        assert re.search(rf"CONFIG\.PSU__USE__S_AXI_GP{n + 2} \{{?1\}}?(\s|$)", props)
+        assert re.search(rf"CONFIG\.PSU__SAXIGP{n + 2}__DATA_WIDTH \{{?{shell.data_width}\}}?(\s|$)", props)
+        assert any(f"{PS_CELL}/saxihp{n}_fpd_aclk" in f and "pl_clk0" in f for f in flat if f.startswith("connect_bd_net"))
+        assert any(c[-1] == f"{smc}/aresetn" for c in calls_named(calls, "get_bd_pins"))
+        assert f"{ACCEL_CELL}/{master}" in spaces
+        assert ["get_bd_addr_segs", f"{PS_CELL}/SAXIGP{n + 2}/HP{n}_DDR_LOW"] in segs
+    for n in HP_ORDER[len(weights) + 1:]:         # the HP ports nothing uses stay off
+        assert re.search(rf"CONFIG\.PSU__USE__S_AXI_GP{n + 2} \{{?0\}}?(\s|$)", props)
+        assert not any(f"S_AXI_HP{n}_FPD" in f or f"saxihp{n}_" in f for f in flat)
+    assert len(segs) == len(weights) + 1 and len(spaces) == len(weights) + 2   # + the PS's Data
     reg = next(c for c in calls_named(calls, "assign_bd_address") if f"{ACCEL_CELL}/s_axi" in c)
     assert int(reg[reg.index("-offset") + 1], 16) == shell.reg_base == 0xA000_0000
-    assert any("S_AXI_HP0_FPD" not in f and "HP0_DDR_LOW" in f for f in flat if f.startswith("assign_bd_address"))
     assert any(c[:2] == ["launch_runs", "impl_1"] and "write_bitstream" in c for c in calls)
     assert any(c[0] == "write_hw_platform" and "-include_bit" in c for c in calls)
     assert calls_named(calls, "make_wrapper") and calls_named(calls, "validate_bd_design")
@@ -161,10 +195,10 @@ def test_build_tcl_without_board_files(projects, tmp_path):
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_written_tops_lint(name, projects):
-    """Verilator -Wall, with only heatvit.cli.LINT_WAIVERS, on every top module the project
+    """Verilator -Wall, with only heatvit.cli.ACCEL_LINT_WAIVERS, on every top module the project
     holds (the core Vivado synthesizes and the thin top it packages), and every Verilog file
     written belongs to a linted top."""
-    from heatvit.cli import lint
+    from heatvit.cli import ACCEL_LINT_WAIVERS, lint
     from heatvit.platform.vivado import VERILOG_TOPS
     from heatvit.sim.runner import setup_verilator
     if not setup_verilator():
@@ -173,7 +207,7 @@ def test_written_tops_lint(name, projects):
     written = {str(f.relative_to(src)) for f in files if f.suffix == ".v"}
     assert written == {r for rel in VERILOG_TOPS.values() for r in rel}
     for top, rel in VERILOG_TOPS.items():
-        lint([src / r for r in rel], top)
+        lint([src / r for r in rel], top, ACCEL_LINT_WAIVERS)
 
 
 def test_export_lints(tmp_path, capsys):
@@ -185,6 +219,21 @@ def test_export_lints(tmp_path, capsys):
     assert main(["export", "--config", "small", "--out", str(tmp_path)]) == 0
     assert "lint-only -Wall: clean" in capsys.readouterr().out
     assert {p.name for p in tmp_path.glob("*.v")} == {"gemm_engine.v"}
+
+
+def test_weight_masters_beyond_free_hp_ports(tmp_path):
+    """Four weight masters (and the DMA) need five HP ports: a clear error, before any export."""
+    acc = dataclasses.replace(PRESETS["small"].with_array(4, 16), shell=ShellConfig(data_width=32),
+                              weight_beats_per_cycle=4)
+    assert MAX_WEIGHT_PORTS == 3
+    with pytest.raises(ValueError, match=r"weight_beats_per_cycle = 4: 4 weight masters need 4 AXI HP "
+                                         r"ports but the ZCU102 PS has 3 free"):
+        write_project(tmp_path / "p", acc)
+    assert not (tmp_path / "p").exists()
+    # The zcu102 preset's two weight masters fit: HP3 and HP1.
+    assert PRESETS["zcu102"].weight_beats_per_cycle == 2
+    assert [(i, hp["intf"]) for i, _, hp in masters(PRESETS["zcu102"])] == [
+        ("m_axi", "S_AXI_HP0_FPD"), ("m_axi_w0", "S_AXI_HP3_FPD"), ("m_axi_w1", "S_AXI_HP1_FPD")]
 
 
 def test_zcu102_platform_plan():
@@ -214,7 +263,7 @@ def test_vivado_project_main(tmp_path, capsys):
     from heatvit.vivado_project import main
     assert main(["--config", "small", "--out", str(tmp_path / "v"), "--data-width", "64"]) == 0
     out = capsys.readouterr().out
-    assert "-Wall heatvit_shell: clean" in out and "-Wall heatvit_top: clean" in out
+    assert "-Wall heatvit_accel: clean" in out and "-Wall heatvit_top: clean" in out
     assert (tmp_path / "v/build.tcl").exists()
     written = load_config(tmp_path / "v/heatvit_config.json")
     assert written.shell.data_width == 64 and written.gemm == PRESETS["small"].gemm

@@ -89,12 +89,12 @@ def _zero_init_loops(verilog: str) -> str:
     return _ARRAY.sub(loop, verilog)
 
 
-def export_core(component, name: str, *, skip_comb_check: bool = True) -> str:
+def export_core(component, name: str, *, skip_comb_check: bool = True, platform=None) -> str:
     """The Verilog of ``component`` (module ``name``), its all-zero memory initialisers as loops:
     the text :func:`heatvit.sim.runner.export_verilog` and ``compact_zero_inits`` give, without
     building the initialisers bit by bit and (``skip_comb_check``) without Amaranth's
-    combinational-loop check (:func:`_fast_convert`)."""
+    combinational-loop check (:func:`_fast_convert`).  ``platform``: as for ``export_verilog``."""
     from heatvit.sim.runner import compact_zero_inits, export_verilog
     with _fast_convert(skip_comb_check):
-        text = export_verilog(component, name)
+        text = export_verilog(component, name, platform=platform)
     return compact_zero_inits(_zero_init_loops(text))

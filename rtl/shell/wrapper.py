@@ -21,26 +21,48 @@ def build_shell(acc: AcceleratorConfig):
     return AcceleratorShell(acc)
 
 
-def top_ports(component) -> list[tuple[str, str, int, str]]:
+def top_name(path, array_sep: str = "_") -> str:
+    """The thin top's name of a signature path: its parts joined with ``_``, an array index
+    joined to the name before it with ``array_sep`` (``("m_axi_w", 0, "araddr")`` ->
+    ``m_axi_w_0_araddr``, or ``m_axi_w0_araddr`` with ``array_sep=""``)."""
+    name = str(path[0])
+    for part in path[1:]:
+        name += (array_sep if isinstance(part, int) else "_") + str(part)
+    return name
+
+
+def top_ports(component, array_sep: str = "_") -> list[tuple[str, str, int, str]]:
     """``(top name, direction, width, core name)`` for every port except the clock and reset."""
     ports = []
     for path, member, value in component.signature.flatten(component):
         core = "__".join(str(p) for p in path)
-        top = "_".join(str(p) for p in path)
-        ports.append((top, "output" if member.flow == wiring.Out else "input", len(value), core))
+        ports.append((top_name(path, array_sep), "output" if member.flow == wiring.Out else "input",
+                      len(value), core))
     return ports
 
 
-def thin_top(component, *, core_name: str = CORE_NAME, top_name: str = TOP_NAME) -> str:
+def bus_interfaces(component, array_sep: str = "_") -> list[str]:
+    """The thin top's bus interfaces (every port but ``irq`` is in one): ``s_axi``, ``m_axi``
+    and the weight masters ``m_axi_w_0`` ... (``m_axi_w0`` ... with ``array_sep=""``), the
+    prefixes Vivado infers AXI interfaces from (``<prefix>_araddr`` ...)."""
+    names = []
+    for path, _, _ in component.signature.flatten(component):
+        if len(path) > 1 and (name := top_name(path[:-1], array_sep)) not in names:
+            names.append(name)
+    return names
+
+
+def thin_top(component, *, core_name: str = CORE_NAME, top_name: str = TOP_NAME,
+             array_sep: str = "_") -> str:
     """The Verilog-2001 top module ``heatvit_top`` around ``heatvit_shell`` (or ``top_name``
-    around ``core_name``: the whole accelerator's, ``heatvit.sim.accel_top``).
+    around ``core_name``: the whole accelerator's, ``heatvit.sim.accel_top`` and
+    :func:`export_accelerator`); ``array_sep``: see :func:`top_name`.
 
     No ``FREQ_HZ`` on ``aclk``: Vivado propagates ``pl_clk0``'s actual frequency (the PLL gives
     e.g. 299.997 MHz for 300), and a fixed value would fail ``validate_bd_design``.
     """
-    ports = top_ports(component)
-    # the weight ports (AcceleratorConfig.weight_beats_per_cycle > 1): m_axi_w_0, m_axi_w_1, ...
-    busif = ["s_axi", "m_axi"] + sorted({t[:len("m_axi_w_0")] for t, _, _, _ in ports if t.startswith("m_axi_w_")})
+    ports = top_ports(component, array_sep)
+    busif = bus_interfaces(component, array_sep)
     decl = [
         '  (* X_INTERFACE_INFO = "xilinx.com:signal:clock:1.0 aclk CLK" *)\n'
         f'  (* X_INTERFACE_PARAMETER = "ASSOCIATED_BUSIF {":".join(busif)}, ASSOCIATED_RESET aresetn" *)\n'
@@ -81,3 +103,23 @@ def export(acc: AcceleratorConfig, *, primitives: bool = False) -> tuple[str, st
     component = build_shell(acc)
     core = export_verilog(component, CORE_NAME, platform=PRIMITIVES if primitives else None)
     return core, thin_top(component)
+
+
+ACCEL_CORE_NAME = "heatvit_accel"
+WEIGHT_ARRAY_SEP = ""
+"""The Vivado top names the weight masters ``m_axi_w0``, ``m_axi_w1`` ... (ports
+``m_axi_w0_araddr`` ...): an AXI interface prefix without a bare index part."""
+
+
+def export_accelerator(acc: AcceleratorConfig, *, primitives: bool = False) -> tuple[str, str]:
+    """``(core Verilog, thin top Verilog)`` of the whole accelerator (``rtl/accel/top.py``):
+    module ``heatvit_accel`` and the thin top ``heatvit_top`` around it, with the shell's
+    ``aclk``/``aresetn``/``irq``/``s_axi_*``/``m_axi_*`` and, for
+    ``acc.weight_beats_per_cycle = P > 1``, the read-only weight masters ``m_axi_w0_*`` ...
+    ``m_axi_w{P-1}_*``.  ``primitives``: as for :func:`export`."""
+    from heatvit.rtl.accel.top import Accelerator
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
+    from heatvit.sim.accel_top import export_core
+    component = Accelerator(acc)
+    core = export_core(component, ACCEL_CORE_NAME, platform=PRIMITIVES if primitives else None)
+    return core, thin_top(component, core_name=ACCEL_CORE_NAME, array_sep=WEIGHT_ARRAY_SEP)
