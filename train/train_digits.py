@@ -681,12 +681,7 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
     ramp = max(1, epochs - h["final_epochs"])
     t0 = time.time()
     for ep in range(epochs):
-        dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
-        new = (latency_masks(layers, R, C, dens, costs) if costs is not None
-               else {name: tile_mask(lin.weight, R, C, dens, h["density_rule"] == "covered") for name, lin in layers})
-        for name, _ in layers:
-            masks[name].copy_(new[name].float())
-        apply_masks(masks, layers)
+        dens, kept = step_masks(masks, layers, R, C, density, ep, ramp, costs, h["density_rule"])
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(xtr), bs):
@@ -704,11 +699,25 @@ def block_prune(cfg, model, splits, acc, density: float, epochs: int, seed: int,
             opt.step()
             apply_masks(masks, layers)            # the Adam moments of just-pruned weights
             step += 1
-        kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
         print(f"block-prune epoch {ep + 1}/{epochs}: density {dens:.3f} (weights kept {kept:.3f}), loss {loss.item():.3f}, "
               f"val {accuracy(model, xva, yva):.4f}, {time.time() - t0:.0f} s", flush=True)
     torch.save({"model": model.state_dict(), "masks": masks}, work / "blocked.pt")
     return masks
+
+
+def step_masks(masks: dict, layers, R: int, C: int, density: float, ep: int, ramp: int, costs,
+               rule: str) -> tuple[float, float]:
+    """One step of the gradual schedule, before epoch ``ep``: the cubic density for the epoch
+    (``density`` from ``ramp`` epochs on), every layer's tiles re-ranked (latency rule when
+    ``costs`` is given, else uniform or covered) into ``masks`` in place, the weights masked.
+    Returns the epoch's density and the share of weights kept."""
+    dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
+    new = (latency_masks(layers, R, C, dens, costs) if costs is not None
+           else {name: tile_mask(lin.weight, R, C, dens, rule == "covered") for name, lin in layers})
+    for name, _ in layers:
+        masks[name].copy_(new[name].float())
+    apply_masks(masks, layers)
+    return dens, sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
 
 
 def block_prune_tokens(cfg, student, splits, acc, density: float, epochs: int, seed: int, work: Path,
@@ -735,13 +744,7 @@ def block_prune_tokens(cfg, student, splits, acc, density: float, epochs: int, s
     ramp = max(1, epochs - h["final_epochs"])
 
     def step_down(ep):
-        dens = density + (1 - density) * max(0.0, 1 - (ep + 1) / ramp) ** 3
-        new = (latency_masks(layers, R, C, dens, costs) if costs is not None
-               else {name: tile_mask(lin.weight, R, C, dens, h["density_rule"] == "covered") for name, lin in layers})
-        for name, _ in layers:
-            masks[name].copy_(new[name].float())
-        apply_masks(masks, layers)
-        kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+        dens, kept = step_masks(masks, layers, R, C, density, ep, ramp, costs, h["density_rule"])
         print(f"block-prune (tokens first) epoch {ep + 1}/{epochs}: density {dens:.3f} (weights kept {kept:.3f})",
               flush=True)
         recalibrate(student, splits, cfg)
