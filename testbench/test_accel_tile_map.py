@@ -1,5 +1,5 @@
 """Amaranth-simulator test of rtl/accel/tile_map.py: a block-sparse GEMM's bitmap beats in, the
-engine's tile descriptors (``golden.tile_descriptors``) and the kts of the non-empty ones out,
+engine's tile descriptors (``golden.tile_descriptors``) and the K tiles they use in first-use order out,
 with random valid/ready gaps; empty, full and single-tile bitmaps, grids that span several
 beats, bits past ``KT * NT`` set (ignored), and a count mismatch.  Seeds: HEATVIT_SEED."""
 
@@ -45,14 +45,14 @@ def test_tile_map(gap):
         while len(descs) < expect_descs or len(kts) < expect_kts:
             r1, r2 = rng.random() >= gap, rng.random() >= gap
             ctx.set(dut.o.ready, r1)
-            ctx.set(dut.kts.ready, r2)
-            _, _, ov, op, kv, kp = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.kts.valid, dut.kts.payload)
+            ctx.set(dut.order.ready, r2)
+            _, _, ov, op, kv, kp = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.order.valid, dut.order.payload)
             if ov and r1:
                 descs.append((int(op.kt), int(op.last), int(op.empty)))
             if kv and r2:
                 kts.append(int(kp))
         ctx.set(dut.o.ready, 0)
-        ctx.set(dut.kts.ready, 0)
+        ctx.set(dut.order.ready, 0)
 
     async def tb(ctx):
         for kt, nt, bm, tiles, junk in cases:
@@ -86,16 +86,18 @@ def test_tile_map(gap):
             descs, kts = [], []
             if mismatch:
                 for _ in range(50):
-                    _, _, ov, busy = await ctx.tick().sample(dut.o.valid, dut.busy)
-                    assert not ov, f"seed {seed}: a descriptor after a mismatch"
+                    _, _, ov, kv, busy = await ctx.tick().sample(dut.o.valid, dut.order.valid, dut.busy)
+                    assert not ov and not kv, f"seed {seed}: a descriptor or K tile after a mismatch"
                 assert not busy
                 continue
-            await take(ctx, descs, kts, len(want), sum(1 for d in want if not d[2]))
+            order = list(dict.fromkeys(d[0] for d in want if not d[2]))     # first-use order, once each
+            await take(ctx, descs, kts, len(want), len(order))
             assert [list(x) for x in descs] == want, f"seed {seed}: {kt}x{nt}: {descs} != {want}"
-            assert kts == [d[0] for d in want if not d[2]], f"seed {seed}: kts"
+            assert kts == order, f"seed {seed}: K tile order {kts} != {order}"
             for _ in range(3):
                 await ctx.tick()
-            assert not ctx.get(dut.busy) and not ctx.get(dut.o.valid), f"seed {seed}: extra descriptors"
+            assert not ctx.get(dut.busy) and not ctx.get(dut.o.valid) and not ctx.get(dut.order.valid), \
+                f"seed {seed}: extra descriptors or K tiles"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

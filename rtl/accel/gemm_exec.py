@@ -98,18 +98,15 @@ class GemmExecutor(wiring.Component):
 
         flush = Signal()
         out_cls = self.output_cls or GemmOutput
-        engine = GemmEngine(g, raw=True)
+        engine = GemmEngine(g, raw=True, gated=True)
         output = out_cls(acc)
         wbuf = BufferWeights(acc, self.fifo_depth)
         wddr = BeatWeights(acc, P * acc.shell.data_width)
         tmap = TileMap(acc)
-        # The tile map's descriptors and the kts of its non-empty ones leave it together, into two
-        # FIFOs: the engine takes a descriptor only once its tile's weights are loaded, and those
-        # pass the activation gate only once their kt is known.
-        kts = SyncFIFOBuffered(width=17, depth=4)
+        # the tile map's descriptors wait in a FIFO for the engine
         descs = SyncFIFOBuffered(width=tmap.o.payload.shape().size, depth=4)
         for name, unit in (("engine", engine), ("output", output), ("wbuf", wbuf), ("wddr", wddr),
-                           ("tmap", tmap), ("kts", kts), ("descs", descs)):
+                           ("tmap", tmap), ("descs", descs)):
             m.submodules[name] = ResetInserter(flush)(unit)
         self.engine, self.output = engine, output
 
@@ -144,6 +141,7 @@ class GemmExecutor(wiring.Component):
         ]
 
         # -- start ----------------------------------------------------------------------------------
+        a_run = Signal()                 # the activation load's tile sequence is open
         start = Signal()
         m.d.comb += [self.cmd.ready.eq(~active), start.eq(self.cmd.valid & self.cmd.ready)]
         out_cmd_pend = Signal()
@@ -151,7 +149,7 @@ class GemmExecutor(wiring.Component):
         dma_left = Signal(40)            # beats requested and not yet received
         beat = Signal(40)                # beats received
         with m.If(start):
-            m.d.sync += [d.eq(self.cmd.payload), active.eq(1), out_cmd_pend.eq(1), dma_req_pend.eq(1),
+            m.d.sync += [d.eq(self.cmd.payload), active.eq(1), a_run.eq(0), out_cmd_pend.eq(1), dma_req_pend.eq(1),
                          beat.eq(0), code.eq(0), draining.eq(0)]
         start_units = Signal()           # one cycle after start: the latched fields are valid
         m.d.sync += start_units.eq(start)
@@ -213,50 +211,75 @@ class GemmExecutor(wiring.Component):
         with m.If(dat.valid & dat.ready & (dma_left != 0)):
             m.d.sync += [beat.eq(beat + 1), dma_left.eq(dma_left - 1)]
 
-        # -- activations: src reads (kt, m), column tile major -------------------------------------------
+        # -- activations: src reads (kt, m), K tile by K tile in load order ------------------------------
+        # Load order: dense, K tiles 0 .. KT-1; sparse, the K tiles the tile map's descriptors use,
+        # in the order they first name them (tmap.order), the unused ones not at all.  Each tile's
+        # kt goes through ``tiles_in`` from its first read to its last word, so the data side
+        # writes word kt * M + m of the engine's buffer, and the engine reads a word only once it
+        # is written (``act_ok``).
+        tiles_in = SyncFIFOBuffered(width=17, depth=4)
+        m.submodules.tiles_in = ResetInserter(flush)(tiles_in)
         a_issue = Signal()
         a_kt, a_m = Signal(17), Signal(17)
-        a_words = Signal(40)             # words received = the next act-buffer address
+        a_cnt = Signal(17)               # dense: tiles started
+        a_words = Signal(40)             # words received
         a_inflight = Signal(range(1 << 12))
         a_total = Signal(40)
         m.d.comb += a_total.eq(kt_live * d.live_m)
+        nxt_valid, nxt_kt, take = Signal(), Signal(17), Signal()
+        m.d.comb += [
+            nxt_valid.eq(a_run & Mux(sparse, tmap.order.valid, a_cnt < kt_live)),
+            nxt_kt.eq(Mux(sparse, tmap.order.payload, a_cnt)),
+            tmap.order.ready.eq(sparse & take),
+            tiles_in.w_data.eq(nxt_kt), tiles_in.w_en.eq(take),
+        ]
         src_cmd = self.src.cmd
         m.d.comb += [
             src_cmd.payload.row.eq(d.src_row + a_m),
             src_cmd.payload.word.eq((d.src_col >> la) + ((a_kt << lr) >> la)),
             src_cmd.valid.eq(a_issue & ~draining),
         ]
+        tile_end = Signal()
+        m.d.comb += tile_end.eq(src_cmd.valid & src_cmd.ready & (a_m == d.live_m - 1))
+        # the next tile starts in the cycle after the last read of this one (no gap), or when idle
+        m.d.comb += take.eq(nxt_valid & tiles_in.w_rdy & ~draining & (~a_issue | tile_end))
         with m.If(src_cmd.valid & src_cmd.ready):
             with m.If(a_m == d.live_m - 1):
-                m.d.sync += [a_m.eq(0), a_kt.eq(a_kt + 1)]
-                with m.If(a_kt == kt_live - 1):
-                    m.d.sync += a_issue.eq(0)
+                m.d.sync += [a_m.eq(0), a_issue.eq(0)]
             with m.Else():
                 m.d.sync += a_m.eq(a_m + 1)
+        with m.If(take):
+            m.d.sync += [a_issue.eq(1), a_kt.eq(nxt_kt), a_m.eq(0), a_cnt.eq(a_cnt + 1)]
         with m.If(start_units):
-            m.d.sync += [a_issue.eq(1), a_kt.eq(0), a_m.eq(0), a_words.eq(0)]
+            m.d.sync += [a_run.eq(1), a_issue.eq(0), a_cnt.eq(0), a_m.eq(0), a_words.eq(0)]
         src_take = Signal()
         m.d.comb += src_take.eq(self.src.data.valid & self.src.data.ready)
         m.d.sync += a_inflight.eq(a_inflight + (src_cmd.valid & src_cmd.ready) - src_take)
 
-        # the data side walks the same (kt, m) order: its kt selects the lanes
+        # the data side walks the same tiles: the head of tiles_in is the arriving word's kt
         r_kt, r_m = Signal(17), Signal(17)
+        r_done = Signal(17)              # tiles fully written (dense: tiles 0 .. r_done-1)
+        full = Signal(g.max_k_tiles)     # K tiles fully written
+        m.d.comb += [r_kt.eq(tiles_in.r_data), tiles_in.r_en.eq(src_take & (r_m == d.live_m - 1))]
         with m.If(src_take):
             with m.If(r_m == d.live_m - 1):
-                m.d.sync += [r_m.eq(0), r_kt.eq(r_kt + 1)]
+                m.d.sync += [r_m.eq(0), r_done.eq(r_done + 1), full.bit_select(r_kt, 1).eq(1)]
             with m.Else():
                 m.d.sync += r_m.eq(r_m + 1)
             m.d.sync += a_words.eq(a_words + 1)
         with m.If(start_units):
-            m.d.sync += [r_kt.eq(0), r_m.eq(0)]
+            m.d.sync += [r_m.eq(0), r_done.eq(0), full.eq(0)]
         sel = Signal(range(max(2, A // R)))
         m.d.comb += sel.eq(r_kt & (A // R - 1)) if A > R else sel.eq(0)
         row = self.src.data.payload.word_select(sel, 8 * R)
         load = engine.act_load
         m.d.comb += [self.src.data.ready.eq(a_inflight != 0), load.valid.eq(src_take & ~draining),
-                     load.payload.addr.eq(a_words)]
+                     load.payload.addr.eq(r_kt * d.live_m + r_m)]
         for r in range(R):
             m.d.comb += load.payload.data[r].eq(Mux((r_kt << lr) + r < d.live_k, row[8 * r:8 * r + 8], 0))
+        want = engine.act_want
+        m.d.comb += engine.act_ok.eq(full.bit_select(want.kt, 1)
+                                     | (tiles_in.r_rdy & (r_kt == want.kt) & (r_m > want.m)))
 
         # -- weights from the aux buffer ---------------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.aux), wbuf.aux)
@@ -267,18 +290,15 @@ class GemmExecutor(wiring.Component):
             wbuf.k.eq(d.live_k), wbuf.n.eq(d.live_n),
             wbuf.drop.eq(draining),
         ]
-        # Weight tile t (words t*R ..) enters the engine only once activation tile t is in its
-        # buffer (tiles t >= KT: once all are): the engine starts a tile's rows only after its
-        # weights, so it never reads a word not yet loaded, and computes while the rest loads.
-        # A sparse GEMM's tiles are those the tile map walks: their kts come through a FIFO.
+        # Weights from the aux buffer: weight tile t (words t*R ..) enters the engine only once
+        # activation tile t is in its buffer (tiles t >= KT: once all are), so the engine computes
+        # while the rest loads.  Weights from DDR enter as they come: the engine's row gate
+        # (act_ok) holds a pass until its rows are written, so the first pass starts while its
+        # activation tile still loads.  A sparse GEMM's descriptors come from the tile map.
         w_count = Signal(40)
-        all_loaded = ~start_units & ~a_issue & (a_inflight == 0) & (a_words == a_total)
+        all_loaded = ~start_units & ~a_issue & ~nxt_valid & (a_inflight == 0) & (a_words == a_total)
         gate = Signal()
-        m.d.comb += gate.eq(Mux(sparse, kts.r_rdy & (all_loaded | (kts.r_data < r_kt)),
-                                all_loaded | ((w_count >> lr) < r_kt)))
-        m.d.comb += [kts.w_data.eq(tmap.kts.payload), kts.w_en.eq(tmap.kts.valid), tmap.kts.ready.eq(kts.w_rdy),
-                     kts.r_en.eq(sparse & engine.weights.valid & engine.weights.ready
-                                 & ((w_count & (R - 1)) == R - 1))]
+        m.d.comb += gate.eq(ddr | all_loaded | ((w_count >> lr) < r_done))
         m.d.comb += [descs.w_data.eq(tmap.o.payload), descs.w_en.eq(tmap.o.valid), tmap.o.ready.eq(descs.w_rdy),
                      engine.tiles.payload.eq(descs.r_data), engine.tiles.valid.eq(descs.r_rdy),
                      descs.r_en.eq(engine.tiles.ready)]
@@ -338,13 +358,13 @@ class GemmExecutor(wiring.Component):
         m.d.comb += [self.done.eq(finish), self.error.eq(Mux(finish, code, 0)),
                      flush.eq(self.abort | (finish & draining))]
         with m.If(draining):
-            m.d.sync += [a_issue.eq(0), eng_pend.eq(0), out_cmd_pend.eq(0)]
+            m.d.sync += [a_issue.eq(0), a_run.eq(0), eng_pend.eq(0), out_cmd_pend.eq(0)]
             if P > 1:         # a weight request not yet issued is dropped
                 m.d.sync += wreq_pend.eq(0)
 
         with m.If(self.abort):
             m.d.sync += [active.eq(0), draining.eq(0), dma_req_pend.eq(0), out_cmd_pend.eq(0), a_issue.eq(0),
-                         eng_pend.eq(0), dma_left.eq(0), a_inflight.eq(0), out_done.eq(0)]
+                         eng_pend.eq(0), dma_left.eq(0), a_inflight.eq(0), out_done.eq(0), a_run.eq(0)]
             if P > 1:
                 m.d.sync += [wreq_pend.eq(0), w_left.eq(0)]
         # dma_wr is never used

@@ -13,11 +13,13 @@ words: the engine takes one descriptor per pass, long after the beats have gone 
   ``mismatch`` (with ``checked``: the count is not ``tiles``; nothing is emitted then).
 * ``o``: the tile descriptors of :func:`heatvit.golden.tile_descriptors`
   (:func:`heatvit.rtl.gemm.layouts.tile_desc`): per N tile in order, one ``(kt, last, 0)`` per
-  set bit, or ``(0, 1, 1)`` for an N tile with none.  ``kts``: the ``kt`` of every non-empty
-  descriptor, handed over together with it (the executor's weight gate).
+  set bit, or ``(0, 1, 1)`` for an N tile with none.
+* ``order``: every K tile some N tile uses, once, in the order the descriptors first name it
+  (the executor loads those activation tiles in this order, and no others).  A second walk of
+  the same bits through a second read port, not held back by ``o``.
 * ``busy``: a bitmap is being taken or walked.
 
-The walk takes one bit per cycle (plus two cycles per memory word) and starts once the count
+Each walk takes one bit per cycle (plus two cycles per memory word) and starts once the count
 has been checked.
 """
 
@@ -52,7 +54,7 @@ class TileMap(wiring.Component):
             "i": In(stream.Signature(self.width)),
             "checked": Out(1), "mismatch": Out(1),
             "o": Out(stream.Signature(layouts.tile_desc(g))),
-            "kts": Out(stream.Signature(17)),
+            "order": Out(stream.Signature(17)),
             "busy": Out(1),
         })
 
@@ -70,11 +72,12 @@ class TileMap(wiring.Component):
         got = Signal(16)                      # beats taken
         left = Signal(40)                     # bitmap bits not yet counted
         count = Signal(40)
+        grid = Signal(40)                     # KT * NT
         taking = Signal()
         walking = Signal()
         with m.If(self.start):
             m.d.sync += [kt_n.eq(self.kt_n), nt_n.eq(self.nt_n), tiles.eq(self.tiles), beats.eq(self.beats),
-                         got.eq(0), left.eq(self.kt_n * self.nt_n), count.eq(0), taking.eq(1),
+                         got.eq(0), left.eq(self.kt_n * self.nt_n), grid.eq(self.kt_n * self.nt_n), count.eq(0), taking.eq(1),
                          self.checked.eq(0), self.mismatch.eq(0), walking.eq(0)]
 
         # -- take the beats: store, count the set bits among the first KT * NT ----------------------
@@ -102,7 +105,7 @@ class TileMap(wiring.Component):
         with m.If(fetched):
             m.d.sync += have.eq(1)
         bit = rd.data.bit_select(idx[:lw], 1)
-        o, ks = self.o, self.kts
+        o = self.o
         scan = walking & have & ~closing
         # a set bit after a pending one emits the pending one (not last); closing emits the last
         emit = Signal()
@@ -111,9 +114,7 @@ class TileMap(wiring.Component):
             o.payload.kt.eq(Mux(closing & ~pend, 0, pend_kt)),
             o.payload.last.eq(closing),
             o.payload.empty.eq(closing & ~pend),
-            ks.payload.eq(pend_kt),
-            o.valid.eq(emit & (ks.ready | (closing & ~pend))),
-            ks.valid.eq(emit & pend & o.ready),
+            o.valid.eq(emit),
         ]
         moved = Signal()
         m.d.comb += moved.eq(Mux(emit, o.valid & o.ready, scan))
@@ -133,5 +134,37 @@ class TileMap(wiring.Component):
                 m.d.sync += walking.eq(0)
         with m.If(self.start):
             m.d.sync += [idx.eq(0), kt.eq(0), nt.eq(0), have.eq(0), closing.eq(0), pend.eq(0)]
-        m.d.comb += self.busy.eq(taking | walking)
+
+        # -- the K tiles' first-use order: the same bits in the same order, each new kt once --------
+        rd2 = mem.read_port()
+        ordering = Signal()
+        idx2 = Signal(40)
+        kt2 = Signal(17)
+        have2, fetched2 = Signal(), Signal()
+        seen = Signal(self.g.max_k_tiles)
+        with m.If(taking & (got == beats) & ~self.start):
+            m.d.sync += ordering.eq((count == tiles) & (count != 0))
+        m.d.comb += [rd2.addr.eq(idx2 >> lw), rd2.en.eq(ordering & ~have2 & ~fetched2)]
+        m.d.sync += fetched2.eq(rd2.en)
+        with m.If(fetched2):
+            m.d.sync += have2.eq(1)
+        bit2 = rd2.data.bit_select(idx2[:lw], 1)
+        new = Signal()
+        m.d.comb += [new.eq(bit2 & ~seen.bit_select(kt2, 1)),
+                     self.order.payload.eq(kt2), self.order.valid.eq(ordering & have2 & new)]
+        with m.If(ordering & have2 & (~new | self.order.ready)):
+            m.d.sync += idx2.eq(idx2 + 1)
+            with m.If(new):
+                m.d.sync += seen.bit_select(kt2, 1).eq(1)
+            with m.If(idx2[:lw] == W - 1):
+                m.d.sync += have2.eq(0)
+            with m.If(kt2 == kt_n - 1):
+                m.d.sync += kt2.eq(0)
+            with m.Else():
+                m.d.sync += kt2.eq(kt2 + 1)
+            with m.If(idx2 + 1 == grid):
+                m.d.sync += ordering.eq(0)
+        with m.If(self.start):
+            m.d.sync += [idx2.eq(0), kt2.eq(0), have2.eq(0), seen.eq(0), ordering.eq(0)]
+        m.d.comb += self.busy.eq(taking | walking | ordering)
         return m

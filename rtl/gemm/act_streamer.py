@@ -32,11 +32,19 @@ class ActivationStreamer(wiring.Component):
       ``kt * M + m`` (int8 lanes, reduction offset r in lane r).
     * ``act``/``commit``/``tag``: the row for the array, one cycle after its read, lanes past
       K zeroed; ``tag`` is :func:`layouts.row_tag`.
+    * ``gated`` (constructor): the activation buffer fills while the GEMM runs.  ``want_kt`` /
+      ``want_m`` name the row the streamer issues next (K tile, token); it issues it only with
+      ``act_ok`` high (the word is in the buffer: written in an earlier cycle).  An empty pass
+      reads nothing and does not wait.  Ungated, every word must be loaded before ``start``.
     """
 
-    def __init__(self, cfg: GemmConfig):
+    def __init__(self, cfg: GemmConfig, gated: bool = False):
         self.cfg = cfg
+        self.gated = gated
+        gate = {"want_kt": Out(range(cfg.max_k_tiles + 1)), "want_m": Out(unsigned(cfg.m_bits)),
+                "act_ok": In(1)} if gated else {}
         super().__init__({
+            **gate,
             "en": In(1),
             "start": In(1),
             "m": In(unsigned(cfg.m_bits)),
@@ -92,8 +100,12 @@ class ActivationStreamer(wiring.Component):
         last_m = i_m == n_m - 1
         last_nt = i_nt == n_nt - 1
         issue = Signal()
+        act_ok = 1
+        if self.gated:
+            m.d.comb += [self.want_kt.eq(d_kt), self.want_m.eq(i_m)]
+            act_ok = d_empty | self.act_ok
         m.d.comb += [
-            issue.eq(self.active & self.en & d_valid & (~first_m | d_empty | self.tile_ready)),
+            issue.eq(self.active & self.en & d_valid & (~first_m | d_empty | self.tile_ready) & act_ok),
             self.commit_taken.eq(issue & first_m & ~d_empty),
             self.desc.ready.eq(sparse & issue & last_m),
             # A tile's first row reads word kt * M; the others follow it.

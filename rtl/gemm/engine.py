@@ -1,7 +1,7 @@
 """The GEMM engine: buffers, tile sequencing, the systolic array and the output stage."""
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -46,13 +46,22 @@ class GemmEngine(wiring.Component):
     ``acc_bits`` lanes, lanes of channels ``>= N`` hold sums of zero weights; ``tag``: token
     ``m``, N tile ``nt``, ``last`` on the final row), same order and backpressure.
 
+    ``gated=True`` (the GEMM executor): the activation buffer may fill while the GEMM runs; the
+    engine names the next row it reads (``act_want``: K tile ``kt``, token ``m``; word
+    ``kt * M + m``) and issues it only once ``act_ok`` says that word has been written (in an
+    earlier cycle).  Ungated (default), every word must be in the buffer before ``cmd``.
+
     ``busy`` is high from an accepted command until its last beat has been taken.
     """
 
-    def __init__(self, cfg: GemmConfig, raw: bool = False):
+    def __init__(self, cfg: GemmConfig, raw: bool = False, gated: bool = False):
         self.cfg = cfg
         self.raw = raw
+        self.gated = gated
+        gate = {"act_want": Out(data.StructLayout({"kt": range(cfg.max_k_tiles + 1), "m": unsigned(cfg.m_bits)})),
+                "act_ok": In(1)} if gated else {}
         super().__init__({
+            **gate,
             "act_load": In(stream.Signature(layouts.act_load(cfg))),
             **({} if raw else {"param_load": In(stream.Signature(layouts.param_load(cfg)))}),
             "cmd": In(stream.Signature(layouts.command(cfg))),
@@ -88,7 +97,7 @@ class GemmEngine(wiring.Component):
         m.submodules.weight_fifo = weight_fifo = SyncFIFOBuffered(
             width=layouts.weight_word(cfg).size, depth=cfg.weight_fifo_depth)
         m.submodules.loader = loader = WeightLoader(cfg)
-        m.submodules.streamer = streamer = ActivationStreamer(cfg)
+        m.submodules.streamer = streamer = ActivationStreamer(cfg, self.gated)
         m.submodules.array = array = SystolicArray(cfg)
         m.submodules.tag_delay = tag_delay = DelayLine(layouts.row_tag(cfg), cfg.array_latency)
         m.submodules.accumulator = accumulator = Accumulator(cfg)
@@ -126,6 +135,9 @@ class GemmEngine(wiring.Component):
             accumulator.tag.eq(tag_delay.o),
         ]
         wiring.connect(m, wiring.flipped(self.tiles), streamer.desc)
+        if self.gated:
+            m.d.comb += [self.act_want.kt.eq(streamer.want_kt), self.act_want.m.eq(streamer.want_m),
+                         streamer.act_ok.eq(self.act_ok)]
 
         out_beat = Signal(beat_layout)
         if self.raw:
