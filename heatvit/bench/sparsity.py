@@ -11,8 +11,9 @@ build, one build for every run):
   (``heatvit.compiler.cycles``, live token counts from each image's SELECT trace): ``macs`` (the
   MACs the engine performs: a sparse GEMM's ``m k n`` times its stored share of tiles),
   ``weight_bytes`` (weights streamed from DDR), ``gemm_cycles`` (``estimate_cycles`` with each
-  sparse GEMM's bitmap, exact against the engine RTL) and ``executor_cycles`` (the larger of that
-  and the executor's activation gate, ``cycles.sparse_act_bound``);
+  sparse GEMM's bitmap, exact against the engine RTL) and ``executor_cycles`` (a sparse GEMM's
+  engine in the executor, each pass also waiting for its descriptor and activations,
+  ``cycles.sparse_engine_cycles``);
 * ``rtl_model`` (merged into the digits rows): the whole accelerator in Verilator via
   :func:`heatvit.sim.accel_run.run` on the first 20 test images (quick: 2;
   ``HEATVIT_SPARSITY_IMAGES`` for another count), every image's logits
@@ -182,7 +183,7 @@ def program_figures(img, acc, traces) -> dict:
             macs += e.m * e.k * e.n * s
             if d.wsrc == isa.WSrc.DDR:
                 wbytes += isa.param_block(acc, d)["weights"][1]
-            ex = max(e.engine, e.act_load) if bm is not None else e.engine
+            ex = cycles.sparse_engine_cycles(acc, e.m, e.k, e.n, bm) if bm is not None else e.engine
             gemm += e.engine
             execu += ex
             if e.name in names:
@@ -323,10 +324,9 @@ def _rtl_row(acc, qm, names: set, images, patches, prune: bool, build: dict, wor
 def layer_fixed_cycles(acc, program, names: set, image: dict) -> int:
     """The fixed part of one RTL image's records of the ``names`` GEMMs, summed: each
     descriptor's modelled record without its engine (``cycles.descriptor_cycles(engine=0)``:
-    the later of the first activation tile's and the parameter beats' lead, plus the epilogue's
-    latency), at the live token count of its block (the image's ``tokens_per_block``).  What
+    its lead (weights from DDR: the parameter and bitmap beats), plus the epilogue's latency), at the live token count of its block (the image's ``tokens_per_block``).  What
     the density cannot shrink; the record minus it is the executor's work (the engine's passes
-    and the activation gate a skipped tile exposes)."""
+    and what a sparse pass waits for its descriptor or activations)."""
     from .. import isa
     from ..compiler import cycles
     total = 0
@@ -362,10 +362,10 @@ def rtl_rows(models: dict, quick: bool) -> list[dict]:
         cases.append((img.blob, d, mach, want))
         bm = gemm_bitmap(acc, d, img.blob) if d.sparse else None
         est = g.estimate_cycles(m, k, n, bm)
-        gate = cycles_mod.sparse_act_bound(g, m, bm) if bm is not None else 0
+        ex = cycles_mod.sparse_engine_cycles(acc, m, k, n, bm) if bm is not None else est
         out.append({"density": density, "source": source, "layer": d.name, "m": m, "k": k, "n": n,
                     "sparse": bool(d.sparse), "tiles": int(d.tiles) if d.sparse else -(-k // g.rows) * -(-n // g.cols),
-                    "estimate_engine": est, "estimate_executor": max(est, gate), "config": "small"})
+                    "estimate_engine": est, "estimate_executor": ex, "config": "small"})
     for r, cyc in zip(out, run_executor(acc, cases)):
         r.update(rtl_cycles=cyc, bit_exact=True)
     base = next(r for r in out if r["density"] == 1.0)
@@ -499,8 +499,8 @@ def cycle_split(doc: dict) -> dict:
     """Where the pruned layers' cycles go at density 0.5 (dense tokens), against the dense-weight
     model: the issue's figure (the RTL records, ``targets``) beside the same records less each
     descriptor's fixed part (``rtl_pruned_layer_work_cycles_mean``) and the cycle model's engine
-    tile passes alone and with the executor's activation gate.  Not a target: the target stays
-    the records' ratio."""
+    tile passes alone and in the executor (``cycles.sparse_engine_cycles``: a pass also waits for
+    its descriptor and its activations).  Not a target: the target stays the records' ratio."""
     rows = {(r["density"], r["token_pruning"]): r for r in doc["digits"]}
     if (0.5, False) not in rows:
         return {}
@@ -515,7 +515,8 @@ def cycle_split(doc: dict) -> dict:
             "note": "informational: the target is rtl_records (the per-layer RTL cycle records summed); "
                     "rtl_records_less_fixed removes each descriptor's modelled fixed part (parameter/activation "
                     "lead, epilogue latency); model_engine is the engine's tile passes alone "
-                    "(GemmConfig.estimate_cycles), model_executor adds the activation gate"}
+                    "(GemmConfig.estimate_cycles), model_executor the engine in the executor (a sparse pass also "
+                    "waits for its descriptor and activations: cycles.sparse_engine_cycles)"}
 
 
 def rtl_image_count(quick: bool) -> int:

@@ -23,8 +23,8 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   priced with its tile bitmap's per-N-tile counts (``estimate_cycles(m, k, n, tiles)``), read
   from the model image (``model``).
 * ``act_load``: GEMM activation-buffer fill from a token buffer, ``ceil(k/R) * m`` words at one
-  word per cycle.  A block-sparse GEMM: :func:`sparse_act_bound`, the engine's end when each pass
-  waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
+  word per cycle (a block-sparse GEMM: only the K tiles its bitmap uses; its engine cycles are
+  :func:`sparse_engine_cycles`, each pass also waiting for its descriptor and activations).
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
   rows, ``B`` cycles a row and ``3B + 29`` for the last one; LayerNorm
@@ -231,15 +231,17 @@ MEAN_LANE_CYCLES = 10
 """MEAN: cycles per lane of an averaged word's division (rtl/accel/mean_exec.py: the load and nine
 2-bit digits of the shift-add ``sum * r``)."""
 
-GEMM_ACT_LEAD = 5
-"""GEMM: the engine starts after its first activation tile (``m`` words) plus this, ..."""
-
 GEMM_PARAM_LEAD = 9
-"""... or, weights from DDR, after the parameter beats (:func:`param_beats`) plus this (the DMA's
-latency: the weights follow the parameters in one stream), later of the two."""
+"""GEMM, weights from DDR: the engine starts after the parameter beats (:func:`param_beats`) plus
+this (the DMA's latency: the weights follow the parameters in one stream; the engine's row gate
+lets its first pass start while its activation tile loads, so the activations do not hold it)."""
+
+GEMM_ACT_LEAD = 5
+"""GEMM, weights from a token buffer: the engine starts after its first activation tile (``m``
+words) plus this (the executor's weight gate holds the tile's weights until then), ..."""
 
 GEMM_BUF_MIN_LEAD = 7
-"""... or, weights from a token buffer (``WSrc.BUF``), at least this: the parameter beats do not
+"""... and at least this (``WSrc.BUF``): the parameter beats do not
 hold the engine back (its weights do not follow them), so at a handful of rows the activations
 alone set the lead (measured: attention's ``p v`` on the whole accelerator at 1 to 40 live
 tokens, digits and DeiT-T, exact; the parameter lead made it up to 34 cycles long)."""
@@ -453,13 +455,24 @@ def softmax_gemm_tail(acc, m: int, k: int, n: int, lead: int | None = None, wsrc
     return lead - m + first_to_last + 3 * b + SOFTMAX_ROW_LATENCY + tail
 
 
+def bitmap_beats(acc, d) -> int:
+    """DMA beats from a block-sparse GEMM's ``bitmap`` part to its ``weights`` part (the bitmap
+    and its padding: the executor reads them all before the weights; 0 for a dense GEMM)."""
+    parts = isa.param_block(acc, d)
+    if "bitmap" not in parts:
+        return 0
+    return (parts["weights"][0] - parts["bitmap"][0]) // acc.shell.data_bytes
+
+
 def gemm_lead(acc, d, m: int) -> int:
     """Cycles from GEMM ``d``'s start to its engine's start (what ``estimate_cycles`` leaves out):
-    weights from DDR ``max(m + GEMM_ACT_LEAD, param_beats + GEMM_PARAM_LEAD)``, from a token
-    buffer ``max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)`` (transposed ones: :func:`buffer_t_rows`
-    instead)."""
+    weights from DDR ``param_beats + bitmap_beats + GEMM_PARAM_LEAD`` (the weights follow the
+    parameter and bitmap beats in one stream; the engine's row gate lets the first pass start
+    while its activation tile still loads), from a token buffer ``max(m + GEMM_ACT_LEAD,
+    GEMM_BUF_MIN_LEAD)`` (the weight gate waits for the first activation tile; transposed ones:
+    :func:`buffer_t_rows` instead)."""
     if d.wsrc == WSrc.DDR:
-        return max(m + GEMM_ACT_LEAD, param_beats(acc, d) + GEMM_PARAM_LEAD)
+        return param_beats(acc, d) + bitmap_beats(acc, d) + GEMM_PARAM_LEAD
     return max(m + GEMM_ACT_LEAD, GEMM_BUF_MIN_LEAD)
 
 
@@ -541,24 +554,104 @@ def gemm_tiles(acc, d, model: bytes | None):
     return gemm_bitmap(acc, d, model)
 
 
-def sparse_act_bound(g, m: int, bitmap) -> int:
-    """The GEMM executor's activation gate on a block-sparse GEMM: activations load K-tile major
-    at one word per cycle, so the pass of a tile in K tile ``kt`` starts ``(kt + 1) * m`` cycles
-    after the load begins at the earliest, and the passes after it take ``max(m, R)`` each (an
-    empty N tile: ``m``); plus the pipeline fill.  Measured equal to the executor's cycles
-    whenever it exceeds ``estimate_cycles`` (``testbench/test_accel_gemm.py``)."""
+SPARSE_WALK_START = 2
+"""Block-sparse DDR GEMM, in the time base of ``GemmConfig.tile_schedule`` (0: the engine's
+earliest row issue): the cycle both walks of the tile map (``rtl/accel/tile_map.py``) examine
+their first bit.  With ``SPARSE_DESC_CYCLES`` and ``SPARSE_ACT_CYCLES``, measured on the GEMM executor (``testbench/test_accel_gemm.py::test_gemm_exec_sparse_cycles``:
+4 x 4 and 8 x 4, every pass start exact: empty N tiles, late first tiles, 1 to 40 tokens)."""
+
+SPARSE_DESC_CYCLES = 2
+"""From the cycle the tile map emits a descriptor to the first cycle the engine may issue its
+pass's first row (the executor's descriptor FIFO)."""
+
+SPARSE_ACT_CYCLES = 3
+"""From the cycle the executor takes a K tile from the tile map's order walk to the first cycle
+the engine may issue that tile's first row (the source read's issue, the buffer's read latency,
+the write into the engine's buffer).  An upper bound from the executor runs: it never bound a
+pass there (the pass's descriptor, emitted a cycle or more after its bit, came later)."""
+
+SPARSE_DESC_DEPTH = 4
+"""Descriptors the executor's FIFO holds between the tile map and the engine."""
+
+
+def sparse_act_ready(acc, m: int, bitmap) -> dict[int, int]:
+    """K tile -> the soonest the engine may issue its first row, for a block-sparse DDR GEMM, in
+    ``tile_schedule``'s time base.  The executor loads only the K tiles the bitmap uses, in the
+    order the descriptors first name them: the tile map's order walk examines a bit a cycle
+    (two more per memory word of ``data_width`` bits) from ``SPARSE_WALK_START`` and halts on a
+    new K tile until the executor takes it; the executor takes the next one right after the
+    last source read of the previous one (``m`` reads, one a cycle); the rows are readable
+    ``SPARSE_ACT_CYCLES`` after the take, one a cycle, as fast as the engine reads them."""
     import numpy as np
 
-    passes = []
-    for col in np.asarray(bitmap, dtype=bool).T:
-        kts = np.flatnonzero(col)
-        passes += [(int(t), max(m, g.rows)) for t in kts] if kts.size else [(-1, m)]
-    best, after = 0, 0
-    for kt, cost in reversed(passes):
-        after += cost
-        if kt >= 0:
-            best = max(best, (kt + 1) * m + after)
-    return g.pipeline_fill_cycles + best
+    bm = np.asarray(bitmap, dtype=bool)
+    kt_n, nt_n = bm.shape
+    W = acc.shell.data_width
+    taken: dict[int, int] = {}
+    t, prev = SPARSE_WALK_START, None
+    for i in range(kt_n * nt_n):
+        if i and i % W == 0:
+            t += 2
+        kt = i % kt_n
+        if bm[kt, i // kt_n] and kt not in taken:
+            if prev is not None:
+                t = max(t, prev + m)
+            taken[kt] = prev = t
+        t += 1
+    return {kt: v + SPARSE_ACT_CYCLES for kt, v in taken.items()}
+
+
+def sparse_engine_cycles(acc, m: int, k: int, n: int, bitmap) -> int:
+    """The engine's cycles on a block-sparse DDR GEMM in the GEMM executor: ``estimate_cycles``
+    with the bitmap (``GemmConfig.tile_schedule``: the weight loader's and the streamer's
+    handshake), each pass also waiting for its descriptor and its activations.
+
+    The tile map walks the bitmap a bit a cycle from ``SPARSE_WALK_START`` (two more per memory
+    word, one more per N tile: the closing cycle) and emits a tile's descriptor on the next set
+    bit of its N tile or on the closing cycle (an all-zero N tile: an empty descriptor then),
+    into a FIFO of ``SPARSE_DESC_DEPTH`` the engine pops on each pass's last row (a full FIFO
+    halts the walk); a pass may start ``SPARSE_DESC_CYCLES`` after its descriptor's emission
+    and, a tile pass, once its K tile's rows are readable (:func:`sparse_act_ready`)."""
+    import numpy as np
+
+    g = acc.gemm
+    bm = np.asarray(bitmap, dtype=bool)
+    kt_n, nt_n = bm.shape
+    if bm.shape != (ceil_div(k, g.rows), ceil_div(n, g.cols)):
+        raise ValueError(f"bitmap must be (KT, NT) = {(ceil_div(k, g.rows), ceil_div(n, g.cols))}, not {bm.shape}")
+    W = acc.shell.data_width
+    act = sparse_act_ready(acc, m, bm)
+    R, S, gap = g.tile_load_cycles, g.weight_segment_rows, g.weight_load_gap
+    end, load = 0, g.first_tile_lead_cycles - S
+    popped: list[int] = []           # the cycle each descriptor leaves the FIFO (its pass's last row)
+
+    def run(emit: int, kt) -> int:
+        """Emit a descriptor at ``emit`` at the soonest (FIFO room), run its pass; the emission cycle."""
+        nonlocal end, load
+        if len(popped) >= SPARSE_DESC_DEPTH:
+            emit = max(emit, popped[-SPARSE_DESC_DEPTH] + 1)
+        start = max(end, emit + SPARSE_DESC_CYCLES)
+        if kt is not None:
+            start = max(start, load + S, act[kt])
+            load = max(load + R, start + 1 + gap)
+        end = start + m
+        popped.append(end - 1)
+        return emit
+
+    t = SPARSE_WALK_START
+    for nt in range(nt_n):
+        pend = None
+        for kt in range(kt_n):
+            i = nt * kt_n + kt
+            if i and i % W == 0:
+                t += 2
+            if bm[kt, nt]:
+                if pend is not None:
+                    t = run(t, pend)
+                pend = kt
+            t += 1
+        t = run(t, pend) + 1         # the closing cycle
+    return g.pipeline_fill_cycles - g.first_tile_lead_cycles + end
 
 
 def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_bytes: int = 16,
@@ -567,6 +660,8 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
     are left out); ``n_live``: override BEGIN's live token count; ``selects``: ``(n_out, pruned)``
     of every SELECT in program order (default: each keeps every token); ``model``: the image's
     bytes (needed when the program has block-sparse GEMMs, :func:`gemm_tiles`)."""
+    import numpy as np
+
     g, nl = acc.gemm, acc.nonlinear
     # the accelerator's row units have lanes of their own, derived from the array
     sm_nl, ln_nl = (replace(nl, row_lanes=lanes) for lanes in (acc.softmax_lanes, acc.layernorm_lanes))
@@ -589,8 +684,12 @@ def estimate(program, acc, *, n_live: int | None = None, selects=None, beat_byte
         if op == Op.GEMM:
             tiles = gemm_tiles(acc, d, model)
             engine = g.estimate_cycles(m, k, n, tiles)
-            act = ceil_div(k, g.rows) * m if tiles is None else sparse_act_bound(g, m, tiles)
-            cyc = descriptor_cycles(acc, d, m, k, n, engine=engine if tiles is None else max(engine, act))
+            if tiles is None:
+                act = ceil_div(k, g.rows) * m
+                cyc = descriptor_cycles(acc, d, m, k, n, engine=engine)
+            else:       # only the K tiles some N tile uses load; passes may wait for theirs
+                act = int(np.asarray(tiles, dtype=bool).any(axis=1).sum()) * m
+                cyc = descriptor_cycles(acc, d, m, k, n, engine=sparse_engine_cycles(acc, m, k, n, tiles))
             if d.epilogue in (Epilogue.REQ16_GELU, Epilogue.REQ8_GELU):
                 # the epilogue's GELU unit has a lane per array column: a row of C per cycle
                 unit = gelu_cycles(replace(nl, lanes=g.cols), m * ceil_div(n, g.cols) * g.cols)

@@ -12,9 +12,10 @@ at once:
   port ``wdma`` (:class:`.weight_ports.WeightPorts`, ``P`` beats a cycle, the part striped by
   :func:`heatvit.isa.stripe_weights`), requested with the parameter block and taken once the
   parameter (and bitmap) beats are in;
-* the activations: ``src`` reads of the window ``src[src_row + m, src_col + k]``, column tile
-  major, into the engine's activation buffer (word ``kt * M + m``: ``R`` lanes of the buffer
-  word, lanes past ``live_k`` zero);
+* the activations: ``src`` reads of the window ``src[src_row + m, src_col + k]``, K tile by K
+  tile, into the engine's activation buffer (word ``kt * M + m``: ``R`` lanes of the buffer
+  word, lanes past ``live_k`` zero); dense, K tiles ``0 .. KT-1``; sparse, only the K tiles
+  the bitmap uses, in the order the descriptors first name them (the tile map's ``order``);
 * weights from the ``aux`` buffer (``WSrc.BUF`` / ``BUF_T``,
   :class:`.weight_source.BufferWeights`);
 * a block-sparse GEMM (``sparse = 1``): the parameter block's ``bitmap`` beats go to the tile
@@ -25,10 +26,12 @@ at once:
 * ``GemmOutput``: the descriptor first, then the parameter beats and the engine's raw
   accumulator rows; its buffer writes are ``dst``.
 
-The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``) gets its command at
-once; weight tile ``t`` enters its weight port only after activation tile ``t`` (``t >= KT``:
-all of them) is in its buffer, so the engine computes while the activations load and never
-reads a word before it is written.  ``done`` pulses once ``GemmOutput`` is done and every
+The engine (:class:`~heatvit.rtl.gemm.engine.GemmEngine`, ``raw=True``, ``gated=True``) gets
+its command at once and computes while the activations load: it issues a row only once its
+word is written (``act_ok``: the K tile is complete, or it is the tile being written and the
+row is in), so a pass may start as soon as its tile's first row is in.  DDR weights enter its
+weight port as they arrive; weights from the ``aux`` buffer, weight tile ``t`` only after
+activation tile ``t`` (``t >= KT``: all of them) is in (their timing, as measured).  ``done`` pulses once ``GemmOutput`` is done and every
 requested beat has arrived; ``error`` (valid with ``done``) is 0, ``GemmOutput``'s code (a
 parameter record out of range: ``CTRL_BAD_PARAMS``), the engine's error code,
 ``TILE_BITMAP_MISMATCH``, or the top's ``dma_error``.  On an error the executor stops requesting, drains what it requested,
