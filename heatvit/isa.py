@@ -422,7 +422,9 @@ NL_RECORD_BYTES = 32
 
 def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
     """Parts of a GEMM's or LayerNorm's parameter block: ``{part: (offset from addr, bytes)}``,
-    each part starting at a multiple of :data:`DDR_ALIGN`.  Sized for the descriptor's full
+    each part starting at a multiple of :data:`DDR_ALIGN`, but the ``weights`` of a sparse GEMM
+    at one weight port (``weight_beats_per_cycle = 1``): right after its ``bitmap``, at the next
+    multiple of ``shell.data_bytes`` (a DMA beat).  Sized for the descriptor's full
     (not live-clipped) N and K.
 
     GEMM: ``requant`` (every epilogue but RAW_SOFTMAX: N records), ``gelu`` / ``softmax`` /
@@ -457,7 +459,10 @@ def param_block(acc, d: Descriptor) -> dict[str, tuple[int, int]]:
     out, off = {}, 0
     for name, size in parts:
         out[name] = (off, size)
-        off = _align(off + size)
+        # one weight port: a sparse GEMM's weights follow its bitmap at the next DMA beat, so the
+        # executor's parameter stream carries no padding between them
+        beat = name == "bitmap" and acc.weight_beats_per_cycle == 1
+        off = _align(off + size, acc.shell.data_bytes if beat else DDR_ALIGN)
     return out
 
 

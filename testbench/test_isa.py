@@ -181,6 +181,13 @@ def test_param_block_layout():
     assert all(o % isa.DDR_ALIGN == 0 for o, _ in parts.values())
     sm = isa.param_block(acc, gemm(epilogue=Epilogue.RAW_SOFTMAX, wsrc=WSrc.BUF_T, aux=Buf.QKV))
     assert sm == {"softmax": (0, 32)}
+    # a sparse GEMM's weights follow its bitmap at the next DMA beat (one weight port), else at 64
+    sp = isa.param_block(acc, gemm(epilogue=Epilogue.REQ8, n=100, k=40, sparse=1, tiles=3))
+    assert sp == {"requant": (0, 800), "bitmap": (832, 3), "weights": (832 + acc.shell.data_bytes, 3 * 16 * 16)}
+    wide = PRESETS["zcu102"]          # weight ports: the part stays at 64
+    assert wide.weight_beats_per_cycle > 1
+    spw = isa.param_block(wide, gemm(epilogue=Epilogue.REQ8, n=100, k=40, sparse=1, tiles=1))
+    assert spw["weights"][0] == 896
     ln = isa.param_block(acc, Descriptor(Op.LAYERNORM, n=48))
     assert ln == {"ln": (0, 32), "gamma": (64, 192), "beta": (256, 384)}
 

@@ -74,7 +74,7 @@ def test_sparse_fields_round_trip_and_block():
     parts = isa.param_block(DEFAULT, d)
     assert list(parts) == ["requant", "bitmap", "weights"]
     assert parts["bitmap"] == (64 * 8, 2)                       # 4 x 4 tiles: 16 bits
-    assert parts["weights"] == (64 * 8 + 64, 5 * 16 * 16)
+    assert parts["weights"] == (64 * 8 + 16, 5 * 16 * 16)       # the next 16-byte beat after the bitmap
     dense = isa.param_block(DEFAULT, gemm())
     assert dense["weights"][1] == 16 * 16 * 16
     assert isa.param_block_bytes(DEFAULT, d) < isa.param_block_bytes(DEFAULT, gemm())

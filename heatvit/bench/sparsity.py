@@ -54,8 +54,10 @@ SPARSE_MODEL = Path(model_io.DEFAULT_MODEL).with_name("vit_digits_sparse.npz")
 """The default block-sparse model (token and weight pruning combined, the accuracy and MAC
 targets' model); its density is benched beside :data:`DENSITIES` (:func:`bench_densities`)."""
 ENCODER_LINEARS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
-SCHEMA = 2
-"""Version of the cached rows' fields (:func:`cached`; 2: the pruned layers' cycles split)."""
+SCHEMA = 3
+"""Version of the cached rows' fields (:func:`cached`; 2: the pruned layers' cycles split; 3: the
+executor's cycles from ``cycles.sparse_engine_cycles``, the executor without its activation
+gate)."""
 
 
 def tile_mask(w: np.ndarray, rows: int, cols: int, density: float) -> np.ndarray:

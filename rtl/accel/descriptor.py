@@ -113,9 +113,12 @@ class DescriptorChecker(wiring.Component):
         nlrec = Mux(f.epilogue != isa.Epilogue.REQ8, _align64(m, Const(isa.NL_RECORD_BYTES, 7), "nl_bytes"), 0)
         grid = Signal(40)
         m.d.comb += grid.eq(nt * kt)
-        wgt = Mux(f.wsrc == isa.WSrc.DDR,
-                  Mux(f.sparse, _align64(m, (grid + 7) >> 3, "bitmap_bytes") + _align64(m, f.tiles * (R * C), "sp_bytes"),
-                      _align64(m, grid * (R * C), "wgt_bytes")), 0)
+        if self.acc.weight_beats_per_cycle == 1:    # the weights follow the bitmap at the next beat
+            D = self.acc.shell.data_bytes
+            sp = _align64(m, ((((grid + 7) >> 3) + D - 1) // D) * D + f.tiles * (R * C), "sp_bytes")
+        else:
+            sp = _align64(m, (grid + 7) >> 3, "bitmap_bytes") + _align64(m, f.tiles * (R * C), "sp_bytes")
+        wgt = Mux(f.wsrc == isa.WSrc.DDR, Mux(f.sparse, sp, _align64(m, grid * (R * C), "wgt_bytes")), 0)
         m.d.comb += gemm_pbb.eq(req + nlrec + wgt)
         ln_pbb = Signal(48)
         m.d.comb += ln_pbb.eq(_align64(m, Const(isa.NL_RECORD_BYTES, 7), "ln_hdr")

@@ -133,7 +133,9 @@ class GemmExecutor(wiring.Component):
         m.d.comb += [
             sparse.eq(ddr & d.sparse),
             kt_full.eq((d.k + R - 1) >> lr), nt_full.eq((d.n + C - 1) >> lc), grid.eq(kt_full * nt_full),
-            b_beats.eq(Mux(sparse, ((((grid + 7) >> 3) + 63) >> 6) << (6 - ld), 0)),
+            # the bitmap part up to the weights: a beat boundary (one weight port) or 64 bytes
+            b_beats.eq(Mux(sparse, ((((grid + 7) >> 3) + D - 1) >> ld) if P == 1
+                           else ((((grid + 7) >> 3) + 63) >> 6) << (6 - ld), 0)),
             kt_live.eq((d.live_k + R - 1) >> lr),
             req.eq(Mux(Cat(*(d.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
                        ((d.n * isa.REQUANT_RECORD_BYTES + 63) >> 6) << 6, 0)),
