@@ -231,10 +231,13 @@ class GemmExecutor(wiring.Component):
         a_inflight = Signal(range(1 << 12))
         a_total = Signal(40)
         m.d.comb += a_total.eq(kt_live * d.live_m)
+        # the first dense tile starts with the fields (start_units), as the reads always have
         nxt_valid, nxt_kt, take = Signal(), Signal(17), Signal()
+        cnt = Signal(17)
         m.d.comb += [
-            nxt_valid.eq(a_run & Mux(sparse, tmap.order.valid, a_cnt < kt_live)),
-            nxt_kt.eq(Mux(sparse, tmap.order.payload, a_cnt)),
+            cnt.eq(Mux(start_units, 0, a_cnt)),
+            nxt_valid.eq((a_run | start_units) & Mux(sparse, tmap.order.valid & ~start_units, cnt < kt_live)),
+            nxt_kt.eq(Mux(sparse, tmap.order.payload, cnt)),
             tmap.order.ready.eq(sparse & take),
             tiles_in.w_data.eq(nxt_kt), tiles_in.w_en.eq(take),
         ]
@@ -248,15 +251,15 @@ class GemmExecutor(wiring.Component):
         m.d.comb += tile_end.eq(src_cmd.valid & src_cmd.ready & (a_m == d.live_m - 1))
         # the next tile starts in the cycle after the last read of this one (no gap), or when idle
         m.d.comb += take.eq(nxt_valid & tiles_in.w_rdy & ~draining & (~a_issue | tile_end))
+        with m.If(start_units):
+            m.d.sync += [a_run.eq(1), a_issue.eq(0), a_cnt.eq(0), a_m.eq(0), a_words.eq(0)]
         with m.If(src_cmd.valid & src_cmd.ready):
             with m.If(a_m == d.live_m - 1):
                 m.d.sync += [a_m.eq(0), a_issue.eq(0)]
             with m.Else():
                 m.d.sync += a_m.eq(a_m + 1)
         with m.If(take):
-            m.d.sync += [a_issue.eq(1), a_kt.eq(nxt_kt), a_m.eq(0), a_cnt.eq(a_cnt + 1)]
-        with m.If(start_units):
-            m.d.sync += [a_run.eq(1), a_issue.eq(0), a_cnt.eq(0), a_m.eq(0), a_words.eq(0)]
+            m.d.sync += [a_issue.eq(1), a_kt.eq(nxt_kt), a_m.eq(0), a_cnt.eq(cnt + 1)]
         src_take = Signal()
         m.d.comb += src_take.eq(self.src.data.valid & self.src.data.ready)
         m.d.sync += a_inflight.eq(a_inflight + (src_cmd.valid & src_cmd.ready) - src_take)
