@@ -123,10 +123,12 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + 3 + chunks * (n + pruned * (steps - 1) + 9 * ts.lanes + 1)
 
 
-SELECT_FIXED_CYCLES = 34
+SELECT_FIXED_CYCLES = 38
 """The SELECT executor's cycles beyond its score and token streams: command, the first token's
-reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
-measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
+reciprocal pipeline and ``num * r`` (2 bits a cycle), the unit's result and the trace record's
+write (rtl/accel/select_exec.py; measured by
+``testbench/test_accel_select.py::test_select_cycles``); plus ``toksel.max_tokens - N`` in which
+the keep mask shifts into place (:func:`select_cycles`)."""
 
 
 SELECT_TOP_CYCLES = 3
@@ -149,12 +151,13 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
     (command accepted to ``done``, trace record written, no stalls): the control unit's cycles
     (:func:`toksel_cycles`) with its one-score-per-cycle phase replaced by the executor's score
     phase: the first token's ``ceil(heads / A) + heads`` aux words and ``heads`` combiner cycles,
-    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES``.  Exact on the
+    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES`` and the keep
+    mask's alignment, ``toksel.max_tokens - n`` (one bit a cycle).  Exact on the
     executor (``testbench/test_accel_select.py``: 1-12 heads, 4 x 4 and 16 x 16) and in the whole
     accelerator (the pruned digits model on Verilator) wherever :func:`toksel_cycles` is."""
     words = ceil_div(heads, isa.column_align(acc)) + heads
     return (toksel_cycles(acc.toksel, n, dim, pruned) - n + (n - 1) * select_score_rate(acc, heads)
-            + heads + words + SELECT_FIXED_CYCLES)
+            + heads + words + SELECT_FIXED_CYCLES + acc.toksel.max_tokens - n)
 
 
 def weight_stream_cycles(acc, beats: int) -> int:

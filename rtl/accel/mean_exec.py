@@ -11,8 +11,8 @@ with ``(r, e)`` = ``1/M`` from the golden model's default reciprocal table, as
 ``heatvit.compiler.interpret`` calls it).  No multiplier: ``1/M`` comes from
 :class:`heatvit.rtl.nonlinear.serial_recip.SerialReciprocal` (shift-add Horner steps) and each
 lane's ``sum * r`` is a shift-add of ``MUL_DIGIT_BITS`` bits of ``r`` a cycle whose start value is
-the rounding add, then the shift by ``16 + e`` and the int8 clamp, each in a register of its own.
-Bit-exact with ``Machine._mean``.
+the rounding add, then the shift by ``16 + e`` (the quotient is always an int8: no clamp) into a
+ring of the word's quotients.  Bit-exact with ``Machine._mean``.
 
 Order: ``1/M`` once, then word column by word column (``lanes`` =
 :func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
@@ -34,7 +34,7 @@ cannot write outside its window).  ``abort`` resets every register in the next c
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 
 from heatvit import isa
@@ -43,7 +43,6 @@ from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 
-from ..nonlinear.pipe import saturate
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import ports
 
@@ -83,27 +82,34 @@ class MeanExecutor(wiring.Component):
 
         f = Signal(ports.fields_layout())
         code = Signal(8)
-        rows, n, k = Signal(16), Signal(16), Signal(16)
+        rows, n, k = Signal(range(max_rows + 1)), Signal(16), Signal(16)
         words = Signal(16)
         m.d.comb += words.eq((n + (L - 1)) >> log_l)
-        r, sh = Signal(F.RECIP_FRAC + 1), Signal(range(F.RECIP_FRAC + 16))   # 1/M = r / 2**sh (M < 2**16)
+        r, ex = Signal(F.RECIP_FRAC + 1), Signal(5)   # 1/M = r / 2**(16 + ex) (M < 2**16: ex <= 16)
         w = Signal(16)                                 # current word column
-        rc, dc, wc = Signal(16), Signal(16), Signal(16)  # reads issued, words received, mean writes
+        rc, dc, wc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc", "wc"))
+        # (reads issued, words received, mean writes)
         issuing = Signal()
         sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
-        q = [Signal(signed(8), name=f"q{j}") for j in range(L)]
+        q = [Signal(signed(8), name=f"q{j}") for j in range(L)]   # a ring: lane 0 leaves first
         # one divider, lane by lane: sum * r shift-add (D bits of r a cycle, the rounding term as
-        # the product's start), then the shift by sh (registered), then the int8 clamp
+        # the product's start), then the shift by 16 + ex (registered), then into the ring q
         D = MUL_DIGIT_BITS
         k_dig = -(-(F.RECIP_FRAC + 1) // D)
         pw = sum_bits + k_dig * D + 2
-        li, pli, shl = Signal(range(L + 1)), Signal(range(L)), Signal(range(L))
+        li = Signal(range(L + 1))
         dg = Signal(range(k_dig + 1))
         pend, sv = Signal(), Signal()              # a product is complete / shv holds a quotient
         prod, mc = Signal(signed(pw)), Signal(signed(pw))
         rr = Signal(F.RECIP_FRAC + 1)
-        half, half_m1 = Signal(pw), Signal(pw)     # 2**(sh-1) and 2**(sh-1) - 1: the rounding add
-        shv = Signal(signed(pw - 16))
+        # The rounding add 2**(s-1) - [sum < 0] (s = 16 + ex), bit by bit from ex: one LUT a bit.
+        neg = Signal()
+        round_init = Cat(neg if i < F.RECIP_FRAC - 1 else
+                         Mux(neg, ex > i - (F.RECIP_FRAC - 1), ex == i - (F.RECIP_FRAC - 1)) for i in range(pw))
+        # A quotient is always an int8: the mean of int8 values rounds into [-128, 127] (golden
+        # divide(127 M, M) = 127 and divide(-128 M, M) = -128 for every M < 2**16, and it is
+        # monotonic in the sum), so the shift keeps 8 bits and needs no clamp.
+        shv = Signal(signed(8))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
         # As thermometer codes of how many of the column's lanes lie below k and below n.
         copy_mask, mean_mask = Signal(L), Signal(L)
@@ -126,8 +132,8 @@ class MeanExecutor(wiring.Component):
 
         data = self.src.data.payload
         dst = self.dst.payload
-        with m.If(sv):                                 # the clamp stage of the divider (any state)
-            m.d.sync += [Array(q)[shl].eq(saturate(shv, -128, 127)), sv.eq(0)]
+        with m.If(sv):                                 # the quotient into the ring (any state)
+            m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(L - 1)], q[L - 1].eq(shv), sv.eq(0)]
         with m.FSM(name="mean_exec"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -148,9 +154,7 @@ class MeanExecutor(wiring.Component):
             with m.State("RECIP_WAIT"):
                 with m.If(recip.o.valid):
                     e_r = recip.o.payload[0].e
-                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(e_r + F.RECIP_FRAC),   # sh >= 16
-                                 half.eq(Const(1 << (F.RECIP_FRAC - 1), pw) << e_r),
-                                 half_m1.eq((Const(1 << (F.RECIP_FRAC - 1), pw) << e_r) - 1),
+                    m.d.sync += [r.eq(recip.o.payload[0].r), ex.eq(e_r),
                                  rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
                     m.next = "READ"
             with m.State("READ"):
@@ -175,11 +179,11 @@ class MeanExecutor(wiring.Component):
                 with m.If(dg == 0):                    # load the next lane; the finished product is shifted
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
-                        m.d.sync += [shv.eq(prod >> sh), shl.eq(pli), sv.eq(1)]
+                        m.d.sync += [shv.eq((prod >> F.RECIP_FRAC) >> ex), sv.eq(1)]
                     with m.If(li < L):
                         cur = Array(sums)[li]
-                        m.d.sync += [prod.eq(Mux(cur < 0, half_m1, half)), mc.eq(cur), rr.eq(r), pli.eq(li),
-                                     li.eq(li + 1), dg.eq(1)]
+                        m.d.comb += neg.eq(cur < 0)
+                        m.d.sync += [prod.eq(round_init), mc.eq(cur), rr.eq(r), li.eq(li + 1), dg.eq(1)]
                     with m.Else():
                         m.next = "DIV_END"
                 with m.Else():

@@ -24,8 +24,9 @@ DEN_BITS = 32
 """Input width of the reciprocal (``golden.nonlinear.divide``'s default ``den_bits``)."""
 FIFO_DEPTH = 16
 """Tokens in flight between the two stages (more than the reciprocal's latency)."""
-R_DIGIT_BITS = 4
-"""Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (5 cycles for 17 bits)."""
+R_DIGIT_BITS = 2
+"""Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (9 cycles for 17 bits: a
+token's stage 2 then takes 11 cycles, within the reciprocal's interval of 12)."""
 RECIP_DIGIT_BITS = 3
 """Bits of the reciprocal's Horner steps multiplied per cycle (:class:`SerialReciprocal`): one
 token per ``2 * (ceil(13 / 3) + 1) = 12`` cycles, 449 LUTs (7 bits: 6 cycles, 719 LUTs; yosys at
@@ -45,7 +46,7 @@ class ScoreCombiner(wiring.Component):
     * ``scores`` (out): the keep score, UQ0.score_bits: the control unit's ``scores`` stream.
 
     Two stages, each with one token at a time: ``heads`` cycles (one shift-add product per
-    cycle), then 5 cycles for ``num * r`` (shift-add, 4 bits per cycle) after the pipelined
+    cycle), then 9 cycles for ``num * r`` (shift-add, 2 bits per cycle) after the pipelined
     reciprocal (shift-add, one token per ``SerialReciprocal.interval`` = 12 cycles); throughput one
     token per ``max(heads + 2, 12)`` cycles (a selector of 197 tokens: ~2.4k cycles for DeiT-T,
     ~2.8k for DeiT-B (12 heads: 14 a token), while its GEMMs take 20k-77k).  No DSP.
@@ -157,7 +158,10 @@ class ScoreCombiner(wiring.Component):
                          dcount.eq(dcount + 1)]
             with m.If(dcount == digits - 1):
                 m.d.sync += [mul_busy.eq(0), done.eq(1)]
-        q = Signal(prod.shape())
+        # q <= 2**b: num <= 255 sum_h a (t <= 255), so num / den <= 1, and the reciprocal's
+        # rounding adds far less than one unit of q (golden divide(255 s, 255 s, frac=8) = 256
+        # for every s); its bits from b + 2 up are always 0 and the shift leaves them out.
+        q = Signal(b + 2)
         m.d.comb += [
             q.eq((prod >> off) >> e),
             self.scores.valid.eq(done),

@@ -58,7 +58,8 @@ class TokenSelectorUnit(wiring.Component):
     ``runtime_chunks=True`` (the accelerator's SELECT executor, whose token width is a descriptor
     field): ``cmd`` also carries ``chunks`` (token words per token, 1 .. ``cfg.chunks``; ``cfg.dim``
     is then the widest token) and every ``writes`` beat its address's parts ``chunk`` and ``pos``
-    (:func:`.layouts.command`, :func:`.layouts.write_beat`).  Otherwise ``chunks = cfg.chunks``.
+    (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
+    ``chunks = cfg.chunks``.
     """
 
     def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None):
@@ -161,7 +162,9 @@ class TokenSelectorUnit(wiring.Component):
         m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
 
         def finish_chunk():
-            m.d.sync += [pos.eq(0), base.eq(base + n_out), idx.eq(0)]
+            m.d.sync += [pos.eq(0), idx.eq(0)]
+            if not self.runtime_chunks:
+                m.d.sync += base.eq(base + n_out)
             with m.If(last_chunk):
                 m.next = "RESULT"
             with m.Else():
@@ -169,6 +172,12 @@ class TokenSelectorUnit(wiring.Component):
                 m.next = "GATHER"
 
         wp = self.writes.payload
+
+        def address():
+            if self.runtime_chunks:
+                m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+            else:
+                m.d.comb += wp.addr.eq(base + pos)
         m.d.comb += self.busy.eq(1)
         with m.FSM():
             with m.State("START"):
@@ -230,12 +239,10 @@ class TokenSelectorUnit(wiring.Component):
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
                 m.d.comb += [
-                    wp.addr.eq(base + pos),
                     wp.data.eq(self.tokens.payload),
                     wp.last.eq(last_chunk & last_token & ~has_pkg),
                 ]
-                if self.runtime_chunks:
-                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                address()
                 taken = Signal()
                 with m.If(ent.keep):
                     m.d.comb += [self.writes.valid.eq(self.tokens.valid),
@@ -282,10 +289,9 @@ class TokenSelectorUnit(wiring.Component):
                     with m.Else():
                         m.next = "DIV_LOAD"
             with m.State("PKG_WRITE"):
-                m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(base + pos), wp.last.eq(last_chunk)]
+                m.d.comb += [self.writes.valid.eq(1), wp.last.eq(last_chunk)]
                 m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
-                if self.runtime_chunks:
-                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                address()
                 with m.If(self.writes.ready):
                     finish_chunk()
 
