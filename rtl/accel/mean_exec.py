@@ -92,24 +92,30 @@ class MeanExecutor(wiring.Component):
         issuing = Signal()
         sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
         q = [Signal(signed(8), name=f"q{j}") for j in range(L)]   # a ring: lane 0 leaves first
-        # one divider, lane by lane: sum * r shift-add (D bits of r a cycle, the rounding term as
-        # the product's start), then the shift by 16 + ex (registered), then into the ring q
+        # One divider, lane by lane, on the magnitude (golden's round half away is symmetric):
+        # A = floor(|sum| r / 2**16) by shift-add, D bits of r a cycle into an accumulator that
+        # shifts right D bits a cycle (exact: the bits it drops are final) except after the last
+        # digit (r's bit 16); then |q| = (floor(2 A / 2**ex) + 1) >> 1 = floor((|sum| r +
+        # 2**(15+ex)) / 2**(16+ex)) and q = sign * |q|.  A quotient is always an int8 (the mean
+        # of int8 values: golden divide(127 M, M) = 127 and divide(-128 M, M) = -128 for every
+        # M < 2**16, and it is monotonic in the sum), so no clamp.
         D = MUL_DIGIT_BITS
+        assert F.RECIP_FRAC % D == 0
         k_dig = -(-(F.RECIP_FRAC + 1) // D)
-        pw = sum_bits + k_dig * D + 2
+        shifted_digits = F.RECIP_FRAC // D
         li = Signal(range(L + 1))
         dg = Signal(range(k_dig + 1))
         pend, sv = Signal(), Signal()              # a product is complete / shv holds a quotient
-        prod, mc = Signal(signed(pw)), Signal(signed(pw))
+        mag = Signal(sum_bits)                     # |sum| of the lane being divided
+        sgn = Signal()
+        acc_q = Signal(sum_bits + 3)               # A
         rr = Signal(F.RECIP_FRAC + 1)
-        # The rounding add 2**(s-1) - [sum < 0] (s = 16 + ex), bit by bit from ex: one LUT a bit.
-        neg = Signal()
-        round_init = Cat(neg if i < F.RECIP_FRAC - 1 else
-                         Mux(neg, ex > i - (F.RECIP_FRAC - 1), ex == i - (F.RECIP_FRAC - 1)) for i in range(pw))
-        # A quotient is always an int8: the mean of int8 values rounds into [-128, 127] (golden
-        # divide(127 M, M) = 127 and divide(-128 M, M) = -128 for every M < 2**16, and it is
-        # monotonic in the sum), so the shift keeps 8 bits and needs no clamp.
         shv = Signal(signed(8))
+        u = Signal(10)                             # floor(2 A / 2**ex) <= 2 * 128
+        qmag = Signal(9)
+        m.d.comb += [u.eq((acc_q << 1) >> ex), qmag.eq((u + 1) >> 1)]
+        add = Signal(sum_bits + 3)
+        m.d.comb += add.eq(acc_q + digit_product(mag, rr, D))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
         # As thermometer codes of how many of the column's lanes lie below k and below n.
         copy_mask, mean_mask = Signal(L), Signal(L)
@@ -179,19 +185,19 @@ class MeanExecutor(wiring.Component):
                 with m.If(dg == 0):                    # load the next lane; the finished product is shifted
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
-                        m.d.sync += [shv.eq((prod >> F.RECIP_FRAC) >> ex), sv.eq(1)]
+                        m.d.sync += [shv.eq(Mux(sgn, -qmag, qmag)), sv.eq(1)]
                     with m.If(li < L):
                         cur = Array(sums)[li]
-                        m.d.comb += neg.eq(cur < 0)
-                        m.d.sync += [prod.eq(round_init), mc.eq(cur), rr.eq(r), li.eq(li + 1), dg.eq(1)]
+                        m.d.sync += [mag.eq(Mux(cur < 0, -cur, cur)), sgn.eq(cur < 0), acc_q.eq(0), rr.eq(r),
+                                     li.eq(li + 1), dg.eq(1)]
                     with m.Else():
                         m.next = "DIV_END"
                 with m.Else():
-                    m.d.sync += [prod.eq(prod + digit_product(mc, rr, D)), mc.eq(mc << D), rr.eq(rr >> D),
+                    m.d.sync += [acc_q.eq(Mux(dg <= shifted_digits, add >> D, add)), rr.eq(rr >> D),
                                  dg.eq(dg + 1)]
                     with m.If(dg == k_dig):
                         m.d.sync += [dg.eq(0), pend.eq(1)]
-            with m.State("DIV_END"):                    # the last lane's clamp (below)
+            with m.State("DIV_END"):                    # the last lane's quotient into the ring (above)
                 m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
