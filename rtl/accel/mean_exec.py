@@ -46,8 +46,7 @@ from heatvit.nonlinear_config import NonlinearConfig
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import ports
 
-RECIP_BITS = 32
-"""The divisor's width in ``golden.nonlinear.divide`` (``den_bits``)."""
+
 MUL_DIGIT_BITS = 2
 """Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
 MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
@@ -78,7 +77,10 @@ class MeanExecutor(wiring.Component):
         sum_bits = (max_rows << 7).bit_length() + 1
         m = Module()
         # golden divide() uses the default NonlinearConfig's reciprocal table
-        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS, RECIP_DIGIT_BITS)
+        # its input is M <= max_rows: the reciprocal's (r, e) depends only on the value, so this
+        # narrow unit equals golden divide()'s 32-bit one
+        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), max_rows.bit_length(),
+                                                      RECIP_DIGIT_BITS)
 
         f = Signal(ports.fields_layout())
         code = Signal(8)
