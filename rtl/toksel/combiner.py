@@ -83,37 +83,38 @@ class ScoreCombiner(wiring.Component):
         # comes from a register (never from decoded FSM state: event-driven simulators may not
         # evaluate that in the first cycle after reset, when the reciprocal's pipeline samples it).
         pairs = self.heads.payload
-        a_sum = sum((p.a for p in pairs), 0)
         held = Signal(head_pairs(cfg))
         collecting = Signal()                  # held holds a token being summed
         pushing = Signal()                     # num and den are ready to go out
         hcount = Signal(range(H + 1))
-        num = Signal(num_bits)
-        den = Signal(DEN_BITS)
-        den_a = Signal(DEN_BITS)
+        sum_bits = (H * 255).bit_length()
+        num_a = Signal(num_bits)               # sum_h a t
+        num_t = Signal(sum_bits)               # sum_h t  (the num of a token whose a are all 0)
+        a_sum = Signal(sum_bits)               # sum_h a
         n_h = self.n_heads if self.runtime_heads else H
-        m.d.comb += den_a.eq(Mux(a_sum == 0, n_h, a_sum))
-        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a (3t
-        # computed when the token is taken, beside it), so the adder sees four terms, not eight.
-        # A token with all a = 0 is held with a = 1 (the plain mean).
-        t3_bits = PROB_BITS + 2
-        held3 = Signal(t3_bits * H)
-        cur, t3 = held[0], held3[:t3_bits]
+        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a,
+        # so the adder sees four terms, not eight.  One head a cycle: the sums of a and of t run
+        # beside it, and a token whose a are all 0 (the plain mean: a = 1) takes num = sum t,
+        # den = 255 n_heads when it is pushed (no per-head substitution, no H-input adder).
+        cur = held[0]
+        t3 = Signal(PROB_BITS + 2)
+        m.d.comb += t3.eq((cur.t << 1) + cur.t)
         terms = [Mux(cur.a[2 * k + 1], Mux(cur.a[2 * k], t3, cur.t << 1), Mux(cur.a[2 * k], cur.t, 0)) << (2 * k)
                  for k in range(PROB_BITS // 2)]
         head_prod = Signal(2 * PROB_BITS)
         m.d.comb += head_prod.eq(sum(terms[1:], terms[0]))
+        num = Signal(num_bits)
+        den = Signal(DEN_BITS)
+        den_a = Signal(sum_bits)
+        m.d.comb += [den_a.eq(Mux(a_sum == 0, n_h, a_sum)), num.eq(Mux(a_sum == 0, num_t, num_a)),
+                     den.eq((den_a << 8) - den_a)]                               # 255 * sum a
 
         m.d.comb += self.heads.ready.eq(~collecting & ~pushing)
         with m.If(self.heads.valid & self.heads.ready):
-            for h, pr in enumerate(pairs):
-                m.d.sync += [held[h].a.eq(Mux(a_sum == 0, 1, pr.a)), held[h].t.eq(pr.t),
-                             held3[h * t3_bits:(h + 1) * t3_bits].eq((pr.t << 1) + pr.t)]
-            m.d.sync += [num.eq(0), hcount.eq(0),
-                         den.eq((den_a << 8) - den_a), collecting.eq(1)]      # 255 * sum a
+            m.d.sync += [held.eq(pairs), num_a.eq(0), num_t.eq(0), a_sum.eq(0), hcount.eq(0), collecting.eq(1)]
         with m.If(collecting):
-            m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
-                         held3.eq(held3 >> t3_bits), hcount.eq(hcount + 1)]
+            m.d.sync += [num_a.eq(num_a + head_prod), num_t.eq(num_t + cur.t), a_sum.eq(a_sum + cur.a),
+                         held.eq(held.as_value() >> (2 * PROB_BITS)), hcount.eq(hcount + 1)]
             with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
