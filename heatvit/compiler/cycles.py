@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .. import isa
 from ..isa import Epilogue, Op, WSrc
-from ..toksel_config import package_lanes
+from ..toksel_config import mean_passes, mean_sum_lanes, package_lanes
 from ..validate import ceil_div
 
 
@@ -479,7 +479,9 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * LAYERNORM: ``P + (m + 1) B' + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
-      them averaged).
+      them averaged) when a word's lanes ``A`` are summed in one pass (``A <= 16``); wider words:
+      per pass of :func:`heatvit.toksel_config.mean_passes`, ``m + 3`` and for an averaging pass
+      ``m + MEAN_LANE_CYCLES * 16 + 2``.
     * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
       param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
       cycle: ``m (n - 1) + SIGMOID_CYCLES``); a softmax GEMM: ``engine +``
@@ -505,9 +507,9 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         b = ceil_div(n, acc.layernorm_lanes)
         return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_CYCLES
     if op == Op.MEAN:
-        w = ceil_div(n, A)
-        w_mean = w - d.k // A
-        return w * (m + 3) + w_mean * (m + MEAN_LANE_CYCLES * A + 2) + MEAN_CYCLES
+        sl = mean_sum_lanes(A)
+        return sum(m + 3 + avg * (m + MEAN_LANE_CYCLES * sl + 2) for _, avg in mean_passes(A, sl, n, d.k)) \
+            + MEAN_CYCLES
     if op == Op.GEMM:
         shared = d.src == d.aux
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):

@@ -34,7 +34,7 @@ cannot write outside its window).  ``abort`` resets every register in the next c
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import wiring
 
 from heatvit import isa
@@ -42,6 +42,7 @@ from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
+from heatvit.toksel_config import mean_sum_lanes
 
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import ports
@@ -61,16 +62,23 @@ class MeanExecutor(wiring.Component):
     IDLE_PORTS = ("aux", "dma_rd", "dma_wr")
     """Ports it never uses (always idle): the top does not route them."""
 
-    def __init__(self, acc: AcceleratorConfig):
+    def __init__(self, acc: AcceleratorConfig, sum_lanes: int | None = None):
         if not isinstance(acc, AcceleratorConfig):
             raise TypeError(f"acc must be an AcceleratorConfig, not {acc!r}")
         self.acc = acc
+        L = isa.column_align(acc)
+        self.sum_lanes = mean_sum_lanes(L) if sum_lanes is None else sum_lanes
+        if not isinstance(self.sum_lanes, int) or self.sum_lanes < 1 or L % self.sum_lanes:
+            raise ValueError(f"MeanExecutor: sum_lanes must be an int dividing the buffer word's {L} lanes, "
+                             f"not {sum_lanes!r}")
         super().__init__(ports.executor_members(acc))
 
     def elaborate(self, platform):
         acc = self.acc
         L = isa.column_align(acc)
         log_l = L.bit_length() - 1
+        SL = self.sum_lanes
+        P = L // SL                                    # passes over a word column
         # a column sum of at most the tallest buffer's rows of int8 (the sequencer checks every
         # window against its buffer: live_m never exceeds it)
         max_rows = max(spec.rows for spec in isa.token_buffers(acc).values())
@@ -92,8 +100,9 @@ class MeanExecutor(wiring.Component):
         rc, dc, wc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc", "wc"))
         # (reads issued, words received, mean writes)
         issuing = Signal()
-        sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
-        q = [Signal(signed(8), name=f"q{j}") for j in range(L)]   # a ring: lane 0 leaves first
+        sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(SL)]
+        q = [Signal(signed(8), name=f"q{j}") for j in range(SL)]  # a ring: lane 0 leaves first
+        ps = Signal(range(max(2, P)))                  # the pass: lanes ps SL .. ps SL + SL - 1
         # One divider, lane by lane, on the magnitude (golden's round half away is symmetric):
         # A = floor(|sum| r / 2**16) by shift-add, D bits of r a cycle into an accumulator that
         # shifts right D bits a cycle (exact: the bits it drops are final) except after the last
@@ -105,7 +114,7 @@ class MeanExecutor(wiring.Component):
         assert F.RECIP_FRAC % D == 0
         k_dig = -(-(F.RECIP_FRAC + 1) // D)
         shifted_digits = F.RECIP_FRAC // D
-        li = Signal(range(L + 1))
+        li = Signal(range(SL + 1))
         dg = Signal(range(k_dig + 1))
         pend, sv = Signal(), Signal()              # a product is complete / shv holds a quotient
         mag = Signal(sum_bits)                     # |sum| of the lane being divided
@@ -127,6 +136,16 @@ class MeanExecutor(wiring.Component):
             m.d.comb += [t.eq(edge - (w << log_l)), below.eq(Mux(t < 0, 0, Mux(t > L, L, t)))]
         m.d.comb += [copy_mask.eq(Cat(below_k > j for j in range(L))),
                      mean_mask.eq(Cat((below_k <= j) & (below_n > j) for j in range(L)))]
+        # Passes of a word column: pass 0 (the copied lanes' writes), then each group of SL lanes
+        # from the first to the last one with averaged lanes (first_g .. last_g).
+        pass_mean = Signal(L)                          # the averaged lanes of this pass
+        first_g, last_g = Signal(range(P)), Signal(range(P))
+        if P > 1:
+            m.d.comb += [first_g.eq(below_k >> (SL.bit_length() - 1)),
+                         last_g.eq((below_n - 1) >> (SL.bit_length() - 1)),
+                         pass_mean.eq(mean_mask & (Const((1 << SL) - 1, L) << (ps * SL)))]
+        else:
+            m.d.comb += pass_mean.eq(mean_mask)
 
         m.d.comb += [recip.i.payload[0].eq(rows), recip.o.ready.eq(1)]
 
@@ -138,16 +157,18 @@ class MeanExecutor(wiring.Component):
             with m.If(rc + 1 == rows):
                 m.d.sync += issuing.eq(0)
 
-        data = self.src.data.payload
         dst = self.dst.payload
+        data = self.src.data.payload
+        lanes = data.word_select(ps, 8 * SL) if P > 1 else data
         with m.If(sv):                                 # the quotient into the ring (any state)
-            m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(L - 1)], q[L - 1].eq(shv), sv.eq(0)]
+            m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(SL - 1)], q[SL - 1].eq(shv), sv.eq(0)]
         with m.FSM(name="mean_exec"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
-                    m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), code.eq(0)]
+                    m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), ps.eq(0),
+                                 code.eq(0)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
@@ -167,7 +188,7 @@ class MeanExecutor(wiring.Component):
                     m.next = "READ"
             with m.State("READ"):
                 # each row's copied lanes go out as the word arrives; every lane adds to its sum
-                need = copy_mask != 0
+                need = (copy_mask != 0) & (ps == 0)
                 m.d.comb += [
                     self.src.data.ready.eq(self.dst.ready | ~need),
                     self.dst.valid.eq(self.src.data.valid & need),
@@ -176,10 +197,10 @@ class MeanExecutor(wiring.Component):
                 ]
                 with m.If(self.src.data.valid & self.src.data.ready):
                     m.d.sync += dc.eq(dc + 1)
-                    m.d.sync += [s.eq(s + data[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
+                    m.d.sync += [s.eq(s + lanes[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
                     with m.If(dc + 1 == rows):
                         m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), wc.eq(0)]
-                        with m.If(mean_mask != 0):
+                        with m.If(pass_mean != 0):
                             m.next = "DIV"
                         with m.Else():
                             m.next = "NEXT"
@@ -188,7 +209,7 @@ class MeanExecutor(wiring.Component):
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
                         m.d.sync += [shv.eq(Mux(sgn, -qmag, qmag)), sv.eq(1)]
-                    with m.If(li < L):
+                    with m.If(li < SL):
                         cur = Array(sums)[li]
                         m.d.sync += [mag.eq(Mux(cur < 0, -cur, cur)), sgn.eq(cur < 0), acc_q.eq(0), rr.eq(r),
                                      li.eq(li + 1), dg.eq(1)]
@@ -203,17 +224,24 @@ class MeanExecutor(wiring.Component):
                 m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
-                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*q)), dst.mask.eq(mean_mask)]
+                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*(q * P))),
+                             dst.mask.eq(pass_mean)]
                 with m.If(self.dst.ready):
                     m.d.sync += wc.eq(wc + 1)
                     with m.If(wc + 1 == rows):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.sync += [w.eq(w + 1), rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
-                with m.If(w + 1 == words):
+                m.d.sync += [rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
+                more = Signal()                        # another pass over this word column
+                if P > 1:
+                    m.d.comb += more.eq((mean_mask != 0) & (ps < last_g))
+                with m.If(more):
+                    m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1)), issuing.eq(1)]
+                    m.next = "READ"
+                with m.Elif(w + 1 == words):
                     m.next = "DONE"
                 with m.Else():
-                    m.d.sync += issuing.eq(1)
+                    m.d.sync += [w.eq(w + 1), ps.eq(0), issuing.eq(1)]
                     m.next = "READ"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(code)]
