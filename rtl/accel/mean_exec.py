@@ -18,13 +18,18 @@ Order: ``1/M`` once, then word column by word column (``lanes`` =
 :func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
 row's copied lanes (``c < k``) as it arrives and add every lane into its column sum; then write
 the column's mean lanes (``k <= c < n``) to every row.  A write whose lane mask is empty is left
-out.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
+out.  The column sums cover ``sum_lanes`` lanes (default
+:func:`heatvit.toksel_config.mean_sum_lanes`: at most 16, so the sums and the divider do not grow
+with the array): a wider word column is read in passes (:func:`heatvit.toksel_config.mean_passes`):
+pass 0, which writes the copied lanes, then each group of ``sum_lanes`` lanes from the first to the
+last one with mean lanes, each summing, dividing and writing its group.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
 written) or disjoint from it; a partial overlap is undefined.
 
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
 checks it): ``34 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
 ``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 34 include the
-reciprocal's 32; default config, M = 197, n = 32, k = 16: 791).
+reciprocal's 32; default config, M = 197, n = 32, k = 16: 791); with passes, per pass ``M + 2``
+and for one with mean lanes ``M + 10 sum_lanes + 2``.
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
@@ -57,7 +62,9 @@ runs once per MEAN)."""
 
 
 class MeanExecutor(wiring.Component):
-    """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only."""
+    """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only.  ``sum_lanes``:
+    lanes summed per pass (a divisor of the buffer word's lanes; default
+    :func:`heatvit.toksel_config.mean_sum_lanes`)."""
 
     IDLE_PORTS = ("aux", "dma_rd", "dma_wr")
     """Ports it never uses (always idle): the top does not route them."""
