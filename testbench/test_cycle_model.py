@@ -39,8 +39,10 @@ def test_total_counts_every_record_and_gap():
 
 
 def test_gemm_leads_and_epilogues():
-    """A GEMM's record is the engine's cycles plus the later of its activation and parameter
-    leads, plus its epilogue's latency; a softmax GEMM's tail grows with its rows' beats."""
+    """A GEMM's record is the engine's cycles plus its lead (weights from DDR: the parameter, and
+    a sparse GEMM's bitmap, beats; from a buffer: the later of the first activation tile and
+    ``GEMM_BUF_MIN_LEAD``), plus its epilogue's latency; a softmax GEMM's tail grows with its
+    rows' beats."""
     g = ACC.gemm
     d = isa.Descriptor(opcode=isa.Op.GEMM, m=65, k=48, n=144, epilogue=isa.Epilogue.REQ8, wsrc=isa.WSrc.DDR)
     eng = g.estimate_cycles(65, 48, 144)
@@ -49,14 +51,21 @@ def test_gemm_leads_and_epilogues():
     assert cycles.descriptor_cycles(ACC, d, 65, 48, 144, engine=eng) == eng + beats + cycles.GEMM_PARAM_LEAD
     d8 = dataclasses.replace(d, n=16)
     eng8 = g.estimate_cycles(65, 48, 16)
-    assert cycles.descriptor_cycles(ACC, d8, 65, 48, 16, engine=eng8) == eng8 + 65 + cycles.GEMM_ACT_LEAD
+    lead8 = cycles.param_beats(ACC, d8) + cycles.GEMM_PARAM_LEAD      # 65 tokens do not hold it back
+    assert lead8 < 65 and cycles.descriptor_cycles(ACC, d8, 65, 48, 16, engine=eng8) == eng8 + lead8
+    buf = dataclasses.replace(d8, wsrc=isa.WSrc.BUF, aux=isa.Buf.QKV)
+    assert cycles.descriptor_cycles(ACC, buf, 65, 48, 16, engine=eng8) == eng8 + 65 + cycles.GEMM_ACT_LEAD
+    sparse = dataclasses.replace(d8, sparse=1, tiles=2)
+    b = cycles.bitmap_beats(ACC, sparse)
+    assert b == 1                                      # 3 x 1 tiles: one beat, the weights right after it
+    assert cycles.descriptor_cycles(ACC, sparse, 65, 48, 16, engine=eng8) == eng8 + lead8 + b
     gelu = dataclasses.replace(d8, epilogue=isa.Epilogue.REQ8_GELU)
     assert cycles.descriptor_cycles(ACC, gelu, 65, 48, 16, engine=eng8) == \
-        eng8 + 65 + cycles.GEMM_ACT_LEAD + cycles.EPILOGUE_LATENCY[isa.Epilogue.REQ8_GELU]
+        eng8 + cycles.gemm_lead(ACC, gelu, 65) + cycles.EPILOGUE_LATENCY[isa.Epilogue.REQ8_GELU]
     sig = dataclasses.replace(d8, epilogue=isa.Epilogue.REQ8_SIGMOID, n=3)
     eng3 = g.estimate_cycles(65, 48, 3)
     assert cycles.descriptor_cycles(ACC, sig, 65, 48, 3, engine=eng3) == \
-        eng3 + 65 + cycles.GEMM_ACT_LEAD + 65 * 2 + cycles.SIGMOID_CYCLES     # one value a cycle
+        eng3 + cycles.gemm_lead(ACC, sig, 65) + 65 * 2 + cycles.SIGMOID_CYCLES     # one value a cycle
     sm = dataclasses.replace(d, epilogue=isa.Epilogue.RAW_SOFTMAX, wsrc=isa.WSrc.BUF_T, k=16)
     tails = [cycles.softmax_gemm_tail(ACC, m, 16, m) for m in (17, 42, 43, 65, 197)]
     assert tails == sorted(tails) and len(set(tails)) == len(tails)
