@@ -46,7 +46,10 @@ Phases (``--phase`` starts at one, loading the earlier ones' checkpoints from ``
    the dense model (of the pruned and of the dense forward pass), the cut calibrated again before
    every epoch and after the last (see :func:`train_selectors`).
 5. ``cut`` (only when asked, seconds): re-calibrate the trained selectors to ``--keep`` targets,
-   checked against the same budgets, and export.
+   checked against the same budgets, and export (``--cut-quant``: after a quantization-aware
+   phase, calibrated under its fake quantization).  ``train/select_digits.py`` compares the
+   models written this way on the validation split (docs/sparsity.md, "Choosing the default
+   sparse model").
 """
 
 from __future__ import annotations
