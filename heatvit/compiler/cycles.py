@@ -191,14 +191,22 @@ def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
 
 # -- the whole accelerator, descriptor by descriptor (measured against the RTL's cycle records) ----
 
-START_CYCLES = 9
-"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA)."""
+CHECK_CYCLES = 5
+"""The descriptor checker's latency, a descriptor's words in to its error code out
+(``heatvit.rtl.accel.descriptor.CHECKER_LATENCY``: decode, live shape, products, checks, first
+failing check; ``testbench/test_cycle_model.py`` checks they agree)."""
 
-GAP_CYCLES = 11
+START_CYCLES = 9
+"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA and its check),
+less the ``CHECK_CYCLES - 1`` that END's gap to ``done`` (no check after END) lacks: with one
+``GAP_CYCLES`` per descriptor the ``CYCLES`` register then adds up."""
+
+GAP_CYCLES = 10 + CHECK_CYCLES
 """Between one descriptor's record end and the next one's start: the cycle record's hand-over,
-the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check; also from
-END's record to ``done`` (every write answered).  Skipped descriptors (live rows 0), BEGIN and END
-have records of length 0 and cost this gap too."""
+the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check
+(``CHECK_CYCLES``); also from END's record to ``done`` (every write answered; see
+``START_CYCLES``).  Skipped descriptors (live rows 0), BEGIN and END have records of length 0 and
+cost this gap too.  (11 when the checker was one stage: the stages added 4 to every gap.)"""
 
 ROW_DMA_CYCLES = 7
 """LOAD: the DMA's latency per row (one request per row, served in order)."""
