@@ -523,7 +523,7 @@ def ln_cycles(acc, m: int, n: int, row_lanes: int) -> int:
 
 def layernorm_cycles_formula(acc, m: int, n: int, row_lanes: int) -> int:
     """The docstring's formula written out: ``P max(1, 64 / dw) + (M + 1) B' + 27`` (the
-    LayerNorm unit's one-row latency ``2B + 21`` at these tables)."""
+    LayerNorm unit's one-row latency ``2B + 25`` at these tables)."""
     p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
     b = -(-n // min(isa.column_align(acc), row_lanes))
     return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 27

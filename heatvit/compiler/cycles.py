@@ -27,8 +27,8 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   waits for its K tile's activations (the executor's gate), which the skipped tiles can expose.
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, ``B`` cycles a row and ``3B + 29`` for the last one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``B`` a row and ``2B + 21`` for the last; GELU ``m ceil(n / C) + 16``
+  rows, ``B`` cycles a row and ``3B + 32`` for the last one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``B`` a row and ``2B + 25`` for the last; GELU ``m ceil(n / C) + 16``
   (the epilogue's unit has a lane per column), sigmoid ``m n + 16`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
@@ -221,7 +221,7 @@ ADD_CYCLES = COPY_CYCLES + 2
 """ADD: the same walk plus the residual add's two rounding stages (rtl/accel/residual_add.py,
 ``ResidualAdd.latency`` = 4: the products' sum, the rounding add, the shift, the clamp)."""
 
-LN_ROW_LATENCY = 21
+LN_ROW_LATENCY = 25
 """LayerNorm unit: one row of ``B`` beats takes ``2B +`` this (first beat in to last beat out;
 rows follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.layernorm_row_latency``
 at the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
@@ -297,7 +297,7 @@ cycles more than one row a cycle, plus this (fitted with the unit's rounding sta
 selectors' head weights, n = 3, m = 42 .. 65, exact; one less than on the former sigmoid unit of
 its own, whose pipeline was a stage longer than the GELU's)."""
 
-SOFTMAX_ROW_LATENCY = 29
+SOFTMAX_ROW_LATENCY = 32
 """Softmax unit: one row of ``B`` beats takes ``3B +`` this (first beat in to last beat out; rows
 follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_latency`` at
 the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""

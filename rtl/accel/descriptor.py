@@ -24,10 +24,14 @@ from ..nonlinear.pipe import Pipe
 E = ErrorCode
 
 
+def decoded_layout() -> data.StructLayout:
+    """Every :data:`heatvit.isa.FIELDS` entry at its width."""
+    return data.StructLayout({f.name: f.width for f in isa.FIELDS})
+
+
 def fields_layout() -> data.StructLayout:
-    """Every :data:`heatvit.isa.FIELDS` entry at its width (plus ``live_m/k/n``: the clipped shape)."""
-    return data.StructLayout({**{f.name: f.width for f in isa.FIELDS},
-                              "live_m": 16, "live_k": 16, "live_n": 16})
+    """:func:`decoded_layout` plus ``live_m/k/n``: the clipped shape."""
+    return data.StructLayout({**decoded_layout().members, "live_m": 16, "live_k": 16, "live_n": 16})
 
 
 def _ceil_shift(x, s: int):
@@ -92,7 +96,7 @@ class DescriptorChecker(wiring.Component):
         Op = isa.Op
 
         # -- stage 1: decode: every field of every opcode at its place; bits outside its fields ---
-        f0 = Signal(fields_layout())
+        f0 = Signal(decoded_layout())
         op0 = w[0][:8]
         for fd in isa.FIELDS:
             with m.Switch(op0):
@@ -123,7 +127,7 @@ class DescriptorChecker(wiring.Component):
         f2 = Signal(fields_layout())
         room = Mux(nl > first, nl - first, 0)
         k_clip = f1.k_live & (nl < f1.k)
-        m.d.comb += [f2.eq(f1),
+        m.d.comb += [*(getattr(f2, fd.name).eq(getattr(f1, fd.name)) for fd in isa.FIELDS),
                      f2.live_m.eq(Mux(f1.m_live & (room < f1.m), room, f1.m)),
                      f2.live_k.eq(Mux(k_clip, nl, f1.k)),
                      f2.live_n.eq(Mux(f1.n_live & (nl < f1.n), nl, f1.n))]
