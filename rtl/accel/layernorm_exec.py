@@ -41,7 +41,8 @@ cycle), ``B'`` the cycles a row takes to enter the LayerNorm unit, whose rows fo
 (:func:`heatvit.rtl.nonlinear.rows.layernorm_row_latency`, 25 at the shipped tables).
 ``row_lanes`` is the unit's (``acc.layernorm_lanes``: at most one buffer word).  With
 ``row_lanes > lanes`` (a unit beat of several words: only by an explicit ``row_lanes``) a row can
-take up to one cycle more.  Default config, DeiT-T (n = 192, M = 197): 2,699 cycles (6,816 when
+take up to one cycle more.  Default config, DeiT-T (n = 192, M = 197): 2,703 cycles (2,699 before
+the unit's moment stages, 6,816 when
 the unit took ``B' + 21`` a row; 13,353 with the 4-lane unit it had before that).
 """
 
