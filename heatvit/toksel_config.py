@@ -23,6 +23,36 @@ cycle (at most; :func:`package_lanes`).  A pruned word takes ``lanes / G`` cycle
 per pruned word and selector, so LUTs matter more than cycles (docs/token_selector.md)."""
 
 
+MEAN_SUM_LANES = 16
+"""The MEAN executor's column sums: at most this many lanes of a buffer word summed per pass
+over the rows (a wider word is read once per group of lanes with averaged channels): the sums
+and the divider's lane multiplexer do not grow with the array (docs/accel.md MEAN)."""
+
+
+def mean_sum_lanes(lanes: int) -> int:
+    """Lanes the MEAN executor sums per pass for a buffer word of ``lanes`` int8."""
+    return min(lanes, MEAN_SUM_LANES)
+
+
+def mean_passes(lanes: int, sum_lanes: int, n: int, k: int) -> list[tuple[int, bool]]:
+    """The MEAN executor's passes over a window of ``n`` channels whose first ``k`` are copied:
+    per word column, pass 0 (it writes the copied lanes) and every group of ``sum_lanes`` lanes
+    from the first to the last one with averaged channels; each as ``(word, averaged)``
+    (whether it divides and writes means)."""
+    out = []
+    for w in range(-(-n // lanes)):
+        bk = min(max(k - w * lanes, 0), lanes)
+        bn = min(max(n - w * lanes, 0), lanes)
+        if bn <= bk:
+            out.append((w, False))
+            continue
+        first, last = bk // sum_lanes, (bn - 1) // sum_lanes
+        if first > 0:
+            out.append((w, False))
+        out += [(w, True)] * (last - first + 1)
+    return out
+
+
 def package_lanes(lanes: int) -> int:
     """``G`` of a unit with ``lanes`` lanes: the largest divisor of ``lanes`` <= :data:`PACKAGE_LANES`."""
     return max(g for g in range(1, PACKAGE_LANES + 1) if lanes % g == 0)

@@ -558,6 +558,33 @@ def test_cycles_without_stalls(name):
         assert r["cycles"] == 34 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
 
 
+@pytest.mark.parametrize("name,sum_lanes", [("4x4-rl4-dw128", 1), ("4x4-rl4-dw128", 2), ("4x8-rl16-dw64", 2)])
+def test_mean_passes(name, sum_lanes):
+    """MEAN summing fewer lanes than a buffer word per pass over the rows (what a board-scale
+    word of 64 lanes does with 16): bit-exact on random jobs (stalls, aborts, every live_m), and
+    with every stream at full rate exactly the cycles of the passes of
+    :func:`heatvit.toksel_config.mean_passes` (``m + 2``, an averaging pass ``+ m + 10 SL + 2``)."""
+    from heatvit.toksel_config import mean_passes
+    acc = CONFIGS[name]
+    L = isa.column_align(acc)
+    seed = pick_seed()
+    print(f"HEATVIT_SEED={seed}")
+    results = run_executor(acc, MeanExecutor(acc, sum_lanes=sum_lanes), mean_jobs(acc, random.Random(seed), 10),
+                           seed, uses_dma=False)
+    check_results(acc, results, seed, uses_dma=False)
+    assert any(r.get("writes") for r in results)
+    shapes = [(12, 16, 8), (3, 16, 0), (4, 13, 6), (5, 2 * L + 3, L + 1), (2, L, L - 1)]
+    jobs = [dict(d=isa.Descriptor(Op.MEAN, src=Buf.H, dst=Buf.H, m=m, n=n, k=k, name="mean"),
+                 n_live=acc.buffers.max_tokens, blob=b"", brk=None, special="random", abort=None)
+            for m, n, k in shapes]
+    res = run_executor(acc, MeanExecutor(acc, sum_lanes=sum_lanes), jobs, 1, uses_dma=False, gap=0.0)
+    check_results(acc, res, 1, uses_dma=False)
+    for (m, n, k), r in zip(shapes, res):
+        want = 34 + sum(m + 2 + avg * (m + MEAN_LANE_CYCLES * sum_lanes + 2)
+                        for _, avg in mean_passes(L, sum_lanes, n, k))
+        assert r["cycles"] == want, f"MEAN {m} x {n}, k = {k}, {sum_lanes} lanes a pass"
+
+
 def test_default_config():
     """The shipped 16 x 16 config (lanes 16, row_lanes 4, 128-bit DMA, rows up to 768): a few
     descriptors of each executor, random gaps; MEAN over all 197 rows of -128 and of +-extremes
@@ -631,7 +658,9 @@ def test_constructor_rejects_wrong_config():
              (MeanExecutor, "default", TypeError, "acc must be an AcceleratorConfig"),
              (LayerNormExecutor, bad, ValueError, "layernorm_in_bits must be >= 8"),
              (lambda a: LayerNormExecutor(a, row_lanes=3), acc, ValueError, "row_lanes must be a power of two"),
-             (lambda a: LayerNormExecutor(a, row_lanes=32), acc, ValueError, "row_lanes must be a power of two")]
+             (lambda a: LayerNormExecutor(a, row_lanes=32), acc, ValueError, "row_lanes must be a power of two"),
+             (lambda a: MeanExecutor(a, sum_lanes=3), acc, ValueError, "sum_lanes must be an int dividing"),
+             (lambda a: MeanExecutor(a, sum_lanes=0), acc, ValueError, "sum_lanes must be an int dividing")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")              # the half-built component is never elaborated
         for cls, arg, exc, msg in cases:

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 
 from .. import isa
 from ..isa import Epilogue, Op, WSrc
-from ..toksel_config import package_lanes
+from ..toksel_config import mean_passes, mean_sum_lanes, package_lanes
 from ..validate import ceil_div
 
 
@@ -123,10 +123,12 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
     return n + 3 + chunks * (n + pruned * (steps - 1) + 9 * ts.lanes + 1)
 
 
-SELECT_FIXED_CYCLES = 34
+SELECT_FIXED_CYCLES = 38
 """The SELECT executor's cycles beyond its score and token streams: command, the first token's
-reciprocal pipeline, the unit's result and the trace record's write (rtl/accel/select_exec.py;
-measured by ``testbench/test_accel_select.py::test_select_cycles``)."""
+reciprocal pipeline and ``num * r`` (2 bits a cycle), the unit's result and the trace record's
+write (rtl/accel/select_exec.py; measured by
+``testbench/test_accel_select.py::test_select_cycles``); plus ``toksel.max_tokens - N`` in which
+the keep mask shifts into place (:func:`select_cycles`)."""
 
 
 SELECT_TOP_CYCLES = 3
@@ -149,12 +151,13 @@ def select_cycles(acc, heads: int, n: int, dim: int, pruned: int) -> int:
     (command accepted to ``done``, trace record written, no stalls): the control unit's cycles
     (:func:`toksel_cycles`) with its one-score-per-cycle phase replaced by the executor's score
     phase: the first token's ``ceil(heads / A) + heads`` aux words and ``heads`` combiner cycles,
-    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES``.  Exact on the
+    then one token per :func:`select_score_rate`; plus ``SELECT_FIXED_CYCLES`` and the keep
+    mask's alignment, ``toksel.max_tokens - n`` (one bit a cycle).  Exact on the
     executor (``testbench/test_accel_select.py``: 1-12 heads, 4 x 4 and 16 x 16) and in the whole
     accelerator (the pruned digits model on Verilator) wherever :func:`toksel_cycles` is."""
     words = ceil_div(heads, isa.column_align(acc)) + heads
     return (toksel_cycles(acc.toksel, n, dim, pruned) - n + (n - 1) * select_score_rate(acc, heads)
-            + heads + words + SELECT_FIXED_CYCLES)
+            + heads + words + SELECT_FIXED_CYCLES + acc.toksel.max_tokens - n)
 
 
 def weight_stream_cycles(acc, beats: int) -> int:
@@ -484,7 +487,9 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
     * LAYERNORM: ``P + (m + 1) B' + LN_CYCLES`` (``P`` 64-bit chunks of its parameter
       block, ``B' = ceil(n / acc.layernorm_lanes)``).
     * MEAN: ``W (m + 3) + W' (m + MEAN_LANE_CYCLES A + 2) + MEAN_CYCLES`` (``W`` words, ``W'`` of
-      them averaged).
+      them averaged) when a word's lanes ``A`` are summed in one pass (``A <= 16``); wider words:
+      per pass of :func:`heatvit.toksel_config.mean_passes`, ``m + 3`` and for an averaging pass
+      ``m + MEAN_LANE_CYCLES * 16 + 2``.
     * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
       param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
       cycle: ``m (n - 1) + SIGMOID_CYCLES``); a softmax GEMM: ``engine +``
@@ -510,9 +515,9 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
         b = ceil_div(n, acc.layernorm_lanes)
         return ceil_div(isa.param_block_bytes(acc, d), 8) + (m + 1) * b + LN_CYCLES
     if op == Op.MEAN:
-        w = ceil_div(n, A)
-        w_mean = w - d.k // A
-        return w * (m + 3) + w_mean * (m + MEAN_LANE_CYCLES * A + 2) + MEAN_CYCLES
+        sl = mean_sum_lanes(A)
+        return sum(m + 3 + avg * (m + MEAN_LANE_CYCLES * sl + 2) for _, avg in mean_passes(A, sl, n, d.k)) \
+            + MEAN_CYCLES
     if op == Op.GEMM:
         shared = d.src == d.aux
         if d.epilogue in (Epilogue.RAW_SOFTMAX, Epilogue.REQ8_SOFTMAX):

@@ -11,20 +11,25 @@ with ``(r, e)`` = ``1/M`` from the golden model's default reciprocal table, as
 ``heatvit.compiler.interpret`` calls it).  No multiplier: ``1/M`` comes from
 :class:`heatvit.rtl.nonlinear.serial_recip.SerialReciprocal` (shift-add Horner steps) and each
 lane's ``sum * r`` is a shift-add of ``MUL_DIGIT_BITS`` bits of ``r`` a cycle whose start value is
-the rounding add, then the shift by ``16 + e`` and the int8 clamp, each in a register of its own.
-Bit-exact with ``Machine._mean``.
+the rounding add, then the shift by ``16 + e`` (the quotient is always an int8: no clamp) into a
+ring of the word's quotients.  Bit-exact with ``Machine._mean``.
 
 Order: ``1/M`` once, then word column by word column (``lanes`` =
 :func:`heatvit.isa.column_align` channels): read the column's M words (``src``), write each
 row's copied lanes (``c < k``) as it arrives and add every lane into its column sum; then write
 the column's mean lanes (``k <= c < n``) to every row.  A write whose lane mask is empty is left
-out.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
+out.  The column sums cover ``sum_lanes`` lanes (default
+:func:`heatvit.toksel_config.mean_sum_lanes`: at most 16, so the sums and the divider do not grow
+with the array): a wider word column is read in passes (:func:`heatvit.toksel_config.mean_passes`):
+pass 0, which writes the copied lanes, then each group of ``sum_lanes`` lanes from the first to the
+last one with mean lanes, each summing, dividing and writing its group.  ``dst`` may be the ``src`` window (in place: the column is read whole before its means are
 written) or disjoint from it; a partial overlap is undefined.
 
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
 checks it): ``34 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
 ``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 34 include the
-reciprocal's 32; default config, M = 197, n = 32, k = 16: 791).
+reciprocal's 32; default config, M = 197, n = 32, k = 16: 791); with passes, per pass ``M + 2``
+and for one with mean lanes ``M + 10 sum_lanes + 2``.
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
 and for ``k >= n`` (``CTRL_BAD_SHAPE``, the sequencer's check, repeated so such a descriptor
@@ -42,13 +47,12 @@ from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
+from heatvit.toksel_config import mean_sum_lanes
 
-from ..nonlinear.pipe import saturate
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
 from . import ports
 
-RECIP_BITS = 32
-"""The divisor's width in ``golden.nonlinear.divide`` (``den_bits``)."""
+
 MUL_DIGIT_BITS = 2
 """Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
 MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
@@ -58,52 +62,78 @@ runs once per MEAN)."""
 
 
 class MeanExecutor(wiring.Component):
-    """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only."""
+    """The MEAN executor: :func:`heatvit.rtl.accel.ports.executor_members` only.  ``sum_lanes``:
+    lanes summed per pass (a divisor of the buffer word's lanes; default
+    :func:`heatvit.toksel_config.mean_sum_lanes`)."""
 
     IDLE_PORTS = ("aux", "dma_rd", "dma_wr")
     """Ports it never uses (always idle): the top does not route them."""
 
-    def __init__(self, acc: AcceleratorConfig):
+    def __init__(self, acc: AcceleratorConfig, sum_lanes: int | None = None):
         if not isinstance(acc, AcceleratorConfig):
             raise TypeError(f"acc must be an AcceleratorConfig, not {acc!r}")
         self.acc = acc
+        L = isa.column_align(acc)
+        self.sum_lanes = mean_sum_lanes(L) if sum_lanes is None else sum_lanes
+        if not isinstance(self.sum_lanes, int) or self.sum_lanes < 1 or L % self.sum_lanes:
+            raise ValueError(f"MeanExecutor: sum_lanes must be an int dividing the buffer word's {L} lanes, "
+                             f"not {sum_lanes!r}")
         super().__init__(ports.executor_members(acc))
 
     def elaborate(self, platform):
         acc = self.acc
         L = isa.column_align(acc)
         log_l = L.bit_length() - 1
+        SL = self.sum_lanes
+        P = L // SL                                    # passes over a word column
         # a column sum of at most the tallest buffer's rows of int8 (the sequencer checks every
         # window against its buffer: live_m never exceeds it)
         max_rows = max(spec.rows for spec in isa.token_buffers(acc).values())
         sum_bits = (max_rows << 7).bit_length() + 1
         m = Module()
         # golden divide() uses the default NonlinearConfig's reciprocal table
-        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), RECIP_BITS, RECIP_DIGIT_BITS)
+        # its input is M <= max_rows: the reciprocal's (r, e) depends only on the value, so this
+        # narrow unit equals golden divide()'s 32-bit one
+        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), max_rows.bit_length(),
+                                                      RECIP_DIGIT_BITS)
 
         f = Signal(ports.fields_layout())
         code = Signal(8)
-        rows, n, k = Signal(16), Signal(16), Signal(16)
+        rows, n, k = Signal(range(max_rows + 1)), Signal(16), Signal(16)
         words = Signal(16)
         m.d.comb += words.eq((n + (L - 1)) >> log_l)
-        r, sh = Signal(F.RECIP_FRAC + 1), Signal(range(F.RECIP_FRAC + 16))   # 1/M = r / 2**sh (M < 2**16)
+        r, ex = Signal(F.RECIP_FRAC + 1), Signal(5)   # 1/M = r / 2**(16 + ex) (M < 2**16: ex <= 16)
         w = Signal(16)                                 # current word column
-        rc, dc, wc = Signal(16), Signal(16), Signal(16)  # reads issued, words received, mean writes
+        rc, dc, wc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc", "wc"))
+        # (reads issued, words received, mean writes)
         issuing = Signal()
-        sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(L)]
-        q = [Signal(signed(8), name=f"q{j}") for j in range(L)]
-        # one divider, lane by lane: sum * r shift-add (D bits of r a cycle, the rounding term as
-        # the product's start), then the shift by sh (registered), then the int8 clamp
+        sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(SL)]
+        q = [Signal(signed(8), name=f"q{j}") for j in range(SL)]  # a ring: lane 0 leaves first
+        ps = Signal(range(max(2, P)))                  # the pass: lanes ps SL .. ps SL + SL - 1
+        # One divider, lane by lane, on the magnitude (golden's round half away is symmetric):
+        # A = floor(|sum| r / 2**16) by shift-add, D bits of r a cycle into an accumulator that
+        # shifts right D bits a cycle (exact: the bits it drops are final) except after the last
+        # digit (r's bit 16); then |q| = (floor(2 A / 2**ex) + 1) >> 1 = floor((|sum| r +
+        # 2**(15+ex)) / 2**(16+ex)) and q = sign * |q|.  A quotient is always an int8 (the mean
+        # of int8 values: golden divide(127 M, M) = 127 and divide(-128 M, M) = -128 for every
+        # M < 2**16, and it is monotonic in the sum), so no clamp.
         D = MUL_DIGIT_BITS
+        assert F.RECIP_FRAC % D == 0
         k_dig = -(-(F.RECIP_FRAC + 1) // D)
-        pw = sum_bits + k_dig * D + 2
-        li, pli, shl = Signal(range(L + 1)), Signal(range(L)), Signal(range(L))
+        shifted_digits = F.RECIP_FRAC // D
+        li = Signal(range(SL + 1))
         dg = Signal(range(k_dig + 1))
         pend, sv = Signal(), Signal()              # a product is complete / shv holds a quotient
-        prod, mc = Signal(signed(pw)), Signal(signed(pw))
+        mag = Signal(sum_bits)                     # |sum| of the lane being divided
+        sgn = Signal()
+        acc_q = Signal(sum_bits + 3)               # A
         rr = Signal(F.RECIP_FRAC + 1)
-        half, half_m1 = Signal(pw), Signal(pw)     # 2**(sh-1) and 2**(sh-1) - 1: the rounding add
-        shv = Signal(signed(pw - 16))
+        shv = Signal(signed(8))
+        u = Signal(10)                             # floor(2 A / 2**ex) <= 2 * 128
+        qmag = Signal(9)
+        m.d.comb += [u.eq((acc_q << 1) >> ex), qmag.eq((u + 1) >> 1)]
+        add = Signal(sum_bits + 3)
+        m.d.comb += add.eq(acc_q + digit_product(mag, rr, D))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
         # As thermometer codes of how many of the column's lanes lie below k and below n.
         copy_mask, mean_mask = Signal(L), Signal(L)
@@ -113,6 +143,16 @@ class MeanExecutor(wiring.Component):
             m.d.comb += [t.eq(edge - (w << log_l)), below.eq(Mux(t < 0, 0, Mux(t > L, L, t)))]
         m.d.comb += [copy_mask.eq(Cat(below_k > j for j in range(L))),
                      mean_mask.eq(Cat((below_k <= j) & (below_n > j) for j in range(L)))]
+        # Passes of a word column: pass 0 (the copied lanes' writes), then each group of SL lanes
+        # from the first to the last one with averaged lanes (first_g .. last_g).
+        pass_mean = Signal(L)                          # the averaged lanes of this pass
+        first_g, last_g = Signal(range(P)), Signal(range(P))
+        if P > 1:
+            m.d.comb += [first_g.eq(below_k >> (SL.bit_length() - 1)),
+                         last_g.eq((below_n - 1) >> (SL.bit_length() - 1)),
+                         pass_mean.eq(mean_mask & (Const((1 << SL) - 1, L) << (ps * SL)))]
+        else:
+            m.d.comb += pass_mean.eq(mean_mask)
 
         m.d.comb += [recip.i.payload[0].eq(rows), recip.o.ready.eq(1)]
 
@@ -124,16 +164,18 @@ class MeanExecutor(wiring.Component):
             with m.If(rc + 1 == rows):
                 m.d.sync += issuing.eq(0)
 
-        data = self.src.data.payload
         dst = self.dst.payload
-        with m.If(sv):                                 # the clamp stage of the divider (any state)
-            m.d.sync += [Array(q)[shl].eq(saturate(shv, -128, 127)), sv.eq(0)]
+        data = self.src.data.payload
+        lanes = data.word_select(ps, 8 * SL) if P > 1 else data
+        with m.If(sv):                                 # the quotient into the ring (any state)
+            m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(SL - 1)], q[SL - 1].eq(shv), sv.eq(0)]
         with m.FSM(name="mean_exec"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
-                    m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), code.eq(0)]
+                    m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), ps.eq(0),
+                                 code.eq(0)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
@@ -148,14 +190,12 @@ class MeanExecutor(wiring.Component):
             with m.State("RECIP_WAIT"):
                 with m.If(recip.o.valid):
                     e_r = recip.o.payload[0].e
-                    m.d.sync += [r.eq(recip.o.payload[0].r), sh.eq(e_r + F.RECIP_FRAC),   # sh >= 16
-                                 half.eq(Const(1 << (F.RECIP_FRAC - 1), pw) << e_r),
-                                 half_m1.eq((Const(1 << (F.RECIP_FRAC - 1), pw) << e_r) - 1),
+                    m.d.sync += [r.eq(recip.o.payload[0].r), ex.eq(e_r),
                                  rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
                     m.next = "READ"
             with m.State("READ"):
                 # each row's copied lanes go out as the word arrives; every lane adds to its sum
-                need = copy_mask != 0
+                need = (copy_mask != 0) & (ps == 0)
                 m.d.comb += [
                     self.src.data.ready.eq(self.dst.ready | ~need),
                     self.dst.valid.eq(self.src.data.valid & need),
@@ -164,10 +204,10 @@ class MeanExecutor(wiring.Component):
                 ]
                 with m.If(self.src.data.valid & self.src.data.ready):
                     m.d.sync += dc.eq(dc + 1)
-                    m.d.sync += [s.eq(s + data[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
+                    m.d.sync += [s.eq(s + lanes[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
                     with m.If(dc + 1 == rows):
                         m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), wc.eq(0)]
-                        with m.If(mean_mask != 0):
+                        with m.If(pass_mean != 0):
                             m.next = "DIV"
                         with m.Else():
                             m.next = "NEXT"
@@ -175,33 +215,40 @@ class MeanExecutor(wiring.Component):
                 with m.If(dg == 0):                    # load the next lane; the finished product is shifted
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
-                        m.d.sync += [shv.eq(prod >> sh), shl.eq(pli), sv.eq(1)]
-                    with m.If(li < L):
+                        m.d.sync += [shv.eq(Mux(sgn, -qmag, qmag)), sv.eq(1)]
+                    with m.If(li < SL):
                         cur = Array(sums)[li]
-                        m.d.sync += [prod.eq(Mux(cur < 0, half_m1, half)), mc.eq(cur), rr.eq(r), pli.eq(li),
+                        m.d.sync += [mag.eq(Mux(cur < 0, -cur, cur)), sgn.eq(cur < 0), acc_q.eq(0), rr.eq(r),
                                      li.eq(li + 1), dg.eq(1)]
                     with m.Else():
                         m.next = "DIV_END"
                 with m.Else():
-                    m.d.sync += [prod.eq(prod + digit_product(mc, rr, D)), mc.eq(mc << D), rr.eq(rr >> D),
+                    m.d.sync += [acc_q.eq(Mux(dg <= shifted_digits, add >> D, add)), rr.eq(rr >> D),
                                  dg.eq(dg + 1)]
                     with m.If(dg == k_dig):
                         m.d.sync += [dg.eq(0), pend.eq(1)]
-            with m.State("DIV_END"):                    # the last lane's clamp (below)
+            with m.State("DIV_END"):                    # the last lane's quotient into the ring (above)
                 m.next = "WRITE"
             with m.State("WRITE"):
                 m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
-                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*q)), dst.mask.eq(mean_mask)]
+                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*(q * P))),
+                             dst.mask.eq(pass_mean)]
                 with m.If(self.dst.ready):
                     m.d.sync += wc.eq(wc + 1)
                     with m.If(wc + 1 == rows):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.sync += [w.eq(w + 1), rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
-                with m.If(w + 1 == words):
+                m.d.sync += [rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
+                more = Signal()                        # another pass over this word column
+                if P > 1:
+                    m.d.comb += more.eq((mean_mask != 0) & (ps < last_g))
+                with m.If(more):
+                    m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1)), issuing.eq(1)]
+                    m.next = "READ"
+                with m.Elif(w + 1 == words):
                     m.next = "DONE"
                 with m.Else():
-                    m.d.sync += issuing.eq(1)
+                    m.d.sync += [w.eq(w + 1), ps.eq(0), issuing.eq(1)]
                     m.next = "READ"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(code)]

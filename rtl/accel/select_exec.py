@@ -112,7 +112,7 @@ class SelectExecutor(wiring.Component):
         n_tail = Signal(16)
         heads = Signal(8)
         n_awords = Signal(8)                    # ceil(H / A) head-weight words per token
-        chunks = Signal(16)                     # D / U
+        chunks = Signal(range(self.unit_cfg.chunks + 1))   # D / U
         err = Signal(8)
         res_n = Signal(16)
         res_tail = Signal(16)
@@ -122,7 +122,7 @@ class SelectExecutor(wiring.Component):
 
         # -- scores: aux reads (issuer) and the combiner beat they fill (collector) --------------
         scoring = Signal()
-        si_n = Signal(16)
+        si_n = Signal(range(self.max_m + 1))
         si_j = Signal(9)
         a_word0 = f.a_col // A
         t_word0 = f.aux_col // A
@@ -158,15 +158,15 @@ class SelectExecutor(wiring.Component):
         m.d.comb += [comb.heads.valid.eq(full), comb.heads.payload.eq(pairs)]
         with m.If(comb.heads.valid & comb.heads.ready):
             m.d.sync += [full.eq(0), pairs.eq(0)]
-        scored = Signal(16)                     # scores the unit has taken
+        scored = Signal(range(self.max_m + 1))  # scores the unit has taken
         with m.If(unit.scores.valid & unit.scores.ready):
             m.d.sync += scored.eq(scored + 1)
 
         # -- tokens: src reads (issuer), the unit's token stream (consumer), dst writes ----------
         gathering = Signal()
-        ti_n = Signal(16)
-        ti_k = Signal(16)
-        ti_w = Signal(16)                       # buffer word offset of chunk ti_k
+        ti_n = Signal(range(self.max_m + 1))
+        ti_k = Signal(range(self.unit_cfg.chunks + 1))
+        ti_w = Signal(range(self.unit_cfg.chunks + 1))  # buffer word offset of chunk ti_k
         ti_s = Signal(range(max(ratio, 2)))     # its sub-word
         src_c = self.src.cmd
         m.d.comb += [
@@ -185,8 +185,8 @@ class SelectExecutor(wiring.Component):
             with m.Else():
                 m.d.sync += ti_n.eq(ti_n + 1)
 
-        tc_n = Signal(16)
-        tc_k = Signal(16)
+        tc_n = Signal(range(self.max_m + 1))
+        tc_k = Signal(range(self.unit_cfg.chunks + 1))
         tc_s = Signal(range(max(ratio, 2)))
         src_d = self.src.data
         m.d.comb += [
@@ -214,9 +214,16 @@ class SelectExecutor(wiring.Component):
         lane_mask = Const((1 << U) - 1, A)
         m.d.comb += dst.payload.mask.eq(lane_mask << (U * (w.payload.chunk % ratio)) if ratio > 1 else lane_mask)
         # A kept token's chunk-0 word goes to ``writes`` in the cycle the unit takes it (chunk 0
-        # never carries a package write): that write is the token's keep bit.
-        with m.If(w.valid & w.ready & (tc_k == 0)):
-            m.d.sync += keep.bit_select(tc_n, 1).eq(1)
+        # never carries a package write): that write is the token's keep bit.  The bits shift
+        # into the mask from its top (no decoder per token); after the gather, zeros shift in
+        # until ``max_m`` bits have entered, which leaves token n's bit at bit n.
+        shifted = Signal(range(self.max_m + 1))
+        shift_keep = Signal()
+        keep_bit = Signal()
+        with m.If(unit.tokens.valid & unit.tokens.ready & (tc_k == 0)):
+            m.d.comb += [shift_keep.eq(1), keep_bit.eq(w.valid)]
+        with m.If(shift_keep):
+            m.d.sync += [keep.eq(Cat(keep[1:], keep_bit)), shifted.eq(shifted + 1)]
 
         # -- the trace record -------------------------------------------------------------------
         record = Signal(self.record_beats * width)
@@ -243,7 +250,7 @@ class SelectExecutor(wiring.Component):
                     m.d.sync += [
                         f.eq(p), n_tok.eq(p.live_m), n_tail.eq(self.n_tail), heads.eq(p.heads),
                         n_awords.eq((p.heads + A - 1) // A), chunks.eq(p.live_n // U),
-                        err.eq(0), keep.eq(0), pairs.eq(0), full.eq(0), scored.eq(0),
+                        err.eq(0), shifted.eq(0), pairs.eq(0), full.eq(0), scored.eq(0),
                         si_n.eq(0), si_j.eq(0), sc_j.eq(0), ti_n.eq(0), ti_k.eq(0), ti_w.eq(0), ti_s.eq(0),
                         tc_n.eq(0), tc_k.eq(0), tc_s.eq(0), beat.eq(0),
                     ]
@@ -283,6 +290,8 @@ class SelectExecutor(wiring.Component):
             with m.State("RESULT"):
                 with m.If(err != 0):
                     m.next = "DONE"
+                with m.Elif(shifted != self.max_m):
+                    m.d.comb += shift_keep.eq(1)            # the mask's alignment: max_m - N cycles
                 with m.Else():
                     m.next = "TRACE_REQ"
             with m.State("TRACE_REQ"):

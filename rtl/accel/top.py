@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -169,6 +169,17 @@ class AccelRegisters(AxiLiteRegisters):
         return values
 
 
+def mux_tree(values: list, sel) -> Value:
+    """``values[sel]`` as a balanced tree of 2:1 multiplexers on the bits of ``sel`` (LUT6s
+    and MUXF7/8 after synthesis, not a chain of one multiplexer per value); indices beyond
+    ``values`` give 0."""
+    vals = list(values)
+    for b in range(max(1, (len(vals) - 1).bit_length())):
+        vals += [Const(0, Value.cast(vals[0]).shape().width)] * (len(vals) % 2)
+        vals = [Mux(sel[b], vals[2 * k + 1], vals[2 * k]) for k in range(len(vals) // 2)]
+    return vals[0]
+
+
 EXEC_PORTS = ("src", "aux", "dst", "dma_rd", "dma_wr")
 """The executor ports the top routes from the active executor."""
 
@@ -291,15 +302,22 @@ class Accelerator(wiring.Component):
         m.d.comb += [xbar.src_buf.eq(Mux(handing, ex.src, ids.src)), xbar.aux_buf.eq(Mux(handing, ex.aux, ids.aux)),
                      xbar.dst_buf.eq(Mux(handing, ex.dst, ids.dst))]
         flat_bus = [(p, mem, v) for p, mem, v in bus.signature.flatten(bus) if p[0] in EXEC_PORTS]
-        for i, inst in enumerate(instances):
-            flat = [(p, mem, v) for p, mem, v in inst.signature.flatten(inst) if p[0] in EXEC_PORTS]
+        flats = [[v for p, _, v in inst.signature.flatten(inst) if p[0] in EXEC_PORTS] for inst in instances]
+        for j, (p, mem, bv) in enumerate(flat_bus):
             # Ports an executor never uses (its ``IDLE_PORTS``) are not routed: it holds them idle,
             # and the bus then reads 0 from it (as it would), without a multiplexer input.
-            idle = getattr(inst, "IDLE_PORTS", ())
-            with m.If(active == i):
-                for (p, mem, bv), (_, _, iv) in zip(flat_bus, flat, strict=True):
-                    if p[0] not in idle:
-                        m.d.comb += (bv.eq(iv) if mem.flow == Out else iv.eq(bv))
+            users = [i for i, inst in enumerate(instances) if p[0] not in getattr(inst, "IDLE_PORTS", ())]
+            if mem.flow == Out:
+                # the active executor's output: one multiplexer tree on ``active``'s bits
+                width = Value.cast(bv).shape().width
+                m.d.comb += bv.eq(mux_tree([Value.cast(flats[i][j]) if i in users else Const(0, width)
+                                            for i in range(none + 1)], active))
+            else:
+                # valid / ready to the active executor only; payloads to every user (each reads
+                # a payload only with its valid)
+                for i in users:
+                    m.d.comb += flats[i][j].eq(bv if p[-1] == "payload" else bv & (active == i))
+        for i, inst in enumerate(instances):
             with m.If((active == i) & inst.done):
                 m.d.comb += [seq.exec_done.eq(1), seq.exec_error.eq(inst.error)]
         with m.If(unsupported):

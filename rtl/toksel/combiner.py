@@ -24,8 +24,9 @@ DEN_BITS = 32
 """Input width of the reciprocal (``golden.nonlinear.divide``'s default ``den_bits``)."""
 FIFO_DEPTH = 16
 """Tokens in flight between the two stages (more than the reciprocal's latency)."""
-R_DIGIT_BITS = 4
-"""Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (5 cycles for 17 bits)."""
+R_DIGIT_BITS = 2
+"""Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (9 cycles for 17 bits: a
+token's stage 2 then takes 11 cycles, within the reciprocal's interval of 12)."""
 RECIP_DIGIT_BITS = 3
 """Bits of the reciprocal's Horner steps multiplied per cycle (:class:`SerialReciprocal`): one
 token per ``2 * (ceil(13 / 3) + 1) = 12`` cycles, 449 LUTs (7 bits: 6 cycles, 719 LUTs; yosys at
@@ -45,7 +46,7 @@ class ScoreCombiner(wiring.Component):
     * ``scores`` (out): the keep score, UQ0.score_bits: the control unit's ``scores`` stream.
 
     Two stages, each with one token at a time: ``heads`` cycles (one shift-add product per
-    cycle), then 5 cycles for ``num * r`` (shift-add, 4 bits per cycle) after the pipelined
+    cycle), then 9 cycles for ``num * r`` (shift-add, 2 bits per cycle) after the pipelined
     reciprocal (shift-add, one token per ``SerialReciprocal.interval`` = 12 cycles); throughput one
     token per ``max(heads + 2, 12)`` cycles (a selector of 197 tokens: ~2.4k cycles for DeiT-T,
     ~2.8k for DeiT-B (12 heads: 14 a token), while its GEMMs take 20k-77k).  No DSP.
@@ -82,37 +83,38 @@ class ScoreCombiner(wiring.Component):
         # comes from a register (never from decoded FSM state: event-driven simulators may not
         # evaluate that in the first cycle after reset, when the reciprocal's pipeline samples it).
         pairs = self.heads.payload
-        a_sum = sum((p.a for p in pairs), 0)
         held = Signal(head_pairs(cfg))
         collecting = Signal()                  # held holds a token being summed
         pushing = Signal()                     # num and den are ready to go out
         hcount = Signal(range(H + 1))
-        num = Signal(num_bits)
-        den = Signal(DEN_BITS)
-        den_a = Signal(DEN_BITS)
+        sum_bits = (H * 255).bit_length()
+        num_a = Signal(num_bits)               # sum_h a t
+        num_t = Signal(sum_bits)               # sum_h t  (the num of a token whose a are all 0)
+        a_sum = Signal(sum_bits)               # sum_h a
         n_h = self.n_heads if self.runtime_heads else H
-        m.d.comb += den_a.eq(Mux(a_sum == 0, n_h, a_sum))
-        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a (3t
-        # computed when the token is taken, beside it), so the adder sees four terms, not eight.
-        # A token with all a = 0 is held with a = 1 (the plain mean).
-        t3_bits = PROB_BITS + 2
-        held3 = Signal(t3_bits * H)
-        cur, t3 = held[0], held3[:t3_bits]
+        # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a,
+        # so the adder sees four terms, not eight.  One head a cycle: the sums of a and of t run
+        # beside it, and a token whose a are all 0 (the plain mean: a = 1) takes num = sum t,
+        # den = 255 n_heads when it is pushed (no per-head substitution, no H-input adder).
+        cur = held[0]
+        t3 = Signal(PROB_BITS + 2)
+        m.d.comb += t3.eq((cur.t << 1) + cur.t)
         terms = [Mux(cur.a[2 * k + 1], Mux(cur.a[2 * k], t3, cur.t << 1), Mux(cur.a[2 * k], cur.t, 0)) << (2 * k)
                  for k in range(PROB_BITS // 2)]
         head_prod = Signal(2 * PROB_BITS)
         m.d.comb += head_prod.eq(sum(terms[1:], terms[0]))
+        num = Signal(num_bits)
+        den = Signal(DEN_BITS)
+        den_a = Signal(sum_bits)
+        m.d.comb += [den_a.eq(Mux(a_sum == 0, n_h, a_sum)), num.eq(Mux(a_sum == 0, num_t, num_a)),
+                     den.eq((den_a << 8) - den_a)]                               # 255 * sum a
 
         m.d.comb += self.heads.ready.eq(~collecting & ~pushing)
         with m.If(self.heads.valid & self.heads.ready):
-            for h, pr in enumerate(pairs):
-                m.d.sync += [held[h].a.eq(Mux(a_sum == 0, 1, pr.a)), held[h].t.eq(pr.t),
-                             held3[h * t3_bits:(h + 1) * t3_bits].eq((pr.t << 1) + pr.t)]
-            m.d.sync += [num.eq(0), hcount.eq(0),
-                         den.eq((den_a << 8) - den_a), collecting.eq(1)]      # 255 * sum a
+            m.d.sync += [held.eq(pairs), num_a.eq(0), num_t.eq(0), a_sum.eq(0), hcount.eq(0), collecting.eq(1)]
         with m.If(collecting):
-            m.d.sync += [num.eq(num + head_prod), held.eq(held.as_value() >> (2 * PROB_BITS)),
-                         held3.eq(held3 >> t3_bits), hcount.eq(hcount + 1)]
+            m.d.sync += [num_a.eq(num_a + head_prod), num_t.eq(num_t + cur.t), a_sum.eq(a_sum + cur.a),
+                         held.eq(held.as_value() >> (2 * PROB_BITS)), hcount.eq(hcount + 1)]
             with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
@@ -157,7 +159,10 @@ class ScoreCombiner(wiring.Component):
                          dcount.eq(dcount + 1)]
             with m.If(dcount == digits - 1):
                 m.d.sync += [mul_busy.eq(0), done.eq(1)]
-        q = Signal(prod.shape())
+        # q <= 2**b: num <= 255 sum_h a (t <= 255), so num / den <= 1, and the reciprocal's
+        # rounding adds far less than one unit of q (golden divide(255 s, 255 s, frac=8) = 256
+        # for every s); its bits from b + 2 up are always 0 and the shift leaves them out.
+        q = Signal(b + 2)
         m.d.comb += [
             q.eq((prod >> off) >> e),
             self.scores.valid.eq(done),

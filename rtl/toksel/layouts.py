@@ -33,12 +33,13 @@ def token_word(cfg: TokSelConfig) -> data.ArrayLayout:
 
 def write_beat(cfg: TokSelConfig, positions: bool = False) -> data.StructLayout:
     """A dense-buffer write: word ``addr = chunk * N' + position``; ``last`` on the final write.
-    ``positions=True`` (a unit with run-time token width): also ``chunk`` and ``pos`` (the
-    address's two parts, for a buffer addressed by token row and column)."""
-    fields = {"addr": unsigned(cfg.addr_bits), "data": token_word(cfg), "last": unsigned(1)}
+    ``positions=True`` (a unit with run-time token width): ``chunk`` and ``pos`` (the address's
+    two parts, for a buffer addressed by token row and column) instead of ``addr``."""
     if positions:
-        fields.update(chunk=unsigned(max(1, (cfg.chunks - 1).bit_length())), pos=unsigned(cfg.count_bits))
-    return data.StructLayout(fields)
+        addr = {"chunk": unsigned(max(1, (cfg.chunks - 1).bit_length())), "pos": unsigned(cfg.count_bits)}
+    else:
+        addr = {"addr": unsigned(cfg.addr_bits)}
+    return data.StructLayout({**addr, "data": token_word(cfg), "last": unsigned(1)})
 
 
 def result(cfg: TokSelConfig) -> data.StructLayout:

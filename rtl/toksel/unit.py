@@ -10,7 +10,6 @@ from heatvit.errors import ErrorCode
 from heatvit.toksel_config import TOKEN_BITS, TokSelConfig, package_lanes as default_package_lanes
 from heatvit.validate import check_int
 
-from ..nonlinear.serial_recip import digit_product
 from . import layouts
 
 # Error codes (heatvit.errors.ErrorCode): n_tokens 0 or above max_tokens; n_tail >= n_tokens.
@@ -19,6 +18,17 @@ TOKSEL_BAD_TAIL = int(ErrorCode.TOKSEL_BAD_TAIL)
 
 QUOTIENT_BITS = TOKEN_BITS
 """Quotient bits of the package divider: |average| <= 128 < 2**8."""
+
+
+def radix4_product(x, w, w3):
+    """``w * x`` for int8 ``x`` (its 8 bits) and unsigned ``w`` (``w3 = 3 w``): ``w (x + 128) -
+    128 w``, with ``x + 128`` (``x`` with its sign bit inverted) in four radix-4 digits each
+    picking ``0, w, 2 w`` or ``3 w``.  Four terms, not eight: yosys maps the eight-term shift-add
+    (``digit_product``) of an 8 x 8 product and its accumulate to 280 LUTs, this to 159."""
+    xu = Cat(x[:TOKEN_BITS - 1], ~x[TOKEN_BITS - 1])
+    terms = [Mux(xu[2 * k + 1], Mux(xu[2 * k], w3, w << 1), Mux(xu[2 * k], w, 0)) << (2 * k)
+             for k in range(TOKEN_BITS // 2)]
+    return (terms[0] + terms[1]) + (terms[2] + terms[3]) - (w << (TOKEN_BITS - 1))
 
 
 class TokenSelectorUnit(wiring.Component):
@@ -58,7 +68,8 @@ class TokenSelectorUnit(wiring.Component):
     ``runtime_chunks=True`` (the accelerator's SELECT executor, whose token width is a descriptor
     field): ``cmd`` also carries ``chunks`` (token words per token, 1 .. ``cfg.chunks``; ``cfg.dim``
     is then the widest token) and every ``writes`` beat its address's parts ``chunk`` and ``pos``
-    (:func:`.layouts.command`, :func:`.layouts.write_beat`).  Otherwise ``chunks = cfg.chunks``.
+    (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
+    ``chunks = cfg.chunks``.
     """
 
     def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None):
@@ -137,11 +148,13 @@ class TokenSelectorUnit(wiring.Component):
             m.d.sync += [acc[i].eq(acc[i + G]) for i in range(L - G)]
             m.d.sync += [acc[L - G + j].eq(acc_in[j]) for j in range(G)]
         sums = []
+        weight3 = Signal(cfg.score_bits + 2)           # 3 weight, shared by the G lanes
+        m.d.comb += weight3.eq(weight + (weight << 1))
         for j in range(G):
-            # weight * x as shift-add (LUT adders, never a DSP), the whole weight in one cycle
-            x = x_sel[TOKEN_BITS * j:TOKEN_BITS * (j + 1)].as_signed()
+            # weight * x (LUT adders, never a DSP), the whole weight in one cycle
+            x = x_sel[TOKEN_BITS * j:TOKEN_BITS * (j + 1)]
             prod = Signal(signed(TOKEN_BITS + cfg.score_bits + 1), name=f"prod{j}")
-            m.d.comb += prod.eq(digit_product(x, weight, cfg.score_bits))
+            m.d.comb += prod.eq(radix4_product(x, weight, weight3))
             sums.append(acc[j] + prod)
 
         rem = Signal(cfg.package_acc_bits + 2)
@@ -161,7 +174,9 @@ class TokenSelectorUnit(wiring.Component):
         m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
 
         def finish_chunk():
-            m.d.sync += [pos.eq(0), base.eq(base + n_out), idx.eq(0)]
+            m.d.sync += [pos.eq(0), idx.eq(0)]
+            if not self.runtime_chunks:
+                m.d.sync += base.eq(base + n_out)
             with m.If(last_chunk):
                 m.next = "RESULT"
             with m.Else():
@@ -169,6 +184,12 @@ class TokenSelectorUnit(wiring.Component):
                 m.next = "GATHER"
 
         wp = self.writes.payload
+
+        def address():
+            if self.runtime_chunks:
+                m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+            else:
+                m.d.comb += wp.addr.eq(base + pos)
         m.d.comb += self.busy.eq(1)
         with m.FSM():
             with m.State("START"):
@@ -230,12 +251,10 @@ class TokenSelectorUnit(wiring.Component):
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
                 m.d.comb += [
-                    wp.addr.eq(base + pos),
                     wp.data.eq(self.tokens.payload),
                     wp.last.eq(last_chunk & last_token & ~has_pkg),
                 ]
-                if self.runtime_chunks:
-                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                address()
                 taken = Signal()
                 with m.If(ent.keep):
                     m.d.comb += [self.writes.valid.eq(self.tokens.valid),
@@ -282,10 +301,9 @@ class TokenSelectorUnit(wiring.Component):
                     with m.Else():
                         m.next = "DIV_LOAD"
             with m.State("PKG_WRITE"):
-                m.d.comb += [self.writes.valid.eq(1), wp.addr.eq(base + pos), wp.last.eq(last_chunk)]
+                m.d.comb += [self.writes.valid.eq(1), wp.last.eq(last_chunk)]
                 m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
-                if self.runtime_chunks:
-                    m.d.comb += [wp.chunk.eq(chunk), wp.pos.eq(pos)]
+                address()
                 with m.If(self.writes.ready):
                     finish_chunk()
 
