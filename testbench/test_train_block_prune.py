@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke_work(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
     work = tmp_path_factory.mktemp("train_block")
@@ -29,7 +29,12 @@ def smoke(tmp_path_factory):
                           "--adapt-epochs", "0", "--limit", "64", "--block-prune", "0.5", "--block-epochs", "2",
                           "--qat-epochs", "1", "--work", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return model_io.load_npz(work / "vit_digits.npz")
+    return work
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_work):
+    return model_io.load_npz(smoke_work / "vit_digits.npz")
 
 
 def test_block_pruned_model(smoke):
@@ -56,6 +61,26 @@ def test_block_pruned_model(smoke):
     for b in range(2):
         res = interpret.run(img, DEFAULT, interpret.pack_input(img, patches[b]))
         assert np.array_equal(interpret.unpack_output(img, res.output), logits[b])
+
+
+def test_cut_under_fake_quantization(smoke_work):
+    """``--phase cut --cut-quant`` after the quantization-aware phase: the cut is calibrated under
+    the golden int8 fake quantization (the metadata says so) and differs from the float cut of the
+    same state; the backbone and the selectors' other weights are the trained ones in both."""
+    cut = ["--phase", "cut", "--keep", "0.65,0.3", "--seed", "3", "--limit", "64", "--block-prune", "0.5",
+           "--work", str(smoke_work)]
+    models = {}
+    for how, extra in (("fake-quantized", ["--cut-quant"]), ("float", [])):
+        out = smoke_work / f"cut_{how}.npz"
+        res = subprocess.run([sys.executable, "train/train_digits.py", *cut, *extra, "--out", str(out)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        models[how] = model_io.load_npz(out)
+        assert models[how].meta["plan_search"]["cut_calibration"] == how
+        assert models[how].plan.keep_ratios == (0.65, 0.3)
+    a, b = (m.state_dict() for m in models.values())
+    differ = sorted(k for k in a if not np.array_equal(a[k], b[k]))
+    assert differ and all(k.startswith("selectors.") and k.endswith(".b.3") for k in differ), differ
 
 
 def _train_module():

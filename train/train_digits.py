@@ -46,7 +46,10 @@ Phases (``--phase`` starts at one, loading the earlier ones' checkpoints from ``
    the dense model (of the pruned and of the dense forward pass), the cut calibrated again before
    every epoch and after the last (see :func:`train_selectors`).
 5. ``cut`` (only when asked, seconds): re-calibrate the trained selectors to ``--keep`` targets,
-   checked against the same budgets, and export.
+   checked against the same budgets, and export (``--cut-quant``: after a quantization-aware
+   phase, calibrated under its fake quantization).  ``train/select_digits.py`` compares the
+   models written this way on the validation split (docs/sparsity.md, "Choosing the default
+   sparse model").
 """
 
 from __future__ import annotations
@@ -926,6 +929,9 @@ def parse_args(argv):
                          f"latency-aware search on this seed's backbone (phase 'plan'); default {DEFAULT_PLAN}")
     ap.add_argument("--keep", type=str, default=None,
                     help="comma-separated cumulative keep-ratio targets replacing the plan's (phase 'cut')")
+    ap.add_argument("--cut-quant", action=argparse.BooleanOptionalAction, default=False,
+                    help="phase 'cut' after a quantization-aware phase (work/qat.pt): calibrate the cut under the "
+                         "golden int8 fake quantization, as that phase calibrates its own (default: in float)")
     ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoint directory")
     ap.add_argument("--out", type=Path, default=None, help="model file to write (default: WORK/vit_digits.npz)")
     ap.add_argument("--epochs", type=int, default=40, help="backbone epochs (default 40)")
@@ -1079,7 +1085,14 @@ def main(argv=None):
             made = parse_args(shlex.split(runs[-2]["command"])[2:])
             args.qat_recipe_of_cut = {"qat_epochs": made.qat_epochs, "qat": made.qat_recipe}
         if args.phase == "cut":
+            quant = args.cut_quant and last == "qat.pt"
+            if quant:
+                # the cut the deployed int8 model sees: calibrated under the fake quantization
+                # the quantization-aware phase trained (and calibrated its own cut) under
+                set_fake_quant(student.backbone, FakeQuant(golden_scales(cfg, student, plan, splits)))
             recalibrate(student, splits, cfg)
+            set_fake_quant(student.backbone, None)
+            plan_info["cut_calibration"] = "fake-quantized" if quant else "float"
     else:
         student = train_selectors(cfg, model, plan, splits, args.work, args.sel_epochs, args.adapt_epochs, args.seed,
                                   args.keep_bias_init)

@@ -31,9 +31,12 @@ CHUNK = 30
 """Images per step of the integer forward passes (one progress step each)."""
 
 
-def evaluate(model=None, splits=None, *, limit: int | None = None, calib_limit: int | None = None) -> dict:
+def evaluate(model=None, splits=None, *, limit: int | None = None, calib_limit: int | None = None,
+             details: dict | None = None) -> dict:
     """Measure the table (``limit`` / ``calib_limit``: first N test / calibration images only,
-    for quick runs)."""
+    for quick runs).  ``details``: a dict that receives the integer model's logits with token
+    pruning (``pruned_logits``), their scale (``logits_scale``) and the per-image stage dumps of
+    that pass (``dumps``)."""
     model = model or model_io.load_npz()
     splits = splits or vit_data.load_splits()
     cfg = model.cfg
@@ -53,6 +56,8 @@ def evaluate(model=None, splits=None, *, limit: int | None = None, calib_limit: 
         pruned_logits.append(vit_int.forward_int(qm, x[i:i + CHUNK], prune=True, dumps=dumps))
     int_logits, pruned_logits = np.concatenate(int_logits), np.concatenate(pruned_logits)
     wall = time.perf_counter() - t0
+    if details is not None:
+        details.update(pruned_logits=pruned_logits, logits_scale=qm.scales["logits"], dumps=dumps)
 
     n_sel = len(model.plan.blocks)
     left = np.array([[len(d[f"selectors.{s}.kept_patches"]) for s in range(n_sel)] for d in dumps], dtype=float)
