@@ -50,18 +50,18 @@ LINT_WAIVERS = {
 }
 ACCEL_LINT_WAIVERS = {
     **LINT_WAIVERS,
-    "UNSIGNED": "range checks written once for signed and unsigned fields compare an unsigned "
-                "value with a lower bound of 0 (`x < 1'h0`): constant, as Amaranth defines",
-    "ALWNEVER": "Yosys writes a constant bit of a partly driven register as `always @* r[k] = c;` "
-                "(no variables read); synthesis gives the constant",
-    "UNDRIVEN": "the same constant bits, which Verilator then sees as never driven",
-    "VARHIDDEN": "the zero-initialising loops' `integer i` (heatvit.sim.runner.zero_init_loop) "
-                 "beside a design signal named `i`",
-    "ASCRANGE": "Yosys declares a zero-width signal nothing reads (e.g. CycleTrace's beat index "
-                "when a cycle record is one beat) as `wire [-1:0]`",
+    "UNSIGNED": "the MEAN executor compares its pass index with a zero-width last pass when a word "
+                "is summed in one pass (rtl/accel/mean_exec.py `ps < first_g`, `Signal(range(P))` "
+                "at P = 1): constant, as Amaranth defines",
+    "ASCRANGE": "that zero-width `Signal(range(1))` (MEAN's `first_g` / `last_g` at one pass), which "
+                "Yosys declares `wire [-1:0]`",
 }
-"""Waivers for the whole accelerator's export (``heatvit vivado``): :data:`LINT_WAIVERS` and
-the warning classes its larger design adds, with why each is not a defect."""
+"""Waivers for the whole accelerator's export (``heatvit vivado``): :data:`LINT_WAIVERS` and the
+two warning classes the MEAN executor's one-pass index adds (``range(max(2, P))`` there would
+remove both).  The other causes the export had (``ALWNEVER`` and ``UNDRIVEN``: a stream
+payload's undriven bit; ``VARHIDDEN``: the zero-init loops' ``integer i``; ``UNSIGNED`` range
+checks of unsigned record fields; ``ASCRANGE``: CycleTrace's one-beat index) are fixed in the
+RTL (``rtl.nonlinear.pipe.outside``, the loop variable ``heatvit_zi``)."""
 
 
 def export_gemm(cfg: AcceleratorConfig, out_dir: Path, name: str = "gemm_engine") -> Path:

@@ -522,11 +522,11 @@ def ln_cycles(acc, m: int, n: int, row_lanes: int) -> int:
 
 
 def layernorm_cycles_formula(acc, m: int, n: int, row_lanes: int) -> int:
-    """The docstring's formula written out: ``P max(1, 64 / dw) + (M + 1) B' + 27`` (the
-    LayerNorm unit's one-row latency ``2B + 21`` at these tables)."""
+    """The docstring's formula written out: ``P max(1, 64 / dw) + (M + 1) B' + 31`` (the
+    LayerNorm unit's one-row latency ``2B + 25`` at these tables)."""
     p = isa.param_block_bytes(acc, isa.Descriptor(Op.LAYERNORM, n=n)) // 8
     b = -(-n // min(isa.column_align(acc), row_lanes))
-    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 27
+    return p * max(1, 64 // acc.shell.data_width) + (m + 1) * b + 31
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -615,7 +615,7 @@ def test_default_config():
 def test_default_lanes_and_cycles():
     """The shipped 16 x 16 config's derived LayerNorm unit (``acc.layernorm_lanes`` = one buffer
     word, 16 channels) on a DeiT-T LayerNorm (197 x 192), full rate: bit-exact and the
-    docstring's 2,699 cycles; the lanes scale with the array."""
+    docstring's 2,703 cycles; the lanes scale with the array."""
     acc = DEFAULT
     dut = LayerNormExecutor(acc)
     assert acc.layernorm_lanes == dut.row_lanes == 16
@@ -624,7 +624,7 @@ def test_default_lanes_and_cycles():
     m, n = 197, 192
     res = run_executor(acc, dut, [_fixed_ln_job(acc, m, n)], 1, uses_dma=True, gap=0.0)
     check_results(acc, res, 1, uses_dma=True)
-    assert res[0]["cycles"] == ln_cycles(acc, m, n, 16) == 2699
+    assert res[0]["cycles"] == ln_cycles(acc, m, n, 16) == 2703
 
 
 def test_bad_shape_is_refused():

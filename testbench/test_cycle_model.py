@@ -90,10 +90,12 @@ def test_plan_cycles_prices_pruning():
 
 
 def test_row_unit_latencies_match_rtl():
-    """The model's row-unit constants are the RTL's (the units' one-row latencies at the tables
+    """The model's row-unit and checker constants are the RTL's (the units' one-row latencies at the tables
     of every preset; rows ``B`` cycles apart: testbench/nonlinear/tb_nonlinear.py ``row_cycles``)."""
     from heatvit.rtl.accel.layernorm_exec import cycles as ln_exec_cycles
+    from heatvit.rtl.accel.descriptor import CHECKER_LATENCY
     from heatvit.rtl.nonlinear.rows import layernorm_row_latency, softmax_row_latency
+    assert cycles.CHECK_CYCLES == CHECKER_LATENCY
     for name, acc in PRESETS.items():
         nl = acc.nonlinear
         assert layernorm_row_latency(nl) == cycles.LN_ROW_LATENCY, name

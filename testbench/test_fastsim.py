@@ -62,9 +62,10 @@ def test_compact_zero_inits():
     """All-zero memory initialisers become loops over the same words; any other initialiser
     (a non-zero word, words out of order, two memories in one block) is kept as written."""
     out = compact_zero_inits(ZERO_INIT)
-    assert "for (i = 0; i < 3; i = i + 1) mem[i] = 32'd0;" in out
-    assert "for (i = 0; i < 2; i = i + 1) \\buf [i] = 128'd0;" in out
-    assert out.count("integer i;") == 2 and "mem[1]" not in out and "\\buf [1]" not in out
+    i = "heatvit_zi"
+    assert f"for ({i} = 0; {i} < 3; {i} = {i} + 1) mem[{i}] = 32'd0;" in out
+    assert f"for ({i} = 0; {i} < 2; {i} = {i} + 1) \\buf [{i}] = 128'd0;" in out
+    assert out.count("integer heatvit_zi;") == 2 and "mem[1]" not in out and "\\buf [1]" not in out
     for keep in [ZERO_INIT.replace("mem[1] = 32'd0", "mem[1] = 32'd7"),
                  ZERO_INIT.replace("mem[1] = 32'd0", "mem[2] = 32'd0"),
                  ZERO_INIT.replace("    mem[2] = 32'd0;", "    mem2[2] = 32'd0;")]:

@@ -14,7 +14,7 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -181,3 +181,33 @@ def test_const_shift_exhaustive(width, is_signed):
         have = [got[v][w_i] for v in range(lo, hi)]
         bad = [(v, h, x) for v, h, x in zip(range(lo, hi), have, want) if h != x]
         assert not bad, f"round_shift_const W={width} signed={is_signed} w={w}: (value, got, want) {bad[:8]}"
+
+
+@pytest.mark.parametrize("is_signed", [False, True])
+def test_outside_every_value(is_signed):
+    """``pipe.outside(v, lo, hi)`` is ``v < lo or v > hi`` for every 6-bit value and bound pair
+    around the shape's range, and leaves out the compares the shape decides (none at all for the
+    full range, so no constant compare reaches the Verilog)."""
+    from amaranth.hdl import Const
+
+    from heatvit.rtl.nonlinear.pipe import outside
+    shape = signed(6) if is_signed else unsigned(6)
+    vmin, vmax = (-32, 31) if is_signed else (0, 63)
+    assert isinstance(outside(Signal(shape), vmin, vmax), Const)
+    bounds = [(lo, hi) for lo in (vmin - 1, vmin, vmin + 1, 0, 5) for hi in (vmax + 1, vmax, vmax - 1, 7)]
+    v = Signal(shape)
+    outs = [outside(v, lo, hi) for lo, hi in bounds]
+    m = Module()
+    flags = Signal(len(bounds))
+    m.d.comb += flags.eq(Cat(*outs))
+
+    async def bench(ctx):
+        for x in range(vmin, vmax + 1):
+            ctx.set(v, x)
+            got = ctx.get(flags)
+            for i, (lo, hi) in enumerate(bounds):
+                assert (got >> i) & 1 == int(x < lo or x > hi), (x, lo, hi)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()

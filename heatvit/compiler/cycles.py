@@ -27,8 +27,8 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
   :func:`sparse_engine_cycles`, each pass also waiting for its descriptor and activations).
 * ``unit``: the nonlinear / elementwise unit, from docs/nonlinear.md (softmax rows of
   ``B = ceil(n / acc.softmax_lanes)`` beats on ``acc.softmax_units`` units taking alternate
-  rows, ``B`` cycles a row and ``3B + 29`` for the last one; LayerNorm
-  (``B = ceil(n / acc.layernorm_lanes)``) ``B`` a row and ``2B + 21`` for the last; GELU ``m ceil(n / C) + 16``
+  rows, ``B`` cycles a row and ``3B + 32`` for the last one; LayerNorm
+  (``B = ceil(n / acc.layernorm_lanes)``) ``B`` a row and ``2B + 25`` for the last; GELU ``m ceil(n / C) + 16``
   (the epilogue's unit has a lane per column), sigmoid ``m n + 16`` (one lane).
   ADD and COPY: one token-buffer word (``max(R, C)`` int8) per cycle (an assumption of this
   model: their units are not built yet).
@@ -194,14 +194,22 @@ def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
 
 # -- the whole accelerator, descriptor by descriptor (measured against the RTL's cycle records) ----
 
-START_CYCLES = 9
-"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA)."""
+CHECK_CYCLES = 5
+"""The descriptor checker's latency, a descriptor's words in to its error code out
+(``heatvit.rtl.accel.descriptor.CHECKER_LATENCY``: decode, live shape, products, checks, first
+failing check; ``testbench/test_cycle_model.py`` checks they agree)."""
 
-GAP_CYCLES = 11
+START_CYCLES = 9
+"""From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA and its check),
+less the ``CHECK_CYCLES - 1`` that END's gap to ``done`` (no check after END) lacks: with one
+``GAP_CYCLES`` per descriptor the ``CYCLES`` register then adds up."""
+
+GAP_CYCLES = 10 + CHECK_CYCLES
 """Between one descriptor's record end and the next one's start: the cycle record's hand-over,
-the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check; also from
-END's record to ``done`` (every write answered).  Skipped descriptors (live rows 0), BEGIN and END
-have records of length 0 and cost this gap too."""
+the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check
+(``CHECK_CYCLES``); also from END's record to ``done`` (every write answered; see
+``START_CYCLES``).  Skipped descriptors (live rows 0), BEGIN and END have records of length 0 and
+cost this gap too.  (11 when the checker was one stage: the stages added 4 to every gap.)"""
 
 ROW_DMA_CYCLES = 7
 """LOAD: the DMA's latency per row (one request per row, served in order)."""
@@ -216,7 +224,7 @@ ADD_CYCLES = COPY_CYCLES + 2
 """ADD: the same walk plus the residual add's two rounding stages (rtl/accel/residual_add.py,
 ``ResidualAdd.latency`` = 4: the products' sum, the rounding add, the shift, the clamp)."""
 
-LN_ROW_LATENCY = 21
+LN_ROW_LATENCY = 25
 """LayerNorm unit: one row of ``B`` beats takes ``2B +`` this (first beat in to last beat out;
 rows follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.layernorm_row_latency``
 at the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
@@ -294,7 +302,7 @@ cycles more than one row a cycle, plus this (fitted with the unit's rounding sta
 selectors' head weights, n = 3, m = 42 .. 65, exact; one less than on the former sigmoid unit of
 its own, whose pipeline was a stage longer than the GELU's)."""
 
-SOFTMAX_ROW_LATENCY = 29
+SOFTMAX_ROW_LATENCY = 32
 """Softmax unit: one row of ``B`` beats takes ``3B +`` this (first beat in to last beat out; rows
 follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.softmax_row_latency`` at
 the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""

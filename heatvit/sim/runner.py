@@ -115,8 +115,11 @@ def compact_zero_inits(verilog: str) -> str:
 def zero_init_loop(name: str, words: int, width: int, index: int) -> str:
     """An ``initial`` loop setting ``words`` words of ``width`` bits of memory ``name`` to 0, in a
     block named ``heatvit_zero_init_<index>``."""
-    return (f"  initial begin : heatvit_zero_init_{index}\n    integer i;\n"
-            f"    for (i = 0; i < {words}; i = i + 1) {name}[i] = {width}'d0;\n  end\n")
+    # the loop variable's name is one no design signal has (a design's ``i`` stream would be
+    # hidden by an ``integer i``: Verilator's VARHIDDEN)
+    return (f"  initial begin : heatvit_zero_init_{index}\n    integer heatvit_zi;\n"
+            f"    for (heatvit_zi = 0; heatvit_zi < {words}; heatvit_zi = heatvit_zi + 1) "
+            f"{name}[heatvit_zi] = {width}'d0;\n  end\n")
 
 
 _CONST_COMB = re.compile(r"^  always @\*\n    ([^\n;=]+) = (\d+'[bdh][0-9a-fA-F_]+);\n", re.M)

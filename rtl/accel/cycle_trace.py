@@ -48,7 +48,7 @@ class CycleTrace(wiring.Component):
 
         rec = fifo.r_data.bit_select(0, 8 * RECORD_BYTES)
         sending = Signal()          # the head's request is accepted; its beats go out
-        b = Signal(range(beats))
+        b = Signal(range(max(beats, 2)))    # a beat index even for one-beat records (never 0 bits wide)
         req, wd = self.dma_wr.req, self.dma_wr.data
         m.d.comb += [
             req.valid.eq(fifo.r_rdy & ~sending),
@@ -56,7 +56,7 @@ class CycleTrace(wiring.Component):
             req.payload.offset.eq(rec[:32] * RECORD_BYTES),
             req.payload.beats.eq(beats),
             wd.valid.eq(sending),
-            wd.payload.data.eq(rec.word_select(b, 8 * db)),
+            wd.payload.data.eq(rec.word_select(b, 8 * db) if beats > 1 else rec),
             wd.payload.strb.eq(-1),
             self.idle.eq((fifo.level == 0) & ~sending),
         ]

@@ -11,7 +11,7 @@ truncated into a valid-looking one.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,26 +19,64 @@ from heatvit import isa
 from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 
+from ..nonlinear.pipe import Pipe
+
 E = ErrorCode
 
 
+def decoded_layout() -> data.StructLayout:
+    """Every :data:`heatvit.isa.FIELDS` entry at its width."""
+    return data.StructLayout({f.name: f.width for f in isa.FIELDS})
+
+
 def fields_layout() -> data.StructLayout:
-    """Every :data:`heatvit.isa.FIELDS` entry at its width (plus ``live_m/k/n``: the clipped shape)."""
-    return data.StructLayout({**{f.name: f.width for f in isa.FIELDS},
-                              "live_m": 16, "live_k": 16, "live_n": 16})
+    """:func:`decoded_layout` plus ``live_m/k/n``: the clipped shape."""
+    return data.StructLayout({**decoded_layout().members, "live_m": 16, "live_k": 16, "live_n": 16})
 
 
-def _align64(m: Module, x, name: str):
-    """``ceil(x / 64) * 64`` (x unsigned)."""
-    s = Signal(len(x) + 7, name=name)
-    m.d.comb += s.eq(((x + 63) >> 6) << 6)
-    return s
+def _ceil_shift(x, s: int):
+    """``ceil(x / 2**s)`` (x unsigned): one add."""
+    return (x + ((1 << s) - 1)) >> s if s else x
+
+
+def _or(values):
+    """The bitwise OR of ``values`` (0 for none)."""
+    out = Const(0, 8)
+    for v in values:
+        out = out | v
+    return out
+
+
+def _signed(x):
+    """Unsigned ``x`` as a signed value of one bit more (the same number)."""
+    return Cat(x, Const(0, 1)).as_signed()
+
+
+def _align64_words(x, s: int):
+    """``ceil(x * 2**s / 64)`` (x unsigned): the 64-byte blocks of ``x`` units of ``2**s`` bytes."""
+    return x << (s - 6) if s >= 6 else _ceil_shift(x, 6 - s)
+
+
+CHECKER_LATENCY = 5
+"""Cycles from a descriptor's handshake on ``i`` to its result on ``o`` (:class:`DescriptorChecker`'s
+register stages: decode, live shape, products, checks, first failing check)."""
 
 
 class DescriptorChecker(wiring.Component):
     """``i``: a descriptor's 8 words; ``o``: ``fields`` (decoded) and ``code`` (``ErrorCode``, 0
-    = runnable), one cycle later (registered; backpressure honoured).  ``n_live``: the
-    controller's live token count, held while a descriptor is checked."""
+    = runnable), :data:`CHECKER_LATENCY` cycles later (a pipeline of registered stages;
+    backpressure on ``o`` freezes every stage, a descriptor a cycle when ``o`` is ready).
+    ``n_live``: the controller's live token count, sampled with the descriptor.
+
+    The stages (each register to register, a few LUT levels; ``heatvit bench perf``'s logic
+    depth): 1 decode (the opcode's fields, stray bits); 2 the live-clipped shape, tile counts,
+    the DDR room ``2**32 - addr`` and the parameter block's parts that need no product; 3 the
+    products (weight tile grid, activation words, LOAD/STORE bytes) and the room left after the
+    block's fixed parts; 4 every check of the opcode as a bit; 5 the first failing check's code.
+    The DDR bound ``addr + size > 2**32`` is checked as ``size > 2**32 - addr`` and a block's
+    64-byte-aligned parts against the room in 64-byte units (exact integer identities, e.g.
+    ``64 ceil(g / 512) > r  <=>  g > 512 floor(r / 64)``), so no long add chain precedes a
+    comparison."""
 
     def __init__(self, acc: AcceleratorConfig):
         self.acc = acc
@@ -51,44 +89,95 @@ class DescriptorChecker(wiring.Component):
     def elaborate(self, platform):
         acc, g = self.acc, self.acc.gemm
         m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        p = Pipe(m, en, "chk")
         w = self.i.payload
-        f = Signal(fields_layout())
-        op = w[0][:8]
+        Op = isa.Op
 
-        # -- decode: every field of every opcode at its place; bits outside the opcode's fields ---
+        # -- stage 1: decode: every field of every opcode at its place; bits outside its fields ---
+        f0 = Signal(decoded_layout())
+        op0 = w[0][:8]
         for fd in isa.FIELDS:
-            with m.Switch(op):
+            with m.Switch(op0):
                 with m.Case(*fd.ops):
-                    m.d.comb += getattr(f, fd.name).eq(w[fd.word][fd.lsb:fd.lsb + fd.width])
-        known = Signal()
-        stray = Signal()
-        m.d.comb += known.eq(0)
-        with m.Switch(op):
-            for o in isa.Op:
+                    m.d.comb += getattr(f0, fd.name).eq(w[fd.word][fd.lsb:fd.lsb + fd.width])
+        # stray bits: each opcode's OR of the bits outside its fields, registered, then the
+        # descriptor's own opcode picks its bit (an OR tree, not one wide opcode-keyed function)
+        strays = []
+        for o in Op:
+            covered = [0] * isa.DESC_WORDS
+            for fd in isa.op_fields(o):
+                covered[fd.word] |= fd.mask << fd.lsb
+            strays.append(Cat(*((w[i] & Const(~c & 0xFFFF_FFFF, 32)) != 0 for i, c in enumerate(covered))).any())
+        valid = p.reg(self.i.valid, 1, "v")
+        f1 = p.reg(f0, name="f")
+        stray_by_op = p.reg(Cat(*strays), len(strays), "strays")
+        known, stray = Signal(), Signal()
+        with m.Switch(f1.opcode):
+            for j, o in enumerate(Op):
                 with m.Case(o):
-                    m.d.comb += known.eq(1)
-                    covered = [0] * isa.DESC_WORDS
-                    for fd in isa.op_fields(o):
-                        covered[fd.word] |= fd.mask << fd.lsb
-                    m.d.comb += stray.eq(Cat(*((w[i] & Const(~c & 0xFFFF_FFFF, 32)) != 0
-                                               for i, c in enumerate(covered))).any())
+                    m.d.comb += [known.eq(1), stray.eq(stray_by_op[j])]
+        first = p.reg(Mux(op0 == Op.LOAD, f0.dst_row, f0.src_row), 16, "first")
+        nl = p.reg(self.n_live, 16, "nl")
 
-        # -- live shape ------------------------------------------------------------------------------
-        nl = self.n_live
-        first = Mux(op == isa.Op.LOAD, f.dst_row, f.src_row)
-        room = Signal(17)
-        m.d.comb += room.eq(Mux(nl > first, nl - first, 0))
+        # -- stage 2: live shape (isa.live_dims), tile counts, DDR room, the block's fixed parts --
+        R, C = g.rows, g.cols
+        lr, lc, lrc = R.bit_length() - 1, C.bit_length() - 1, (R * C).bit_length() - 1
+        P1 = acc.weight_beats_per_cycle == 1             # isa.param_block: sparse weights at the next beat
+        ld = acc.shell.data_bytes.bit_length() - 1
+        f2 = Signal(fields_layout())
+        room = Mux(nl > first, nl - first, 0)
+        k_clip = f1.k_live & (nl < f1.k)
+        m.d.comb += [*(getattr(f2, fd.name).eq(getattr(f1, fd.name)) for fd in isa.FIELDS),
+                     f2.live_m.eq(Mux(f1.m_live & (room < f1.m), room, f1.m)),
+                     f2.live_k.eq(Mux(k_clip, nl, f1.k)),
+                     f2.live_n.eq(Mux(f1.n_live & (nl < f1.n), nl, f1.n))]
+        is_req = Cat(*(f1.epilogue == e for e in isa.REQUANT_EPILOGUES)).any()
+        assert isa.REQUANT_RECORD_BYTES == 8 and isa.NL_RECORD_BYTES <= 64
+        # the GEMM block's fixed parts in 64-byte units: requant records (8 bytes a channel), one
+        # nonlinear record for every epilogue but REQ8
+        fixed_q = Mux(is_req, _ceil_shift(f1.n, 3), 0) + (f1.epilogue != isa.Epilogue.REQ8)
+        stages2 = dict(
+            valid=p.reg(valid, 1, "v"), known=p.reg(known, 1, "known"), stray=p.reg(stray, 1, "stray"),
+            nt=p.reg(_ceil_shift(f1.n, lc), 17, "nt"), kt=p.reg(_ceil_shift(f1.k, lr), 17, "kt"),
+            kt_live=p.reg(Mux(k_clip, _ceil_shift(nl, lr), _ceil_shift(f1.k, lr)), 17, "ktl"),
+            room=p.reg(Const(1 << 32, 33) - f1.addr, 33, "room"),          # 2**32 - addr >= 1
+            fixed=p.reg(fixed_q << 6, 24, "fixed"),
+            # align64(tiles R C); one weight port: tiles R C (the weights follow the bitmap at a beat)
+            sp=p.reg(f1.tiles << lrc if P1 else _align64_words(f1.tiles, lrc) << 6, 40, "sp"),
+            # LAYERNORM: a 64-byte header, gamma (4 bytes a channel), beta (8), each 64-aligned
+            ln_a=p.reg(_ceil_shift(f1.n, 4), 13, "lna"), ln_b=p.reg(_ceil_shift(f1.n, 3), 14, "lnb"),
+            # SELECT's trace record: align64(8 + ceil(m / 8)) = 64 ceil((m + 64) / 512)
+            sel=p.reg(_ceil_shift(f1.m + 64, 9) << 6, 15, "sel"),
+            heads_cols=p.reg((f1.heads - 1) * isa.column_align(acc) + 1, 24, "hcols"),
+        )
+        f2 = p.reg(f2, name="f")
+        s2 = stages2
+
+        # -- stage 3: products; the DDR room left after the GEMM block's fixed parts -------------
+        mm, kk, nn = f2.live_m, f2.live_k, f2.live_n
+        ta = _signed(s2["room"]) - s2["fixed"]
+        s3 = dict(
+            valid=p.reg(s2["valid"], 1, "v"), known=p.reg(s2["known"], 1, "known"),
+            stray=p.reg(s2["stray"], 1, "stray"), room=p.reg(s2["room"], name="room"),
+            grid=p.reg(s2["nt"] * s2["kt"], 34, "grid"),
+            act_words=p.reg(s2["kt_live"] * mm, 33, "actw"),
+            ddr_rows=p.reg(f2.stride * mm, 32, "rowsb"),
+            ta=p.reg(ta, signed(35), "ta"),
+            tas=p.reg((((ta >> 6) << 6) if P1 else ta) - s2["sp"], signed(42), "tas"),
+            ln=p.reg((s2["ln_a"] + s2["ln_b"] + 1) << 6, 21, "ln"),
+            sel=p.reg(s2["sel"], name="sel"), heads_cols=p.reg(s2["heads_cols"], name="hcols"),
+            aux_rows=p.reg(Mux(f2.wsrc == isa.WSrc.BUF, kk, nn), 16, "auxr"),
+            aux_cols=p.reg(Mux(f2.wsrc == isa.WSrc.BUF, nn, kk), 16, "auxc"),
+        )
+        f = p.reg(f2, name="f")
+
+        # -- stage 4: every check of the opcode, in isa.check's order, as a bit ------------------
         mm, kk, nn = f.live_m, f.live_k, f.live_n
-        m.d.comb += [
-            mm.eq(Mux(f.m_live & (room < f.m), room, f.m)),
-            kk.eq(Mux(f.k_live & (nl < f.k), nl, f.k)),
-            nn.eq(Mux(f.n_live & (nl < f.n), nl, f.n)),
-        ]
-
-        # -- checks in isa.check's order -------------------------------------------------------------
+        grid = s3["grid"]
         bufs = isa.token_buffers(acc)
         align = isa.column_align(acc)
-        R, C = g.rows, g.cols
 
         def window(buf, row, col, rows, cols):
             """[(condition, code)] of isa.check's window()."""
@@ -101,37 +190,26 @@ class DescriptorChecker(wiring.Component):
             return [(buf >= len(isa.Buf), E.CTRL_BAD_BUFFER), (over_r, E.CTRL_BAD_SHAPE),
                     (over_c, E.CTRL_BAD_SHAPE), ((col % align) != 0, E.CTRL_BAD_ADDRESS)]
 
-        def ddr(size):
-            return [((f.addr & 63) != 0, E.CTRL_BAD_ADDRESS), (f.addr + size > (1 << 32), E.CTRL_BAD_ADDRESS)]
+        def ddr(over):
+            """isa.check's ddr(): ``over`` is ``addr + size > 2**32``."""
+            return [((f.addr & 63) != 0, E.CTRL_BAD_ADDRESS), (over, E.CTRL_BAD_ADDRESS)]
 
-        nt = (f.n + (C - 1)) // C
-        kt = (f.k + (R - 1)) // R
-        gemm_pbb = Signal(48)
-        req = Mux(Cat(*(f.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
-                  _align64(m, f.n * isa.REQUANT_RECORD_BYTES, "req_bytes"), 0)
-        # every epilogue but REQ8 has one nonlinear record (GELU, softmax or sigmoid)
-        nlrec = Mux(f.epilogue != isa.Epilogue.REQ8, _align64(m, Const(isa.NL_RECORD_BYTES, 7), "nl_bytes"), 0)
-        grid = Signal(40)
-        m.d.comb += grid.eq(nt * kt)
-        if self.acc.weight_beats_per_cycle == 1:    # the weights follow the bitmap at the next beat
-            D = self.acc.shell.data_bytes
-            sp = _align64(m, ((((grid + 7) >> 3) + D - 1) // D) * D + f.tiles * (R * C), "sp_bytes")
-        else:
-            sp = _align64(m, (grid + 7) >> 3, "bitmap_bytes") + _align64(m, f.tiles * (R * C), "sp_bytes")
-        wgt = Mux(f.wsrc == isa.WSrc.DDR, Mux(f.sparse, sp, _align64(m, grid * (R * C), "wgt_bytes")), 0)
-        m.d.comb += gemm_pbb.eq(req + nlrec + wgt)
-        ln_pbb = Signal(48)
-        m.d.comb += ln_pbb.eq(_align64(m, Const(isa.NL_RECORD_BYTES, 7), "ln_hdr")
-                              + _align64(m, f.n * 4, "gamma_bytes") + _align64(m, f.n * 8, "beta_bytes"))
-        act_words = Signal(40)
-        m.d.comb += act_words.eq(((kk + (R - 1)) // R) * mm)
-        aux_rows = Mux(f.wsrc == isa.WSrc.BUF, kk, nn)
-        aux_cols = Mux(f.wsrc == isa.WSrc.BUF, nn, kk)
+        # GEMM: addr + fixed + weights > 2**32, i.e. weights > ta (ta = 2**32 - addr - fixed):
+        # dense align64(grid R C) > ta  <=>  grid R C > 64 floor(ta / 64)  <=>  grid > that / (R C);
+        # sparse align64(ceil(grid / 8)) = 64 ceil(grid / 512) > tas (tas = ta - align64(tiles R C))
+        # <=>  grid > 512 floor(tas / 64); one weight port (the weights at the bitmap's next beat,
+        # isa.param_block): align64(D ceil(grid / 8D) + tiles R C) > ta  <=>  D ceil(grid / 8D) >
+        # tas (tas = 64 floor(ta / 64) - tiles R C)  <=>  grid > 8D floor(tas / D)
+        ta, tas = s3["ta"], s3["tas"]
+        dense_lim = (ta >> lrc) if lrc >= 6 else ((ta >> 6) << (6 - lrc))
+        sparse_lim = ((tas >> ld) << (ld + 3)) if P1 else ((tas >> 6) << 9)
+        gemm_over = Mux(f.wsrc != isa.WSrc.DDR, ta < 0,
+                        Mux(f.sparse, _signed(grid) > sparse_lim, _signed(grid) > dense_lim))
+        room = s3["room"]
         zero = lambda code: [(f.m == 0, code), (f.n == 0, code)]   # noqa: E731
 
         lim = acc.buffers.max_tokens
         ts = acc.toksel
-        Op = isa.Op
         checks = {
             Op.BEGIN: [((f.m < 1) | (f.m > lim), E.CTRL_BAD_SHAPE)],
             Op.END: [],
@@ -145,15 +223,15 @@ class DescriptorChecker(wiring.Component):
                 (mm == 0, 0),
                 (mm > g.max_m, E.M_TOO_LARGE), (kk > g.max_k, E.K_TOO_LARGE), (nn > g.max_n, E.N_TOO_LARGE),
                 (f.sparse & (f.tiles > grid), E.TILE_COUNT_TOO_LARGE),
-                (act_words > g.act_buffer_words, E.ACT_BUFFER_OVERFLOW),
+                (s3["act_words"] > g.act_buffer_words, E.ACT_BUFFER_OVERFLOW),
                 *window(f.src, f.src_row, f.src_col, mm, kk),
                 *window(f.dst, f.dst_row, f.dst_col, mm, nn),
                 *[(c & (f.wsrc != isa.WSrc.DDR), code) for c, code in
                   [(~Cat(*(f.aux == b for b in isa.WEIGHT_PORT_BUFFERS)).any(), E.CTRL_BAD_BUFFER),
-                   *window(f.aux, f.aux_row, f.aux_col, aux_rows, aux_cols)]],
+                   *window(f.aux, f.aux_row, f.aux_col, s3["aux_rows"], s3["aux_cols"])]],
                 (((f.epilogue == isa.Epilogue.RAW_SOFTMAX) | (f.epilogue == isa.Epilogue.REQ8_SOFTMAX))
                  & (nn > isa.softmax_row_limit(acc)), E.N_TOO_LARGE),
-                *ddr(gemm_pbb),
+                *ddr(gemm_over),
             ],
         }
         rows_ops = {
@@ -161,24 +239,24 @@ class DescriptorChecker(wiring.Component):
                      *window(f.aux, f.aux_row, f.aux_col, mm, nn)],
             Op.LAYERNORM: [*window(f.src, f.src_row, f.src_col, mm, nn),
                            *window(f.dst, f.dst_row, f.dst_col, mm, nn),
-                           (nn > acc.nonlinear.max_dim, E.CTRL_BAD_SHAPE), *ddr(ln_pbb)],
+                           (nn > acc.nonlinear.max_dim, E.CTRL_BAD_SHAPE), *ddr(s3["ln"] > room)],
             Op.COPY: [*window(f.src, f.src_row, f.src_col, mm, nn), *window(f.dst, f.dst_row, f.dst_col, mm, nn)],
             Op.MEAN: [(f.k >= nn, E.CTRL_BAD_SHAPE),
                       *window(f.src, f.src_row, f.src_col, mm, nn), *window(f.dst, f.dst_row, f.dst_col, mm, nn)],
             Op.SELECT: [(f.heads < 1, E.CTRL_BAD_FIELD), (f.m > ts.max_tokens, E.CTRL_BAD_SHAPE),
                         ((nn % ts.lanes) != 0, E.CTRL_BAD_SHAPE), (f.threshold > ts.score_max, E.CTRL_BAD_FIELD),
                         *window(f.src, 0, f.src_col, mm, nn), *window(f.dst, 0, f.dst_col, mm, nn),
-                        *window(f.aux, 0, f.aux_col, mm, (f.heads - 1) * align + 1),
+                        *window(f.aux, 0, f.aux_col, mm, s3["heads_cols"]),
                         *window(f.aux, 0, f.a_col, mm, f.heads),
-                        *ddr(_align64(m, 8 + ((f.m + 7) >> 3), "select_trace_bytes"))],
+                        *ddr(s3["sel"] > room)],
             Op.LOAD: [*window(f.dst, f.dst_row, f.dst_col, mm, nn),
                       ((f.stride < nn) | ((f.stride % isa.STRIDE_ALIGN) != 0), E.CTRL_BAD_ADDRESS),
-                      *ddr(f.stride * mm)],
+                      *ddr(s3["ddr_rows"] > room)],
             Op.STORE: [(~Cat(*(f.region == r for r in isa.WRITABLE_REGIONS)).any(), E.CTRL_BAD_FIELD),
                        *[(c & (mm != 0), code) for c, code in zero(E.CTRL_BAD_SHAPE)], (mm == 0, 0),
                        *window(f.src, f.src_row, f.src_col, mm, nn),
                        ((f.stride < nn) | ((f.stride % isa.STRIDE_ALIGN) != 0), E.CTRL_BAD_ADDRESS),
-                       *ddr(f.stride * mm)],
+                       *ddr(s3["ddr_rows"] > room)],
         }
         for o, lst in rows_ops.items():
             if o == Op.STORE:
@@ -190,23 +268,25 @@ class DescriptorChecker(wiring.Component):
                                        E.CTRL_UNSUPPORTED_OP))
             for o in isa.SELECTOR_OPS:
                 checks[o].insert(0, (Const(1), E.CTRL_UNSUPPORTED_OP))
+        hits = {o: p.reg(Cat(*(c for c, _ in lst)), len(lst), f"hit_{o.name.lower()}")
+                for o, lst in checks.items() if lst}
+        valid4, known4, stray4 = (p.reg(s3[k], 1, k) for k in ("valid", "known", "stray"))
+        is_op = {o: p.reg(f.opcode == o, 1, f"is_{o.name.lower()}") for o in hits}
+        f4 = p.reg(f, name="f")
 
+        # -- stage 5: the first failing check's code: per opcode an AND-OR of its checks' one-hot
+        # "first failing" bits (each check ANDed with none before it), then the opcode's ---------
         code = Signal(8)
-        with m.If(~known):
-            m.d.comb += code.eq(E.CTRL_BAD_OPCODE)
-        with m.Elif(stray):
-            m.d.comb += code.eq(E.CTRL_BAD_FIELD)
-        with m.Else():
-            with m.Switch(op):
-                for o, lst in checks.items():
-                    with m.Case(o):
-                        for i, (cond, c) in enumerate(lst):
-                            with (m.If if i == 0 else m.Elif)(cond):
-                                m.d.comb += code.eq(c)
-
-        # -- one registered stage ------------------------------------------------------------------
-        with m.If(self.i.ready):
-            m.d.sync += [self.o.valid.eq(self.i.valid), self.o.payload.fields.eq(f),
-                         self.o.payload.code.eq(code)]
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        per_op = []
+        for o, bits in hits.items():
+            none_before = Const(1, 1)
+            terms = []
+            for i, (_, c) in enumerate(checks[o]):
+                if c:
+                    terms.append(Mux(bits[i] & none_before, c, 0))
+                none_before = none_before & ~bits[i]
+            per_op.append(Mux(is_op[o], _or(terms), 0))
+        m.d.comb += code.eq(Mux(~known4, E.CTRL_BAD_OPCODE, Mux(stray4, E.CTRL_BAD_FIELD, _or(per_op))))
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(valid4), self.o.payload.fields.eq(f4), self.o.payload.code.eq(code)]
         return m

@@ -102,8 +102,9 @@ class DmaPorts(wiring.Component):
                 with m.Case(r):
                     m.d.comb += addr.eq(self.base[r] + req.offset)
         m.d.comb += end.eq(addr + (req.beats << s.size_code))
-        outside = (req.region >= len(DmaRegion)) | (addr < s.window_base) | (end > s.window_end)
-        with m.If(outside):
+        below = (addr < s.window_base) if s.window_base else Const(0, 1)    # (no constant compare)
+        off_window = (req.region >= len(DmaRegion)) | below | (end > s.window_end)
+        with m.If(off_window):
             m.d.comb += code.eq(ErrorCode.ADDRESS_OUT_OF_WINDOW)
         with m.Elif(addr[:s.size_code] != 0 if s.size_code else Const(0)):
             m.d.comb += code.eq(ErrorCode.UNALIGNED_ADDRESS)
@@ -215,6 +216,7 @@ class DmaPorts(wiring.Component):
             with m.If(w_take & (w_owner == i)):
                 m.d.comb += [
                     wr.data.payload.data.eq(p.data.payload.data),
+                    wr.data.payload.last.eq(w_in == 1),      # the request's last beat (not read)
                     wr.data.valid.eq(~w_sink & p.data.valid & strb.w_rdy),
                     p.data.ready.eq(w_sink | (wr.data.ready & strb.w_rdy)),
                     w_beat.eq(p.data.valid & p.data.ready),

@@ -31,6 +31,7 @@ from heatvit.errors import ErrorCode
 from heatvit.isa import Epilogue
 
 from ..gemm import layouts
+from ..nonlinear.pipe import outside
 from .descriptor import fields_layout
 from .epilogue import EpilogueRouter, acc_row
 from .ports import buffer_write
@@ -160,7 +161,7 @@ class GemmOutput(wiring.Component):
                 for i, nm in enumerate(names):
                     lo_v, hi_v = limits[kind][nm]
                     v = recs[i].as_signed() if (nm in ACT_SIGNED and part != "softmax") else recs[i]
-                    conds.append((v < lo_v) | (v > hi_v))
+                    conds.append(outside(v, lo_v, hi_v))
                 with m.Case(e):
                     m.d.comb += bad_nl.eq(Cat(*conds).any())
 

@@ -91,6 +91,16 @@ def saturate(value, lo, hi):
     return value
 
 
+def outside(value, lo: int, hi: int):
+    """``value < lo | value > hi`` (constant bounds) without the comparisons ``value``'s shape
+    decides (an unsigned value is never below 0): no constant compare in the Verilog (lint)."""
+    shape = value.shape()
+    vmin = -(1 << (shape.width - 1)) if shape.signed else 0
+    vmax = (1 << (shape.width - 1)) - 1 if shape.signed else (1 << shape.width) - 1
+    conds = ([value < lo] if lo > vmin else []) + ([value > hi] if hi < vmax else [])
+    return Cat(*conds).any() if conds else Const(0, 1)
+
+
 class Pipe:
     """Registers of one enable-gated pipeline inside module ``m``."""
 

@@ -39,24 +39,34 @@ def layernorm_stats_latency(cfg: NonlinearConfig) -> int:
     return 2 + 2 + 1 + 2 * table("rsqrt", cfg).degree + 1
 
 
+SUM_STAGES = 2
+"""Register stages of a beat's lane sum (LayerNorm's moments, Softmax's exponentials): a 4-way
+add a stage (:func:`_sum_pipe`), so up to ``MAX_ROW_LANES`` = 16 lanes, the same latency at
+every lane count."""
+
+LN_MOMENT_STAGES = 2 + SUM_STAGES
+"""LayerNorm loader, a beat's handshake to its moments' running sums: the masked lanes, their
+squares, the lane sums."""
+
+
 def layernorm_row_queue(cfg: NonlinearConfig) -> int:
-    """Rows whose statistics are in flight or queued for the output: enough for rows of one beat
-    to follow each other every cycle."""
-    return layernorm_stats_latency(cfg) + 4
+    """Rows whose moments or statistics are in flight or queued for the output: enough for rows
+    of one beat to follow each other every cycle."""
+    return LN_MOMENT_STAGES + layernorm_stats_latency(cfg) + 4
 
 
 def layernorm_ring_depth(cfg: NonlinearConfig) -> int:
     """Beats of the LayerNorm input ring: a whole row (the output needs its statistics first)
-    plus the beats the loader takes while the statistics are computed."""
-    return cfg.max_dim // cfg.row_lanes + layernorm_stats_latency(cfg) + 4
+    plus the beats the loader takes while the moments and statistics are computed."""
+    return cfg.max_dim // cfg.row_lanes + LN_MOMENT_STAGES + layernorm_stats_latency(cfg) + 4
 
 
 def layernorm_row_latency(cfg: NonlinearConfig) -> int:
     """One LayerNorm row of B beats alone takes ``2B +`` this many cycles, its first input
     beat's handshake to its last output beat's (measured, ``row_cycles`` of
-    testbench/nonlinear/tb_nonlinear.py): the last beat's moments register, the statistics, the
-    row queue, the output pipeline."""
-    return 1 + layernorm_stats_latency(cfg) + 1 + LN_OUT_LATENCY
+    testbench/nonlinear/tb_nonlinear.py): the last beat's moments (:data:`LN_MOMENT_STAGES`
+    and the running sums' register), the statistics, the row queue, the output pipeline."""
+    return LN_MOMENT_STAGES + 1 + layernorm_stats_latency(cfg) + 1 + LN_OUT_LATENCY
 
 
 def row_beat(cfg: NonlinearConfig, shape) -> data.StructLayout:
@@ -91,6 +101,16 @@ def _max_flat(values):
     for w, x in zip(wins, values):
         out = out | Mux(w, x, 0).as_unsigned()
     return out
+
+
+def _sum_pipe(pipe: Pipe, values, name: str):
+    """The sum of ``values`` (at most ``4 ** SUM_STAGES``) over :data:`SUM_STAGES` registered
+    stages of ``pipe``, a 4-way add a stage (no long adder tree between two registers)."""
+    assert len(values) <= 4 ** SUM_STAGES, len(values)
+    for s in range(SUM_STAGES):
+        values = [pipe.reg(_tree(lambda x, y: x + y, values[i:i + 4]), name=f"{name}_{s}_")
+                  for i in range(0, len(values), 4)]
+    return values[0]
 
 
 class RowOutput:
@@ -160,18 +180,23 @@ def softmax_recip_latency(cfg: NonlinearConfig) -> int:
     return 1 + 2 + 1 + 2 * table("reciprocal", cfg).degree + 1 + 1
 
 
+SOFTMAX_SUM_STAGES = 1 + SUM_STAGES
+"""Softmax: a beat's exponentials (masked past the row's end) to the row's running sum: their
+register, then the lane sum (:data:`SUM_STAGES`)."""
+
+
 def softmax_row_queue(cfg: NonlinearConfig) -> int:
-    """Rows between the exponential pass and the output (in the exponential and reciprocal
+    """Rows between the exponential pass and the output (in the exponential, sum and reciprocal
     pipelines or queued): enough for rows of one beat to follow each other every cycle."""
-    return softmax_exp_latency(cfg) + softmax_recip_latency(cfg) + 4
+    return softmax_exp_latency(cfg) + SOFTMAX_SUM_STAGES + softmax_recip_latency(cfg) + 4
 
 
 def softmax_row_latency(cfg: NonlinearConfig) -> int:
     """One Softmax row of B beats alone takes ``3B +`` this many cycles, its first input beat's
-    handshake to its last output beat's: the row queue to the exponentials, their pipeline, the
-    reciprocal, the row queue to the output, the output pipeline (measured, ``row_cycles`` of
+    handshake to its last output beat's: the row queue to the exponentials, their pipeline, their
+    sum (:data:`SOFTMAX_SUM_STAGES`), the reciprocal, the row queue to the output, the output pipeline (measured, ``row_cycles`` of
     testbench/nonlinear/tb_nonlinear.py)."""
-    return 1 + softmax_exp_latency(cfg) + softmax_recip_latency(cfg) + 1 + 2 + OUT_ROUND_STAGES - 1
+    return 1 + softmax_exp_latency(cfg) + SOFTMAX_SUM_STAGES + softmax_recip_latency(cfg) + 1 + 2 + OUT_ROUND_STAGES - 1
 
 
 class SoftmaxUnit(wiring.Component):
@@ -290,11 +315,15 @@ class SoftmaxUnit(wiring.Component):
                                                                    (cnt, "cnt")))
         # lanes past the row's end contribute 0 (and are written as 0)
         es = [Mux(cnt > j, e, 0) for j, e in enumerate(es)]
+        ev = v                                         # an exponential beat is written
+        m.d.comb += [ew.addr.eq(ering.wa), ew.en.eq(ev)]
+        m.d.comb += [ew.data[j].eq(es[j]) for j in range(L)]
+        # the beat's sum over SUM_STAGES registers, then the row's running sum
+        beat_sum = _sum_pipe(ctl, [ctl.reg(e, unsigned(ebits), f"e{j}") for j, e in enumerate(es)], "es")
+        v, first, last = (ctl.delay(x, 1 + SUM_STAGES, nm) for x, nm in ((v, "v"), (first, "first"), (last, "last")))
         total = Signal(unsigned(sum_bits))
         row_sum = Signal(unsigned(sum_bits))
-        m.d.comb += [row_sum.eq(Mux(first, 0, total) + _tree(lambda x, y: x + y, es)),
-                     ew.addr.eq(ering.wa), ew.en.eq(v)]
-        m.d.comb += [ew.data[j].eq(es[j]) for j in range(L)]
+        m.d.comb += row_sum.eq(Mux(first, 0, total) + beat_sum)
         with m.If(v):
             m.d.sync += total.eq(row_sum)
 
@@ -322,7 +351,7 @@ class SoftmaxUnit(wiring.Component):
                      er.addr.eq(ering.ra), er.en.eq(en_o)]
         with m.If(out.fire):
             m.d.sync += bo.eq(Mux(out.last, 0, bo + 1))
-        ering.update(m, v, out.fire)
+        ering.update(m, ev, out.fire)
         m.d.sync += [reserved.eq(reserved + issue - out.fire), inflight.eq(inflight + (issue & elast) - q2.r_en)]
         po = Pipe(m, en_o, "out")
         f_1 = po.reg(h2.f, name="f")
@@ -424,29 +453,38 @@ class LayerNormUnit(wiring.Component):
         ls2 = Signal(unsigned(2 * ib + db))
         last_beat = Signal()
         m.d.comb += last_beat.eq(cnt == beats_m1)
-        xs = [Mux(~last_beat | tail_mask[j], self.i.payload[j], 0) for j in range(L)]
-        beat_s1 = _tree(lambda x, y: x + y, xs)
-        beat_s2 = _tree(lambda x, y: x + y, [x * x for x in xs])
-        new_s1, new_s2 = Mux(cnt == 0, 0, ls1) + beat_s1, Mux(cnt == 0, 0, ls2) + beat_s2
-        # rows whose moments are in the statistics pipeline or its queue (at most LN_ROW_QUEUE)
+        # rows whose moments are in their pipeline, the statistics pipeline or its queue
         queue = layernorm_row_queue(cfg)
         queued = Signal(range(queue + 1))
         load = Signal()
         m.d.comb += [self.i.ready.eq(ring.room & (~last_beat | (queued != queue))),
                      load.eq(self.i.valid & self.i.ready),
                      xw.addr.eq(ring.wa), xw.data.eq(self.i.payload), xw.en.eq(load)]
+        # the beat's moments (free running, LN_MOMENT_STAGES): the masked lanes, their squares,
+        # the lane sums (SUM_STAGES), then the row's running sums S1, S2
+        one = Const(1)
+        mp = Pipe(m, one, "mom")
+        xs = [mp.reg(Mux(~last_beat | tail_mask[j], self.i.payload[j], 0), signed(ib), f"x{j}") for j in range(L)]
+        mv, mfirst, mlast = mp.reg(load, 1, "v"), mp.reg(cnt == 0, 1, "first"), mp.reg(last_beat, 1, "last")
+        sqs = [mp.reg(x * x, unsigned(2 * ib), f"sq{j}") for j, x in enumerate(xs)]
+        xs = [mp.reg(x, name=f"x{j}") for j, x in enumerate(xs)]
+        beat_s1, beat_s2 = _sum_pipe(mp, xs, "s1"), _sum_pipe(mp, sqs, "s2")
+        mv, mfirst, mlast = (mp.delay(x, 1 + SUM_STAGES, nm) for x, nm in ((mv, "v"), (mfirst, "first"), (mlast, "last")))
+        new_s1, new_s2 = Mux(mfirst, 0, ls1) + beat_s1, Mux(mfirst, 0, ls2) + beat_s2
         sv = Signal()                              # a row's moments enter the statistics pipeline
         ss1, ss2 = Signal.like(ls1), Signal.like(ls2)
         m.d.sync += sv.eq(0)
-        with m.If(load):
+        with m.If(mv):
             m.d.sync += [ls1.eq(new_s1), ls2.eq(new_s2)]
+            with m.If(mlast):
+                m.d.sync += [sv.eq(1), ss1.eq(new_s1), ss2.eq(new_s2)]
+        with m.If(load):
             with m.If(last_beat):
-                m.d.sync += [cnt.eq(0), sv.eq(1), ss1.eq(new_s1), ss2.eq(new_s2)]
+                m.d.sync += cnt.eq(0)
             with m.Else():
                 m.d.sync += cnt.eq(cnt + 1)
 
         # -- statistics (free running, a row a cycle): variance, rsqrt -----------------------------
-        one = Const(1)
         ps = Pipe(m, one, "st")
         v = ps.reg(sv, 1, "v")
         s1 = ps.reg(ss1, name="s1")
