@@ -34,8 +34,14 @@ from enum import IntEnum
 from .errors import ErrorCode
 from .golden.nonlinear.layernorm import moments_bits
 
-ISA_VERSION = (1, 2)
-"""(major, minor): a controller runs programs of its major version and any minor <= its own."""
+ISA_VERSION = (1, 3)
+"""(major, minor): a controller runs programs of its major version and any minor <= its own.
+1.2 added block-sparse GEMMs (``sparse``, ``tiles``); 1.3 moved a sparse GEMM's weights, with one
+weight port, to the DMA beat after its bitmap (1.2: the next :data:`DDR_ALIGN` boundary), so a 1.2
+program with a sparse GEMM is not a 1.3 one (:data:`SPARSE_LAYOUT_MINOR`)."""
+SPARSE_LAYOUT_MINOR = 3
+"""The first minor version whose sparse GEMMs have this layout: older programs with a sparse GEMM
+are refused (recompile them)."""
 DESC_WORDS = 8
 """32-bit words per descriptor."""
 DESC_BYTES = 4 * DESC_WORDS

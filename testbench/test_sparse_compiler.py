@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from heatvit import compiler, isa
-from heatvit.compiler import cycles, interpret, models
+from heatvit.compiler import cycles, image, interpret, models
 from heatvit.compiler.image import ModelImage
 from heatvit.config import DEFAULT
 from heatvit.errors import ErrorCode
@@ -138,6 +138,31 @@ def test_compiler_emits_sparse_gemms_bit_exact(micro):
     dense = check_run(qm, DEFAULT, images[:1], dense_blob)
     assert not any(d.sparse for d in dense.program)
     assert len(blob) < len(dense_blob)
+
+
+def test_reader_refuses_sparse_images_of_the_old_layout(micro):
+    """ISA 1.3 moved a sparse GEMM's weights to the beat after its bitmap: an image whose header
+    says an older minor and holds sparse GEMMs is refused (recompile), a dense one still loads."""
+    import struct
+
+    from heatvit.compiler import ImageError
+
+    def with_minor(blob, minor):
+        names = [n for n, _, _ in image.HEADER_FIELDS]
+        vals = list(struct.unpack_from(image._HEADER_FMT, blob, 0))
+        vals[names.index("isa_version")] = isa.ISA_VERSION[0] << 16 | minor
+        out = bytearray(blob)
+        struct.pack_into(image._HEADER_FMT, out, 0, *vals)   # the crc covers the body only
+        return bytes(out)
+
+    qm, _, _ = micro
+    blob = compiler.compile_model(qm, DEFAULT)
+    assert compiler.read_image(blob, DEFAULT).header["isa_version"] == isa.isa_version_word()
+    for minor in range(isa.SPARSE_LAYOUT_MINOR):
+        with pytest.raises(ImageError, match=rf"ISA version 1\.{minor} has block-sparse GEMMs .* recompile"):
+            compiler.read_image(with_minor(blob, minor))
+    dense = compiler.compile_model(qm, DEFAULT, sparse=False)
+    compiler.read_image(with_minor(dense, isa.SPARSE_LAYOUT_MINOR - 1), DEFAULT)
 
 
 def test_dense_weights_compile_dense():

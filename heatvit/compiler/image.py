@@ -183,6 +183,10 @@ def read(blob: bytes, acc=None) -> ModelImage:
         memory_map = json.loads(blob[mo:mo + mb].decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ImageError(f"model image memory map is not valid JSON: {e}") from None
+    if minor < isa.SPARSE_LAYOUT_MINOR and any(d.opcode == isa.Op.GEMM and d.sparse for d in program):
+        raise ImageError(f"model image ISA version {major}.{minor} has block-sparse GEMMs in the layout before "
+                         f"ISA {major}.{isa.SPARSE_LAYOUT_MINOR} (weights at the next {isa.DDR_ALIGN}-byte "
+                         f"boundary after the bitmap): recompile with `heatvit compile`")
     for i, entry in enumerate(memory_map.get("descriptors", [])):
         if i < len(program):
             program[i] = program[i].with_(name=entry["name"])
