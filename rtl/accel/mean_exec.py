@@ -104,7 +104,7 @@ class MeanExecutor(wiring.Component):
         m.d.comb += words.eq((n + (L - 1)) >> log_l)
         r, ex = Signal(F.RECIP_FRAC + 1), Signal(5)   # 1/M = r / 2**(16 + ex) (M < 2**16: ex <= 16)
         w = Signal(16)                                 # current word column
-        rc, dc, wc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc", "wc"))
+        rc, dc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc"))   # dc: the row written (copy, then mean)
         # (reads issued, words received, mean writes)
         issuing = Signal()
         sums = [Signal(signed(sum_bits), name=f"sum{j}") for j in range(SL)]
@@ -167,6 +167,8 @@ class MeanExecutor(wiring.Component):
         dst = self.dst.payload
         data = self.src.data.payload
         lanes = data.word_select(ps, 8 * SL) if P > 1 else data
+        # one address for both writers (the copy in READ, the means in WRITE): no multiplexer
+        m.d.comb += [dst.row.eq(f.dst_row + dc), dst.word.eq((f.dst_col >> log_l) + w)]
         with m.If(sv):                                 # the quotient into the ring (any state)
             m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(SL - 1)], q[SL - 1].eq(shv), sv.eq(0)]
         with m.FSM(name="mean_exec"):
@@ -199,14 +201,13 @@ class MeanExecutor(wiring.Component):
                 m.d.comb += [
                     self.src.data.ready.eq(self.dst.ready | ~need),
                     self.dst.valid.eq(self.src.data.valid & need),
-                    dst.row.eq(f.dst_row + dc), dst.word.eq((f.dst_col >> log_l) + w),
                     dst.data.eq(data), dst.mask.eq(copy_mask),
                 ]
                 with m.If(self.src.data.valid & self.src.data.ready):
                     m.d.sync += dc.eq(dc + 1)
                     m.d.sync += [s.eq(s + lanes[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
                     with m.If(dc + 1 == rows):
-                        m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), wc.eq(0)]
+                        m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), dc.eq(0)]
                         with m.If(pass_mean != 0):
                             m.next = "DIV"
                         with m.Else():
@@ -230,12 +231,11 @@ class MeanExecutor(wiring.Component):
             with m.State("DIV_END"):                    # the last lane's quotient into the ring (above)
                 m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += [self.dst.valid.eq(1), dst.row.eq(f.dst_row + wc),
-                             dst.word.eq((f.dst_col >> log_l) + w), dst.data.eq(Cat(*(q * P))),
+                m.d.comb += [self.dst.valid.eq(1), dst.data.eq(Cat(*(q * P))),
                              dst.mask.eq(pass_mean)]
                 with m.If(self.dst.ready):
-                    m.d.sync += wc.eq(wc + 1)
-                    with m.If(wc + 1 == rows):
+                    m.d.sync += dc.eq(dc + 1)
+                    with m.If(dc + 1 == rows):
                         m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.sync += [rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
