@@ -48,20 +48,13 @@ LINT_WAIVERS = {
                       "unless that branch assigns the same signal); an uncovered pattern keeps "
                       "the value assigned before the case, so no latch and no X, as Amaranth defines",
 }
-ACCEL_LINT_WAIVERS = {
-    **LINT_WAIVERS,
-    "UNSIGNED": "the MEAN executor compares its pass index with a zero-width last pass when a word "
-                "is summed in one pass (rtl/accel/mean_exec.py `ps < first_g`, `Signal(range(P))` "
-                "at P = 1): constant, as Amaranth defines",
-    "ASCRANGE": "that zero-width `Signal(range(1))` (MEAN's `first_g` / `last_g` at one pass), which "
-                "Yosys declares `wire [-1:0]`",
-}
-"""Waivers for the whole accelerator's export (``heatvit vivado``): :data:`LINT_WAIVERS` and the
-two warning classes the MEAN executor's one-pass index adds (``range(max(2, P))`` there would
-remove both).  The other causes the export had (``ALWNEVER`` and ``UNDRIVEN``: a stream
-payload's undriven bit; ``VARHIDDEN``: the zero-init loops' ``integer i``; ``UNSIGNED`` range
-checks of unsigned record fields; ``ASCRANGE``: CycleTrace's one-beat index) are fixed in the
-RTL (``rtl.nonlinear.pipe.outside``, the loop variable ``heatvit_zi``)."""
+ACCEL_LINT_WAIVERS = dict(LINT_WAIVERS)
+"""Waivers for the whole accelerator's export (``heatvit vivado``): :data:`LINT_WAIVERS` only.
+The causes the export had (``ALWNEVER`` and ``UNDRIVEN``: a stream payload's undriven bit;
+``VARHIDDEN``: the zero-init loops' ``integer i``; ``UNSIGNED`` range checks of unsigned record
+fields and MEAN's one-pass group index; ``ASCRANGE``: CycleTrace's one-beat index and that
+zero-width index) are fixed in the RTL (``rtl.nonlinear.pipe.outside``, the loop variable
+``heatvit_zi``, no group index when MEAN sums a word in one pass)."""
 
 
 def export_gemm(cfg: AcceleratorConfig, out_dir: Path, name: str = "gemm_engine") -> Path:

@@ -146,8 +146,8 @@ class MeanExecutor(wiring.Component):
         # Passes of a word column: pass 0 (the copied lanes' writes), then each group of SL lanes
         # from the first to the last one with averaged lanes (first_g .. last_g).
         pass_mean = Signal(L)                          # the averaged lanes of this pass
-        first_g, last_g = Signal(range(P)), Signal(range(P))
-        if P > 1:
+        if P > 1:                                      # (one pass: no group indices at all)
+            first_g, last_g = Signal(range(P)), Signal(range(P))
             m.d.comb += [first_g.eq(below_k >> (SL.bit_length() - 1)),
                          last_g.eq((below_n - 1) >> (SL.bit_length() - 1)),
                          pass_mean.eq(mean_mask & (Const((1 << SL) - 1, L) << (ps * SL)))]
@@ -243,7 +243,7 @@ class MeanExecutor(wiring.Component):
                 if P > 1:
                     m.d.comb += more.eq((mean_mask != 0) & (ps < last_g))
                 with m.If(more):
-                    m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1)), issuing.eq(1)]
+                    m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1) if P > 1 else ps + 1), issuing.eq(1)]
                     m.next = "READ"
                 with m.Elif(w + 1 == words):
                     m.next = "DONE"
