@@ -17,6 +17,8 @@ from heatvit.config import DEFAULT
 from heatvit.golden.gemm import tile_bitmap
 from heatvit.golden.vit import data as vit_data, model as model_io
 
+import train_scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,14 +86,7 @@ def test_cut_under_fake_quantization(smoke_work):
 
 
 def _train_module():
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
-    sys.path.insert(0, str(ROOT / "train"))
-    try:
-        import train_digits
-    finally:
-        sys.path.pop(0)
-    return train_digits
+    return train_scripts.load("train_digits")
 
 
 @pytest.mark.parametrize("density", [0.7, 0.5, 0.3])

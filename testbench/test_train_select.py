@@ -18,19 +18,14 @@ from heatvit.compiler.interpret import gemm_bitmap
 from heatvit.config import DEFAULT
 from heatvit.golden.vit import data as vit_data, model as model_io
 
+import train_scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 SPARSE = Path(model_io.DEFAULT_MODEL).with_name("vit_digits_sparse.npz")
 
 
 def _select():
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
-    sys.path.insert(0, str(ROOT / "train"))
-    try:
-        import select_digits
-    finally:
-        sys.path.pop(0)
-    return select_digits
+    return train_scripts.load("select_digits")
 
 
 def test_tile_share():
