@@ -503,8 +503,8 @@ def descriptor_cycles(acc, d, m: int, k: int, n: int, *, engine: int = 0, select
       them averaged) when a word's lanes ``A`` are summed in one pass (``A <= 16``); wider words:
       per pass of :func:`heatvit.toksel_config.mean_passes`, ``m + 3`` and for an averaging pass
       ``m + MEAN_LANE_CYCLES * 16 + 2``.
-    * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``max(m + GEMM_ACT_LEAD,
-      param_beats + GEMM_PARAM_LEAD)``) plus the epilogue's latency (REQ8_SIGMOID, one value a
+    * GEMM: ``engine +`` :func:`gemm_lead` (weights from DDR: ``param_beats + bitmap_beats +
+      GEMM_PARAM_LEAD``) plus the epilogue's latency (REQ8_SIGMOID, one value a
       cycle: ``m (n - 1) + SIGMOID_CYCLES``); a softmax GEMM: ``engine +``
       :func:`softmax_gemm_tail`.  Transposed weights (``WSrc.BUF_T``) with another epilogue
       (the compiler emits none; not measured): the last row :func:`buffer_t_rows` ``+ m - 1``,
