@@ -47,6 +47,7 @@ Descriptors named ``selectors.*`` are the selector's work (:func:`selector_fract
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 
@@ -330,9 +331,6 @@ def param_beats(acc, d) -> int:
     return ceil_div(end, acc.shell.data_bytes)
 
 
-_BUF_T_TILES: dict = {}
-
-
 def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[int, ...]:
     """The cycle (from the descriptor's start) of each weight tile's last word into the engine,
     tiles in the engine's order (N tile major), for a ``WSrc.BUF_T`` GEMM: a cycle-by-cycle walk
@@ -353,11 +351,12 @@ def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[in
 
     The engine takes each weight word when it comes (its passes, :func:`buffer_t_rows`, do not
     hold the source back at these shapes)."""
-    g = acc.gemm
-    R, C = g.rows, g.cols
-    key = (R, C, m, k, n, shared)
-    if key in _BUF_T_TILES:
-        return _BUF_T_TILES[key]
+    return _buffer_t_tiles(acc.gemm.rows, acc.gemm.cols, m, k, n, shared)
+
+
+@functools.cache
+def _buffer_t_tiles(R: int, C: int, m: int, k: int, n: int, shared: bool) -> tuple[int, ...]:
+    """:func:`buffer_t_tiles` of an ``R`` x ``C`` array (the walk depends on nothing else)."""
     kt_n, nt_n = ceil_div(k, R), ceil_div(n, C)
     acts = kt_n * m
     reads = [nt * C + j < n for nt in range(nt_n) for _ in range(kt_n) for j in range(C)]
@@ -411,8 +410,7 @@ def buffer_t_tiles(acc, m: int, k: int, n: int, shared: bool = True) -> tuple[in
                     tile += 1
                     emitting = False
         c += 1
-    _BUF_T_TILES[key] = tuple(ends)
-    return _BUF_T_TILES[key]
+    return tuple(ends)
 
 
 def buffer_t_rows(acc, m: int, k: int, n: int, shared: bool = True) -> int:
