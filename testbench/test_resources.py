@@ -239,6 +239,24 @@ def test_selector_share_arithmetic():
     assert s["own_modules"]["LUT"] == 30 and s["meets"] == {"own_dsp": True, "lut_share": True}
 
 
+def test_pruning_bench_reads_the_measured_share(tmp_path):
+    """``pruning.json``'s ``resources``: the selector share of each measured configuration in
+    ``resources.json``, only for the installed RTL (another digest is reported as stale)."""
+    from heatvit.bench.perf import rtl_digest
+    from heatvit.bench.pruning import measured_selector_share
+    from heatvit.bench.resources import TOTALS, selector_share
+    assert "skipped" in measured_selector_share(tmp_path / "resources.json")
+    base = {k: 100.0 for k in TOTALS}
+    a = {"resources": {**base, "LUT": 1000.0}, "selector_modules": {"s": {**{k: 0 for k in TOTALS}, "LUT": 30}}}
+    b = {"resources": {**base, "LUT": 940.0}}
+    entry = lambda digest: {"builds": [a, b], "selector": selector_share(a, b), "rtl_digest": digest}  # noqa: E731
+    (tmp_path / "resources.json").write_text(json.dumps({"accelerator": entry(rtl_digest()), "board": entry("0" * 16)}))
+    r = measured_selector_share(tmp_path / "resources.json")
+    assert r["default"]["lut_share"] == 0.06 and r["default"]["meets"] == {"own_dsp": True, "lut_share": False}
+    assert r["default"]["difference"]["LUT"] == 60 and r["default"]["with_selectors"]["LUT"] == 1000
+    assert "stale" in r["zcu102"] and "0" * 16 in r["zcu102"]["stale"]
+
+
 def test_accelerator_table():
     from heatvit.bench.resources import TOTALS, accelerator_table, selector_share, table, utilization
     res = lambda lut, dsp: {**{k: 10.0 for k in TOTALS}, "LUT": lut, "DSP48E2": dsp, "LUT_as_memory": 0}  # noqa: E731

@@ -339,6 +339,37 @@ def selector_resources(acc: AcceleratorConfig, config: str, *, whole: bool = Tru
     return out
 
 
+def measured_selector_share(path: Path) -> dict:
+    """The selector hardware's cost from ``resources.json`` (``HEATVIT_RESOURCES=accelerator`` /
+    ``board heatvit bench resources``: the whole accelerator with and without selectors,
+    hierarchical yosys), per configuration (``default`` 16 x 16, ``zcu102``): the LUT, FF, DSP
+    and BRAM difference, its share of the accelerator with selectors, the selector modules' own
+    DSPs and whether issue 12's targets hold.  A measurement of other RTL than the installed one
+    is reported as stale, not used."""
+    from .perf import rtl_digest
+    if not path.exists():
+        return {"skipped": f"no {path} (HEATVIT_RESOURCES=accelerator / board heatvit bench resources "
+                           f"measures the accelerator with and without selectors)"}
+    doc, digest = json.loads(path.read_text()), rtl_digest()
+    out = {"how": "yosys 0.23 synth_xilinx -family xcup -noiopad, hierarchical (resources.json): "
+                  "share = (with selectors - without) / with selectors",
+           "target": {"own_dsp": 0, "lut_share_max": 0.05}}
+    for part, preset in (("accelerator", "default"), ("board", "zcu102")):
+        entry = doc.get(part) or {}
+        if "selector" not in entry:
+            out[preset] = {"skipped": f"resources.json has no {part!r} measurement"}
+        elif entry.get("rtl_digest") != digest:
+            out[preset] = {"stale": f"measured on RTL {entry.get('rtl_digest')}, installed RTL is {digest}"}
+        else:
+            sel = entry["selector"]
+            out[preset] = {"lut_share": round(sel["share_of_accelerator"]["LUT"], 4),
+                           "difference": sel["difference"], "own_modules": sel["own_modules"],
+                           "with_selectors": entry["builds"][0]["resources"],
+                           "without_selectors": entry["builds"][1]["resources"], "meets": sel["meets"],
+                           "rtl_digest": digest}
+    return out
+
+
 NOTE = ("cycles: the CYCLES register (start to done, every DMA write answered). selector_cycle_fraction: "
         "the selectors.* descriptors' records over the image's cycles (mean over images; _by_op: per opcode / "
         "GEMM epilogue). model_error_pct: |compiler.cycles.total_cycles (the whole-accelerator model: every "
@@ -375,7 +406,7 @@ def main(out_dir: Path, quick: bool = False, images: int | None = None) -> list[
     if synth_mode not in ("", "parts", "whole"):
         raise ValueError(f"{SYNTH_ENV} must be 'parts', 'whole' or unset, not {synth_mode!r}")
     doc["resources"] = (selector_resources(acc, name, whole=synth_mode == "whole") if synth_mode and not quick else
-                        {"skipped": f"no synthesis in this run (full run with {SYNTH_ENV}=parts or whole runs yosys)"})
+                        measured_selector_share(out_dir / "resources.json"))
     out = out_dir / "pruning.json"
     out.write_text(json.dumps(doc, indent=1) + "\n")
     for run in runs:

@@ -306,7 +306,7 @@ def accelerator(quick: bool, work: Path, jobs: int = 1) -> dict:
     print(f"  hierarchical vs whole-design run at 4x4: {'equal' if c['equal'] else 'DIFFERENT ' + str(c['difference_hier_minus_flat'])}"
           f" (whole {c['flat_cpu_s']} s CPU, hierarchical {c['hier_cpu_s']} s)", flush=True)
     r = accelerator_builds(AcceleratorConfig(), "default", jobs=jobs)
-    out["builds"], out["selector"] = r["builds"], r["selector"]
+    out["builds"], out["selector"], out["rtl_digest"] = r["builds"], r["selector"], r["rtl_digest"]
     return out
 
 
