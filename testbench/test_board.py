@@ -70,8 +70,8 @@ def test_deit_s_blocks_at_board_scale(tmp_path):
     """One DeiT-S block at 197 tokens and one at ~69 (a selector keeping 0.343 before it) on the
     ``zcu102`` preset: logits, keep mask and tokens per block equal golden; each block's
     measured span within 2 % of the compiler's whole-accelerator record model with the weight
-    stream term (0 with the preset's two weight ports: a word a cycle; measured 2026-11-30:
-    +0.04 % and +0.49 %, 475,079 cycles, docs/perf.md)."""
+    stream term (0 with the preset's two weight ports: a word a cycle; measured on main 50eefe6:
+    0.00 % and 0.00 %, 423,124 cycles, docs/perf.md)."""
     from heatvit.presets import PRESETS
     from heatvit.sim.runner import simulator_available
     if not simulator_available("verilator"):
