@@ -195,10 +195,11 @@ def weight_stream_extra(acc, m: int, k: int, n: int, tiles=None) -> int:
 
 # -- the whole accelerator, descriptor by descriptor (measured against the RTL's cycle records) ----
 
-CHECK_CYCLES = 5
+CHECK_CYCLES = 6
 """The descriptor checker's latency, a descriptor's words in to its error code out
-(``heatvit.rtl.accel.descriptor.CHECKER_LATENCY``: decode, live shape, products, checks, first
-failing check; ``testbench/test_cycle_model.py`` checks they agree)."""
+(``heatvit.rtl.accel.descriptor.CHECKER_LATENCY``: decode, live shape, products, checks, each
+group of checks' first failing one, the first failing group's; ``testbench/test_cycle_model.py``
+checks they agree)."""
 
 START_CYCLES = 9
 """From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA and its check),
@@ -210,7 +211,7 @@ GAP_CYCLES = 10 + CHECK_CYCLES
 the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check
 (``CHECK_CYCLES``); also from END's record to ``done`` (every write answered; see
 ``START_CYCLES``).  Skipped descriptors (live rows 0), BEGIN and END have records of length 0 and
-cost this gap too.  (11 when the checker was one stage: the stages added 4 to every gap.)"""
+cost this gap too.  (11 when the checker was one stage: its stages added 5 to every gap.)"""
 
 ROW_DMA_CYCLES = 7
 """LOAD: the DMA's latency per row (one request per row, served in order)."""

@@ -13,14 +13,14 @@ write; ``abort`` returns to idle at once; ``error`` is always 0.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 
 from heatvit import isa
 from heatvit.config import AcceleratorConfig
 
 from .descriptor import fields_layout
-from .io_exec import RowCounter, lane_mask
+from .io_exec import RowCounter
 from .ports import executor_members
 
 
@@ -38,18 +38,23 @@ class CopyExecutor(wiring.Component):
         m = Module()
         c = Signal(fields_layout())
         busy, start, back = Signal(), Signal(), Signal()
-        words = Signal(16)
-        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready),
-                     words.eq((c.live_n + L - 1) >> sh)]
+        # registered with the fields: words a row, the last word and row, the last word's lanes
+        words, w_last, r_last = Signal(16), Signal(16), Signal(16)
+        tail_mask = Signal(L)
+        m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready)]
         p = self.cmd.payload
+        p_words = (p.live_n + L - 1) >> sh
         with m.If(start):
             m.d.sync += [c.eq(p), busy.eq(1),
                          back.eq((p.src == p.dst) & ((p.dst_row > p.src_row)
-                                                     | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col))))]
+                                                     | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col)))),
+                         words.eq(p_words), w_last.eq((p.live_n - 1) >> sh), r_last.eq(p.live_m - 1),
+                         # the last word's lanes: live_n mod L of them, all L when that is 0
+                         tail_mask.eq(Cat(*((p.live_n[:sh] == 0) | (p.live_n[:sh] > i) for i in range(L))))]
 
         def place(cnt: RowCounter):
             """(row, word) offsets in the window of a walk position (backwards when ``back``)."""
-            return (Mux(back, c.live_m - 1 - cnt.r, cnt.r)[:16], Mux(back, words - 1 - cnt.w, cnt.w)[:16])
+            return (Mux(back, r_last - cnt.r, cnt.r)[:16], Mux(back, w_last - cnt.w, cnt.w)[:16])
 
         rd, wr = RowCounter("rd"), RowCounter("wr")
         rd_on = Signal()
@@ -57,7 +62,7 @@ class CopyExecutor(wiring.Component):
         m.d.comb += [self.src.cmd.valid.eq(rd_on), self.src.cmd.payload.row.eq(c.src_row + r_row),
                      self.src.cmd.payload.word.eq((c.src_col >> sh) + r_word)]
         with m.If(self.src.cmd.valid & self.src.cmd.ready):
-            _, end = rd.step(m, words, c.live_m)
+            _, end = rd.step(m, words, c.live_m, last=(w_last, r_last))
             with m.If(end):
                 m.d.sync += rd_on.eq(0)
 
@@ -67,10 +72,10 @@ class CopyExecutor(wiring.Component):
             self.dst.payload.row.eq(c.dst_row + w_row),
             self.dst.payload.word.eq((c.dst_col >> sh) + w_word),
             self.dst.payload.data.eq(self.src.data.payload),
-            self.dst.payload.mask.eq(lane_mask(c.live_n - (w_word << sh), L)),
+            self.dst.payload.mask.eq(Mux(w_word == w_last, tail_mask, (1 << L) - 1)),
         ]
         with m.If(self.dst.valid & self.dst.ready):
-            _, end = wr.step(m, words, c.live_m)
+            _, end = wr.step(m, words, c.live_m, last=(w_last, r_last))
             with m.If(end & ~self.abort):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)

@@ -47,6 +47,20 @@ def _or(values):
     return out
 
 
+CHECK_GROUP = 4
+"""The checker's last stage takes an opcode's checks this many at a time (see :func:`_first_code`)."""
+
+
+def _first_code(fails, codes):
+    """The 8-bit code of the first of ``fails`` (bits) that is set, 0 if none, as AND-OR logic:
+    ``codes`` are constants or 8-bit values; each is ANDed with its fail bit and no earlier one."""
+    terms = []
+    for i, (bit, c) in enumerate(zip(fails, codes)):
+        first = bit & ~Cat(*fails[:i]).any() if i else bit
+        terms.append(first.replicate(8) & (Const(int(c), 8) if isinstance(c, int) else c))
+    return _or(terms)
+
+
 def _signed(x):
     """Unsigned ``x`` as a signed value of one bit more (the same number)."""
     return Cat(x, Const(0, 1)).as_signed()
@@ -57,9 +71,10 @@ def _align64_words(x, s: int):
     return x << (s - 6) if s >= 6 else _ceil_shift(x, 6 - s)
 
 
-CHECKER_LATENCY = 5
+CHECKER_LATENCY = 6
 """Cycles from a descriptor's handshake on ``i`` to its result on ``o`` (:class:`DescriptorChecker`'s
-register stages: decode, live shape, products, checks, first failing check)."""
+register stages: decode, live shape, products, checks, each group's first failing check, the
+first failing group's)."""
 
 
 class DescriptorChecker(wiring.Component):
@@ -69,14 +84,16 @@ class DescriptorChecker(wiring.Component):
     ``n_live``: the controller's live token count, sampled with the descriptor.
 
     The stages (each register to register, a few LUT levels; ``heatvit bench perf``'s logic
-    depth): 1 decode (the opcode's fields, stray bits); 2 the live-clipped shape, tile counts,
+    depth): 1 decode (the opcode's fields, stray bits by word); 2 the live-clipped shape, tile counts,
     the DDR room ``2**32 - addr`` and the parameter block's parts that need no product; 3 the
     products (weight tile grid, activation words, LOAD/STORE bytes) and the room left after the
-    block's fixed parts; 4 every check of the opcode as a bit; 5 the first failing check's code.
+    block's fixed parts; 4 every check of the opcode as a bit; 5 and 6 the first failing check's code.
     The DDR bound ``addr + size > 2**32`` is checked as ``size > 2**32 - addr`` and a block's
     64-byte-aligned parts against the room in 64-byte units (exact integer identities, e.g.
     ``64 ceil(g / 512) > r  <=>  g > 512 floor(r / 64)``), so no long add chain precedes a
-    comparison."""
+    comparison.  Stage 5 takes each opcode's checks :data:`CHECK_GROUP` at a time (whether one
+    of a group fails, the first failing one's code), stage 6 the first failing group's code; the
+    stray bits are OR-ed a word a stage (stage 1), then by opcode (stage 2)."""
 
     def __init__(self, acc: AcceleratorConfig):
         self.acc = acc
@@ -102,22 +119,29 @@ class DescriptorChecker(wiring.Component):
             with m.Switch(op0):
                 with m.Case(*fd.ops):
                     m.d.comb += getattr(f0, fd.name).eq(w[fd.word][fd.lsb:fd.lsb + fd.width])
-        # stray bits: each opcode's OR of the bits outside its fields, registered, then the
-        # descriptor's own opcode picks its bit (an OR tree, not one wide opcode-keyed function)
-        strays = []
+        # stray bits: each word's OR of the bits outside an opcode's fields in it (one register
+        # per distinct word and mask) and the opcode one-hot, registered; then the descriptor's
+        # own opcode's ORs (no 256-input OR in one cycle)
+        word_or: dict[tuple[int, int], Signal] = {}
+        per_op = []
         for o in Op:
             covered = [0] * isa.DESC_WORDS
             for fd in isa.op_fields(o):
                 covered[fd.word] |= fd.mask << fd.lsb
-            strays.append(Cat(*((w[i] & Const(~c & 0xFFFF_FFFF, 32)) != 0 for i, c in enumerate(covered))).any())
+            mine = []
+            for i, c in enumerate(covered):
+                mask = ~c & 0xFFFF_FFFF
+                if mask and (i, mask) not in word_or:
+                    word_or[i, mask] = p.reg((w[i] & Const(mask, 32)) != 0, 1, f"stray_w{i}_")
+                if mask:
+                    mine.append(word_or[i, mask])
+            per_op.append(mine)
         valid = p.reg(self.i.valid, 1, "v")
         f1 = p.reg(f0, name="f")
-        stray_by_op = p.reg(Cat(*strays), len(strays), "strays")
+        is_op1 = p.reg(Cat(*(op0 == o for o in Op)), len(Op), "isop")
         known, stray = Signal(), Signal()
-        with m.Switch(f1.opcode):
-            for j, o in enumerate(Op):
-                with m.Case(o):
-                    m.d.comb += [known.eq(1), stray.eq(stray_by_op[j])]
+        m.d.comb += [known.eq(is_op1.any()),
+                     stray.eq(Cat(*(is_op1[j] & Cat(*mine).any() for j, mine in enumerate(per_op) if mine)).any())]
         first = p.reg(Mux(op0 == Op.LOAD, f0.dst_row, f0.src_row), 16, "first")
         nl = p.reg(self.n_live, 16, "nl")
 
@@ -270,23 +294,29 @@ class DescriptorChecker(wiring.Component):
                 checks[o].insert(0, (Const(1), E.CTRL_UNSUPPORTED_OP))
         hits = {o: p.reg(Cat(*(c for c, _ in lst)), len(lst), f"hit_{o.name.lower()}")
                 for o, lst in checks.items() if lst}
-        valid4, known4, stray4 = (p.reg(s3[k], 1, k) for k in ("valid", "known", "stray"))
-        is_op = {o: p.reg(f.opcode == o, 1, f"is_{o.name.lower()}") for o in hits}
+        valid4 = p.reg(s3["valid"], 1, "valid")
+        # an unknown opcode or stray bits decide the code alone: their code now, the opcodes' off
+        pre_on = ~s3["known"] | s3["stray"]
+        pre = p.reg(Mux(~s3["known"], int(E.CTRL_BAD_OPCODE), int(E.CTRL_BAD_FIELD)) & pre_on.replicate(8), 8, "pre")
+        is_op = {o: p.reg((f.opcode == o) & ~pre_on, 1, f"is_{o.name.lower()}") for o in hits}
         f4 = p.reg(f, name="f")
 
-        # -- stage 5: the first failing check's code: per opcode an AND-OR of its checks' one-hot
-        # "first failing" bits (each check ANDed with none before it), then the opcode's ---------
-        code = Signal(8)
-        per_op = []
+        # -- stage 5: per opcode, in groups of CHECK_GROUP checks, whether one fails and the
+        # first failing one's code (AND-OR logic, :func:`_first_code`), the opcode's alone --------
+        fails5, firsts5 = [], []
         for o, bits in hits.items():
-            none_before = Const(1, 1)
-            terms = []
-            for i, (_, c) in enumerate(checks[o]):
-                if c:
-                    terms.append(Mux(bits[i] & none_before, c, 0))
-                none_before = none_before & ~bits[i]
-            per_op.append(Mux(is_op[o], _or(terms), 0))
-        m.d.comb += code.eq(Mux(~known4, E.CTRL_BAD_OPCODE, Mux(stray4, E.CTRL_BAD_FIELD, _or(per_op))))
+            codes = [c for _, c in checks[o]]
+            groups = [range(i, min(i + CHECK_GROUP, len(codes))) for i in range(0, len(codes), CHECK_GROUP)]
+            nm = o.name.lower()
+            fails5.append(p.reg(Cat(*(Cat(*(bits[i] for i in grp)).any() & is_op[o] for grp in groups)),
+                                len(groups), f"fails_{nm}"))
+            firsts5.append([p.reg(_first_code([bits[i] for i in grp], [codes[i] for i in grp])
+                                  & is_op[o].replicate(8), 8, f"first_{nm}") for grp in groups])
+        valid5, pre5, f5 = p.reg(valid4, 1, "valid"), p.reg(pre, 8, "pre"), p.reg(f4, name="f")
+
+        # -- stage 6: the first failing group's code, OR-ed over the opcodes (one is on) ----------
+        code = Signal(8)
+        m.d.comb += code.eq(_or([pre5, *(_first_code(list(fs), firsts) for fs, firsts in zip(fails5, firsts5))]))
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid4), self.o.payload.fields.eq(f4), self.o.payload.code.eq(code)]
+            m.d.sync += [self.o.valid.eq(valid5), self.o.payload.fields.eq(f5), self.o.payload.code.eq(code)]
         return m

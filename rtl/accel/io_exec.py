@@ -43,14 +43,19 @@ class RowCounter:
         self.r = Signal(16, name=f"{name}_r")
         self.w = Signal(16, name=f"{name}_w")
 
-    def step(self, m: Module, words, rows):
-        """Advance by one word; returns ``(end of row, end of walk)`` of the current position."""
-        eor = self.w + 1 == words
+    def step(self, m: Module, words, rows, *, last=None):
+        """Advance by one word; returns ``(end of row, end of walk)`` of the current position.
+        ``last``: ``(words - 1, rows - 1)`` as registers, if the caller has them (an equality
+        instead of an add and compare)."""
+        if last is None:
+            eor, eow = self.w + 1 == words, self.r + 1 == rows
+        else:
+            eor, eow = self.w == last[0], self.r == last[1]
         with m.If(eor):
             m.d.sync += [self.w.eq(0), self.r.eq(self.r + 1)]
         with m.Else():
             m.d.sync += self.w.eq(self.w + 1)
-        return eor, eor & (self.r + 1 == rows)
+        return eor, eor & eow
 
     def reset(self, m: Module):
         m.d.sync += [self.r.eq(0), self.w.eq(0)]

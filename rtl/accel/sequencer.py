@@ -83,6 +83,10 @@ class Sequencer(wiring.Component):
         cycles = Signal(32)
         t_start = Signal(32)
         fields = Signal(fields_layout())
+        # idx == count - 1, registered (idx and count are stable from FETCH on; no subtract and
+        # 32-bit compare in front of CHECK's decisions)
+        at_last = Signal()
+        m.d.sync += at_last.eq(idx + 1 == count)
         f = chk.o.payload.fields
         code = chk.o.payload.code
         major, minor = f.version[16:], f.version[:16]
@@ -154,7 +158,7 @@ class Sequencer(wiring.Component):
                         fail(ErrorCode.CTRL_BAD_PROGRAM)
                     with m.Elif(code != 0):
                         fail(code)
-                    with m.Elif((op == isa.Op.END) != (idx == count - 1)):
+                    with m.Elif((op == isa.Op.END) != at_last):
                         fail(ErrorCode.CTRL_BAD_PROGRAM)
                     with m.Elif(op == isa.Op.END):
                         record(True)

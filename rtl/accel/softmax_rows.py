@@ -45,7 +45,8 @@ def score_geometry(acc: AcceleratorConfig) -> tuple[int, int]:
 class SoftmaxRows(wiring.Component):
     """``start`` (pulse, before a GEMM's first row): rewind; ``m_rows`` (live M), ``n`` (live N,
     1 .. ``max_tiles * C``), ``dst_row``, ``dst_word`` and ``params`` (softmax record) are held
-    for the whole GEMM.
+    for the whole GEMM, ``n`` from two cycles before its first row (its tile and beat counts are
+    registered).
 
     * ``i`` (in, always ready): :func:`.epilogue.acc_row` scores (signed ``acc_bits``), N-tile
       major, exactly ``m_rows * ceil(n / C)`` rows.
@@ -99,11 +100,13 @@ class SoftmaxRows(wiring.Component):
             m.submodules[f"unit{u}"] = units[u]
             m.d.comb += units[u].params.eq(self.params)
 
-        n_tiles = Signal(range(self.max_tiles + 2))
-        beats = Signal(range(depth * spw + 2))         # softmax beats per row: ceil(n / L)
-        tail = Signal(range(L + 1))                    # scores in a row's last beat
-        m.d.comb += [n_tiles.eq((self.n + C - 1) >> (C - 1).bit_length()),
-                     beats.eq((self.n + L - 1) >> lb),
+        # registered from n (held for the GEMM, its first row comes cycles after start): the
+        # last N tile, the last beat of a row (ceil(n / L) - 1) and the scores in that beat
+        nt_last = Signal(range(self.max_tiles + 1))
+        beat_end = Signal(range(depth * spw + 1))
+        tail = Signal(range(L + 1))
+        beats = (self.n + L - 1) >> lb
+        m.d.sync += [nt_last.eq(((self.n + C - 1) >> (C - 1).bit_length()) - 1), beat_end.eq(beats - 1),
                      tail.eq(self.n - ((beats - 1) << lb))]
 
         # -- write side: the engine's rows in arrival order; count the tokens that are complete ----
@@ -113,7 +116,7 @@ class SoftmaxRows(wiring.Component):
                      wp.en.eq(self.i.valid)]
         with m.If(self.i.valid):
             m.d.sync += wa.eq(wa + 1)
-            with m.If(self.i.payload.tag.nt == n_tiles - 1):
+            with m.If(self.i.payload.tag.nt == nt_last):
                 m.d.sync += complete.eq(complete + 1)
 
         # -- read side: words of complete tokens, prefetched one word ahead of the beat split ------
@@ -128,13 +131,13 @@ class SoftmaxRows(wiring.Component):
         fire = Signal()
         issue = Signal()
         sel = Signal(range(max(self.units, 2)))        # the unit taking the current row
-        m.d.comb += [beat_last.eq(bcnt == beats - 1),
+        m.d.comb += [beat_last.eq(bcnt == beat_end),
                      fire.eq(have & Cat(*(u.i.ready for u in units)).bit_select(sel, 1)),
                      word_done.eq(fire & (beat_last | (sub == spw - 1))),
                      issue.eq((rr < self.m_rows) & (rr < complete) & (~have | word_done)),
                      rp.addr.eq(ra), rp.en.eq(issue)]
         with m.If(issue):
-            with m.If(rw == n_tiles - 1):
+            with m.If(rw == nt_last):
                 m.d.sync += [rw.eq(0), rr.eq(rr + 1), ra.eq(rr + 1)]
             with m.Else():
                 m.d.sync += [rw.eq(rw + 1), ra.eq(ra + self.m_rows)]

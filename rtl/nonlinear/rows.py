@@ -103,6 +103,10 @@ def _max_flat(values):
     return out
 
 
+MAX_GROUP = 4
+"""Softmax loader: lanes whose maximum is taken (and registered) before the row's running one."""
+
+
 def _sum_pipe(pipe: Pipe, values, name: str):
     """The sum of ``values`` (at most ``4 ** SUM_STAGES``) over :data:`SUM_STAGES` registered
     stages of ``pipe``, a 4-way add a stage (no long adder tree between two registers)."""
@@ -258,19 +262,29 @@ class SoftmaxUnit(wiring.Component):
         lanes_in = [Mux(j < nv, self.i.payload.data[j], lo) for j in range(L)]
         lcnt = Signal(range(depth + 1))
         lmx = Signal(signed(ib))
-        new_mx = Signal(signed(ib))
-        # the row's running maximum: one compare deep (all pairs at once), not a tree
-        m.d.comb += new_mx.eq(_max_flat(lanes_in + [Mux(lcnt == 0, lo, lmx)]))
+        # the row's running maximum in two registered steps (MAX_GROUP lanes at a time, then the
+        # groups' and the running value): a beat's row record (maximum, length, last-beat lanes)
+        # is complete the cycle after its last beat, and q1 then passes it straight through to
+        # the exponentials when it is empty (``fresh``), so the row issues when it did before
+        load, row_end = Signal(), Signal()
         rec1 = data.StructLayout({"mx": signed(ib), "row": row})
         m.submodules.q1 = q1 = SyncFIFO(width=rec1.size, depth=2)
-        load, row_end = Signal(), Signal()
-        m.d.comb += [self.i.ready.eq(xring.room & q1.w_rdy), load.eq(self.i.valid & self.i.ready),
+        pl = Pipe(m, one, "ld")
+        l1_v, l1_first, l1_end = pl.reg(load, 1, "v"), pl.reg(lcnt == 0, 1, "first"), pl.reg(load & row_end, 1, "end")
+        l1_row = pl.reg(Cat((lcnt + 1)[:len(lcnt)], nv), row.size, "row")
+        l1_max = [pl.reg(_max_flat(lanes_in[g:g + MAX_GROUP]), signed(ib), f"max{g // MAX_GROUP}")
+                  for g in range(0, L, MAX_GROUP)]
+        new_mx = Signal(signed(ib))
+        m.d.comb += new_mx.eq(_max_flat(l1_max + [Mux(l1_first, lo, lmx)]))
+        with m.If(l1_v):
+            m.d.sync += lmx.eq(new_mx)
+        fresh = Signal()                               # the row record being written, q1 empty
+        m.d.comb += [self.i.ready.eq(xring.room & (q1.level + l1_end < q1.depth)), load.eq(self.i.valid & self.i.ready),
                      row_end.eq(self.i.payload.last | (lcnt == depth - 1)),
                      xw.addr.eq(xring.wa), xw.en.eq(load),
-                     q1.w_en.eq(load & row_end), q1.w_data.eq(Cat(new_mx, (lcnt + 1)[:len(lcnt)], nv))]
+                     fresh.eq(l1_end & ~q1.r_rdy), q1.w_data.eq(Cat(new_mx, l1_row))]
         m.d.comb += [xw.data[j].eq(self.i.payload.data[j]) for j in range(L)]
         with m.If(load):
-            m.d.sync += lmx.eq(new_mx)
             with m.If(row_end):
                 m.d.sync += lcnt.eq(0)
                 with m.If(~self.i.payload.last):
@@ -279,13 +293,14 @@ class SoftmaxUnit(wiring.Component):
                 m.d.sync += lcnt.eq(lcnt + 1)
 
         # -- exponentials (free running): a beat a cycle while the exponential ring has room -------
-        h1 = data.View(rec1, q1.r_data)
+        h1 = data.View(rec1, Mux(fresh, q1.w_data, q1.r_data))
         reserved = Signal(range(ering.depth + 1))      # exponential slots issued, not yet output
         inflight = Signal(range(queue + 1))            # rows past the exponentials, not yet output
         ei = Signal(range(depth + 1))                  # beat of the row being issued
         issue, elast = Signal(), Signal()
-        m.d.comb += [issue.eq(q1.r_rdy & (reserved != ering.depth) & (inflight != queue)),
-                     elast.eq(ei == h1.row.beats - 1), q1.r_en.eq(issue & elast),
+        m.d.comb += [issue.eq((q1.r_rdy | l1_end) & (reserved != ering.depth) & (inflight != queue)),
+                     elast.eq(ei == h1.row.beats - 1), q1.r_en.eq(issue & elast & q1.r_rdy),
+                     q1.w_en.eq(l1_end & ~(fresh & issue & elast)),
                      xr.addr.eq(xring.ra), xr.en.eq(1)]
         with m.If(issue):
             m.d.sync += ei.eq(Mux(elast, 0, ei + 1))
@@ -362,7 +377,7 @@ class SoftmaxUnit(wiring.Component):
             y, _ = round_shift_pipe(po, prods[j], e_2, offset=F.RECIP_FRAC, hi=p.out_max,
                                     shape=unsigned(8), name=f"y{j}")
             m.d.comb += self.o.payload.data[j].eq(y)
-        m.d.comb += self.busy.eq((lcnt != 0) | q1.r_rdy | (inflight != 0) | out.pending)
+        m.d.comb += self.busy.eq((lcnt != 0) | q1.r_rdy | l1_end | (inflight != 0) | out.pending)
         return m
 
 

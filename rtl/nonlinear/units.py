@@ -73,11 +73,19 @@ def exp_core(pipe: Pipe, x, tbl, mem):
 
 
 def leading_one(x, width: int):
-    """``floor(log2 x)`` of an unsigned ``width``-bit value (0 for x = 0)."""
-    e = Const(0, unsigned(max(1, width.bit_length())))
-    for b in range(width):
-        e = Mux(x[b], b, e)
-    return e
+    """``floor(log2 x)`` of an unsigned ``width``-bit value (0 for x = 0): a tree, each level
+    halving the bits (whether the upper half has a one is the next bit of the result, and picks
+    the half the lower bits come from), not a chain of ``width`` muxes."""
+    def enc(bits):
+        if len(bits) == 1:
+            return bits[0], []
+        half = 1 << ((len(bits) - 1).bit_length() - 1)
+        any_lo, e_lo = enc(bits[:half])
+        any_hi, e_hi = enc(bits[half:])
+        e_hi += [Const(0, 1)] * (len(e_lo) - len(e_hi))
+        return any_lo | any_hi, [Mux(any_hi, h, lo) for h, lo in zip(e_hi, e_lo)] + [any_hi]
+    _, e = enc([x[b] for b in range(width)])
+    return Cat(*e, Const(0, 1)).as_unsigned()[:max(1, width.bit_length())] if e else Const(0, 1)
 
 
 def normalize(pipe: Pipe, x, in_bits: int, odd_to_even: bool):
