@@ -56,8 +56,8 @@ EXECUTORS: dict[isa.Op, tuple[str, str]] = {
     isa.Op.COPY: ("heatvit.rtl.accel.copy_exec", "CopyExecutor"),
     isa.Op.GEMM: ("heatvit.rtl.accel.gemm_exec", "GemmExecutor"),
     isa.Op.LAYERNORM: ("heatvit.rtl.accel.layernorm_exec", "LayerNormExecutor"),
-    isa.Op.MEAN: ("heatvit.rtl.accel.mean_exec", "MeanExecutor"),
-    isa.Op.SELECT: ("heatvit.rtl.accel.select_exec", "SelectExecutor"),
+    isa.Op.SELECT: ("heatvit.rtl.accel.selector_exec", "SelectorExecutor"),
+    isa.Op.MEAN: ("heatvit.rtl.accel.selector_exec", "SelectorExecutor"),
 }
 """Opcode -> (module, class) of its executor; one instance per class (a class may serve several
 opcodes).  A class that cannot be imported is left out (:func:`executor_classes`)."""
