@@ -53,7 +53,7 @@ from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 
 from ..toksel import ScoreCombiner, TokenSelectorUnit
-from ..toksel.combiner import head_pairs, reciprocal
+from ..toksel.combiner import PORT_RECIP_BITS, den_bits, head_pairs, reciprocal
 from . import ports
 from .descriptor import fields_layout
 
@@ -101,7 +101,7 @@ class SelectExecutor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.recip = recip = reciprocal()
+        m.submodules.recip = recip = reciprocal(in_bits=max(PORT_RECIP_BITS, den_bits(self.comb_cfg)))
         self.logic(m, recip.i, recip.o)
         return ResetInserter({"sync": self.abort})(m)
 
@@ -110,10 +110,12 @@ class SelectExecutor(wiring.Component):
         port signals, without the abort reset (:meth:`elaborate` adds it;
         :class:`.selector_exec.SelectorExecutor` builds it into one module beside MEAN's).
         ``recip_i`` / ``recip_o``: the streams of the combiner's reciprocal
-        (:func:`heatvit.rtl.toksel.combiner.reciprocal`)."""
+        (:func:`heatvit.rtl.toksel.combiner.reciprocal`, at least :func:`~heatvit.rtl.toksel.combiner.den_bits`
+        of ``comb_cfg`` wide)."""
         acc, A, U, ratio, H = self.acc, self.lanes, self.acc.toksel.lanes, self.ratio, self.max_heads
         width = acc.shell.data_width
-        m.submodules.combiner = comb = ScoreCombiner(self.comb_cfg, runtime_heads=True, recip_port=True)
+        m.submodules.combiner = comb = ScoreCombiner(self.comb_cfg, runtime_heads=True, recip_port=True,
+                                                     recip_bits=len(recip_i.payload[0]))
         m.d.comb += [recip_i.valid.eq(comb.recip_i.valid), recip_i.payload.eq(comb.recip_i.payload),
                      comb.recip_i.ready.eq(recip_i.ready), comb.recip_o.valid.eq(recip_o.valid),
                      comb.recip_o.payload.eq(recip_o.payload), recip_o.ready.eq(comb.recip_o.ready)]

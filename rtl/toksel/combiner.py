@@ -34,9 +34,21 @@ token per ``2 * (ceil(13 / 3) + 1) = 12`` cycles, 449 LUTs (7 bits: 6 cycles, 71
 the default config).  A selector's 197 tokens then take ~2.6k cycles, where its GEMMs take ~30k."""
 
 
-def reciprocal(nl_cfg: NonlinearConfig | None = None) -> SerialReciprocal:
-    """The combiner's reciprocal: ``1/den`` of ``DEN_BITS``, ``RECIP_DIGIT_BITS`` a Horner step."""
-    return SerialReciprocal(nl_cfg or NonlinearConfig(), DEN_BITS, RECIP_DIGIT_BITS)
+def reciprocal(nl_cfg: NonlinearConfig | None = None, in_bits: int = DEN_BITS) -> SerialReciprocal:
+    """The combiner's reciprocal: ``1/den`` of ``in_bits``, ``RECIP_DIGIT_BITS`` a Horner step
+    (its ``(r, e)`` depends only on the value, so any width that holds ``den`` gives golden's)."""
+    return SerialReciprocal(nl_cfg or NonlinearConfig(), in_bits, RECIP_DIGIT_BITS)
+
+
+def den_bits(cfg: TokSelConfig) -> int:
+    """Bits of the combiner's largest ``den = 255 sum_h a`` (``cfg.heads`` heads)."""
+    return (255 * 255 * cfg.heads).bit_length()
+
+
+PORT_RECIP_BITS = 26
+"""Input width of the reciprocal outside the combiner (``recip_port``), when ``den`` (and MEAN's
+``M``) fit: yosys 0.23 maps the unit alone at 18 / 20 / 26 / 32 input bits to 571 / 475 / 447 /
+449 LUTs and 6.25 / 6.25 / 6.25 / 14 logic levels (the 32-bit normalisation is the deep path)."""
 
 
 def head_pairs(cfg: TokSelConfig) -> data.ArrayLayout:
@@ -62,12 +74,17 @@ class ScoreCombiner(wiring.Component):
     pairs of heads ``n_heads ..`` must be 0, a token takes ``max(n_heads + 2, 12)`` cycles.
 
     ``recip_port=True`` (the accelerator, where MEAN uses the same reciprocal): no reciprocal
-    inside; ``recip_i`` (out) / ``recip_o`` (in) go to a :func:`reciprocal` outside.
+    inside; ``recip_i`` (out) / ``recip_o`` (in) go to a :func:`reciprocal` of ``recip_bits``
+    outside (default :func:`den_bits`: a wider input than ``den`` needs only deepens its
+    normalisation).
     """
 
     def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None, runtime_heads: bool = False,
-                 recip_port: bool = False):
+                 recip_port: bool = False, recip_bits: int | None = None):
         self.cfg, self.runtime_heads, self.recip_port = cfg, runtime_heads, recip_port
+        self.recip_bits = den_bits(cfg) if recip_bits is None else recip_bits
+        if self.recip_bits < den_bits(cfg):
+            raise ValueError(f"ScoreCombiner: recip_bits must hold den ({den_bits(cfg)} bits), not {recip_bits!r}")
         self.nl_cfg = nl_cfg or NonlinearConfig()
         if self.nl_cfg.lanes != 1:
             raise ValueError(f"ScoreCombiner needs NonlinearConfig.lanes = 1, got {self.nl_cfg.lanes}")
@@ -75,8 +92,8 @@ class ScoreCombiner(wiring.Component):
             "heads": In(stream.Signature(head_pairs(cfg))),
             "scores": Out(stream.Signature(layouts.score(cfg))),
             **({"n_heads": In(range(cfg.heads + 1))} if runtime_heads else {}),
-            **({"recip_i": Out(stream.Signature(data.ArrayLayout(unsigned(DEN_BITS), 1))),
-                "recip_o": In(stream.Signature(data.ArrayLayout(mant_exp_layout(DEN_BITS), 1)))}
+            **({"recip_i": Out(stream.Signature(data.ArrayLayout(unsigned(self.recip_bits), 1))),
+                "recip_o": In(stream.Signature(data.ArrayLayout(mant_exp_layout(self.recip_bits), 1)))}
                if recip_port else {}),
         })
 
