@@ -555,7 +555,7 @@ def test_cycles_without_stalls(name):
     for (m, n, k), r in zip(shapes, res):
         w = -(-n // L)
         w_mean = w - k // L
-        assert r["cycles"] == 34 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
+        assert r["cycles"] == 18 + w * (m + 2) + w_mean * (m + MEAN_LANE_CYCLES * L + 2), f"MEAN {m} x {n}, k = {k}"
 
 
 @pytest.mark.parametrize("name,sum_lanes", [("4x4-rl4-dw128", 1), ("4x4-rl4-dw128", 2), ("4x8-rl16-dw64", 2)])
@@ -580,7 +580,7 @@ def test_mean_passes(name, sum_lanes):
     res = run_executor(acc, MeanExecutor(acc, sum_lanes=sum_lanes), jobs, 1, uses_dma=False, gap=0.0)
     check_results(acc, res, 1, uses_dma=False)
     for (m, n, k), r in zip(shapes, res):
-        want = 34 + sum(m + 2 + avg * (m + MEAN_LANE_CYCLES * sum_lanes + 2)
+        want = 18 + sum(m + 2 + avg * (m + MEAN_LANE_CYCLES * sum_lanes + 2)
                         for _, avg in mean_passes(L, sum_lanes, n, k))
         assert r["cycles"] == want, f"MEAN {m} x {n}, k = {k}, {sum_lanes} lanes a pass"
 

@@ -288,14 +288,14 @@ def summarize(r: dict, config: str) -> dict:
 
 def selector_parts(acc: AcceleratorConfig) -> dict:
     """The selector hardware inside :class:`heatvit.rtl.accel.top.Accelerator` (what a dense-only
-    accelerator would not have): the SELECT executor (score combiner + token-selector unit), the
-    MEAN executor, and the epilogue's ``REQ8_SIGMOID`` row serializer (``SerialAct``; the sigmoid
-    itself runs on the GELU unit's lane 0, whose few extra LUTs are inside the GELU unit).  The
-    selector's LayerNorm, Linear, GELU and softmax run on the backbone's units."""
+    accelerator would not have): the selector executor (SELECT: score combiner + token-selector
+    unit, and MEAN, one module with one reciprocal: ``SelectorExecutor``), and the epilogue's
+    ``REQ8_SIGMOID`` row serializer (``SerialAct``; the sigmoid itself runs on the GELU unit's
+    lane 0, whose few extra LUTs are inside the GELU unit).  The selector's LayerNorm, Linear,
+    GELU and softmax run on the backbone's units."""
     from heatvit.rtl.accel.epilogue import SIGMOID_OUT_BITS, SerialAct
-    from heatvit.rtl.accel.mean_exec import MeanExecutor
-    from heatvit.rtl.accel.select_exec import SelectExecutor
-    return {"select_exec": SelectExecutor(acc), "mean_exec": MeanExecutor(acc),
+    from heatvit.rtl.accel.selector_exec import SelectorExecutor
+    return {"selector_exec": SelectorExecutor(acc),
             "sigmoid_unit": SerialAct(acc, in_bits=8, out_bits=SIGMOID_OUT_BITS)}
 
 

@@ -130,9 +130,11 @@ def candidates(rows0: int, cols0: int):
 # -- the whole accelerator (rtl/accel/top.py) ---------------------------------------------------------
 
 ACCEL_TOP = "heatvit_accel"
-SELECTOR_MODULES = ("exec_select", "exec_mean", "exec_gemm.output.router.sigmoid_unit")
-"""The selector hardware's own modules (instance paths under the top): the SELECT executor
-(score combiner + token-selector control unit), the MEAN executor, the epilogue's
+SELECTOR_MODULES = ("exec_select", "exec_gemm.output.router.sigmoid_unit")
+"""The selector hardware's own modules (instance paths under the top): the selector executor
+(``SelectorExecutor``: SELECT's score combiner + token-selector control unit and MEAN, one
+module, one reciprocal; it also hosts COPY, whose few hundred LUTs the build without selectors
+has as ``exec_copy``, so they cancel in the with/without difference), the epilogue's
 ``REQ8_SIGMOID`` row serializer (``SerialAct``; the sigmoid runs on the GELU unit's lane 0, a
 ``GeluSigmoidUnit``, whose extra LUTs show in the with/without difference, not here).
 ``AcceleratorConfig.selectors = False`` leaves exactly these out (and the muxing that selects

@@ -235,8 +235,8 @@ LN_CYCLES = 6 + LN_ROW_LATENCY + 7
 """LAYERNORM beyond ``P + (M + 1) B'``: the executor's own ``6 + LN_ROW_LATENCY``
 (rtl/accel/layernorm_exec.py ``cycles``) plus the parameter read's DMA latency and dispatch (7)."""
 
-MEAN_CYCLES = 35
-"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``34``
+MEAN_CYCLES = 19
+"""MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``18``
 (rtl/accel/mean_exec.py) and ``W (M + 2)``: dispatch and the DMA-less hand-over (measured: W = 1
 digits, W = 4 DeiT-T)."""
 

@@ -25,6 +25,10 @@ from .ports import executor_members
 
 
 class CopyExecutor(wiring.Component):
+    IDLE = ("aux", "dma_rd", "dma_wr")
+    """Ports it never drives (left 0); the top routes them all the same (no ``IDLE_PORTS``), but
+    :class:`.selector_exec.SelectorExecutor` passes its other executors' values there."""
+
     def __init__(self, acc: AcceleratorConfig):
         if not isinstance(acc, AcceleratorConfig):
             raise TypeError(f"CopyExecutor takes an AcceleratorConfig, not {acc!r}")
@@ -33,9 +37,15 @@ class CopyExecutor(wiring.Component):
         super().__init__(executor_members(acc))
 
     def elaborate(self, platform):
+        m = Module()
+        self.logic(m)
+        return m
+
+    def logic(self, m: Module):
+        """The executor's logic into ``m`` on this component's port signals
+        (:class:`.selector_exec.SelectorExecutor` builds it beside SELECT's and MEAN's)."""
         L = self.lanes
         sh = L.bit_length() - 1
-        m = Module()
         c = Signal(fields_layout())
         busy, start, back = Signal(), Signal(), Signal()
         # registered with the fields: words a row, the last word and row, the last word's lanes
@@ -87,4 +97,3 @@ class CopyExecutor(wiring.Component):
             rd.reset(m), wr.reset(m)
         with m.If(self.abort):
             m.d.sync += busy.eq(0)
-        return m

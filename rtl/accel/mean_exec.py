@@ -26,9 +26,9 @@ last one with mean lanes, each summing, dividing and writing its group.  ``dst``
 written) or disjoint from it; a partial overlap is undefined.
 
 Cycles from the ``cmd`` handshake to ``done``, no stalls (measured; ``testbench/test_accel_ln.py``
-checks it): ``34 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
-``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 34 include the
-reciprocal's 32; default config, M = 197, n = 32, k = 16: 791); with passes, per pass ``M + 2``
+checks it): ``18 + W (M + 2) + W' (M + 10 lanes + 2)``, ``W = ceil(n / lanes)`` columns of which
+``W'`` have mean lanes (one divider, 10 cycles a lane: the load and 9 digits; the 18 include the
+reciprocal's 16; default config, M = 197, n = 32, k = 16: 775); with passes, per pass ``M + 2``
 and for one with mean lanes ``M + 10 sum_lanes + 2``.
 
 ``done`` pulses after the last write (``error`` = 0), or at once for ``live_m = 0`` (no error)
@@ -50,15 +50,17 @@ from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import mean_sum_lanes
 
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
+from ..toksel.combiner import RECIP_DIGIT_BITS as COMBINER_RECIP_DIGIT_BITS
 from . import ports
 
 
 MUL_DIGIT_BITS = 2
 """Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
 MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
-RECIP_DIGIT_BITS = 1
-"""The reciprocal's Horner steps one offset bit a cycle (:class:`SerialReciprocal`: one adder; it
-runs once per MEAN)."""
+RECIP_DIGIT_BITS = COMBINER_RECIP_DIGIT_BITS
+"""The reciprocal's Horner steps: the score combiner's (:class:`SerialReciprocal`, 16 cycles from
+``M`` to ``1/M``), so that in the accelerator both use one unit
+(:class:`.selector_exec.SelectorExecutor`)."""
 
 
 class MeanExecutor(wiring.Component):
@@ -81,6 +83,26 @@ class MeanExecutor(wiring.Component):
         super().__init__(ports.executor_members(acc))
 
     def elaborate(self, platform):
+        m = Module()
+        # golden divide() uses the default NonlinearConfig's reciprocal table; its input is
+        # M <= max_rows: the reciprocal's (r, e) depends only on the value, so this narrow unit
+        # equals golden divide()'s 32-bit one
+        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), self.max_rows().bit_length(),
+                                                      RECIP_DIGIT_BITS)
+        self.logic(m, recip.i, recip.o)
+        return ResetInserter(self.abort)(m)
+
+    def max_rows(self) -> int:
+        """The tallest token buffer's rows (the sequencer checks every window against its
+        buffer: ``live_m`` never exceeds it)."""
+        return max(spec.rows for spec in isa.token_buffers(self.acc).values())
+
+    def logic(self, m: Module, recip_i, recip_o):
+        """The executor's logic into ``m`` on this component's port signals, without the abort
+        reset (:meth:`elaborate` adds it; :class:`.selector_exec.SelectorExecutor` builds it
+        into one module beside the SELECT executor's).  ``recip_i`` / ``recip_o``: the
+        streams of a :class:`SerialReciprocal` of :data:`RECIP_DIGIT_BITS` (``M`` in, ``1/M``
+        out; any input width of at least ``max_rows`` bits)."""
         acc = self.acc
         L = isa.column_align(acc)
         log_l = L.bit_length() - 1
@@ -88,14 +110,8 @@ class MeanExecutor(wiring.Component):
         P = L // SL                                    # passes over a word column
         # a column sum of at most the tallest buffer's rows of int8 (the sequencer checks every
         # window against its buffer: live_m never exceeds it)
-        max_rows = max(spec.rows for spec in isa.token_buffers(acc).values())
+        max_rows = self.max_rows()
         sum_bits = (max_rows << 7).bit_length() + 1
-        m = Module()
-        # golden divide() uses the default NonlinearConfig's reciprocal table
-        # its input is M <= max_rows: the reciprocal's (r, e) depends only on the value, so this
-        # narrow unit equals golden divide()'s 32-bit one
-        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), max_rows.bit_length(),
-                                                      RECIP_DIGIT_BITS)
 
         f = Signal(ports.fields_layout())
         code = Signal(8)
@@ -154,7 +170,7 @@ class MeanExecutor(wiring.Component):
         else:
             m.d.comb += pass_mean.eq(mean_mask)
 
-        m.d.comb += [recip.i.payload[0].eq(rows), recip.o.ready.eq(1)]
+        m.d.comb += [recip_i.payload[0].eq(rows), recip_o.ready.eq(1)]
 
         # -- reads of the current column ----------------------------------------------------------
         m.d.comb += [self.src.cmd.valid.eq(issuing), self.src.cmd.payload.row.eq(f.src_row + rc),
@@ -186,13 +202,13 @@ class MeanExecutor(wiring.Component):
                     with m.Else():
                         m.next = "RECIP"
             with m.State("RECIP"):
-                m.d.comb += recip.i.valid.eq(1)
-                with m.If(recip.i.ready):
+                m.d.comb += recip_i.valid.eq(1)
+                with m.If(recip_i.ready):
                     m.next = "RECIP_WAIT"
             with m.State("RECIP_WAIT"):
-                with m.If(recip.o.valid):
-                    e_r = recip.o.payload[0].e
-                    m.d.sync += [r.eq(recip.o.payload[0].r), ex.eq(e_r),
+                with m.If(recip_o.valid):
+                    e_r = recip_o.payload[0].e
+                    m.d.sync += [r.eq(recip_o.payload[0].r), ex.eq(e_r),
                                  rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
                     m.next = "READ"
             with m.State("READ"):
@@ -253,4 +269,3 @@ class MeanExecutor(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(code)]
                 m.next = "IDLE"
-        return ResetInserter(self.abort)(m)

@@ -53,7 +53,7 @@ from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 
 from ..toksel import ScoreCombiner, TokenSelectorUnit
-from ..toksel.combiner import head_pairs
+from ..toksel.combiner import PORT_RECIP_BITS, den_bits, head_pairs, reciprocal
 from . import ports
 from .descriptor import fields_layout
 
@@ -101,10 +101,25 @@ class SelectExecutor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        m.submodules.recip = recip = reciprocal(in_bits=max(PORT_RECIP_BITS, den_bits(self.comb_cfg)))
+        self.logic(m, recip.i, recip.o)
+        return ResetInserter({"sync": self.abort})(m)
+
+    def logic(self, m: Module, recip_i, recip_o):
+        """The executor's logic (combiner and unit as submodules of ``m``) on this component's
+        port signals, without the abort reset (:meth:`elaborate` adds it;
+        :class:`.selector_exec.SelectorExecutor` builds it into one module beside MEAN's).
+        ``recip_i`` / ``recip_o``: the streams of the combiner's reciprocal
+        (:func:`heatvit.rtl.toksel.combiner.reciprocal`, at least :func:`~heatvit.rtl.toksel.combiner.den_bits`
+        of ``comb_cfg`` wide)."""
         acc, A, U, ratio, H = self.acc, self.lanes, self.acc.toksel.lanes, self.ratio, self.max_heads
         width = acc.shell.data_width
-        m.submodules.combiner = comb = ScoreCombiner(self.comb_cfg, runtime_heads=True)
-        m.submodules.unit = unit = TokenSelectorUnit(self.unit_cfg, runtime_chunks=True)
+        m.submodules.combiner = comb = ScoreCombiner(self.comb_cfg, runtime_heads=True, recip_port=True,
+                                                     recip_bits=len(recip_i.payload[0]))
+        m.d.comb += [recip_i.valid.eq(comb.recip_i.valid), recip_i.payload.eq(comb.recip_i.payload),
+                     comb.recip_i.ready.eq(recip_i.ready), comb.recip_o.valid.eq(recip_o.valid),
+                     comb.recip_o.payload.eq(recip_o.payload), recip_o.ready.eq(comb.recip_o.ready)]
+        m.submodules.unit = unit = TokenSelectorUnit(self.unit_cfg, runtime_chunks=True, pkg_port=True)
         wiring.connect(m, comb.scores, unit.scores)
 
         f = Signal(fields_layout())
@@ -209,7 +224,9 @@ class SelectExecutor(wiring.Component):
             w.ready.eq(dst.ready),
             dst.payload.row.eq(w.payload.pos),
             dst.payload.word.eq(f.dst_col // A + (w.payload.chunk // ratio if ratio > 1 else w.payload.chunk)),
-            dst.payload.data.eq(Cat(*([w.payload.data] * ratio))),
+            # the gathered token word as it passes into the unit, or the unit's package word
+            dst.payload.data.eq(Cat(*([Mux(unit.pkg_write, unit.pkg.as_value(), unit.tokens.payload.as_value())]
+                                      * ratio))),
         ]
         lane_mask = Const((1 << U) - 1, A)
         m.d.comb += dst.payload.mask.eq(lane_mask << (U * (w.payload.chunk % ratio)) if ratio > 1 else lane_mask)
@@ -308,4 +325,3 @@ class SelectExecutor(wiring.Component):
                 m.d.comb += [self.done.eq(1), self.error.eq(err), self.set_live.eq(err == 0),
                              self.new_n_live.eq(res_n), self.new_n_tail.eq(res_tail)]
                 m.next = "IDLE"
-        return ResetInserter({"sync": self.abort})(m)

@@ -53,11 +53,11 @@ EXECUTORS: dict[isa.Op, tuple[str, str]] = {
     isa.Op.ADD: ("heatvit.rtl.accel.top", "AddOp"),
     isa.Op.LOAD: ("heatvit.rtl.accel.io_exec", "LoadExecutor"),
     isa.Op.STORE: ("heatvit.rtl.accel.io_exec", "StoreExecutor"),
-    isa.Op.COPY: ("heatvit.rtl.accel.copy_exec", "CopyExecutor"),
+    isa.Op.COPY: ("heatvit.rtl.accel.selector_exec", "SelectorExecutor"),
     isa.Op.GEMM: ("heatvit.rtl.accel.gemm_exec", "GemmExecutor"),
     isa.Op.LAYERNORM: ("heatvit.rtl.accel.layernorm_exec", "LayerNormExecutor"),
-    isa.Op.MEAN: ("heatvit.rtl.accel.mean_exec", "MeanExecutor"),
-    isa.Op.SELECT: ("heatvit.rtl.accel.select_exec", "SelectExecutor"),
+    isa.Op.SELECT: ("heatvit.rtl.accel.selector_exec", "SelectorExecutor"),
+    isa.Op.MEAN: ("heatvit.rtl.accel.selector_exec", "SelectorExecutor"),
 }
 """Opcode -> (module, class) of its executor; one instance per class (a class may serve several
 opcodes).  A class that cannot be imported is left out (:func:`executor_classes`)."""
@@ -200,6 +200,8 @@ class Accelerator(wiring.Component):
             for op in isa.SELECTOR_OPS:
                 if self.classes.pop(op, None) is not None:
                     self.missing[op] = "left out: AcceleratorConfig.selectors = False"
+            # a class that also serves selector opcodes: its dense-only class for the others
+            self.classes = {op: getattr(cls, "DENSE", cls) for op, cls in self.classes.items()}
         super().__init__({
             "s_axi": In(axi_lite_signature()),
             "m_axi": Out(axi4_signature(acc.shell)),
@@ -258,7 +260,7 @@ class Accelerator(wiring.Component):
             if cls not in by_class:
                 by_class[cls] = len(instances)
                 inst = cls(acc)
-                m.submodules[f"exec_{op.name.lower()}"] = inst
+                m.submodules[getattr(cls, "INSTANCE", f"exec_{op.name.lower()}")] = inst
                 instances.append(inst)
             index_of[op] = by_class[cls]
         none = len(instances)

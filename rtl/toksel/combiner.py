@@ -16,6 +16,7 @@ from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import TokSelConfig
 
 from ..nonlinear.serial_recip import SerialReciprocal, digit_product
+from ..nonlinear.units import mant_exp_layout
 from . import layouts
 
 PROB_BITS = 8
@@ -31,6 +32,23 @@ RECIP_DIGIT_BITS = 3
 """Bits of the reciprocal's Horner steps multiplied per cycle (:class:`SerialReciprocal`): one
 token per ``2 * (ceil(13 / 3) + 1) = 12`` cycles, 449 LUTs (7 bits: 6 cycles, 719 LUTs; yosys at
 the default config).  A selector's 197 tokens then take ~2.6k cycles, where its GEMMs take ~30k."""
+
+
+def reciprocal(nl_cfg: NonlinearConfig | None = None, in_bits: int = DEN_BITS) -> SerialReciprocal:
+    """The combiner's reciprocal: ``1/den`` of ``in_bits``, ``RECIP_DIGIT_BITS`` a Horner step
+    (its ``(r, e)`` depends only on the value, so any width that holds ``den`` gives golden's)."""
+    return SerialReciprocal(nl_cfg or NonlinearConfig(), in_bits, RECIP_DIGIT_BITS)
+
+
+def den_bits(cfg: TokSelConfig) -> int:
+    """Bits of the combiner's largest ``den = 255 sum_h a`` (``cfg.heads`` heads)."""
+    return (255 * 255 * cfg.heads).bit_length()
+
+
+PORT_RECIP_BITS = 26
+"""Input width of the reciprocal outside the combiner (``recip_port``), when ``den`` (and MEAN's
+``M``) fit: yosys 0.23 maps the unit alone at 18 / 20 / 26 / 32 input bits to 571 / 475 / 447 /
+449 LUTs and 6.25 / 6.25 / 6.25 / 14 logic levels (the 32-bit normalisation is the deep path)."""
 
 
 def head_pairs(cfg: TokSelConfig) -> data.ArrayLayout:
@@ -54,10 +72,19 @@ class ScoreCombiner(wiring.Component):
     ``runtime_heads=True`` (the accelerator's SELECT executor, whose head count is a descriptor
     field): ``n_heads`` (in, 1 .. ``cfg.heads``, held while tokens flow) is the head count; the
     pairs of heads ``n_heads ..`` must be 0, a token takes ``max(n_heads + 2, 12)`` cycles.
+
+    ``recip_port=True`` (the accelerator, where MEAN uses the same reciprocal): no reciprocal
+    inside; ``recip_i`` (out) / ``recip_o`` (in) go to a :func:`reciprocal` of ``recip_bits``
+    outside (default :func:`den_bits`: a wider input than ``den`` needs only deepens its
+    normalisation).
     """
 
-    def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None, runtime_heads: bool = False):
-        self.cfg, self.runtime_heads = cfg, runtime_heads
+    def __init__(self, cfg: TokSelConfig, nl_cfg: NonlinearConfig | None = None, runtime_heads: bool = False,
+                 recip_port: bool = False, recip_bits: int | None = None):
+        self.cfg, self.runtime_heads, self.recip_port = cfg, runtime_heads, recip_port
+        self.recip_bits = den_bits(cfg) if recip_bits is None else recip_bits
+        if self.recip_bits < den_bits(cfg):
+            raise ValueError(f"ScoreCombiner: recip_bits must hold den ({den_bits(cfg)} bits), not {recip_bits!r}")
         self.nl_cfg = nl_cfg or NonlinearConfig()
         if self.nl_cfg.lanes != 1:
             raise ValueError(f"ScoreCombiner needs NonlinearConfig.lanes = 1, got {self.nl_cfg.lanes}")
@@ -65,13 +92,20 @@ class ScoreCombiner(wiring.Component):
             "heads": In(stream.Signature(head_pairs(cfg))),
             "scores": Out(stream.Signature(layouts.score(cfg))),
             **({"n_heads": In(range(cfg.heads + 1))} if runtime_heads else {}),
+            **({"recip_i": Out(stream.Signature(data.ArrayLayout(unsigned(self.recip_bits), 1))),
+                "recip_o": In(stream.Signature(data.ArrayLayout(mant_exp_layout(self.recip_bits), 1)))}
+               if recip_port else {}),
         })
 
     def elaborate(self, platform):
         cfg = self.cfg
         H, b = cfg.heads, cfg.score_bits
         m = Module()
-        m.submodules.recip = recip = SerialReciprocal(self.nl_cfg, DEN_BITS, RECIP_DIGIT_BITS)
+        if self.recip_port:
+            recip_i, recip_o = self.recip_i, self.recip_o
+        else:
+            m.submodules.recip = recip = reciprocal(self.nl_cfg)
+            recip_i, recip_o = recip.i, recip.o
         num_bits = (H * 255 * 255).bit_length()
         r_bits = F.RECIP_FRAC + 1
         digits = -(-r_bits // R_DIGIT_BITS)
@@ -119,9 +153,9 @@ class ScoreCombiner(wiring.Component):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
         push = Signal()
         m.d.comb += [
-            push.eq(pushing & recip.i.ready & nums.w_rdy),
-            recip.i.valid.eq(pushing & nums.w_rdy),
-            recip.i.payload[0].eq(den),
+            push.eq(pushing & recip_i.ready & nums.w_rdy),
+            recip_i.valid.eq(pushing & nums.w_rdy),
+            recip_i.payload[0].eq(den),
             nums.w_en.eq(push),
             nums.w_data.eq(num),
         ]
@@ -133,7 +167,7 @@ class ScoreCombiner(wiring.Component):
         mul_busy = Signal()
         done = Signal()                        # q is on the scores port
         r = Signal(digits * R_DIGIT_BITS)
-        e = Signal(recip.o.payload[0].e.shape())
+        e = Signal(recip_o.payload[0].e.shape())
         num2 = Signal(num_bits + digits * R_DIGIT_BITS)
         prod = Signal(num_bits + r_bits + 1)
         dcount = Signal(range(digits + 1))
@@ -141,18 +175,18 @@ class ScoreCombiner(wiring.Component):
         m.d.comb += part.eq(digit_product(num2, r, R_DIGIT_BITS))
         load = Signal()
         m.d.comb += [
-            load.eq(~mul_busy & ~done & recip.o.valid & nums.r_rdy),
-            recip.o.ready.eq(load),
+            load.eq(~mul_busy & ~done & recip_o.valid & nums.r_rdy),
+            recip_o.ready.eq(load),
             nums.r_en.eq(load),
         ]
         # The rounding term 2**(s - 1) of q = round(prod / 2**s), s = e + off >= 1, is the
         # product's initial value (a one-hot decode of e), so the adds of the multiply do the
         # rounding add and the output stage only shifts and clamps.
         off = F.RECIP_FRAC - b
-        e_in = recip.o.payload[0].e
+        e_in = recip_o.payload[0].e
         half = Cat(*[(e_in == i + 1 - off) if i + 1 - off >= 0 else Const(0, 1) for i in range(len(prod))])
         with m.If(load):
-            m.d.sync += [r.eq(recip.o.payload[0].r), e.eq(e_in), num2.eq(nums.r_data),
+            m.d.sync += [r.eq(recip_o.payload[0].r), e.eq(e_in), num2.eq(nums.r_data),
                          prod.eq(half), dcount.eq(0), mul_busy.eq(1)]
         with m.If(mul_busy):
             m.d.sync += [prod.eq(prod + part), r.eq(r >> R_DIGIT_BITS), num2.eq(num2 << R_DIGIT_BITS),

@@ -70,9 +70,15 @@ class TokenSelectorUnit(wiring.Component):
     is then the widest token) and every ``writes`` beat its address's parts ``chunk`` and ``pos``
     (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
     ``chunks = cfg.chunks``.
+
+    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): ``writes``
+    carries no data (its ``data`` is 0); a gather write's data is the ``tokens`` word taken in
+    the same cycle, and while ``pkg_write`` is high the beat on offer is the package word, on
+    ``pkg`` (the user's one multiplexer picks the data, not one inside the unit as well).
     """
 
-    def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None):
+    def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None,
+                 pkg_port: bool = False):
         if package_lanes is None:
             package_lanes = default_package_lanes(cfg.lanes)
         check_int("TokenSelectorUnit", "package_lanes", package_lanes, 1, cfg.lanes)
@@ -80,7 +86,10 @@ class TokenSelectorUnit(wiring.Component):
             raise ValueError(f"TokenSelectorUnit: package_lanes must divide lanes = {cfg.lanes}, "
                              f"not {package_lanes!r}")
         self.cfg, self.runtime_chunks, self.package_lanes = cfg, runtime_chunks, package_lanes
+        self.pkg_port = pkg_port
+        extra = {"pkg": Out(layouts.token_word(cfg)), "pkg_write": Out(1)} if pkg_port else {}
         super().__init__({
+            **extra,
             "cmd": In(stream.Signature(layouts.command(cfg, chunks=runtime_chunks))),
             "scores": In(stream.Signature(layouts.score(cfg))),
             "tokens": In(stream.Signature(layouts.token_word(cfg))),
@@ -173,6 +182,9 @@ class TokenSelectorUnit(wiring.Component):
         quo_next = Signal(QUOTIENT_BITS)
         m.d.comb += quo_next.eq(Cat(ge, quo))           # shift the next quotient bit in
 
+        if self.pkg_port:
+            m.d.comb += [self.pkg[i].eq(pkg[i]) for i in range(L)]
+
         def finish_chunk():
             m.d.sync += [pos.eq(0), idx.eq(0)]
             if not self.runtime_chunks:
@@ -250,10 +262,9 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                m.d.comb += [
-                    wp.data.eq(self.tokens.payload),
-                    wp.last.eq(last_chunk & last_token & ~has_pkg),
-                ]
+                if not self.pkg_port:
+                    m.d.comb += wp.data.eq(self.tokens.payload)
+                m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
                 address()
                 taken = Signal()
                 with m.If(ent.keep):
@@ -302,7 +313,10 @@ class TokenSelectorUnit(wiring.Component):
                         m.next = "DIV_LOAD"
             with m.State("PKG_WRITE"):
                 m.d.comb += [self.writes.valid.eq(1), wp.last.eq(last_chunk)]
-                m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
+                if self.pkg_port:
+                    m.d.comb += self.pkg_write.eq(1)
+                else:
+                    m.d.comb += [wp.data[i].eq(pkg[i]) for i in range(L)]
                 address()
                 with m.If(self.writes.ready):
                     finish_chunk()
