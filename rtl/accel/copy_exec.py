@@ -60,7 +60,8 @@ class CopyExecutor(wiring.Component):
                                                      | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col)))),
                          words.eq(p_words), w_last.eq((p.live_n - 1) >> sh), r_last.eq(p.live_m - 1),
                          # the last word's lanes: live_n mod L of them, all L when that is 0
-                         tail_mask.eq(Cat(*((p.live_n[:sh] == 0) | (p.live_n[:sh] > i) for i in range(L))))]
+                         tail_mask.eq(Cat(*((p.live_n[:sh] == 0) | (p.live_n[:sh] > i) if i < L - 1
+                                                  else p.live_n[:sh] == 0 for i in range(L))))]
 
         def place(cnt: RowCounter):
             """(row, word) offsets in the window of a walk position (backwards when ``back``)."""

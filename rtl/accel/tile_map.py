@@ -32,7 +32,7 @@ unchanged).  The first beat may come the cycle after ``start``.  ``KT * NT`` mus
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -40,6 +40,12 @@ from amaranth.lib.wiring import In, Out
 from heatvit.config import AcceleratorConfig
 
 from ..gemm import layouts
+
+
+def _above(x, c: int):
+    """``x > c``, or a constant 0 where ``c`` is ``x``'s largest value (no constant comparison
+    in the Verilog: Verilator's ``CMPCONST``)."""
+    return x > c if c < (1 << len(x)) - 1 else Const(0, 1)
 
 
 def _log2(x: int) -> int:
@@ -138,9 +144,9 @@ class TileMap(wiring.Component):
         c1_part, c1_mask = Signal(GROUP), Signal(GROUP)
         for j, ones in enumerate(c1_ones):
             m.d.sync += [ones.eq(_tree_sum(beat[j * GROUP + i] for i in range(GROUP))),
-                         c1_whole[j].eq(take & (whole | (cur_rem[lg:] > j)))]
+                         c1_whole[j].eq(take & (whole | _above(cur_rem[lg:], j)))]
         m.d.sync += [c1_part.eq(beat.word_select(cur_rem[lg:], GROUP)),
-                     c1_mask.eq(Cat(take & ~whole & (cur_rem[:lg] > i) for i in range(GROUP)))]
+                     c1_mask.eq(Cat(take & ~whole & _above(cur_rem[:lg], i) for i in range(GROUP)))]
         # stage 2: the whole groups' sums (in SUMS parts) and the end group's masked bits
         per = len(c1_ones) // SUMS
         c2_whole = [Signal(range(per * GROUP + 1), name=f"c2_whole{h}") for h in range(SUMS)]

@@ -262,8 +262,7 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                if not self.pkg_port:
-                    m.d.comb += wp.data.eq(self.tokens.payload)
+                m.d.comb += wp.data.eq(self.tokens.payload)
                 m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
                 address()
                 taken = Signal()
