@@ -46,21 +46,16 @@ from heatvit import isa
 from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
-from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import mean_sum_lanes
 
-from ..nonlinear.serial_recip import SerialReciprocal, digit_product
-from ..toksel.combiner import RECIP_DIGIT_BITS as COMBINER_RECIP_DIGIT_BITS
+from ..nonlinear.serial_recip import digit_product
+from ..toksel.combiner import reciprocal
 from . import ports
 
 
 MUL_DIGIT_BITS = 2
 """Bits of the reciprocal's 17-bit mantissa multiplied per cycle (shift-add: 9 cycles a lane; a
 MEAN divides ``lanes`` values per averaged word once per selector, so LUTs matter, not cycles)."""
-RECIP_DIGIT_BITS = COMBINER_RECIP_DIGIT_BITS
-"""The reciprocal's Horner steps: the score combiner's (:class:`SerialReciprocal`, 16 cycles from
-``M`` to ``1/M``), so that in the accelerator both use one unit
-(:class:`.selector_exec.SelectorExecutor`)."""
 
 
 class MeanExecutor(wiring.Component):
@@ -87,8 +82,7 @@ class MeanExecutor(wiring.Component):
         # golden divide() uses the default NonlinearConfig's reciprocal table; its input is
         # M <= max_rows: the reciprocal's (r, e) depends only on the value, so this narrow unit
         # equals golden divide()'s 32-bit one
-        m.submodules.recip = recip = SerialReciprocal(NonlinearConfig(lanes=1), self.max_rows().bit_length(),
-                                                      RECIP_DIGIT_BITS)
+        m.submodules.recip = recip = reciprocal(in_bits=self.max_rows().bit_length())
         self.logic(m, recip.i, recip.o)
         return ResetInserter(self.abort)(m)
 
@@ -101,7 +95,8 @@ class MeanExecutor(wiring.Component):
         """The executor's logic into ``m`` on this component's port signals, without the abort
         reset (:meth:`elaborate` adds it; :class:`.selector_exec.SelectorExecutor` builds it
         into one module beside the SELECT executor's).  ``recip_i`` / ``recip_o``: the
-        streams of a :class:`SerialReciprocal` of :data:`RECIP_DIGIT_BITS` (``M`` in, ``1/M``
+        streams of the score combiner's reciprocal (:func:`heatvit.rtl.toksel.combiner.reciprocal`,
+        16 cycles from ``M`` to ``1/M``, so that in the accelerator both use one unit; ``M`` in, ``1/M``
         out; any input width of at least ``max_rows`` bits)."""
         acc = self.acc
         L = isa.column_align(acc)

@@ -71,10 +71,10 @@ class TokenSelectorUnit(wiring.Component):
     (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
     ``chunks = cfg.chunks``.
 
-    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): ``writes``
-    carries no data (its ``data`` is 0); a gather write's data is the ``tokens`` word taken in
-    the same cycle, and while ``pkg_write`` is high the beat on offer is the package word, on
-    ``pkg`` (the user's one multiplexer picks the data, not one inside the unit as well).
+    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): a gather
+    write's data is the ``tokens`` word taken in the same cycle (as without ``pkg_port``), and
+    while ``pkg_write`` is high the beat on offer is the package word, on ``pkg``, with ``data``
+    0 (the user's one multiplexer picks the data, not one inside the unit as well).
     """
 
     def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None,
@@ -262,8 +262,10 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                m.d.comb += wp.data.eq(self.tokens.payload)
-                m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
+                m.d.comb += [
+                    wp.data.eq(self.tokens.payload),
+                    wp.last.eq(last_chunk & last_token & ~has_pkg),
+                ]
                 address()
                 taken = Signal()
                 with m.If(ent.keep):
