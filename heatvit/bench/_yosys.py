@@ -250,13 +250,15 @@ def batches(names: list[str], mods: dict, limit: int | None = None) -> list[list
     return out + ([small] if small else [])
 
 
-def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, *, top: bool) -> dict:
+def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, *, top: bool,
+                 netlist: bool = False) -> dict:
     """``SYNTH`` of the modules ``names`` in one yosys run, every child not among them a
     blackbox, under a wrapper top that instantiates each once (synthesis does not flatten, so
     each module is synthesized on its own exactly as in a run of the whole design): per module
     its own cells by type (children excluded); the run's wall and CPU seconds are split over
     the modules by Verilog size.  ``top``: ``names`` is the design's top alone (only its clock
-    input gets a BUFG)."""
+    input gets a BUFG).  ``netlist``: also write the netlist after :data:`LTP_SCRIPT` as
+    ``work/net.json`` (:func:`endpoint_levels`)."""
     if top and len(names) != 1:
         raise ValueError(f"the design's top is synthesized alone, not with {len(names) - 1} other modules")
     work.mkdir(parents=True, exist_ok=True)
@@ -272,7 +274,7 @@ def _synth_batch(names: list[str], mods: dict, work: Path, timeout: int | None, 
                  + "endmodule\n")
     (work / "m.v").write_text(text)
     script = (f"read_verilog m.v; {SYNTH}{'' if top else ' -noclkbuf'} -top {head}; "
-              f"tee -q -o stat.txt stat; {LTP_SCRIPT}")
+              f"tee -q -o stat.txt stat; {LTP_SCRIPT}{'; write_json net.json' if netlist else ''}")
     what = f"module {names[0]}" if len(names) == 1 else f"{len(names)} modules ({', '.join(names)})"
     try:
         wall, cpu = run_logged(script, work, what, timeout=timeout)
@@ -470,3 +472,138 @@ def hier_cell_counts(verilog: str, top: str, *, cache: Path | None = None, jobs:
             "cpu_s_all": round(sum(results[k]["cpu_s"] or 0 for k in todo), 1),
             "per_module": {name: {"instances": n, "cells": results[keys[name]]["cells"]}
                            for name, n in counts.items()}}
+
+
+# -- every endpoint's depth ------------------------------------------------------------------------
+
+CARRY_LEVEL = 0.25
+"""Levels per carry-chain cell (CARRY4/CARRY8), as :func:`module_paths` counts them."""
+
+_RAM_DATA_PORTS = re.compile(r"^(D|DI\w*|WE|WCLK|WE\w*)$")
+"""LUT-RAM inputs that do not reach the read data combinationally (write data, write enable,
+clock): only the address inputs count towards the read's depth."""
+
+
+def _cell_level(kind: str) -> float:
+    if kind.startswith("CARRY"):
+        return CARRY_LEVEL
+    return 1.0
+
+
+def netlist_depth(netlist: dict, module: str) -> dict:
+    """Every endpoint's depth in ``module`` of a ``write_json`` netlist after :data:`LTP_SCRIPT`'s
+    deletions (only combinational cells left; flip-flop outputs, block RAM / DSP48E2 outputs
+    and the module's input ports are the sources, at depth 0).  Each net's depth is its
+    driver's deepest input plus 1 per LUT, MUXF7/8/9, LUT-RAM read (its address inputs only:
+    the write is clocked) and INV, :data:`CARRY_LEVEL` per carry cell.  Returns ``levels`` (the
+    deepest net, so the deepest endpoint), its ``path`` (cell types from the source, deepest
+    last) and ``cells`` (combinational cells walked).  ``ltp -noff`` reports the path with the
+    most cells instead, which a long carry chain wins against fewer but deeper LUT/MUXF levels."""
+    mod = netlist["modules"][module]
+    driver: dict[int, tuple[str, list[int]]] = {}     # net -> (cell, its counted inputs)
+    kinds: dict[str, str] = {}
+    for name, cell in mod.get("cells", {}).items():
+        kind = cell["type"]
+        dirs = cell.get("port_directions", {})
+        ins: list[int] = []
+        outs: list[int] = []
+        for port, bits in cell["connections"].items():
+            nets = [b for b in bits if isinstance(b, int)]
+            if dirs.get(port) == "output":
+                outs += nets
+            elif not (kind.startswith("RAM") and _RAM_DATA_PORTS.match(port)):
+                ins += nets
+        if not dirs:
+            raise ValueError(f"cell {name} ({kind}) has no port directions in the netlist")
+        kinds[name] = kind
+        for n in outs:
+            driver[n] = (name, ins)
+    depth: dict[int, float] = {}
+    via: dict[int, int | None] = {}
+
+    def resolve(net: int) -> float:
+        # iterative depth-first walk (chains run thousands of cells deep)
+        stack = [(net, False)]
+        on_stack: set[int] = set()
+        while stack:
+            n, expanded = stack.pop()
+            if n in depth:
+                continue
+            if n not in driver:
+                depth[n], via[n] = 0.0, None
+                continue
+            cell, ins = driver[n]
+            if not expanded:
+                if n in on_stack:
+                    raise ValueError(f"combinational loop through {cell} ({kinds[cell]}) in {module}")
+                on_stack.add(n)
+                stack.append((n, True))
+                stack += [(i, False) for i in ins if i not in depth]
+                continue
+            best = max(ins, key=lambda i: depth[i], default=None)
+            depth[n] = (0.0 if best is None else depth[best]) + _cell_level(kinds[cell])
+            via[n] = best
+            on_stack.discard(n)
+        return depth[net]
+
+    for n in driver:
+        resolve(n)
+    if not depth:
+        return {"levels": 0.0, "path": [], "cells": 0}
+    net = max(depth, key=lambda n: depth[n])
+    path = []
+    while net is not None and net in driver:
+        path.append(kinds[driver[net][0]])
+        net = via[net]
+    return {"levels": max(depth.values()), "path": path[::-1], "cells": len(kinds)}
+
+
+def _endpoints_batch(names: list[str], mods: dict, work: Path, timeout: int | None) -> dict:
+    """:func:`_synth_batch` of ``names`` (children as blackboxes) whose netlist after
+    :data:`LTP_SCRIPT` is also written as JSON and walked (:func:`netlist_depth`): per module
+    its cells, ``ltp`` figure and ``endpoints``."""
+    rs = _synth_batch(names, mods, work, timeout, top=False, netlist=True)
+    netlist = json.loads((work / "net.json").read_text())
+    for n, r in rs.items():
+        r["endpoints"] = netlist_depth(netlist, n.lstrip("\\"))
+    return rs
+
+
+def endpoint_levels(verilog: str, names: list[str] | None = None, *, cache: Path | None = None,
+                    timeout: int = 3600, log=None) -> dict[str, dict]:
+    """Every endpoint's depth (:func:`netlist_depth`) of each module ``names`` (default: every
+    module) of exported ``verilog``, each synthesized alone with the resources bench's flow
+    (:data:`SYNTH`, children as blackboxes, :data:`LTP_SCRIPT`).  Module name (plain) ->
+    ``levels`` (every endpoint), ``ltp_levels`` (what ``ltp -noff`` reports), ``lut`` (LUT-RAM
+    counted as :data:`LUTRAM_LUTS`), ``ff``, ``path`` and ``cells``.  Cached per module key
+    (:func:`module_keys`) in ``cache`` (:func:`cache_dir`), beside :func:`hier_cell_counts`'
+    entries."""
+    cache = cache_dir() if cache is None else Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    stamp = hashlib.sha256(f"{version()}\n{SYNTH}\n{LTP_SCRIPT}\nendpoints 1".encode()).hexdigest()[:8]
+    mods = split_modules(prepare(verilog))
+    keys = module_keys(mods)
+    by_plain = {n.lstrip("\\"): n for n in mods}
+    wanted = list(by_plain) if names is None else names
+    missing = [n for n in wanted if n not in by_plain]
+    if missing:
+        raise ValueError(f"no module {missing} in the Verilog (modules: {sorted(by_plain)[:20]}...)")
+    out = {}
+    for plain in wanted:
+        name = by_plain[plain]
+        f = cache / f"{keys[name]}-{stamp}-endpoints.json"
+        if f.exists():
+            r = json.loads(f.read_text())
+        else:
+            with tempfile.TemporaryDirectory(prefix="heatvit-yosys-") as tmp:
+                r = _endpoints_batch([name], mods, Path(tmp), timeout)[name]
+            f.write_text(json.dumps(r))
+            if log:
+                log(f"  {plain}: {r['wall_s']:.0f} s wall")
+        cells = r["cells"]
+        out[plain] = {"levels": r["endpoints"]["levels"], "ltp_levels": (r["ltp"] or {}).get("levels", 0),
+                      "lut": sum(v for k, v in cells.items() if k.startswith("LUT"))
+                      + sum(LUTRAM_LUTS.get(k, 0) * v for k, v in cells.items()),
+                      "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
+                      "path": r["endpoints"]["path"], "cells": r["endpoints"]["cells"]}
+    return out
