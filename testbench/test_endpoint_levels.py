@@ -37,7 +37,10 @@ def test_netlist_walk():
         "g": _cell("LUT1", {"I0": [15]}, {"O": [16]}),
     }
     got = _yosys.netlist_depth({"modules": {"m": {"cells": cells}}}, "m")
-    assert got == {"levels": 2.5, "path": ["LUT2", "CARRY4", "CARRY4", "MUXF7"], "cells": 6}
+    deepest = got.pop("deepest_nets")
+    assert got == {"levels": 2.5, "path": ["LUT2", "CARRY4", "CARRY4", "MUXF7"], "cells": 6, "net": "12",
+                   "source": "2"}
+    assert deepest[0] == ["12", 2.5] and dict(deepest)["11"] == 1.5 and len(deepest) == 8
     del cells["c0"], cells["c1"], cells["f"]
     cells["ram"]["connections"]["D"] = [3]
     got = _yosys.netlist_depth({"modules": {"m": {"cells": cells}}}, "m")

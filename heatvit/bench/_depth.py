@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
         got = unit_levels(acc, unit, names.split(",") if names else None, log=print)
         for name, r in sorted(got.items(), key=lambda kv: -kv[1]["levels"]):
             print(json.dumps({"preset": argv[0], "module": name, **{k: r[k] for k in
-                              ("levels", "ltp_levels", "lut", "ff", "path")}}), flush=True)
+                              ("levels", "ltp_levels", "lut", "ff", "source", "net", "deepest_nets", "path")}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -551,11 +551,21 @@ def netlist_depth(netlist: dict, module: str) -> dict:
     if not depth:
         return {"levels": 0.0, "path": [], "cells": 0}
     net = max(depth, key=lambda n: depth[n])
+    names = {b: name for name, v in sorted(mod.get("netnames", {}).items(), key=lambda kv: kv[1].get("hide_name", 0))
+             for b in v["bits"] if isinstance(b, int)}
+    endpoint = names.get(net, str(net))
     path = []
     while net is not None and net in driver:
         path.append(kinds[driver[net][0]])
         net = via[net]
-    return {"levels": max(depth.values()), "path": path[::-1], "cells": len(kinds)}
+    source = names.get(net, str(net)) if net is not None else None
+    worst: dict[str, float] = {}
+    for n, v in depth.items():
+        key = re.sub(r"\[[^\]]*\]$", "", names.get(n, str(n)))
+        worst[key] = max(worst.get(key, 0.0), v)
+    top = sorted(worst.items(), key=lambda kv: -kv[1])[:8]
+    return {"levels": max(depth.values()), "path": path[::-1], "cells": len(kinds), "net": endpoint, "source": source,
+            "deepest_nets": [list(kv) for kv in top]}
 
 
 def _endpoints_batch(names: list[str], mods: dict, work: Path, timeout: int | None) -> dict:
@@ -580,7 +590,7 @@ def endpoint_levels(verilog: str, names: list[str] | None = None, *, cache: Path
     entries."""
     cache = cache_dir() if cache is None else Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    stamp = hashlib.sha256(f"{version()}\n{SYNTH}\n{LTP_SCRIPT}\nendpoints 1".encode()).hexdigest()[:8]
+    stamp = hashlib.sha256(f"{version()}\n{SYNTH}\n{LTP_SCRIPT}\nendpoints 4".encode()).hexdigest()[:8]
     mods = split_modules(prepare(verilog))
     keys = module_keys(mods)
     by_plain = {n.lstrip("\\"): n for n in mods}
@@ -605,5 +615,8 @@ def endpoint_levels(verilog: str, names: list[str] | None = None, *, cache: Path
                       "lut": sum(v for k, v in cells.items() if k.startswith("LUT"))
                       + sum(LUTRAM_LUTS.get(k, 0) * v for k, v in cells.items()),
                       "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
-                      "path": r["endpoints"]["path"], "cells": r["endpoints"]["cells"]}
+                      "path": r["endpoints"]["path"], "net": r["endpoints"].get("net"),
+                      "source": r["endpoints"].get("source"),
+                      "deepest_nets": r["endpoints"].get("deepest_nets"),
+                      "cells": r["endpoints"]["cells"]}
     return out

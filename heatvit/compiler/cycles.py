@@ -132,10 +132,11 @@ write (rtl/accel/select_exec.py; measured by
 the keep mask shifts into place (:func:`select_cycles`)."""
 
 
-SELECT_TOP_CYCLES = 3
+SELECT_TOP_CYCLES = 4
 """What a SELECT's cycle record in the whole accelerator adds to the executor's own cycles
 (dispatch, the token buffers' read pipeline, the trace write's path to DDR): measured on the
-pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, every stage)."""
+pruned digits model in Verilator (``testbench/test_accel_prune_digits.py``, every stage; 3 before
+the DMA's two-stage address check)."""
 
 
 def select_score_rate(acc, heads: int) -> int:
@@ -201,23 +202,26 @@ CHECK_CYCLES = 6
 group of checks' first failing one, the first failing group's; ``testbench/test_cycle_model.py``
 checks they agree)."""
 
-START_CYCLES = 9
+START_CYCLES = 10
 """From ``start`` to the BEGIN descriptor's cycle record (its fetch through the DMA and its check),
 less the ``CHECK_CYCLES - 1`` that END's gap to ``done`` (no check after END) lacks: with one
 ``GAP_CYCLES`` per descriptor the ``CYCLES`` register then adds up."""
 
-GAP_CYCLES = 10 + CHECK_CYCLES
+GAP_CYCLES = 11 + CHECK_CYCLES
 """Between one descriptor's record end and the next one's start: the cycle record's hand-over,
 the next descriptor's fetch (one 32-byte DMA read of the PROGRAM region) and its check
 (``CHECK_CYCLES``); also from END's record to ``done`` (every write answered; see
 ``START_CYCLES``).  Skipped descriptors (live rows 0), BEGIN and END have records of length 0 and
-cost this gap too.  (11 when the checker was one stage: its stages added 5 to every gap.)"""
+cost this gap too.  (11 when the checker was one stage: its stages added 5 to every gap; the
+DMA's two-stage address check, ``heatvit.rtl.accel.dma_ports``, one more to the fetch.)"""
 
-ROW_DMA_CYCLES = 7
-"""LOAD: the DMA's latency per row (one request per row, served in order)."""
+ROW_DMA_CYCLES = 8
+"""LOAD: the DMA's latency per row (one request per row, served in order; 7 before the DMA's
+address check took two register stages, ``heatvit.rtl.accel.dma_ports``)."""
 
-STORE_CYCLES = 3
-"""STORE: cycles after its beats (the write's hand-over to the DMA)."""
+STORE_CYCLES = 5
+"""STORE: cycles after its beats (the write's hand-over to the DMA; measured on one-row STOREs,
+the logits; 3 before the DMA's two-stage address check)."""
 
 COPY_CYCLES = 5
 """COPY: cycles after one buffer word per cycle."""
@@ -231,9 +235,10 @@ LN_ROW_LATENCY = 25
 rows follow each other ``B`` cycles apart): ``heatvit.rtl.nonlinear.rows.layernorm_row_latency``
 at the accelerator's tables (``testbench/test_cycle_model.py`` checks they agree)."""
 
-LN_CYCLES = 6 + LN_ROW_LATENCY + 7
+LN_CYCLES = 6 + LN_ROW_LATENCY + 8
 """LAYERNORM beyond ``P + (M + 1) B'``: the executor's own ``6 + LN_ROW_LATENCY``
-(rtl/accel/layernorm_exec.py ``cycles``) plus the parameter read's DMA latency and dispatch (7)."""
+(rtl/accel/layernorm_exec.py ``cycles``) plus the parameter read's DMA latency and dispatch (8;
+7 before the DMA's two-stage address check)."""
 
 MEAN_CYCLES = 19
 """MEAN: with one cycle per word of its rows (``W``), on top of the executor's own ``18``
@@ -244,10 +249,11 @@ MEAN_LANE_CYCLES = 10
 """MEAN: cycles per lane of an averaged word's division (rtl/accel/mean_exec.py: the load and nine
 2-bit digits of the shift-add ``sum * r``)."""
 
-GEMM_PARAM_LEAD = 9
+GEMM_PARAM_LEAD = 10
 """GEMM, weights from DDR: the engine starts after the parameter beats (:func:`param_beats`) plus
 this (the DMA's latency: the weights follow the parameters in one stream; the engine's row gate
-lets its first pass start while its activation tile loads, so the activations do not hold it)."""
+lets its first pass start while its activation tile loads, so the activations do not hold it;
+9 before the DMA's two-stage address check)."""
 
 GEMM_ACT_LEAD = 5
 """GEMM, weights from a token buffer: the engine starts after its first activation tile (``m``

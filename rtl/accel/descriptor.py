@@ -47,6 +47,15 @@ def _or(values):
     return out
 
 
+def checked_layout() -> data.StructLayout:
+    """:class:`DescriptorChecker`'s result: ``fields``, ``code`` and, from the fields, what the
+    sequencer decides on (registered with them, so its CHECK state compares nothing wide):
+    ``version_ok`` (the ISA version and ``config_id`` this build runs), ``begin`` / ``end``
+    (the opcode) and ``skip`` (no live rows)."""
+    return data.StructLayout({"fields": fields_layout(), "code": 8, "version_ok": 1, "begin": 1, "end": 1,
+                              "skip": 1})
+
+
 CHECK_GROUP = 4
 """The checker's last stage takes an opcode's checks this many at a time (see :func:`_first_code`)."""
 
@@ -99,7 +108,7 @@ class DescriptorChecker(wiring.Component):
         self.acc = acc
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(32, isa.DESC_WORDS))),
-            "o": Out(stream.Signature(data.StructLayout({"fields": fields_layout(), "code": 8}))),
+            "o": Out(stream.Signature(checked_layout())),
             "n_live": In(16),
         })
 
@@ -317,6 +326,11 @@ class DescriptorChecker(wiring.Component):
         # -- stage 6: the first failing group's code, OR-ed over the opcodes (one is on) ----------
         code = Signal(8)
         m.d.comb += code.eq(_or([pre5, *(_first_code(list(fs), firsts) for fs, firsts in zip(fails5, firsts5))]))
+        major, minor = f5.version[16:], f5.version[:16]
         with m.If(en):
-            m.d.sync += [self.o.valid.eq(valid5), self.o.payload.fields.eq(f5), self.o.payload.code.eq(code)]
+            m.d.sync += [self.o.valid.eq(valid5), self.o.payload.fields.eq(f5), self.o.payload.code.eq(code),
+                         self.o.payload.version_ok.eq((major == isa.ISA_VERSION[0]) & (minor <= isa.ISA_VERSION[1])
+                                                      & (f5.config_id == isa.config_id(acc))),
+                         self.o.payload.begin.eq(f5.opcode == Op.BEGIN), self.o.payload.end.eq(f5.opcode == Op.END),
+                         self.o.payload.skip.eq(f5.live_m == 0)]
         return m

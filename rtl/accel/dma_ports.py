@@ -15,6 +15,10 @@ at 4 KiB lines by the reader/writer).
   client that asked, in order.  A write's ``strb`` (one bit per byte) goes to ``WSTRB`` beat by
   beat, so a client writes exactly the bytes it owns.  A write's next request may start while
   earlier write responses are still due.
+* Per request, three cycles before its transfer starts (300 MHz: each register to register,
+  docs/perf.md "Logic depth"): IDLE takes it and registers its region's base, CHECK registers
+  the address (base + offset) and the end (base + offset + bytes, carry-save), VERIFY decides
+  the error code from those by compares with constants and starts the reader / writer.
 * Errors: ``error`` (:class:`~heatvit.errors.ErrorCode`, sticky, the first one wins until
   ``clear``): ``ADDRESS_OUT_OF_WINDOW`` for a request outside ``[window_base, window_end)`` or
   naming no region, ``UNALIGNED_ADDRESS`` for an address that is not a multiple of the beat size
@@ -47,7 +51,7 @@ from .ports import BEATS_BITS, DmaRegion
 
 BASE_BITS = 64
 
-IDLE, CHECK, DATA, DRAIN = range(4)
+IDLE, CHECK, VERIFY, DATA, DRAIN = range(5)
 
 
 def _round_robin(m: Module, valids: list, last, name: str):
@@ -91,32 +95,44 @@ class DmaPorts(wiring.Component):
             "error": Out(8), "idle": Out(1), "writes_idle": Out(1), "progress": Out(1),
         })
 
-    def _check(self, m: Module, req, name: str):
-        """(address, error code) of a latched request: 0 = inside the window and aligned."""
+    def _check(self, m: Module, req, base, state, name: str):
+        """(address, error code) of a latched request: 0 = inside the window and aligned.  Two
+        register stages (300 MHz, docs/perf.md "Logic depth"): ``base`` (the request's region
+        base, registered when the request is taken) plus the offset, and the end (base, offset
+        and the bytes, added carry-save), are registered in CHECK; the window and alignment
+        compares (against constants) decide the code in VERIFY, from those registers."""
         s = self.acc.shell
         addr = Signal(BASE_BITS + 1, name=f"{name}_addr")
         end = Signal(BASE_BITS + 2, name=f"{name}_end")
+        bad_region = Signal(name=f"{name}_bad_region")
         code = Signal(8, name=f"{name}_code")
-        with m.Switch(req.region):
-            for r in DmaRegion:
-                with m.Case(r):
-                    m.d.comb += addr.eq(self.base[r] + req.offset)
-        m.d.comb += end.eq(addr + (req.beats << s.size_code))
+        with m.If(state == CHECK):
+            w = BASE_BITS + 2
+            a, b = base.as_unsigned(), req.offset
+            c = (req.beats << s.size_code)[:w]
+            sum_ = Signal(w, name=f"{name}_csa_sum")
+            carry = Signal(w, name=f"{name}_csa_carry")
+            m.d.comb += [sum_.eq(a ^ b ^ c), carry.eq(((a & b) | (a & c) | (b & c)) << 1)]
+            m.d.sync += [addr.eq(a + b), end.eq(sum_ + carry), bad_region.eq(req.region >= len(DmaRegion))]
         below = (addr < s.window_base) if s.window_base else Const(0, 1)    # (no constant compare)
-        off_window = (req.region >= len(DmaRegion)) | below | (end > s.window_end)
+        off_window = bad_region | below | (end > s.window_end)
         with m.If(off_window):
             m.d.comb += code.eq(ErrorCode.ADDRESS_OUT_OF_WINDOW)
         with m.Elif(addr[:s.size_code] != 0 if s.size_code else Const(0)):
             m.d.comb += code.eq(ErrorCode.UNALIGNED_ADDRESS)
         return addr, code
 
-    def _accept(self, m: Module, clients, any_, grant, req, owner, state):
-        """Take the granted client's request (IDLE -> CHECK)."""
+    def _accept(self, m: Module, clients, any_, grant, req, base, owner, state):
+        """Take the granted client's request and its region's base (IDLE -> CHECK)."""
         with m.If(any_ & ~self.abort):
             for i, p in enumerate(clients):
                 with m.If(grant == i):
                     m.d.comb += p.req.ready.eq(1)
                     m.d.sync += req.eq(p.req.payload)
+                    with m.Switch(p.req.payload.region):
+                        for r in DmaRegion:
+                            with m.Case(r):
+                                m.d.sync += base.eq(self.base[r])
             m.d.sync += [owner.eq(grant), state.eq(CHECK)]
 
     def elaborate(self, platform):
@@ -137,16 +153,19 @@ class DmaPorts(wiring.Component):
         r_owner = Signal(range(max(self.n_read, 2)))
         r_left = Signal(BEATS_BITS)
         r_zero = Signal()
-        r_addr, r_code = self._check(m, r_req, "rd")
+        r_base = Signal(BASE_BITS)
+        r_state = Signal(range(5))
+        r_addr, r_code = self._check(m, r_req, r_base, r_state, "rd")
         r_any, r_grant = _round_robin(m, [p.req.valid for p in self.rd], r_owner, "rd")
         r_deliver = Signal()
         r_quiet = Signal()
-        r_state = Signal(range(4))
         with m.Switch(r_state):
             with m.Case(IDLE):
                 m.d.comb += r_quiet.eq(rd.idle)
-                self._accept(m, self.rd, r_any, r_grant, r_req, r_owner, r_state)
+                self._accept(m, self.rd, r_any, r_grant, r_req, r_base, r_owner, r_state)
             with m.Case(CHECK):
+                m.d.sync += r_state.eq(VERIFY)
+            with m.Case(VERIFY):
                 m.d.sync += [r_left.eq(r_req.beats), r_zero.eq(r_code != 0)]
                 m.d.comb += [rd.addr.eq(r_addr), rd.beats.eq(r_req.beats),
                              rd.start.eq((r_code == 0) & (r_req.beats != 0) & ~self.abort)]
@@ -179,18 +198,21 @@ class DmaPorts(wiring.Component):
         w_in = Signal(BEATS_BITS)     # beats still to take from the client
         w_cov = Signal(BEATS_BITS)    # beats not yet covered by an accepted write address
         w_sink = Signal()
-        w_addr, w_code = self._check(m, w_req, "wr")
+        w_base = Signal(BASE_BITS)
+        w_state = Signal(range(5))
+        w_addr, w_code = self._check(m, w_req, w_base, w_state, "wr")
         w_any, w_grant = _round_robin(m, [p.req.valid for p in self.wr], w_owner, "wr")
         w_take = Signal()
         w_quiet = Signal()
         w_sent = Signal()
         m.d.comb += w_sent.eq(wr.w.valid & wr.w.ready)
-        w_state = Signal(range(4))
         with m.Switch(w_state):
             with m.Case(IDLE):
                 m.d.comb += w_quiet.eq(wr.idle)
-                self._accept(m, self.wr, w_any, w_grant, w_req, w_owner, w_state)
+                self._accept(m, self.wr, w_any, w_grant, w_req, w_base, w_owner, w_state)
             with m.Case(CHECK):
+                m.d.sync += w_state.eq(VERIFY)
+            with m.Case(VERIFY):
                 bad = w_code != 0
                 m.d.sync += [w_in.eq(w_req.beats), w_cov.eq(Mux(bad, 0, w_req.beats)), w_sink.eq(bad)]
                 m.d.comb += [wr.addr.eq(w_addr), wr.beats.eq(w_req.beats),

@@ -73,6 +73,14 @@ def param_bytes(acc: AcceleratorConfig, d) -> int:
     return isa.param_block_bytes(acc, d)
 
 
+def _sum3(m: Module, a, b, c, width: int):
+    """``a + b + c`` in ``width`` bits with one carry chain: a carry-save layer (one LUT a bit)
+    and one add."""
+    x, y, z = (Signal(width) for _ in range(3))
+    m.d.comb += [x.eq(a), y.eq(b), z.eq(c)]
+    return (x ^ y ^ z) + (((x & y) | (x & z) | (y & z)) << 1)[:width]
+
+
 class GemmExecutor(wiring.Component):
     """See the module docstring.  ``output``: the ``GemmOutput`` class to instantiate (default
     :class:`heatvit.rtl.accel.gemm_output.GemmOutput`); ``fifo_depth``: buffered ``aux``
@@ -118,33 +126,6 @@ class GemmExecutor(wiring.Component):
         draining = Signal()
         code = Signal(8)
 
-        # -- derived sizes --------------------------------------------------------------------------
-        ddr = d.wsrc == WSrc.DDR
-        sparse = Signal()
-        kt_live = Signal(17)
-        req = Signal(32)
-        nl = Signal(8)
-        p_beats = Signal(32)
-        b_beats = Signal(32)             # the bitmap part (sparse)
-        kt_full, nt_full = Signal(17), Signal(17)
-        grid = Signal(34)
-        w_words = Signal(40)
-        w_beats = Signal(40)
-        m.d.comb += [
-            sparse.eq(ddr & d.sparse),
-            kt_full.eq((d.k + R - 1) >> lr), nt_full.eq((d.n + C - 1) >> lc), grid.eq(kt_full * nt_full),
-            # the bitmap part up to the weights: a beat boundary (one weight port) or 64 bytes
-            b_beats.eq(Mux(sparse, ((((grid + 7) >> 3) + D - 1) >> ld) if P == 1
-                           else ((((grid + 7) >> 3) + 63) >> 6) << (6 - ld), 0)),
-            kt_live.eq((d.live_k + R - 1) >> lr),
-            req.eq(Mux(Cat(*(d.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
-                       ((d.n * isa.REQUANT_RECORD_BYTES + 63) >> 6) << 6, 0)),
-            nl.eq(Mux(d.epilogue != Epilogue.REQ8, 64, 0)),
-            p_beats.eq((req + nl) >> ld),
-            w_words.eq(Mux(sparse, d.tiles, grid) * R),
-            w_beats.eq(Mux(ddr, ((w_words << lc) + P * D - 1) >> lw, 0)),
-        ]
-
         # -- start ----------------------------------------------------------------------------------
         a_run = Signal()                 # the activation load's tile sequence is open
         start = Signal()
@@ -157,7 +138,53 @@ class GemmExecutor(wiring.Component):
             m.d.sync += [d.eq(self.cmd.payload), active.eq(1), a_run.eq(0), out_cmd_pend.eq(1), dma_req_pend.eq(1),
                          beat.eq(0), code.eq(0), draining.eq(0)]
         start_units = Signal()           # one cycle after start: the latched fields are valid
-        m.d.sync += start_units.eq(start)
+        start_units2 = Signal()          # two: the derived sizes (grid, the parts' beats, their sums) are
+        m.d.sync += [start_units.eq(start), start_units2.eq(start_units)]
+
+        # -- derived sizes ------------------------------------------------------------------------------
+        # Two register stages (300 MHz, docs/perf.md "Logic depth"): the tile counts and the
+        # parameter beats from the command at ``start`` (valid with ``d``, at ``start_units``);
+        # the grid, the parts' beats and their sums (carry-save) from those the cycle after
+        # (valid at ``start_units2``, the first cycle the DMA request may leave; the tile map
+        # and the DDR weight source latch them then).
+        ddr = d.wsrc == WSrc.DDR
+        sparse = Signal()
+        kt_live = Signal(17)
+        p_beats = Signal(32)
+        b_beats = Signal(32)             # the bitmap part (sparse)
+        kt_full, nt_full = Signal(17), Signal(17)
+        w_words = Signal(40)
+        w_beats = Signal(40)
+        pb_beats = Signal(33)            # p_beats + b_beats
+        total = Signal(41)               # the one dma_rd request's beats
+        a_total = Signal(40)
+        wofs = Signal(len(d.addr))       # P > 1: the weights part's offset
+        c = self.cmd.payload
+        with m.If(start):
+            req = Mux(Cat(*(c.epilogue == e for e in isa.REQUANT_EPILOGUES)).any(),
+                      ((c.n * isa.REQUANT_RECORD_BYTES + 63) >> 6) << 6, 0)
+            m.d.sync += [
+                sparse.eq((c.wsrc == WSrc.DDR) & c.sparse),
+                kt_full.eq((c.k + R - 1) >> lr), nt_full.eq((c.n + C - 1) >> lc),
+                kt_live.eq((c.live_k + R - 1) >> lr),
+                p_beats.eq((req + Mux(c.epilogue != Epilogue.REQ8, 64, 0)) >> ld),
+            ]
+        grid = Signal(34)
+        m.d.comb += grid.eq(kt_full * nt_full)
+        # the bitmap part up to the weights: a beat boundary (one weight port) or 64 bytes;
+        # ceil(ceil(g / 8) / B) = ceil(g / 8B): one add
+        b_c = Signal(32)
+        m.d.comb += b_c.eq(Mux(sparse, ((grid + 8 * D - 1) >> (3 + ld)) if P == 1
+                               else ((grid + 511) >> 9) << (6 - ld), 0))
+        w_words_c = Signal(40)
+        w_beats_c = Signal(40)
+        m.d.comb += [w_words_c.eq(Mux(sparse, d.tiles, grid) * R),
+                     w_beats_c.eq(Mux(ddr, ((w_words_c << lc) + P * D - 1) >> lw, 0))]
+        with m.If(start_units):
+            m.d.sync += [b_beats.eq(b_c), w_words.eq(w_words_c), w_beats.eq(w_beats_c),
+                         a_total.eq(kt_live * d.live_m), pb_beats.eq(p_beats + b_c),
+                         total.eq(_sum3(m, p_beats, b_c, w_beats_c if P == 1 else 0, len(total))),
+                         wofs.eq(_sum3(m, d.addr, p_beats << ld, b_c << ld, len(wofs)))]
 
         # -- GemmOutput command ------------------------------------------------------------------------
         m.d.comb += [output.cmd.payload.eq(d), output.cmd.valid.eq(out_cmd_pend & ~draining)]
@@ -165,7 +192,6 @@ class GemmExecutor(wiring.Component):
             m.d.sync += out_cmd_pend.eq(0)
 
         # -- parameter block (and DDR weights) ---------------------------------------------------------
-        total = p_beats + b_beats + (w_beats if P == 1 else 0)
         m.d.comb += [
             self.dma_rd.req.payload.region.eq(DmaRegion.MODEL),
             self.dma_rd.req.payload.offset.eq(d.addr),
@@ -175,7 +201,7 @@ class GemmExecutor(wiring.Component):
         with m.If(self.dma_rd.req.valid & self.dma_rd.req.ready):
             m.d.sync += [dma_req_pend.eq(0), dma_left.eq(total)]
         in_params = beat < p_beats
-        in_bitmap = ~in_params & (beat < p_beats + b_beats)
+        in_bitmap = ~in_params & (beat < pb_beats)
         dat = self.dma_rd.data
         if P == 1:
             w_in = dat
@@ -190,7 +216,7 @@ class GemmExecutor(wiring.Component):
                 m.d.sync += wreq_pend.eq(ddr)
             m.d.comb += [
                 self.wdma.req.payload.region.eq(DmaRegion.MODEL),
-                self.wdma.req.payload.offset.eq(d.addr + ((p_beats + b_beats) << ld)),
+                self.wdma.req.payload.offset.eq(wofs),
                 self.wdma.req.payload.beats.eq(w_beats),
                 self.wdma.req.valid.eq(wreq_pend & ~draining),
                 w_in.ready.eq(active & (draining | (~in_params & ~in_bitmap & wddr.i.ready))),
@@ -208,9 +234,9 @@ class GemmExecutor(wiring.Component):
             wddr.i.valid.eq(w_in.valid & ~in_params & ~in_bitmap & ~draining),
             dat.ready.eq(active & Mux(draining, 1, Mux(in_params, output.params.ready & ~out_cmd_pend,
                                                          Mux(in_bitmap, tmap.i.ready, wddr.i.ready)))),
-            tmap.start.eq(start_units & sparse),
+            tmap.start.eq(start_units2 & sparse),
             tmap.kt_n.eq(kt_full), tmap.nt_n.eq(nt_full), tmap.tiles.eq(d.tiles), tmap.beats.eq(b_beats),
-            wddr.start.eq(start_units & ddr),
+            wddr.start.eq(start_units2 & ddr),
             wddr.words.eq(w_words),
         ]
         with m.If(dat.valid & dat.ready & (dma_left != 0)):
@@ -229,14 +255,13 @@ class GemmExecutor(wiring.Component):
         a_cnt = Signal(17)               # dense: tiles started
         a_words = Signal(40)             # words received
         a_inflight = Signal(range(1 << 12))
-        a_total = Signal(40)
-        m.d.comb += a_total.eq(kt_live * d.live_m)
         # the first dense tile starts with the fields (start_units), as the reads always have
         nxt_valid, nxt_kt, take = Signal(), Signal(17), Signal()
         cnt = Signal(17)
         m.d.comb += [
             cnt.eq(Mux(start_units, 0, a_cnt)),
-            nxt_valid.eq((a_run | start_units) & Mux(sparse, tmap.order.valid & ~start_units, cnt < kt_live)),
+            nxt_valid.eq((a_run | start_units) & Mux(sparse, tmap.order.valid & ~start_units & ~start_units2,
+                                                     cnt < kt_live)),
             nxt_kt.eq(Mux(sparse, tmap.order.payload, cnt)),
             tmap.order.ready.eq(sparse & take),
             tiles_in.w_data.eq(nxt_kt), tiles_in.w_en.eq(take),

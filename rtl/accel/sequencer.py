@@ -89,8 +89,10 @@ class Sequencer(wiring.Component):
         m.d.sync += at_last.eq(idx + 1 == count)
         f = chk.o.payload.fields
         code = chk.o.payload.code
-        major, minor = f.version[16:], f.version[:16]
-        cfg_id = isa.config_id(self.acc)
+        ok = chk.o.payload
+        # idx == 0, registered (idx moves in TRACE and IDLE; FETCH takes a cycle before CHECK)
+        first = Signal()
+        m.d.sync += first.eq(idx == 0)
 
         # -- watchdog -----------------------------------------------------------------------------
         quiet = Signal(range(self.watchdog_cycles + 1))
@@ -137,14 +139,12 @@ class Sequencer(wiring.Component):
                     fail(ErrorCode.TIMEOUT)
                 with m.Elif(chk.o.valid):
                     m.d.sync += fields.eq(f)
-                    op = f.opcode
-                    with m.If(idx == 0):
-                        with m.If((code == ErrorCode.CTRL_BAD_OPCODE) | (op != isa.Op.BEGIN)):
+                    with m.If(first):
+                        with m.If((code == ErrorCode.CTRL_BAD_OPCODE) | ~ok.begin):
                             fail(ErrorCode.CTRL_BAD_PROGRAM)
                         with m.Elif(code == ErrorCode.CTRL_BAD_FIELD):
                             fail(code)
-                        with m.Elif((major != isa.ISA_VERSION[0]) | (minor > isa.ISA_VERSION[1])
-                                    | (f.config_id != cfg_id)):
+                        with m.Elif(~ok.version_ok):
                             fail(ErrorCode.CTRL_BAD_PROGRAM)
                         with m.Elif(code != 0):
                             fail(code)
@@ -154,16 +154,16 @@ class Sequencer(wiring.Component):
                             m.next = "TRACE"
                     with m.Elif((code == ErrorCode.CTRL_BAD_OPCODE) | (code == ErrorCode.CTRL_BAD_FIELD)):
                         fail(code)
-                    with m.Elif(op == isa.Op.BEGIN):
+                    with m.Elif(ok.begin):
                         fail(ErrorCode.CTRL_BAD_PROGRAM)
                     with m.Elif(code != 0):
                         fail(code)
-                    with m.Elif((op == isa.Op.END) != at_last):
+                    with m.Elif(ok.end != at_last):
                         fail(ErrorCode.CTRL_BAD_PROGRAM)
-                    with m.Elif(op == isa.Op.END):
+                    with m.Elif(ok.end):
                         record(True)
                         m.next = "LAST_TRACE"
-                    with m.Elif(f.live_m == 0):
+                    with m.Elif(ok.skip):
                         record(True)                      # skipped: N_live below its rows
                         m.next = "TRACE"
                     with m.Else():

@@ -9,7 +9,7 @@ never read outside the descriptor's window.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -26,6 +26,14 @@ def _log2(x: int) -> int:
     if x < 1 or x & (x - 1):
         raise ValueError(f"{x} must be a power of two")
     return x.bit_length() - 1
+
+
+def _at(tile, bits: int, j):
+    """``(tile << bits) + j`` for ``j < 2**bits`` (an int or a counter that stays below it): the
+    two side by side, no add."""
+    if isinstance(j, int):
+        return Cat(Const(j, bits), tile) if bits else tile
+    return Cat(j[:bits], tile) if bits else tile
 
 
 class BufferWeights(wiring.Component):
@@ -71,33 +79,37 @@ class BufferWeights(wiring.Component):
         row0 = Signal(ROW_BITS)
         word0 = Signal(WORD_BITS)
         k, n = Signal(16), Signal(16)
-        n_kt, n_nt = Signal(17), Signal(17)
+        kt_last, nt_last = Signal(17), Signal(17)       # the last K / N tile: KT - 1, NT - 1
         with m.If(self.start):
             m.d.sync += [tr.eq(self.transpose), row0.eq(self.row), word0.eq(self.word),
                          k.eq(self.k), n.eq(self.n),
-                         n_kt.eq((self.k + R - 1) >> lr), n_nt.eq((self.n + C - 1) >> lc)]
+                         kt_last.eq((self.k - 1) >> lr), nt_last.eq((self.n - 1) >> lc)]
 
         # -- requests: (nt, kt, j) with j < R (BUF) or j < C (BUF_T); reads past K / N skipped ----
         i_nt, i_kt, i_j = Signal(17), Signal(17), Signal(17)
         issuing = Signal()
         pending = Signal(range(self.depth + 1))     # requested, not yet popped from the FIFO
         j_end = Mux(tr, C, R)
-        need = Signal()
+        # tile * size + j with j < size: the bits side by side, no add (300 MHz, docs/perf.md)
+        i_col, i_row = _at(i_nt, lc, i_j), _at(i_kt, lr, i_j)
+        need = Signal()                  # i_col < n (BUF_T) / i_row < k (BUF): as c_need below
+        i_j1 = Signal(17)
+        m.d.comb += i_j1.eq(i_j + 1)
         cmd = self.aux.cmd.payload
         m.d.comb += [
-            need.eq(Mux(tr, (i_nt << lc) + i_j < n, (i_kt << lr) + i_j < k)),
-            cmd.row.eq(row0 + Mux(tr, (i_nt << lc) + i_j, (i_kt << lr) + i_j)),
+            cmd.row.eq(row0 + Mux(tr, i_col, i_row)),
             # BUF: the word holding columns nt*C ..; BUF_T: the word holding columns kt*R ..
             cmd.word.eq(word0 + Mux(tr, (i_kt << lr) >> la, (i_nt << lc) >> la)),
             self.aux.cmd.valid.eq(issuing & need & ~self.drop & (pending < self.depth)),
         ]
         advance = issuing & ~self.drop & (~need | self.aux.cmd.ready & self.aux.cmd.valid)
         with m.If(advance):
+            m.d.sync += need.eq(Mux(tr, _at(i_nt, lc, i_j1) < n, _at(i_kt, lr, i_j1) < k))
             with m.If(i_j == j_end - 1):
-                m.d.sync += i_j.eq(0)
-                with m.If(i_kt == n_kt - 1):
+                m.d.sync += [i_j.eq(0), need.eq(1)]
+                with m.If(i_kt == kt_last):
                     m.d.sync += [i_kt.eq(0), i_nt.eq(i_nt + 1)]
-                    with m.If(i_nt == n_nt - 1):
+                    with m.If(i_nt == nt_last):
                         m.d.sync += issuing.eq(0)
                 with m.Else():
                     m.d.sync += i_kt.eq(i_kt + 1)
@@ -119,7 +131,15 @@ class BufferWeights(wiring.Component):
         emit = Signal()                  # BUF_T: the tile block is full, emitting its R words
         block = Signal(layouts.act_word(g).size * C)   # C rows of R int8 (BUF_T)
         c_need = Signal()
-        m.d.comb += c_need.eq(Mux(tr, (c_nt << lc) + c_j < n, (c_kt << lr) + c_j < k))
+        need_r = Signal()
+        c_col, c_row = _at(c_nt, lc, c_j), _at(c_kt, lr, c_j)     # j < C (BUF_T) / j < R
+        # c_need = c_col < n (BUF_T) / c_row < k (BUF) as a register, decided a step ahead
+        # (300 MHz, docs/perf.md): j = 0 of a tile always counts (kt < KT, nt < NT), j + 1 is
+        # compared while j is out.
+        c_j1 = Signal(17)
+        m.d.comb += c_j1.eq(c_j + 1)
+        need_next = Mux(tr, _at(c_nt, lc, c_j1) < n, _at(c_kt, lr, c_j1) < k)
+        m.d.comb += c_need.eq(need_r)
         head = fifo.r_data
         w = self.o.payload
         pop = Signal()
@@ -135,35 +155,36 @@ class BufferWeights(wiring.Component):
 
         with m.If(~tr):
             for c in range(C):
-                m.d.comb += w[c].eq(Mux(c_need & ((c_nt << lc) + c < n), buf_word[8 * c:8 * c + 8], 0))
+                m.d.comb += w[c].eq(Mux(c_need & (_at(c_nt, lc, c) < n), buf_word[8 * c:8 * c + 8], 0))
             m.d.comb += [self.o.valid.eq(consuming & (~c_need | fifo.r_rdy)),
                          pop.eq(c_need & self.o.ready & self.o.valid),
                          step.eq(self.o.valid & self.o.ready)]
         with m.Else():
             for c in range(C):
                 lane = block[8 * (R * c) + 0:8 * (R * c + R)].word_select(c_j[:max(1, lr)] if R > 1 else 0, 8)
-                m.d.comb += w[c].eq(Mux((c_kt << lr) + c_j < k, lane, 0))
+                m.d.comb += w[c].eq(Mux(c_row < k, lane, 0))
             m.d.comb += [self.o.valid.eq(consuming & emit),
                          pop.eq(consuming & ~emit & c_need & fifo.r_rdy),
                          step.eq(Mux(emit, self.o.valid & self.o.ready, consuming & (~c_need | fifo.r_rdy)))]
             with m.If(consuming & ~emit & step):
                 for c in range(C):
-                    with m.If(c_j == c):
+                    with m.If(c_j[:max(1, lc)] == c if C > 1 else 1):      # j < C here
                         m.d.sync += block[8 * R * c:8 * R * (c + 1)].eq(Mux(c_need, t_row, 0))
         m.d.comb += fifo.r_en.eq(pop | (self.drop & fifo.r_rdy))
         m.d.sync += pending.eq(pending + issued - fifo.r_en)
 
         c_end = Mux(tr & ~emit, C, R)
         with m.If(step & ~self.drop):
+            m.d.sync += need_r.eq(need_next)
             with m.If(c_j == c_end - 1):
-                m.d.sync += c_j.eq(0)
+                m.d.sync += [c_j.eq(0), need_r.eq(1)]
                 with m.If(tr & ~emit):
                     m.d.sync += emit.eq(1)
                 with m.Else():
                     m.d.sync += emit.eq(0)
-                    with m.If(c_kt == n_kt - 1):
+                    with m.If(c_kt == kt_last):
                         m.d.sync += [c_kt.eq(0), c_nt.eq(c_nt + 1)]
-                        with m.If(c_nt == n_nt - 1):
+                        with m.If(c_nt == nt_last):
                             m.d.sync += consuming.eq(0)
                     with m.Else():
                         m.d.sync += c_kt.eq(c_kt + 1)
@@ -173,8 +194,8 @@ class BufferWeights(wiring.Component):
             m.d.sync += [issuing.eq(0), consuming.eq(0)]
 
         with m.If(self.start):
-            m.d.sync += [i_nt.eq(0), i_kt.eq(0), i_j.eq(0), issuing.eq(1),
-                         c_nt.eq(0), c_kt.eq(0), c_j.eq(0), consuming.eq(1), emit.eq(0)]
+            m.d.sync += [i_nt.eq(0), i_kt.eq(0), i_j.eq(0), issuing.eq(1), need.eq(1),
+                         c_nt.eq(0), c_kt.eq(0), c_j.eq(0), consuming.eq(1), emit.eq(0), need_r.eq(1)]
         m.d.comb += self.busy.eq(issuing | consuming)
         return m
 

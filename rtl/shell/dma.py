@@ -12,7 +12,7 @@ make the bus wait on the accelerator:
 Addresses must be aligned to the beat size (the shell refuses unaligned buffers before starting).
 """
 
-from amaranth.hdl import Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -25,18 +25,34 @@ from .gearbox import tagged
 BEATS_BITS = 32
 
 
-def _burst_len(m: Module, cfg: ShellConfig, addr, remaining) -> Signal:
-    """Beats of the next burst: min(burst_len, remaining, beats left before the 4 KiB line)."""
+def _burst_len(m: Module, cfg: ShellConfig, start, addr, beats, cur, remaining) -> Signal:
+    """Beats of the next burst: min(burst_len, remaining, beats left before the 4 KiB line), of
+    ``cur`` / ``remaining`` (of ``addr`` / ``beats`` the cycle after ``start``, which loads
+    them).  300 MHz (docs/perf.md "Logic depth"): the compares are registered from the cycle
+    before and the burst picked from them (one LUT a bit), so the burst follows ``cur`` /
+    ``remaining`` a cycle late: a burst is issued with ``valid`` low and sets it, so the cycle
+    after an issue issues nothing, and the flags are right by the next one.  No subtraction in
+    front of a compare: "the line is nearer than a burst" is the offset's compare with a
+    constant, and only then are the beats to the line needed (fewer than ``burst_len``: its
+    bits)."""
     page_beats = AXI_BOUNDARY // cfg.data_bytes
-    to_line = Signal(range(page_beats + 1))
-    n = Signal(range(cfg.burst_len + 1))
-    offset = addr[cfg.size_code:12]
-    m.d.comb += to_line.eq(page_beats - offset)
-    m.d.comb += n.eq(cfg.burst_len)
-    with m.If((remaining < cfg.burst_len) & (remaining <= to_line)):
-        m.d.comb += n.eq(remaining)
-    with m.Elif(to_line < cfg.burst_len):
-        m.d.comb += n.eq(to_line)
+    bl = cfg.burst_len
+    k = bl.bit_length()
+    near = Signal()                     # beats to the line < burst_len
+    to_line = Signal(k)                 # the beats to the line, when near
+    few = Signal()                      # remaining < burst_len
+    fits = Signal()                     # remaining <= the beats to the line (when few and near)
+    low = Signal(k)                     # remaining, when few
+    a = Signal.like(addr)
+    r = Signal.like(remaining)
+    m.d.comb += [a.eq(Mux(start, addr, cur)), r.eq(Mux(start, beats, remaining))]
+    offset = a[cfg.size_code:12]
+    line = Signal(k)
+    m.d.comb += line.eq(page_beats % (1 << k) - offset[:k])
+    m.d.sync += [near.eq(offset > page_beats - bl) if page_beats >= bl else near.eq(1),
+                 to_line.eq(line), few.eq(r < bl), fits.eq(r[:k] <= line), low.eq(r[:k])]
+    n = Signal(range(bl + 1))
+    m.d.comb += n.eq(Mux(few & (~near | fits), low, Mux(near, to_line, bl)))
     return n
 
 
@@ -73,7 +89,7 @@ class DmaReader(wiring.Component):
         remaining = Signal(BEATS_BITS)
         reserved = Signal(range(depth + 2))   # beats requested, not yet arrived
         dropping = Signal()
-        n = _burst_len(m, cfg, cur, remaining)
+        n = _burst_len(m, cfg, self.start, self.addr, self.beats, cur, remaining)
         room = Signal(range(2 * depth + 2))
         m.d.comb += room.eq(depth - fifo.level - reserved)
 
@@ -87,7 +103,8 @@ class DmaReader(wiring.Component):
 
         beat = Signal()
         m.d.comb += [beat.eq(self.r.valid & self.r.ready), self.r.ready.eq(1)]
-        m.d.sync += reserved.eq(reserved + (issue * n) - beat)
+        # the issue picks between two sums (no product of it and n in front of an add)
+        m.d.sync += reserved.eq(Mux(issue, reserved + n - beat, reserved - beat))
         m.d.comb += [
             fifo.w_data.eq(self.r.data),
             fifo.w_en.eq(beat & ~dropping),
@@ -144,7 +161,7 @@ class DmaWriter(wiring.Component):
         left = Signal(BEATS_BITS)           # beats not yet sent on W
         in_burst = Signal(range(cfg.burst_len + 1))
         outstanding = Signal(16)            # write responses still due
-        n = _burst_len(m, cfg, cur, remaining)
+        n = _burst_len(m, cfg, self.start, self.addr, self.beats, cur, remaining)
         m.d.comb += [
             fifo.w_data.eq(self.data.payload.data),
             fifo.w_en.eq(self.data.valid),
