@@ -4,7 +4,8 @@ Not a benchmark itself (the leading underscore keeps :func:`heatvit.bench.availa
 listing it).  ``python -m heatvit.bench._depth PRESET UNIT...`` exports each unit of
 :data:`UNITS` at preset ``PRESET`` (DSP48E2 primitives instantiated, as the resources bench
 does) and prints, per module of the unit (or the modules named after a colon:
-``gemm:exec_gemm,exec_gemm.wbuf``), :func:`._yosys.endpoint_levels`' figures: every-endpoint
+``exec_gemm:exec_gemm,exec_gemm.wbuf``; ``exec_gemm:?`` lists the unit's modules),
+:func:`._yosys.endpoint_levels`' figures: every-endpoint
 levels, the ``ltp`` levels, LUT (LUT-RAM counted) and FF.  yosys runs are cached per module in
 :func:`._yosys.cache_dir` (``HEATVIT_YOSYS_CACHE``).
 """
@@ -35,25 +36,39 @@ def _seq(acc):
     return Sequencer(acc)
 
 
+def _layernorm(acc):
+    from heatvit.rtl.accel.layernorm_exec import LayerNormExecutor
+    return LayerNormExecutor(acc)
+
+
+def _add(acc):
+    from heatvit.rtl.accel.top import AddOp
+    return AddOp(acc)
+
+
 def _top(acc):
     from heatvit.rtl.accel.top import Accelerator
     return Accelerator(acc)
 
 
-UNITS = {"dma": _dma, "wports": _wports, "exec_gemm": _gemm, "seq": _seq, "heatvit_accel": _top}
+UNITS = {"dma": _dma, "wports": _wports, "exec_gemm": _gemm, "seq": _seq, "exec_layernorm": _layernorm,
+         "exec_add": _add, "heatvit_accel": _top}
 """Unit name (its top module's name, as in the accelerator) -> its constructor from an
 :class:`~heatvit.config.AcceleratorConfig`."""
+
+
+def unit_verilog(acc, unit: str) -> str:
+    """``unit`` (:data:`UNITS`) at ``acc`` as Verilog, DSP48E2 primitives instantiated."""
+    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
+    from heatvit.sim.runner import export_verilog
+    return export_verilog(UNITS[unit](acc), unit, platform=PRIMITIVES)
 
 
 def unit_levels(acc, unit: str, modules: list[str] | None = None, log=None) -> dict[str, dict]:
     """:func:`._yosys.endpoint_levels` of ``unit`` (:data:`UNITS`) at ``acc``: ``modules``, or
     every module of the unit."""
-    from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
-    from heatvit.sim.runner import export_verilog
-
     from . import _yosys
-    verilog = export_verilog(UNITS[unit](acc), unit, platform=PRIMITIVES)
-    return _yosys.endpoint_levels(verilog, modules, log=log)
+    return _yosys.endpoint_levels(unit_verilog(acc, unit), modules, log=log)
 
 
 def main(argv: list[str]) -> None:
@@ -61,6 +76,12 @@ def main(argv: list[str]) -> None:
     acc = PRESETS[argv[0]]
     for spec in argv[1:]:
         unit, _, names = spec.partition(":")
+        if names == "?":            # the unit's modules, largest first (bytes of Verilog)
+            from . import _yosys
+            mods = _yosys.split_modules(_yosys.prepare(unit_verilog(acc, unit)))
+            for n, (text, _) in sorted(mods.items(), key=lambda kv: -len(kv[1][0])):
+                print(len(text), n.lstrip("\\"))
+            continue
         got = unit_levels(acc, unit, names.split(",") if names else None, log=print)
         for name, r in sorted(got.items(), key=lambda kv: -kv[1]["levels"]):
             print(json.dumps({"preset": argv[0], "module": name, **{k: r[k] for k in

@@ -219,9 +219,10 @@ ROW_DMA_CYCLES = 8
 """LOAD: the DMA's latency per row (one request per row, served in order; 7 before the DMA's
 address check took two register stages, ``heatvit.rtl.accel.dma_ports``)."""
 
-STORE_CYCLES = 5
+STORE_CYCLES = 4
 """STORE: cycles after its beats (the write's hand-over to the DMA; measured on one-row STOREs,
-the logits; 3 before the DMA's two-stage address check)."""
+the logits, at 16 x 16: ``testbench/test_cycle_model_rtl.py``; 3 before the DMA's two-stage
+address check)."""
 
 COPY_CYCLES = 5
 """COPY: cycles after one buffer word per cycle."""
