@@ -9,7 +9,7 @@ after the last write.  ``dst`` may be ``src`` (in place): a word is read before 
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,11 +37,13 @@ class _Walker:
         self.w = Signal(16, name=f"{name}_w")
         self.m = m
 
-    def step(self, words, rows, on_end):
+    def step(self, last_w, last_r, on_end):
+        """One step; ``last_w`` / ``last_r``: the last word and row (registers: no add in front of
+        the compares, 300 MHz, docs/perf.md "Logic depth")."""
         m = self.m
-        with m.If(self.w + 1 == words):
+        with m.If(self.w == last_w):
             m.d.sync += [self.w.eq(0), self.r.eq(self.r + 1)]
-            with m.If(self.r + 1 == rows):
+            with m.If(self.r == last_r):
                 on_end()
         with m.Else():
             m.d.sync += self.w.eq(self.w + 1)
@@ -68,13 +70,14 @@ class AddExecutor(wiring.Component):
         m = Module()
         m.submodules.add = add = ResidualAdd(L, self.mult_bits)
         c = Signal(add_command(self.mult_bits))
-        words = Signal(16)
+        last_w, last_r = Signal(16), Signal(16)       # words - 1, m - 1
         m.d.comb += [add.mult_a.eq(c.mult_a), add.mult_b.eq(c.mult_b), add.shift.eq(c.shift)]
         a_w, b_w, o_w = _Walker(m, "a"), _Walker(m, "b"), _Walker(m, "o")
         a_on, b_on = Signal(), Signal()
         m.d.comb += [self.cmd.ready.eq(~self.busy), self.done.eq(0)]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [c.eq(self.cmd.payload), words.eq((self.cmd.payload.n + (L - 1)) // L),
+            m.d.sync += [c.eq(self.cmd.payload), last_w.eq((self.cmd.payload.n + (L - 1)) // L - 1),
+                         last_r.eq(self.cmd.payload.m - 1),
                          self.busy.eq(self.cmd.payload.m != 0), a_on.eq(self.cmd.payload.m != 0),
                          b_on.eq(self.cmd.payload.m != 0)]
             a_w.reset(), b_w.reset(), o_w.reset()
@@ -87,7 +90,7 @@ class AddExecutor(wiring.Component):
             def stop(on=on):
                 m.d.sync += on.eq(0)
             with m.If(port.valid & port.ready):
-                walker.step(words, c.m, stop)
+                walker.step(last_w, last_r, stop)
 
         # -- join, add, write ----------------------------------------------------------------------
         both = Signal()
@@ -97,17 +100,22 @@ class AddExecutor(wiring.Component):
             add.i.payload.a.eq(self.rd_a.payload), add.i.payload.b.eq(self.rd_b.payload),
             self.rd_a.ready.eq(both & add.i.ready), self.rd_b.ready.eq(both & add.i.ready),
         ]
-        left = Signal(17)
+        lb = L.bit_length() - 1
+        if L == 1 << lb:      # lane k is written iff w L + k < n: the bits side by side, no multiply or add
+            mask = Cat(*((Cat(Const(k, lb), o_w.w) if lb else o_w.w) < c.n for k in range(L)))
+        else:
+            left = Signal(17)
+            m.d.comb += left.eq(c.n - o_w.w * L)
+            mask = Mux(left >= L, (1 << L) - 1, (1 << left[:L.bit_length()]) - 1)
         m.d.comb += [
-            left.eq(c.n - o_w.w * L),
             self.wr.valid.eq(add.out.valid), add.out.ready.eq(self.wr.ready),
             self.wr.payload.data.eq(add.out.payload),
             self.wr.payload.row.eq(c.dst_row + o_w.r), self.wr.payload.word.eq(c.dst_word + o_w.w),
-            self.wr.payload.mask.eq(Mux(left >= L, (1 << L) - 1, (1 << left[:L.bit_length()]) - 1)),
+            self.wr.payload.mask.eq(mask),
         ]
         with m.If(self.wr.valid & self.wr.ready):
             def finish():
                 m.d.sync += self.busy.eq(0)
                 m.d.comb += self.done.eq(1)
-            o_w.step(words, c.m, finish)
+            o_w.step(last_w, last_r, finish)
         return m

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -198,15 +198,22 @@ class LayerNormExecutor(wiring.Component):
         f = Signal(ports.fields_layout())
         n = Signal(range(max_n + 1))                   # channels (checked <= max_dim by the sequencer)
         rows = Signal(16)
-        words = Signal(16)                             # buffer words per row
         blk_bytes = Signal(blk_words_bits + 2)
         beta_at = Signal(blk_words_bits)               # first beta chunk
-        m.d.comb += [
-            words.eq((n + (L - 1)) >> log_l),
-            blk_bytes.eq(64 + (((n * 4) + 63) >> 6 << 6) + (((n * 8) + 63) >> 6 << 6)),
-            beta_at.eq(8 + (((n + 15) >> 4) << 3)),
-            rg_in.length.eq(n), rg_out.length.eq(n), rg_dma.length.eq(blk_bytes >> 2),
-        ]
+        g_end = Signal(blk_words_bits + 1)             # past the last gamma chunk
+        beta_end = Signal(blk_words_bits + 1)          # past the last beta chunk
+        n15 = Signal(range(max_n + 16))                # n + 15: a gamma chunk's upper half is live below it
+        words_m1, rows_m1 = Signal(16), Signal(16)     # words - 1, rows - 1 (the counters' last values)
+        # registered from the command with n (300 MHz, docs/perf.md "Logic depth": no add in
+        # front of the chunk compares)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            pn = self.cmd.payload.live_n
+            b_at = 8 + (((pn + 15) >> 4) << 3)
+            m.d.sync += [blk_bytes.eq(64 + (((pn * 4) + 63) >> 6 << 6) + (((pn * 8) + 63) >> 6 << 6)),
+                         beta_at.eq(b_at), beta_end.eq(b_at + pn), g_end.eq(8 + ((pn + 1) >> 1)),
+                         n15.eq(pn + 15), words_m1.eq((pn - 1) >> log_l),
+                         rows_m1.eq(self.cmd.payload.live_m - 1)]
+        m.d.comb += [rg_in.length.eq(n), rg_out.length.eq(n), rg_dma.length.eq(blk_bytes >> 2)]
 
         # -- parameter block: record words, gamma staging, beta + gamma -> affine ------------------
         g_shift, eps_lo, eps_hi, n_rec, out_bits, in_bits = (Signal(32, name=nm) for nm in isa.LN_RECORD)
@@ -237,12 +244,13 @@ class LayerNormExecutor(wiring.Component):
                 with m.Case(2):
                     m.d.sync += [out_bits.eq(lo), in_bits.eq(hi)]
             gi = (j - 8)[:blk_words_bits]
-            with m.If((j >= 8) & (j < 8 + ((n + 1) >> 1))):
+            with m.If((j >= 8) & (j < g_end)):
                 m.d.comb += [gw.addr.eq(gi), gw.data[0].eq(lo), gw.data[1].eq(hi), gw.en.eq(1)]
-                with m.If(out_of(lo.as_signed(), "gamma") | ((gi * 2 + 1 < n) & out_of(hi.as_signed(), "gamma"))):
+                # (j - 8) 2 + 1 < n  <=>  2 j < n + 15
+                with m.If(out_of(lo.as_signed(), "gamma") | ((Cat(0, j) < n15) & out_of(hi.as_signed(), "gamma"))):
                     m.d.sync += bad.eq(1)
             bix = (j - beta_at)[:blk_words_bits]
-            with m.If((j >= beta_at) & (bix < n)):
+            with m.If((j >= beta_at) & (j < beta_end)):
                 m.d.comb += [gr.addr.eq(bix >> 1), gr.en.eq(1)]
                 m.d.sync += [bv.eq(1), bi.eq(bix), bval.eq(ch.as_signed())]
                 with m.If(out_of(ch.as_signed(), "beta")):
@@ -251,10 +259,14 @@ class LayerNormExecutor(wiring.Component):
         eps = Signal(64)
         eps_max = ((1 << moments_bits(8, nl.dim_bits)) - 1) // 2
         record_bad = Signal()
+        # the record words' checks, registered: the words come first in the block (chunks 0-2),
+        # many cycles before CHECK (300 MHz, docs/perf.md "Logic depth")
+        words_bad = Signal()
+        m.d.sync += words_bad.eq(out_of(g_shift, "g_shift") | out_of(n_rec, "n") | (n_rec != n)
+                                 | out_of(out_bits, "out_bits") | out_of(in_bits, "in_bits") | (eps > eps_max))
         m.d.comb += [
             eps.eq(eps_hi << 32 | eps_lo),
-            record_bad.eq(bad | out_of(g_shift, "g_shift") | out_of(n_rec, "n") | (n_rec != n)
-                          | out_of(out_bits, "out_bits") | out_of(in_bits, "in_bits") | (eps > eps_max)),
+            record_bad.eq(bad | words_bad),
             ln.params.length.eq(n), ln.params.eps.eq(eps), ln.params.out_shift.eq(F.LN_NORM_FRAC + g_shift),
         ]
 
@@ -266,9 +278,9 @@ class LayerNormExecutor(wiring.Component):
             self.src.cmd.payload.row.eq(f.src_row + rr), self.src.cmd.payload.word.eq((f.src_col >> log_l) + rw),
         ]
         with m.If(self.src.cmd.valid & self.src.cmd.ready):
-            with m.If(rw + 1 == words):
+            with m.If(rw == words_m1):
                 m.d.sync += [rw.eq(0), rr.eq(rr + 1)]
-                with m.If(rr + 1 == rows):
+                with m.If(rr == rows_m1):
                     m.d.sync += reading.eq(0)
             with m.Else():
                 m.d.sync += rw.eq(rw + 1)
@@ -279,18 +291,17 @@ class LayerNormExecutor(wiring.Component):
         m.d.comb += [rg_out.i.payload[k].eq(ln.o.payload.data[k]) for k in range(RL)]
 
         orow, oword = Signal(16), Signal(16)
-        left = Signal(17)
         m.d.comb += [
-            left.eq(n - (oword << log_l)),
             self.dst.valid.eq(rg_out.o.valid), rg_out.o.ready.eq(self.dst.ready),
             self.dst.payload.row.eq(f.dst_row + orow), self.dst.payload.word.eq((f.dst_col >> log_l) + oword),
             self.dst.payload.data.eq(rg_out.o.payload.data),
-            self.dst.payload.mask.eq(Mux(left >= L, (1 << L) - 1, (1 << left[:log_l + 1]) - 1)),
+            # lane k is written iff oword L + k < n (the bits side by side, no add or wide shift)
+            self.dst.payload.mask.eq(Cat(*((Cat(Const(k, log_l), oword) if log_l else oword) < n for k in range(L)))),
         ]
         wrote_last = Signal()
-        m.d.comb += wrote_last.eq(self.dst.valid & self.dst.ready & (oword + 1 == words) & (orow + 1 == rows))
+        m.d.comb += wrote_last.eq(self.dst.valid & self.dst.ready & (oword == words_m1) & (orow == rows_m1))
         with m.If(self.dst.valid & self.dst.ready):
-            with m.If(oword + 1 == words):
+            with m.If(oword == words_m1):
                 m.d.sync += [oword.eq(0), orow.eq(orow + 1)]
             with m.Else():
                 m.d.sync += oword.eq(oword + 1)
