@@ -218,6 +218,11 @@ class LayerNormExecutor(wiring.Component):
         # -- parameter block: record words, gamma staging, beta + gamma -> affine ------------------
         g_shift, eps_lo, eps_hi, n_rec, out_bits, in_bits = (Signal(32, name=nm) for nm in isa.LN_RECORD)
         bad = Signal()                                 # a gamma or beta out of range (sticky)
+        bad_now = Signal()                             # ... in this cycle's chunk
+        bad_last = Signal()                            # ... in the previous cycle's (registered: the
+        m.d.sync += bad_last.eq(bad_now)               # range compares are not in front of the OR)
+        with m.If(bad_last):
+            m.d.sync += bad.eq(1)
         j = Signal(blk_words_bits)                     # chunk index
         gmem = Memory(shape=data.ArrayLayout(signed(F.LN_GAMMA_BITS), 2), depth=_ceil(max_n, 2), init=[])
         m.submodules.gmem = gmem
@@ -234,8 +239,14 @@ class LayerNormExecutor(wiring.Component):
             return outside(v, *lims[name])
 
         loading = Signal()
+        # whether chunk j is a gamma / beta chunk and a gamma chunk's upper half is live
+        # (2 (j - 8) + 1 < n  <=>  2 j < n + 15), registered as j moves (decided for j + 1)
+        g_in, b_in, hi_live = Signal(), Signal(), Signal()
+        j1 = Signal(blk_words_bits + 1)
+        m.d.comb += j1.eq(j + 1)
         with m.If(rg_dma.o.valid & loading):
-            m.d.sync += j.eq(j + 1)
+            m.d.sync += [j.eq(j + 1), g_in.eq((j1 >= 8) & (j1 < g_end)), b_in.eq((j1 >= beta_at) & (j1 < beta_end)),
+                         hi_live.eq(Cat(0, j1) < n15)]
             with m.Switch(j):
                 with m.Case(0):
                     m.d.sync += [g_shift.eq(lo), eps_lo.eq(hi)]
@@ -244,17 +255,16 @@ class LayerNormExecutor(wiring.Component):
                 with m.Case(2):
                     m.d.sync += [out_bits.eq(lo), in_bits.eq(hi)]
             gi = (j - 8)[:blk_words_bits]
-            with m.If((j >= 8) & (j < g_end)):
+            with m.If(g_in):
                 m.d.comb += [gw.addr.eq(gi), gw.data[0].eq(lo), gw.data[1].eq(hi), gw.en.eq(1)]
-                # (j - 8) 2 + 1 < n  <=>  2 j < n + 15
-                with m.If(out_of(lo.as_signed(), "gamma") | ((Cat(0, j) < n15) & out_of(hi.as_signed(), "gamma"))):
-                    m.d.sync += bad.eq(1)
+                with m.If(out_of(lo.as_signed(), "gamma") | (hi_live & out_of(hi.as_signed(), "gamma"))):
+                    m.d.comb += bad_now.eq(1)
             bix = (j - beta_at)[:blk_words_bits]
-            with m.If((j >= beta_at) & (j < beta_end)):
+            with m.If(b_in):
                 m.d.comb += [gr.addr.eq(bix >> 1), gr.en.eq(1)]
                 m.d.sync += [bv.eq(1), bi.eq(bix), bval.eq(ch.as_signed())]
                 with m.If(out_of(ch.as_signed(), "beta")):
-                    m.d.sync += bad.eq(1)
+                    m.d.comb += bad_now.eq(1)
 
         eps = Signal(64)
         eps_max = ((1 << moments_bits(8, nl.dim_bits)) - 1) // 2
@@ -266,7 +276,7 @@ class LayerNormExecutor(wiring.Component):
                                  | out_of(out_bits, "out_bits") | out_of(in_bits, "in_bits") | (eps > eps_max))
         m.d.comb += [
             eps.eq(eps_hi << 32 | eps_lo),
-            record_bad.eq(bad | words_bad),
+            record_bad.eq(bad | bad_last | words_bad),
             ln.params.length.eq(n), ln.params.eps.eq(eps), ln.params.out_shift.eq(F.LN_NORM_FRAC + g_shift),
         ]
 
@@ -319,7 +329,8 @@ class LayerNormExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [f.eq(p), n.eq(p.live_n), rows.eq(p.live_m), rr.eq(0), rw.eq(0), orow.eq(0),
-                                 oword.eq(0), j.eq(0), bad.eq(0), code.eq(0)]
+                                 oword.eq(0), j.eq(0), bad.eq(0), bad_last.eq(0), code.eq(0),
+                                 g_in.eq(0), b_in.eq(0), hi_live.eq(1)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif((p.live_n == 0) | (p.live_n > max_n)):     # the sequencer's check, kept here
