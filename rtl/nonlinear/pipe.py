@@ -160,8 +160,9 @@ def horner(pipe: Pipe, addr, t, mem: Memory, degree: int, cb: int, ab: int, w: i
     return acc, 1 + 2 * degree
 
 
-def table_rom(table: Table) -> Memory:
-    """The coefficient ROM: one word per segment, coefficient j in bits ``[j*cb, (j+1)*cb)``."""
+def table_rom(table: Table, attrs: dict | None = None) -> Memory:
+    """The coefficient ROM: one word per segment, coefficient j in bits ``[j*cb, (j+1)*cb)``.
+    ``attrs``: the memory's synthesis attributes (``{"rom_style": "block"}``: a block RAM)."""
     cb = table.coef_bits
     mask = (1 << cb) - 1
     init = []
@@ -170,4 +171,4 @@ def table_rom(table: Table) -> Memory:
         for j, c in enumerate(seg):
             word |= (int(c) & mask) << (j * cb)
         init.append(word)
-    return Memory(shape=unsigned(cb * (table.degree + 1)), depth=len(init), init=init)
+    return Memory(shape=unsigned(cb * (table.degree + 1)), depth=len(init), init=init, attrs=attrs)

@@ -71,10 +71,11 @@ class TokenSelectorUnit(wiring.Component):
     (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
     ``chunks = cfg.chunks``.
 
-    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): a gather
-    write's data is the ``tokens`` word taken in the same cycle (as without ``pkg_port``), and
-    while ``pkg_write`` is high the beat on offer is the package word, on ``pkg``, with ``data``
-    0 (the user's one multiplexer picks the data, not one inside the unit as well).
+    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): ``writes``
+    has no ``data``; a gather write's data is the ``tokens`` word taken in the same cycle, and
+    while ``pkg_write`` is high the beat on offer is the package word, on ``pkg`` (the user's
+    one multiplexer picks the data: a ``data`` field driven here would be a second one, and
+    its LUTs stay in this module even unread: 128 at 16 lanes, 512 at the board's 64).
     """
 
     def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None,
@@ -93,7 +94,8 @@ class TokenSelectorUnit(wiring.Component):
             "cmd": In(stream.Signature(layouts.command(cfg, chunks=runtime_chunks))),
             "scores": In(stream.Signature(layouts.score(cfg))),
             "tokens": In(stream.Signature(layouts.token_word(cfg))),
-            "writes": Out(stream.Signature(layouts.write_beat(cfg, positions=runtime_chunks))),
+            "writes": Out(stream.Signature(layouts.write_beat(cfg, positions=runtime_chunks,
+                                                              data_field=not pkg_port))),
             "result": Out(stream.Signature(layouts.result(cfg))),
             "busy": Out(1),
         })
@@ -262,10 +264,9 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                m.d.comb += [
-                    wp.data.eq(self.tokens.payload),
-                    wp.last.eq(last_chunk & last_token & ~has_pkg),
-                ]
+                m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
+                if not self.pkg_port:
+                    m.d.comb += wp.data.eq(self.tokens.payload)
                 address()
                 taken = Signal()
                 with m.If(ent.keep):
