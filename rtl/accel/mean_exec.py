@@ -49,6 +49,7 @@ from heatvit.golden.nonlinear import formats as F
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import mean_sum_lanes
 
+from ..nonlinear.pipe import negate_if
 from ..nonlinear.serial_recip import digit_product
 from ..toksel.combiner import exp_range, reciprocal
 from . import ports
@@ -112,8 +113,7 @@ class MeanExecutor(wiring.Component):
         f = Signal(ports.fields_layout())
         code = Signal(8)
         rows, n, k = Signal(range(max_rows + 1)), Signal(16), Signal(16)
-        words = Signal(16)
-        m.d.comb += words.eq((n + (L - 1)) >> log_l)
+        last_w = Signal(16)                            # the last word column: (n - 1) / lanes (n >= 1)
         # 1/M = r / 2**(16 + ex); M <= max_rows: ex <= 7 at 197 rows (3 bits: fewer levels in
         # the shift by ex below than with all of the reciprocal's exponent)
         r, ex = Signal(F.RECIP_FRAC + 1), Signal(range(exp_range(1, max(1, max_rows), NonlinearConfig())[1] + 1))
@@ -146,6 +146,8 @@ class MeanExecutor(wiring.Component):
         u = Signal(10)                             # floor(2 A / 2**ex) <= 2 * 128
         qmag = Signal(9)
         m.d.comb += [u.eq((acc_q << 1) >> ex), qmag.eq((u + 1) >> 1)]
+        cur = Signal(signed(sum_bits))             # the sum of lane li
+        m.d.comb += cur.eq(Array(sums)[li])
         add = Signal(sum_bits + 3)
         m.d.comb += add.eq(acc_q + digit_product(mag, rr, D))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
@@ -199,7 +201,7 @@ class MeanExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), ps.eq(0),
-                                 code.eq(0)]
+                                 code.eq(0), last_w.eq((p.live_n - 1)[:16] >> log_l)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
@@ -239,10 +241,9 @@ class MeanExecutor(wiring.Component):
                 with m.If(dg == 0):                    # load the next lane; the finished product is shifted
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
-                        m.d.sync += [shv.eq(Mux(sgn, -qmag, qmag)), sv.eq(1)]
+                        m.d.sync += [shv.eq(negate_if(qmag, sgn)), sv.eq(1)]
                     with m.If(li < SL):
-                        cur = Array(sums)[li]
-                        m.d.sync += [mag.eq(Mux(cur < 0, -cur, cur)), sgn.eq(cur < 0), acc_q.eq(0), rr.eq(r),
+                        m.d.sync += [mag.eq(negate_if(cur, cur[-1])), sgn.eq(cur[-1]), acc_q.eq(0), rr.eq(r),
                                      li.eq(li + 1), dg.eq(1)]
                     with m.Else():
                         m.next = "DIV_END"
@@ -269,7 +270,7 @@ class MeanExecutor(wiring.Component):
                 with m.If(more):
                     m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1) if P > 1 else ps + 1), issuing.eq(1)]
                     m.next = "READ"
-                with m.Elif(w + 1 == words):
+                with m.Elif(w == last_w):
                     m.next = "DONE"
                 with m.Else():
                     m.d.sync += [w.eq(w + 1), ps.eq(0), issuing.eq(1)]

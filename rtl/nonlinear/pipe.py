@@ -82,6 +82,15 @@ def round_shift_pipe(pipe: "Pipe", value, sh, *, offset: int = 0, lo=None, hi=No
     return pipe.reg(saturate(q, lo, hi), shape, name=f"{name}_y"), 3
 
 
+def negate_if(value, neg):
+    """``-value`` if the bit ``neg`` else ``value``, as ``(value ^ neg...neg) + neg`` (``value``'s
+    bits, unsigned, one wider; its low ``len(value)`` bits are the two's complement result, and
+    ``negate_if(x, x[-1])`` of a signed ``x`` is ``|x|``, ``|min|`` included).  The inversion folds
+    into the adder's LUTs (MEAN's divider: 31 LUT fewer than ``Mux(neg, -value, value)``)."""
+    v = value.as_unsigned()
+    return (v ^ neg.replicate(len(v))) + neg
+
+
 def saturate(value, lo, hi):
     """Clamp ``value`` to ``[lo, hi]`` (constants or signals; None: no bound on that side)."""
     if hi is not None:

@@ -23,8 +23,12 @@ PROB_BITS = 8
 """``a`` and ``t`` are unsigned [0, 255] at scale 1/255 (sigmoid and softmax outputs)."""
 DEN_BITS = 32
 """Input width of the reciprocal (``golden.nonlinear.divide``'s default ``den_bits``)."""
-FIFO_DEPTH = 16
-"""Tokens in flight between the two stages (more than the reciprocal's latency)."""
+FIFO_DEPTH = 4
+"""Tokens in flight between the two stages.  Stage 2 takes a token every 11 cycles, the reciprocal
+one every 12 (``SerialReciprocal.interval``): with the engine's token and one on its output,
+two more waiting in its front stages keep the engine fed, so a fuller FIFO only lets stage 1 run
+further ahead, never changes when scores leave (16 before; 4 is 10 LUT fewer; the SELECT cycle
+tests, 1 to 12 heads, are exact with it)."""
 R_DIGIT_BITS = 2
 """Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (9 cycles for 17 bits: a
 token's stage 2 then takes 11 cycles, within the reciprocal's interval of 12)."""
