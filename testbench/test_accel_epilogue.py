@@ -160,8 +160,9 @@ class SerialSigmoid(Elaboratable):
 def test_serial_sigmoid(gap):
     """The REQ8_SIGMOID path (:class:`SerialAct` on the GELU unit's lane 0): rows of 1 .. C values (many
     of one value, so more rows than its unit's latency are inside at once) with random gaps on
-    both sides (none at ``gap`` 0): every value bit-exact with golden, lanes past a row's count
-    0, and without gaps one value per cycle."""
+    both sides (none at ``gap`` 0): every value bit-exact with golden (lanes past a row's count
+    are left as an earlier row left them: the router's lane mask does not write them), and
+    without gaps one value per cycle."""
     seed = pick_seed()
     print(f"HEATVIT_SEED={seed}")
     rng, np_rng = random.Random(seed), np.random.default_rng(seed)
@@ -199,7 +200,6 @@ def test_serial_sigmoid(gap):
     for r, (row, c, p) in enumerate(zip(xs, counts, got)):
         want = sigmoid(row[:c], ap, acc.nonlinear)
         assert [int(v) for v in p][:c] == [int(v) for v in want], f"seed {seed}: row {r} ({c} values)"
-        assert all(int(v) == 0 for v in list(p)[c:]), f"seed {seed}: row {r} lanes past {c}"
     if gap == 0.0:
         # one value per cycle, plus the unit's pipeline and the row registers (about 20 cycles)
         assert span["end"] <= sum(counts) + 24, f"{span['end']} cycles for {sum(counts)} values"

@@ -46,10 +46,12 @@ from heatvit import isa
 from heatvit.config import AcceleratorConfig
 from heatvit.errors import ErrorCode
 from heatvit.golden.nonlinear import formats as F
+from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.toksel_config import mean_sum_lanes
 
+from ..nonlinear.pipe import negate_if
 from ..nonlinear.serial_recip import digit_product
-from ..toksel.combiner import reciprocal
+from ..toksel.combiner import exp_range, reciprocal
 from . import ports
 
 
@@ -111,9 +113,10 @@ class MeanExecutor(wiring.Component):
         f = Signal(ports.fields_layout())
         code = Signal(8)
         rows, n, k = Signal(range(max_rows + 1)), Signal(16), Signal(16)
-        words = Signal(16)
-        m.d.comb += words.eq((n + (L - 1)) >> log_l)
-        r, ex = Signal(F.RECIP_FRAC + 1), Signal(5)   # 1/M = r / 2**(16 + ex) (M < 2**16: ex <= 16)
+        last_w = Signal(16)                            # the last word column: (n - 1) / lanes (n >= 1)
+        # 1/M = r / 2**(16 + ex); M <= max_rows: ex <= 7 at 197 rows (3 bits: fewer levels in
+        # the shift by ex below than with all of the reciprocal's exponent)
+        r, ex = Signal(F.RECIP_FRAC + 1), Signal(range(exp_range(1, max(1, max_rows), NonlinearConfig())[1] + 1))
         w = Signal(16)                                 # current word column
         rc, dc = (Signal(range(max_rows + 1), name=nm) for nm in ("rc", "dc"))   # dc: the row written (copy, then mean)
         # (reads issued, words received, mean writes)
@@ -143,6 +146,8 @@ class MeanExecutor(wiring.Component):
         u = Signal(10)                             # floor(2 A / 2**ex) <= 2 * 128
         qmag = Signal(9)
         m.d.comb += [u.eq((acc_q << 1) >> ex), qmag.eq((u + 1) >> 1)]
+        cur = Signal(signed(sum_bits))             # the sum of lane li
+        m.d.comb += cur.eq(Array(sums)[li])
         add = Signal(sum_bits + 3)
         m.d.comb += add.eq(acc_q + digit_product(mag, rr, D))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
@@ -177,9 +182,17 @@ class MeanExecutor(wiring.Component):
 
         dst = self.dst.payload
         data = self.src.data.payload
+        # dst's data is the src word (the copied lanes) or, while ``means_out``, ``means_word``
+        # (:class:`.selector_exec.SelectorExecutor` builds one multiplexer from these)
+        self.means_out = Signal(name="means_out")
+        self.means_word = Cat(*(q * P))
         lanes = data.word_select(ps, 8 * SL) if P > 1 else data
         # one address for both writers (the copy in READ, the means in WRITE): no multiplexer
         m.d.comb += [dst.row.eq(f.dst_row + dc), dst.word.eq((f.dst_col >> log_l) + w)]
+        # The sums are cleared after the FSM's statements (their highest priority after abort), so
+        # synthesis makes the clear the flip-flops' synchronous reset with abort (one LUT for
+        # all), not a LUT before every sum bit (256 at 16 lanes of 16 bits)
+        clear_sums = Signal()
         with m.If(sv):                                 # the quotient into the ring (any state)
             m.d.sync += [*[q[j].eq(q[j + 1]) for j in range(SL - 1)], q[SL - 1].eq(shv), sv.eq(0)]
         with m.FSM(name="mean_exec"):
@@ -188,7 +201,7 @@ class MeanExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), ps.eq(0),
-                                 code.eq(0)]
+                                 code.eq(0), last_w.eq((p.live_n - 1)[:16] >> log_l)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
@@ -204,7 +217,8 @@ class MeanExecutor(wiring.Component):
                 with m.If(recip_o.valid):
                     e_r = recip_o.payload[0].e
                     m.d.sync += [r.eq(recip_o.payload[0].r), ex.eq(e_r),
-                                 rc.eq(0), dc.eq(0), issuing.eq(1), *[s.eq(0) for s in sums]]
+                                 rc.eq(0), dc.eq(0), issuing.eq(1)]
+                    m.d.comb += clear_sums.eq(1)
                     m.next = "READ"
             with m.State("READ"):
                 # each row's copied lanes go out as the word arrives; every lane adds to its sum
@@ -227,10 +241,9 @@ class MeanExecutor(wiring.Component):
                 with m.If(dg == 0):                    # load the next lane; the finished product is shifted
                     m.d.sync += pend.eq(0)
                     with m.If(pend):
-                        m.d.sync += [shv.eq(Mux(sgn, -qmag, qmag)), sv.eq(1)]
+                        m.d.sync += [shv.eq(negate_if(qmag, sgn)), sv.eq(1)]
                     with m.If(li < SL):
-                        cur = Array(sums)[li]
-                        m.d.sync += [mag.eq(Mux(cur < 0, -cur, cur)), sgn.eq(cur < 0), acc_q.eq(0), rr.eq(r),
+                        m.d.sync += [mag.eq(negate_if(cur, cur[-1])), sgn.eq(cur[-1]), acc_q.eq(0), rr.eq(r),
                                      li.eq(li + 1), dg.eq(1)]
                     with m.Else():
                         m.next = "DIV_END"
@@ -242,21 +255,22 @@ class MeanExecutor(wiring.Component):
             with m.State("DIV_END"):                    # the last lane's quotient into the ring (above)
                 m.next = "WRITE"
             with m.State("WRITE"):
-                m.d.comb += [self.dst.valid.eq(1), dst.data.eq(Cat(*(q * P))),
+                m.d.comb += [self.dst.valid.eq(1), dst.data.eq(self.means_word), self.means_out.eq(1),
                              dst.mask.eq(pass_mean)]
                 with m.If(self.dst.ready):
                     m.d.sync += dc.eq(dc + 1)
                     with m.If(dc + 1 == rows):
                         m.next = "NEXT"
             with m.State("NEXT"):
-                m.d.sync += [rc.eq(0), dc.eq(0), *[s.eq(0) for s in sums]]
+                m.d.sync += [rc.eq(0), dc.eq(0)]
+                m.d.comb += clear_sums.eq(1)
                 more = Signal()                        # another pass over this word column
                 if P > 1:
                     m.d.comb += more.eq((mean_mask != 0) & (ps < last_g))
                 with m.If(more):
                     m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1) if P > 1 else ps + 1), issuing.eq(1)]
                     m.next = "READ"
-                with m.Elif(w + 1 == words):
+                with m.Elif(w == last_w):
                     m.next = "DONE"
                 with m.Else():
                     m.d.sync += [w.eq(w + 1), ps.eq(0), issuing.eq(1)]
@@ -264,3 +278,5 @@ class MeanExecutor(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(code)]
                 m.next = "IDLE"
+        with m.If(clear_sums):
+            m.d.sync += [s.eq(0) for s in sums]

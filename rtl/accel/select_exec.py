@@ -123,7 +123,8 @@ class SelectExecutor(wiring.Component):
         wiring.connect(m, comb.scores, unit.scores)
 
         f = Signal(fields_layout())
-        n_tok = Signal(16)                      # N
+        # N (live_m <= m <= max_m: the sequencer refuses a SELECT of more tokens)
+        n_tok = Signal(range(self.max_m + 1))
         n_tail = Signal(16)
         heads = Signal(8)
         n_awords = Signal(8)                    # ceil(H / A) head-weight words per token
@@ -171,8 +172,12 @@ class SelectExecutor(wiring.Component):
             with m.Else():
                 m.d.sync += sc_j.eq(sc_j + 1)
         m.d.comb += [comb.heads.valid.eq(full), comb.heads.payload.eq(pairs)]
+        # pairs are cleared after every other statement (their highest priority after abort): the
+        # clear is then the flip-flops' synchronous reset with abort, not a LUT before each bit
+        clear_pairs = Signal()
         with m.If(comb.heads.valid & comb.heads.ready):
-            m.d.sync += [full.eq(0), pairs.eq(0)]
+            m.d.sync += full.eq(0)
+            m.d.comb += clear_pairs.eq(1)
         scored = Signal(range(self.max_m + 1))  # scores the unit has taken
         with m.If(unit.scores.valid & unit.scores.ready):
             m.d.sync += scored.eq(scored + 1)
@@ -219,14 +224,20 @@ class SelectExecutor(wiring.Component):
 
         w = unit.writes
         dst = self.dst
+        # dst's data: the token word or, while ``pkg_out``, ``pkg_word``, each repeated in every
+        # unit word of the buffer word (the mask picks one); in the lanes the mask picks the
+        # token word equals the src word it comes from (:class:`.selector_exec.SelectorExecutor`
+        # builds one multiplexer from the src word and these)
+        self.pkg_out = unit.pkg_write
+        self.pkg_word = Cat(*([unit.pkg.as_value()] * ratio))
         m.d.comb += [
             dst.valid.eq(w.valid),
             w.ready.eq(dst.ready),
             dst.payload.row.eq(w.payload.pos),
             dst.payload.word.eq(f.dst_col // A + (w.payload.chunk // ratio if ratio > 1 else w.payload.chunk)),
             # the gathered token word as it passes into the unit, or the unit's package word
-            dst.payload.data.eq(Cat(*([Mux(unit.pkg_write, unit.pkg.as_value(), unit.tokens.payload.as_value())]
-                                      * ratio))),
+            dst.payload.data.eq(Mux(self.pkg_out, self.pkg_word,
+                                    Cat(*([unit.tokens.payload.as_value()] * ratio)))),
         ]
         lane_mask = Const((1 << U) - 1, A)
         m.d.comb += dst.payload.mask.eq(lane_mask << (U * (w.payload.chunk % ratio)) if ratio > 1 else lane_mask)
@@ -244,10 +255,11 @@ class SelectExecutor(wiring.Component):
 
         # -- the trace record -------------------------------------------------------------------
         record = Signal(self.record_beats * width)
-        m.d.comb += record.eq(Cat(n_tok, res_n, res_kept, res_tail, keep))
+        m.d.comb += record.eq(Cat(n_tok, Const(0, 16 - len(n_tok)), res_n, res_kept, res_tail, keep))
         beat = Signal(range(self.record_beats + 1))
         rec_bytes = Signal(24)
-        m.d.comb += rec_bytes.eq(((8 + ((f.m + 7) >> 3) + 63) >> 6) << 6)
+        m_tok = f.m[:(self.max_m).bit_length()]    # m <= max_m (the sequencer's check)
+        m.d.comb += rec_bytes.eq(((8 + ((m_tok + 7) >> 3) + 63) >> 6) << 6)
         wr = self.dma_wr
         m.d.comb += [
             wr.req.payload.region.eq(ports.DmaRegion.TRACE),
@@ -267,10 +279,11 @@ class SelectExecutor(wiring.Component):
                     m.d.sync += [
                         f.eq(p), n_tok.eq(p.live_m), n_tail.eq(self.n_tail), heads.eq(p.heads),
                         n_awords.eq((p.heads + A - 1) // A), chunks.eq(p.live_n // U),
-                        err.eq(0), shifted.eq(0), pairs.eq(0), full.eq(0), scored.eq(0),
+                        err.eq(0), shifted.eq(0), full.eq(0), scored.eq(0),
                         si_n.eq(0), si_j.eq(0), sc_j.eq(0), ti_n.eq(0), ti_k.eq(0), ti_w.eq(0), ti_s.eq(0),
                         tc_n.eq(0), tc_k.eq(0), tc_s.eq(0), beat.eq(0),
                     ]
+                    m.d.comb += clear_pairs.eq(1)
                     with m.If(p.heads > H):
                         m.d.sync += err.eq(ErrorCode.CTRL_BAD_FIELD)
                         m.next = "DONE"
@@ -325,3 +338,5 @@ class SelectExecutor(wiring.Component):
                 m.d.comb += [self.done.eq(1), self.error.eq(err), self.set_live.eq(err == 0),
                              self.new_n_live.eq(res_n), self.new_n_tail.eq(res_tail)]
                 m.next = "IDLE"
+        with m.If(clear_pairs):
+            m.d.sync += pairs.eq(0)

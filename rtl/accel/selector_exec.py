@@ -119,4 +119,11 @@ class SelectorExecutor(wiring.Component):
                 for ex, on in users:
                     ev = flat[id(ex)][path][1]
                     m.d.comb += ev.eq(v if path[-1] == "payload" or len(users) == 1 else v & on)
+        # dst's data as one multiplexer of the src word (COPY's, MEAN's copied lanes', SELECT's
+        # gathered tokens': where the mask writes, SELECT's token word is the src word), MEAN's
+        # means and the package word, on two selects (5 inputs a bit: one LUT), not the three
+        # executors' own data multiplexers in a tree on the active executor
+        m.d.comb += self.dst.payload.data.eq(
+            Mux(ons[1] & mean.means_out, mean.means_word,
+                Mux(ons[2] & sel.pkg_out, sel.pkg_word, self.src.data.payload)))
         return ResetInserter({"sync": self.abort})(m)

@@ -47,7 +47,7 @@ def dual_rom(tables) -> tuple[Memory, list[int], int, int, int, int]:
             for j, c in enumerate(padded):
                 word |= (int(c) & mask) << (j * cb)
             init.append(word)
-    rom = Memory(shape=unsigned(cb * (degree + 1)), depth=len(init), init=init)
+    rom = Memory(shape=unsigned(cb * (degree + 1)), depth=len(init), init=init, attrs={"rom_style": "block"})
     return rom, base, degree, cb, ab, w
 
 

@@ -82,6 +82,15 @@ def round_shift_pipe(pipe: "Pipe", value, sh, *, offset: int = 0, lo=None, hi=No
     return pipe.reg(saturate(q, lo, hi), shape, name=f"{name}_y"), 3
 
 
+def negate_if(value, neg):
+    """``-value`` if the bit ``neg`` else ``value``, as ``(value ^ neg...neg) + neg`` (``value``'s
+    bits, unsigned, one wider; its low ``len(value)`` bits are the two's complement result, and
+    ``negate_if(x, x[-1])`` of a signed ``x`` is ``|x|``, ``|min|`` included).  The inversion folds
+    into the adder's LUTs (MEAN's divider: 31 LUT fewer than ``Mux(neg, -value, value)``)."""
+    v = value.as_unsigned()
+    return (v ^ neg.replicate(len(v))) + neg
+
+
 def saturate(value, lo, hi):
     """Clamp ``value`` to ``[lo, hi]`` (constants or signals; None: no bound on that side)."""
     if hi is not None:
@@ -160,8 +169,9 @@ def horner(pipe: Pipe, addr, t, mem: Memory, degree: int, cb: int, ab: int, w: i
     return acc, 1 + 2 * degree
 
 
-def table_rom(table: Table) -> Memory:
-    """The coefficient ROM: one word per segment, coefficient j in bits ``[j*cb, (j+1)*cb)``."""
+def table_rom(table: Table, attrs: dict | None = None) -> Memory:
+    """The coefficient ROM: one word per segment, coefficient j in bits ``[j*cb, (j+1)*cb)``.
+    ``attrs``: the memory's synthesis attributes (``{"rom_style": "block"}``: a block RAM)."""
     cb = table.coef_bits
     mask = (1 << cb) - 1
     init = []
@@ -170,4 +180,4 @@ def table_rom(table: Table) -> Memory:
         for j, c in enumerate(seg):
             word |= (int(c) & mask) << (j * cb)
         init.append(word)
-    return Memory(shape=unsigned(cb * (table.degree + 1)), depth=len(init), init=init)
+    return Memory(shape=unsigned(cb * (table.degree + 1)), depth=len(init), init=init, attrs=attrs)

@@ -86,7 +86,8 @@ class SerialReciprocal(wiring.Component):
         en = Signal()
         front = Pipe(m, en, "f")
         e2, u2, _ = normalize(front, self.i.payload[0], self.in_bits, False)
-        m.submodules.rom = rom = table_rom(tbl)
+        # one read port: a block RAM (yosys 0.23 maps it to 1 BRAM36-equivalent instead of LUTs)
+        m.submodules.rom = rom = table_rom(tbl, attrs={"rom_style": "block"})
         rd = rom.read_port()
         m.d.comb += [rd.addr.eq(u2 >> w), rd.en.eq(en)]
         t3 = front.reg(u2[:w], unsigned(w), "t")

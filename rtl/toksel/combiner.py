@@ -23,8 +23,12 @@ PROB_BITS = 8
 """``a`` and ``t`` are unsigned [0, 255] at scale 1/255 (sigmoid and softmax outputs)."""
 DEN_BITS = 32
 """Input width of the reciprocal (``golden.nonlinear.divide``'s default ``den_bits``)."""
-FIFO_DEPTH = 16
-"""Tokens in flight between the two stages (more than the reciprocal's latency)."""
+FIFO_DEPTH = 4
+"""Tokens in flight between the two stages.  Stage 2 takes a token every 11 cycles, the reciprocal
+one every 12 (``SerialReciprocal.interval``): with the engine's token and one on its output,
+two more waiting in its front stages keep the engine fed, so a fuller FIFO only lets stage 1 run
+further ahead, never changes when scores leave (16 before; 4 is 10 LUT fewer; the SELECT cycle
+tests, 1 to 12 heads, are exact with it)."""
 R_DIGIT_BITS = 2
 """Bits of the reciprocal's mantissa multiplied per cycle in stage 2 (9 cycles for 17 bits: a
 token's stage 2 then takes 11 cycles, within the reciprocal's interval of 12)."""
@@ -40,15 +44,28 @@ def reciprocal(nl_cfg: NonlinearConfig | None = None, in_bits: int = DEN_BITS) -
     return SerialReciprocal(nl_cfg or NonlinearConfig(), in_bits, RECIP_DIGIT_BITS)
 
 
+def exp_range(lo: int, hi: int, nl_cfg: NonlinearConfig | None = None) -> tuple[int, int]:
+    """The smallest and largest exponent ``e`` of the reciprocal (golden
+    :func:`heatvit.golden.nonlinear.units.reciprocal`, the table the RTL's is) over the inputs
+    ``lo .. hi``: a shift by ``e`` then needs only ``(max - min).bit_length()`` bits of ``e - min``
+    (fewer multiplexer levels than all of ``e``'s)."""
+    import numpy as np
+
+    from heatvit.golden.nonlinear.units import reciprocal as golden_reciprocal
+    _, e = golden_reciprocal(np.arange(lo, hi + 1, dtype=np.int64), cfg=nl_cfg or NonlinearConfig())
+    return int(e.min()), int(e.max())
+
+
 def den_bits(cfg: TokSelConfig) -> int:
     """Bits of the combiner's largest ``den = 255 sum_h a`` (``cfg.heads`` heads)."""
     return (255 * 255 * cfg.heads).bit_length()
 
 
-PORT_RECIP_BITS = 26
+PORT_RECIP_BITS = 32
 """Input width of the reciprocal outside the combiner (``recip_port``), when ``den`` (and MEAN's
-``M``) fit: yosys 0.23 maps the unit alone at 18 / 20 / 26 / 32 input bits to 571 / 475 / 447 /
-449 LUTs and 6.25 / 6.25 / 6.25 / 14 logic levels (the 32-bit normalisation is the deep path)."""
+``M``) fit: yosys 0.23 (``synth_xilinx -family xcup -noiopad``, the unit alone, session 9) maps it
+at 16 / 18 / 20 / 24 / 26 / 32 input bits to 508 / 569 / 592 / 638 / 640 / 445 LUTs, every one
+6.25 logic levels deep (a power-of-two width normalises with the fewest LUTs)."""
 
 
 def head_pairs(cfg: TokSelConfig) -> data.ArrayLayout:
@@ -167,7 +184,10 @@ class ScoreCombiner(wiring.Component):
         mul_busy = Signal()
         done = Signal()                        # q is on the scores port
         r = Signal(digits * R_DIGIT_BITS)
-        e = Signal(recip_o.payload[0].e.shape())
+        # den = 255 den_a, den_a in 1 .. 255 H (a_sum, or n_heads >= 1 when it is 0): e stays in
+        # e_lo .. e_hi (7 .. 17 at 3 heads), and the output shift takes e - e_lo (4 bits, not 6)
+        e_lo, e_hi = exp_range(255, 255 * 255 * H, self.nl_cfg)
+        e = Signal(range(e_hi - e_lo + 1))     # e - e_lo
         num2 = Signal(num_bits + digits * R_DIGIT_BITS)
         prod = Signal(num_bits + r_bits + 1)
         dcount = Signal(range(digits + 1))
@@ -184,9 +204,10 @@ class ScoreCombiner(wiring.Component):
         # rounding add and the output stage only shifts and clamps.
         off = F.RECIP_FRAC - b
         e_in = recip_o.payload[0].e
-        half = Cat(*[(e_in == i + 1 - off) if i + 1 - off >= 0 else Const(0, 1) for i in range(len(prod))])
+        half = Cat(*[(e_in == i + 1 - off) if e_lo <= i + 1 - off <= e_hi else Const(0, 1)
+                     for i in range(len(prod))])
         with m.If(load):
-            m.d.sync += [r.eq(recip_o.payload[0].r), e.eq(e_in), num2.eq(nums.r_data),
+            m.d.sync += [r.eq(recip_o.payload[0].r), e.eq(e_in - e_lo), num2.eq(nums.r_data),
                          prod.eq(half), dcount.eq(0), mul_busy.eq(1)]
         with m.If(mul_busy):
             m.d.sync += [prod.eq(prod + part), r.eq(r >> R_DIGIT_BITS), num2.eq(num2 << R_DIGIT_BITS),
@@ -198,7 +219,7 @@ class ScoreCombiner(wiring.Component):
         # for every s); its bits from b + 2 up are always 0 and the shift leaves them out.
         q = Signal(b + 2)
         m.d.comb += [
-            q.eq((prod >> off) >> e),
+            q.eq((prod >> (off + e_lo)) >> e),
             self.scores.valid.eq(done),
             self.scores.payload.score.eq(Mux(q > cfg.score_max, cfg.score_max, q)),
         ]

@@ -31,15 +31,17 @@ def token_word(cfg: TokSelConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(TOKEN_BITS), cfg.lanes)
 
 
-def write_beat(cfg: TokSelConfig, positions: bool = False) -> data.StructLayout:
+def write_beat(cfg: TokSelConfig, positions: bool = False, data_field: bool = True) -> data.StructLayout:
     """A dense-buffer write: word ``addr = chunk * N' + position``; ``last`` on the final write.
     ``positions=True`` (a unit with run-time token width): ``chunk`` and ``pos`` (the address's
-    two parts, for a buffer addressed by token row and column) instead of ``addr``."""
+    two parts, for a buffer addressed by token row and column) instead of ``addr``.
+    ``data_field=False`` (a unit whose user has the data: ``TokenSelectorUnit(pkg_port=True)``):
+    no ``data``."""
     if positions:
         addr = {"chunk": unsigned(max(1, (cfg.chunks - 1).bit_length())), "pos": unsigned(cfg.count_bits)}
     else:
         addr = {"addr": unsigned(cfg.addr_bits)}
-    return data.StructLayout({**addr, "data": token_word(cfg), "last": unsigned(1)})
+    return data.StructLayout({**addr, **({"data": token_word(cfg)} if data_field else {}), "last": unsigned(1)})
 
 
 def result(cfg: TokSelConfig) -> data.StructLayout:

@@ -71,10 +71,11 @@ class TokenSelectorUnit(wiring.Component):
     (:func:`.layouts.command`, :func:`.layouts.write_beat`) instead of ``addr``.  Otherwise
     ``chunks = cfg.chunks``.
 
-    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): a gather
-    write's data is the ``tokens`` word taken in the same cycle (as without ``pkg_port``), and
-    while ``pkg_write`` is high the beat on offer is the package word, on ``pkg``, with ``data``
-    0 (the user's one multiplexer picks the data, not one inside the unit as well).
+    ``pkg_port=True`` (the SELECT executor, which has the token word it passes in): ``writes``
+    has no ``data``; a gather write's data is the ``tokens`` word taken in the same cycle, and
+    while ``pkg_write`` is high the beat on offer is the package word, on ``pkg`` (the user's
+    one multiplexer picks the data: a ``data`` field driven here would be a second one, and
+    its LUTs stay in this module even unread: 128 at 16 lanes, 512 at the board's 64).
     """
 
     def __init__(self, cfg: TokSelConfig, runtime_chunks: bool = False, package_lanes: int | None = None,
@@ -93,7 +94,8 @@ class TokenSelectorUnit(wiring.Component):
             "cmd": In(stream.Signature(layouts.command(cfg, chunks=runtime_chunks))),
             "scores": In(stream.Signature(layouts.score(cfg))),
             "tokens": In(stream.Signature(layouts.token_word(cfg))),
-            "writes": Out(stream.Signature(layouts.write_beat(cfg, positions=runtime_chunks))),
+            "writes": Out(stream.Signature(layouts.write_beat(cfg, positions=runtime_chunks,
+                                                              data_field=not pkg_port))),
             "result": Out(stream.Signature(layouts.result(cfg))),
             "busy": Out(1),
         })
@@ -125,10 +127,16 @@ class TokenSelectorUnit(wiring.Component):
         m.d.comb += last_chunk.eq(chunk == n_chunks - 1)
 
         # -- per-token decisions -----------------------------------------------------------------
-        m.submodules.entries = mem = Memory(shape=layouts.entry(cfg), depth=cfg.max_tokens, init=[])
+        # A block RAM (one synchronous read port): it reads at idx's next value, so its data
+        # is entry idx in every cycle (no LUT-RAM, none of its read multiplexers).  idx is
+        # written only through idx_next.
+        m.submodules.entries = mem = Memory(shape=layouts.entry(cfg), depth=cfg.max_tokens, init=[],
+                                            attrs={"ram_style": "block"})
         wr = mem.write_port()
-        rd = mem.read_port(domain="comb")
-        m.d.comb += rd.addr.eq(idx)
+        rd = mem.read_port()
+        idx_next = Signal(cb)
+        m.d.comb += [idx_next.eq(idx), rd.addr.eq(idx_next)]
+        m.d.sync += idx.eq(idx_next)
         ent = rd.data
 
         # -- package accumulators (a ring) and the divider -------------------------------------
@@ -186,7 +194,8 @@ class TokenSelectorUnit(wiring.Component):
             m.d.comb += [self.pkg[i].eq(pkg[i]) for i in range(L)]
 
         def finish_chunk():
-            m.d.sync += [pos.eq(0), idx.eq(0)]
+            m.d.sync += pos.eq(0)
+            m.d.comb += idx_next.eq(0)
             if not self.runtime_chunks:
                 m.d.sync += base.eq(base + n_out)
             with m.If(last_chunk):
@@ -213,10 +222,10 @@ class TokenSelectorUnit(wiring.Component):
                 m.d.comb += [self.busy.eq(0), self.cmd.ready.eq(1)]
                 c = self.cmd.payload
                 with m.If(self.cmd.valid):
-                    m.d.comb += clear.eq(1)
+                    m.d.comb += [clear.eq(1), idx_next.eq(0)]
                     m.d.sync += step.eq(0)
                     m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
-                                 idx.eq(0), n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
+                                 n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
                                  base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0),
                                  n_chunks.eq(c.chunks if self.runtime_chunks else cfg.chunks)]
                     with m.If((c.n_tokens == 0) | (c.n_tokens > cfg.max_tokens)):
@@ -246,10 +255,10 @@ class TokenSelectorUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += [n_pruned.eq(n_pruned + 1), wsum.eq(wsum + q)]
                     with m.If(idx == n_tok - 1):
-                        m.d.sync += idx.eq(0)
+                        m.d.comb += idx_next.eq(0)
                         m.next = "DECIDED"
                     with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
+                        m.d.comb += idx_next.eq(idx + 1)
 
             with m.State("DECIDED"):
                 m.d.sync += [
@@ -262,10 +271,9 @@ class TokenSelectorUnit(wiring.Component):
 
             with m.State("GATHER"):
                 last_token = idx == n_tok - 1
-                m.d.comb += [
-                    wp.data.eq(self.tokens.payload),
-                    wp.last.eq(last_chunk & last_token & ~has_pkg),
-                ]
+                m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
+                if not self.pkg_port:
+                    m.d.comb += wp.data.eq(self.tokens.payload)
                 address()
                 taken = Signal()
                 with m.If(ent.keep):
@@ -288,7 +296,7 @@ class TokenSelectorUnit(wiring.Component):
                         with m.Else():
                             finish_chunk()
                     with m.Else():
-                        m.d.sync += idx.eq(idx + 1)
+                        m.d.comb += idx_next.eq(idx + 1)
 
             # The chunk's package word: rem = 2|acc| + S divided by 2S << 7 .. 2S << 0
             # (restoring, MSB first), lane by lane (9 cycles a lane), then written.
