@@ -588,6 +588,7 @@ def endpoint_levels(verilog: str, names: list[str] | None = None, *, cache: Path
     counted as :data:`LUTRAM_LUTS`), ``ff``, ``path`` and ``cells``.  Cached per module key
     (:func:`module_keys`) in ``cache`` (:func:`cache_dir`), beside :func:`hier_cell_counts`'
     entries."""
+    from .resources import count            # resources imports this module
     cache = cache_dir() if cache is None else Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     stamp = hashlib.sha256(f"{version()}\n{SYNTH}\n{LTP_SCRIPT}\nendpoints 4".encode()).hexdigest()[:8]
@@ -610,11 +611,9 @@ def endpoint_levels(verilog: str, names: list[str] | None = None, *, cache: Path
             f.write_text(json.dumps(r))
             if log:
                 log(f"  {plain}: {r['wall_s']:.0f} s wall")
-        cells = r["cells"]
+        res = count(r["cells"])
         out[plain] = {"levels": r["endpoints"]["levels"], "ltp_levels": (r["ltp"] or {}).get("levels", 0),
-                      "lut": sum(v for k, v in cells.items() if k.startswith("LUT"))
-                      + sum(LUTRAM_LUTS.get(k, 0) * v for k, v in cells.items()),
-                      "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
+                      "lut": res["LUT"], "ff": res["FF"],
                       "path": r["endpoints"]["path"], "net": r["endpoints"].get("net"),
                       "source": r["endpoints"].get("source"),
                       "deepest_nets": r["endpoints"].get("deepest_nets"),
