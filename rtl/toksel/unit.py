@@ -132,9 +132,9 @@ class TokenSelectorUnit(wiring.Component):
         chunk = Signal(range(cfg.chunks))
         base = Signal(cfg.addr_bits)           # chunk * N'
         pos = Signal(cb)                       # next kept position in this chunk
-        n_chunks = Signal(range(cfg.chunks + 1))
+        last_chunk_i = Signal(signed(cfg.chunks.bit_length() + 1))    # chunks - 1, registered with the command
         last_chunk = Signal()
-        m.d.comb += last_chunk.eq(chunk == n_chunks - 1)
+        m.d.comb += last_chunk.eq(chunk == last_chunk_i)
 
         # -- per-token decisions -----------------------------------------------------------------
         # A block RAM (one synchronous read port): it reads at idx's next value, so its data
@@ -160,8 +160,9 @@ class TokenSelectorUnit(wiring.Component):
         acc = [Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L)]
         pkg = [Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L)]
         step = Signal(range(max(2, steps)))    # which G lanes of the pruned word this cycle
-        last_step = Signal()
-        m.d.comb += last_step.eq(step == steps - 1)
+        last_step = Signal()                   # step == steps - 1: a register moved with step
+        if steps == 1:
+            m.d.comb += last_step.eq(1)
         weight = Signal(cfg.score_bits)
         m.d.comb += weight.eq(Mux(unit_w, 1, ent.weight))
         x_sel = self.tokens.payload.as_value().word_select(step, TOKEN_BITS * G) if steps > 1 \
@@ -247,11 +248,13 @@ class TokenSelectorUnit(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.comb += [clear.eq(1), idx_next.eq(0)]
                     m.d.sync += step.eq(0)
+                    if steps > 1:
+                        m.d.sync += last_step.eq(0)
                     m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
                                  last_idx.eq(c.n_tokens - 1), tail_from.eq(c.n_tokens - c.n_tail),
                                  n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
                                  base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0),
-                                 n_chunks.eq(c.chunks if self.runtime_chunks else cfg.chunks)]
+                                 last_chunk_i.eq((c.chunks if self.runtime_chunks else cfg.chunks) - 1)]
                     with m.If((c.n_tokens == 0) | (c.n_tokens > cfg.max_tokens)):
                         m.d.sync += error.eq(TOKSEL_BAD_TOKENS)
                         m.next = "RESULT"
@@ -312,6 +315,8 @@ class TokenSelectorUnit(wiring.Component):
                     with m.If(self.tokens.valid):
                         m.d.comb += feed.eq(1)
                         m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+                        if steps > 1:
+                            m.d.sync += last_step.eq(~last_step & (step == steps - 2))
                 with m.If(taken):
                     with m.If(last_token):
                         with m.If(has_pkg):
