@@ -32,7 +32,7 @@ unchanged).  The first beat may come the cycle after ``start``.  ``KT * NT`` mus
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -99,7 +99,9 @@ class TileMap(wiring.Component):
         wr = mem.write_port()
         rd = mem.read_port()
 
-        kt_n, nt_n = Signal(17), Signal(17)
+        # KT - 1 and NT - 1 (-1 for 0, never reached), registered: the walks' last-tile compares
+        # and the order ring's end have no subtract in front
+        kt_m1, nt_m1 = Signal(signed(18), name="kt_m1"), Signal(signed(18), name="nt_m1")
         tiles = Signal.like(self.tiles)
         beats = Signal(16)
         got = Signal(16)                      # beats taken
@@ -110,7 +112,7 @@ class TileMap(wiring.Component):
         ok = Signal()                         # the count is checked and is ``tiles``
         prime = Signal()                      # the cycle after start: full and part from grid
         with m.If(self.start):
-            m.d.sync += [kt_n.eq(self.kt_n), nt_n.eq(self.nt_n), tiles.eq(self.tiles), beats.eq(self.beats),
+            m.d.sync += [kt_m1.eq(self.kt_n - 1), nt_m1.eq(self.nt_n - 1), tiles.eq(self.tiles), beats.eq(self.beats),
                          got.eq(0), grid.eq(self.kt_n * self.nt_n), taking.eq(1),
                          self.checked.eq(0), self.mismatch.eq(0), walking.eq(0), ok.eq(0)]
         m.d.sync += prime.eq(self.start)
@@ -204,13 +206,13 @@ class TileMap(wiring.Component):
             m.d.sync += [idx.eq(idx + 1), word.eq(word >> 1)]
             with m.If(idx[:lw] == W - 1):
                 m.d.sync += have.eq(0)
-            with m.If(kt == kt_n - 1):
+            with m.If(kt == kt_m1):
                 m.d.sync += [closing.eq(1), kt.eq(0)]
             with m.Else():
                 m.d.sync += kt.eq(kt + 1)
         with m.If(moved & closing):
             m.d.sync += [closing.eq(0), pend.eq(0), nt.eq(nt + 1)]
-            with m.If(nt == nt_n - 1):
+            with m.If(nt == nt_m1):
                 m.d.sync += walking.eq(0)
         with m.If(self.start):
             m.d.sync += [idx.eq(0), kt.eq(0), nt.eq(0), have.eq(0), closing.eq(0), pend.eq(0)]
@@ -227,7 +229,7 @@ class TileMap(wiring.Component):
         L = self.g.max_k_tiles
         seen, ring_end = Signal(L), Signal(L)
         with m.If(prime):
-            m.d.sync += ring_end.eq(Cat(kt_n == i + 1 for i in range(L)))
+            m.d.sync += ring_end.eq(Cat(kt_m1 == i for i in range(L)))
         with m.If(last):
             m.d.sync += ordering.eq(1)
         with m.If(seen_last[-1] & ~self.start & ((count != tiles) | (count == 0))):
@@ -246,7 +248,7 @@ class TileMap(wiring.Component):
                                     for i in range(L)))
             with m.If(idx2[:lw] == W - 1):
                 m.d.sync += have2.eq(0)
-            with m.If(kt2 == kt_n - 1):
+            with m.If(kt2 == kt_m1):
                 m.d.sync += kt2.eq(0)
             with m.Else():
                 m.d.sync += kt2.eq(kt2 + 1)

@@ -436,16 +436,18 @@ class LayerNormUnit(wiring.Component):
         # a length outside 1 .. max_dim is clamped into it (never an address wrap or a hang); the
         # row length, its beats and last-beat lanes are registered (params are held stable), so
         # no datapath starts at the params port
-        n_in = Signal(range(cfg.max_dim + 1))
-        m.d.comb += n_in.eq(Mux(p.length == 0, 1, Mux(p.length > cfg.max_dim, cfg.max_dim, p.length)))
+        # from N - 1 (no chain behind the clamp): beats - 1 = (N - 1) >> log L, the last beat's
+        # lanes (N - 1) mod L + 1, lane j of it valid iff (N - 1) mod L >= j
+        n_in, nm1 = Signal(range(cfg.max_dim + 1)), Signal(range(cfg.max_dim))
+        over = p.length > cfg.max_dim
+        m.d.comb += [n_in.eq(Mux(p.length == 0, 1, Mux(over, cfg.max_dim, p.length))),
+                     nm1.eq(Mux(p.length == 0, 0, Mux(over, cfg.max_dim - 1, p.length - 1)))]
         n = Signal(range(cfg.max_dim + 1), init=1)
         tail = Signal(range(L + 1), init=1)
-        beats_in = (n_in + (L - 1)) >> log_l
-        tail_in = n_in - ((beats_in - 1) << log_l)
         beats_m1 = Signal(range(depth + 1))
         tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
-        m.d.sync += [n.eq(n_in), tail.eq(tail_in), beats_m1.eq(beats_in - 1),
-                     tail_mask.eq(Cat(*[tail_in > j for j in range(L)]))]
+        m.d.sync += [n.eq(n_in), tail.eq(nm1[:log_l] + 1), beats_m1.eq(nm1 >> log_l),
+                     tail_mask.eq(Cat(*[nm1[:log_l] >= j for j in range(L)]))]
 
         ring = Ring(layernorm_ring_depth(cfg), "x")
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=ring.depth, init=[])
@@ -503,10 +505,14 @@ class LayerNormUnit(wiring.Component):
         ps = Pipe(m, one, "st")
         v = ps.reg(sv, 1, "v")
         s1 = ps.reg(ss1, name="s1")
-        ns2 = ps.reg(n * ss2, unsigned(2 * ib + 2 * db), "ns2")
+        # D = max(var, 1), var = ((N S2 - S1**2) << LN_EPS_FRAC) + eps_q (eps_q has LN_EPS_FRAC
+        # fraction bits) = ((N S2 + eps_hi - S1**2) << LN_EPS_FRAC) | eps_lo: eps_hi is added
+        # with the product N S2, so var is one subtract and var == 0 an equality beside it
+        eps_lo, eps_hi = p.eps[:F.LN_EPS_FRAC], p.eps[F.LN_EPS_FRAC:]
+        ns2 = ps.reg(n * ss2 + eps_hi, unsigned(max(2 * ib + 2 * db, len(eps_hi)) + 1), "ns2")
         s1sq = ps.reg(ss1 * ss1, unsigned(2 * (ib + db)), "s1sq")
-        var = ((ns2 - s1sq) << F.LN_EPS_FRAC) + p.eps          # eps_q has LN_EPS_FRAC fraction bits
-        dval = ps.reg(Mux(var == 0, 1, var), unsigned(mb), "dval")
+        var_zero = (ns2 == s1sq) & (eps_lo == 0)
+        dval = ps.reg(Mux(var_zero, 1, Cat(eps_lo, ns2 - s1sq)), unsigned(mb), "dval")
         v, s1 = ps.reg(v, name="v"), ps.reg(s1, name="s1")
         m.submodules.rsqrt_rom = rom = table_rom(self.rsqrt_table)
         r_out, k_out, rlat = rsqrt_core(Pipe(m, one, "rsq"), dval, mb, self.rsqrt_table, rom)
