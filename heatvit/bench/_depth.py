@@ -46,15 +46,28 @@ def _add(acc):
     return AddOp(acc)
 
 
+def _select(acc):
+    from heatvit.rtl.accel.selector_exec import SelectorExecutor
+    return SelectorExecutor(acc)
+
+
+def _mean(acc):
+    from heatvit.rtl.accel.mean_exec import MeanExecutor
+    return MeanExecutor(acc)
+
+
 def _top(acc):
     from heatvit.rtl.accel.top import Accelerator
     return Accelerator(acc)
 
 
 UNITS = {"dma": _dma, "wports": _wports, "exec_gemm": _gemm, "seq": _seq, "exec_layernorm": _layernorm,
-         "exec_add": _add, "heatvit_accel": _top}
+         "exec_add": _add, "exec_select": _select, "exec_mean": _mean, "heatvit_accel": _top}
 """Unit name (its top module's name, as in the accelerator) -> its constructor from an
-:class:`~heatvit.config.AcceleratorConfig`."""
+:class:`~heatvit.config.AcceleratorConfig`.  ``exec_select`` is the selectors' executor
+(:class:`~heatvit.rtl.accel.selector_exec.SelectorExecutor`: COPY, MEAN and SELECT in one module,
+as the accelerator builds it); ``exec_mean`` is :class:`~heatvit.rtl.accel.mean_exec.MeanExecutor`
+alone (its logic is part of ``exec_select``'s own module in the accelerator)."""
 
 
 def unit_verilog(acc, unit: str) -> str:

@@ -102,6 +102,11 @@ def gelu_cycles(nl, elements: int) -> int:
     return ceil_div(elements, nl.lanes) + 16 if elements else 0
 
 
+PKG_DRAIN = 2
+"""Cycles between a chunk's last token word and its package division in the token-selector
+control unit (``rtl/toksel/unit.py`` ``PKG_DRAIN``: the weighted sums' two product register
+stages, issue 13; 0 before)."""
+
 COMBINER_MIN_CYCLES = 12
 """The score combiner takes one token per ``max(heads + 2, 12)`` cycles (rtl/toksel/combiner.py:
 its shift-add reciprocal's interval, ``RECIP_DIGIT_BITS = 3``)."""
@@ -113,15 +118,16 @@ def toksel_cycles(ts, n: int, dim: int, pruned: int) -> int:
 
     ``n`` (scores) + 3 + per chunk: one cycle per kept word and ``lanes / G`` per pruned word
     (``G`` = :func:`heatvit.toksel_config.package_lanes` lanes weighted a cycle) and, when
-    anything was pruned, ``9 * lanes`` for the package division and one for its write:
-    ``n + 3 + chunks * (n + pruned * (lanes / G - 1) + [pruned > 0] (9 lanes + 1))``.  Exact on
+    anything was pruned, ``PKG_DRAIN`` (2: the weighted sums' product stages drain,
+    :data:`heatvit.rtl.toksel.unit.PKG_DRAIN`), ``9 * lanes`` for the package division and one
+    for its write: ``n + 3 + chunks * (n + pruned * (lanes / G - 1) + [pruned > 0] (9 lanes + 3))``.  Exact on
     the RTL runs of ``testbench/test_compiler_prune.py`` (the unit does one thing at a time: no
     data-dependent overlap)."""
     chunks = ceil_div(dim, ts.lanes)
     if pruned == 0:
         return n + 3 + chunks * n
     steps = ts.lanes // package_lanes(ts.lanes)
-    return n + 3 + chunks * (n + pruned * (steps - 1) + 9 * ts.lanes + 1)
+    return n + 3 + chunks * (n + pruned * (steps - 1) + PKG_DRAIN + 9 * ts.lanes + 1)
 
 
 SELECT_FIXED_CYCLES = 38

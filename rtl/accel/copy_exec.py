@@ -83,7 +83,9 @@ class CopyExecutor(wiring.Component):
             self.dst.payload.row.eq(c.dst_row + w_row),
             self.dst.payload.word.eq((c.dst_col >> sh) + w_word),
             self.dst.payload.data.eq(self.src.data.payload),
-            self.dst.payload.mask.eq(Mux(w_word == w_last, tail_mask, (1 << L) - 1)),
+            # the window's last word (w_word == w_last) side by side, no subtract in front of the
+            # compare: backwards, w_word = w_last - w is it at w = 0
+            self.dst.payload.mask.eq(Mux(Mux(back, wr.w == 0, wr.w == w_last), tail_mask, (1 << L) - 1)),
         ]
         with m.If(self.dst.valid & self.dst.ready):
             _, end = wr.step(m, words, c.live_m, last=(w_last, r_last))

@@ -113,6 +113,7 @@ class MeanExecutor(wiring.Component):
         f = Signal(ports.fields_layout())
         code = Signal(8)
         rows, n, k = Signal(range(max_rows + 1)), Signal(16), Signal(16)
+        last_row = Signal(range(max_rows + 1))         # rows - 1 (rows >= 1 once started): plain compares
         last_w = Signal(16)                            # the last word column: (n - 1) / lanes (n >= 1)
         # 1/M = r / 2**(16 + ex); M <= max_rows: ex <= 7 at 197 rows (3 bits: fewer levels in
         # the shift by ex below than with all of the reciprocal's exponent)
@@ -151,24 +152,48 @@ class MeanExecutor(wiring.Component):
         add = Signal(sum_bits + 3)
         m.d.comb += add.eq(acc_q + digit_product(mag, rr, D))
         # Lane j of word column w is channel c = w L + j: copied if c < k, averaged if k <= c < n.
-        # As thermometer codes of how many of the column's lanes lie below k and below n.
-        copy_mask, mean_mask = Signal(L), Signal(L)
-        below_k, below_n = Signal(range(L + 1)), Signal(range(L + 1))
+        # The masks are registers, ready before the column starts (none of them is decoded
+        # from w in front of the handshakes, issue 13): a two-stage pipeline works on the *next*
+        # column, w_pre (stage 1: how many of its lanes lie below k and below n, clamped; stage
+        # 2: the thermometer masks and the pass groups), and the column's own registers take
+        # its output when w moves (RECIP_WAIT -> READ, NEXT).  w_pre then moves too; the
+        # pipeline has settled again before the next move (READ takes at least two cycles).
+        w_pre = Signal(16)                             # the column the pipeline works on
+        below_k, below_n = Signal(range(L + 1)), Signal(range(L + 1))   # stage 1 (w_pre)
         for below, edge in ((below_k, k), (below_n, n)):
             t = Signal(signed(18), name=f"{below.name}_t")
-            m.d.comb += [t.eq(edge - (w << log_l)), below.eq(Mux(t < 0, 0, Mux(t > L, L, t)))]
-        m.d.comb += [copy_mask.eq(Cat(below_k > j for j in range(L))),
-                     mean_mask.eq(Cat((below_k <= j) & (below_n > j) for j in range(L)))]
+            m.d.comb += t.eq(edge - (w_pre << log_l))
+            m.d.sync += below.eq(Mux(t < 0, 0, Mux(t > L, L, t)))
+        nxt_copy, nxt_mean = Signal(L), Signal(L)      # stage 2 (w_pre)
+        copy_mask, mean_mask = Signal(L), Signal(L)    # the column w's
+        m.d.sync += [nxt_copy.eq(Cat(below_k > j for j in range(L))),
+                     nxt_mean.eq(Cat((below_k <= j) & (below_n > j) for j in range(L)))]
         # Passes of a word column: pass 0 (the copied lanes' writes), then each group of SL lanes
-        # from the first to the last one with averaged lanes (first_g .. last_g).
+        # from the first to the last one with averaged lanes (first_g .. last_g).  ``grp_mean``:
+        # which groups have averaged lanes (one bit a group: "this pass divides" is a select of
+        # P registered bits, not an OR of the pass's lane mask)
+        nxt_any_copy, any_copy = Signal(), Signal()
+        nxt_grp, grp_mean = Signal(P), Signal(P)
+        m.d.sync += [nxt_any_copy.eq(below_k != 0),
+                     nxt_grp.eq(Cat((below_k < (g + 1) * SL) & (below_n > g * SL) & (below_k < below_n)
+                                    for g in range(P)))]
+        move = Signal()                                # w moves to w_pre: the masks with it
+        with m.If(move):
+            m.d.sync += [copy_mask.eq(nxt_copy), mean_mask.eq(nxt_mean), any_copy.eq(nxt_any_copy),
+                         grp_mean.eq(nxt_grp), w_pre.eq(w_pre + 1)]
         pass_mean = Signal(L)                          # the averaged lanes of this pass
+        pass_divides = Signal()                        # pass_mean != 0
         if P > 1:                                      # (one pass: no group indices at all)
             first_g, last_g = Signal(range(P)), Signal(range(P))
-            m.d.comb += [first_g.eq(below_k >> (SL.bit_length() - 1)),
-                         last_g.eq((below_n - 1) >> (SL.bit_length() - 1)),
-                         pass_mean.eq(mean_mask & (Const((1 << SL) - 1, L) << (ps * SL)))]
+            nxt_first, nxt_last = Signal(range(P)), Signal(range(P))
+            m.d.sync += [nxt_first.eq(below_k >> (SL.bit_length() - 1)),
+                         nxt_last.eq((below_n - 1) >> (SL.bit_length() - 1))]
+            with m.If(move):
+                m.d.sync += [first_g.eq(nxt_first), last_g.eq(nxt_last)]
+            m.d.comb += [pass_mean.eq(mean_mask & (Const((1 << SL) - 1, L) << (ps * SL))),
+                         pass_divides.eq(grp_mean.bit_select(ps, 1))]
         else:
-            m.d.comb += pass_mean.eq(mean_mask)
+            m.d.comb += [pass_mean.eq(mean_mask), pass_divides.eq(grp_mean[0])]
 
         m.d.comb += [recip_i.payload[0].eq(rows), recip_o.ready.eq(1)]
 
@@ -177,7 +202,7 @@ class MeanExecutor(wiring.Component):
                      self.src.cmd.payload.word.eq((f.src_col >> log_l) + w)]
         with m.If(self.src.cmd.valid & self.src.cmd.ready):
             m.d.sync += rc.eq(rc + 1)
-            with m.If(rc + 1 == rows):
+            with m.If(rc == last_row):
                 m.d.sync += issuing.eq(0)
 
         dst = self.dst.payload
@@ -201,7 +226,7 @@ class MeanExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [f.eq(p), rows.eq(p.live_m), n.eq(p.live_n), k.eq(p.k), w.eq(0), ps.eq(0),
-                                 code.eq(0), last_w.eq((p.live_n - 1)[:16] >> log_l)]
+                                 w_pre.eq(0), last_row.eq(p.live_m - 1), code.eq(0), last_w.eq((p.live_n - 1)[:16] >> log_l)]
                     with m.If(p.live_m == 0):
                         m.next = "DONE"
                     with m.Elif(p.k >= p.live_n):       # (n = 0 included) the sequencer's check, kept here
@@ -218,11 +243,11 @@ class MeanExecutor(wiring.Component):
                     e_r = recip_o.payload[0].e
                     m.d.sync += [r.eq(recip_o.payload[0].r), ex.eq(e_r),
                                  rc.eq(0), dc.eq(0), issuing.eq(1)]
-                    m.d.comb += clear_sums.eq(1)
+                    m.d.comb += [clear_sums.eq(1), move.eq(1)]   # w = w_pre = 0 (the reciprocal took 16 cycles)
                     m.next = "READ"
             with m.State("READ"):
                 # each row's copied lanes go out as the word arrives; every lane adds to its sum
-                need = (copy_mask != 0) & (ps == 0)
+                need = any_copy & (ps == 0)
                 m.d.comb += [
                     self.src.data.ready.eq(self.dst.ready | ~need),
                     self.dst.valid.eq(self.src.data.valid & need),
@@ -231,9 +256,9 @@ class MeanExecutor(wiring.Component):
                 with m.If(self.src.data.valid & self.src.data.ready):
                     m.d.sync += dc.eq(dc + 1)
                     m.d.sync += [s.eq(s + lanes[8 * j:8 * j + 8].as_signed()) for j, s in enumerate(sums)]
-                    with m.If(dc + 1 == rows):
+                    with m.If(dc == last_row):
                         m.d.sync += [li.eq(0), dg.eq(0), pend.eq(0), dc.eq(0)]
-                        with m.If(pass_mean != 0):
+                        with m.If(pass_divides):
                             m.next = "DIV"
                         with m.Else():
                             m.next = "NEXT"
@@ -259,14 +284,14 @@ class MeanExecutor(wiring.Component):
                              dst.mask.eq(pass_mean)]
                 with m.If(self.dst.ready):
                     m.d.sync += dc.eq(dc + 1)
-                    with m.If(dc + 1 == rows):
+                    with m.If(dc == last_row):
                         m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.sync += [rc.eq(0), dc.eq(0)]
                 m.d.comb += clear_sums.eq(1)
                 more = Signal()                        # another pass over this word column
                 if P > 1:
-                    m.d.comb += more.eq((mean_mask != 0) & (ps < last_g))
+                    m.d.comb += more.eq(grp_mean.any() & (ps < last_g))
                 with m.If(more):
                     m.d.sync += [ps.eq(Mux(ps < first_g, first_g, ps + 1) if P > 1 else ps + 1), issuing.eq(1)]
                     m.next = "READ"
@@ -274,6 +299,7 @@ class MeanExecutor(wiring.Component):
                     m.next = "DONE"
                 with m.Else():
                     m.d.sync += [w.eq(w + 1), ps.eq(0), issuing.eq(1)]
+                    m.d.comb += move.eq(1)
                     m.next = "READ"
             with m.State("DONE"):
                 m.d.comb += [self.done.eq(1), self.error.eq(code)]

@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -125,6 +125,7 @@ class SelectExecutor(wiring.Component):
         f = Signal(fields_layout())
         # N (live_m <= m <= max_m: the sequencer refuses a SELECT of more tokens)
         n_tok = Signal(range(self.max_m + 1))
+        last_tok = Signal(signed(len(n_tok) + 1))  # N - 1, registered with the command (plain compares)
         n_tail = Signal(16)
         heads = Signal(8)
         n_awords = Signal(8)                    # ceil(H / A) head-weight words per token
@@ -195,7 +196,7 @@ class SelectExecutor(wiring.Component):
             src_c.payload.word.eq(f.src_col // A + ti_w),
         ]
         with m.If(src_c.valid & src_c.ready):
-            with m.If(ti_n == n_tok - 1):
+            with m.If(ti_n == last_tok):
                 m.d.sync += [ti_n.eq(0), ti_k.eq(ti_k + 1)]
                 if ratio > 1:
                     m.d.sync += [ti_s.eq(Mux(ti_s == ratio - 1, 0, ti_s + 1)),
@@ -215,7 +216,7 @@ class SelectExecutor(wiring.Component):
             unit.tokens.payload.eq(src_d.payload.word_select(tc_s, 8 * U) if ratio > 1 else src_d.payload),
         ]
         with m.If(unit.tokens.valid & unit.tokens.ready):
-            with m.If(tc_n == n_tok - 1):
+            with m.If(tc_n == last_tok):
                 m.d.sync += [tc_n.eq(0), tc_k.eq(tc_k + 1)]
                 if ratio > 1:
                     m.d.sync += tc_s.eq(Mux(tc_s == ratio - 1, 0, tc_s + 1))
@@ -277,7 +278,7 @@ class SelectExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [
-                        f.eq(p), n_tok.eq(p.live_m), n_tail.eq(self.n_tail), heads.eq(p.heads),
+                        f.eq(p), n_tok.eq(p.live_m), last_tok.eq(p.live_m[:len(n_tok)] - 1), n_tail.eq(self.n_tail), heads.eq(p.heads),
                         n_awords.eq((p.heads + A - 1) // A), chunks.eq(p.live_n // U),
                         err.eq(0), shifted.eq(0), full.eq(0), scored.eq(0),
                         si_n.eq(0), si_j.eq(0), sc_j.eq(0), ti_n.eq(0), ti_k.eq(0), ti_w.eq(0), ti_s.eq(0),
@@ -308,7 +309,7 @@ class SelectExecutor(wiring.Component):
                     m.next = "SCORE"
             with m.State("SCORE"):
                 m.d.comb += scoring.eq(1)
-                with m.If(unit.scores.valid & unit.scores.ready & (scored == n_tok - 1)):
+                with m.If(unit.scores.valid & unit.scores.ready & (scored == last_tok)):
                     m.next = "GATHER"
             with m.State("GATHER"):
                 m.d.comb += [gathering.eq(1), unit.result.ready.eq(1)]

@@ -148,8 +148,12 @@ class ScoreCombiner(wiring.Component):
         # beside it, and a token whose a are all 0 (the plain mean: a = 1) takes num = sum t,
         # den = 255 n_heads when it is pushed (no per-head substitution, no H-input adder).
         cur = held[0]
+        # 3 t of the head summed in the next cycle, registered (its add is not in front of the
+        # product's, issue 13): the taken beat's head 0, or held's head 1 (held shifts by a head
+        # a cycle while collecting; it is never taken then)
         t3 = Signal(PROB_BITS + 2)
-        m.d.comb += t3.eq((cur.t << 1) + cur.t)
+        t_next = Mux(self.heads.valid & self.heads.ready, pairs[0].t, held[1].t if H > 1 else 0)
+        m.d.sync += t3.eq((t_next << 1) + t_next)
         terms = [Mux(cur.a[2 * k + 1], Mux(cur.a[2 * k], t3, cur.t << 1), Mux(cur.a[2 * k], cur.t, 0)) << (2 * k)
                  for k in range(PROB_BITS // 2)]
         head_prod = Signal(2 * PROB_BITS)

@@ -19,6 +19,10 @@ TOKSEL_BAD_TAIL = int(ErrorCode.TOKSEL_BAD_TAIL)
 QUOTIENT_BITS = TOKEN_BITS
 """Quotient bits of the package divider: |average| <= 128 < 2**8."""
 
+PKG_DRAIN = 2
+"""Cycles between a chunk's last token word and its package division (state ``DRAIN``): the
+weighted sums' two product register stages drain into the ring (issue 13)."""
+
 
 def radix4_product(x, w, w3):
     """``w * x`` for int8 ``x`` (its 8 bits) and unsigned ``w`` (``w3 = 3 w``): ``w (x + 128) -
@@ -57,8 +61,10 @@ class TokenSelectorUnit(wiring.Component):
     Package token per channel: ``acc = sum q_n x_n`` over pruned tokens (shift-add, no
     multiplier, ``package_lanes`` = ``G`` lanes a cycle (default
     :func:`heatvit.toksel_config.package_lanes`) with the whole weight: a pruned word
-    takes ``lanes / G`` cycles), ``S = sum q_n`` (plain mean if S = 0); after each chunk's last
-    token word one bit-serial restoring divider computes ``sign(acc) * floor((2|acc| + S) / 2S)``
+    takes ``lanes / G`` cycles; the lanes and the weight, then the products, are registered
+    before the add, so the sums trail the words by two cycles), ``S = sum q_n`` (plain mean if
+    S = 0); after each chunk's last token word (and ``PKG_DRAIN`` = 2 cycles) one bit-serial
+    restoring divider computes ``sign(acc) * floor((2|acc| + S) / 2S)``
     lane by lane (9 cycles per lane), then the package word is written (one cycle), and the
     next chunk streams.  The lane sums are a ring of registers the adders and the divider read
     at its head (no per-lane multiplexers).  No DSPs.
@@ -109,6 +115,10 @@ class TokenSelectorUnit(wiring.Component):
         # -- command state -----------------------------------------------------------------------
         n_tok = Signal(cb)
         n_tail = Signal(cb)
+        # N - 1 and N - n_tail, registered with the command (compares, no subtract, in front
+        # of the decisions and the read address)
+        last_idx = Signal(signed(cb + 1))
+        tail_from = Signal(signed(cb + 1))
         thr = Signal(cfg.score_bits)
         error = Signal(layouts.ERROR_BITS)
         idx = Signal(cb)                       # token index in the current phase / chunk
@@ -122,9 +132,9 @@ class TokenSelectorUnit(wiring.Component):
         chunk = Signal(range(cfg.chunks))
         base = Signal(cfg.addr_bits)           # chunk * N'
         pos = Signal(cb)                       # next kept position in this chunk
-        n_chunks = Signal(range(cfg.chunks + 1))
+        last_chunk_i = Signal(signed(cfg.chunks.bit_length() + 1))    # chunks - 1, registered with the command
         last_chunk = Signal()
-        m.d.comb += last_chunk.eq(chunk == n_chunks - 1)
+        m.d.comb += last_chunk.eq(chunk == last_chunk_i)
 
         # -- per-token decisions -----------------------------------------------------------------
         # A block RAM (one synchronous read port): it reads at idx's next value, so its data
@@ -150,8 +160,9 @@ class TokenSelectorUnit(wiring.Component):
         acc = [Signal(signed(cfg.package_acc_bits), name=f"acc{i}") for i in range(L)]
         pkg = [Signal(signed(TOKEN_BITS), name=f"pkg{i}") for i in range(L)]
         step = Signal(range(max(2, steps)))    # which G lanes of the pruned word this cycle
-        last_step = Signal()
-        m.d.comb += last_step.eq(step == steps - 1)
+        last_step = Signal()                   # step == steps - 1: a register moved with step
+        if steps == 1:
+            m.d.comb += last_step.eq(1)
         weight = Signal(cfg.score_bits)
         m.d.comb += weight.eq(Mux(unit_w, 1, ent.weight))
         x_sel = self.tokens.payload.as_value().word_select(step, TOKEN_BITS * G) if steps > 1 \
@@ -164,15 +175,28 @@ class TokenSelectorUnit(wiring.Component):
         with m.Elif(rotate):
             m.d.sync += [acc[i].eq(acc[i + G]) for i in range(L - G)]
             m.d.sync += [acc[L - G + j].eq(acc_in[j]) for j in range(G)]
+        # The products in two register stages (issue 13: the lane select, the product and the
+        # accumulate were one cycle, 19 LUT levels at 64 lanes): stage 1 registers the G lanes
+        # picked by ``step`` and the token's weight (and 3 weight), stage 2 the products, and
+        # the ring adds them in the cycle after (``feed`` -> ``fed1`` -> ``fed2``: the ring
+        # moves two cycles after the step, the same steps in the same order).  A chunk's
+        # package then waits PKG_DRAIN cycles (DRAIN) for the last products.
+        feed = Signal()                        # a pruned word's step this cycle
+        fed1, fed2 = Signal(), Signal()
+        x_r = Signal(TOKEN_BITS * G)
+        w_r = Signal(cfg.score_bits)
+        w3_r = Signal(cfg.score_bits + 2)      # 3 weight, shared by the G lanes
+        m.d.sync += [fed1.eq(feed), fed2.eq(fed1), x_r.eq(x_sel), w_r.eq(weight),
+                     w3_r.eq(weight + (weight << 1))]
         sums = []
-        weight3 = Signal(cfg.score_bits + 2)           # 3 weight, shared by the G lanes
-        m.d.comb += weight3.eq(weight + (weight << 1))
         for j in range(G):
             # weight * x (LUT adders, never a DSP), the whole weight in one cycle
-            x = x_sel[TOKEN_BITS * j:TOKEN_BITS * (j + 1)]
+            x = x_r[TOKEN_BITS * j:TOKEN_BITS * (j + 1)]
             prod = Signal(signed(TOKEN_BITS + cfg.score_bits + 1), name=f"prod{j}")
-            m.d.comb += prod.eq(radix4_product(x, weight, weight3))
+            m.d.sync += prod.eq(radix4_product(x, w_r, w3_r))
             sums.append(acc[j] + prod)
+        with m.If(fed2):
+            m.d.comb += [rotate.eq(1), *[a.eq(v) for a, v in zip(acc_in, sums)]]
 
         rem = Signal(cfg.package_acc_bits + 2)
         dsh = Signal(cfg.weight_sum_bits + 1 + QUOTIENT_BITS)
@@ -224,10 +248,13 @@ class TokenSelectorUnit(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.comb += [clear.eq(1), idx_next.eq(0)]
                     m.d.sync += step.eq(0)
+                    if steps > 1:
+                        m.d.sync += last_step.eq(0)
                     m.d.sync += [n_tok.eq(c.n_tokens), n_tail.eq(c.n_tail), thr.eq(c.threshold),
+                                 last_idx.eq(c.n_tokens - 1), tail_from.eq(c.n_tokens - c.n_tail),
                                  n_kept.eq(0), n_pruned.eq(0), wsum.eq(0), chunk.eq(0),
                                  base.eq(0), pos.eq(0), has_pkg.eq(0), n_out.eq(0),
-                                 n_chunks.eq(c.chunks if self.runtime_chunks else cfg.chunks)]
+                                 last_chunk_i.eq((c.chunks if self.runtime_chunks else cfg.chunks) - 1)]
                     with m.If((c.n_tokens == 0) | (c.n_tokens > cfg.max_tokens)):
                         m.d.sync += error.eq(TOKSEL_BAD_TOKENS)
                         m.next = "RESULT"
@@ -243,7 +270,7 @@ class TokenSelectorUnit(wiring.Component):
                 q = self.scores.payload.score
                 keep = Signal()
                 m.d.comb += [
-                    keep.eq((idx == 0) | (idx >= n_tok - n_tail) | (q > thr)),
+                    keep.eq((idx == 0) | (idx >= tail_from) | (q > thr)),
                     wr.addr.eq(idx),
                     wr.data.keep.eq(keep),
                     wr.data.weight.eq(q),
@@ -254,7 +281,7 @@ class TokenSelectorUnit(wiring.Component):
                         m.d.sync += n_kept.eq(n_kept + 1)
                     with m.Else():
                         m.d.sync += [n_pruned.eq(n_pruned + 1), wsum.eq(wsum + q)]
-                    with m.If(idx == n_tok - 1):
+                    with m.If(idx == last_idx):
                         m.d.comb += idx_next.eq(0)
                         m.next = "DECIDED"
                     with m.Else():
@@ -270,7 +297,7 @@ class TokenSelectorUnit(wiring.Component):
                 m.next = "GATHER"
 
             with m.State("GATHER"):
-                last_token = idx == n_tok - 1
+                last_token = idx == last_idx
                 m.d.comb += wp.last.eq(last_chunk & last_token & ~has_pkg)
                 if not self.pkg_port:
                     m.d.comb += wp.data.eq(self.tokens.payload)
@@ -286,17 +313,27 @@ class TokenSelectorUnit(wiring.Component):
                     m.d.comb += [self.tokens.ready.eq(last_step),
                                  taken.eq(self.tokens.valid & last_step)]
                     with m.If(self.tokens.valid):
-                        m.d.comb += [rotate.eq(1), *[a.eq(v) for a, v in zip(acc_in, sums)]]
+                        m.d.comb += feed.eq(1)
                         m.d.sync += step.eq(Mux(last_step, 0, step + 1))
+                        if steps > 1:
+                            m.d.sync += last_step.eq(~last_step & (step == steps - 2))
                 with m.If(taken):
                     with m.If(last_token):
                         with m.If(has_pkg):
-                            m.d.sync += [lane_i.eq(0), sub.eq(0)]
-                            m.next = "DIV_LOAD"
+                            m.d.sync += [lane_i.eq(0), sub.eq(0), qbit.eq(0)]
+                            m.next = "DRAIN"
                         with m.Else():
                             finish_chunk()
                     with m.Else():
                         m.d.comb += idx_next.eq(idx + 1)
+
+            # The last pruned step's products reach the ring PKG_DRAIN cycles after it was
+            # taken (fed1 and fed2 are empty when DIV_LOAD reads the ring's head); always
+            # PKG_DRAIN cycles, whether the chunk's last token was pruned or kept.
+            with m.State("DRAIN"):
+                m.d.sync += qbit.eq(qbit + 1)
+                with m.If(qbit == PKG_DRAIN - 1):
+                    m.next = "DIV_LOAD"
 
             # The chunk's package word: rem = 2|acc| + S divided by 2S << 7 .. 2S << 0
             # (restoring, MSB first), lane by lane (9 cycles a lane), then written.
