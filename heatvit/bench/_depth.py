@@ -46,6 +46,16 @@ def _add(acc):
     return AddOp(acc)
 
 
+def _load(acc):
+    from heatvit.rtl.accel.io_exec import LoadExecutor
+    return LoadExecutor(acc)
+
+
+def _store(acc):
+    from heatvit.rtl.accel.io_exec import StoreExecutor
+    return StoreExecutor(acc)
+
+
 def _top(acc):
     from heatvit.rtl.accel.top import Accelerator
     return Accelerator(acc)
@@ -53,6 +63,7 @@ def _top(acc):
 
 UNITS = {"dma": _dma, "wports": _wports, "exec_gemm": _gemm, "seq": _seq, "exec_layernorm": _layernorm,
          "exec_add": _add, "heatvit_accel": _top}
+UNITS.update({"exec_load": _load, "exec_store": _store})
 """Unit name (its top module's name, as in the accelerator) -> its constructor from an
 :class:`~heatvit.config.AcceleratorConfig`."""
 
