@@ -2,7 +2,7 @@
 
 Not a benchmark itself (the leading underscore keeps :func:`heatvit.bench.available` from
 listing it).  ``python -m heatvit.bench._depth PRESET UNIT...`` exports each unit of
-:data:`UNITS` at preset ``PRESET`` (DSP48E2 primitives instantiated, as the resources bench
+:data:`UNIT_CLASSES` at preset ``PRESET`` (DSP48E2 primitives instantiated, as the resources bench
 does) and prints, per module of the unit (or the modules named after a colon:
 ``exec_gemm:exec_gemm,exec_gemm.wbuf``; ``exec_gemm:?`` lists the unit's modules),
 :func:`._yosys.endpoint_levels`' figures: every-endpoint
@@ -12,73 +12,49 @@ levels, the ``ltp`` levels, LUT (LUT-RAM counted) and FF.  yosys runs are cached
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 
-def _dma(acc):
-    from heatvit.rtl.accel.dma_ports import DmaPorts
-    return DmaPorts(acc, 2, 2)
-
-
-def _wports(acc):
-    from heatvit.rtl.accel.weight_ports import WeightPorts
-    return WeightPorts(acc)
-
-
-def _gemm(acc):
-    from heatvit.rtl.accel.gemm_exec import GemmExecutor
-    return GemmExecutor(acc)
-
-
-def _seq(acc):
-    from heatvit.rtl.accel.sequencer import Sequencer
-    return Sequencer(acc)
-
-
-def _layernorm(acc):
-    from heatvit.rtl.accel.layernorm_exec import LayerNormExecutor
-    return LayerNormExecutor(acc)
-
-
-def _add(acc):
-    from heatvit.rtl.accel.top import AddOp
-    return AddOp(acc)
-
-
-def _select(acc):
-    from heatvit.rtl.accel.selector_exec import SelectorExecutor
-    return SelectorExecutor(acc)
-
-
-def _mean(acc):
-    from heatvit.rtl.accel.mean_exec import MeanExecutor
-    return MeanExecutor(acc)
-
-
-def _top(acc):
-    from heatvit.rtl.accel.top import Accelerator
-    return Accelerator(acc)
-
-
-UNITS = {"dma": _dma, "wports": _wports, "exec_gemm": _gemm, "seq": _seq, "exec_layernorm": _layernorm,
-         "exec_add": _add, "exec_select": _select, "exec_mean": _mean, "heatvit_accel": _top}
-"""Unit name (its top module's name, as in the accelerator) -> its constructor from an
-:class:`~heatvit.config.AcceleratorConfig`.  ``exec_select`` is the selectors' executor
+UNIT_CLASSES: dict[str, tuple[str, str, tuple]] = {
+    "dma": ("dma_ports", "DmaPorts", (2, 2)),
+    "wports": ("weight_ports", "WeightPorts", ()),
+    "exec_gemm": ("gemm_exec", "GemmExecutor", ()),
+    "seq": ("sequencer", "Sequencer", ()),
+    "exec_layernorm": ("layernorm_exec", "LayerNormExecutor", ()),
+    "exec_add": ("top", "AddOp", ()),
+    "exec_select": ("selector_exec", "SelectorExecutor", ()),
+    "exec_mean": ("mean_exec", "MeanExecutor", ()),
+    "exec_load": ("io_exec", "LoadExecutor", ()),
+    "exec_store": ("io_exec", "StoreExecutor", ()),
+    "heatvit_accel": ("top", "Accelerator", ()),
+}
+"""Unit name (its top module's name, as in the accelerator) -> (module of
+:mod:`heatvit.rtl.accel`, class, arguments after the :class:`~heatvit.config.AcceleratorConfig`),
+imported only when the unit is built.  ``exec_select`` is the selectors' executor
 (:class:`~heatvit.rtl.accel.selector_exec.SelectorExecutor`: COPY, MEAN and SELECT in one module,
 as the accelerator builds it); ``exec_mean`` is :class:`~heatvit.rtl.accel.mean_exec.MeanExecutor`
 alone (its logic is part of ``exec_select``'s own module in the accelerator)."""
 
 
+def build_unit(acc, unit: str):
+    """``unit`` (:data:`UNIT_CLASSES`) constructed at ``acc``."""
+    if unit not in UNIT_CLASSES:
+        raise ValueError(f"unknown unit {unit!r}: one of {', '.join(UNIT_CLASSES)}")
+    module, cls, args = UNIT_CLASSES[unit]
+    return getattr(importlib.import_module(f"heatvit.rtl.accel.{module}"), cls)(acc, *args)
+
+
 def unit_verilog(acc, unit: str) -> str:
-    """``unit`` (:data:`UNITS`) at ``acc`` as Verilog, DSP48E2 primitives instantiated."""
+    """``unit`` (:data:`UNIT_CLASSES`) at ``acc`` as Verilog, DSP48E2 primitives instantiated."""
     from heatvit.rtl.gemm.dsp48e2 import PRIMITIVES
     from heatvit.sim.runner import export_verilog
-    return export_verilog(UNITS[unit](acc), unit, platform=PRIMITIVES)
+    return export_verilog(build_unit(acc, unit), unit, platform=PRIMITIVES)
 
 
 def unit_levels(acc, unit: str, modules: list[str] | None = None, log=None) -> dict[str, dict]:
-    """:func:`._yosys.endpoint_levels` of ``unit`` (:data:`UNITS`) at ``acc``: ``modules``, or
+    """:func:`._yosys.endpoint_levels` of ``unit`` (:data:`UNIT_CLASSES`) at ``acc``: ``modules``, or
     every module of the unit."""
     from . import _yosys
     return _yosys.endpoint_levels(unit_verilog(acc, unit), modules, log=log)

@@ -13,14 +13,14 @@ write; ``abort`` returns to idle at once; ``error`` is always 0.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 
 from heatvit import isa
 from heatvit.config import AcceleratorConfig
 
 from .descriptor import fields_layout
-from .io_exec import RowCounter
+from .io_exec import RowCounter, tail_mask as tail_lanes
 from .ports import executor_members
 
 
@@ -60,8 +60,7 @@ class CopyExecutor(wiring.Component):
                                                      | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col)))),
                          words.eq(p_words), w_last.eq((p.live_n - 1) >> sh), r_last.eq(p.live_m - 1),
                          # the last word's lanes: live_n mod L of them, all L when that is 0
-                         tail_mask.eq(Cat(*((p.live_n[:sh] == 0) | (p.live_n[:sh] > i) if i < L - 1
-                                                  else p.live_n[:sh] == 0 for i in range(L))))]
+                         tail_mask.eq(tail_lanes(p.live_n, L))]
 
         def place(cnt: RowCounter):
             """(row, word) offsets in the window of a walk position (backwards when ``back``)."""

@@ -91,7 +91,8 @@ class EpilogueRouter(wiring.Component):
       N tile, ``last``).
     * ``mode`` (:class:`~heatvit.isa.Epilogue`), ``n`` (channels), ``dst_row``, ``dst_word``,
       ``act`` (the GELU's parameters, int8 out, or the sigmoid's, signed 9-bit out: the
-      epilogue's nonlinear record): held constant while a GEMM streams.
+      epilogue's nonlinear record): held constant while a GEMM streams (``n`` set no later than its
+      first row: the lane masks are registered from it).
     * ``wr`` (out): :func:`write_last_layout` (REQ8, REQ16_GELU, REQ8_GELU, REQ8_SIGMOID);
       ``raw`` (out): :func:`acc_row` (RAW_SOFTMAX: the accumulators unchanged; REQ8_SOFTMAX:
       the int8 requantized values, sign-extended).
@@ -158,11 +159,26 @@ class EpilogueRouter(wiring.Component):
         per_word = lanes // C                 # N tiles per buffer word (powers of two)
         sub_bits = (per_word - 1).bit_length()
 
+        # N tile nt's live lanes, from registers of n (held for the GEMM; its first row comes
+        # cycles after it is set): all C below the last tile, the remainder's lanes in it.  A
+        # row's lanes are a compare of nt with a register (no subtract-then-compare chain)
+        cb = (C - 1).bit_length()
+        full_tiles = Signal(max(1, g.n_bits - cb), name="full_tiles")   # n // C
+        rem = Signal(range(C), name="rem")                               # n % C
+        rem_mask = Signal(C, name="rem_mask")                           # its lanes
+        m.d.sync += [full_tiles.eq(self.n >> cb), rem.eq(self.n[:cb]),
+                     rem_mask.eq((1 << self.n[:cb]) - 1 if cb else 0)]
+
+        def live(tag):
+            """(all C lanes live, the row's live lanes) of a row of tag ``tag`` (rows past the
+            last N tile never come)."""
+            whole = Signal(name="whole")
+            m.d.comb += whole.eq(tag.nt < full_tiles)
+            return whole, Mux(whole, (1 << C) - 1, rem_mask)
+
         def drive_wr(tag, lane_values):
-            left = Signal(signed(g.n_bits + 2))
             mask = Signal(C)
-            m.d.comb += left.eq(self.n - tag.nt * C)
-            m.d.comb += mask.eq(Mux(left >= C, (1 << C) - 1, (1 << left[:C.bit_length()]) - 1))
+            m.d.comb += mask.eq(live(tag)[1])
             w = self.wr.payload
             word = self.dst_word + (tag.nt >> sub_bits)
             row_data = Signal(8 * C)
@@ -188,9 +204,7 @@ class EpilogueRouter(wiring.Component):
         m.d.comb += [tags.w_data.eq(t2), gelu.i.payload.eq(y16)]
         if self.acc.selectors:     # REQ8_SIGMOID: only token selectors use it
             m.submodules.sigmoid_unit = sig = SerialAct(self.acc, in_bits=8, out_bits=SIGMOID_OUT_BITS)
-            left2 = Signal(signed(g.n_bits + 2))
-            m.d.comb += [left2.eq(self.n - t2.nt * C),
-                         sig.i.payload.count.eq(Mux(left2 >= C, C, left2[:C.bit_length()]))]
+            m.d.comb += sig.i.payload.count.eq(Mux(live(t2)[0], C, rem))
             for lane in range(C):
                 m.d.comb += sig.i.payload.data[lane].eq(y16[lane])
             m.d.comb += [sig.unit_o.payload.eq(gelu.o.payload[0]), sig.unit_o.valid.eq(gelu.o.valid & sig_mode),

@@ -151,19 +151,32 @@ class GemmOutput(wiring.Component):
                 m.d.comb += [pw.data[lane].bias.eq(bias), pw.data[lane].mult.eq(mult[:rb["mult"].shape.width]),
                              pw.data[lane].shift.eq(shift[:rb["shift"].shape.width])]
 
-        # -- nonlinear record checks (record_limits of the epilogue's kind) -------------------------
+        # -- nonlinear record checks (record_limits of the epilogue's kind): each word checked as
+        # it arrives (word w of the record is bits 32j .. 32j + 31 of its beat) and the result
+        # registered with it, so CHECK only ORs the words' bits -----------------------------------
         limits = isa.record_limits(acc)
-        bad_nl = Signal()
-        with m.Switch(ep):
-            for e, (part, kind) in isa.RECORD_KIND.items():
-                names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
-                conds = []
-                for i, nm in enumerate(names):
-                    lo_v, hi_v = limits[kind][nm]
-                    v = recs[i].as_signed() if (nm in ACT_SIGNED and part != "softmax") else recs[i]
-                    conds.append(outside(v, lo_v, hi_v))
-                with m.Case(e):
-                    m.d.comb += bad_nl.eq(Cat(*conds).any())
+        rec_bad = Signal(len(recs))
+
+        def word_bad(w, v):
+            """Word ``w`` of the nonlinear record, value ``v`` (32 bits), outside its limits."""
+            bad = Signal(name=f"rec{w}_bad")
+            with m.Switch(ep):
+                for e, (part, kind) in isa.RECORD_KIND.items():
+                    names = isa.SOFTMAX_RECORD if part == "softmax" else isa.GELU_RECORD
+                    if w < len(names):
+                        nm = names[w]
+                        with m.Case(e):
+                            m.d.comb += bad.eq(outside(v.as_signed() if (nm in ACT_SIGNED and part != "softmax")
+                                                       else v, *limits[kind][nm]))
+            return bad
+        nl_words = {}                 # record word -> (its beat of the record, its 32 bits in it)
+        for k in range(-(-isa.NL_RECORD_BYTES // db)):
+            for j in range(dw // 32):
+                w = k * (dw // 32) + j
+                if w < len(recs):
+                    nl_words[w] = (k, bt[32 * j:32 * j + 32])
+        nl_bad = {w: word_bad(w, v) for w, (k, v) in nl_words.items()}
+        bad_nl = rec_bad.any()
 
         # -- the datapath's per-GEMM inputs ---------------------------------------------------------
         m.d.comb += [router.mode.eq(ep), router.n.eq(live_n), router.dst_row.eq(dst_row),
@@ -215,10 +228,9 @@ class GemmOutput(wiring.Component):
                             m.d.sync += err.eq(ErrorCode.CTRL_BAD_PARAMS)
                     for k in range(-(-isa.NL_RECORD_BYTES // db)):
                         with m.If(bidx == nl_beat + k):
-                            for j in range(dw // 32):
-                                w = k * (dw // 32) + j
-                                if w < len(recs):
-                                    m.d.sync += recs[w].eq(bt[32 * j:32 * j + 32])
+                            for w, (kw, v) in nl_words.items():
+                                if kw == k:
+                                    m.d.sync += [recs[w].eq(v), rec_bad[w].eq(nl_bad[w])]
                     with m.If(bidx == beats - 1):
                         m.next = "CHECK"
             with m.State("CHECK"):

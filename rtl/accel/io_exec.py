@@ -21,7 +21,7 @@ backpressure; ``abort`` returns to idle at once.  Neither executor raises an err
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 
 from heatvit import isa
@@ -61,9 +61,11 @@ class RowCounter:
         m.d.sync += [self.r.eq(0), self.w.eq(0)]
 
 
-def lane_mask(left, lanes: int):
-    """Mask of the lanes (bytes) ``< left`` of a ``lanes``-wide word (all when ``left >= lanes``)."""
-    return Mux(left >= lanes, (1 << lanes) - 1, (1 << left[:_log2(lanes) + 1]) - 1)
+def tail_mask(n, lanes: int):
+    """Lanes (bytes) of the last ``lanes``-wide word of a row of ``n``: ``n mod lanes`` of them,
+    all when that is 0 (``lanes`` a power of two; no add chain: a LUT a lane)."""
+    sh = _log2(lanes)
+    return Cat(*((n[:sh] == 0) | (n[:sh] > i) if i < lanes - 1 else n[:sh] == 0 for i in range(lanes)))
 
 
 class _RowIO(wiring.Component):
@@ -79,21 +81,28 @@ class _RowIO(wiring.Component):
         super().__init__(executor_members(acc))
 
     def _common(self, m: Module, req):
+        """Returns the latched fields ``c``, ``busy``, ``clr`` and, registered with the fields,
+        the row's ``beats`` and ``words``, the last beat's and word's indices (``b_last``,
+        ``w_last``), the last row's (``r_last``) and the last beat's bytes / word's lanes
+        (``b_tail``, ``w_tail``: :func:`tail_mask`)."""
         L, db = self.lanes, self.db
         c = Signal(fields_layout())
         busy = Signal()
         start = Signal()
         clr = Signal()
-        beats = Signal(16)
-        words = Signal(16)
+        beats, words = Signal(16), Signal(16)
+        b_last, w_last, r_last = Signal(16), Signal(16), Signal(16)
+        b_tail, w_tail = Signal(db), Signal(L)
         m.d.comb += [
             self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready),
             clr.eq(start | self.abort),
-            beats.eq((c.live_n + db - 1) >> _log2(db)),
-            words.eq((c.live_n + L - 1) >> _log2(L)),
         ]
+        p = self.cmd.payload
         with m.If(start):
-            m.d.sync += [c.eq(self.cmd.payload), busy.eq(1)]
+            m.d.sync += [c.eq(p), busy.eq(1),
+                         beats.eq((p.live_n + db - 1) >> _log2(db)), words.eq((p.live_n + L - 1) >> _log2(L)),
+                         b_last.eq((p.live_n - 1) >> _log2(db)), w_last.eq((p.live_n - 1) >> _log2(L)),
+                         r_last.eq(p.live_m - 1), b_tail.eq(tail_mask(p.live_n, db)), w_tail.eq(tail_mask(p.live_n, L))]
 
         # -- one DMA request per row -----------------------------------------------------------
         q_on = Signal()
@@ -110,7 +119,8 @@ class _RowIO(wiring.Component):
                          q_off.eq(self.cmd.payload.addr)]
         with m.If(self.abort):
             m.d.sync += [busy.eq(0), q_on.eq(0)]
-        return c, busy, clr, beats, words
+        return c, busy, clr, dict(beats=beats, words=words, b_last=b_last, w_last=w_last, r_last=r_last,
+                                  b_tail=b_tail, w_tail=w_tail)
 
     def _finish(self, m: Module, busy, c, last_handshake):
         """``done`` with the last handshake (or at once for a command of 0 rows)."""
@@ -155,14 +165,15 @@ class LoadExecutor(_RowIO):
     def elaborate(self, platform):
         L, db = self.lanes, self.db
         m = Module()
-        c, busy, clr, beats, words = self._common(m, self.dma_rd.req)
+        c, busy, clr, r = self._common(m, self.dma_rd.req)
         # the first ``words`` words of a row are written, the rest of its last beat dropped
-        word, o, last = self._regroup(m, busy, clr, c, self.dma_rd.data, beats, 8 * db, 8 * L, words, self.dst)
+        word, o, last = self._regroup(m, busy, clr, c, self.dma_rd.data, r["beats"], 8 * db, 8 * L, r["words"],
+                                      self.dst)
         m.d.comb += [
             self.dst.payload.row.eq(c.dst_row + o.r),
             self.dst.payload.word.eq((c.dst_col >> _log2(L)) + o.w),
             self.dst.payload.data.eq(word),
-            self.dst.payload.mask.eq(lane_mask(c.live_n - (o.w << _log2(L)), L)),
+            self.dst.payload.mask.eq(Mux(o.w == r["w_last"], r["w_tail"], (1 << L) - 1)),
         ]
         self._finish(m, busy, c, last)
         return m
@@ -174,7 +185,7 @@ class StoreExecutor(_RowIO):
     def elaborate(self, platform):
         L, db = self.lanes, self.db
         m = Module()
-        c, busy, clr, beats, words = self._common(m, self.dma_wr.req)
+        c, busy, clr, r = self._common(m, self.dma_wr.req)
 
         # buffer reads, row by row
         rd = RowCounter("rd")
@@ -182,7 +193,7 @@ class StoreExecutor(_RowIO):
         m.d.comb += [self.src.cmd.valid.eq(rd_on), self.src.cmd.payload.row.eq(c.src_row + rd.r),
                      self.src.cmd.payload.word.eq((c.src_col >> _log2(L)) + rd.w)]
         with m.If(self.src.cmd.valid & self.src.cmd.ready):
-            _, end = rd.step(m, words, c.live_m)
+            _, end = rd.step(m, r["words"], c.live_m, last=(r["w_last"], r["r_last"]))
             with m.If(end):
                 m.d.sync += rd_on.eq(0)
         with m.If(clr):
@@ -191,8 +202,8 @@ class StoreExecutor(_RowIO):
 
         # the first ``beats`` beats of a row are written, the rest of its last word dropped
         wd = self.dma_wr.data
-        beat, o, last = self._regroup(m, busy, clr, c, self.src.data, words, 8 * L, 8 * db, beats, wd)
+        beat, o, last = self._regroup(m, busy, clr, c, self.src.data, r["words"], 8 * L, 8 * db, r["beats"], wd)
         m.d.comb += [wd.payload.data.eq(beat),
-                     wd.payload.strb.eq(lane_mask(c.live_n - (o.w << _log2(db)), db))]
+                     wd.payload.strb.eq(Mux(o.w == r["b_last"], r["b_tail"], (1 << db) - 1))]
         self._finish(m, busy, c, last)
         return m
