@@ -447,7 +447,7 @@ class LayerNormUnit(wiring.Component):
         beats_m1 = Signal(range(depth + 1))
         tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
         m.d.sync += [n.eq(n_in), tail.eq(nm1[:log_l] + 1), beats_m1.eq(nm1 >> log_l),
-                     tail_mask.eq(Cat(*[nm1[:log_l] >= j for j in range(L)]))]
+                     tail_mask.eq(Cat(Const(1, 1), *[nm1[:log_l] >= j for j in range(1, L)]))]   # lane 0: always
 
         ring = Ring(layernorm_ring_depth(cfg), "x")
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=ring.depth, init=[])
