@@ -161,7 +161,6 @@ def demo_digits(args) -> int:
     except RuntimeError as exc:
         print(f"heatvit demo: {exc}", file=sys.stderr)
         return 1
-    img = case.image
     ok = True
     print(f"\n{'image':>5} {'true':>4} {'RTL':>4} {'golden':>6}  {'logits':<10} {'stages':<12} {'cycles':>9} {'ms':>7}")
     for b, r in enumerate(res["images"]):

@@ -40,7 +40,6 @@ def golden_code(words, acc, n_live) -> int:
 
 def random_descriptor(rng: random.Random, acc) -> list[int]:
     """Fields drawn around the limits that matter (0, 1, buffer sizes +- 1, aligned or not)."""
-    bufs = isa.token_buffers(acc)
     lim = [0, 1, 2, 3, 16, 63, 64, acc.buffers.max_tokens, acc.buffers.max_tokens + 1, acc.buffers.max_dim,
            acc.gemm.max_m, acc.gemm.max_m + 1, acc.gemm.max_k, acc.gemm.max_n]
     op = rng.choice(list(isa.Op))

@@ -533,7 +533,7 @@ def layernorm_cycles_formula(acc, m: int, n: int, row_lanes: int) -> int:
 def test_cycles_without_stalls(name):
     """The cycle models of the two executors' docstrings, exactly, with every stream at full rate."""
     acc = CONFIGS[name]
-    L, RL, dw = isa.column_align(acc), acc.nonlinear.row_lanes, acc.shell.data_width
+    L, RL = isa.column_align(acc), acc.nonlinear.row_lanes
     shapes = [(1, 48), (12, 48), (5, 5), (3, L + 1)]
     res = run_executor(acc, ln_executor(acc), [_fixed_ln_job(acc, m, n) for m, n in shapes], 1,
                        uses_dma=True, gap=0.0)

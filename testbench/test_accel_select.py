@@ -260,7 +260,7 @@ def test_select_chained_stages(name):
     seed = pick_seed()
     acc = config(CONFIGS[name])
     rng = random.Random(seed)
-    A, U = isa.column_align(acc), acc.toksel.lanes
+    U = acc.toksel.lanes
     n = U * rng.randint(2, 4)
     jobs = [select(acc, heads=rng.randint(1, 3), m=24, n=n, threshold=rng.randint(60, 180), addr=64 * j)
             for j in range(3)]

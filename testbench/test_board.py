@@ -33,7 +33,7 @@ def test_compare_sets_records_beside_the_models():
     """On a tiny pruned model, CYCLES records made from the compiler's own estimate (plus a gap
     before each descriptor) give each part's span and errors; a part's records longer than the
     estimate show as a positive error of that part alone."""
-    from heatvit.compiler import cycles, models
+    from heatvit.compiler import cycles
     from heatvit.golden.vit.config import PruningPlan
     from heatvit.presets import PRESETS
     acc = PRESETS["small"]

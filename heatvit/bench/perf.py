@@ -673,7 +673,7 @@ def main(out_dir: Path, quick: bool = False) -> list[Path]:
         res = measured["resources"] if measured else board["total"]
         if measured:
             u = measured["utilization"]
-            print(f"  measured (yosys, whole accelerator): " + ", ".join(
+            print("  measured (yosys, whole accelerator): " + ", ".join(
                 f"{k} {measured['resources'][k]:,.1f} ({u[k]:.1%})" for k in TOTALS)
                 + f"; fits at 80%: {measured['fits']}; longest path {measured['logic_levels']['levels']} "
                 f"LUT levels ({measured['logic_levels']['module']})", flush=True)

@@ -166,7 +166,6 @@ def program_figures(img, acc, traces) -> dict:
     from .. import isa
     from ..compiler import cycles
     from ..compiler.interpret import gemm_bitmap
-    g = acc.gemm
     share = {}
     for i, d in enumerate(img.program):
         if d.opcode == isa.Op.GEMM and d.sparse:

@@ -20,7 +20,7 @@ from heatvit import isa
 from heatvit.config import AcceleratorConfig
 
 from .descriptor import fields_layout
-from .io_exec import RowCounter, tail_mask as tail_lanes
+from .io_exec import RowCounter, latch_row_shape
 from .ports import executor_members
 
 
@@ -48,19 +48,15 @@ class CopyExecutor(wiring.Component):
         sh = L.bit_length() - 1
         c = Signal(fields_layout())
         busy, start, back = Signal(), Signal(), Signal()
-        # registered with the fields: words a row, the last word and row, the last word's lanes
-        words, w_last, r_last = Signal(16), Signal(16), Signal(16)
-        tail_mask = Signal(L)
+        r_last = Signal(16)     # the last row, registered with the fields
         m.d.comb += [self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready)]
         p = self.cmd.payload
-        p_words = (p.live_n + L - 1) >> sh
         with m.If(start):
-            m.d.sync += [c.eq(p), busy.eq(1),
+            m.d.sync += [c.eq(p), busy.eq(1), r_last.eq(p.live_m - 1),
                          back.eq((p.src == p.dst) & ((p.dst_row > p.src_row)
-                                                     | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col)))),
-                         words.eq(p_words), w_last.eq((p.live_n - 1) >> sh), r_last.eq(p.live_m - 1),
-                         # the last word's lanes: live_n mod L of them, all L when that is 0
-                         tail_mask.eq(tail_lanes(p.live_n, L))]
+                                                     | ((p.dst_row == p.src_row) & (p.dst_col > p.src_col))))]
+        # words a row, the last word, the last word's lanes (live_n mod L of them, all when 0)
+        words, w_last, tail_mask = latch_row_shape(m, start, p.live_n, L, "words", "w_last", "tail_mask")
 
         def place(cnt: RowCounter):
             """(row, word) offsets in the window of a walk position (backwards when ``back``)."""

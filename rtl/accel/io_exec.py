@@ -21,12 +21,13 @@ backpressure; ``abort`` returns to idle at once.  Neither executor raises an err
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import wiring
 
 from heatvit import isa
 from heatvit.config import AcceleratorConfig
 
+from ..lanes import last_word_lanes
 from ..shell.gearbox import Gearbox
 from .descriptor import fields_layout
 from .ports import executor_members
@@ -62,10 +63,23 @@ class RowCounter:
 
 
 def tail_mask(n, lanes: int):
-    """Lanes (bytes) of the last ``lanes``-wide word of a row of ``n``: ``n mod lanes`` of them,
-    all when that is 0 (``lanes`` a power of two; no add chain: a LUT a lane)."""
-    sh = _log2(lanes)
-    return Cat(*((n[:sh] == 0) | (n[:sh] > i) if i < lanes - 1 else n[:sh] == 0 for i in range(lanes)))
+    """Lanes (bytes) of the last ``lanes``-wide word of a row of ``n`` (``n >= 1``): ``n mod
+    lanes`` of them, all when that is 0 (:func:`~heatvit.rtl.lanes.last_word_lanes` of ``n - 1``:
+    a LUT a lane of ``n``'s low bits, no add chain)."""
+    return last_word_lanes(n - 1, lanes)
+
+
+def latch_row_shape(m: Module, start, n, size: int, count: str, last: str, tail: str):
+    """A row of ``n`` int8 in pieces of ``size`` (words of lanes, AXI beats of bytes; a power of
+    two), registered when ``start`` is high: returns ``(count, last, tail)``, the pieces a row
+    (``ceil(n / size)``), the last piece's index (``(n - 1) // size``, so a walk ends on an
+    equality, no add in front of the compare) and its lanes (:func:`tail_mask`).  The three
+    signals are called ``count``, ``last`` and ``tail``."""
+    sh = _log2(size)
+    pieces, last_i, tail_m = Signal(16, name=count), Signal(16, name=last), Signal(size, name=tail)
+    with m.If(start):
+        m.d.sync += [pieces.eq((n + size - 1) >> sh), last_i.eq((n - 1) >> sh), tail_m.eq(tail_mask(n, size))]
+    return pieces, last_i, tail_m
 
 
 class _RowIO(wiring.Component):
@@ -90,19 +104,16 @@ class _RowIO(wiring.Component):
         busy = Signal()
         start = Signal()
         clr = Signal()
-        beats, words = Signal(16), Signal(16)
-        b_last, w_last, r_last = Signal(16), Signal(16), Signal(16)
-        b_tail, w_tail = Signal(db), Signal(L)
+        r_last = Signal(16)
         m.d.comb += [
             self.cmd.ready.eq(~busy), start.eq(self.cmd.valid & self.cmd.ready),
             clr.eq(start | self.abort),
         ]
         p = self.cmd.payload
         with m.If(start):
-            m.d.sync += [c.eq(p), busy.eq(1),
-                         beats.eq((p.live_n + db - 1) >> _log2(db)), words.eq((p.live_n + L - 1) >> _log2(L)),
-                         b_last.eq((p.live_n - 1) >> _log2(db)), w_last.eq((p.live_n - 1) >> _log2(L)),
-                         r_last.eq(p.live_m - 1), b_tail.eq(tail_mask(p.live_n, db)), w_tail.eq(tail_mask(p.live_n, L))]
+            m.d.sync += [c.eq(p), busy.eq(1), r_last.eq(p.live_m - 1)]
+        beats, b_last, b_tail = latch_row_shape(m, start, p.live_n, db, "beats", "b_last", "b_tail")
+        words, w_last, w_tail = latch_row_shape(m, start, p.live_n, L, "words", "w_last", "w_tail")
 
         # -- one DMA request per row -----------------------------------------------------------
         q_on = Signal()
@@ -131,11 +142,12 @@ class _RowIO(wiring.Component):
             m.d.sync += busy.eq(0)
 
 
-    def _regroup(self, m: Module, busy, clr, c, i, i_per_row, in_width, out_width, o_per_row, sink):
+    def _regroup(self, m: Module, busy, clr, i, i_per_row, in_width, out_width, o_per_row, r_last, sink):
         """``i`` (``in_width``-bit words, ``i_per_row`` a row) -> ``out_width``-bit words, row by
         row (a row's last input word ends its last output word); the first ``o_per_row`` of a
-        row go to ``sink`` (``valid``/``ready``), the rest are dropped.  Returns (output data,
-        output counter, pulse with the last handshake of the command)."""
+        row go to ``sink`` (``valid``/``ready``), the rest are dropped.  ``r_last``: the last
+        row's index (a register).  Returns (output data, output counter, pulse with the last
+        handshake of the command)."""
         m.submodules.gb = gb = ResetInserter(clr)(Gearbox(in_width, out_width))
         b = Signal(16)
         m.d.comb += [gb.i.valid.eq(busy & i.valid), i.ready.eq(busy & gb.i.ready),
@@ -150,7 +162,7 @@ class _RowIO(wiring.Component):
         with m.If(gb.o.valid & gb.o.ready):
             with m.If(gb.o.payload.last):
                 m.d.sync += [o.w.eq(0), o.r.eq(o.r + 1)]
-                m.d.comb += last.eq(o.r + 1 == c.live_m)
+                m.d.comb += last.eq(o.r == r_last)
             with m.Else():
                 m.d.sync += o.w.eq(o.w + 1)
         with m.If(clr):
@@ -167,8 +179,8 @@ class LoadExecutor(_RowIO):
         m = Module()
         c, busy, clr, r = self._common(m, self.dma_rd.req)
         # the first ``words`` words of a row are written, the rest of its last beat dropped
-        word, o, last = self._regroup(m, busy, clr, c, self.dma_rd.data, r["beats"], 8 * db, 8 * L, r["words"],
-                                      self.dst)
+        word, o, last = self._regroup(m, busy, clr, self.dma_rd.data, r["beats"], 8 * db, 8 * L, r["words"],
+                                      r["r_last"], self.dst)
         m.d.comb += [
             self.dst.payload.row.eq(c.dst_row + o.r),
             self.dst.payload.word.eq((c.dst_col >> _log2(L)) + o.w),
@@ -202,7 +214,8 @@ class StoreExecutor(_RowIO):
 
         # the first ``beats`` beats of a row are written, the rest of its last word dropped
         wd = self.dma_wr.data
-        beat, o, last = self._regroup(m, busy, clr, c, self.src.data, r["words"], 8 * L, 8 * db, r["beats"], wd)
+        beat, o, last = self._regroup(m, busy, clr, self.src.data, r["words"], 8 * L, 8 * db, r["beats"],
+                                      r["r_last"], wd)
         m.d.comb += [wd.payload.data.eq(beat),
                      wd.payload.strb.eq(Mux(o.w == r["b_last"], r["b_tail"], (1 << db) - 1))]
         self._finish(m, busy, c, last)

@@ -45,7 +45,7 @@ import dataclasses
 import math
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from heatvit import isa
@@ -56,6 +56,29 @@ from ..toksel import ScoreCombiner, TokenSelectorUnit
 from ..toksel.combiner import PORT_RECIP_BITS, den_bits, head_pairs, reciprocal
 from . import ports
 from .descriptor import fields_layout
+
+
+class WrapCounter:
+    """``value`` counts 0 .. ``last`` and wraps to 0; ``at_last`` (``value == last``) is a
+    register decided a step ahead, so the wrap and whatever else it drives have no compare in
+    front of them (issue 13).  ``last`` comes as registers: ``last - 1`` (the compare one step
+    ahead) and ``last == 0``; a ``last`` below 0 (an empty walk) never ends, as a plain
+    ``value == last`` would not."""
+
+    def __init__(self, shape, name: str):
+        self.value = Signal(shape, name=name)
+        self.at_last = Signal(name=f"{name}_at_last")
+
+    def restart(self, m: Module, single):
+        """Back to 0 (``single``: ``last == 0``, from the command's fields)."""
+        m.d.sync += [self.value.eq(0), self.at_last.eq(single)]
+
+    def step(self, m: Module, last_m1, single):
+        """One count (``last_m1``, ``single``: ``last - 1`` and ``last == 0`` as registers)."""
+        with m.If(self.at_last):
+            self.restart(m, single)
+        with m.Else():
+            m.d.sync += [self.value.eq(self.value + 1), self.at_last.eq(self.value == last_m1)]
 
 
 DEIT_B_HEADS = 12
@@ -125,10 +148,17 @@ class SelectExecutor(wiring.Component):
         f = Signal(fields_layout())
         # N (live_m <= m <= max_m: the sequencer refuses a SELECT of more tokens)
         n_tok = Signal(range(self.max_m + 1))
-        last_tok = Signal(signed(len(n_tok) + 1))  # N - 1, registered with the command (plain compares)
+        # N - 2 and N == 1, registered with the command: the walks over the N tokens end on
+        # registered flags (WrapCounter)
+        tok_m2 = Signal(signed(len(n_tok) + 1))
+        one_tok = Signal()
         n_tail = Signal(16)
         heads = Signal(8)
         n_awords = Signal(8)                    # ceil(H / A) head-weight words per token
+        # set in COMMAND, read from SCORE on: ceil(H / A) - 1, H - 1 and a token's last aux word
+        awords_m1 = Signal(signed(9))
+        heads_m1 = Signal(signed(9))
+        j_last = Signal(signed(10))             # ceil(H / A) + H - 1
         chunks = Signal(range(self.unit_cfg.chunks + 1))   # D / U
         err = Signal(8)
         res_n = Signal(16)
@@ -150,28 +180,38 @@ class SelectExecutor(wiring.Component):
             aux_c.payload.word.eq(Mux(si_j < n_awords, a_word0 + si_j, t_word0 + si_j - n_awords)),
         ]
         last_j = Signal()
-        m.d.comb += last_j.eq(si_j == n_awords + heads - 1)
+        m.d.comb += last_j.eq(si_j == j_last)
         with m.If(aux_c.valid & aux_c.ready):
             m.d.sync += si_j.eq(Mux(last_j, 0, si_j + 1))
             with m.If(last_j):
                 m.d.sync += si_n.eq(si_n + 1)
 
+        # a token's aux words: sc_j counts its ceil(H / A) head-weight words, then (sc_in_t)
+        # sc_h its H probability words; every compare is against a constant or a register
         sc_j = Signal(9)
+        sc_h = Signal(9)
+        sc_in_t = Signal()
         pairs = Signal(head_pairs(self.comb_cfg))
         full = Signal()
         aux_d = self.aux.data
         m.d.comb += aux_d.ready.eq(scoring & ~full)
         with m.If(aux_d.valid & aux_d.ready):
-            for h in range(H):
-                with m.If(h < heads):
-                    with m.If(sc_j == h // A):
+            with m.If(~sc_in_t):
+                for h in range(H):
+                    with m.If((h < heads) & (sc_j == h // A)):
                         m.d.sync += pairs[h].a.eq(aux_d.payload.word_select(h % A, 8))
-                    with m.If(sc_j == n_awords + h):
-                        m.d.sync += pairs[h].t.eq(aux_d.payload[:8])
-            with m.If(sc_j == n_awords + heads - 1):
-                m.d.sync += [sc_j.eq(0), full.eq(1)]
+                with m.If(sc_j == awords_m1):
+                    m.d.sync += [sc_j.eq(0), sc_in_t.eq(1)]
+                with m.Else():
+                    m.d.sync += sc_j.eq(sc_j + 1)
             with m.Else():
-                m.d.sync += sc_j.eq(sc_j + 1)
+                for h in range(H):
+                    with m.If(sc_h == h):
+                        m.d.sync += pairs[h].t.eq(aux_d.payload[:8])
+                with m.If(sc_h == heads_m1):
+                    m.d.sync += [sc_h.eq(0), sc_in_t.eq(0), full.eq(1)]
+                with m.Else():
+                    m.d.sync += sc_h.eq(sc_h + 1)
         m.d.comb += [comb.heads.valid.eq(full), comb.heads.payload.eq(pairs)]
         # pairs are cleared after every other statement (their highest priority after abort): the
         # clear is then the flip-flops' synchronous reset with abort, not a LUT before each bit
@@ -179,13 +219,14 @@ class SelectExecutor(wiring.Component):
         with m.If(comb.heads.valid & comb.heads.ready):
             m.d.sync += full.eq(0)
             m.d.comb += clear_pairs.eq(1)
-        scored = Signal(range(self.max_m + 1))  # scores the unit has taken
+        scored = WrapCounter(range(self.max_m + 1), "scored")   # scores the unit has taken
         with m.If(unit.scores.valid & unit.scores.ready):
-            m.d.sync += scored.eq(scored + 1)
+            scored.step(m, tok_m2, one_tok)
 
         # -- tokens: src reads (issuer), the unit's token stream (consumer), dst writes ----------
         gathering = Signal()
-        ti_n = Signal(range(self.max_m + 1))
+        ti = WrapCounter(range(self.max_m + 1), "ti_n")
+        ti_n = ti.value
         ti_k = Signal(range(self.unit_cfg.chunks + 1))
         ti_w = Signal(range(self.unit_cfg.chunks + 1))  # buffer word offset of chunk ti_k
         ti_s = Signal(range(max(ratio, 2)))     # its sub-word
@@ -196,17 +237,16 @@ class SelectExecutor(wiring.Component):
             src_c.payload.word.eq(f.src_col // A + ti_w),
         ]
         with m.If(src_c.valid & src_c.ready):
-            with m.If(ti_n == last_tok):
-                m.d.sync += [ti_n.eq(0), ti_k.eq(ti_k + 1)]
+            ti.step(m, tok_m2, one_tok)
+            with m.If(ti.at_last):
+                m.d.sync += ti_k.eq(ti_k + 1)
                 if ratio > 1:
                     m.d.sync += [ti_s.eq(Mux(ti_s == ratio - 1, 0, ti_s + 1)),
                                  ti_w.eq(Mux(ti_s == ratio - 1, ti_w + 1, ti_w))]
                 else:
                     m.d.sync += ti_w.eq(ti_w + 1)
-            with m.Else():
-                m.d.sync += ti_n.eq(ti_n + 1)
 
-        tc_n = Signal(range(self.max_m + 1))
+        tc = WrapCounter(range(self.max_m + 1), "tc_n")
         tc_k = Signal(range(self.unit_cfg.chunks + 1))
         tc_s = Signal(range(max(ratio, 2)))
         src_d = self.src.data
@@ -216,12 +256,11 @@ class SelectExecutor(wiring.Component):
             unit.tokens.payload.eq(src_d.payload.word_select(tc_s, 8 * U) if ratio > 1 else src_d.payload),
         ]
         with m.If(unit.tokens.valid & unit.tokens.ready):
-            with m.If(tc_n == last_tok):
-                m.d.sync += [tc_n.eq(0), tc_k.eq(tc_k + 1)]
+            tc.step(m, tok_m2, one_tok)
+            with m.If(tc.at_last):
+                m.d.sync += tc_k.eq(tc_k + 1)
                 if ratio > 1:
                     m.d.sync += tc_s.eq(Mux(tc_s == ratio - 1, 0, tc_s + 1))
-            with m.Else():
-                m.d.sync += tc_n.eq(tc_n + 1)
 
         w = unit.writes
         dst = self.dst
@@ -258,19 +297,23 @@ class SelectExecutor(wiring.Component):
         record = Signal(self.record_beats * width)
         m.d.comb += record.eq(Cat(n_tok, Const(0, 16 - len(n_tok)), res_n, res_kept, res_tail, keep))
         beat = Signal(range(self.record_beats + 1))
-        rec_bytes = Signal(24)
+        # the record's beats (trace_record_bytes(m) / data_bytes) and its last beat, registered
+        # in COMMAND from the latched fields (no add chain in front of the DMA request or the
+        # last-beat compare)
+        rec_beats = Signal(16)
+        rec_last = Signal(16)
         m_tok = f.m[:(self.max_m).bit_length()]    # m <= max_m (the sequencer's check)
-        m.d.comb += rec_bytes.eq(((8 + ((m_tok + 7) >> 3) + 63) >> 6) << 6)
+        f_beats = (((8 + ((m_tok + 7) >> 3) + 63) >> 6) << 6) >> (acc.shell.data_bytes.bit_length() - 1)
         wr = self.dma_wr
         m.d.comb += [
             wr.req.payload.region.eq(ports.DmaRegion.TRACE),
             wr.req.payload.offset.eq(f.addr),
-            wr.req.payload.beats.eq(rec_bytes >> (acc.shell.data_bytes.bit_length() - 1)),
+            wr.req.payload.beats.eq(rec_beats),
             wr.data.payload.data.eq(record.word_select(beat, width)),
             wr.data.payload.strb.eq((1 << acc.shell.data_bytes) - 1),
         ]
         last_beat = Signal()
-        m.d.comb += last_beat.eq(beat == wr.req.payload.beats - 1)
+        m.d.comb += last_beat.eq(beat == rec_last)
 
         with m.FSM(name="select"):
             with m.State("IDLE"):
@@ -278,12 +321,15 @@ class SelectExecutor(wiring.Component):
                 with m.If(self.cmd.valid):
                     p = self.cmd.payload
                     m.d.sync += [
-                        f.eq(p), n_tok.eq(p.live_m), last_tok.eq(p.live_m[:len(n_tok)] - 1), n_tail.eq(self.n_tail), heads.eq(p.heads),
+                        f.eq(p), n_tok.eq(p.live_m), n_tail.eq(self.n_tail), heads.eq(p.heads),
+                        tok_m2.eq(p.live_m[:len(n_tok)] - 2), one_tok.eq(p.live_m == 1),
                         n_awords.eq((p.heads + A - 1) // A), chunks.eq(p.live_n // U),
-                        err.eq(0), shifted.eq(0), full.eq(0), scored.eq(0),
-                        si_n.eq(0), si_j.eq(0), sc_j.eq(0), ti_n.eq(0), ti_k.eq(0), ti_w.eq(0), ti_s.eq(0),
-                        tc_n.eq(0), tc_k.eq(0), tc_s.eq(0), beat.eq(0),
+                        err.eq(0), shifted.eq(0), full.eq(0),
+                        si_n.eq(0), si_j.eq(0), sc_j.eq(0), sc_h.eq(0), sc_in_t.eq(0),
+                        ti_k.eq(0), ti_w.eq(0), ti_s.eq(0), tc_k.eq(0), tc_s.eq(0), beat.eq(0),
                     ]
+                    for cnt in (scored, ti, tc):
+                        cnt.restart(m, p.live_m == 1)
                     m.d.comb += clear_pairs.eq(1)
                     with m.If(p.heads > H):
                         m.d.sync += err.eq(ErrorCode.CTRL_BAD_FIELD)
@@ -294,6 +340,10 @@ class SelectExecutor(wiring.Component):
                     with m.Else():
                         m.next = "COMMAND"
             with m.State("COMMAND"):
+                # from the registered head count (no add chain behind the command port); read
+                # from SCORE on
+                m.d.sync += [awords_m1.eq(n_awords - 1), heads_m1.eq(heads - 1), j_last.eq(n_awords + heads - 1),
+                             rec_beats.eq(f_beats), rec_last.eq(f_beats - 1)]
                 c = unit.cmd.payload
                 m.d.comb += [unit.cmd.valid.eq(1), c.n_tokens.eq(n_tok), c.n_tail.eq(n_tail),
                              c.threshold.eq(f.threshold), c.chunks.eq(chunks)]
@@ -309,7 +359,7 @@ class SelectExecutor(wiring.Component):
                     m.next = "SCORE"
             with m.State("SCORE"):
                 m.d.comb += scoring.eq(1)
-                with m.If(unit.scores.valid & unit.scores.ready & (scored == last_tok)):
+                with m.If(unit.scores.valid & unit.scores.ready & scored.at_last):
                     m.next = "GATHER"
             with m.State("GATHER"):
                 m.d.comb += [gathering.eq(1), unit.result.ready.eq(1)]

@@ -132,8 +132,8 @@ class BufferWeights(wiring.Component):
         block = Signal(layouts.act_word(g).size * C)   # C rows of R int8 (BUF_T)
         c_need = Signal()
         need_r = Signal()
-        c_col, c_row = _at(c_nt, lc, c_j), _at(c_kt, lr, c_j)     # j < C (BUF_T) / j < R
-        # c_need = c_col < n (BUF_T) / c_row < k (BUF) as a register, decided a step ahead
+        c_row = _at(c_kt, lr, c_j)     # j < R (BUF)
+        # c_need = column (c_nt << lc) + c_j < n (BUF_T) / c_row < k (BUF) as a register, decided a step ahead
         # (300 MHz, docs/perf.md): j = 0 of a tile always counts (kt < KT, nt < NT), j + 1 is
         # compared while j is out.
         c_j1 = Signal(17)

@@ -24,7 +24,7 @@ from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 from heatvit.validate import check_int
 
-from .pipe import Pipe, horner, round_shift_const, round_shift_pipe, saturate
+from .pipe import horner, round_shift_const, round_shift_pipe, saturate
 from .units import ActUnit, _Elementwise, act_params_layout
 
 

@@ -22,6 +22,7 @@ from heatvit.golden.nonlinear.layernorm import moments_bits
 from heatvit.golden.nonlinear.tables import table
 from heatvit.nonlinear_config import NonlinearConfig
 
+from ..lanes import last_word_lanes
 from .pipe import Pipe, round_shift_pipe, table_rom
 from .units import SHIFT_BITS, pow2_core, recip_core, rsqrt_core
 
@@ -447,7 +448,7 @@ class LayerNormUnit(wiring.Component):
         beats_m1 = Signal(range(depth + 1))
         tail_mask = Signal(L, init=1)              # lanes of the last beat: j < tail
         m.d.sync += [n.eq(n_in), tail.eq(nm1[:log_l] + 1), beats_m1.eq(nm1 >> log_l),
-                     tail_mask.eq(Cat(Const(1, 1), *[nm1[:log_l] >= j for j in range(1, L)]))]   # lane 0: always
+                     tail_mask.eq(last_word_lanes(nm1, L))]
 
         ring = Ring(layernorm_ring_depth(cfg), "x")
         m.submodules.xbuf = xbuf = Memory(shape=data.ArrayLayout(signed(ib), L), depth=ring.depth, init=[])

@@ -12,7 +12,7 @@ make the bus wait on the accelerator:
 Addresses must be aligned to the beat size (the shell refuses unaligned buffers before starting).
 """
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, unsigned
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out

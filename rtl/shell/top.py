@@ -1,6 +1,6 @@
 """The accelerator shell: registers + DMA + the GEMM engine, with AXI4-Lite and AXI4 ports."""
 
-from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, ResetInserter, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -13,7 +13,6 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from heatvit import golden
 from heatvit.config import GemmConfig, ceil_div
 from heatvit.errors import ErrorCode
 from heatvit.sim.gemm_tb import GemmTB
