@@ -54,15 +54,17 @@ def logic_levels(component, top: str, *, platform=None, timeout: int = 3600) -> 
     xcup -noiopad -flatten``, the registered cells (:data:`REGISTERED`) deleted, then ``ltp
     -noff``.  Returns the path's cell count, its LUTs (the LUT levels), its carry-chain cells,
     its other cells (MUXF7/8, LUT-RAM reads), the cells in path order, the design's cell counts
-    and yosys' wall seconds.  The ports count as registers (each component's inputs and
-    outputs are registered by its neighbours in the designs that use it)."""
+    and yosys' wall seconds; and ``endpoint_levels`` / ``endpoint_path`` / ``endpoint_source``:
+    :func:`netlist_depth` of the same netlist (every endpoint, a LUT-RAM's write data not counted
+    as a path to its read data, which ``ltp`` does count).  The ports count as registers (each
+    component's inputs and outputs are registered by its neighbours in the designs that use it)."""
     from heatvit.sim.runner import export_verilog
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / f"{top}.v").write_text(export_verilog(component, top, platform=platform))
         script = (f"read_verilog {top}.v; synth_xilinx -family xcup -noiopad -flatten -top {top}; "
                   f"tee -q -o stat.txt stat; delete {REGISTERED}; "
-                  f"tee -q -o luts.txt select -list t:LUT*; tee -q -o ltp.txt ltp -noff")
+                  f"tee -q -o luts.txt select -list t:LUT*; tee -q -o ltp.txt ltp -noff; write_json net.json")
         t0 = time.monotonic()
         res = subprocess.run(["yosys", "-q", "-p", script], cwd=work, capture_output=True, text=True,
                              timeout=timeout)
@@ -71,7 +73,9 @@ def logic_levels(component, top: str, *, platform=None, timeout: int = 3600) -> 
         seconds = time.monotonic() - t0
         cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (work / "stat.txt").read_text(), re.M)}
         path = longest_path((work / "ltp.txt").read_text(), (work / "luts.txt").read_text())
-    return {**path, "cells_total": cells, "synth_seconds": round(seconds, 1)}
+        walk = netlist_depth(json.loads((work / "net.json").read_text()), top)
+    return {**path, "endpoint_levels": walk["levels"], "endpoint_path": walk["path"],
+            "endpoint_source": walk.get("source"), "cells_total": cells, "synth_seconds": round(seconds, 1)}
 
 
 def longest_path(ltp: str, luts: str) -> dict:

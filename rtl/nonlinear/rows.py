@@ -298,13 +298,18 @@ class SoftmaxUnit(wiring.Component):
         reserved = Signal(range(ering.depth + 1))      # exponential slots issued, not yet output
         inflight = Signal(range(queue + 1))            # rows past the exponentials, not yet output
         ei = Signal(range(depth + 1))                  # beat of the row being issued
+        ei1 = Signal(range(depth + 2), init=1)         # ei + 1, a register beside it
         issue, elast = Signal(), Signal()
         m.d.comb += [issue.eq((q1.r_rdy | l1_end) & (reserved != ering.depth) & (inflight != queue)),
-                     elast.eq(ei == h1.row.beats - 1), q1.r_en.eq(issue & elast & q1.r_rdy),
+                     # the last beat: both records' compares side by side, then the pick (no
+                     # subtract behind the pick: its chain ran on into qrow's level, issue 13)
+                     elast.eq(Mux(fresh, ei1 == data.View(rec1, q1.w_data).row.beats,
+                                  ei1 == data.View(rec1, q1.r_data).row.beats)),
+                     q1.r_en.eq(issue & elast & q1.r_rdy),
                      q1.w_en.eq(l1_end & ~(fresh & issue & elast)),
                      xr.addr.eq(xring.ra), xr.en.eq(1)]
         with m.If(issue):
-            m.d.sync += ei.eq(Mux(elast, 0, ei + 1))
+            m.d.sync += [ei.eq(Mux(elast, 0, ei1)), ei1.eq(Mux(elast, 1, ei1 + 1))]
         xring.update(m, load, issue)
         # the row's length and last-beat lanes wait for the output beside its reciprocal
         m.submodules.qrow = qrow = SyncFIFO(width=row.size, depth=queue)
