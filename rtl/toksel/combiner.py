@@ -142,6 +142,7 @@ class ScoreCombiner(wiring.Component):
         num_a = Signal(num_bits)               # sum_h a t
         num_t = Signal(sum_bits)               # sum_h t  (the num of a token whose a are all 0)
         a_sum = Signal(sum_bits)               # sum_h a
+        a_any = Signal()                       # some a != 0: a_sum != 0 (a >= 0), kept beside it
         n_h = self.n_heads if self.runtime_heads else H
         # The product a t in radix 4: four terms {0, t, 2t, 3t} << 2k picked by two bits of a,
         # so the adder sees four terms, not eight.  One head a cycle: the sums of a and of t run
@@ -161,14 +162,18 @@ class ScoreCombiner(wiring.Component):
         num = Signal(num_bits)
         den = Signal(DEN_BITS)
         den_a = Signal(sum_bits)
-        m.d.comb += [den_a.eq(Mux(a_sum == 0, n_h, a_sum)), num.eq(Mux(a_sum == 0, num_t, num_a)),
+        # (a_any, not a_sum == 0: the compare is not in front of den's subtract and the
+        # reciprocal's normalization behind it, issue 13)
+        m.d.comb += [den_a.eq(Mux(a_any, a_sum, n_h)), num.eq(Mux(a_any, num_a, num_t)),
                      den.eq((den_a << 8) - den_a)]                               # 255 * sum a
 
         m.d.comb += self.heads.ready.eq(~collecting & ~pushing)
         with m.If(self.heads.valid & self.heads.ready):
-            m.d.sync += [held.eq(pairs), num_a.eq(0), num_t.eq(0), a_sum.eq(0), hcount.eq(0), collecting.eq(1)]
+            m.d.sync += [held.eq(pairs), num_a.eq(0), num_t.eq(0), a_sum.eq(0), a_any.eq(0), hcount.eq(0),
+                         collecting.eq(1)]
         with m.If(collecting):
             m.d.sync += [num_a.eq(num_a + head_prod), num_t.eq(num_t + cur.t), a_sum.eq(a_sum + cur.a),
+                         a_any.eq(a_any | (cur.a != 0)),
                          held.eq(held.as_value() >> (2 * PROB_BITS)), hcount.eq(hcount + 1)]
             with m.If(hcount == n_h - 1):
                 m.d.sync += [collecting.eq(0), pushing.eq(1)]
